@@ -1,0 +1,61 @@
+"""Crier's HTTP intake: the Flask app factory shared by the web process, workers and CLI."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g
+
+from app import db
+from app.config import Settings
+from app.ratelimit import RequestLimiter
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    settings = Settings.from_env().with_overrides(overrides)
+    app = Flask(__name__)
+    app.config["CRIER"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    _configure_logging()
+
+    db.init_app(app, settings)
+    app.extensions["crier.limiter"] = RequestLimiter(
+        settings.redis_url, settings.rate_limit, settings.posts_rate_limit
+    )
+
+    from workers.celery_app import celery_init_app
+
+    celery_init_app(app, settings)
+
+    from app.api import register_blueprints
+    from app.api.auth import authenticate
+    from app.api.envelope import register_error_handlers
+
+    register_error_handlers(app)
+    app.before_request(authenticate)
+
+    @app.after_request
+    def _rate_limit_headers(response: Response) -> Response:
+        response.headers.update(g.get("rate_limit_headers", {}))
+        return response
+
+    register_blueprints(app)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.config["CRIER"]
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )

@@ -1,0 +1,80 @@
+"""Who is calling: the API key in `Authorization: Bearer` (or `X-API-Key`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app, g, request
+from sqlalchemy import select, update
+
+from app.api.envelope import ApiError, Unauthorized
+from app.db import get_session, utcnow
+from app.models import ApiKey
+from app.ratelimit import RequestLimiter, retry_after_seconds
+from app.security import hash_api_key
+
+# Endpoints anyone may call: health checks, the API description, signed media links.
+PUBLIC_ENDPOINTS = {"meta.health", "meta.openapi", "meta.docs", "media.public_file", "static"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    organisation_id: int
+    api_key_id: int
+
+
+def current_caller() -> Caller:
+    return g.caller
+
+
+def _presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.headers.get("X-API-Key", "").strip() or None
+
+
+def authenticate() -> None:
+    """before_request hook: resolve the key, then count the request against its limits."""
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return
+    presented = _presented_key()
+    if not presented:
+        raise Unauthorized()
+    session = get_session()
+    api_key = session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == hash_api_key(presented), ApiKey.revoked_at.is_(None))
+    )
+    if api_key is None:
+        raise Unauthorized()
+    now = utcnow()
+    if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1):
+        session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
+        session.commit()
+    g.caller = Caller(organisation_id=api_key.organisation_id, api_key_id=api_key.id)
+    _apply_rate_limits(api_key.id)
+
+
+def _apply_rate_limits(api_key_id: int) -> None:
+    limiter: RequestLimiter = current_app.extensions["crier.limiter"]
+    creates_posts = request.method == "POST" and request.endpoint in {
+        "posts.create_post",
+        "posts.bulk_create_posts",
+    }
+    state = limiter.check(str(api_key_id), creates_posts)
+    if state is None:
+        return
+    g.rate_limit_headers = {
+        "X-RateLimit-Limit": str(state.limit),
+        "X-RateLimit-Remaining": str(state.remaining),
+        "X-RateLimit-Reset": str(int(state.reset_at)),
+    }
+    if not state.allowed:
+        wait = retry_after_seconds(state)
+        raise ApiError(
+            f"Rate limit exceeded. Try again in {wait} seconds.",
+            code="rate_limited",
+            status=429,
+            headers={"Retry-After": str(wait)},
+        )

@@ -1,0 +1,118 @@
+"""The `crier` command: migrations, keys, accounts, the sandbox and the dev stack."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+
+from app.config import Settings
+
+
+def _app() -> Flask:
+    from app import create_app
+
+    return create_app()
+
+
+@click.group()
+def main() -> None:
+    """Crier: publish social media posts on time, once."""
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from app.migrations import upgrade_database
+
+    settings = Settings.from_env()
+    upgrade_database(settings.database_url)
+    click.echo("database is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A label for the key.")
+@click.option("--org", "org_name", help="Organisation name (default: the key's name).")
+def keys_create(name: str, org_name: str | None) -> None:
+    """Create an API key and print it once."""
+    from app.services.keys import create_api_key
+
+    app = _app()
+    from app.db import get_db
+
+    with app.app_context(), get_db(app).session() as session:
+        plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
+        session.commit()
+        click.echo(plain)
+        click.echo(
+            f"key id {api_key.id} (prefix {api_key.prefix}) for organisation "
+            f"{api_key.organisation.name!r}; it is shown only once",
+            err=True,
+        )
+
+
+@main.group()
+def accounts() -> None:
+    """Social accounts."""
+
+
+@accounts.command("add")
+@click.option("--platform", required=True)
+@click.option("--name", required=True)
+@click.option("--access-token", required=True)
+@click.option("--refresh-token")
+@click.option("--external-id")
+@click.option("--key", "api_key", help="API key whose organisation owns the account.")
+def accounts_add(
+    platform: str,
+    name: str,
+    access_token: str,
+    refresh_token: str | None,
+    external_id: str | None,
+    api_key: str | None,
+) -> None:
+    """Connect a social account; prints its id."""
+    from app.db import get_db
+    from app.services.accounts import AccountError, add_account
+
+    app = _app()
+    with app.app_context(), get_db(app).session() as session:
+        try:
+            account = add_account(
+                session,
+                app.config["CRIER"],
+                platform=platform,
+                name=name,
+                access_token=access_token,
+                refresh_token=refresh_token,
+                external_id=external_id,
+                api_key=api_key,
+            )
+        except AccountError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        session.commit()
+        click.echo(account.id)
+
+
+@main.command()
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def sandbox(port: int, host: str) -> None:
+    """Serve the seven platforms' publishing APIs locally."""
+    from werkzeug.serving import run_simple
+
+    from workers.sandbox import create_sandbox_app
+
+    click.echo(f"sandbox on http://{host}:{port} (ledger at /_ledger)", err=True)
+    run_simple(host, port, create_sandbox_app(), threaded=True, use_reloader=False)
+
+
+def register_cli(app: Flask) -> None:
+    """Nothing app-bound yet: the standalone group above is the CLI."""

@@ -1,0 +1,80 @@
+"""The Celery app, built from the same settings as the API (DESIGN.md "Late acks")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from kombu import Queue
+
+from app.config import Settings
+from app.models import Platform
+
+PUBLISH_TASK = "crier.publish_target"
+SWEEP_TASK = "crier.sweep_due_targets"
+REFRESH_TOKENS_TASK = "crier.refresh_expiring_tokens"
+MAINTENANCE_QUEUE = "maintenance"
+
+
+def publish_queue(platform: str) -> str:
+    return f"publish.{platform}"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    queues = [Queue(publish_queue(p.value)) for p in Platform] + [Queue(MAINTENANCE_QUEUE)]
+    return {
+        "broker_url": settings.redis_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_queues": queues,
+        "task_default_queue": MAINTENANCE_QUEUE,
+        "task_routes": {
+            PUBLISH_TASK: {"queue": publish_queue(Platform.X.value)},
+            SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
+            REFRESH_TOKENS_TASK: {"queue": MAINTENANCE_QUEUE},
+        },
+        # A worker killed mid-task loses nothing: the message is acked only when the
+        # task returns, and a lost worker puts it back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # Unacked messages (including ETA tasks held in worker memory) come back after
+        # the visibility timeout; it must stay far above ENQUEUE_HORIZON.
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+            "retry_on_timeout": True,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_soft_shutdown_timeout": 10.0,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "sweep-due-targets": {"task": SWEEP_TASK, "schedule": settings.sweep_interval},
+        },
+    }
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    """Flask's pattern: every task runs inside an app context of the same factory."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(celery_config(settings))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,55 @@
+"""A local stand-in for the seven platforms' publishing APIs (`crier sandbox --port N`)."""
+
+from __future__ import annotations
+
+import importlib
+
+from flask import Flask, Response, request
+
+from workers.sandbox.core import PlatformFaults, SandboxState, json_response
+
+SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+
+
+def create_sandbox_app(state: SandboxState | None = None) -> Flask:
+    app = Flask("crier-sandbox")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    state = state or SandboxState()
+    app.extensions["sandbox.state"] = state
+
+    for platform in SANDBOX_PLATFORMS:
+        try:
+            module = importlib.import_module(f"workers.sandbox.{platform}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"workers.sandbox.{platform}":
+                raise
+            continue
+        app.register_blueprint(module.make_blueprint(state), url_prefix=f"/{platform}")
+
+    @app.get("/_ledger")
+    def ledger() -> Response:
+        platform = request.args.get("platform")
+        with state.lock:
+            entries = [e for e in state.ledger if platform is None or e["platform"] == platform]
+        return json_response(entries)
+
+    @app.post("/_faults")
+    def faults() -> Response:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return json_response({"error": "expected a JSON object"}, 400)
+        with state.lock:
+            if not body:
+                state.faults.clear()
+            for platform, config in body.items():
+                if platform not in SANDBOX_PLATFORMS or not isinstance(config, dict):
+                    return json_response({"error": f"unknown platform {platform!r}"}, 400)
+                state.faults[platform] = PlatformFaults.from_json(config)
+        return json_response({"ok": True})
+
+    @app.post("/_reset")
+    def reset() -> Response:
+        state.reset()
+        return json_response({"ok": True})
+
+    return app
