@@ -79,11 +79,20 @@ def request_id() -> str:
     return g.request_id
 
 
-def envelope(data: Any = None, error: dict[str, Any] | None = None, status: int = 200) -> Response:
+def envelope(
+    data: Any = None,
+    error: dict[str, Any] | None = None,
+    status: int = 200,
+    meta: dict[str, Any] | None = None,
+) -> Response:
     body = {
         "data": data,
         "error": error,
-        "meta": {"request_id": request_id(), "timestamp": format_timestamp(datetime.now(UTC))},
+        "meta": {
+            "request_id": request_id(),
+            "timestamp": format_timestamp(datetime.now(UTC)),
+            **(meta or {}),
+        },
     }
     response = jsonify(body)
     response.status_code = status

@@ -1,0 +1,92 @@
+"""Unauthenticated endpoints: health, the OpenAPI document and its docs page."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app
+from sqlalchemy import text
+
+from app.api.envelope import envelope
+from app.db import get_session
+from app.openapi import build_spec
+from app.redis_client import redis_client
+
+blueprint = Blueprint("meta", __name__)
+
+WORKER_HEARTBEAT_KEY = "crier:workers:heartbeat"
+WORKER_FRESH_SECONDS = 60
+
+
+@blueprint.get("/health")
+def health() -> Response:
+    """Database, Redis and whether a worker answered recently."""
+    settings = current_app.config["CRIER"]
+    checks: dict[str, Any] = {}
+    try:
+        get_session().execute(text("SELECT 1"))
+        checks["database"] = {"ok": True}
+    except Exception as exc:  # any driver error means "not reachable"
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    workers: dict[str, Any] = {"ok": False, "seen": []}
+    try:
+        client = redis_client(settings.redis_url)
+        client.ping()
+        checks["redis"] = {"ok": True}
+        cutoff = time.time() - WORKER_FRESH_SECONDS
+        beats = client.zrangebyscore(WORKER_HEARTBEAT_KEY, cutoff, "+inf", withscores=True)
+        workers = {
+            "ok": bool(beats),
+            "seen": [{"name": name.decode(), "last_seen": round(score, 3)} for name, score in beats],
+        }
+    except (redis.RedisError, OSError) as exc:
+        checks["redis"] = {"ok": False, "error": type(exc).__name__}
+    checks["workers"] = workers
+    healthy = checks["database"]["ok"] and checks["redis"]["ok"]
+    return envelope(
+        {"status": "ok" if healthy else "degraded", "checks": checks},
+        status=200 if healthy else 503,
+    )
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 description of this API."""
+    return _json(build_spec(current_app))
+
+
+def _json(document: dict[str, Any]) -> Response:
+    response = current_app.response_class(
+        current_app.json.dumps(document), mimetype="application/json"
+    )
+    return response
+
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Crier API</title>
+<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+code{background:#f3f3f3;padding:0 .2rem}h2{border-bottom:1px solid #ddd}
+.op{margin:.6rem 0}.m{display:inline-block;width:4.5rem;font-weight:bold}</style></head>
+<body><h1>Crier API</h1><p>Machine-readable: <a href="/openapi.json">/openapi.json</a>.
+Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>.</p><div id="ops"></div>
+<script>
+fetch('/openapi.json').then(r=>r.json()).then(spec=>{
+  const root=document.getElementById('ops');
+  for(const [path,ops] of Object.entries(spec.paths)){
+    const h=document.createElement('h2');h.textContent=path;root.appendChild(h);
+    for(const [method,op] of Object.entries(ops)){
+      const d=document.createElement('div');d.className='op';
+      const m=document.createElement('span');m.className='m';m.textContent=method.toUpperCase();
+      d.appendChild(m);d.appendChild(document.createTextNode(op.summary||''));root.appendChild(d);
+    }
+  }
+});
+</script></body></html>"""
+
+
+@blueprint.get("/docs")
+def docs() -> Response:
+    """A page listing the API's operations, read from /openapi.json."""
+    return current_app.response_class(DOCS_PAGE, mimetype="text/html")

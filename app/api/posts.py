@@ -1,0 +1,262 @@
+"""Posts: create (one or in bulk), read, change, cancel, retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from app import dispatch
+from app.api.auth import current_caller
+from app.api.bodies import json_body, load_json, load_query
+from app.api.envelope import ApiError, ValidationError, envelope
+from app.api.serializers import post_created_to_dict, post_to_dict, target_to_dict
+from app.db import get_session
+from app.models import Post, PostTarget
+from app.schemas import create_post_schema, list_posts_query, update_post_schema
+from app.services import posts as post_service
+
+blueprint = Blueprint("posts", __name__)
+
+REQUIRED_FIELDS = ("content", "account_ids")
+
+
+def _missing_fields_error(body: Any) -> ValidationError | None:
+    if not isinstance(body, dict):
+        return None
+    missing = [name for name in REQUIRED_FIELDS if body.get(name) is None]
+    if not missing:
+        return None
+    details = {name: ["Missing data for required field."] for name in missing}
+    if len(missing) == 2:
+        return ValidationError(
+            "Missing required fields: content and account_ids are required.", details=details
+        )
+    return ValidationError(f"Missing required field: {missing[0]} is required.", details=details)
+
+
+def _validated_create(body: Any) -> dict[str, Any]:
+    missing = _missing_fields_error(body)
+    if missing is not None:
+        raise missing
+    return load_json(create_post_schema, body)
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise ValidationError(
+            "Idempotency-Key must be 1 to 255 characters.",
+            details={"Idempotency-Key": ["Must be 1 to 255 characters."]},
+        )
+    return key
+
+
+def _enqueue_after_commit(posts: list[Post]) -> None:
+    settings = current_app.config["CRIER"]
+    due = [
+        target
+        for post in posts
+        for target in dispatch.due_within_horizon(post.targets, settings.enqueue_horizon)
+    ]
+    if due:
+        dispatch.enqueue_targets(get_session(), current_app.extensions["celery"], due)
+
+
+@blueprint.post("/posts")
+def create_post() -> Response:
+    """Create and schedule a post (or publish it now)."""
+    caller = current_caller()
+    body = json_body()
+    data = _validated_create(body)
+    key = _idempotency_key()
+    session = get_session()
+    fingerprint = post_service.request_fingerprint(body)
+    settings = current_app.config["CRIER"]
+    try:
+        result = post_service.create_post(
+            session,
+            caller.organisation_id,
+            data,
+            idempotency_key=key,
+            fingerprint=fingerprint,
+            idempotency_ttl=settings.idempotency_ttl,
+        )
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key committed first.
+        session.rollback()
+        if key is None:
+            raise
+        result = post_service.create_post(
+            session,
+            caller.organisation_id,
+            data,
+            idempotency_key=key,
+            fingerprint=fingerprint,
+            idempotency_ttl=settings.idempotency_ttl,
+        )
+        if not result.replayed:
+            raise
+    if not result.replayed:
+        _enqueue_after_commit([result.post])
+    response = envelope(post_created_to_dict(result.post), status=201)
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/posts/{result.post.id}"
+    return response
+
+
+@blueprint.post("/posts/bulk")
+def bulk_create_posts() -> Response:
+    """Create up to 50 posts; each succeeds or fails on its own (207 when some fail)."""
+    caller = current_caller()
+    body = json_body()
+    items = body.get("posts") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= 50:
+        raise ValidationError(
+            "Send {\"posts\": [...]} with 1 to 50 posts.",
+            details={"posts": ["Give a list of 1 to 50 post objects."]},
+        )
+    unknown = set(body) - {"posts"}
+    if unknown:
+        raise ValidationError(
+            f"Unknown field: {sorted(unknown)[0]}.",
+            details={name: ["Unknown field."] for name in sorted(unknown)},
+        )
+    session = get_session()
+    results: list[dict[str, Any]] = []
+    created: list[Post] = []
+    for index, item in enumerate(items):
+        try:
+            data = _validated_create(item)
+            with session.begin_nested():
+                result = post_service.create_post(session, caller.organisation_id, data)
+            created.append(result.post)
+            results.append(
+                {"index": index, "status": 201, "data": post_created_to_dict(result.post), "error": None}
+            )
+        except ApiError as error:
+            payload: dict[str, Any] = {"message": error.message, "code": error.code}
+            if error.details:
+                payload["details"] = error.details
+            results.append({"index": index, "status": error.status, "data": None, "error": payload})
+    session.commit()
+    _enqueue_after_commit(created)
+    failed = sum(1 for r in results if r["error"])
+    status = 201 if not failed else (207 if created else 400)
+    response = envelope(
+        {"results": results, "created": len(created), "failed": failed}, status=status
+    )
+    if status == 400:
+        response = envelope(
+            None,
+            {
+                "message": f"None of the {len(items)} posts was created.",
+                "code": "validation_error",
+                "details": {f"posts[{r['index']}]": [r["error"]["message"]] for r in results},
+            },
+            400,
+        )
+    return response
+
+
+def _filtered_posts(organisation_id: int, query: dict[str, Any]) -> Select[tuple[Post]]:
+    statement = select(Post).where(Post.organisation_id == organisation_id)
+    if query.get("status"):
+        statement = statement.where(Post.status == query["status"])
+    if query.get("platform") or query.get("account_id"):
+        targets = select(PostTarget.post_id)
+        if query.get("platform"):
+            targets = targets.where(PostTarget.platform == query["platform"])
+        if query.get("account_id"):
+            targets = targets.where(PostTarget.account_id == query["account_id"])
+        statement = statement.where(Post.id.in_(targets))
+    for name, column, op in (
+        ("scheduled_from", Post.scheduled_at, "ge"),
+        ("scheduled_to", Post.scheduled_at, "lt"),
+        ("created_from", Post.created_at, "ge"),
+        ("created_to", Post.created_at, "lt"),
+    ):
+        if query.get(name):
+            statement = statement.where(
+                column >= query[name] if op == "ge" else column < query[name]
+            )
+    return statement
+
+
+@blueprint.get("/posts")
+def list_posts() -> Response:
+    """List posts, newest first, with filters and paging."""
+    caller = current_caller()
+    query = load_query(list_posts_query)
+    session = get_session()
+    statement = _filtered_posts(caller.organisation_id, query)
+    total = session.scalar(select(func.count()).select_from(statement.subquery()))
+    rows = session.scalars(
+        statement.options(selectinload(Post.targets))
+        .order_by(Post.created_at.desc(), Post.id)
+        .limit(query["limit"])
+        .offset(query["offset"])
+    ).all()
+    pagination = {"limit": query["limit"], "offset": query["offset"], "total": total}
+    return envelope([post_to_dict(p) for p in rows], meta={"pagination": pagination})
+
+
+@blueprint.get("/posts/<post_id>")
+def get_post(post_id: str) -> Response:
+    """One post with each account's outcome."""
+    post = post_service.get_post(get_session(), current_caller().organisation_id, post_id)
+    return envelope(post_to_dict(post))
+
+
+@blueprint.get("/posts/<post_id>/results")
+def get_post_results(post_id: str) -> Response:
+    """Per-account results of a post."""
+    post = post_service.get_post(get_session(), current_caller().organisation_id, post_id)
+    targets = [target_to_dict(t) for t in post.targets]
+    summary: dict[str, int] = {}
+    for target in targets:
+        summary[target["status"]] = summary.get(target["status"], 0) + 1
+    return envelope(
+        {"post_id": str(post.id), "status": post.status, "summary": summary, "results": targets}
+    )
+
+
+@blueprint.patch("/posts/<post_id>")
+def update_post(post_id: str) -> Response:
+    """Change a post while nothing of it has been published."""
+    caller = current_caller()
+    data = load_json(update_post_schema, json_body())
+    if not data:
+        raise ValidationError("Nothing to change: send at least one field.")
+    session = get_session()
+    post = post_service.update_post(session, caller.organisation_id, post_id, data)
+    session.commit()
+    _enqueue_after_commit([post])
+    return envelope(post_to_dict(post))
+
+
+@blueprint.delete("/posts/<post_id>")
+def cancel_post(post_id: str) -> Response:
+    """Cancel what is not yet published."""
+    session = get_session()
+    post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+    session.commit()
+    return envelope(post_to_dict(post))
+
+
+@blueprint.post("/posts/<post_id>/retry")
+def retry_post(post_id: str) -> Response:
+    """Send failed accounts of a post back to the queue."""
+    session = get_session()
+    post, _retried = post_service.retry_post(session, current_caller().organisation_id, post_id)
+    session.commit()
+    _enqueue_after_commit([post])
+    return envelope(post_to_dict(post))

@@ -1,0 +1,100 @@
+"""Rows to the JSON the API returns (documented by the *Out schemas in app.schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.api.envelope import format_timestamp
+from app.db import utcnow
+from app.models import Account, Media, Post, PostTarget, TargetStatus
+from app.services.accounts import account_health
+
+
+def ts(moment: datetime | None) -> str | None:
+    return format_timestamp(moment) if moment else None
+
+
+def target_to_dict(target: PostTarget) -> dict[str, Any]:
+    error = (
+        {"code": target.error_code, "message": target.error_message}
+        if target.error_code or target.error_message
+        else None
+    )
+    return {
+        "account_id": target.account_id,
+        "platform": target.platform,
+        "status": target.status,
+        "attempts": target.attempts,
+        "platform_post_id": target.platform_post_id,
+        "url": target.url,
+        "error": error,
+        "published_at": ts(target.published_at),
+        "next_attempt_at": ts(target.next_attempt_at)
+        if target.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED)
+        else None,
+    }
+
+
+def post_to_dict(post: Post) -> dict[str, Any]:
+    live = [t for t in post.targets if t.status != TargetStatus.CANCELLED]
+    return {
+        "post_id": str(post.id),
+        "status": post.status,
+        "content": post.content,
+        "scheduled_for": ts(post.scheduled_at),
+        "timezone": post.timezone,
+        "media_ids": list(post.media_ids),
+        "platform_content": post.platform_content,
+        "accounts_count": len(live) or len(post.targets),
+        "created_at": ts(post.created_at),
+        "updated_at": ts(post.updated_at),
+        "targets": [target_to_dict(t) for t in post.targets],
+    }
+
+
+def created_message(post: Post) -> str:
+    count = len(post.targets)
+    noun = "account" if count == 1 else "accounts"
+    if post.publish_now:
+        return f"Post is being published to {count} {noun}."
+    return f"Post scheduled for {count} {noun}."
+
+
+def post_created_to_dict(post: Post) -> dict[str, Any]:
+    return {
+        "post_id": str(post.id),
+        "status": post.status,
+        "scheduled_for": ts(post.scheduled_at),
+        "accounts_count": len(post.targets),
+        "message": created_message(post),
+    }
+
+
+def account_to_dict(account: Account) -> dict[str, Any]:
+    health = account_health(account, utcnow())
+    health["token_expires_at"] = ts(health["token_expires_at"])
+    return {
+        "id": account.id,
+        "platform": account.platform,
+        "name": account.name,
+        "external_id": account.external_id,
+        "status": account.status,
+        "created_at": ts(account.created_at),
+        "health": health,
+    }
+
+
+def media_to_dict(media: Media) -> dict[str, Any]:
+    return {
+        "id": str(media.id),
+        "filename": media.filename,
+        "kind": media.kind,
+        "mime_type": media.mime_type,
+        "size_bytes": media.size_bytes,
+        "width": media.width,
+        "height": media.height,
+        "duration_seconds": media.duration_seconds,
+        "sha256": media.sha256,
+        "created_at": ts(media.created_at),
+    }

@@ -1,0 +1,161 @@
+"""The OpenAPI 3 document, generated from the routes and the marshmallow schemas."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask
+
+from app import schemas
+
+# endpoint → (request body schema, response data schema, success status)
+OPERATIONS: dict[str, tuple[Any, Any, int]] = {
+    "posts.create_post": (schemas.CreatePostSchema, schemas.PostCreatedOut, 201),
+    "posts.bulk_create_posts": (schemas.BulkCreateSchema, None, 201),
+    "posts.list_posts": (None, schemas.PostOut(many=True), 200),
+    "posts.get_post": (None, schemas.PostOut, 200),
+    "posts.get_post_results": (None, None, 200),
+    "posts.update_post": (schemas.UpdatePostSchema, schemas.PostOut, 200),
+    "posts.cancel_post": (None, schemas.PostOut, 200),
+    "posts.retry_post": (None, schemas.PostOut, 200),
+    "accounts.list_accounts": (None, schemas.AccountOut(many=True), 200),
+    "accounts.get_account": (None, schemas.AccountOut, 200),
+    "media.upload_media": ("multipart", schemas.MediaOut, 201),
+    "media.list_media": (None, schemas.MediaOut(many=True), 200),
+    "media.get_media": (None, schemas.MediaOut, 200),
+    "media.delete_media": (None, None, 200),
+}
+QUERY_SCHEMAS = {
+    "posts.list_posts": schemas.ListPostsQuery,
+    "accounts.list_accounts": schemas.PageQuery,
+    "media.list_media": schemas.PageQuery,
+}
+PUBLIC = {"meta.health", "meta.openapi", "meta.docs", "media.public_file"}
+ERROR_CODES = {
+    400: "validation_error",
+    401: "invalid_api_key",
+    404: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _envelope(data_schema: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"nullable": True}
+    if data_schema is not None:
+        data = data_schema
+    return {
+        "type": "object",
+        "properties": {
+            "data": data,
+            "error": {"$ref": "#/components/schemas/Error", "nullable": True},
+            "meta": {"$ref": "#/components/schemas/Meta"},
+        },
+    }
+
+
+@lru_cache(maxsize=4)
+def _build(app_name: str, rules: tuple[tuple[str, str, tuple[str, ...], str], ...]) -> dict[str, Any]:
+    spec = APISpec(
+        title="Crier API",
+        version="1.0.0",
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        info={"description": "Publish social media posts on time, once, to seven platforms."},
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    spec.components.schema(
+        "Error",
+        {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "code": {"type": "string"},
+                "details": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+            },
+        },
+    )
+    spec.components.schema(
+        "Meta",
+        {"type": "object", "properties": {"request_id": {"type": "string"}, "timestamp": {"type": "string"}}},
+    )
+    for endpoint, path, methods, doc in rules:
+        body, data, status = OPERATIONS.get(endpoint, (None, None, 200))
+        for method in methods:
+            operation: dict[str, Any] = {
+                "summary": doc,
+                "operationId": endpoint.replace(".", "_"),
+                "tags": [endpoint.split(".")[0]],
+                "responses": {
+                    str(status): {
+                        "description": "Success",
+                        "content": {"application/json": {"schema": _envelope(data)}},
+                    }
+                },
+            }
+            if endpoint not in PUBLIC:
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                for code, name in ERROR_CODES.items():
+                    operation["responses"][str(code)] = {
+                        "description": name,
+                        "content": {"application/json": {"schema": _envelope(None)}},
+                    }
+            if body == "multipart":
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"file": {"type": "string", "format": "binary"}},
+                                "required": ["file"],
+                            }
+                        }
+                    },
+                }
+            elif body is not None:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": body}},
+                }
+            parameters: list[dict[str, Any]] = [
+                {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"{(\w+)}", path)
+            ]
+            if endpoint in QUERY_SCHEMAS:
+                parameters.append({"in": "query", "schema": QUERY_SCHEMAS[endpoint]})
+            if endpoint == "posts.create_post":
+                parameters.append(
+                    {
+                        "in": "header",
+                        "name": "Idempotency-Key",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 255},
+                        "description": "A repeat with the same key and body within 24 h "
+                        "returns the original post.",
+                    }
+                )
+            if parameters:
+                operation["parameters"] = parameters
+            spec.path(path=path, operations={method.lower(): operation})
+    return spec.to_dict()
+
+
+def build_spec(app: Flask) -> dict[str, Any]:
+    rules = []
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint == "static":
+            continue
+        view = app.view_functions[rule.endpoint]
+        doc = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else rule.endpoint
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        methods = tuple(sorted(m for m in rule.methods or () if m not in {"HEAD", "OPTIONS"}))
+        rules.append((rule.endpoint, path, methods, doc))
+    return _build(app.name, tuple(rules))

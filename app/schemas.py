@@ -1,0 +1,330 @@
+"""Request and response schemas (marshmallow). They also generate the OpenAPI document."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from app.platforms import PLATFORM_KEYS
+
+MAX_ACCOUNTS_PER_POST = 500
+MAX_MEDIA_PER_POST = 35
+MAX_CONTENT_CHARS = 100_000
+
+
+class StrictInteger(fields.Integer):
+    """An integer in JSON: no strings, no floats, no booleans."""
+
+    default_error_messages = {"invalid": "Not a valid integer."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only; "yes" or 1 are mistakes worth reporting."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictNumber(fields.Float):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def one_of(*choices: str) -> validate.OneOf:
+    return validate.OneOf(choices, error="Must be one of: {choices}.")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class InstagramSettings(StrictSchema):
+    contentType = fields.String(validate=one_of("Post", "Story", "Reels", "Trial Reel"))
+    altText = fields.String(validate=validate.Length(max=100))
+    coverPhotoTimestamp = StrictNumber(validate=validate.Range(min=0))
+
+
+class TikTokSettings(StrictSchema):
+    privacyLevel = fields.String(
+        validate=one_of(
+            "PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"
+        )
+    )
+    allowComments = StrictBoolean()
+    allowDuet = StrictBoolean()
+    allowStitch = StrictBoolean()
+
+
+def _valid_tag(tag: str) -> None:
+    if not tag.strip():
+        raise ValidationError("Tags must not be empty.")
+    if "<" in tag or ">" in tag:
+        raise ValidationError("Tags must not contain < or >.")
+
+
+def _valid_title(title: str) -> None:
+    if not title.strip():
+        raise ValidationError("The title must not be empty.")
+    if "<" in title or ">" in title:
+        raise ValidationError("YouTube titles must not contain < or >.")
+
+
+class YouTubeSettings(StrictSchema):
+    title = fields.String(validate=[validate.Length(max=100), _valid_title])
+    privacyStatus = fields.String(validate=one_of("public", "unlisted", "private"))
+    tags = fields.List(fields.String(validate=_valid_tag), validate=validate.Length(max=500))
+
+    @validates_schema
+    def _tags_total(self, data: dict[str, Any], **_: Any) -> None:
+        tags = data.get("tags") or []
+        # YouTube counts a tag with spaces as if quoted, plus a comma between tags.
+        total = sum(len(t) + (2 if " " in t else 0) for t in tags) + max(len(tags) - 1, 0)
+        if total > 500:
+            raise ValidationError(
+                f"Tags total {total} characters; YouTube allows at most 500.", "tags"
+            )
+
+
+class LinkedInSettings(StrictSchema):
+    visibility = fields.String(validate=one_of("PUBLIC", "CONNECTIONS", "LOGGED_IN_MEMBERS"))
+
+
+class XSettings(StrictSchema):
+    replySettings = fields.String(validate=one_of("everyone", "following", "mentionedUsers"))
+
+
+class FacebookSettings(StrictSchema):
+    videoType = fields.String(validate=one_of("reel", "video"))
+
+
+class ThreadsSettings(StrictSchema):
+    pass
+
+
+SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
+    "instagram": InstagramSettings,
+    "tiktok": TikTokSettings,
+    "youtube": YouTubeSettings,
+    "linkedin": LinkedInSettings,
+    "x": XSettings,
+    "facebook": FacebookSettings,
+    "threads": ThreadsSettings,
+}
+
+# What a setting means when the caller leaves it out.
+SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "instagram": {"contentType": "Post"},
+    "tiktok": {
+        "privacyLevel": "PUBLIC_TO_EVERYONE",
+        "allowComments": True,
+        "allowDuet": True,
+        "allowStitch": True,
+    },
+    "youtube": {"privacyStatus": "public"},
+    "linkedin": {"visibility": "PUBLIC"},
+    "x": {"replySettings": "everyone"},
+    "facebook": {},
+    "threads": {},
+}
+
+
+def _platform_entry_schema(platform: str) -> type[Schema]:
+    attrs: dict[str, Any] = {
+        "content": fields.String(validate=validate.Length(max=MAX_CONTENT_CHARS)),
+        "settings": fields.Nested(SETTINGS_SCHEMAS[platform]),
+    }
+    if platform == "instagram":
+        attrs["contentType"] = InstagramSettings._declared_fields["contentType"]
+    name = f"{platform.capitalize()}Content"
+    return type(name, (StrictSchema,), attrs)
+
+
+PlatformContentSchema = type(
+    "PlatformContentSchema",
+    (StrictSchema,),
+    {key: fields.Nested(_platform_entry_schema(key)) for key in PLATFORM_KEYS},
+)
+
+
+class CreatePostSchema(StrictSchema):
+    """POST /posts, as in the seed."""
+
+    content = fields.String(
+        required=True,
+        validate=validate.Length(max=MAX_CONTENT_CHARS),
+        metadata={"description": "The text content of the post."},
+    )
+    account_ids = fields.List(
+        StrictInteger(validate=validate.Range(min=1)),
+        required=True,
+        validate=validate.Length(
+            min=1, max=MAX_ACCOUNTS_PER_POST, error="Give between {min} and {max} account ids."
+        ),
+        metadata={"description": "Social account ids to post to (from GET /accounts)."},
+    )
+    scheduled_at = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "ISO 8601 instant; without an offset it is wall-clock time in "
+            "`timezone`. Omit to publish now. `scheduled_for` is accepted as an alias."
+        },
+    )
+    timezone = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=64),
+        metadata={"description": "IANA time zone, e.g. America/New_York. Defaults to UTC."},
+    )
+    media_ids = fields.List(
+        fields.UUID(error_messages={"invalid_uuid": "Not a valid UUID."}),
+        validate=validate.Length(max=MAX_MEDIA_PER_POST),
+        metadata={"description": "Media UUIDs from POST /media/upload, in display order."},
+    )
+    platform_content = fields.Nested(
+        PlatformContentSchema,
+        metadata={"description": "Per-platform content overrides and settings."},
+    )
+
+    @pre_load
+    def _alias_scheduled_for(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and "scheduled_for" in data:
+            data = dict(data)
+            alias = data.pop("scheduled_for")
+            if "scheduled_at" in data and data["scheduled_at"] != alias:
+                raise ValidationError(
+                    "Give scheduled_at or its alias scheduled_for, not two different values.",
+                    "scheduled_for",
+                )
+            data["scheduled_at"] = alias
+        return data
+
+
+class UpdatePostSchema(CreatePostSchema):
+    """PATCH /posts/{id}: every field optional."""
+
+    class Meta:
+        unknown = RAISE
+
+    content = fields.String(validate=validate.Length(max=MAX_CONTENT_CHARS))
+    account_ids = fields.List(
+        StrictInteger(validate=validate.Range(min=1)),
+        validate=validate.Length(
+            min=1, max=MAX_ACCOUNTS_PER_POST, error="Give between {min} and {max} account ids."
+        ),
+    )
+
+
+class BulkCreateSchema(StrictSchema):
+    posts = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, max=50))
+
+
+class ListPostsQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    status = fields.String(
+        validate=one_of(
+            "scheduled", "publishing", "published", "partially_published", "failed", "cancelled"
+        )
+    )
+    platform = fields.String(validate=one_of(*PLATFORM_KEYS))
+    account_id = fields.Integer(validate=validate.Range(min=1))
+    scheduled_from = fields.AwareDateTime(format="iso", default_timezone=None)
+    scheduled_to = fields.AwareDateTime(format="iso")
+    created_from = fields.AwareDateTime(format="iso")
+    created_to = fields.AwareDateTime(format="iso")
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class PageQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+# Response schemas: they document the API (OpenAPI); views build plain dicts to match.
+class TargetOut(Schema):
+    account_id = fields.Integer()
+    platform = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    platform_post_id = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+    error = fields.Dict(allow_none=True)
+    published_at = fields.String(allow_none=True)
+    next_attempt_at = fields.String(allow_none=True)
+
+
+class PostOut(Schema):
+    post_id = fields.UUID()
+    status = fields.String()
+    content = fields.String()
+    scheduled_for = fields.String()
+    timezone = fields.String()
+    media_ids = fields.List(fields.UUID())
+    platform_content = fields.Dict()
+    accounts_count = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+    targets = fields.List(fields.Nested(TargetOut))
+
+
+class PostCreatedOut(Schema):
+    post_id = fields.UUID()
+    status = fields.String()
+    scheduled_for = fields.String()
+    accounts_count = fields.Integer()
+    message = fields.String()
+
+
+class AccountOut(Schema):
+    id = fields.Integer()
+    platform = fields.String()
+    name = fields.String()
+    external_id = fields.String(allow_none=True)
+    status = fields.String()
+    created_at = fields.String()
+    health = fields.Dict()
+
+
+class MediaOut(Schema):
+    id = fields.UUID()
+    filename = fields.String()
+    kind = fields.String()
+    mime_type = fields.String()
+    size_bytes = fields.Integer()
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    duration_seconds = fields.Float(allow_none=True)
+    sha256 = fields.String()
+    created_at = fields.String()
+
+
+create_post_schema = CreatePostSchema()
+update_post_schema = UpdatePostSchema()
+bulk_create_schema = BulkCreateSchema()
+list_posts_query = ListPostsQuery()
+page_query = PageQuery()

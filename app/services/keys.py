@@ -1,0 +1,39 @@
+"""Organisations and their API keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import ApiKey, Organisation
+from app.security import display_prefix, generate_api_key, hash_api_key
+
+
+def get_or_create_organisation(session: Session, name: str) -> Organisation:
+    organisation = session.scalar(select(Organisation).where(Organisation.name == name))
+    if organisation is None:
+        organisation = Organisation(name=name)
+        session.add(organisation)
+        session.flush()
+    return organisation
+
+
+def create_api_key(session: Session, name: str, organisation_name: str) -> tuple[str, ApiKey]:
+    """Returns the plain key (shown once) and its stored row, which holds only a hash."""
+    organisation = get_or_create_organisation(session, organisation_name)
+    plain = generate_api_key()
+    api_key = ApiKey(
+        organisation=organisation,
+        name=name,
+        key_hash=hash_api_key(plain),
+        prefix=display_prefix(plain),
+    )
+    session.add(api_key)
+    session.flush()
+    return plain, api_key
+
+
+def find_api_key(session: Session, plain: str) -> ApiKey | None:
+    return session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == hash_api_key(plain), ApiKey.revoked_at.is_(None))
+    )

@@ -1,0 +1,256 @@
+"""Uploaded media: type sniffed from the bytes, size limits per kind, dimensions read."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import filetype
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
+from app.config import Settings
+from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget
+
+MB = 1024 * 1024
+
+IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
+VIDEO_TYPES = {"video/mp4": ".mp4", "video/quicktime": ".mov", "video/webm": ".webm"}
+IMAGE_MAX_BYTES = 50 * MB
+MEDIA_LINK_MAX_AGE = 24 * 3600
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    kind: str
+    mime_type: str
+    width: int | None
+    height: int | None
+    duration_seconds: float | None
+
+
+def storage_root(settings: Settings) -> Path:
+    return Path(settings.media_dir).resolve()
+
+
+def media_path(settings: Settings, media: Media) -> Path:
+    return storage_root(settings) / media.storage_key
+
+
+def sniff(head: bytes) -> str | None:
+    kind = filetype.guess(head)
+    return kind.mime if kind else None
+
+
+def inspect_media(path: Path, mime_type: str) -> MediaFacts:
+    if mime_type in IMAGE_TYPES:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValidationError(
+                "The file looks like an image but cannot be read; it may be truncated.",
+                details={"file": ["Unreadable image."]},
+            ) from exc
+        return MediaFacts("image", mime_type, width, height, None)
+    width, height, duration = _video_facts(path, mime_type)
+    return MediaFacts("video", mime_type, width, height, duration)
+
+
+def _video_facts(path: Path, mime_type: str) -> tuple[int | None, int | None, float | None]:
+    if mime_type not in ("video/mp4", "video/quicktime"):
+        return None, None, None
+    duration: float | None = None
+    try:
+        from mutagen.mp4 import MP4, MP4StreamInfoError
+
+        try:
+            duration = MP4(path).info.length or None
+        except (MP4StreamInfoError, Exception):
+            duration = None
+    except ImportError:  # pragma: no cover - mutagen is a dependency
+        duration = None
+    width, height = _mp4_track_size(path)
+    return width, height, duration
+
+
+_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
+
+
+def _mp4_track_size(path: Path) -> tuple[int | None, int | None]:
+    """Width and height from the first video track header (`tkhd`) with a size."""
+    with path.open("rb") as handle:
+        return _walk_boxes(handle, path.stat().st_size)
+
+
+def _walk_boxes(handle: BinaryIO | IO[bytes], end: int) -> tuple[int | None, int | None]:
+    while handle.tell() + 8 <= end:
+        start = handle.tell()
+        header = handle.read(8)
+        if len(header) < 8:
+            break
+        size, box = struct.unpack(">I4s", header)
+        if size == 1:
+            size = struct.unpack(">Q", handle.read(8))[0]
+        elif size == 0:
+            size = end - start
+        if size < 8 or start + size > end:
+            break
+        if box in _CONTAINER_BOXES:
+            found = _walk_boxes(handle, start + size)
+            if found != (None, None):
+                return found
+        elif box == b"tkhd":
+            body = handle.read(size - (handle.tell() - start))
+            width = struct.unpack(">I", body[-8:-4])[0] >> 16
+            height = struct.unpack(">I", body[-4:])[0] >> 16
+            if width and height:
+                return width, height
+        handle.seek(start + size)
+    return None, None
+
+
+def save_upload(
+    session: Session,
+    settings: Settings,
+    organisation_id: int,
+    stream: IO[bytes],
+    filename: str,
+) -> Media:
+    """Copy the upload to storage while hashing it, then sniff and inspect it."""
+    root = storage_root(settings)
+    media_id = uuid.uuid4()
+    staging_dir = root / "staging"
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    staging = staging_dir / f"{media_id}.part"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with staging.open("wb") as out:
+            while chunk := stream.read(1024 * 1024):
+                size += len(chunk)
+                if size > settings.max_upload_bytes:
+                    raise ApiError(
+                        f"The file is larger than the {settings.max_upload_bytes // MB} MB limit.",
+                        code="payload_too_large",
+                        status=413,
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        if size == 0:
+            raise ValidationError("The uploaded file is empty.", details={"file": ["Empty file."]})
+        with staging.open("rb") as handle:
+            mime_type = sniff(handle.read(8192))
+        extension = IMAGE_TYPES.get(mime_type or "") or VIDEO_TYPES.get(mime_type or "")
+        if extension is None:
+            accepted = ", ".join([*IMAGE_TYPES, *VIDEO_TYPES])
+            raise ApiError(
+                f"Unsupported media type{f' {mime_type}' if mime_type else ''}: "
+                f"the file's contents must be one of {accepted}.",
+                code="unsupported_media_type",
+                status=415,
+            )
+        assert mime_type is not None
+        if mime_type in IMAGE_TYPES and size > IMAGE_MAX_BYTES:
+            raise ApiError(
+                f"Images may be at most {IMAGE_MAX_BYTES // MB} MB; this one is "
+                f"{size / MB:.1f} MB.",
+                code="payload_too_large",
+                status=413,
+            )
+        facts = inspect_media(staging, mime_type)
+        storage_key = f"{organisation_id}/{media_id}{extension}"
+        final = root / storage_key
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staging, final)
+    finally:
+        staging.unlink(missing_ok=True)
+    media = Media(
+        id=media_id,
+        organisation_id=organisation_id,
+        filename=_clean_filename(filename) or f"{media_id}{extension}",
+        kind=facts.kind,
+        mime_type=facts.mime_type,
+        size_bytes=size,
+        width=facts.width,
+        height=facts.height,
+        duration_seconds=facts.duration_seconds,
+        sha256=digest.hexdigest(),
+        storage_key=storage_key,
+    )
+    session.add(media)
+    session.flush()
+    return media
+
+
+def _clean_filename(name: str) -> str:
+    return Path(name.replace("\\", "/")).name[:255]
+
+
+def get_media(session: Session, organisation_id: int, media_id: str) -> Media:
+    try:
+        key = uuid.UUID(media_id)
+    except ValueError as exc:
+        raise NotFound("Media not found.") from exc
+    media = session.scalar(
+        select(Media).where(Media.id == key, Media.organisation_id == organisation_id)
+    )
+    if media is None:
+        raise NotFound("Media not found.")
+    return media
+
+
+def delete_media(session: Session, settings: Settings, organisation_id: int, media_id: str) -> None:
+    media = get_media(session, organisation_id, media_id)
+    in_use = session.scalar(
+        select(Post.id)
+        .join(PostTarget, PostTarget.post_id == Post.id)
+        .where(
+            Post.organisation_id == organisation_id,
+            PostTarget.status.in_(OPEN_TARGET_STATUSES),
+            Post.media_ids.contains([str(media.id)])
+            if settings.is_postgres
+            else Post.media_ids.like(f'%"{media.id}"%'),  # type: ignore[attr-defined]
+        )
+        .limit(1)
+    )
+    if in_use is not None:
+        raise Conflict(
+            f"This media is attached to post {in_use}, which has not finished publishing.",
+            code="media_in_use",
+        )
+    media_path(settings, media).unlink(missing_ok=True)
+    session.delete(media)
+    session.flush()
+
+
+def _link_serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key, salt="crier-media-link")
+
+
+def signed_media_url(settings: Settings, media: Media) -> str:
+    """A link a platform can pull the file from, valid for MEDIA_LINK_MAX_AGE."""
+    token = _link_serializer(settings).dumps(str(media.id))
+    return f"{settings.public_base_url}/media/public/{token}{Path(media.storage_key).suffix}"
+
+
+def media_from_link(session: Session, settings: Settings, token: str) -> Media:
+    token = token.rsplit(".", 1)[0] if "." in token[-6:] else token
+    try:
+        media_id = _link_serializer(settings).loads(token, max_age=MEDIA_LINK_MAX_AGE)
+    except SignatureExpired as exc:
+        raise ApiError("This media link has expired.", code="link_expired", status=410) from exc
+    except BadSignature as exc:
+        raise NotFound("Media not found.") from exc
+    media = session.get(Media, uuid.UUID(media_id))
+    if media is None:
+        raise NotFound("Media not found.")
+    return media

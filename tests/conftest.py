@@ -1,0 +1,197 @@
+"""Test infrastructure: a PostgreSQL database and a Redis db number of the suite's own.
+
+Both are created for the session and dropped at the end, so the suite runs beside a live
+dev stack. The schema is built by the Alembic migrations, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import text
+
+from app import create_app
+from app.db import get_db
+from app.migrations import upgrade_database
+from app.models import Account, Organisation
+from app.services.accounts import add_account
+from app.services.keys import create_api_key
+from tests.servers import serve_wsgi
+
+PG_ADMIN_URL = os.environ.get("CRIER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE_URL = os.environ.get("CRIER_TEST_REDIS", "redis://127.0.0.1:6379")
+CLAIM_KEY = "crier:test-suite-claim"
+TABLES = (
+    "publish_attempts",
+    "idempotency_records",
+    "post_targets",
+    "posts",
+    "media",
+    "accounts",
+    "api_keys",
+    "organisations",
+)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"crier_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    url = f"{base}/{name}"
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def claim_redis_db() -> int:
+    """Take the first empty db number (1-15) by writing a claim key into it."""
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{number}")
+        if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True, ex=6 * 3600):
+            return number
+    raise RuntimeError("no free Redis db number (1-15) for the test suite")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    number = claim_redis_db()
+    url = f"{REDIS_BASE_URL}/{number}"
+    try:
+        yield url
+    finally:
+        redis.Redis.from_url(url).flushdb()
+
+
+def reset_redis(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.set(CLAIM_KEY, os.getpid(), ex=6 * 3600)
+
+
+@pytest.fixture(scope="session")
+def app_settings(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "secret_key": "test-secret-" + uuid.uuid4().hex,
+        "media_dir": str(tmp_path_factory.mktemp("media")),
+        "rate_limit": "100000/minute",
+        "posts_rate_limit": "100000/minute",
+    }
+
+
+@pytest.fixture(scope="session")
+def app(app_settings: dict[str, Any]) -> Flask:
+    return create_app(app_settings)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty every table and the Redis db before each test that uses them."""
+    if "app" in request.fixturenames or "api" in request.fixturenames:
+        app: Flask = request.getfixturevalue("app")
+        with get_db(app).engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        reset_redis(app.config["CRIER"].redis_url)
+    yield
+
+
+@pytest.fixture(scope="session")
+def live_url(app: Flask) -> Iterator[str]:
+    with serve_wsgi(app) as url:
+        yield url
+
+
+@dataclass
+class Tenant:
+    organisation_id: int
+    key: str
+    api: httpx.Client
+
+
+@pytest.fixture
+def make_tenant(app: Flask, live_url: str) -> Iterator[Any]:
+    clients: list[httpx.Client] = []
+
+    def _make(name: str = "acme") -> Tenant:
+        with app.app_context(), get_db(app).session() as session:
+            plain, api_key = create_api_key(session, name=f"{name}-key", organisation_name=name)
+            session.commit()
+            organisation_id = api_key.organisation_id
+        client = httpx.Client(
+            base_url=live_url, headers={"Authorization": f"Bearer {plain}"}, timeout=30
+        )
+        clients.append(client)
+        return Tenant(organisation_id, plain, client)
+
+    yield _make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def tenant(make_tenant: Any) -> Tenant:
+    return make_tenant("acme")
+
+
+@pytest.fixture
+def make_account(app: Flask) -> Any:
+    def _make(
+        tenant: Tenant,
+        platform: str = "x",
+        name: str | None = None,
+        access_token: str = "tok-access",
+        refresh_token: str | None = "tok-refresh",
+        external_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        with app.app_context(), get_db(app).session() as session:
+            organisation = session.get(Organisation, tenant.organisation_id)
+            account = add_account(
+                session,
+                app.config["CRIER"],
+                platform=platform,
+                name=name or f"{platform} account",
+                access_token=access_token,
+                refresh_token=refresh_token,
+                external_id=external_id or f"{platform}-ext-{uuid.uuid4().hex[:8]}",
+                organisation=organisation,
+            )
+            if status:
+                account.status = status
+            session.commit()
+            return account.id
+
+    return _make
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Any]:
+    with app.app_context(), get_db(app).session() as session:
+        yield session
+
+
+def account_row(app: Flask, account_id: int) -> Account:
+    with app.app_context(), get_db(app).session() as session:
+        account = session.get(Account, account_id)
+        assert account is not None
+        session.expunge(account)
+        return account
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
