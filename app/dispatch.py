@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import and_, select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -30,6 +30,12 @@ class DueTarget:
     due_at: datetime
 
 
+@dataclass(frozen=True)
+class Dispatch:
+    target: DueTarget
+    token: str
+
+
 def due_within_horizon(targets: list[PostTarget], horizon_seconds: int) -> list[DueTarget]:
     limit = utcnow() + timedelta(seconds=horizon_seconds)
     return [
@@ -39,38 +45,52 @@ def due_within_horizon(targets: list[PostTarget], horizon_seconds: int) -> list[
     ]
 
 
-def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> int:
-    """Mark each target queued with a new token (committed), then send its message.
-
-    Returns how many messages were sent. Must be called outside any open transaction
-    that created the targets, i.e. after commit.
-    """
-    sent = 0
-    broker_down = False
+def mark_queued(session: Session, due: list[DueTarget], from_status: str) -> list[Dispatch]:
+    """Give each target a new token and status `queued`, in the caller's transaction."""
+    dispatches = []
+    now = utcnow()
     for target in due:
         token = str(uuid.uuid4())
-        claimed = session.execute(
+        changed = session.execute(
             update(PostTarget)
-            .where(PostTarget.id == target.id, PostTarget.status == TargetStatus.SCHEDULED)
-            .values(status=TargetStatus.QUEUED, dispatch_token=token, queued_at=utcnow())
+            .where(PostTarget.id == target.id, PostTarget.status == from_status)
+            .values(
+                status=TargetStatus.QUEUED,
+                dispatch_token=token,
+                queued_at=now,
+                lease_expires_at=None,
+            )
         ).rowcount
-        session.commit()
-        if not claimed:
-            continue
-        if not broker_down:
-            try:
-                send_publish(celery, target, token)
-                sent += 1
-                continue
-            except Exception as exc:  # kombu raises many kinds; all mean "not sent"
-                broker_down = True
-                log.warning(
-                    "broker unavailable, leaving targets for the sweeper: %s",
-                    exc,
-                    extra={"target_id": target.id},
-                )
-        _unqueue(session, target.id, token)
+        if changed:
+            dispatches.append(Dispatch(target, token))
+    return dispatches
+
+
+def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]) -> int:
+    """Send committed dispatches; on a broker error put the rest back for the sweeper."""
+    sent = 0
+    for index, dispatch in enumerate(dispatches):
+        try:
+            send_publish(celery, dispatch.target, dispatch.token)
+            sent += 1
+        except Exception as exc:  # kombu raises many kinds; all mean "not sent"
+            log.warning(
+                "broker unavailable, %d targets left for the sweeper: %s",
+                len(dispatches) - index,
+                exc,
+            )
+            for unsent in dispatches[index:]:
+                unqueue(session, unsent)
+            session.commit()
+            break
     return sent
+
+
+def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> int:
+    """Queue targets created by a committed transaction; returns how many were sent."""
+    dispatches = mark_queued(session, due, TargetStatus.SCHEDULED)
+    session.commit()
+    return send_dispatches(session, celery, dispatches)
 
 
 def send_publish(celery: Celery, target: DueTarget, token: str) -> None:
@@ -81,26 +101,16 @@ def send_publish(celery: Celery, target: DueTarget, token: str) -> None:
         queue=publish_queue(target.platform),
         eta=eta,
         retry=False,
-        headers={"crier_target_id": target.id},
     )
 
 
-def _unqueue(session: Session, target_id: int, token: str) -> None:
+def unqueue(session: Session, dispatch: Dispatch) -> None:
     session.execute(
         update(PostTarget)
         .where(
-            and_(
-                PostTarget.id == target_id,
-                PostTarget.status == TargetStatus.QUEUED,
-                PostTarget.dispatch_token == token,
-            )
+            PostTarget.id == dispatch.target.id,
+            PostTarget.status == TargetStatus.QUEUED,
+            PostTarget.dispatch_token == dispatch.token,
         )
         .values(status=TargetStatus.SCHEDULED, dispatch_token=None, queued_at=None)
     )
-    session.commit()
-
-
-def scheduled_targets_of(session: Session, target_ids: list[int]) -> list[PostTarget]:
-    if not target_ids:
-        return []
-    return list(session.scalars(select(PostTarget).where(PostTarget.id.in_(target_ids))))

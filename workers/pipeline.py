@@ -1,0 +1,575 @@
+"""Publishing one post target: claim, holds, adapter call, outcome, and what comes next.
+
+Plain functions over explicit dependencies, so they run the same under a Celery worker
+and in tests. Every write after the claim is guarded by the dispatch token: a worker that
+lost its claim (its lease expired and the sweeper handed the target on) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from celery import Celery
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from app.config import Settings
+from app.db import Database, utcnow
+from app.dispatch import Dispatch, DueTarget, send_dispatches
+from app.models import (
+    Account,
+    AccountStatus,
+    Media,
+    Post,
+    PostTarget,
+    PublishAttempt,
+    TargetStatus,
+)
+from app.services.accounts import account_tokens, store_tokens
+from app.services.media import media_path, signed_media_url
+from app.services.posts import platform_settings, platform_text, refresh_post_status
+from workers.adapters.base import (
+    AccountCredentials,
+    Adapter,
+    AuthExpiredError,
+    AuthRevokedError,
+    DuplicateError,
+    MediaItem,
+    Outcome,
+    PlatformError,
+    PublishRequest,
+    PublishResult,
+    ReconcileStatus,
+)
+from workers.quotas import Hold, SharedQuotas
+from workers.retry import retry_policy
+
+log = logging.getLogger("crier.pipeline")
+
+# A message may fire slightly before its ETA; earlier than this and it is put back.
+EARLY_TOLERANCE = timedelta(seconds=1)
+
+
+@dataclass
+class PipelineDeps:
+    db: Database
+    settings: Settings
+    celery: Celery
+    quotas: SharedQuotas
+    adapter_for: Callable[[str], Adapter]
+
+
+class LostClaim(Exception):
+    """The target was handed to another delivery while this one was working."""
+
+
+def log_event(event: str, **fields: Any) -> None:
+    """One line per event, `key=value` pairs: ids only, never tokens or post text."""
+    rendered = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    log.info("%s %s", event, rendered)
+
+
+@dataclass
+class TargetContext:
+    """PublishContext for one claimed target; each call commits on its own."""
+
+    deps: PipelineDeps
+    target_id: int
+    token: str
+
+    def _update(self, **values: Any) -> None:
+        lease = utcnow() + timedelta(seconds=self.deps.settings.publish_lease)
+        with self.deps.db.session() as session:
+            changed = session.execute(
+                update(PostTarget)
+                .where(
+                    PostTarget.id == self.target_id,
+                    PostTarget.dispatch_token == self.token,
+                    PostTarget.status == TargetStatus.PUBLISHING,
+                )
+                .values(lease_expires_at=lease, **values)
+            ).rowcount
+            session.commit()
+        if not changed:
+            raise LostClaim(f"target {self.target_id} was handed on")
+
+    def save_handle(self, handle: dict[str, Any]) -> None:
+        self._update(platform_handle=handle)
+
+    def mark_irreversible(self) -> None:
+        self._update(irreversible_started_at=utcnow())
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def publish_target(
+    deps: PipelineDeps, target_id: int, token: str, task_id: str | None = None
+) -> str:
+    """Run one delivery of a target; returns what happened (for logs and tests)."""
+    with deps.db.session() as session:
+        target = session.get(PostTarget, target_id)
+        if target is None or target.status != TargetStatus.QUEUED or target.dispatch_token != token:
+            log_event(
+                "publish.skipped",
+                target_id=target_id,
+                task_id=task_id,
+                status=target.status if target else "missing",
+            )
+            return "stale"
+        if target.next_attempt_at > utcnow() + EARLY_TOLERANCE:
+            _finish(deps, session, target, token, _Requeue(at=target.next_attempt_at), None)
+            log_event("publish.early", target_id=target_id, task_id=task_id)
+            return "early"
+        if not _claim(deps, session, target, token):
+            return "stale"
+        fields = {
+            "post_id": str(target.post_id),
+            "target_id": target.id,
+            "platform": target.platform,
+            "attempt": target.attempts + 1,
+            "task_id": task_id,
+        }
+        log_event("publish.claimed", **fields)
+        started = time.monotonic()
+        started_at = utcnow()
+        try:
+            decision = _run(deps, session, target, token)
+        except LostClaim:
+            log_event("publish.lost_claim", **fields)
+            return "lost_claim"
+        except Exception as exc:  # an adapter bug must not strand the target
+            log.exception("publish.crashed target_id=%s", target_id)
+            decision = _transient_decision(
+                deps,
+                target,
+                PlatformError(f"internal error: {type(exc).__name__}", code="internal_error"),
+                keep_irreversible=True,
+            )
+        decision.attempt = PublishAttempt(
+            target_id=target.id,
+            attempt_number=target.attempts + (1 if decision.counts_attempt else 0),
+            task_id=task_id,
+            started_at=started_at,
+            finished_at=utcnow(),
+            outcome=decision.outcome,
+            http_status=decision.http_status,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            error_code=decision.error_code,
+            error_message=decision.error_message,
+            wait_seconds=decision.wait_seconds,
+            details=decision.details or None,
+        )
+        _finish(deps, session, target, token, decision.next, decision)
+        log_event(
+            f"publish.{decision.outcome}",
+            **fields,
+            error_code=decision.error_code,
+            wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+        )
+        return decision.outcome
+
+
+def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> bool:
+    """One conditional UPDATE decides which delivery wins (DESIGN.md "Dispatch token")."""
+    _lock_post(session, target.post_id)
+    lease = utcnow() + timedelta(seconds=deps.settings.publish_lease)
+    claimed = session.execute(
+        update(PostTarget)
+        .where(
+            PostTarget.id == target.id,
+            PostTarget.status == TargetStatus.QUEUED,
+            PostTarget.dispatch_token == token,
+        )
+        .values(status=TargetStatus.PUBLISHING, lease_expires_at=lease)
+    ).rowcount
+    if claimed:
+        _refresh_post(session, target.post_id)
+    session.commit()
+    if claimed:
+        session.refresh(target)
+    return bool(claimed)
+
+
+def _lock_post(session: Session, post_id: uuid.UUID) -> None:
+    # Post row first, then its targets: the API's cancel and PATCH lock in the same order.
+    session.execute(select(Post.id).where(Post.id == post_id).with_for_update())
+
+
+def _refresh_post(session: Session, post_id: uuid.UUID) -> None:
+    post = session.scalar(
+        select(Post)
+        .where(Post.id == post_id)
+        .options(selectinload(Post.targets))
+        .execution_options(populate_existing=True)
+    )
+    if post is not None:
+        refresh_post_status(post)
+
+
+# ------------------------------------------------------------------------------ decisions
+
+
+@dataclass
+class _Requeue:
+    at: datetime
+
+
+@dataclass
+class _Decision:
+    outcome: str
+    status: str | None = None  # final status, or None when the target goes back to wait
+    next: _Requeue | None = None
+    counts_attempt: bool = True
+    error_code: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    wait_seconds: float | None = None
+    result: PublishResult | None = None
+    clear_irreversible: bool = True
+    details: dict[str, Any] | None = None
+    attempt: PublishAttempt | None = None
+
+
+def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> _Decision:
+    hold = deps.quotas.current_wait(target.platform, target.account_id)
+    if hold is not None:
+        return _hold_decision(hold, "rate_limited")
+    try:
+        request = _build_request(deps, session, target)
+    except PlatformError as error:
+        return _classify(deps, target, error)
+    adapter = deps.adapter_for(target.platform)
+    if target.irreversible_started_at is not None:
+        # A previous delivery may have made the post public without hearing back.
+        found = _reconcile(adapter, request)
+        if found is not None:
+            return found
+    hold = deps.quotas.take_publish_slot(target.platform, target.account_id)
+    if hold is not None:
+        return _hold_decision(hold, "quota_wait")
+    context = TargetContext(deps, target.id, token)
+    refreshed = False
+    while True:
+        try:
+            result = adapter.publish(request, context)
+            return _Decision(
+                outcome="published",
+                status=TargetStatus.PUBLISHED,
+                result=result,
+                details=result.details or None,
+            )
+        except AuthExpiredError as error:
+            if refreshed or not adapter.supports_refresh or not request.account.refresh_token:
+                return _auth_failure(deps, session, target, error)
+            try:
+                tokens = adapter.refresh_token(request.account)
+            except AuthRevokedError as revoked:
+                return _auth_failure(deps, session, target, revoked)
+            except PlatformError as refresh_error:
+                return _classify(deps, target, refresh_error)
+            _save_tokens(
+                deps,
+                target.account_id,
+                tokens.access_token,
+                tokens.refresh_token,
+                tokens.expires_at,
+            )
+            request = replace(
+                request,
+                account=replace(
+                    request.account,
+                    access_token=tokens.access_token,
+                    refresh_token=tokens.refresh_token or request.account.refresh_token,
+                    token_expires_at=tokens.expires_at,
+                ),
+            )
+            refreshed = True
+            log_event("publish.token_refreshed", target_id=target.id, platform=target.platform)
+        except DuplicateError as error:
+            if target.irreversible_started_at is not None or _was_marked(deps, target.id):
+                # "Duplicate" right after our own unanswered attempt: it is probably ours.
+                found = _reconcile(adapter, request)
+                if found is not None and found.status == TargetStatus.PUBLISHED:
+                    return found
+            return _classify(deps, target, error)
+        except PlatformError as error:
+            return _classify(deps, target, error)
+        except httpx.TransportError as error:
+            return _transient_decision(
+                deps,
+                target,
+                PlatformError(f"network error: {type(error).__name__}", code="network_error"),
+                keep_irreversible=True,
+            )
+
+
+def _was_marked(deps: PipelineDeps, target_id: int) -> bool:
+    with deps.db.session() as session:
+        return (
+            session.scalar(
+                select(PostTarget.irreversible_started_at).where(PostTarget.id == target_id)
+            )
+            is not None
+        )
+
+
+def _reconcile(adapter: Adapter, request: PublishRequest) -> _Decision | None:
+    outcome = adapter.reconcile(request)
+    if outcome.status == ReconcileStatus.FOUND and outcome.result is not None:
+        return _Decision(
+            outcome="reconciled_published",
+            status=TargetStatus.PUBLISHED,
+            result=outcome.result,
+            counts_attempt=False,
+            details={"reconciled": True, **outcome.result.details},
+        )
+    if outcome.status == ReconcileStatus.UNKNOWN:
+        return _Decision(
+            outcome="unconfirmed",
+            status=TargetStatus.UNCONFIRMED,
+            counts_attempt=False,
+            error_code="unconfirmed",
+            error_message=(
+                "A publish was interrupted and the platform cannot tell whether the post "
+                f"went out; it was not sent again. {outcome.reason}".strip()
+            ),
+            clear_irreversible=False,
+        )
+    return None  # not found: publish again
+
+
+def _hold_decision(hold: Hold, outcome: str) -> _Decision:
+    at = datetime.fromtimestamp(hold.until, UTC)
+    wait = max(hold.until - time.time(), 0.0)
+    return _Decision(
+        outcome=outcome,
+        next=_Requeue(at),
+        counts_attempt=False,
+        error_code=outcome,
+        error_message=hold.reason,
+        wait_seconds=wait,
+    )
+
+
+def _classify(deps: PipelineDeps, target: PostTarget, error: PlatformError) -> _Decision:
+    common = {
+        "error_code": error.code,
+        "error_message": error.message,
+        "http_status": error.http_status,
+    }
+    if error.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
+        now = time.time()
+        if error.retry_at is not None:
+            until = error.retry_at.timestamp()
+        else:
+            until = now + (error.retry_after if error.retry_after is not None else 60.0)
+        deps.quotas.impose_wait(
+            target.platform, None if error.scope == "app" else target.account_id, until
+        )
+        return _Decision(
+            outcome=error.outcome.value,
+            next=_Requeue(datetime.fromtimestamp(until, UTC)),
+            counts_attempt=False,
+            wait_seconds=max(until - now, 0.0),
+            **common,
+        )
+    if error.outcome == Outcome.TRANSIENT:
+        return _transient_decision(deps, target, error, keep_irreversible=True)
+    return _Decision(outcome=error.outcome.value, status=TargetStatus.FAILED, **common)
+
+
+def _transient_decision(
+    deps: PipelineDeps, target: PostTarget, error: PlatformError, keep_irreversible: bool
+) -> _Decision:
+    policy = retry_policy(target.platform)
+    attempts = target.attempts + 1
+    common = {
+        "error_code": error.code,
+        "error_message": error.message,
+        "http_status": error.http_status,
+        "clear_irreversible": not keep_irreversible,
+    }
+    if policy.exhausted(attempts):
+        return _Decision(
+            outcome="failed",
+            status=TargetStatus.FAILED,
+            **{**common, "error_message": f"{error.message} (gave up after {attempts} attempts)"},
+        )
+    delay = policy.backoff(attempts)
+    return _Decision(
+        outcome="transient",
+        next=_Requeue(utcnow() + timedelta(seconds=delay)),
+        wait_seconds=delay,
+        **common,
+    )
+
+
+def _auth_failure(
+    deps: PipelineDeps, session: Session, target: PostTarget, error: PlatformError
+) -> _Decision:
+    code = "auth_revoked" if isinstance(error, AuthRevokedError) else "auth_expired"
+    with deps.db.session() as account_session:
+        account = account_session.get(Account, target.account_id)
+        if account is not None:
+            account.status = AccountStatus.NEEDS_RECONNECT
+            account.status_reason = f"{code}: {error.message}"
+            account_session.commit()
+    return _Decision(
+        outcome=code,
+        status=TargetStatus.FAILED,
+        error_code=code,
+        error_message=f"{error.message} — reconnect the account.",
+        http_status=error.http_status,
+    )
+
+
+def _save_tokens(
+    deps: PipelineDeps,
+    account_id: int,
+    access: str,
+    refresh: str | None,
+    expires_at: datetime | None,
+) -> None:
+    with deps.db.session() as session:
+        account = session.get(Account, account_id)
+        if account is not None:
+            store_tokens(deps.settings, account, access, refresh, expires_at)
+            session.commit()
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def _finish(
+    deps: PipelineDeps,
+    session: Session,
+    target: PostTarget,
+    token: str,
+    requeue: _Requeue | None,
+    decision: _Decision | None,
+) -> None:
+    """One transaction: post lock, guarded target update, attempt row, post status."""
+    session.rollback()
+    _lock_post(session, target.post_id)
+    now = utcnow()
+    values: dict[str, Any] = {"lease_expires_at": None}
+    from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
+    dispatches: list[Dispatch] = []
+    if decision is not None:
+        if decision.counts_attempt:
+            values["attempts"] = PostTarget.attempts + 1
+        if decision.clear_irreversible and decision.status != TargetStatus.UNCONFIRMED:
+            values["irreversible_started_at"] = None
+        values["error_code"] = decision.error_code
+        values["error_message"] = decision.error_message
+    if decision is not None and decision.status is not None:
+        values["status"] = decision.status
+        values["dispatch_token"] = None
+        if decision.result is not None:
+            values.update(
+                platform_post_id=decision.result.platform_post_id,
+                url=decision.result.url,
+                published_at=now,
+                error_code=None,
+                error_message=None,
+            )
+    elif requeue is not None:
+        horizon = now + timedelta(seconds=deps.settings.enqueue_horizon)
+        values["next_attempt_at"] = requeue.at
+        if requeue.at <= horizon:
+            new_token = str(uuid.uuid4())
+            values.update(status=TargetStatus.QUEUED, dispatch_token=new_token, queued_at=now)
+            dispatches.append(
+                Dispatch(DueTarget(target.id, target.platform, requeue.at), new_token)
+            )
+        else:
+            # Long waits go back to PostgreSQL; the sweeper enqueues them when due.
+            values.update(status=TargetStatus.SCHEDULED, dispatch_token=None, queued_at=None)
+    changed = session.execute(
+        update(PostTarget)
+        .where(
+            PostTarget.id == target.id,
+            PostTarget.dispatch_token == token,
+            PostTarget.status == from_status,
+        )
+        .values(**values)
+    ).rowcount
+    if not changed:
+        session.rollback()
+        log_event("publish.lost_claim", target_id=target.id)
+        return
+    if decision is not None and decision.attempt is not None:
+        session.add(decision.attempt)
+    session.flush()
+    _refresh_post(session, target.post_id)
+    session.commit()
+    if dispatches:
+        send_dispatches(session, deps.celery, dispatches)
+
+
+# ------------------------------------------------------------------------------ request
+
+
+def _build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
+    post = session.get(Post, target.post_id)
+    account = session.get(Account, target.account_id)
+    assert post is not None and account is not None
+    access, refresh = account_tokens(deps.settings, account)
+    media_rows = {
+        str(m.id): m
+        for m in session.scalars(
+            select(Media).where(Media.id.in_([uuid.UUID(i) for i in post.media_ids]))
+        )
+    }
+    missing = [i for i in post.media_ids if i not in media_rows]
+    if missing:
+        raise _MediaMissing(f"media {', '.join(missing)} no longer exists")
+    media = [_media_item(deps.settings, media_rows[i]) for i in post.media_ids]
+    return PublishRequest(
+        target_id=target.id,
+        platform=target.platform,
+        account=AccountCredentials(
+            account_id=account.id,
+            platform=account.platform,
+            name=account.name,
+            external_id=account.external_id,
+            access_token=access,
+            refresh_token=refresh,
+            token_expires_at=account.token_expires_at,
+            settings=dict(account.settings or {}),
+        ),
+        text=platform_text(target.platform, post.content, post.platform_content),
+        settings=platform_settings(target.platform, post.platform_content),
+        media=media,
+        handle=target.platform_handle,
+    )
+
+
+class _MediaMissing(PlatformError):
+    outcome = Outcome.PERMANENT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="media_missing")
+
+
+def _media_item(settings: Settings, media: Media) -> MediaItem:
+    return MediaItem(
+        id=str(media.id),
+        kind=media.kind,
+        mime_type=media.mime_type,
+        size_bytes=media.size_bytes,
+        path=str(media_path(settings, media)),
+        public_url=signed_media_url(settings, media),
+        filename=media.filename,
+        width=media.width,
+        height=media.height,
+        duration_seconds=media.duration_seconds,
+    )
