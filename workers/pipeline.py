@@ -294,8 +294,8 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
             refreshed = True
             log_event("publish.token_refreshed", target_id=target.id, platform=target.platform)
         except DuplicateError as error:
-            if target.irreversible_started_at is not None or _was_marked(deps, target.id):
-                # "Duplicate" right after our own unanswered attempt: it is probably ours.
+            if target.irreversible_started_at is not None:
+                # "Duplicate" after our own unanswered attempt: that post is probably ours.
                 found = _reconcile(adapter, request)
                 if found is not None and found.status == TargetStatus.PUBLISHED:
                     return found
@@ -309,16 +309,6 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
                 PlatformError(f"network error: {type(error).__name__}", code="network_error"),
                 keep_irreversible=True,
             )
-
-
-def _was_marked(deps: PipelineDeps, target_id: int) -> bool:
-    with deps.db.session() as session:
-        return (
-            session.scalar(
-                select(PostTarget.irreversible_started_at).where(PostTarget.id == target_id)
-            )
-            is not None
-        )
 
 
 def _reconcile(adapter: Adapter, request: PublishRequest) -> _Decision | None:
@@ -550,6 +540,7 @@ def _build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> 
         settings=platform_settings(target.platform, post.platform_content),
         media=media,
         handle=target.platform_handle,
+        irreversible_started_at=target.irreversible_started_at,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 class RetryPolicy:
     max_attempts: int = 5
     base_seconds: float = 5.0
-    cap_seconds: float = 15 * 60
+    cap_seconds: float = 15 * 60.0
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^(n-1))]."""
@@ -24,8 +24,8 @@ class RetryPolicy:
 
 # Video platforms process slowly and fail transiently more often: give them longer.
 _PLATFORM_DEFAULTS = {
-    "youtube": RetryPolicy(max_attempts=6, base_seconds=15.0, cap_seconds=30 * 60),
-    "tiktok": RetryPolicy(max_attempts=6, base_seconds=15.0, cap_seconds=30 * 60),
+    "youtube": RetryPolicy(max_attempts=6, base_seconds=15.0, cap_seconds=30 * 60.0),
+    "tiktok": RetryPolicy(max_attempts=6, base_seconds=15.0, cap_seconds=30 * 60.0),
 }
 
 
@@ -38,7 +38,10 @@ def retry_policy(platform: str) -> RetryPolicy:
         "cap_seconds": policy.cap_seconds,
     }
     for name in values:
-        for key in (f"CRIER_{platform.upper()}_RETRY_{name.upper()}", f"CRIER_RETRY_{name.upper()}"):
+        for key in (
+            f"CRIER_{platform.upper()}_RETRY_{name.upper()}",
+            f"CRIER_RETRY_{name.upper()}",
+        ):
             raw = os.environ.get(key)
             if raw:
                 values[name] = type(values[name])(raw)

@@ -123,6 +123,9 @@ class PublishRequest:
     settings: dict[str, Any]  # validated platform settings (contentType folded in)
     media: list[MediaItem]
     handle: dict[str, Any] | None = None  # saved by an earlier attempt, to resume
+    # When an earlier delivery began the irreversible call: reconcile looks for posts made
+    # from then on, so an older post with the same text is never adopted.
+    irreversible_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)

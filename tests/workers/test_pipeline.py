@@ -1,0 +1,245 @@
+"""The pipeline's decisions, called as plain functions against the sandbox."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from app.db import get_db
+from app.dispatch import DueTarget, mark_queued
+from app.models import Account, PostTarget, PublishAttempt, TargetStatus
+from app.services.accounts import account_tokens
+from tests.conftest import Tenant
+from tests.workers.conftest import target_row
+from workers.pipeline import PipelineDeps, publish_target
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRIER_RETRY_BASE_SECONDS", "0.01")
+    monkeypatch.setenv("CRIER_RETRY_CAP_SECONDS", "0.02")
+
+
+def far_future() -> str:
+    return (datetime.now(UTC) + timedelta(days=2)).isoformat()
+
+
+def create_target(tenant: Tenant, account_id: int, text: str = "Pipeline test") -> int:
+    """A post far in the future (nothing enqueued), returned as its one target id."""
+    response = tenant.api.post(
+        "/posts", json={"content": text, "account_ids": [account_id], "scheduled_at": far_future()}
+    )
+    assert response.status_code == 201, response.text
+    post_id = response.json()["data"]["post_id"]
+    return post_id
+
+
+def queue_now(app: Flask, post_id: str) -> tuple[int, str]:
+    """Make the post's target due now and queued with a fresh token, as the sweeper would."""
+    with get_db(app).session() as session:
+        target = session.scalar(select(PostTarget).where(PostTarget.post_id == post_id))
+        now = datetime.now(UTC)
+        target.next_attempt_at = now
+        session.flush()
+        [dispatch] = mark_queued(
+            session, [DueTarget(target.id, target.platform, now)], TargetStatus.SCHEDULED
+        )
+        session.commit()
+        return target.id, dispatch.token
+
+
+def current_token(app: Flask, target_id: int) -> str:
+    return target_row(app, target_id).dispatch_token
+
+
+def attempts_of(app: Flask, target_id: int) -> list[PublishAttempt]:
+    with get_db(app).session() as session:
+        rows = session.scalars(
+            select(PublishAttempt)
+            .where(PublishAttempt.target_id == target_id)
+            .order_by(PublishAttempt.id)
+        ).all()
+        for row in rows:
+            session.expunge(row)
+        return list(rows)
+
+
+def ledger(sandbox: httpx.Client) -> list[dict[str, Any]]:
+    return sandbox.get("/_ledger").json()
+
+
+def test_a_token_publishes_once(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    assert publish_target(deps, target_id, token) == "published"
+    assert publish_target(deps, target_id, token) == "stale"
+    assert len(ledger(sandbox)) == 1
+    row = target_row(app, target_id)
+    assert row.status == "published" and row.attempts == 1 and row.dispatch_token is None
+
+
+def test_stale_and_cancelled_messages_publish_nothing(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    post_id = create_target(tenant, account_id)
+    target_id, token = queue_now(app, post_id)
+    assert publish_target(deps, target_id, "not-the-token") == "stale"
+    assert tenant.api.delete(f"/posts/{post_id}").status_code == 200
+    assert publish_target(deps, target_id, token) == "stale"
+    assert ledger(sandbox) == []
+    assert target_row(app, target_id).status == "cancelled"
+
+
+def test_rescheduled_message_is_stale(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    post_id = create_target(tenant, account_id)
+    target_id, token = queue_now(app, post_id)
+    later = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    assert tenant.api.patch(f"/posts/{post_id}", json={"scheduled_at": later}).status_code == 200
+    assert publish_target(deps, target_id, token) == "stale"
+    assert ledger(sandbox) == []
+    assert target_row(app, target_id).status == "scheduled"
+
+
+def test_transient_error_retries_then_publishes(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    sandbox.post("/_faults", json={"x": {"error_rate": 1.0, "error_status": 503}})
+    assert publish_target(deps, target_id, token) == "transient"
+    row = target_row(app, target_id)
+    assert row.status == "queued" and row.attempts == 1 and row.dispatch_token != token
+    sandbox.post("/_faults", json={})
+    time.sleep(0.05)
+    assert publish_target(deps, target_id, row.dispatch_token) == "published"
+    outcomes = [(a.attempt_number, a.outcome, a.http_status) for a in attempts_of(app, target_id)]
+    assert outcomes == [(1, "transient", 503), (2, "published", None)]
+    assert len(ledger(sandbox)) == 1
+
+
+def test_transient_errors_give_up_after_max_attempts(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRIER_RETRY_MAX_ATTEMPTS", "2")
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    sandbox.post("/_faults", json={"x": {"error_rate": 1.0, "error_status": 500}})
+    assert publish_target(deps, target_id, token) == "transient"
+    time.sleep(0.05)
+    assert publish_target(deps, target_id, current_token(app, target_id)) == "failed"
+    row = target_row(app, target_id)
+    assert row.status == "failed" and row.attempts == 2
+    assert "gave up after 2 attempts" in row.error_message
+    post = tenant.api.get(f"/posts/{row.post_id}").json()["data"]
+    assert post["status"] == "failed"
+    assert post["targets"][0]["error"]["code"] == row.error_code
+
+
+def test_rate_limit_waits_exactly_and_holds_the_account(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    first, first_token = queue_now(app, create_target(tenant, account_id, "first"))
+    second, second_token = queue_now(app, create_target(tenant, account_id, "second"))
+    sandbox.post("/_faults", json={"x": {"rate_limit_every": 1, "retry_after": 40}})
+    before = time.time()
+    assert publish_target(deps, first, first_token) == "rate_limited"
+    row = target_row(app, first)
+    assert row.attempts == 0  # a platform's limit is not a failed attempt
+    wait = row.next_attempt_at.timestamp() - before
+    assert 38 <= wait <= 42
+    [attempt] = attempts_of(app, first)
+    assert attempt.outcome == "rate_limited" and 38 <= attempt.wait_seconds <= 42
+    # The wait is shared: the account's next target waits without calling the platform.
+    sandbox.post("/_faults", json={})
+    assert publish_target(deps, second, second_token) == "rate_limited"
+    assert abs(target_row(app, second).next_attempt_at - row.next_attempt_at) < timedelta(
+        seconds=2
+    )
+    assert ledger(sandbox) == []
+
+
+def test_long_waits_go_back_to_postgres(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    sandbox.post("/_faults", json={"x": {"rate_limit_every": 1, "retry_after": 3600}})
+    assert publish_target(deps, target_id, token) == "rate_limited"
+    row = target_row(app, target_id)
+    assert row.status == "scheduled" and row.dispatch_token is None
+    assert row.next_attempt_at > datetime.now(UTC) + timedelta(minutes=55)
+
+
+def test_expired_token_is_refreshed_once(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x", access_token="old-access", refresh_token="refresh-1")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    sandbox.post("/_faults", json={"x": {"expired_tokens": ["old-access"]}})
+    assert publish_target(deps, target_id, token) == "published"
+    with get_db(app).session() as session:
+        account = session.get(Account, account_id)
+        access, refresh = account_tokens(app.config["CRIER"], account)
+    assert access != "old-access" and refresh and refresh != "refresh-1"
+    assert len(ledger(sandbox)) == 1
+
+
+def test_revoked_token_fails_and_flags_the_account(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x", access_token="gone", refresh_token="gone-too")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    sandbox.post("/_faults", json={"x": {"revoked_tokens": ["gone", "gone-too"]}})
+    assert publish_target(deps, target_id, token) in {"auth_revoked", "auth_expired"}
+    row = target_row(app, target_id)
+    assert row.status == "failed" and row.error_code in {"auth_revoked", "auth_expired"}
+    health = tenant.api.get(f"/accounts/{account_id}").json()["data"]["health"]
+    assert health["needs_reconnect"] is True and health["can_post"] is False
+
+
+def test_duplicate_content_is_permanent(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    first, first_token = queue_now(app, create_target(tenant, account_id, "same words"))
+    second, second_token = queue_now(app, create_target(tenant, account_id, "same words"))
+    assert publish_target(deps, first, first_token) == "published"
+    assert publish_target(deps, second, second_token) == "duplicate"
+    row = target_row(app, second)
+    assert row.status == "failed" and "duplicate" in row.error_code
+    assert len(ledger(sandbox)) == 1
+
+
+def test_lost_response_is_reconciled_not_resent(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id, "did it go out?"))
+    sandbox.post("/_faults", json={"x": {"lose_response_every": 1}})
+    assert publish_target(deps, target_id, token) == "transient"
+    row = target_row(app, target_id)
+    assert row.irreversible_started_at is not None and row.status == "queued"
+    sandbox.post("/_faults", json={})
+    time.sleep(0.05)
+    assert publish_target(deps, target_id, row.dispatch_token) == "reconciled_published"
+    entries = ledger(sandbox)
+    assert len(entries) == 1
+    assert target_row(app, target_id).platform_post_id == entries[0]["id"]
