@@ -90,6 +90,12 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def resize(self, pool_size: int) -> None:
+        """Match the pool to a worker's concurrency (each publish may hold two sessions)."""
+        self.engine.dispose()
+        self.engine = self._create_engine(self.settings.database_url, pool_size)
+        self.sessionmaker.configure(bind=self.engine)
+
 
 def init_app(app: Flask, settings: Settings) -> Database:
     database = Database(settings)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from werkzeug.serving import make_server
+
+# One line per request drowns test output; failures print what matters.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 @contextmanager

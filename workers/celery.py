@@ -6,7 +6,7 @@ import socket
 import time
 from typing import Any
 
-from celery.signals import heartbeat_sent, worker_process_init, worker_ready
+from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready
 
 from app import create_app
 from app.api.meta import WORKER_HEARTBEAT_KEY
@@ -19,6 +19,13 @@ app.conf.include = ["workers.tasks"]
 import workers.tasks  # noqa: E402,F401  (registers the tasks)
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
+
+
+@worker_init.connect
+def _size_pool(sender: Any = None, **_: Any) -> None:
+    concurrency = int(getattr(sender, "concurrency", 0) or 0)
+    if concurrency:
+        get_db(flask_app).resize(concurrency + 2)
 
 
 @worker_process_init.connect

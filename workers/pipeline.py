@@ -124,10 +124,15 @@ def publish_target(
                 status=target.status if target else "missing",
             )
             return "stale"
-        if target.next_attempt_at > utcnow() + EARLY_TOLERANCE:
+        early_by = (target.next_attempt_at - utcnow()).total_seconds()
+        if early_by > EARLY_TOLERANCE.total_seconds():
             _finish(deps, session, target, token, _Requeue(at=target.next_attempt_at), None)
             log_event("publish.early", target_id=target_id, task_id=task_id)
             return "early"
+        if early_by > 0:
+            # Timers fire a little early at times; never publish before the instant.
+            session.rollback()
+            time.sleep(early_by)
         if not _claim(deps, session, target, token):
             return "stale"
         fields = {
@@ -246,10 +251,16 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
         request = _build_request(deps, session, target)
     except PlatformError as error:
         return _classify(deps, target, error)
+    # Never sit idle in a transaction while a platform answers.
+    session.commit()
     adapter = deps.adapter_for(target.platform)
     if target.irreversible_started_at is not None:
         # A previous delivery may have made the post public without hearing back.
-        found = _reconcile(adapter, request)
+        try:
+            found = _reconcile(adapter, request)
+        except PlatformError as error:
+            # Cannot ask right now: try again later, the marker stays until we know.
+            return _classify(deps, target, error)
         if found is not None:
             return found
     hold = deps.quotas.take_publish_slot(target.platform, target.account_id)
@@ -267,7 +278,10 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
                 details=result.details or None,
             )
         except AuthExpiredError as error:
-            if refreshed or not adapter.supports_refresh or not request.account.refresh_token:
+            can_refresh = adapter.supports_refresh and (
+                request.account.refresh_token or adapter.refreshes_access_token
+            )
+            if refreshed or not can_refresh:
                 return _auth_failure(deps, session, target, error)
             try:
                 tokens = adapter.refresh_token(request.account)

@@ -21,8 +21,15 @@ from tests.servers import serve_wsgi
 from workers.celery_app import MAINTENANCE_QUEUE, publish_queue
 from workers.sandbox import create_sandbox_app
 
-ALL_QUEUES = ",".join([*(publish_queue(p) for p in (
-    "instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")), MAINTENANCE_QUEUE])
+ALL_QUEUES = ",".join(
+    [
+        *(
+            publish_queue(p)
+            for p in ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+        ),
+        MAINTENANCE_QUEUE,
+    ]
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -103,9 +110,25 @@ class Stack:
         proc = self._spawn(
             name,
             [
-                sys.executable, "-m", "celery", "-A", "workers.celery", "worker",
-                "-Q", queues, "-n", f"{name}@%h", "--pool", "threads", "-c", str(concurrency),
-                "--without-mingle", "--without-gossip", "-E", "--loglevel", "INFO",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery",
+                "worker",
+                "-Q",
+                queues,
+                "-n",
+                f"{name}@%h",
+                "--pool",
+                "threads",
+                "-c",
+                str(concurrency),
+                "--without-mingle",
+                "--without-gossip",
+                "-E",
+                "--loglevel",
+                "INFO",
             ],
             extra_env,
         )
@@ -116,8 +139,18 @@ class Stack:
         schedule = self.tmp / f"beat-{len(self.procs)}"
         proc = self._spawn(
             "beat",
-            [sys.executable, "-m", "celery", "-A", "workers.celery", "beat",
-             "-s", str(schedule), "--loglevel", "INFO"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery",
+                "beat",
+                "-s",
+                str(schedule),
+                "--loglevel",
+                "INFO",
+            ],
             extra_env,
         )
         proc.wait_for("beat: Starting")

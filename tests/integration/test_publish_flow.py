@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -24,7 +24,9 @@ def test_publish_now_to_x(
 ) -> None:
     stack.worker()
     account_id = make_account(tenant, "x", external_id="2244994945")
-    created = tenant.api.post("/posts", json={"content": "Hello from Crier", "account_ids": [account_id]})
+    created = tenant.api.post(
+        "/posts", json={"content": "Hello from Crier", "account_ids": [account_id]}
+    )
     assert created.status_code == 201, created.text
     post_id = created.json()["data"]["post_id"]
 

@@ -170,9 +170,7 @@ def test_rate_limit_waits_exactly_and_holds_the_account(
     # The wait is shared: the account's next target waits without calling the platform.
     sandbox.post("/_faults", json={})
     assert publish_target(deps, second, second_token) == "rate_limited"
-    assert abs(target_row(app, second).next_attempt_at - row.next_attempt_at) < timedelta(
-        seconds=2
-    )
+    assert abs(target_row(app, second).next_attempt_at - row.next_attempt_at) < timedelta(seconds=2)
     assert ledger(sandbox) == []
 
 

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from abc import abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,6 +107,7 @@ LISTING_PAGE_SIZE = 50
 CONTAINER_POLL_INTERVAL = 3.0
 CONTAINER_MAX_WAIT = 45.0
 DEAD_CONTAINER_STATES = frozenset({"ERROR", "EXPIRED"})
+SUBCODE_PATTERN = re.compile(r"\b(\d{7})\b")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def graph_call(
     token: str,
     params: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
+    content: Iterator[bytes] | None = None,
     headers: dict[str, str] | None = None,
     auth_scheme: str = "Bearer",
     timeout: httpx.Timeout = GRAPH_TIMEOUT,
@@ -131,7 +134,13 @@ def graph_call(
     request_headers = {"Authorization": f"{auth_scheme} {token}", **(headers or {})}
     try:
         response = http.request(
-            method, url, params=params, data=data, headers=request_headers, timeout=timeout
+            method,
+            url,
+            params=params,
+            data=data,
+            content=content,
+            headers=request_headers,
+            timeout=timeout,
         )
     except httpx.TimeoutException as exc:
         raise TransientError(
@@ -145,6 +154,12 @@ def graph_call(
     if response.is_success and "error" not in body and "debug_info" not in body:
         return GraphResponse(body, response.headers)
     raise classify_graph_error(platform, response.status_code, body, response.headers)
+
+
+def subcode_in(detail: str) -> int | None:
+    """Instagram's container `status` on ERROR carries an error subcode in its text."""
+    match = SUBCODE_PATTERN.search(detail)
+    return int(match.group(1)) if match else None
 
 
 def _json_body(response: httpx.Response) -> dict[str, Any]:
@@ -172,9 +187,7 @@ def classify_graph_error(
     }
 
     def build(cls: type[PlatformError], name: str, **extra: Any) -> PlatformError:
-        return cls(
-            message, code=f"{platform}_{name}", http_status=status, details=details, **extra
-        )
+        return cls(message, code=f"{platform}_{name}", http_status=status, details=details, **extra)
 
     if code in AUTH_CODES:
         if subcode in REVOKED_SUBCODES or "REVOKED_ACCESS_TOKEN" in message:
@@ -222,7 +235,9 @@ def _classify_without_graph_error(
         )
     if status >= 500 or status in (408, 425):
         return TransientError(
-            f"{platform} answered HTTP {status}", code=f"{platform}_server_error", http_status=status
+            f"{platform} answered HTTP {status}",
+            code=f"{platform}_server_error",
+            http_status=status,
         )
     if status == 429:
         return RateLimitedError(
@@ -340,17 +355,19 @@ def earliest_match(
     return candidates[0][1] if candidates else None
 
 
-def lower_time_bound(handle: dict[str, Any]) -> float:
-    """Listing matches must be at or after the attempt's saved start (or a lookback)."""
-    started = handle.get("created_at") or handle.get("started_at")
+def lower_time_bound(request: PublishRequest, handle: dict[str, Any]) -> float:
+    """Listing matches must be made at or after this attempt's irreversible start (or,
+    without one, the start saved in the handle; else a lookback): an older post with
+    the same text is never adopted."""
+    if request.irreversible_started_at is not None:
+        return request.irreversible_started_at.timestamp() - MATCH_SLACK_SECONDS
+    started = handle.get("started_at") or handle.get("created_at")
     if isinstance(started, int | float):
         return float(started) - MATCH_SLACK_SECONDS
     return time.time() - RECONCILE_LOOKBACK_SECONDS
 
 
-def refresh_long_lived_token(
-    adapter: Adapter, path: str, grant_type: str, token: str
-) -> TokenSet:
+def refresh_long_lived_token(adapter: Adapter, path: str, grant_type: str, token: str) -> TokenSet:
     """Instagram's ig_refresh_token and Threads' th_refresh_token: the long-lived token
     itself is exchanged for a new one; no separate refresh token exists."""
     try:
@@ -428,9 +445,7 @@ class GraphContainerAdapter(Adapter):
     def graph_url(self, path: str) -> str:
         return self.url(f"/{self.api_version}{path}")
 
-    def call(
-        self, method: str, path: str, token: str, **kwargs: Any
-    ) -> GraphResponse:
+    def call(self, method: str, path: str, token: str, **kwargs: Any) -> GraphResponse:
         return graph_call(
             self.http, self.platform, method, self.graph_url(path), token=token, **kwargs
         )
@@ -455,10 +470,12 @@ class GraphContainerAdapter(Adapter):
                 return self._adopt_published(request, handle)
             if state in DEAD_CONTAINER_STATES:
                 handle = {}
+        # One bound for all the waiting this attempt does (children, then the container).
+        deadline = time.monotonic() + self.max_wait
         if not handle.get("container_id"):
-            handle = self._create_containers(request, context, handle)
+            handle = self._create_containers(request, context, handle, deadline)
         container_id = handle["container_id"]
-        self._wait_finished(token, container_id)
+        self._wait_finished(token, container_id, deadline)
 
         context.save_handle(handle)
         context.mark_irreversible()
@@ -477,15 +494,21 @@ class GraphContainerAdapter(Adapter):
         return self._result(token, media_id, handle, response.headers)
 
     def _create_containers(
-        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
+        self,
+        request: PublishRequest,
+        context: PublishContext,
+        previous: dict[str, Any],
+        deadline: float,
     ) -> dict[str, Any]:
+        """Create the carousel children (or reuse an earlier attempt's), then the
+        container to publish, saving the handle after each step."""
         token = request.account.access_token
         plan = self.container_plan(request)
         create_path = f"{self.user_path(request)}/{self.create_edge}"
         parent = dict(plan.parent)
-        handle = {"created_at": handle.get("created_at") or time.time()}
+        handle: dict[str, Any] = {"created_at": previous.get("created_at") or time.time()}
         if plan.children:
-            child_ids = self._reusable_children(token, request.handle or {})
+            child_ids = self._reusable_children(token, previous)
             if child_ids is None:
                 child_ids = [
                     str(self.call("POST", create_path, token, data=child).body["id"])
@@ -494,16 +517,16 @@ class GraphContainerAdapter(Adapter):
             handle["children"] = child_ids
             context.save_handle(handle)
             for child_id in child_ids:
-                self._wait_finished(token, child_id)
+                self._wait_finished(token, child_id, deadline)
             parent["children"] = ",".join(child_ids)
         handle["container_id"] = str(self.call("POST", create_path, token, data=parent).body["id"])
         context.save_handle(handle)
         return handle
 
-    def _reusable_children(self, token: str, handle: dict[str, Any]) -> list[str] | None:
+    def _reusable_children(self, token: str, previous: dict[str, Any]) -> list[str] | None:
         """Children an earlier attempt created, if none of them died since."""
-        child_ids = handle.get("children")
-        if not child_ids or handle.get("container_id"):
+        child_ids = previous.get("children")
+        if not child_ids or previous.get("container_id"):
             return None
         for child_id in child_ids:
             state, _ = self.container_state(token, child_id)
@@ -511,8 +534,9 @@ class GraphContainerAdapter(Adapter):
                 return None
         return list(child_ids)
 
-    def _wait_finished(self, token: str, container_id: str) -> None:
-        deadline = time.monotonic() + self.max_wait
+    def _wait_finished(self, token: str, container_id: str, deadline: float) -> None:
+        """Poll until FINISHED; still processing at the deadline is a TransientError and
+        the saved handle lets the next attempt resume this very container."""
         while True:
             state, detail = self.container_state(token, container_id)
             if state in ("FINISHED", "PUBLISHED"):
@@ -527,16 +551,14 @@ class GraphContainerAdapter(Adapter):
                 )
             if time.monotonic() + self.poll_interval > deadline:
                 raise TransientError(
-                    f"{self.platform} container {container_id} still {state or 'processing'} "
-                    f"after {self.max_wait:.0f} s; the next attempt resumes it",
+                    f"{self.platform} container {container_id} is still "
+                    f"{state or 'processing'}; the next attempt resumes it",
                     code=f"{self.platform}_media_not_ready",
                     details={"container_id": container_id},
                 )
             time.sleep(self.poll_interval)
 
-    def _adopt_published(
-        self, request: PublishRequest, handle: dict[str, Any]
-    ) -> PublishResult:
+    def _adopt_published(self, request: PublishRequest, handle: dict[str, Any]) -> PublishResult:
         token = request.account.access_token
         if handle.get("media_id"):
             return self._result(token, str(handle["media_id"]), handle)
@@ -619,13 +641,4 @@ class GraphContainerAdapter(Adapter):
             params={"fields": fields, "limit": LISTING_PAGE_SIZE},
         ).body
         entries = [e for e in body.get("data") or [] if isinstance(e, dict) and e.get("id")]
-        return earliest_match(entries, text_field, request.text, lower_time_bound(handle))
-
-
-SUBCODE_PATTERN = re.compile(r"\b(\d{7})\b")
-
-
-def subcode_in(detail: str) -> int | None:
-    """Instagram's container `status` on ERROR carries an error subcode in its text."""
-    match = SUBCODE_PATTERN.search(detail)
-    return int(match.group(1)) if match else None
+        return earliest_match(entries, text_field, request.text, lower_time_bound(request, handle))

@@ -193,6 +193,8 @@ class Adapter(ABC):
     # The platform's real hosts, by role, e.g. {"api": "api.x.com"}.
     hosts: dict[str, str]
     supports_refresh: bool = False
+    # Instagram and Threads exchange the long-lived access token itself: no refresh token.
+    refreshes_access_token: bool = False
 
     def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
         self.http = http

@@ -1,0 +1,322 @@
+"""Facebook Pages (PLATFORMS.md section 2): feed text posts, photos (several photos are
+unpublished uploads attached to one feed post), videos (file_url), and reels
+(video_reels start → bytes to rupload → finish; bytes rather than a hosted file_url,
+which rupload refuses when robots.txt blocks its crawler).
+
+Page tokens obtained from a long-lived user token do not expire, so there is no refresh
+flow: an auth error is final for the account (the base class refuses to refresh).
+Feed, photo and video publishes are single calls with no idempotency key: the attempt's
+start time is saved first, and a retry or reconcile looks for the post in the Page's
+listing before sending it again. A reel's video id is its handle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from workers.adapters import register
+from workers.adapters._meta import (
+    LISTING_PAGE_SIZE,
+    GraphResponse,
+    earliest_match,
+    graph_call,
+    lower_time_bound,
+    usage_from_headers,
+)
+from workers.adapters.base import (
+    Adapter,
+    MediaItem,
+    PermanentError,
+    PlatformError,
+    PublishContext,
+    PublishRequest,
+    PublishResult,
+    ReconcileResult,
+    ReconcileStatus,
+    TransientError,
+)
+
+GRAPH_VERSION = "v25.0"
+FACEBOOK_WEB = "https://www.facebook.com"
+UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+DEAD_VIDEO_STATES = frozenset({"error", "expired", "upload_failed"})
+REEL_DONE_STATES = frozenset({"published", "scheduled"})
+
+
+@register
+class FacebookAdapter(Adapter):
+    platform = "facebook"
+    # graph-video.facebook.com is deprecated for uploads (PLATFORMS.md 2.2): same host.
+    hosts = {"api": "graph.facebook.com", "video": "graph.facebook.com"}
+    supports_refresh = False
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, token: str, host: str = "api", **kwargs: Any
+    ) -> GraphResponse:
+        url = self.url(f"/{GRAPH_VERSION}{path}", host=host)
+        return graph_call(self.http, self.platform, method, url, token=token, **kwargs)
+
+    @staticmethod
+    def _page_id(request: PublishRequest) -> str:
+        if not request.account.external_id:
+            raise PermanentError(
+                "the Facebook account has no Page id (external_id)",
+                code="facebook_page_id_missing",
+            )
+        return request.account.external_id
+
+    @staticmethod
+    def _kind(request: PublishRequest) -> str:
+        videos = [m for m in request.media if m.kind == "video"]
+        images = [m for m in request.media if m.kind == "image"]
+        if videos and (images or len(videos) > 1):
+            raise PermanentError(
+                "a Facebook post takes up to 10 images or one video",
+                code="facebook_unsupported_media",
+            )
+        if videos:
+            return "reel" if request.settings.get("videoType") == "reel" else "video"
+        if len(images) > 1:
+            return "album"
+        return "photo" if images else "feed"
+
+    @staticmethod
+    def _before_publish(context: PublishContext, handle: dict[str, Any]) -> None:
+        context.save_handle(handle)
+        context.mark_irreversible()
+
+    def _result(
+        self, token: str, object_id: str, kind: str, headers: httpx.Headers | None = None
+    ) -> PublishResult:
+        details: dict[str, Any] = {"kind": kind}
+        if headers is not None and (usage := usage_from_headers(headers)):
+            details["rate_limit"] = usage
+        try:
+            body = self._call("GET", f"/{object_id}", token, params={"fields": "permalink_url"})
+            url = _absolute(body.body.get("permalink_url"))
+        except PlatformError as exc:
+            details["permalink_error"] = exc.code
+            url = None
+        if url is None and kind in ("feed", "photo", "album"):
+            url = f"{FACEBOOK_WEB}/{object_id}"  # documented form for Page posts
+        return PublishResult(platform_post_id=object_id, url=url, details=details)
+
+    # -- publish -------------------------------------------------------------------------
+
+    def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
+        kind = self._kind(request)
+        handle = dict(request.handle or {})
+        if kind == "reel":
+            return self._publish_reel(request, context, handle)
+        if handle.get("started_at"):
+            # An earlier attempt may have posted: adopt it rather than post twice.
+            found = self._find_listed(request, kind, handle)
+            if found is not None:
+                return found
+        if kind == "album":
+            return self._publish_album(request, context, handle)
+        if kind == "video":
+            return self._publish_video(request, context)
+        page = self._page_id(request)
+        token = request.account.access_token
+        if kind == "photo":
+            data = {"url": request.media[0].public_url}
+            if request.text:
+                data["caption"] = request.text
+            self._before_publish(context, {"kind": kind, "started_at": time.time()})
+            response = self._call("POST", f"/{page}/photos", token, data=data)
+            post_id = str(response.body.get("post_id") or response.body["id"])
+        else:
+            self._before_publish(context, {"kind": kind, "started_at": time.time()})
+            response = self._call("POST", f"/{page}/feed", token, data={"message": request.text})
+            post_id = str(response.body["id"])
+        return self._result(token, post_id, kind, response.headers)
+
+    def _publish_album(
+        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
+    ) -> PublishResult:
+        page = self._page_id(request)
+        token = request.account.access_token
+        photo_ids = handle.get("photo_ids") if handle.get("kind") == "album" else None
+        if not photo_ids:
+            photo_ids = [
+                str(
+                    self._call(
+                        "POST",
+                        f"/{page}/photos",
+                        token,
+                        data={"url": item.public_url, "published": "false"},
+                    ).body["id"]
+                )
+                for item in request.media
+            ]
+            context.save_handle({"kind": "album", "photo_ids": photo_ids})
+        self._before_publish(
+            context, {"kind": "album", "photo_ids": photo_ids, "started_at": time.time()}
+        )
+        data = {"attached_media": json.dumps([{"media_fbid": pid} for pid in photo_ids])}
+        if request.text:
+            data["message"] = request.text
+        response = self._call("POST", f"/{page}/feed", token, data=data)
+        return self._result(token, str(response.body["id"]), "album", response.headers)
+
+    def _publish_video(self, request: PublishRequest, context: PublishContext) -> PublishResult:
+        page = self._page_id(request)
+        token = request.account.access_token
+        data = {"file_url": request.media[0].public_url}
+        if request.text:
+            data["description"] = request.text
+        self._before_publish(context, {"kind": "video", "started_at": time.time()})
+        response = self._call(
+            "POST", f"/{page}/videos", token, host="video", data=data, timeout=UPLOAD_TIMEOUT
+        )
+        return self._result(token, str(response.body["id"]), "video", response.headers)
+
+    def _publish_reel(
+        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
+    ) -> PublishResult:
+        page = self._page_id(request)
+        token = request.account.access_token
+        status: dict[str, Any] = {}
+        if handle.get("kind") == "reel" and handle.get("video_id"):
+            status = self._video_status(token, handle["video_id"])
+            if _publish_status(status) in REEL_DONE_STATES:
+                return self._result(token, handle["video_id"], "reel")
+            if status.get("video_status") in DEAD_VIDEO_STATES:
+                handle, status = {}, {}
+        if not handle.get("video_id"):
+            body = self._call(
+                "POST", f"/{page}/video_reels", token, data={"upload_phase": "start"}
+            ).body
+            handle = {
+                "kind": "reel",
+                "video_id": str(body["video_id"]),
+                "upload_url": str(body["upload_url"]),
+            }
+            context.save_handle(handle)
+        uploading = status.get("uploading_phase") or {}
+        if uploading.get("status") != "complete":
+            offset = int(uploading.get("bytes_transferred") or 0)
+            self._upload_reel(token, handle["upload_url"], request.media[0], offset)
+
+        self._before_publish(context, {**handle, "started_at": time.time()})
+        data = {
+            "upload_phase": "finish",
+            "video_id": handle["video_id"],
+            "video_state": "PUBLISHED",
+        }
+        if request.text:
+            data["description"] = request.text
+        response = self._call("POST", f"/{page}/video_reels", token, data=data)
+        if response.body.get("success") is not True:
+            raise TransientError(
+                "Facebook did not confirm the reel's finish phase",
+                code="facebook_reel_finish_unconfirmed",
+                details={"video_id": handle["video_id"]},
+            )
+        return self._result(token, handle["video_id"], "reel", response.headers)
+
+    def _upload_reel(self, token: str, upload_url: str, item: MediaItem, offset: int) -> None:
+        """Stream the bytes to rupload from `offset` (a resumed upload goes on where the
+        status says it stopped); the upload URL is used as the start phase gave it."""
+        size = os.path.getsize(item.path)
+        response = graph_call(
+            self.http,
+            self.platform,
+            "POST",
+            upload_url,
+            token=token,
+            content=_file_chunks(item.path, offset),
+            headers={
+                "offset": str(offset),
+                "file_size": str(size),
+                "Content-Length": str(size - offset),
+                "Content-Type": "application/octet-stream",
+            },
+            auth_scheme="OAuth",
+            timeout=UPLOAD_TIMEOUT,
+        )
+        if response.body.get("success") is not True:
+            raise TransientError(
+                "Facebook did not confirm the reel upload", code="facebook_upload_unconfirmed"
+            )
+
+    def _video_status(self, token: str, video_id: str) -> dict[str, Any]:
+        body = self._call("GET", f"/{video_id}", token, params={"fields": "status"}).body
+        status = body.get("status")
+        return status if isinstance(status, dict) else {}
+
+    # -- reconcile -----------------------------------------------------------------------
+
+    def reconcile(self, request: PublishRequest) -> ReconcileResult:
+        """A reel by its video's publishing phase; other posts in the Page's listing."""
+        handle = dict(request.handle or {})
+        kind = handle.get("kind") or self._kind(request)
+        token = request.account.access_token
+        if kind == "reel" and handle.get("video_id"):
+            publish_status = _publish_status(self._video_status(token, handle["video_id"]))
+            if publish_status in REEL_DONE_STATES:
+                result = self._result(token, handle["video_id"], "reel")
+                return ReconcileResult(ReconcileStatus.FOUND, result, f"reel {publish_status}")
+            return ReconcileResult(
+                ReconcileStatus.NOT_FOUND, reason=f"reel publish status {publish_status!r}"
+            )
+        found = self._find_listed(request, kind, handle)
+        if found is not None:
+            return ReconcileResult(ReconcileStatus.FOUND, found, "found in the Page listing")
+        return ReconcileResult(ReconcileStatus.NOT_FOUND, reason="no matching recent post")
+
+    def _find_listed(
+        self, request: PublishRequest, kind: str, handle: dict[str, Any]
+    ) -> PublishResult | None:
+        """The Page's post (or video) with this text, created since the attempt began."""
+        edge, text_field = ("videos", "description") if kind == "video" else ("posts", "message")
+        not_before = lower_time_bound(request, handle)
+        body = self._call(
+            "GET",
+            f"/{self._page_id(request)}/{edge}",
+            request.account.access_token,
+            params={
+                "fields": f"id,{text_field},created_time,permalink_url",
+                "since": int(not_before),
+                "limit": LISTING_PAGE_SIZE,
+            },
+        ).body
+        entries = [e for e in body.get("data") or [] if isinstance(e, dict) and e.get("id")]
+        entry = earliest_match(entries, text_field, request.text, not_before, "created_time")
+        if entry is None:
+            return None
+        post_id = str(entry["id"])
+        url = _absolute(entry.get("permalink_url"))
+        if url is None and kind != "video":
+            url = f"{FACEBOOK_WEB}/{post_id}"
+        return PublishResult(post_id, url, {"kind": kind, "adopted": True})
+
+
+def _file_chunks(path: str, offset: int) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+            yield chunk
+
+
+def _publish_status(status: dict[str, Any]) -> str | None:
+    phase = status.get("publishing_phase")
+    return phase.get("publish_status") if isinstance(phase, dict) else None
+
+
+def _absolute(permalink: Any) -> str | None:
+    """Video permalinks come back relative (/{page}/videos/{id}/)."""
+    if not isinstance(permalink, str) or not permalink:
+        return None
+    return urljoin(FACEBOOK_WEB + "/", permalink)

@@ -1,0 +1,136 @@
+"""Instagram (Instagram Login, graph.instagram.com): container → status → media_publish →
+permalink (PLATFORMS.md section 1).
+
+Media go by public URL (image_url / video_url), which both login paths support; a single
+video is always a reel (feed VIDEO is gone since 2023), several media are a carousel.
+"""
+
+from __future__ import annotations
+
+import json
+
+from workers.adapters import register
+from workers.adapters._meta import (
+    PERMANENT_SUBCODES,
+    TRANSIENT_SUBCODES,
+    ContainerPlan,
+    GraphContainerAdapter,
+    refresh_long_lived_token,
+    subcode_in,
+)
+from workers.adapters.base import (
+    AccountCredentials,
+    MediaItem,
+    PermanentError,
+    PlatformError,
+    PublishRequest,
+    TokenSet,
+    TransientError,
+)
+
+GRAPH_VERSION = "v25.0"
+CONTENT_TYPES = ("Post", "Story", "Reels", "Trial Reel")
+TRIAL_GRADUATION_STRATEGY = "MANUAL"
+
+
+@register
+class InstagramAdapter(GraphContainerAdapter):
+    platform = "instagram"
+    hosts = {"api": "graph.instagram.com"}
+    supports_refresh = True
+    refreshes_access_token = True
+
+    api_version = GRAPH_VERSION
+    create_edge = "media"
+    publish_edge = "media_publish"
+    text_field = "caption"
+    status_field = "status_code"
+    status_detail_field = "status"
+    permalink_fields = "permalink,shortcode,media_type,media_product_type"
+
+    def container_plan(self, request: PublishRequest) -> ContainerPlan:
+        content_type = request.settings.get("contentType") or "Post"
+        if content_type not in CONTENT_TYPES:
+            raise _unsupported(f"unknown Instagram content type {content_type!r}")
+        if not request.media:
+            raise _unsupported("Instagram needs at least one image or video")
+        if content_type == "Story":
+            return ContainerPlan(self._story(request))
+        if content_type in ("Reels", "Trial Reel"):
+            return ContainerPlan(self._reel(request, trial=content_type == "Trial Reel"))
+        if len(request.media) == 1:
+            item = request.media[0]
+            if item.kind == "video":
+                return ContainerPlan(self._reel(request, trial=False))
+            return ContainerPlan(_with_caption(self._image(request, item), request.text))
+        children = [
+            {**self._image(request, item), "is_carousel_item": "true"}
+            if item.kind == "image"
+            else {"media_type": "VIDEO", "video_url": item.public_url, "is_carousel_item": "true"}
+            for item in request.media
+        ]
+        return ContainerPlan(
+            _with_caption({"media_type": "CAROUSEL"}, request.text), children=children
+        )
+
+    @staticmethod
+    def _image(request: PublishRequest, item: MediaItem) -> dict[str, str]:
+        params = {"image_url": item.public_url}
+        if alt_text := request.settings.get("altText"):
+            params["alt_text"] = str(alt_text)
+        return params
+
+    @staticmethod
+    def _story(request: PublishRequest) -> dict[str, str]:
+        if len(request.media) != 1:
+            raise _unsupported("an Instagram story takes exactly one image or video")
+        item = request.media[0]
+        url_field = "video_url" if item.kind == "video" else "image_url"
+        return {"media_type": "STORIES", url_field: item.public_url}
+
+    @staticmethod
+    def _reel(request: PublishRequest, trial: bool) -> dict[str, str]:
+        if len(request.media) != 1 or request.media[0].kind != "video":
+            raise _unsupported("an Instagram reel takes exactly one video")
+        params = {"media_type": "REELS", "video_url": request.media[0].public_url}
+        if trial:
+            params["trial_params"] = json.dumps({"graduation_strategy": TRIAL_GRADUATION_STRATEGY})
+        else:
+            params["share_to_feed"] = "true"
+        cover_seconds = request.settings.get("coverPhotoTimestamp")
+        if cover_seconds is not None:
+            params["thumb_offset"] = str(round(float(cover_seconds) * 1000))
+        return _with_caption(params, request.text)
+
+    def container_failure(self, container_id: str, detail: str) -> PlatformError:
+        subcode = subcode_in(detail)
+        details = {"container_id": container_id, "graph_subcode": subcode}
+        message = f"Instagram could not process the media: {detail or 'ERROR'}"
+        if subcode in TRANSIENT_SUBCODES:
+            return TransientError(
+                message, code=f"instagram_{TRANSIENT_SUBCODES[subcode]}", details=details
+            )
+        name = PERMANENT_SUBCODES.get(subcode or 0, "container_error")
+        return PermanentError(message, code=f"instagram_{name}", details=details)
+
+    def listing_edge(self, request: PublishRequest) -> str:
+        # Stories are not in /media; they are listed (for 24 h) under /stories.
+        return "stories" if request.settings.get("contentType") == "Story" else "media"
+
+    def listing_text_field(self, request: PublishRequest) -> str | None:
+        # A story carries no caption: it is matched by time alone.
+        return None if request.settings.get("contentType") == "Story" else "caption"
+
+    def refresh_token(self, account: AccountCredentials) -> TokenSet:
+        """GET /refresh_access_token?grant_type=ig_refresh_token: 60 more days."""
+        return refresh_long_lived_token(
+            self, "/refresh_access_token", "ig_refresh_token", account.access_token
+        )
+
+
+def _with_caption(params: dict[str, str], caption: str) -> dict[str, str]:
+    return {**params, "caption": caption} if caption else params
+
+
+def _unsupported(message: str) -> PermanentError:
+    return PermanentError(message, code="instagram_unsupported_media")

@@ -1,0 +1,446 @@
+"""LinkedIn Posts API (versioned /rest): image and video upload, POST /rest/posts, reconcile.
+
+LinkedIn has no idempotency key. Before POST /rest/posts the adapter saves the author, the
+uploaded media URNs and the commentary's fingerprint; reconcile reads the author's recent
+posts (GET /rest/posts?q=author), and a resumed publish adopts the post LinkedIn names in
+its 422 "Content is a duplicate of urn:…" answer.
+
+Rate limits: LinkedIn documents only daily limits (application and member), reset at
+midnight UTC, answered with a bare 429 and no headers. A 429 carrying LinkedIn's throttle
+body therefore means "the day's quota is spent": retrying before midnight UTC would only
+spend more of it, so it is a QuotaExhaustedError until then. A 429 without that body (the
+infrastructure protection the docs also mention) is a short RateLimitedError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from workers.adapters import register
+from workers.adapters.base import (
+    AccountCredentials,
+    Adapter,
+    AuthExpiredError,
+    AuthRevokedError,
+    DuplicateError,
+    MediaItem,
+    PermanentError,
+    PlatformError,
+    PublishContext,
+    PublishRequest,
+    PublishResult,
+    QuotaExhaustedError,
+    RateLimitedError,
+    ReconcileResult,
+    ReconcileStatus,
+    TokenSet,
+    TransientError,
+    client_credentials,
+)
+
+# The monthly API version (YYYYMM); versions live about a year. Override without a release.
+LINKEDIN_VERSION = os.environ.get("CRIER_LINKEDIN_VERSION", "202609")
+RESTLI_PROTOCOL_VERSION = "2.0.0"
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+VIDEO_POLL_SECONDS = 5.0
+VIDEO_PROCESSING_TIMEOUT_SECONDS = 600.0
+# The wait after a 429 that is not LinkedIn's daily throttle and names no Retry-After.
+DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60
+RECONCILE_LOOKBACK = timedelta(hours=24)
+RECONCILE_CLOCK_SKEW = timedelta(minutes=2)
+RECONCILE_PAGE_SIZE = 50
+# The seed's visibility names to the Posts API's.
+VISIBILITY = {"PUBLIC": "PUBLIC", "CONNECTIONS": "CONNECTIONS", "LOGGED_IN_MEMBERS": "LOGGED_IN"}
+AUTHOR_URN_PREFIXES = ("urn:li:person:", "urn:li:organization:")
+
+# "little" text: these characters are markup and must be backslash-escaped to show as
+# typed; unescaped, LinkedIn cuts the post at the first one. Links are left whole so they
+# still turn into links, and #hashtags so they stay hashtags (a little HashtagElement).
+_LITTLE_TOKEN_RE = re.compile(r"(https?://[^\s()<>\[\]{}|\\]+)|(#\w+)|([\\|{}@\[\]()<>#*_~])")
+_DUPLICATE_URN_RE = re.compile(r"urn:li:(?:share|ugcPost):\d+")
+
+
+def escape_little_text(text: str) -> str:
+    """Plain text to LinkedIn's little format: reserved characters backslash-escaped."""
+    return _LITTLE_TOKEN_RE.sub(
+        lambda m: m.group(0) if m.group(3) is None else "\\" + m.group(3), text
+    )
+
+
+def author_urn(account: AccountCredentials) -> str:
+    """The post author: a person or organization URN; a bare id is a member (person)."""
+    external_id = (account.external_id or "").strip()
+    if external_id.startswith(AUTHOR_URN_PREFIXES):
+        return external_id
+    if not external_id or external_id.startswith("urn:"):
+        raise PermanentError(
+            "the LinkedIn account needs an external id: urn:li:person:… or "
+            f"urn:li:organization:… (got {external_id!r})",
+            code="linkedin_config_invalid_author",
+        )
+    return f"urn:li:person:{external_id}"
+
+
+def permalink(urn: str) -> str:
+    return f"https://www.linkedin.com/feed/update/{urn}/"
+
+
+def next_utc_midnight(now: datetime | None = None) -> datetime:
+    now = now or datetime.now(UTC)
+    return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@register
+class LinkedInAdapter(Adapter):
+    platform = "linkedin"
+    hosts = {"api": "api.linkedin.com", "oauth": "www.linkedin.com"}
+    supports_refresh = True
+
+    api_version = LINKEDIN_VERSION
+    video_poll_seconds = VIDEO_POLL_SECONDS
+
+    # -- publish ---------------------------------------------------------------------------
+
+    def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
+        token = request.account.access_token
+        author = author_urn(request.account)
+        commentary = escape_little_text(request.text)
+        handle: dict[str, Any] = dict(request.handle or {})
+        resumed = bool(handle.get("posted_at"))
+
+        if resumed:
+            found = self._find_post(request, handle, author)
+            if found is not None:
+                return found
+
+        media_urns = handle.get("media_urns")
+        if media_urns is None:
+            media_urns = [self._upload(token, author, item) for item in request.media]
+            handle["media_urns"] = media_urns
+            context.save_handle(handle)
+        for urn in media_urns:
+            if urn.startswith("urn:li:video:"):
+                self._await_video(token, urn)
+
+        visibility = request.settings.get("visibility", "PUBLIC")
+        body: dict[str, Any] = {
+            "author": author,
+            "commentary": commentary,
+            "visibility": VISIBILITY.get(visibility, visibility),
+            "distribution": {
+                "feedDistribution": "MAIN_FEED",
+                "targetEntities": [],
+                "thirdPartyDistributionChannels": [],
+            },
+            "lifecycleState": "PUBLISHED",
+            "isReshareDisabledByAuthor": False,
+        }
+        if len(media_urns) == 1:
+            body["content"] = {"media": {"id": media_urns[0]}}
+        elif media_urns:
+            body["content"] = {"multiImage": {"images": [{"id": urn} for urn in media_urns]}}
+
+        handle.update(author=author, commentary_sha256=_sha256(commentary))
+        handle.setdefault("posted_at", datetime.now(UTC).isoformat())
+        context.save_handle(handle)
+        context.mark_irreversible()
+        try:
+            response = self._call("POST", self.url("/rest/posts"), token, json=body)
+        except DuplicateError as exc:
+            # After an attempt whose outcome we never heard, the duplicate is our own post.
+            existing = exc.details.get("existing_urn")
+            if resumed and existing:
+                return PublishResult(existing, permalink(existing), {"adopted_duplicate": True})
+            raise
+        urn = response.headers["x-restli-id"]
+        return PublishResult(urn, permalink(urn), {"media_urns": media_urns})
+
+    # -- media -----------------------------------------------------------------------------
+
+    def _upload(self, token: str, author: str, item: MediaItem) -> str:
+        if item.kind == "image":
+            value = self._call(
+                "POST",
+                self.url("/rest/images"),
+                token,
+                params={"action": "initializeUpload"},
+                json={"initializeUploadRequest": {"owner": author}},
+            ).json()["value"]
+            self._put(
+                value["uploadUrl"],
+                item.read_bytes(),
+                {"Authorization": f"Bearer {token}", "Content-Type": item.mime_type},
+            )
+            return value["image"]
+
+        value = self._call(
+            "POST",
+            self.url("/rest/videos"),
+            token,
+            params={"action": "initializeUpload"},
+            json={
+                "initializeUploadRequest": {
+                    "owner": author,
+                    "fileSizeBytes": item.size_bytes,
+                    "uploadCaptions": False,
+                    "uploadThumbnail": False,
+                }
+            },
+        ).json()["value"]
+        etags = []
+        with open(item.path, "rb") as source:
+            for part in value["uploadInstructions"]:
+                first, last = int(part["firstByte"]), int(part["lastByte"])
+                source.seek(first)
+                response = self._put(
+                    part["uploadUrl"],
+                    source.read(last - first + 1),
+                    {"Content-Type": "application/octet-stream"},
+                )
+                etags.append(response.headers.get("etag", ""))
+        self._call(
+            "POST",
+            self.url("/rest/videos"),
+            token,
+            params={"action": "finalizeUpload"},
+            json={
+                "finalizeUploadRequest": {
+                    "video": value["video"],
+                    "uploadToken": value.get("uploadToken", ""),
+                    "uploadedPartIds": etags,
+                }
+            },
+        )
+        return value["video"]
+
+    def _await_video(self, token: str, urn: str) -> None:
+        """A post may only use a video LinkedIn has finished processing (AVAILABLE)."""
+        deadline = time.monotonic() + VIDEO_PROCESSING_TIMEOUT_SECONDS
+        while True:
+            video = self._call("GET", self.url(f"/rest/videos/{quote(urn, safe='')}"), token).json()
+            status = video.get("status")
+            if status == "AVAILABLE":
+                return
+            if status == "PROCESSING_FAILED":
+                raise PermanentError(
+                    f"LinkedIn could not process the video: {video.get('processingFailureReason')}",
+                    code="linkedin_media_processing_failed",
+                )
+            if time.monotonic() + self.video_poll_seconds > deadline:
+                raise TransientError(
+                    f"LinkedIn is still processing the video ({status})",
+                    code="linkedin_media_processing_timeout",
+                )
+            time.sleep(self.video_poll_seconds)
+
+    def _put(self, url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """PUT bytes to an upload URL LinkedIn handed out (used as given)."""
+        try:
+            response = self.http.put(url, content=content, headers=headers, timeout=UPLOAD_TIMEOUT)
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"LinkedIn upload failed: {exc}", code="linkedin_network_error"
+            ) from exc
+        if response.status_code >= 300:
+            raise classify(response)
+        return response
+
+    # -- reconcile -------------------------------------------------------------------------
+
+    def reconcile(self, request: PublishRequest) -> ReconcileResult:
+        handle = request.handle or {}
+        author = handle.get("author") or author_urn(request.account)
+        try:
+            found = self._find_post(request, handle, author, strict=True)
+        except PermanentError as exc:
+            if exc.http_status != 403:
+                raise
+            return ReconcileResult(
+                ReconcileStatus.UNKNOWN,
+                reason="reading posts needs r_member_social / r_organization_social: "
+                + exc.message,
+            )
+        if found is None:
+            return ReconcileResult(ReconcileStatus.NOT_FOUND, reason="no matching recent post")
+        return ReconcileResult(ReconcileStatus.FOUND, result=found)
+
+    def _find_post(
+        self,
+        request: PublishRequest,
+        handle: dict[str, Any],
+        author: str,
+        strict: bool = False,
+    ) -> PublishResult | None:
+        """The author's recent post whose commentary is ours, created since the attempt.
+
+        Without read permission (403) a resumed publish goes on (LinkedIn's duplicate check
+        still names an existing post); reconcile (`strict`) lets the 403 through.
+        """
+        if handle.get("posted_at"):
+            since = datetime.fromisoformat(handle["posted_at"]) - RECONCILE_CLOCK_SKEW
+        else:
+            since = datetime.now(UTC) - RECONCILE_LOOKBACK
+        url = (
+            self.url("/rest/posts")
+            + f"?author={quote(author, safe='')}&q=author&count={RECONCILE_PAGE_SIZE}"
+            + "&sortBy=CREATED"
+        )
+        try:
+            response = self._call("GET", url, request.account.access_token)
+        except PermanentError as exc:
+            if strict or exc.http_status != 403:
+                raise
+            return None
+        fingerprint = handle.get("commentary_sha256") or _sha256(escape_little_text(request.text))
+        since_ms = since.timestamp() * 1000
+        for post in response.json().get("elements") or []:
+            if _sha256(post.get("commentary", "")) != fingerprint:
+                continue
+            if float(post.get("createdAt") or 0) < since_ms:
+                continue
+            urn = post["id"]
+            return PublishResult(urn, permalink(urn), {"reconciled": True})
+        return None
+
+    # -- auth ------------------------------------------------------------------------------
+
+    def refresh_token(self, account: AccountCredentials) -> TokenSet:
+        """POST www.linkedin.com/oauth/v2/accessToken; only approved partners get refresh tokens."""
+        if not account.refresh_token:
+            raise AuthRevokedError(
+                "the LinkedIn account has no refresh token; reconnect it",
+                code="linkedin_no_refresh_token",
+            )
+        client_id, client_secret = client_credentials(self.platform)
+        form = {"grant_type": "refresh_token", "refresh_token": account.refresh_token}
+        if client_id:
+            form["client_id"] = client_id
+        if client_secret:
+            form["client_secret"] = client_secret
+        try:
+            response = self.http.post(
+                self.url("/oauth/v2/accessToken", host="oauth"), data=form, timeout=TIMEOUT
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"LinkedIn token refresh failed: {exc}", code="linkedin_network_error"
+            ) from exc
+        if response.status_code in (400, 401):
+            body = _json(response)
+            reason = body.get("error_description") or body.get("error")
+            raise AuthRevokedError(
+                f"LinkedIn refused the refresh token: {reason}",
+                code="linkedin_refresh_refused",
+                http_status=response.status_code,
+            )
+        if response.status_code >= 300:
+            raise classify(response)
+        body = response.json()
+        expires_in = body.get("expires_in")
+        return TokenSet(
+            access_token=body["access_token"],
+            refresh_token=body.get("refresh_token") or None,
+            expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in))
+            if expires_in
+            else None,
+        )
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "LinkedIn-Version": self.api_version,
+            "X-Restli-Protocol-Version": RESTLI_PROTOCOL_VERSION,
+        }
+        try:
+            response = self.http.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"LinkedIn request failed: {exc}", code="linkedin_network_error"
+            ) from exc
+        if response.status_code >= 300:
+            raise classify(response)
+        return response
+
+
+def classify(response: httpx.Response) -> PlatformError:
+    """LinkedIn's status and error body to a PlatformError."""
+    status = response.status_code
+    body = _json(response)
+    code = _error_code(body)
+    message = str(body.get("message") or response.reason_phrase)
+    if status == 401:
+        if code == "REVOKED_ACCESS_TOKEN" or "revoked" in message.lower():
+            return AuthRevokedError(message, code="linkedin_token_revoked", http_status=status)
+        return AuthExpiredError(message, code="linkedin_token_expired", http_status=status)
+    if status == 426 or code in ("NONEXISTENT_VERSION", "VERSION_MISSING"):
+        # The operator must move LinkedIn-Version (CRIER_LINKEDIN_VERSION) to a live one.
+        config_code = f"linkedin_config_{(code or 'nonexistent_version').lower()}"
+        return PermanentError(message, code=config_code, http_status=status)
+    if status == 429:
+        if code == "TOO_MANY_REQUESTS" or "throttle" in message.lower():
+            return QuotaExhaustedError(
+                message,
+                code="linkedin_daily_limit",
+                http_status=status,
+                retry_at=next_utc_midnight(),
+            )
+        retry_after = response.headers.get("retry-after", "")
+        return RateLimitedError(
+            message,
+            code="linkedin_rate_limited",
+            http_status=status,
+            retry_after=float(retry_after)
+            if retry_after.isdigit()
+            else DEFAULT_RATE_LIMIT_WAIT_SECONDS,
+        )
+    if status == 422 and "duplicate" in message.lower():
+        match = _DUPLICATE_URN_RE.search(message)
+        return DuplicateError(
+            message,
+            code="linkedin_duplicate_content",
+            http_status=status,
+            details={"existing_urn": match.group(0)} if match else {},
+        )
+    if status == 400 and code == "MEDIA_ASSET_WAITING_UPLOAD":
+        return TransientError(message, code="linkedin_media_waiting_upload", http_status=status)
+    if status == 409:
+        return TransientError(message, code="linkedin_conflict", http_status=status)
+    if status >= 500:
+        return TransientError(message, code="linkedin_server_error", http_status=status)
+    if status == 403:
+        return PermanentError(message, code="linkedin_access_denied", http_status=status)
+    suffix = code.lower() if code else f"http_{status}"
+    return PermanentError(message, code=f"linkedin_{suffix}", http_status=status)
+
+
+def _error_code(body: dict[str, Any]) -> str:
+    """LinkedIn's symbolic code: top-level `code`, or the first input error's."""
+    if isinstance(body.get("code"), str):
+        return body["code"]
+    for error in (body.get("errorDetails") or {}).get("inputErrors") or []:
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
+            return error["code"]
+    return ""
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

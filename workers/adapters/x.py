@@ -1,0 +1,459 @@
+"""X API v2: media upload, POST /2/tweets, timeline reconciliation, one-time-refresh OAuth 2.
+
+X has no idempotency key, so the adapter saves the text's fingerprint, the uploaded media
+and the author before POST /2/tweets; reconcile (and a resumed publish) look for the post on
+the author's timeline instead of posting again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import time
+import unicodedata
+from base64 import b64encode
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from workers.adapters import register
+from workers.adapters.base import (
+    AccountCredentials,
+    Adapter,
+    AuthExpiredError,
+    AuthRevokedError,
+    DuplicateError,
+    MediaItem,
+    PermanentError,
+    PlatformError,
+    PublishContext,
+    PublishRequest,
+    PublishResult,
+    QuotaExhaustedError,
+    RateLimitedError,
+    ReconcileResult,
+    ReconcileStatus,
+    TokenSet,
+    TransientError,
+    client_credentials,
+)
+
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+UPLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+# Chunk size for /2/media/upload/{id}/append (X accepts up to 5 MB per segment).
+UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
+# How long one publish may wait for X to process a video before giving up for now.
+MEDIA_PROCESSING_TIMEOUT_SECONDS = 300.0
+# An uploaded media id is reused on resume only if it stays valid at least this long.
+MEDIA_REUSE_MARGIN_SECONDS = 600
+# X's user request window: the wait when a 429 carries no x-rate-limit-reset.
+DEFAULT_RATE_LIMIT_WAIT_SECONDS = 15 * 60
+RECONCILE_LOOKBACK = timedelta(hours=24)
+RECONCILE_CLOCK_SKEW = timedelta(minutes=2)
+RECONCILE_PAGE_SIZE = 100
+# The seed's replySettings value that means "no restriction": X wants the field omitted.
+REPLY_EVERYONE = "everyone"
+
+_URL_RE = re.compile(r"https?://\S+", re.IGNORECASE)
+_SPACE_RE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class XIdentity:
+    user_id: str | None
+    username: str | None
+
+
+def normalize_post_text(text: str) -> str:
+    """Text as comparable after X's rewriting: entities unescaped, links (t.co, media) dropped."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    return _SPACE_RE.sub(" ", _URL_RE.sub(" ", text)).strip()
+
+
+def text_fingerprint(text: str) -> str:
+    return hashlib.sha256(normalize_post_text(text).encode()).hexdigest()
+
+
+def permalink(username: str | None, post_id: str) -> str:
+    if username:
+        return f"https://x.com/{username}/status/{post_id}"
+    return f"https://x.com/i/web/status/{post_id}"
+
+
+@register
+class XAdapter(Adapter):
+    platform = "x"
+    hosts = {"api": "api.x.com"}
+    supports_refresh = True
+
+    upload_chunk_bytes = UPLOAD_CHUNK_BYTES
+
+    def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
+        super().__init__(http, base_url)
+        # users/me answers per account, cached so a busy account does not spend its
+        # users/me window on every post.
+        self._identities: dict[int, XIdentity] = {}
+
+    # -- publish ---------------------------------------------------------------------------
+
+    def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
+        token = request.account.access_token
+        handle: dict[str, Any] = dict(request.handle or {})
+        identity = self._identity(request.account)
+        user_id = handle.get("user_id") or identity.user_id
+        username = handle.get("username") or identity.username
+
+        if handle.get("posted_at"):
+            # An earlier attempt may have posted: adopt that post rather than post twice.
+            if not user_id:
+                raise TransientError(
+                    "cannot check X for an earlier attempt: the account's user id is unknown",
+                    code="x_identity_unavailable",
+                )
+            found = self._find_post(request, handle, user_id, username)
+            if found is not None:
+                return found
+
+        media_ids = self._reusable_media_ids(handle)
+        if media_ids is None:
+            uploaded = [self._upload(token, item) for item in request.media]
+            media_ids = [data["id"] for data in uploaded]
+            expires_after = min(
+                (int(d.get("expires_after_secs", 86400)) for d in uploaded), default=86400
+            )
+            handle.update(
+                media_ids=media_ids,
+                media_keys=[d["media_key"] for d in uploaded if d.get("media_key")],
+                media_expires_at=int(time.time()) + expires_after,
+            )
+
+        body: dict[str, Any] = {}
+        if request.text:
+            body["text"] = request.text
+        if media_ids:
+            body["media"] = {"media_ids": media_ids}
+        reply_settings = request.settings.get("replySettings")
+        if reply_settings and reply_settings != REPLY_EVERYONE:
+            body["reply_settings"] = reply_settings
+
+        handle.update(
+            user_id=user_id, username=username, text_sha256=text_fingerprint(request.text)
+        )
+        handle.setdefault("posted_at", datetime.now(UTC).isoformat())
+        context.save_handle(handle)
+        context.mark_irreversible()
+        response = self._call("POST", self.url("/2/tweets"), token, json=body)
+        post_id = str(response.json()["data"]["id"])
+        details: dict[str, Any] = {"media_ids": media_ids}
+        rate_limit = rate_limit_details(response.headers)
+        if rate_limit:
+            details["rate_limit"] = rate_limit
+        return PublishResult(
+            platform_post_id=post_id, url=permalink(username, post_id), details=details
+        )
+
+    def _reusable_media_ids(self, handle: dict[str, Any]) -> list[str] | None:
+        """Media uploaded by an earlier attempt, while X still holds them."""
+        if "media_ids" not in handle:
+            return None
+        expires_at = int(handle.get("media_expires_at") or 0)
+        if handle["media_ids"] and expires_at - time.time() < MEDIA_REUSE_MARGIN_SECONDS:
+            return None
+        return list(handle["media_ids"])
+
+    # -- media -----------------------------------------------------------------------------
+
+    def _upload(self, token: str, item: MediaItem) -> dict[str, Any]:
+        """Images go one-shot; videos through initialize/append/finalize, then processing."""
+        if item.kind == "image":
+            category = "tweet_gif" if item.mime_type == "image/gif" else "tweet_image"
+            with open(item.path, "rb") as source:
+                response = self._call(
+                    "POST",
+                    self.url("/2/media/upload"),
+                    token,
+                    files={"media": (item.filename or "media", source, item.mime_type)},
+                    data={"media_category": category, "media_type": item.mime_type},
+                    timeout=UPLOAD_TIMEOUT,
+                )
+            return self._await_processing(token, response.json()["data"])
+
+        initialized = self._call(
+            "POST",
+            self.url("/2/media/upload/initialize"),
+            token,
+            json={
+                "media_type": item.mime_type,
+                "total_bytes": item.size_bytes,
+                "media_category": "tweet_video",
+            },
+        ).json()["data"]
+        media_id = str(initialized["id"])
+        with open(item.path, "rb") as source:
+            segment_index = 0
+            while chunk := source.read(self.upload_chunk_bytes):
+                self._call(
+                    "POST",
+                    self.url(f"/2/media/upload/{media_id}/append"),
+                    token,
+                    files={"media": ("chunk", chunk, "application/octet-stream")},
+                    data={"segment_index": str(segment_index)},
+                    timeout=UPLOAD_TIMEOUT,
+                )
+                segment_index += 1
+        finalized = self._call(
+            "POST", self.url(f"/2/media/upload/{media_id}/finalize"), token
+        ).json()["data"]
+        return self._await_processing(token, {**initialized, **finalized})
+
+    def _await_processing(self, token: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Poll the upload status as X asks (check_after_secs) until it succeeds or fails."""
+        deadline = time.monotonic() + MEDIA_PROCESSING_TIMEOUT_SECONDS
+        info = data.get("processing_info")
+        while info and info.get("state") != "succeeded":
+            if info.get("state") == "failed":
+                error = info.get("error") or {}
+                raise PermanentError(
+                    f"X could not process the media: {error.get('message') or error.get('name')}",
+                    code="x_media_processing_failed",
+                )
+            wait = float(info.get("check_after_secs") or 1)
+            if time.monotonic() + wait > deadline:
+                raise TransientError(
+                    "X is still processing the media", code="x_media_processing_timeout"
+                )
+            time.sleep(wait)
+            status = self._call(
+                "GET",
+                self.url("/2/media/upload"),
+                token,
+                params={"command": "STATUS", "media_id": data["id"]},
+            ).json()["data"]
+            data = {**data, **status}
+            info = status.get("processing_info")
+        return data
+
+    # -- reconcile -------------------------------------------------------------------------
+
+    def reconcile(self, request: PublishRequest) -> ReconcileResult:
+        handle = request.handle or {}
+        identity = self._identity(request.account)
+        user_id = handle.get("user_id") or identity.user_id
+        if not user_id:
+            raise TransientError(
+                "cannot read the X timeline: the account's user id is unknown",
+                code="x_identity_unavailable",
+            )
+        found = self._find_post(
+            request, handle, user_id, handle.get("username") or identity.username
+        )
+        if found is None:
+            return ReconcileResult(
+                ReconcileStatus.NOT_FOUND, reason="no matching post on the timeline"
+            )
+        return ReconcileResult(ReconcileStatus.FOUND, result=found)
+
+    def _find_post(
+        self,
+        request: PublishRequest,
+        handle: dict[str, Any],
+        user_id: str,
+        username: str | None,
+    ) -> PublishResult | None:
+        """The author's post since the attempt started whose text (and media) match ours."""
+        if handle.get("posted_at"):
+            since = datetime.fromisoformat(handle["posted_at"]) - RECONCILE_CLOCK_SKEW
+        else:
+            since = datetime.now(UTC) - RECONCILE_LOOKBACK
+        response = self._call(
+            "GET",
+            self.url(f"/2/users/{user_id}/tweets"),
+            request.account.access_token,
+            params={
+                "max_results": RECONCILE_PAGE_SIZE,
+                "start_time": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "tweet.fields": "created_at,attachments",
+                "exclude": "retweets,replies",
+            },
+        )
+        fingerprint = handle.get("text_sha256") or text_fingerprint(request.text)
+        media_keys = sorted(handle.get("media_keys") or [])
+        for post in response.json().get("data") or []:
+            if text_fingerprint(post.get("text", "")) != fingerprint:
+                continue
+            if (
+                media_keys
+                and sorted((post.get("attachments") or {}).get("media_keys") or []) != media_keys
+            ):
+                continue
+            post_id = str(post["id"])
+            return PublishResult(
+                platform_post_id=post_id,
+                url=permalink(username, post_id),
+                details={"reconciled": True, "created_at": post.get("created_at")},
+            )
+        return None
+
+    # -- auth ------------------------------------------------------------------------------
+
+    def _identity(self, account: AccountCredentials) -> XIdentity:
+        """The token's user (id and username, for the permalink) from GET /2/users/me.
+
+        Only a rejected token stops the publish: if users/me is merely unavailable, the
+        post still goes out with the id-only permalink X also serves.
+        """
+        cached = self._identities.get(account.account_id)
+        if cached is not None:
+            return cached
+        try:
+            data = self._call("GET", self.url("/2/users/me"), account.access_token).json()["data"]
+        except (AuthExpiredError, AuthRevokedError):
+            raise
+        except PlatformError:
+            return XIdentity(user_id=account.external_id, username=None)
+        identity = XIdentity(user_id=str(data["id"]), username=data.get("username"))
+        self._identities[account.account_id] = identity
+        return identity
+
+    def refresh_token(self, account: AccountCredentials) -> TokenSet:
+        """POST /2/oauth2/token; X refresh tokens are single-use, so the new one must be kept."""
+        if not account.refresh_token:
+            raise AuthRevokedError(
+                "the X account has no refresh token; reconnect it", code="x_no_refresh_token"
+            )
+        client_id, client_secret = client_credentials(self.platform)
+        form = {"grant_type": "refresh_token", "refresh_token": account.refresh_token}
+        headers: dict[str, str] = {}
+        if client_id and client_secret:
+            basic = b64encode(f"{client_id}:{client_secret}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        elif client_id:
+            form["client_id"] = client_id
+        try:
+            response = self.http.post(
+                self.url("/2/oauth2/token"), data=form, headers=headers, timeout=TIMEOUT
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(f"X token refresh failed: {exc}", code="x_network_error") from exc
+        if response.status_code in (400, 401):
+            body = _json(response)
+            reason = body.get("error_description") or body.get("error")
+            raise AuthRevokedError(
+                f"X refused the refresh token: {reason}",
+                code="x_refresh_refused",
+                http_status=response.status_code,
+            )
+        if response.status_code >= 300:
+            raise classify(response)
+        body = response.json()
+        expires_in = body.get("expires_in")
+        return TokenSet(
+            access_token=body["access_token"],
+            refresh_token=body.get("refresh_token") or None,
+            expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in))
+            if expires_in
+            else None,
+        )
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", TIMEOUT)
+        try:
+            response = self.http.request(
+                method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(f"X request failed: {exc}", code="x_network_error") from exc
+        if response.status_code >= 300:
+            raise classify(response)
+        return response
+
+
+def rate_limit_details(headers: httpx.Headers) -> dict[str, int] | None:
+    try:
+        return {
+            "limit": int(headers["x-rate-limit-limit"]),
+            "remaining": int(headers["x-rate-limit-remaining"]),
+            "reset_at": int(headers["x-rate-limit-reset"]),
+        }
+    except (KeyError, ValueError):
+        return None
+
+
+def classify(response: httpx.Response) -> PlatformError:
+    """X's status and problem JSON to a PlatformError."""
+    status = response.status_code
+    body = _json(response)
+    message = _problem_message(body) or response.reason_phrase
+    if status == 429:
+        return _limit_error(response, body, message)
+    if status == 401:
+        # X answers a revoked token exactly like an expired one: refresh decides.
+        return AuthExpiredError(message, code="x_unauthorized", http_status=status)
+    if status == 403 and "duplicate content" in message.lower():
+        return DuplicateError(message, code="x_duplicate_content", http_status=status)
+    if status == 403:
+        return PermanentError(message, code="x_forbidden", http_status=status)
+    if status == 402:
+        return PermanentError(message, code="x_payment_required", http_status=status)
+    if status >= 500:
+        return TransientError(message, code="x_server_error", http_status=status)
+    if status == 404:
+        return PermanentError(message, code="x_not_found", http_status=status)
+    return PermanentError(message, code="x_invalid_request", http_status=status)
+
+
+def _limit_error(response: httpx.Response, body: dict[str, Any], message: str) -> PlatformError:
+    """A 429: the 24-hour caps free at their reset instant; the 15-minute window after a wait."""
+    headers = response.headers
+    for scope, prefix in (("account", "x-user-limit-24hour"), ("app", "x-app-limit-24hour")):
+        if headers.get(f"{prefix}-remaining") == "0" and headers.get(f"{prefix}-reset"):
+            return QuotaExhaustedError(
+                message,
+                code="x_user_daily_limit" if scope == "account" else "x_app_daily_limit",
+                http_status=429,
+                retry_at=datetime.fromtimestamp(int(headers[f"{prefix}-reset"]), UTC),
+                scope=scope,
+            )
+    reset = headers.get("x-rate-limit-reset")
+    if "usage-capped" in str(body.get("type", "")):
+        return QuotaExhaustedError(
+            message,
+            code="x_usage_capped",
+            http_status=429,
+            retry_at=datetime.fromtimestamp(int(reset), UTC) if reset else None,
+            scope="app",
+        )
+    retry_after = float(DEFAULT_RATE_LIMIT_WAIT_SECONDS)
+    if reset:
+        retry_after = max(0.0, int(reset) - _server_now(response))
+    return RateLimitedError(
+        message, code="x_rate_limited", http_status=429, retry_after=retry_after
+    )
+
+
+def _server_now(response: httpx.Response) -> float:
+    """X's clock (Date header), so the reset epoch is measured without our clock's skew."""
+    try:
+        return parsedate_to_datetime(response.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return time.time()
+
+
+def _problem_message(body: dict[str, Any]) -> str:
+    parts = [str(body[key]) for key in ("detail",) if body.get(key)]
+    parts += [str(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict)]
+    return "; ".join(parts) or str(body.get("title") or "")
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,414 @@
+"""YouTube Data API v3 videos.insert by the resumable upload protocol (PLATFORMS.md section 7).
+
+POST the video resource to open an upload session (its Location is the session URI) → save
+the URI → PUT the bytes. YouTube has no idempotency key and a second insert of the same
+file makes a second video, so every later attempt resumes the saved session: it asks how
+many bytes arrived (`Content-Range: bytes */N`) and sends the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from workers.adapters import register
+from workers.adapters.base import (
+    AccountCredentials,
+    Adapter,
+    AuthExpiredError,
+    AuthRevokedError,
+    MediaItem,
+    PermanentError,
+    PlatformError,
+    PublishContext,
+    PublishRequest,
+    PublishResult,
+    QuotaExhaustedError,
+    RateLimitedError,
+    ReconcileResult,
+    ReconcileStatus,
+    TokenSet,
+    TransientError,
+    client_credentials,
+)
+
+API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+UPLOAD_PATH = "/upload/youtube/v3/videos"
+API_PATH = "/youtube/v3"
+
+# Quota buckets reset at midnight Pacific Time.
+QUOTA_TIMEZONE = ZoneInfo("America/Los_Angeles")
+# uploadLimitExceeded is the channel's own 24 h upload count.
+CHANNEL_UPLOAD_WINDOW = timedelta(hours=24)
+# rateLimitExceeded carries no hint; Google's request quotas are per minute.
+RATE_LIMIT_WAIT_SECONDS = 60.0
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "tooManyRequests"})
+# The token lacks the scope: only a new consent helps.
+RECONSENT_REASONS = frozenset({"insufficientPermissions"})
+READ_BLOCK_BYTES = 1024 * 1024
+MAX_UPLOAD_ROUNDS = 3  # PUTs answered 308 within one attempt before leaving it to the next
+RECONCILE_LOOKBACK = timedelta(hours=24)
+CLOCK_SKEW = timedelta(minutes=5)
+PLAYLIST_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class UploadSession:
+    """What a resumable session holds: the video once complete, else the bytes received."""
+
+    received: int
+    video: dict[str, Any] | None = None
+
+
+@register
+class YouTubeAdapter(Adapter):
+    platform = "youtube"
+    hosts = {
+        "upload": "www.googleapis.com",
+        "api": "www.googleapis.com",
+        "oauth": "oauth2.googleapis.com",
+    }
+    supports_refresh = True
+
+    def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
+        video = _single_video(request)
+        token = request.account.access_token
+        session_uri = (request.handle or {}).get("session_uri")
+        offset = 0
+        if session_uri:
+            session = self._query_session(session_uri, video.size_bytes, token)
+            if session is not None and session.video is not None:
+                return _result(session.video)
+            if session is None:
+                session_uri = None  # expired before completing: no video came of it
+            else:
+                offset = session.received
+        if not session_uri:
+            session_uri = self._open_session(request, video, token)
+            context.save_handle(
+                {
+                    "session_uri": session_uri,
+                    "started_at": time.time(),
+                    "title": request.settings.get("title", ""),
+                    "video_size": video.size_bytes,
+                }
+            )
+        context.mark_irreversible()
+        return self._send_bytes(session_uri, video, offset, token)
+
+    def _open_session(self, request: PublishRequest, video: MediaItem, token: str) -> str:
+        snippet: dict[str, Any] = {
+            "title": request.settings.get("title", ""),
+            "description": request.text,
+        }
+        if request.settings.get("tags"):
+            snippet["tags"] = list(request.settings["tags"])
+        status: dict[str, Any] = {}
+        if request.settings.get("privacyStatus"):
+            status["privacyStatus"] = request.settings["privacyStatus"]
+        response = self._send(
+            "POST",
+            self.url(UPLOAD_PATH, host="upload"),
+            params={"uploadType": "resumable", "part": "snippet,status"},
+            json={"snippet": snippet, "status": status},
+            headers={
+                **_auth(token),
+                "Content-Type": "application/json; charset=UTF-8",
+                "X-Upload-Content-Length": str(video.size_bytes),
+                "X-Upload-Content-Type": video.mime_type,
+            },
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code != 200:
+            raise _error(response)
+        location = response.headers.get("Location")
+        if not location:
+            raise TransientError(
+                "YouTube opened no upload session (no Location header)",
+                code="youtube_no_session_uri",
+                http_status=response.status_code,
+            )
+        return location
+
+    def _send_bytes(
+        self, session_uri: str, video: MediaItem, offset: int, token: str
+    ) -> PublishResult:
+        size = video.size_bytes
+        for _ in range(MAX_UPLOAD_ROUNDS):
+            response = self._send(
+                "PUT",
+                session_uri,
+                content=_file_blocks(video.path, offset),
+                headers={
+                    **_auth(token),
+                    "Content-Type": video.mime_type,
+                    "Content-Length": str(size - offset),
+                    "Content-Range": f"bytes {offset}-{size - 1}/{size}",
+                },
+                timeout=UPLOAD_TIMEOUT,
+                follow_redirects=False,
+            )
+            if response.status_code in (200, 201):
+                return _result(response.json())
+            if response.status_code != 308:
+                raise _error(response)
+            offset = _received_bytes(response)
+        raise TransientError(
+            f"YouTube still holds only {offset} of {size} bytes; the next attempt resumes",
+            code="youtube_upload_incomplete",
+            http_status=308,
+        )
+
+    def _query_session(self, session_uri: str, size: int, token: str) -> UploadSession | None:
+        """Ask a session how far it got; None when it no longer exists (404/410)."""
+        response = self._send(
+            "PUT",
+            session_uri,
+            headers={**_auth(token), "Content-Length": "0", "Content-Range": f"bytes */{size}"},
+            timeout=API_TIMEOUT,
+            follow_redirects=False,
+        )
+        if response.status_code in (200, 201):
+            return UploadSession(received=size, video=response.json())
+        if response.status_code == 308:
+            return UploadSession(received=_received_bytes(response))
+        if response.status_code in (404, 410):
+            return None
+        raise _error(response)
+
+    def reconcile(self, request: PublishRequest) -> ReconcileResult:
+        handle = request.handle or {}
+        token = request.account.access_token
+        session_uri = handle.get("session_uri")
+        if session_uri:
+            size = handle.get("video_size") or _single_video(request).size_bytes
+            session = self._query_session(session_uri, size, token)
+            if session is not None and session.video is not None:
+                return ReconcileResult(ReconcileStatus.FOUND, _result(session.video))
+            if session is not None:
+                return ReconcileResult(
+                    ReconcileStatus.NOT_FOUND,
+                    reason=f"the upload holds {session.received} of {size} bytes; "
+                    "publishing again resumes the session",
+                )
+        started = handle.get("started_at")
+        since = (
+            datetime.fromtimestamp(started, UTC)
+            if started
+            else datetime.now(UTC) - RECONCILE_LOOKBACK
+        ) - CLOCK_SKEW
+        try:
+            found = self._find_in_uploads(token, request, since)
+        except AuthRevokedError:  # a youtube.upload-only token may not read the channel
+            if session_uri:
+                return ReconcileResult(
+                    ReconcileStatus.UNKNOWN,
+                    reason="the upload session expired and the token may not list uploads",
+                )
+            return ReconcileResult(
+                ReconcileStatus.NOT_FOUND, reason="no upload session was saved: no bytes were sent"
+            )
+        if found is not None:
+            return ReconcileResult(ReconcileStatus.FOUND, found)
+        return ReconcileResult(
+            ReconcileStatus.NOT_FOUND, reason="no matching video among the channel's uploads"
+        )
+
+    def _find_in_uploads(
+        self, token: str, request: PublishRequest, since: datetime
+    ) -> PublishResult | None:
+        """channels?mine=true → the uploads playlist → its newest items, matched by
+        title, description and time (1 quota unit each, unlike search's 100-a-day bucket)."""
+        channels = self._get(token, "/channels", {"part": "contentDetails", "mine": "true"})
+        items = channels.get("items") or []
+        if not items:
+            return None
+        uploads = items[0]["contentDetails"]["relatedPlaylists"]["uploads"]
+        playlist = self._get(
+            token,
+            "/playlistItems",
+            {"part": "snippet", "playlistId": uploads, "maxResults": PLAYLIST_PAGE_SIZE},
+        )
+        title = request.settings.get("title", "")
+        for item in playlist.get("items") or []:
+            snippet = item.get("snippet") or {}
+            published = datetime.fromisoformat(snippet.get("publishedAt", "1970-01-01T00:00:00Z"))
+            if (
+                snippet.get("title") == title
+                and (snippet.get("description") or "").strip() == request.text.strip()
+                and published >= since
+            ):
+                video_id = snippet["resourceId"]["videoId"]
+                return PublishResult(
+                    platform_post_id=video_id,
+                    url=_watch_url(video_id),
+                    details={"matched_by": "uploads_playlist"},
+                )
+        return None
+
+    def refresh_token(self, account: AccountCredentials) -> TokenSet:
+        """POST oauth2.googleapis.com/token; Google keeps the refresh token (no rotation)."""
+        if not account.refresh_token:
+            raise AuthRevokedError(
+                "no Google refresh token stored; reconnect the channel",
+                code="youtube_no_refresh_token",
+            )
+        client_id, client_secret = client_credentials(self.platform)
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": account.refresh_token,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+        response = self._send(
+            "POST",
+            self.url("/token", host="oauth"),
+            data={key: value for key, value in form.items() if value is not None},
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code >= 500:
+            raise TransientError(
+                f"Google token endpoint answered {response.status_code}",
+                code="youtube_oauth_unavailable",
+                http_status=response.status_code,
+            )
+        body = _json(response)
+        if response.status_code != 200 or not body.get("access_token"):
+            error = str(body.get("error") or "no_access_token")
+            raise AuthRevokedError(
+                f"Google refused the refresh: {body.get('error_description') or error}",
+                code=f"youtube_oauth_{_snake(error)}",
+                http_status=response.status_code,
+            )
+        expires_in = body.get("expires_in")
+        return TokenSet(
+            access_token=body["access_token"],
+            refresh_token=body.get("refresh_token") or None,
+            expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in))
+            if expires_in
+            else None,
+        )
+
+    def _get(self, token: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        response = self._send(
+            "GET",
+            self.url(API_PATH + path),
+            params=params,
+            headers=_auth(token),
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code != 200:
+            raise _error(response)
+        return _json(response)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"YouTube unreachable: {exc.__class__.__name__}: {exc}",
+                code="youtube_network_error",
+            ) from exc
+
+
+def next_quota_reset(now: datetime | None = None) -> datetime:
+    """The next midnight in America/Los_Angeles, in UTC (DST-aware)."""
+    local = (now or datetime.now(UTC)).astimezone(QUOTA_TIMEZONE)
+    midnight = datetime.combine(local.date() + timedelta(days=1), clock(0), QUOTA_TIMEZONE)
+    return midnight.astimezone(UTC)
+
+
+def _single_video(request: PublishRequest) -> MediaItem:
+    videos = [item for item in request.media if item.kind == "video"]
+    if len(videos) != 1 or len(request.media) != 1:
+        raise PermanentError("YouTube needs exactly one video", code="youtube_video_required")
+    return videos[0]
+
+
+def _result(video: dict[str, Any]) -> PublishResult:
+    status = video.get("status") or {}
+    return PublishResult(
+        platform_post_id=video["id"],
+        url=_watch_url(video["id"]),
+        details={
+            "upload_status": status.get("uploadStatus"),
+            "privacy_status": status.get("privacyStatus"),
+        },
+    )
+
+
+def _watch_url(video_id: str) -> str:
+    return f"https://www.youtube.com/watch?v={video_id}"
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _file_blocks(path: str, offset: int) -> Iterator[bytes]:
+    """The file from `offset` on, streamed so a large video is never held in memory."""
+    with open(path, "rb") as source:
+        source.seek(offset)
+        while block := source.read(READ_BLOCK_BYTES):
+            yield block
+
+
+def _received_bytes(response: httpx.Response) -> int:
+    """A 308's `Range: bytes=0-N` means N+1 bytes arrived; no Range means none did."""
+    match = re.fullmatch(r"bytes=0-(\d+)", response.headers.get("Range", ""))
+    return int(match.group(1)) + 1 if match else 0
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _error(response: httpx.Response) -> PlatformError:
+    """Classify by status and the first `error.errors[].reason` (PLATFORMS.md 7.5)."""
+    status = response.status_code
+    error = _json(response).get("error")
+    error = error if isinstance(error, dict) else {}
+    reasons = [e.get("reason") for e in error.get("errors") or [] if isinstance(e, dict)]
+    reason = next((r for r in reasons if r), None) or f"http_{status}"
+    message = f"YouTube {reason} (HTTP {status}): {error.get('message') or response.reason_phrase}"
+    code = f"youtube_{_snake(reason)}"
+    if reason == "quotaExceeded":
+        # The project's videos.insert bucket: every channel waits for PT midnight.
+        return QuotaExhaustedError(
+            message, code=code, http_status=status, retry_at=next_quota_reset(), scope="app"
+        )
+    if reason == "uploadLimitExceeded":
+        return QuotaExhaustedError(
+            message,
+            code=code,
+            http_status=status,
+            retry_at=datetime.now(UTC) + CHANNEL_UPLOAD_WINDOW,
+        )
+    if status == 429 or reason in RATE_LIMIT_REASONS:
+        return RateLimitedError(
+            message, code=code, http_status=status, retry_after=RATE_LIMIT_WAIT_SECONDS
+        )
+    if status == 401 and reason != "youtubeSignupRequired":
+        return AuthExpiredError(message, code=code, http_status=status)
+    if reason in RECONSENT_REASONS:
+        return AuthRevokedError(message, code=code, http_status=status)
+    if status >= 500:
+        return TransientError(message, code=code, http_status=status)
+    return PermanentError(message, code=code, http_status=status)
