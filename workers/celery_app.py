@@ -61,6 +61,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "beat_schedule": {
             "sweep-due-targets": {"task": SWEEP_TASK, "schedule": settings.sweep_interval},
+            "refresh-expiring-tokens": {"task": REFRESH_TOKENS_TASK, "schedule": 600.0},
         },
     }
 

@@ -32,7 +32,7 @@ from app.models import (
     PublishAttempt,
     TargetStatus,
 )
-from app.services.accounts import account_tokens, store_tokens
+from app.services.accounts import account_tokens
 from app.services.media import media_path, signed_media_url
 from app.services.posts import platform_settings, platform_text, refresh_post_status
 from workers.adapters.base import (
@@ -50,6 +50,7 @@ from workers.adapters.base import (
 )
 from workers.quotas import Hold, SharedQuotas
 from workers.retry import retry_policy
+from workers.tokens import refresh_account
 
 log = logging.getLogger("crier.pipeline")
 
@@ -284,27 +285,12 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
             if refreshed or not can_refresh:
                 return _auth_failure(deps, session, target, error)
             try:
-                tokens = adapter.refresh_token(request.account)
+                fresh = refresh_account(deps.db, deps.settings, adapter, request.account)
             except AuthRevokedError as revoked:
                 return _auth_failure(deps, session, target, revoked)
             except PlatformError as refresh_error:
                 return _classify(deps, target, refresh_error)
-            _save_tokens(
-                deps,
-                target.account_id,
-                tokens.access_token,
-                tokens.refresh_token,
-                tokens.expires_at,
-            )
-            request = replace(
-                request,
-                account=replace(
-                    request.account,
-                    access_token=tokens.access_token,
-                    refresh_token=tokens.refresh_token or request.account.refresh_token,
-                    token_expires_at=tokens.expires_at,
-                ),
-            )
+            request = replace(request, account=fresh)
             refreshed = True
             log_event("publish.token_refreshed", target_id=target.id, platform=target.platform)
         except DuplicateError as error:
@@ -433,20 +419,6 @@ def _auth_failure(
         error_message=f"{error.message} — reconnect the account.",
         http_status=error.http_status,
     )
-
-
-def _save_tokens(
-    deps: PipelineDeps,
-    account_id: int,
-    access: str,
-    refresh: str | None,
-    expires_at: datetime | None,
-) -> None:
-    with deps.db.session() as session:
-        account = session.get(Account, account_id)
-        if account is not None:
-            store_tokens(deps.settings, account, access, refresh, expires_at)
-            session.commit()
 
 
 # --------------------------------------------------------------------------- finishing

@@ -10,10 +10,11 @@ from flask import current_app
 
 from app.db import get_db
 from workers.adapters import get_adapter
-from workers.celery_app import PUBLISH_TASK, SWEEP_TASK
+from workers.celery_app import PUBLISH_TASK, REFRESH_TOKENS_TASK, SWEEP_TASK
 from workers.pipeline import PipelineDeps, publish_target
 from workers.quotas import SharedQuotas
 from workers.sweeper import sweep_due_targets
+from workers.tokens import refresh_expiring_tokens
 
 
 @lru_cache(maxsize=1)
@@ -52,3 +53,9 @@ def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
 def sweep_due_targets_task() -> dict[str, int]:
     settings = current_app.config["CRIER"]
     return sweep_due_targets(get_db(), settings, current_app.extensions["celery"]).as_dict()
+
+
+@shared_task(name=REFRESH_TOKENS_TASK, ignore_result=True)
+def refresh_expiring_tokens_task() -> dict[str, int]:
+    deps = pipeline_deps()
+    return refresh_expiring_tokens(deps.db, deps.settings, deps.adapter_for)
