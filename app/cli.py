@@ -46,15 +46,20 @@ def keys_create(name: str, org_name: str | None) -> None:
     app = _app()
     from app.db import get_db
 
-    with app.app_context(), get_db(app).session() as session:
-        plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
-        session.commit()
-        click.echo(plain)
-        click.echo(
-            f"key id {api_key.id} (prefix {api_key.prefix}) for organisation "
-            f"{api_key.organisation.name!r}; it is shown only once",
-            err=True,
-        )
+    try:
+        with app.app_context(), get_db(app).session() as session:
+            plain, api_key = create_api_key(
+                session, name=name, organisation_name=org_name or name
+            )
+            session.commit()
+            click.echo(plain)
+            click.echo(
+                f"key id {api_key.id} (prefix {api_key.prefix}) for organisation "
+                f"{api_key.organisation.name!r}; it is shown only once",
+                err=True,
+            )
+    finally:
+        get_db(app).dispose()  # a one-shot command leaves no pooled connection behind
 
 
 @main.group()
@@ -82,23 +87,26 @@ def accounts_add(
     from app.services.accounts import AccountError, add_account
 
     app = _app()
-    with app.app_context(), get_db(app).session() as session:
-        try:
-            account = add_account(
-                session,
-                app.config["CRIER"],
-                platform=platform,
-                name=name,
-                access_token=access_token,
-                refresh_token=refresh_token,
-                external_id=external_id,
-                api_key=api_key,
-            )
-        except AccountError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        session.commit()
-        click.echo(account.id)
+    try:
+        with app.app_context(), get_db(app).session() as session:
+            try:
+                account = add_account(
+                    session,
+                    app.config["CRIER"],
+                    platform=platform,
+                    name=name,
+                    access_token=access_token,
+                    refresh_token=refresh_token,
+                    external_id=external_id,
+                    api_key=api_key,
+                )
+            except AccountError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(2)
+            session.commit()
+            click.echo(account.id)
+    finally:
+        get_db(app).dispose()
 
 
 @main.command()
@@ -114,5 +122,17 @@ def sandbox(port: int, host: str) -> None:
     run_simple(host, port, create_sandbox_app(), threaded=True, use_reloader=False)
 
 
+@main.command()
+def dev() -> None:
+    """Run everything in one terminal: API, workers, beat, Flower and the sandbox."""
+    from app.devstack import run_dev
+
+    run_dev()
+
+
 def register_cli(app: Flask) -> None:
     """Nothing app-bound yet: the standalone group above is the CLI."""
+
+
+if __name__ == "__main__":
+    main()

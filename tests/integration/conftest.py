@@ -85,7 +85,7 @@ class Stack:
     tmp: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None) -> Proc:
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None) -> Proc:
         log_path = self.tmp / f"{name}-{len(self.procs)}.log"
         handle = log_path.open("wb")
         popen = subprocess.Popen(
@@ -107,7 +107,7 @@ class Stack:
         concurrency: int = 8,
         extra_env: dict[str, str] | None = None,
     ) -> Proc:
-        proc = self._spawn(
+        proc = self.spawn(
             name,
             [
                 sys.executable,
@@ -137,7 +137,7 @@ class Stack:
 
     def beat(self, extra_env: dict[str, str] | None = None) -> Proc:
         schedule = self.tmp / f"beat-{len(self.procs)}"
-        proc = self._spawn(
+        proc = self.spawn(
             "beat",
             [
                 sys.executable,

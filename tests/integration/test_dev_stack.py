@@ -1,0 +1,116 @@
+"""`crier dev` — what `make run` starts — on the embedded default, from an empty folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.integration.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
+    web, sandbox, flower, redis_port = free_port(), free_port(), free_port(), free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "CRIER_PLATFORM_BASE_URL"}
+    }
+    env.update(
+        PORT=str(web),
+        CRIER_SANDBOX_PORT=str(sandbox),
+        FLOWER_PORT=str(flower),
+        CRIER_DEV_REDIS_PORT=str(redis_port),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    log_path = tmp_path / "dev.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "dev"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        output = wait_until(
+            lambda: "Publish to all seven" in log_path.read_text() and log_path.read_text(),
+            timeout=60,
+        )
+        assert "using the embedded SQLite file" in output
+        assert "in-process Redis-compatible server" in output
+        assert f"Flower:  http://127.0.0.1:{flower}" in output
+        command = re.search(r"curl -s -X POST (\S+) -H '([^']+)' -H '([^']+)' -d '(.+)'", output)
+        assert command, output
+        url, auth, _content_type, body = command.groups()
+        api = httpx.Client(headers=dict([auth.split(": ", 1)]), timeout=10)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{web}/health"), timeout=60)
+        response = api.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 201, response.text
+        post_id = response.json()["data"]["post_id"]
+
+        def done() -> dict | None:
+            data = api.get(f"http://127.0.0.1:{web}/posts/{post_id}").json()["data"]
+            return data if data["status"] not in ("scheduled", "publishing") else None
+
+        post = wait_until(done, timeout=90, interval=0.5)
+        assert post["status"] == "published", post
+        assert sorted(t["platform"] for t in post["targets"]) == sorted(
+            ["instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube"]
+        )
+        ledger = httpx.get(f"http://127.0.0.1:{sandbox}/_ledger").json()
+        assert len(ledger) == 7
+        # Flower, on the same broker, lists the worker and the publish tasks.
+        tasks = wait_until(lambda: _flower_tasks(flower), timeout=30, interval=1)
+        assert sum(1 for t in tasks.values() if t["name"] == "crier.publish_target") >= 7
+        assert all(str(t["worker"]).startswith("dev@") for t in tasks.values())
+        workers = wait_until(lambda: _flower_workers(flower), timeout=30, interval=1)
+        assert any(name.startswith("dev@") for name in workers)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (tmp_path / "var" / "crier.sqlite3").exists()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _flower_tasks(port: int) -> dict | None:
+    try:
+        tasks = httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    published = [t for t in tasks.values() if t.get("name") == "crier.publish_target"]
+    return tasks if len(published) >= 7 else None
+
+
+def _flower_workers(port: int) -> dict | None:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=10)
+        return response.json() or None
+    except (httpx.HTTPError, ValueError):
+        return None
