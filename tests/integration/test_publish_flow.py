@@ -39,3 +39,17 @@ def test_publish_now_to_x(
     assert ledger[0]["text"] == "Hello from Crier"
     assert target["platform_post_id"] == ledger[0]["id"]
     assert target["url"].endswith(f"/status/{ledger[0]['id']}")
+
+
+def test_health_reports_database_redis_and_workers(stack: Stack, live_url: str) -> None:
+    before = httpx.get(f"{live_url}/health").json()["data"]
+    assert before["checks"]["database"]["ok"] and before["checks"]["redis"]["ok"]
+    assert before["checks"]["workers"]["ok"] is False
+    stack.worker("healthy")
+    after = wait_until(
+        lambda: (d := httpx.get(f"{live_url}/health").json()["data"])["checks"]["workers"]["ok"]
+        and d,
+        timeout=20,
+    )
+    assert after["status"] == "ok"
+    assert any(w["name"].startswith("healthy@") for w in after["checks"]["workers"]["seen"])
