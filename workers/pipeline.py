@@ -272,6 +272,7 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
     while True:
         try:
             result = adapter.publish(request, context)
+            _respect_reported_usage(deps, target, result)
             return _Decision(
                 outcome="published",
                 status=TargetStatus.PUBLISHED,
@@ -309,6 +310,18 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
                 PlatformError(f"network error: {type(error).__name__}", code="network_error"),
                 keep_irreversible=True,
             )
+
+
+def _respect_reported_usage(deps: PipelineDeps, target: PostTarget, result: PublishResult) -> None:
+    """A platform that says "0 left until T" on success gets no call before T from anyone."""
+    usage = (result.details or {}).get("rate_limit") or {}
+    try:
+        remaining = float(usage["remaining"])
+        reset_at = float(usage["reset_at"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if remaining <= 0 and reset_at > time.time():
+        deps.quotas.impose_wait(target.platform, target.account_id, reset_at)
 
 
 def _reconcile(adapter: Adapter, request: PublishRequest) -> _Decision | None:

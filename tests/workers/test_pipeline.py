@@ -241,3 +241,24 @@ def test_lost_response_is_reconciled_not_resent(
     entries = ledger(sandbox)
     assert len(entries) == 1
     assert target_row(app, target_id).platform_post_id == entries[0]["id"]
+
+
+def test_usage_reported_on_success_holds_the_account(deps: PipelineDeps) -> None:
+    from types import SimpleNamespace
+
+    from workers.adapters.base import PublishResult
+    from workers.pipeline import _respect_reported_usage
+
+    reset = time.time() + 90
+    target = SimpleNamespace(platform="x", account_id=4242)
+    spent = PublishResult(
+        "1", None, {"rate_limit": {"limit": 100, "remaining": 0, "reset_at": reset}}
+    )
+    left = PublishResult(
+        "2", None, {"rate_limit": {"limit": 100, "remaining": 3, "reset_at": reset}}
+    )
+    _respect_reported_usage(deps, target, left)  # type: ignore[arg-type]
+    assert deps.quotas.current_wait("x", 4242) is None
+    _respect_reported_usage(deps, target, spent)  # type: ignore[arg-type]
+    hold = deps.quotas.current_wait("x", 4242)
+    assert hold is not None and abs(hold.until - reset) < 1
