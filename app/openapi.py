@@ -9,6 +9,7 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from app import schemas
 
@@ -54,14 +55,29 @@ def _envelope(data_schema: Any) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "data": data,
-            "error": {"$ref": "#/components/schemas/Error", "nullable": True},
+            # OpenAPI 3.0 ignores siblings of $ref, so nullable goes around it.
+            "error": {"allOf": [{"$ref": "#/components/schemas/Error"}], "nullable": True},
             "meta": {"$ref": "#/components/schemas/Meta"},
         },
     }
 
 
+# Path parameters that are UUIDs although their route converter is a plain string.
+UUID_PARAMETERS = {"post_id", "media_id"}
+INTEGER_PARAMETER = {"type": "integer", "format": "int64", "minimum": 1}
+RuleInfo = tuple[str, str, tuple[str, ...], str, tuple[str, ...]]
+
+
+def _path_schema(name: str, integer_params: tuple[str, ...]) -> dict[str, Any]:
+    if name in integer_params:
+        return dict(INTEGER_PARAMETER)
+    if name in UUID_PARAMETERS:
+        return {"type": "string", "format": "uuid"}
+    return {"type": "string"}
+
+
 @lru_cache(maxsize=4)
-def _build(app_name: str, rules: tuple[tuple[str, str, tuple[str, ...], str], ...]) -> dict[str, Any]:
+def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
     spec = APISpec(
         title="Crier API",
         version="1.0.0",
@@ -70,7 +86,9 @@ def _build(app_name: str, rules: tuple[tuple[str, str, tuple[str, ...], str], ..
         info={"description": "Publish social media posts on time, once, to seven platforms."},
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    spec.components.security_scheme(
+        "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    )
     spec.components.schema(
         "Error",
         {
@@ -78,15 +96,21 @@ def _build(app_name: str, rules: tuple[tuple[str, str, tuple[str, ...], str], ..
             "properties": {
                 "message": {"type": "string"},
                 "code": {"type": "string"},
-                "details": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                "details": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
             },
         },
     )
     spec.components.schema(
         "Meta",
-        {"type": "object", "properties": {"request_id": {"type": "string"}, "timestamp": {"type": "string"}}},
+        {
+            "type": "object",
+            "properties": {"request_id": {"type": "string"}, "timestamp": {"type": "string"}},
+        },
     )
-    for endpoint, path, methods, doc in rules:
+    for endpoint, path, methods, doc, integer_params in rules:
         body, data, status = OPERATIONS.get(endpoint, (None, None, 200))
         for method in methods:
             operation: dict[str, Any] = {
@@ -126,7 +150,12 @@ def _build(app_name: str, rules: tuple[tuple[str, str, tuple[str, ...], str], ..
                     "content": {"application/json": {"schema": body}},
                 }
             parameters: list[dict[str, Any]] = [
-                {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+                {
+                    "in": "path",
+                    "name": name,
+                    "required": True,
+                    "schema": _path_schema(name, integer_params),
+                }
                 for name in re.findall(r"{(\w+)}", path)
             ]
             if endpoint in QUERY_SCHEMAS:
@@ -155,7 +184,14 @@ def build_spec(app: Flask) -> dict[str, Any]:
             continue
         view = app.view_functions[rule.endpoint]
         doc = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else rule.endpoint
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        path = re.sub(r"<(?:[^:<>]+:)?(\w+)>", r"{\1}", rule.rule)
         methods = tuple(sorted(m for m in rule.methods or () if m not in {"HEAD", "OPTIONS"}))
-        rules.append((rule.endpoint, path, methods, doc))
+        integer_params = tuple(
+            sorted(
+                name
+                for name, converter in rule._converters.items()
+                if isinstance(converter, IntegerConverter)
+            )
+        )
+        rules.append((rule.endpoint, path, methods, doc, integer_params))
     return _build(app.name, tuple(rules))

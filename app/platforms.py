@@ -76,12 +76,7 @@ def _weigh(chunk: str) -> int:
     weight = 0
     for char in chunk:
         code = ord(char)
-        light = (
-            code <= 4351
-            or 8192 <= code <= 8205
-            or 8208 <= code <= 8223
-            or 8242 <= code <= 8247
-        )
+        light = code <= 4351 or 8192 <= code <= 8205 or 8208 <= code <= 8223 or 8242 <= code <= 8247
         weight += 1 if light else 2
     return weight
 

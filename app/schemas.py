@@ -21,6 +21,8 @@ from app.platforms import PLATFORM_KEYS
 MAX_ACCOUNTS_PER_POST = 500
 MAX_MEDIA_PER_POST = 35
 MAX_CONTENT_CHARS = 100_000
+# Ids are PostgreSQL bigints; a larger number would reach the driver and fail there (500).
+MAX_ID = 2**63 - 1
 
 
 class StrictInteger(fields.Integer):
@@ -176,7 +178,7 @@ class CreatePostSchema(StrictSchema):
         metadata={"description": "The text content of the post."},
     )
     account_ids = fields.List(
-        StrictInteger(validate=validate.Range(min=1)),
+        StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
         required=True,
         validate=validate.Length(
             min=1, max=MAX_ACCOUNTS_PER_POST, error="Give between {min} and {max} account ids."
@@ -227,7 +229,7 @@ class UpdatePostSchema(CreatePostSchema):
 
     content = fields.String(validate=validate.Length(max=MAX_CONTENT_CHARS))
     account_ids = fields.List(
-        StrictInteger(validate=validate.Range(min=1)),
+        StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
         validate=validate.Length(
             min=1, max=MAX_ACCOUNTS_PER_POST, error="Give between {min} and {max} account ids."
         ),
@@ -248,13 +250,13 @@ class ListPostsQuery(Schema):
         )
     )
     platform = fields.String(validate=one_of(*PLATFORM_KEYS))
-    account_id = fields.Integer(validate=validate.Range(min=1))
+    account_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     scheduled_from = fields.AwareDateTime(format="iso", default_timezone=None)
     scheduled_to = fields.AwareDateTime(format="iso")
     created_from = fields.AwareDateTime(format="iso")
     created_to = fields.AwareDateTime(format="iso")
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
 
 class PageQuery(Schema):
@@ -262,7 +264,7 @@ class PageQuery(Schema):
         unknown = EXCLUDE
 
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
 
 # Response schemas: they document the API (OpenAPI); views build plain dicts to match.

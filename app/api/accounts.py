@@ -11,7 +11,7 @@ from app.api.envelope import NotFound, envelope
 from app.api.serializers import account_to_dict
 from app.db import get_session
 from app.models import Account
-from app.schemas import page_query
+from app.schemas import MAX_ID, page_query
 
 blueprint = Blueprint("accounts", __name__)
 
@@ -34,6 +34,8 @@ def list_accounts() -> Response:
 @blueprint.get("/accounts/<int:account_id>")
 def get_account(account_id: int) -> Response:
     """One account and whether it can post."""
+    if account_id > MAX_ID:  # no such row, and PostgreSQL would refuse the number
+        raise NotFound("Account not found.")
     account = get_session().scalar(
         select(Account).where(
             Account.id == account_id, Account.organisation_id == current_caller().organisation_id

@@ -44,7 +44,9 @@ def authenticate() -> None:
         raise Unauthorized()
     session = get_session()
     api_key = session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_api_key(presented), ApiKey.revoked_at.is_(None))
+        select(ApiKey).where(
+            ApiKey.key_hash == hash_api_key(presented), ApiKey.revoked_at.is_(None)
+        )
     )
     if api_key is None:
         raise Unauthorized()

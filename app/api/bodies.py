@@ -12,6 +12,13 @@ from marshmallow import ValidationError as MarshmallowError
 from app.api.envelope import ApiError, ValidationError
 
 MAX_JSON_BYTES = 1024 * 1024
+# Deeper bodies are never legitimate here and blow Python's recursion limit in json.loads.
+MAX_JSON_DEPTH = 64
+TOO_DEEP = (
+    f"The request body nests too deeply; at most {MAX_JSON_DEPTH} levels of arrays and objects."
+)
+NUL_MESSAGE = "Must not contain NUL characters (\\u0000)."
+SURROGATE_MESSAGE = "Must not contain unpaired UTF-16 surrogates."
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -72,13 +79,83 @@ def json_body() -> Any:
     if not raw.strip():
         raise ValidationError("The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw.decode(request.charset if hasattr(request, "charset") else "utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValidationError("The request body is not valid UTF-8.") from exc
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise ValidationError(TOO_DEEP)
+    try:
+        body = json.loads(text)
+    except RecursionError as exc:  # pragma: no cover - the depth check comes first
+        raise ValidationError(TOO_DEEP) from exc
     except json.JSONDecodeError as exc:
-        raise ValidationError(
-            f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from exc
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ValidationError(f"The request body is not valid JSON: {exc.msg} at {where}.") from exc
+    unstorable = unstorable_strings(body)
+    if unstorable:
+        raise ValidationError(summarise(unstorable), details=unstorable)
+    return body
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside strings, counted without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def unstorable_strings(body: Any) -> dict[str, list[str]]:
+    """Strings PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone surrogates).
+
+    Found here, with their path, they are a 400 instead of a driver error at INSERT time.
+    """
+    found: dict[str, list[str]] = {}
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                problem = string_problem(key)
+                if problem:
+                    found.setdefault(path or "body", []).append(f"Field names: {problem}")
+                    continue
+                stack.append((child, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            problem = string_problem(value)
+            if problem:
+                found[path or "body"] = [problem]
+    return dict(sorted(found.items()))
+
+
+def string_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return NUL_MESSAGE
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
 
 
 def load_json(schema: Schema, body: Any, *, partial: bool = False) -> dict[str, Any]:
@@ -89,15 +166,20 @@ def load_json(schema: Schema, body: Any, *, partial: bool = False) -> dict[str, 
     try:
         return schema.load(body, partial=partial)
     except MarshmallowError as exc:
-        details = flatten_errors(exc.messages)
+        # marshmallow reports unknown fields in set order; sorting keeps messages stable.
+        details = dict(sorted(flatten_errors(exc.messages).items()))
         raise ValidationError(summarise(details), details=details) from exc
 
 
 def load_query(schema: Schema) -> dict[str, Any]:
+    args = request.args.to_dict()
+    unstorable = unstorable_strings(args)
+    if unstorable:
+        raise ValidationError(summarise(unstorable), details=unstorable)
     try:
-        return schema.load(request.args.to_dict())
+        return schema.load(args)
     except MarshmallowError as exc:
-        details = flatten_errors(exc.messages)
+        details = dict(sorted(flatten_errors(exc.messages).items()))
         raise ValidationError(summarise(details), details=details) from exc
 
 

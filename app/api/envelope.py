@@ -67,9 +67,7 @@ class Unauthorized(ApiError):
     code = "invalid_api_key"
 
     def __init__(self) -> None:
-        super().__init__(
-            "Invalid API key. Check that the key is correct and has not been deleted."
-        )
+        super().__init__("Invalid API key. Check that the key is correct and has not been deleted.")
 
 
 def request_id() -> str:
@@ -156,5 +154,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.after_request
     def _request_id_header(response: Response) -> Response:
+        if request.method == "OPTIONS" and response.status_code == 200 and not response.data:
+            # Flask's automatic OPTIONS answer is an empty body; callers expect the envelope.
+            answer = envelope(None)
+            for name, value in response.headers.items():
+                if name.lower() not in ("content-type", "content-length"):
+                    answer.headers[name] = value
+            response = answer
         response.headers["X-Request-Id"] = request_id()
         return response

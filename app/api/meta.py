@@ -39,7 +39,9 @@ def health() -> Response:
         beats = client.zrangebyscore(WORKER_HEARTBEAT_KEY, cutoff, "+inf", withscores=True)
         workers = {
             "ok": bool(beats),
-            "seen": [{"name": name.decode(), "last_seen": round(score, 3)} for name, score in beats],
+            "seen": [
+                {"name": name.decode(), "last_seen": round(score, 3)} for name, score in beats
+            ],
         }
     except (redis.RedisError, OSError) as exc:
         checks["redis"] = {"ok": False, "error": type(exc).__name__}

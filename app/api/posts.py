@@ -121,7 +121,7 @@ def bulk_create_posts() -> Response:
     items = body.get("posts") if isinstance(body, dict) else None
     if not isinstance(items, list) or not 1 <= len(items) <= 50:
         raise ValidationError(
-            "Send {\"posts\": [...]} with 1 to 50 posts.",
+            'Send {"posts": [...]} with 1 to 50 posts.',
             details={"posts": ["Give a list of 1 to 50 post objects."]},
         )
     unknown = set(body) - {"posts"}
@@ -140,7 +140,12 @@ def bulk_create_posts() -> Response:
                 result = post_service.create_post(session, caller.organisation_id, data)
             created.append(result.post)
             results.append(
-                {"index": index, "status": 201, "data": post_created_to_dict(result.post), "error": None}
+                {
+                    "index": index,
+                    "status": 201,
+                    "data": post_created_to_dict(result.post),
+                    "error": None,
+                }
             )
         except ApiError as error:
             payload: dict[str, Any] = {"message": error.message, "code": error.code}

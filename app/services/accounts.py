@@ -98,15 +98,23 @@ def organisation_accounts(session: Session, organisation_id: int) -> list[Accoun
 
 
 def account_health(account: Account, now: datetime) -> dict[str, Any]:
+    """Whether the account can post, and if not the reason a person can act on."""
     expired = account.token_expires_at is not None and account.token_expires_at <= now
+    stranded = expired and account.refresh_token_encrypted is None
     needs_reconnect = account.status == AccountStatus.NEEDS_RECONNECT or (
-        expired and account.refresh_token_encrypted is None
+        account.status == AccountStatus.ACTIVE and stranded
     )
+    reason: str | None = None
+    if account.status == AccountStatus.NEEDS_RECONNECT:
+        reason = account.status_reason or "The account must be reconnected before it can post."
+    elif account.status != AccountStatus.ACTIVE:
+        reason = account.status_reason or f"The account is {account.status}."
+    elif stranded:
+        reason = "The access token expired and there is no refresh token; reconnect the account."
     return {
         "can_post": account.status == AccountStatus.ACTIVE and not needs_reconnect,
         "needs_reconnect": needs_reconnect,
-        "reason": account.status_reason
-        or ("access token expired and no refresh token" if needs_reconnect else None),
+        "reason": reason,
         "token_expires_at": account.token_expires_at,
         "has_refresh_token": account.refresh_token_encrypted is not None,
     }

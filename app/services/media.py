@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
+import unicodedata
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -13,7 +15,8 @@ from typing import IO, BinaryIO
 import filetype
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, String, cast, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
@@ -22,7 +25,12 @@ from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget
 
 MB = 1024 * 1024
 
-IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
+IMAGE_TYPES = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
 VIDEO_TYPES = {"video/mp4": ".mp4", "video/quicktime": ".mov", "video/webm": ".webm"}
 IMAGE_MAX_BYTES = 50 * MB
 MEDIA_LINK_MAX_AGE = 24 * 3600
@@ -53,8 +61,18 @@ def sniff(head: bytes) -> str | None:
 def inspect_media(path: Path, mime_type: str) -> MediaFacts:
     if mime_type in IMAGE_TYPES:
         try:
-            with Image.open(path) as image:
-                width, height = image.size
+            with warnings.catch_warnings():
+                # Pillow only warns between 1x and 2x its pixel limit; refuse both alike.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    width, height = image.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ApiError(
+                f"The image has more than {Image.MAX_IMAGE_PIXELS} pixels; "
+                "it is too large to process.",
+                code="payload_too_large",
+                status=413,
+            ) from exc
         except (UnidentifiedImageError, OSError) as exc:
             raise ValidationError(
                 "The file looks like an image but cannot be read; it may be truncated.",
@@ -192,7 +210,20 @@ def save_upload(
 
 
 def _clean_filename(name: str) -> str:
-    return Path(name.replace("\\", "/")).name[:255]
+    """The last path segment, without control characters (PostgreSQL refuses NUL), ≤ 255."""
+    base = Path(name.replace("\\", "/")).name
+    base = "".join(c for c in base if unicodedata.category(c) not in ("Cc", "Cs"))
+    if len(base) > 255:
+        stem, dot, suffix = base.rpartition(".")
+        base = stem[: 255 - len(suffix) - 1] + dot + suffix if dot and len(suffix) <= 10 else base
+    return base[:255]
+
+
+def _mentions_media(session: Session, media_id: uuid.UUID) -> ColumnElement[bool]:
+    """`posts.media_ids` holds this id: JSONB containment on PostgreSQL, text match elsewhere."""
+    if session.get_bind().dialect.name == "postgresql":
+        return type_coerce(Post.media_ids, JSONB).contains([str(media_id)])
+    return cast(Post.media_ids, String).like(f'%"{media_id}"%')
 
 
 def get_media(session: Session, organisation_id: int, media_id: str) -> Media:
@@ -216,9 +247,7 @@ def delete_media(session: Session, settings: Settings, organisation_id: int, med
         .where(
             Post.organisation_id == organisation_id,
             PostTarget.status.in_(OPEN_TARGET_STATUSES),
-            Post.media_ids.contains([str(media.id)])
-            if settings.is_postgres
-            else Post.media_ids.like(f'%"{media.id}"%'),  # type: ignore[attr-defined]
+            _mentions_media(session, media.id),
         )
         .limit(1)
     )

@@ -79,17 +79,25 @@ def parse_schedule(raw: str | None, tz_name: str | None, now: datetime) -> tuple
             f"scheduled_at {raw!r} is not a valid ISO 8601 date and time, "
             "e.g. 2026-04-15T14:30:00Z."
         ) from exc
-    if parsed.tzinfo is None:
-        local = parsed.replace(tzinfo=zone)
-        round_trip = local.astimezone(UTC).astimezone(zone)
-        if round_trip.replace(tzinfo=None) != parsed:
-            raise invalid(
-                f"{parsed.isoformat()} does not exist in {zone.key}: the clocks skip it "
-                "for daylight saving time."
-            )
-        instant = local.astimezone(UTC)
-    else:
-        instant = parsed.astimezone(UTC)
+    try:
+        if parsed.tzinfo is None:
+            local = parsed.replace(tzinfo=zone)
+            round_trip = local.astimezone(UTC).astimezone(zone)
+            if round_trip.replace(tzinfo=None) != parsed:
+                raise invalid(
+                    f"{parsed.isoformat()} does not exist in {zone.key}: the clocks skip it "
+                    "for daylight saving time."
+                )
+            instant = local.astimezone(UTC)
+        else:
+            instant = parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 1 or 9999 shifted past the calendar's edge: far outside the allowed window.
+        instant = (
+            datetime.min.replace(tzinfo=UTC)
+            if parsed.year < 5000
+            else datetime.max.replace(tzinfo=UTC)
+        )
     if instant < now - PAST_TOLERANCE:
         raise invalid("scheduled_at is in the past; omit it to publish now.")
     if instant > now + MAX_SCHEDULE_AHEAD:
@@ -118,7 +126,7 @@ class ErrorBag:
 
 
 def platform_settings(platform: str, platform_content: dict[str, Any]) -> dict[str, Any]:
-    """The settings a platform's adapter gets: defaults, then the caller's, contentType folded in."""
+    """The settings a platform's adapter gets: defaults, the caller's, contentType folded in."""
     entry = platform_content.get(platform) or {}
     settings = dict(SETTING_DEFAULTS.get(platform, {}))
     if platform == "instagram" and entry.get("contentType"):
@@ -173,6 +181,10 @@ def check_platform_rules(
         _check_media(platform, content_type, media, settings, errors)
 
 
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _check_media(
     platform: str,
     content_type: str | None,
@@ -190,9 +202,8 @@ def _check_media(
         errors.add(path, f"{what} needs {rule.needs}; no media_ids were given.")
         return
     if len(images) > rule.max_images or len(videos) > rule.max_videos:
-        errors.add(
-            path, f"{what} takes {rule.needs}; got {len(images)} images and {len(videos)} videos."
-        )
+        got = f"{_plural(len(images), 'image')} and {_plural(len(videos), 'video')}"
+        errors.add(path, f"{what} takes {rule.needs}; got {got}.")
     elif images and videos and not rule.mixed:
         errors.add(path, f"{what} takes {rule.needs}; images and videos cannot be mixed.")
     elif rule.mixed and len(media) > max(rule.max_images, rule.max_videos):
@@ -217,12 +228,14 @@ def _check_media(
             if low is not None and item.duration_seconds < low:
                 errors.add(
                     path,
-                    f"{what} videos must last at least {low:g} s; {item.filename} lasts {item.duration_seconds:.1f} s.",
+                    f"{what} videos must last at least {low:g} s; "
+                    f"{item.filename} lasts {item.duration_seconds:.1f} s.",
                 )
             if high is not None and item.duration_seconds > high:
                 errors.add(
                     path,
-                    f"{what} videos may last at most {high:g} s; {item.filename} lasts {item.duration_seconds:.1f} s.",
+                    f"{what} videos may last at most {high:g} s; "
+                    f"{item.filename} lasts {item.duration_seconds:.1f} s.",
                 )
     if platform == "instagram" and settings.get("altText") and not images:
         errors.add(
@@ -312,6 +325,17 @@ def get_post(
     post = session.scalar(query)
     if post is None:
         raise NotFound("Post not found.")
+    if lock:
+        # The post's row lock does not stop a worker's claim, which updates only the target.
+        # Lock the targets too and read them afresh: a claim that is under way finishes
+        # first and is seen here, and one that comes later finds the token gone.
+        session.scalars(
+            select(PostTarget)
+            .where(PostTarget.post_id == post.id)
+            .order_by(PostTarget.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
     return post
 
 
@@ -328,8 +352,7 @@ def derive_post_status(post: Post) -> str:
         started = post.publish_now or any(
             t.status == TargetStatus.PUBLISHING
             or t.attempts > 0
-            or t.status in FINAL_TARGET_STATUSES
-            and t.status != TargetStatus.CANCELLED
+            or (t.status in FINAL_TARGET_STATUSES and t.status != TargetStatus.CANCELLED)
             for t in post.targets
         )
         return PostStatus.PUBLISHING if started else PostStatus.SCHEDULED
@@ -481,11 +504,12 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
         )
     now = utcnow()
     errors = ErrorBag()
-    if "scheduled_at" in data or "timezone" in data:
-        raw = data.get("scheduled_at") if "scheduled_at" in data else _local_iso(post)
-        scheduled_at, publish_now = parse_schedule(raw, data.get("timezone", post.timezone), now)
+    # The zone only says how to read a wall-clock scheduled_at; alone it moves nothing.
+    zone = resolve_timezone(data.get("timezone", post.timezone))
+    if "scheduled_at" in data:
+        scheduled_at, publish_now = parse_schedule(data["scheduled_at"], zone.key, now)
         post.scheduled_at, post.publish_now = scheduled_at, publish_now
-        post.timezone = resolve_timezone(data.get("timezone", post.timezone)).key
+    post.timezone = zone.key
     if "content" in data:
         post.content = data["content"]
     if "platform_content" in data:
@@ -533,10 +557,6 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
     return post
 
 
-def _local_iso(post: Post) -> str:
-    return post.scheduled_at.isoformat()
-
-
 def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
     post = get_post(session, organisation_id, post_id, lock=True)
     cancellable = _changeable_targets(post)
@@ -544,7 +564,8 @@ def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
         if post.status == PostStatus.CANCELLED:
             raise Conflict("This post is already cancelled.", code="post_already_cancelled")
         raise Conflict(
-            "Nothing left to cancel: every account of this post has been published or has finished.",
+            "Nothing left to cancel: every account of this post has been published or has "
+            "finished.",
             code="post_already_published",
         )
     for target in cancellable:

@@ -1,0 +1,128 @@
+"""`crier keys create` and `crier accounts add`, run as an operator would, against the test DB."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from flask import Flask
+
+from app.cli import main
+from app.security import decrypt_token
+from tests.api.helpers import ok_data, sql
+
+
+@pytest.fixture
+def crier(app: Flask, app_settings: dict[str, Any]) -> Any:
+    """Run `crier ARGS` with the environment pointing at the suite's database and Redis."""
+    env = {
+        "DATABASE_URL": app_settings["database_url"],
+        "REDIS_URL": app_settings["redis_url"],
+        "CRIER_SECRET_KEY": app_settings["secret_key"],
+        "CRIER_MEDIA_DIR": app_settings["media_dir"],
+    }
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return run
+
+
+def test_keys_create_prints_a_working_key_once(crier: Any, app: Flask, live_url: str) -> None:
+    result = crier("keys", "create", "--name", "ci-bot", "--org", "Acme Agency")
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip()
+    assert key.startswith("crier_") and len(key) > 40
+    assert "\n" not in key
+    assert "for organisation 'Acme Agency'; it is shown only once" in result.stderr
+    [row] = sql(
+        app,
+        "SELECT k.name, k.key_hash, k.prefix, o.name AS org, row_to_json(k)::text AS raw "
+        "FROM api_keys k JOIN organisations o ON o.id = k.organisation_id",
+    )
+    assert row["name"] == "ci-bot"
+    assert row["org"] == "Acme Agency"
+    assert row["key_hash"] == hashlib.sha256(key.encode()).hexdigest()
+    assert key not in row["raw"]
+    assert f"(prefix {row['prefix']})" in result.stderr
+    response = httpx.get(f"{live_url}/accounts", headers={"Authorization": f"Bearer {key}"})
+    assert ok_data(response) == []
+
+
+def test_keys_create_defaults_the_organisation_to_the_name(crier: Any, app: Flask) -> None:
+    assert crier("keys", "create", "--name", "solo").exit_code == 0
+    assert crier("keys", "create", "--name", "second", "--org", "solo").exit_code == 0
+    rows = sql(
+        app,
+        "SELECT k.name, o.name AS org FROM api_keys k "
+        "JOIN organisations o ON o.id = k.organisation_id ORDER BY k.id",
+    )
+    assert rows == [{"name": "solo", "org": "solo"}, {"name": "second", "org": "solo"}]
+    assert sql(app, "SELECT count(*) AS n FROM organisations") == [{"n": 1}]
+
+
+def test_accounts_add_joins_the_keys_organisation(
+    crier: Any, app: Flask, live_url: str, make_tenant: Any
+) -> None:
+    key = crier("keys", "create", "--name", "ops", "--org", "Brandy").stdout.strip()
+    result = crier(
+        "accounts",
+        "add",
+        "--platform",
+        "linkedin",
+        "--name",
+        "Brandy Company Page",
+        "--access-token",
+        "li-access-secret",
+        "--refresh-token",
+        "li-refresh-secret",
+        "--external-id",
+        "urn:li:organization:42",
+        "--key",
+        key,
+    )
+    assert result.exit_code == 0, result.output
+    account_id = int(result.stdout.strip())
+    response = httpx.get(
+        f"{live_url}/accounts/{account_id}", headers={"Authorization": f"Bearer {key}"}
+    )
+    account = ok_data(response)
+    assert (account["platform"], account["name"], account["external_id"]) == (
+        "linkedin",
+        "Brandy Company Page",
+        "urn:li:organization:42",
+    )
+    assert "li-access-secret" not in response.text
+    [row] = sql(app, "SELECT row_to_json(a)::text AS raw, * FROM accounts a")
+    assert "li-access-secret" not in row["raw"] and "li-refresh-secret" not in row["raw"]
+    secret = app.config["CRIER"].secret_key
+    assert decrypt_token(secret, row["access_token_encrypted"]) == "li-access-secret"
+    assert decrypt_token(secret, row["refresh_token_encrypted"]) == "li-refresh-secret"
+    # Another organisation does not see it.
+    stranger = make_tenant("stranger")
+    assert stranger.api.get(f"/accounts/{account_id}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--platform", "myspace", "--key", "KEY"],
+            "error: unknown platform 'myspace'; expected one of instagram, tiktok, youtube, "
+            "linkedin, x, facebook, threads",
+        ),
+        (["--platform", "x"], "error: --key is required: the account joins the key's organisation"),
+        (["--platform", "x", "--key", "crier_wrong"], "error: the API key is unknown or revoked"),
+    ],
+)
+def test_accounts_add_errors(crier: Any, app: Flask, args: list[str], message: str) -> None:
+    key = crier("keys", "create", "--name", "ops").stdout.strip()
+    args = [key if a == "KEY" else a for a in args]
+    result = crier("accounts", "add", "--name", "n", "--access-token", "t", *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == message
+    assert result.stdout == ""
+    assert sql(app, "SELECT count(*) AS n FROM accounts") == [{"n": 0}]

@@ -1,0 +1,191 @@
+"""/openapi.json describes every route, and POST /posts with the seed's request fields.
+
+No validator package is a dependency, so the structural rules of OpenAPI 3.0 that matter
+to generators (resolvable refs, declared path parameters, unique operation ids, no siblings
+beside $ref) are checked here directly.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+SCHEMA_TYPES = {"object", "array", "string", "integer", "number", "boolean"}
+
+
+@pytest.fixture(scope="module")
+def spec(live_url: str) -> dict[str, Any]:
+    response = httpx.get(f"{live_url}/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    return dict(response.json())
+
+
+def resolve(spec: dict[str, Any], ref: str) -> dict[str, Any]:
+    assert ref.startswith("#/"), ref
+    node: Any = spec
+    for part in ref[2:].split("/"):
+        assert part in node, f"unresolvable $ref {ref}"
+        node = node[part]
+    return dict(node)
+
+
+def walk(node: Any, path: str = "$") -> Any:
+    """Every (path, dict) in the document."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{path}[{index}]")
+
+
+def test_document_header(spec: dict[str, Any]) -> None:
+    assert spec["openapi"] == "3.0.3"
+    assert spec["info"]["title"] == "Crier API"
+    assert spec["info"]["version"]
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+
+
+def test_every_route_is_described(spec: dict[str, Any], app: Flask) -> None:
+    expected: set[tuple[str, str]] = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS"):
+                expected.add((path, method.lower()))
+    described = {
+        (path, method)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if method in HTTP_METHODS
+    }
+    assert described == expected
+    for must in (
+        ("/posts", "post"),
+        ("/posts", "get"),
+        ("/posts/{post_id}", "patch"),
+        ("/posts/{post_id}", "delete"),
+        ("/posts/{post_id}/retry", "post"),
+        ("/posts/bulk", "post"),
+        ("/media/upload", "post"),
+        ("/accounts/{account_id}", "get"),
+    ):
+        assert must in described
+
+
+def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> None:
+    operation = spec["paths"]["/posts"]["post"]
+    body = operation["requestBody"]
+    assert body["required"] is True
+    schema = resolve(spec, body["content"]["application/json"]["schema"]["$ref"])
+    assert set(schema["properties"]) == {
+        "content",
+        "account_ids",
+        "scheduled_at",
+        "timezone",
+        "media_ids",
+        "platform_content",
+    }
+    assert sorted(schema["required"]) == ["account_ids", "content"]
+    assert schema["additionalProperties"] is False
+    props = schema["properties"]
+    assert props["content"]["type"] == "string"
+    assert props["account_ids"] == {**props["account_ids"], "type": "array"}
+    assert props["account_ids"]["items"]["type"] == "integer"
+    assert props["media_ids"]["items"] == {"type": "string", "format": "uuid"}
+    [ref] = [item["$ref"] for item in props["platform_content"]["allOf"]]
+    platform_content = resolve(spec, ref)
+    assert set(platform_content["properties"]) == {
+        "instagram",
+        "tiktok",
+        "youtube",
+        "linkedin",
+        "x",
+        "facebook",
+        "threads",
+    }
+    instagram = resolve(spec, platform_content["properties"]["instagram"]["$ref"])
+    assert instagram["properties"]["contentType"]["enum"] == [
+        "Post",
+        "Story",
+        "Reels",
+        "Trial Reel",
+    ]
+    settings = resolve(spec, instagram["properties"]["settings"]["$ref"])
+    assert settings["properties"]["altText"]["maxLength"] == 100
+    tiktok = resolve(spec, platform_content["properties"]["tiktok"]["$ref"])
+    tiktok_settings = resolve(spec, tiktok["properties"]["settings"]["$ref"])
+    assert set(tiktok_settings["properties"]) == {
+        "privacyLevel",
+        "allowComments",
+        "allowDuet",
+        "allowStitch",
+    }
+    youtube = resolve(spec, platform_content["properties"]["youtube"]["$ref"])
+    youtube_settings = resolve(spec, youtube["properties"]["settings"]["$ref"])
+    assert set(youtube_settings["properties"]) == {"title", "privacyStatus", "tags"}
+    assert operation["responses"]["201"]["content"]["application/json"]["schema"]
+    header_params = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+    assert header_params == ["Idempotency-Key"]
+
+
+def test_operations_are_well_formed(spec: dict[str, Any]) -> None:
+    operation_ids: list[str] = []
+    for path, operations in spec["paths"].items():
+        template_params = set(re.findall(r"{(\w+)}", path))
+        for method, operation in operations.items():
+            assert method in HTTP_METHODS, (path, method)
+            operation_ids.append(operation["operationId"])
+            assert operation["summary"], (path, method)
+            responses = operation["responses"]
+            assert any(code.startswith("2") for code in responses), (path, method)
+            for code, response in responses.items():
+                assert re.fullmatch(r"[1-5]\d\d|default", code)
+                assert response["description"], (path, method, code)
+            params = operation.get("parameters", [])
+            declared = {p["name"] for p in params if p["in"] == "path"}
+            assert declared == template_params, (path, method)
+            for param in params:
+                assert param["in"] in {"path", "query", "header", "cookie"}
+                assert "schema" in param
+                if param["in"] == "path":
+                    assert param["required"] is True
+            for requirement in operation.get("security", []):
+                assert set(requirement) <= set(spec["components"]["securitySchemes"])
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_path_parameter_types(spec: dict[str, Any]) -> None:
+    [account_id] = spec["paths"]["/accounts/{account_id}"]["get"]["parameters"]
+    assert account_id["schema"] == {"type": "integer", "format": "int64", "minimum": 1}
+    [post_id] = spec["paths"]["/posts/{post_id}"]["get"]["parameters"]
+    assert post_id["schema"] == {"type": "string", "format": "uuid"}
+
+
+def test_refs_resolve_and_stand_alone(spec: dict[str, Any]) -> None:
+    refs = 0
+    for where, node in walk(spec):
+        if "$ref" in node:
+            refs += 1
+            resolve(spec, node["$ref"])
+            # OpenAPI 3.0 ignores anything beside $ref, so nothing may be put there.
+            assert set(node) == {"$ref"}, f"{where} has siblings beside $ref: {sorted(node)}"
+        if "type" in node and isinstance(node["type"], str) and not where.endswith("properties"):
+            assert node["type"] in SCHEMA_TYPES | {"http", "apiKey"}, where
+    assert refs > 20
+
+
+def test_docs_page(live_url: str) -> None:
+    response = httpx.get(f"{live_url}/docs")
+    assert response.status_code == 200
+    assert "<title>Crier API</title>" in response.text
+    assert "fetch('/openapi.json')" in response.text
