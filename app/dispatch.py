@@ -8,6 +8,7 @@ the broker cannot be reached the target goes back to `scheduled` and the sweeper
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,14 +67,42 @@ def mark_queued(session: Session, due: list[DueTarget], from_status: str) -> lis
     return dispatches
 
 
+class _BrokerBreaker:
+    """After a failed send, skip the broker for a few seconds: while Redis is down every
+    request would otherwise wait out the connection timeout before falling back."""
+
+    pause_seconds = 5.0
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + self.pause_seconds
+
+
+_breakers: dict[str, _BrokerBreaker] = {}
+
+
+def broker_breaker(celery: Celery) -> _BrokerBreaker:
+    return _breakers.setdefault(str(celery.conf.broker_url), _BrokerBreaker())
+
+
 def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]) -> int:
     """Send committed dispatches; on a broker error put the rest back for the sweeper."""
     sent = 0
+    breaker = broker_breaker(celery)
     for index, dispatch in enumerate(dispatches):
         try:
+            if breaker.is_open():
+                raise ConnectionError("broker marked unavailable after a recent failure")
             send_publish(celery, dispatch.target, dispatch.token)
             sent += 1
         except Exception as exc:  # kombu raises many kinds; all mean "not sent"
+            if not breaker.is_open():
+                breaker.trip()
             log.warning(
                 "broker unavailable, %d targets left for the sweeper: %s",
                 len(dispatches) - index,

@@ -72,6 +72,13 @@ def test_create_succeeds_and_leaves_the_target_for_the_sweeper(
         name == "app.dispatch" and level == "WARNING" and message.startswith("broker unavailable")
         for name, level, message in messages
     ), messages
+    # Right after a failure the broker is skipped: the next create does not wait again.
+    started = time.monotonic()
+    again = redisless.post("/posts", json={"content": "again", "account_ids": [account_id]})
+    assert again.status_code == 201
+    assert time.monotonic() - started < 1
+    [second] = targets_of(app, again.json()["data"]["post_id"])
+    assert second["status"] == "scheduled" and second["dispatch_token"] is None
 
 
 def test_reads_and_changes_keep_working(
