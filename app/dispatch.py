@@ -122,8 +122,15 @@ def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> i
     return send_dispatches(session, celery, dispatches)
 
 
+# Messages reach a worker this long before their instant: the pipeline loads the target
+# (opening connections if the worker sat idle) and sleeps to the instant before claiming.
+# Must stay below workers.pipeline.EARLY_TOLERANCE.
+ETA_HEAD_START = timedelta(milliseconds=500)
+
+
 def send_publish(celery: Celery, target: DueTarget, token: str) -> None:
-    eta = target.due_at if target.due_at > utcnow() else None
+    eta = target.due_at - ETA_HEAD_START
+    eta = eta if eta > utcnow() else None
     celery.send_task(
         PUBLISH_TASK,
         args=[target.id, token],

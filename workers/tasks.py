@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import httpx
 from celery import Task, shared_task
@@ -10,6 +10,7 @@ from flask import current_app
 
 from app.db import get_db
 from workers.adapters import get_adapter
+from workers.adapters.base import Adapter
 from workers.celery_app import PUBLISH_TASK, REFRESH_TOKENS_TASK, SWEEP_TASK
 from workers.pipeline import PipelineDeps, publish_target
 from workers.quotas import SharedQuotas
@@ -27,15 +28,23 @@ def _http_client(timeout: float) -> httpx.Client:
     )
 
 
+@cache
+def _adapter(platform: str, timeout: float, base_url: str | None) -> Adapter:
+    # One per platform per process: adapters keep no per-publish state, and per-account
+    # caches (X's users/me) then outlive a task.
+    return get_adapter(platform, _http_client(timeout), base_url)
+
+
 def pipeline_deps() -> PipelineDeps:
     settings = current_app.config["CRIER"]
-    http = _http_client(settings.http_timeout)
     return PipelineDeps(
         db=get_db(),
         settings=settings,
         celery=current_app.extensions["celery"],
         quotas=_quotas(settings.redis_url),
-        adapter_for=lambda platform: get_adapter(platform, http, settings.platform_base_url),
+        adapter_for=lambda platform: _adapter(
+            platform, settings.http_timeout, settings.platform_base_url
+        ),
     )
 
 

@@ -96,7 +96,9 @@ class XAdapter(Adapter):
         super().__init__(http, base_url)
         # users/me answers per account, cached so a busy account does not spend its
         # users/me window on every post.
-        self._identities: dict[int, XIdentity] = {}
+        # account id -> (the token it was read with, identity): a reconnected or refreshed
+        # account is looked up again; one entry per account bounds the cache.
+        self._identities: dict[int, tuple[str, XIdentity]] = {}
 
     # -- publish ---------------------------------------------------------------------------
 
@@ -307,8 +309,8 @@ class XAdapter(Adapter):
         post still goes out with the id-only permalink X also serves.
         """
         cached = self._identities.get(account.account_id)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] == account.access_token:
+            return cached[1]
         try:
             data = self._call("GET", self.url("/2/users/me"), account.access_token).json()["data"]
         except (AuthExpiredError, AuthRevokedError):
@@ -316,7 +318,7 @@ class XAdapter(Adapter):
         except PlatformError:
             return XIdentity(user_id=account.external_id, username=None)
         identity = XIdentity(user_id=str(data["id"]), username=data.get("username"))
-        self._identities[account.account_id] = identity
+        self._identities[account.account_id] = (account.access_token, identity)
         return identity
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
