@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database, utcnow
-from app.dispatch import DueTarget, mark_queued, send_dispatches
+from app.dispatch import Dispatch, DueTarget, mark_queued, send_dispatches
 from app.models import PostTarget, PublishAttempt, TargetStatus
 
 log = logging.getLogger("crier.sweeper")
@@ -37,14 +38,24 @@ class SweepReport:
         return dict(self.__dict__)
 
 
-def _due_rows(session: Session, status: str, condition: object, order: object) -> list[DueTarget]:
-    rows = session.execute(
-        select(PostTarget.id, PostTarget.platform, PostTarget.next_attempt_at)
-        .where(PostTarget.status == status, condition)  # type: ignore[arg-type]
-        .order_by(order)  # type: ignore[arg-type]
-        .limit(BATCH_SIZE)
-        .with_for_update(skip_locked=True)
-    ).all()
+def _due_rows(session: Session, status: str, condition: Any, order: Any) -> list[Row[Any]]:
+    return list(
+        session.execute(
+            select(
+                PostTarget.id,
+                PostTarget.platform,
+                PostTarget.next_attempt_at,
+                PostTarget.dispatch_token,
+            )
+            .where(PostTarget.status == status, condition)
+            .order_by(order)
+            .limit(BATCH_SIZE)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+def _due(rows: list[Row[Any]]) -> list[DueTarget]:
     return [DueTarget(row.id, row.platform, row.next_attempt_at) for row in rows]
 
 
@@ -59,17 +70,30 @@ def sweep_due_targets(db: Database, settings: Settings, celery: Celery) -> Sweep
             PostTarget.next_attempt_at <= horizon,
             PostTarget.next_attempt_at,
         )
-        dispatches = mark_queued(session, entering, TargetStatus.SCHEDULED)
+        dispatches = mark_queued(session, _due(entering), TargetStatus.SCHEDULED)
         report.entered_horizon = len(dispatches)
 
-        # Queued, due a while ago, never claimed: its message was lost (e.g. Redis flushed).
+        # Queued, due a while ago, not claimed since its last send: the message was
+        # probably lost (Redis flushed). It is sent again with the same token, so if the
+        # first copy was only slow, whichever arrives first wins and the other is a no-op,
+        # and a backlogged queue is never starved by its own resends.
+        grace = now - timedelta(seconds=settings.requeue_grace)
         lost = _due_rows(
             session,
             TargetStatus.QUEUED,
-            PostTarget.next_attempt_at < now - timedelta(seconds=settings.requeue_grace),
+            and_(
+                PostTarget.next_attempt_at < grace,
+                or_(PostTarget.queued_at.is_(None), PostTarget.queued_at < grace),
+            ),
             PostTarget.next_attempt_at,
         )
-        resent = mark_queued(session, lost, TargetStatus.QUEUED)
+        resent = [Dispatch(DueTarget(r.id, r.platform, now), r.dispatch_token) for r in lost]
+        if resent:
+            session.execute(
+                update(PostTarget)
+                .where(PostTarget.id.in_([r.id for r in lost]))
+                .values(queued_at=now)
+            )
         report.requeued_lost = len(resent)
 
         # Publishing past its lease: the worker died. The next delivery reconciles first.
@@ -79,7 +103,8 @@ def sweep_due_targets(db: Database, settings: Settings, celery: Celery) -> Sweep
             PostTarget.lease_expires_at < now,
             PostTarget.lease_expires_at,
         )
-        recovered = mark_queued(session, dead, TargetStatus.PUBLISHING)
+        # A new token fences off the worker that may still be alive behind the lease.
+        recovered = mark_queued(session, _due(dead), TargetStatus.PUBLISHING)
         for dispatch in recovered:
             session.add(
                 PublishAttempt(
@@ -96,10 +121,11 @@ def sweep_due_targets(db: Database, settings: Settings, celery: Celery) -> Sweep
         report.recovered_dead = len(recovered)
         session.commit()
         # Lost and recovered targets are overdue: send them now, not at their old ETA.
-        all_dispatches = dispatches + [
-            type(d)(DueTarget(d.target.id, d.target.platform, now), d.token)
-            for d in resent + recovered
-        ]
+        all_dispatches = (
+            dispatches
+            + resent
+            + [Dispatch(DueTarget(d.target.id, d.target.platform, now), d.token) for d in recovered]
+        )
         report.sent = send_dispatches(session, celery, all_dispatches)
     if report.entered_horizon or report.requeued_lost or report.recovered_dead:
         log.info("sweep %s", report.as_dict())

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import statistics
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 import redis
 from flask import Flask
 from sqlalchemy import select
@@ -260,3 +265,41 @@ def test_far_future_post_costs_no_worker_memory(
     assert client.hlen("unacked") == 0
     scheduled = app.extensions["celery"].control.inspect(timeout=3).scheduled() or {}
     assert scheduled and all(tasks == [] for tasks in scheduled.values())
+
+
+def _cluster_version() -> str | None:
+    """The local cluster if it is managed by pg_ctlcluster (Debian), else None."""
+    if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
+        return None
+    versions = sorted(os.listdir("/etc/postgresql"))
+    return versions[-1] if versions else None
+
+
+@pytest.mark.skipif(
+    _cluster_version() is None or os.environ.get("CRIER_TEST_PG_RESTART") == "0",
+    reason="PostgreSQL is not managed by pg_ctlcluster here",
+)
+def test_workers_recover_from_a_postgresql_restart(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    stack.worker()
+    stack.beat()
+    account_id = make_account(tenant, "x")
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    for n in range(3):
+        create(tenant, [account_id], f"Across a restart {n}", due)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", str(_cluster_version()), "main", "restart"],
+        check=True,
+        timeout=120,
+    )
+    wait_until(
+        lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0,
+        timeout=60,
+    )
+    create(tenant, [account_id], "After the restart")
+    wait_until(lambda: all_final(app, 4), timeout=90, interval=0.5)
+    assert {t.status for t in targets(app)} == {"published"}
+    assert sorted(e["text"] for e in ledger(sandbox)) == sorted(
+        [f"Across a restart {n}" for n in range(3)] + ["After the restart"]
+    )
