@@ -79,11 +79,18 @@ def log_event(event: str, **fields: Any) -> None:
 
 @dataclass
 class TargetContext:
-    """PublishContext for one claimed target; each call commits on its own."""
+    """PublishContext for one claimed target.
+
+    Handles saved before the irreversible mark are kept in memory and written with the
+    mark (or with the attempt's outcome): losing them in a crash only means redoing
+    steps that made nothing public. From the mark on, every handle is committed at once.
+    """
 
     deps: PipelineDeps
     target_id: int
     token: str
+    pending_handle: dict[str, Any] | None = None
+    marked: bool = False
 
     def _update(self, **values: Any) -> None:
         lease = utcnow() + timedelta(seconds=self.deps.settings.publish_lease)
@@ -102,10 +109,18 @@ class TargetContext:
             raise LostClaim(f"target {self.target_id} was handed on")
 
     def save_handle(self, handle: dict[str, Any]) -> None:
-        self._update(platform_handle=handle)
+        self.pending_handle = dict(handle)
+        if self.marked:
+            self._update(platform_handle=self.pending_handle)
+            self.pending_handle = None
 
     def mark_irreversible(self) -> None:
-        self._update(irreversible_started_at=utcnow())
+        values: dict[str, Any] = {"irreversible_started_at": utcnow()}
+        if self.pending_handle is not None:
+            values["platform_handle"] = self.pending_handle
+        self._update(**values)
+        self.pending_handle = None
+        self.marked = True
 
 
 # --------------------------------------------------------------------------- entry point
@@ -146,8 +161,9 @@ def publish_target(
         log_event("publish.claimed", **fields)
         started = time.monotonic()
         started_at = utcnow()
+        context = TargetContext(deps, target.id, token)
         try:
-            decision = _run(deps, session, target, token)
+            decision = _run(deps, session, target, context)
         except LostClaim:
             log_event("publish.lost_claim", **fields)
             return "lost_claim"
@@ -159,6 +175,7 @@ def publish_target(
                 PlatformError(f"internal error: {type(exc).__name__}", code="internal_error"),
                 keep_irreversible=True,
             )
+        decision.handle = context.pending_handle
         decision.attempt = PublishAttempt(
             target_id=target.id,
             attempt_number=target.attempts + (1 if decision.counts_attempt else 0),
@@ -185,8 +202,12 @@ def publish_target(
 
 def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> bool:
     """One conditional UPDATE decides which delivery wins (DESIGN.md "Dispatch token")."""
-    _lock_post(session, target.post_id)
-    lease = utcnow() + timedelta(seconds=deps.settings.publish_lease)
+    now = utcnow()
+    # The post row first (the API's cancel and PATCH lock in the same order). A claimed
+    # target always makes its post "publishing", so no need to derive it from the rest.
+    session.execute(
+        update(Post).where(Post.id == target.post_id).values(status="publishing", updated_at=now)
+    )
     claimed = session.execute(
         update(PostTarget)
         .where(
@@ -194,14 +215,17 @@ def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str)
             PostTarget.status == TargetStatus.QUEUED,
             PostTarget.dispatch_token == token,
         )
-        .values(status=TargetStatus.PUBLISHING, lease_expires_at=lease)
+        .values(
+            status=TargetStatus.PUBLISHING,
+            lease_expires_at=now + timedelta(seconds=deps.settings.publish_lease),
+        )
     ).rowcount
-    if claimed:
-        _refresh_post(session, target.post_id)
+    if not claimed:
+        session.rollback()
+        return False
     session.commit()
-    if claimed:
-        session.refresh(target)
-    return bool(claimed)
+    session.refresh(target)
+    return True
 
 
 def _lock_post(session: Session, post_id: uuid.UUID) -> None:
@@ -242,9 +266,12 @@ class _Decision:
     clear_irreversible: bool = True
     details: dict[str, Any] | None = None
     attempt: PublishAttempt | None = None
+    handle: dict[str, Any] | None = None  # saved by the adapter, not yet written
 
 
-def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> _Decision:
+def _run(
+    deps: PipelineDeps, session: Session, target: PostTarget, context: TargetContext
+) -> _Decision:
     hold = deps.quotas.current_wait(target.platform, target.account_id)
     if hold is not None:
         return _hold_decision(hold, "rate_limited")
@@ -267,7 +294,6 @@ def _run(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -
     hold = deps.quotas.take_publish_slot(target.platform, target.account_id)
     if hold is not None:
         return _hold_decision(hold, "quota_wait")
-    context = TargetContext(deps, target.id, token)
     refreshed = False
     while True:
         try:
@@ -459,6 +485,8 @@ def _finish(
             values["irreversible_started_at"] = None
         values["error_code"] = decision.error_code
         values["error_message"] = decision.error_message
+        if decision.handle is not None:
+            values["platform_handle"] = decision.handle
     if decision is not None and decision.status is not None:
         values["status"] = decision.status
         values["dispatch_token"] = None
