@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -154,6 +154,16 @@ class TokenSet:
     # None keeps the stored refresh token: an empty answer never overwrites a good one.
     refresh_token: str | None = None
     expires_at: datetime | None = None
+
+
+def token_set_from(body: dict[str, Any]) -> TokenSet:
+    """An OAuth 2 token response (RFC 6749 5.1); an empty refresh token becomes None."""
+    expires_in = body.get("expires_in")
+    return TokenSet(
+        access_token=body["access_token"],
+        refresh_token=body.get("refresh_token") or None,
+        expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in)) if expires_in else None,
+    )
 
 
 class PublishContext(Protocol):

@@ -44,6 +44,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
+    token_set_from,
 )
 
 # The monthly API version (YYYYMM); versions live about a year. Override without a release.
@@ -349,14 +350,7 @@ class LinkedInAdapter(Adapter):
         if response.status_code >= 300:
             raise classify(response)
         body = response.json()
-        expires_in = body.get("expires_in")
-        return TokenSet(
-            access_token=body["access_token"],
-            refresh_token=body.get("refresh_token") or None,
-            expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in))
-            if expires_in
-            else None,
-        )
+        return token_set_from(body)
 
     # -- HTTP ------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
+    token_set_from,
 )
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -278,14 +279,7 @@ class TikTokAdapter(Adapter):
                 code=f"tiktok_oauth_{error}",
                 http_status=response.status_code,
             )
-        expires_in = body.get("expires_in")
-        return TokenSet(
-            access_token=body["access_token"],
-            refresh_token=body.get("refresh_token") or None,
-            expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in))
-            if expires_in
-            else None,
-        )
+        return token_set_from(body)
 
     def _fetch_status(self, token: str, publish_id: str) -> dict[str, Any]:
         return self._call(token, "/v2/post/publish/status/fetch/", {"publish_id": publish_id})

@@ -40,6 +40,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
+    token_set_from,
 )
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -352,14 +353,7 @@ class XAdapter(Adapter):
         if response.status_code >= 300:
             raise classify(response)
         body = response.json()
-        expires_in = body.get("expires_in")
-        return TokenSet(
-            access_token=body["access_token"],
-            refresh_token=body.get("refresh_token") or None,
-            expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in))
-            if expires_in
-            else None,
-        )
+        return token_set_from(body)
 
     # -- HTTP ------------------------------------------------------------------------------
 

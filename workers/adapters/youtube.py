@@ -38,6 +38,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
+    token_set_from,
 )
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -289,14 +290,7 @@ class YouTubeAdapter(Adapter):
                 code=f"youtube_oauth_{_snake(error)}",
                 http_status=response.status_code,
             )
-        expires_in = body.get("expires_in")
-        return TokenSet(
-            access_token=body["access_token"],
-            refresh_token=body.get("refresh_token") or None,
-            expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in))
-            if expires_in
-            else None,
-        )
+        return token_set_from(body)
 
     def _get(self, token: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self._send(
