@@ -34,7 +34,13 @@ from app.models import (
 )
 from app.services.accounts import account_tokens
 from app.services.media import media_path, signed_media_url
-from app.services.posts import platform_settings, platform_text, refresh_post_status
+from app.services.posts import (
+    ErrorBag,
+    check_platform_rules,
+    platform_settings,
+    platform_text,
+    refresh_post_status,
+)
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -43,6 +49,7 @@ from workers.adapters.base import (
     DuplicateError,
     MediaItem,
     Outcome,
+    PermanentError,
     PlatformError,
     PublishRequest,
     PublishResult,
@@ -549,6 +556,19 @@ def _build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> 
     missing = [i for i in post.media_ids if i not in media_rows]
     if missing:
         raise _MediaMissing(f"media {', '.join(missing)} no longer exists")
+    # The same rules table intake used: a post the platform would refuse fails here,
+    # with intake's message, instead of spending a call (rules can change after intake).
+    problems = ErrorBag()
+    check_platform_rules(
+        post.content,
+        [target.platform],
+        [media_rows[i] for i in post.media_ids],
+        post.platform_content,
+        problems,
+    )
+    if problems.errors:
+        path, messages = next(iter(problems.errors.items()))
+        raise PermanentError(f"{path}: {messages[0]}", code="content_rejected")
     media = [_media_item(deps.settings, media_rows[i]) for i in post.media_ids]
     return PublishRequest(
         target_id=target.id,

@@ -262,3 +262,21 @@ def test_usage_reported_on_success_holds_the_account(deps: PipelineDeps) -> None
     _respect_reported_usage(deps, target, spent)  # type: ignore[arg-type]
     hold = deps.quotas.current_wait("x", 4242)
     assert hold is not None and abs(hold.until - reset) < 1
+
+
+def test_rules_are_checked_again_before_calling_the_platform(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    from app.models import Post
+
+    account_id = make_account(tenant, "x")
+    post_id = create_target(tenant, account_id, "fits today")
+    target_id, token = queue_now(app, post_id)
+    with get_db(app).session() as session:  # as if the limit had shrunk since intake
+        session.get(Post, post_id).content = "x" * 300
+        session.commit()
+    assert publish_target(deps, target_id, token) == "permanent"
+    row = target_row(app, target_id)
+    assert row.status == "failed" and row.error_code == "content_rejected"
+    assert "X allows at most 280 weighted characters" in row.error_message
+    assert ledger(sandbox) == []
