@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 from celery import Celery
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.config import Settings
@@ -98,6 +98,7 @@ class TargetContext:
     token: str
     pending_handle: dict[str, Any] | None = None
     marked: bool = False
+    marked_at: datetime | None = None
 
     def _update(self, **values: Any) -> None:
         lease = utcnow() + timedelta(seconds=self.deps.settings.publish_lease)
@@ -122,12 +123,16 @@ class TargetContext:
             self.pending_handle = None
 
     def mark_irreversible(self) -> None:
-        values: dict[str, Any] = {"irreversible_started_at": utcnow()}
+        # The earliest unresolved start: reconciliation must look back to the first try.
+        values: dict[str, Any] = {
+            "irreversible_started_at": func.coalesce(PostTarget.irreversible_started_at, utcnow())
+        }
         if self.pending_handle is not None:
             values["platform_handle"] = self.pending_handle
         self._update(**values)
         self.pending_handle = None
         self.marked = True
+        self.marked_at = self.marked_at or utcnow()
 
 
 # --------------------------------------------------------------------------- entry point
@@ -180,7 +185,7 @@ def publish_target(
                 deps,
                 target,
                 PlatformError(f"internal error: {type(exc).__name__}", code="internal_error"),
-                keep_irreversible=True,
+                maybe_posted=context.marked or target.irreversible_started_at is not None,
             )
         decision.handle = context.pending_handle
         decision.attempt = PublishAttempt(
@@ -270,7 +275,8 @@ class _Decision:
     http_status: int | None = None
     wait_seconds: float | None = None
     result: PublishResult | None = None
-    clear_irreversible: bool = True
+    # Only a refusal before this attempt's irreversible call proves nothing went out.
+    clear_irreversible: bool = False
     details: dict[str, Any] | None = None
     attempt: PublishAttempt | None = None
     handle: dict[str, Any] | None = None  # saved by the adapter, not yet written
@@ -295,12 +301,39 @@ def _run(
             found = _reconcile(adapter, request)
         except PlatformError as error:
             # Cannot ask right now: try again later, the marker stays until we know.
-            return _classify(deps, target, error)
+            return _classify(deps, target, error, maybe_posted=True)
         if found is not None:
             return found
     hold = deps.quotas.take_publish_slot(target.platform, target.account_id)
     if hold is not None:
         return _hold_decision(hold, "quota_wait")
+    decision = _publish(deps, session, target, adapter, request, context)
+    if decision.status == TargetStatus.UNCONFIRMED and context.marked:
+        # Out of retries after a request that may have gone out: look once more.
+        since = target.irreversible_started_at or context.marked_at
+        return _settle(adapter, replace(request, irreversible_started_at=since), decision)
+    return decision
+
+
+def _settle(adapter: Adapter, request: PublishRequest, decision: _Decision) -> _Decision:
+    try:
+        found = _reconcile(adapter, request)
+    except PlatformError:
+        return decision
+    if found is None:  # the platform says it is not there: a plain failure
+        return replace(decision, outcome="failed", status=TargetStatus.FAILED)
+    return found if found.status == TargetStatus.PUBLISHED else decision
+
+
+def _publish(
+    deps: PipelineDeps,
+    session: Session,
+    target: PostTarget,
+    adapter: Adapter,
+    request: PublishRequest,
+    context: TargetContext,
+) -> _Decision:
+    """The platform call, with one token refresh on an auth error."""
     refreshed = False
     while True:
         try:
@@ -330,19 +363,18 @@ def _run(
         except DuplicateError as error:
             if target.irreversible_started_at is not None:
                 # "Duplicate" after our own unanswered attempt: that post is probably ours.
-                found = _reconcile(adapter, request)
+                try:
+                    found = _reconcile(adapter, request)
+                except PlatformError:
+                    found = None
                 if found is not None and found.status == TargetStatus.PUBLISHED:
                     return found
-            return _classify(deps, target, error)
+            return _classify(deps, target, error, **_after(context, target))
         except PlatformError as error:
-            return _classify(deps, target, error)
+            return _classify(deps, target, error, **_after(context, target))
         except httpx.TransportError as error:
-            return _transient_decision(
-                deps,
-                target,
-                PlatformError(f"network error: {type(error).__name__}", code="network_error"),
-                keep_irreversible=True,
-            )
+            network = PlatformError(f"network error: {type(error).__name__}", code="network_error")
+            return _classify(deps, target, network, **_after(context, target))
 
 
 def _respect_reported_usage(deps: PipelineDeps, target: PostTarget, result: PublishResult) -> None:
@@ -395,7 +427,22 @@ def _hold_decision(hold: Hold, outcome: str) -> _Decision:
     )
 
 
-def _classify(deps: PipelineDeps, target: PostTarget, error: PlatformError) -> _Decision:
+def _after(context: TargetContext, target: PostTarget) -> dict[str, bool]:
+    """What a failed publish call leaves known: refused outright, or possibly public."""
+    return {
+        "refused": not context.marked,
+        "maybe_posted": context.marked or target.irreversible_started_at is not None,
+    }
+
+
+def _classify(
+    deps: PipelineDeps,
+    target: PostTarget,
+    error: PlatformError,
+    *,
+    refused: bool = False,
+    maybe_posted: bool = False,
+) -> _Decision:
     common = {
         "error_code": error.code,
         "error_message": error.message,
@@ -415,35 +462,44 @@ def _classify(deps: PipelineDeps, target: PostTarget, error: PlatformError) -> _
             next=_Requeue(datetime.fromtimestamp(until, UTC)),
             counts_attempt=False,
             wait_seconds=max(until - now, 0.0),
+            clear_irreversible=refused,
             **common,
         )
     if error.outcome == Outcome.TRANSIENT:
-        return _transient_decision(deps, target, error, keep_irreversible=True)
+        return _transient_decision(deps, target, error, maybe_posted=maybe_posted)
     return _Decision(outcome=error.outcome.value, status=TargetStatus.FAILED, **common)
 
 
 def _transient_decision(
-    deps: PipelineDeps, target: PostTarget, error: PlatformError, keep_irreversible: bool
+    deps: PipelineDeps, target: PostTarget, error: PlatformError, *, maybe_posted: bool
 ) -> _Decision:
+    """Back off and retry; the irreversible marker stays, so the retry reconciles first."""
     policy = retry_policy(target.platform)
     attempts = target.attempts + 1
-    common = {
-        "error_code": error.code,
-        "error_message": error.message,
-        "http_status": error.http_status,
-        "clear_irreversible": not keep_irreversible,
-    }
+    common = {"error_code": error.code, "http_status": error.http_status}
     if policy.exhausted(attempts):
+        if maybe_posted:
+            return _Decision(
+                outcome="unconfirmed",
+                status=TargetStatus.UNCONFIRMED,
+                error_message=(
+                    f"{error.message} (gave up after {attempts} attempts; a request may have "
+                    f"reached {target.platform}, so it was not sent again)"
+                ),
+                **common,
+            )
         return _Decision(
             outcome="failed",
             status=TargetStatus.FAILED,
-            **{**common, "error_message": f"{error.message} (gave up after {attempts} attempts)"},
+            error_message=f"{error.message} (gave up after {attempts} attempts)",
+            **common,
         )
     delay = policy.backoff(attempts)
     return _Decision(
         outcome="transient",
         next=_Requeue(utcnow() + timedelta(seconds=delay)),
         wait_seconds=delay,
+        error_message=error.message,
         **common,
     )
 
@@ -488,7 +544,7 @@ def _finish(
     if decision is not None:
         if decision.counts_attempt:
             values["attempts"] = PostTarget.attempts + 1
-        if decision.clear_irreversible and decision.status != TargetStatus.UNCONFIRMED:
+        if decision.clear_irreversible:
             values["irreversible_started_at"] = None
         values["error_code"] = decision.error_code
         values["error_message"] = decision.error_message

@@ -280,3 +280,38 @@ def test_rules_are_checked_again_before_calling_the_platform(
     assert row.status == "failed" and row.error_code == "content_rejected"
     assert "X allows at most 280 weighted characters" in row.error_message
     assert ledger(sandbox) == []
+
+
+def test_out_of_retries_after_a_lost_response_looks_once_more(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRIER_RETRY_MAX_ATTEMPTS", "1")
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id, "last chance"))
+    sandbox.post("/_faults", json={"x": {"lose_response_every": 1}})
+    # The only attempt loses its answer; before giving up, the platform is asked.
+    assert publish_target(deps, target_id, token) == "reconciled_published"
+    row = target_row(app, target_id)
+    [entry] = ledger(sandbox)
+    assert row.status == "published" and row.platform_post_id == entry["id"]
+
+
+def test_a_limit_met_after_the_irreversible_call_keeps_the_marker(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id, "limited late"))
+    sandbox.post("/_faults", json={"x": {"rate_limit_every": 1, "retry_after": 1}})
+    assert publish_target(deps, target_id, token) == "rate_limited"
+    row = target_row(app, target_id)
+    # The 429 answered the call that makes posts public: the next try reconciles first.
+    assert row.irreversible_started_at is not None
+    sandbox.post("/_faults", json={})
+    time.sleep(1.2)
+    assert publish_target(deps, target_id, current_token(app, target_id)) == "published"
+    assert len(ledger(sandbox)) == 1
