@@ -303,3 +303,34 @@ def test_workers_recover_from_a_postgresql_restart(
     assert sorted(e["text"] for e in ledger(sandbox)) == sorted(
         [f"Across a restart {n}" for n in range(3)] + ["After the restart"]
     )
+
+
+def test_a_restarted_worker_hands_back_its_eta_tasks(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    first = stack.worker("first")
+    account_id = make_account(tenant, "x")
+    due = datetime.now(UTC) + timedelta(seconds=8)
+    for n in range(3):
+        create(tenant, [account_id], f"Held across a restart {n}", due)
+    scheduled = wait_until(
+        lambda: (
+            sum(
+                len(tasks)
+                for tasks in (
+                    app.extensions["celery"].control.inspect(timeout=2).scheduled() or {}
+                ).values()
+            )
+            == 3
+        ),
+        timeout=20,
+    )
+    assert scheduled
+    first.stop()  # SIGTERM: a warm shutdown gives the held messages back to the broker
+    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
+    assert client.llen("publish.x") == 3
+    stack.worker("second")
+    wait_until(lambda: all_final(app, 3), timeout=30)
+    entries = ledger(sandbox)
+    assert len(entries) == 3
+    assert min(parse_ts(e["received_at"]) for e in entries) >= due
