@@ -48,9 +48,7 @@ def keys_create(name: str, org_name: str | None) -> None:
 
     try:
         with app.app_context(), get_db(app).session() as session:
-            plain, api_key = create_api_key(
-                session, name=name, organisation_name=org_name or name
-            )
+            plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
             session.commit()
             click.echo(plain)
             click.echo(
@@ -112,14 +110,23 @@ def accounts_add(
 @main.command()
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--host", default="127.0.0.1", show_default=True)
-def sandbox(port: int, host: str) -> None:
+@click.option(
+    "--fetch-media/--no-fetch-media",
+    default=True,
+    show_default=True,
+    help="Download media from the public URLs posts name, as Instagram, Threads and "
+    "Facebook do (so CRIER_PUBLIC_URL must reach the API).",
+)
+def sandbox(port: int, host: str, fetch_media: bool) -> None:
     """Serve the seven platforms' publishing APIs locally."""
     from werkzeug.serving import run_simple
 
     from workers.sandbox import create_sandbox_app
 
-    click.echo(f"sandbox on http://{host}:{port} (ledger at /_ledger)", err=True)
-    run_simple(host, port, create_sandbox_app(), threaded=True, use_reloader=False)
+    pulling = "pulls media from public URLs" if fetch_media else "does not pull media"
+    click.echo(f"sandbox on http://{host}:{port} (ledger at /_ledger; {pulling})", err=True)
+    app = create_sandbox_app(fetch_media=fetch_media)
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 @main.command()

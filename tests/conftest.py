@@ -84,7 +84,9 @@ def reset_redis(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def app_settings(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def app_settings(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     return {
         "database_url": database_url,
         "redis_url": redis_url,

@@ -163,9 +163,10 @@ class Stack:
 
 @pytest.fixture
 def stack(
-    app: Flask, app_settings: dict[str, Any], sandbox_url: str, tmp_path: Path
+    app: Flask, app_settings: dict[str, Any], sandbox_url: str, live_url: str, tmp_path: Path
 ) -> Iterator[Stack]:
-    """Environment for worker processes that share the test app's database and secrets."""
+    """Environment for worker processes that share the test app's database and secrets;
+    their signed media links point at the test API server, so the sandbox can pull them."""
     env = {
         **os.environ,
         "DATABASE_URL": app_settings["database_url"],
@@ -173,6 +174,7 @@ def stack(
         "CRIER_SECRET_KEY": app_settings["secret_key"],
         "CRIER_MEDIA_DIR": app_settings["media_dir"],
         "CRIER_PLATFORM_BASE_URL": sandbox_url,
+        "CRIER_PUBLIC_URL": live_url,
         "CRIER_SWEEP_INTERVAL": "1",
         "CRIER_REQUEUE_GRACE": "5",
         "CRIER_PUBLISH_LEASE": "20",

@@ -76,6 +76,11 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
         )
         ledger = httpx.get(f"http://127.0.0.1:{sandbox}/_ledger").json()
         assert len(ledger) == 7
+        # `crier sandbox` pulls media as the platforms do, here from the dev API's links.
+        for entry in ledger:
+            if entry["platform"] in ("instagram", "threads"):
+                assert entry["media"][0]["url"].startswith(f"http://127.0.0.1:{web}/media/public/")
+                assert len(entry["media"][0]["sha256"]) == 64, entry
         # Flower, on the same broker, lists the worker and the publish tasks.
         tasks = wait_until(lambda: _flower_tasks(flower), timeout=30, interval=1)
         assert sum(1 for t in tasks.values() if t["name"] == "crier.publish_target") >= 7

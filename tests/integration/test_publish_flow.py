@@ -47,8 +47,9 @@ def test_health_reports_database_redis_and_workers(stack: Stack, live_url: str) 
     assert before["checks"]["workers"]["ok"] is False
     stack.worker("healthy")
     after = wait_until(
-        lambda: (d := httpx.get(f"{live_url}/health").json()["data"])["checks"]["workers"]["ok"]
-        and d,
+        lambda: (
+            (d := httpx.get(f"{live_url}/health").json()["data"])["checks"]["workers"]["ok"] and d
+        ),
         timeout=20,
     )
     assert after["status"] == "ok"

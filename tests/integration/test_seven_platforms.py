@@ -5,6 +5,9 @@ of the seed's table arriving under the platform's own field name.
 One video post reaches all seven (Instagram as a reel, Facebook as a reel, TikTok and
 YouTube need exactly one video). Instagram's altText applies to images only, so a second
 post at the same instant carries an image to Instagram.
+
+The sandbox pulls media from the URLs it is given, as the platforms do, so Instagram's
+and Threads' files come from Crier's own signed public links, byte for byte.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ VIDEO_CONTENT: dict[str, Any] = {
 IMAGE_CONTENT: dict[str, Any] = {
     "instagram": {"contentType": "Post", "settings": {"altText": "A red square on white"}},
 }
+# Where the platform pulls the file from a URL rather than receiving its bytes.
+PULLED_VIDEO = ("instagram", "threads")
 
 
 def iso(moment: datetime) -> str:
@@ -97,6 +102,9 @@ def post_of(tenant: Tenant, post_id: str) -> dict[str, Any]:
 def test_scheduled_post_reaches_all_seven_platforms_on_time_with_every_setting(
     stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
 ) -> None:
+    # A real platform always pulls the media it is pointed at.
+    faults = {platform: {"fetch_media": True} for platform in EXTERNAL_IDS}
+    sandbox.post("/_faults", json=faults).raise_for_status()
     stack.worker(concurrency=8)
     accounts = {
         platform: make_account(
@@ -179,6 +187,18 @@ def test_scheduled_post_reaches_all_seven_platforms_on_time_with_every_setting(
         assert entry["media"][0]["kind"] == "video", entry
         ledger_of[platform] = entry
     image_entry = by_id[image_target["platform_post_id"]]
+
+    # Pulled media came from Crier's signed links: the very bytes that were uploaded.
+    video_sha256 = tenant.api.get(f"/media/{video['id']}").json()["data"]["sha256"]
+    image_sha256 = tenant.api.get(f"/media/{image['id']}").json()["data"]["sha256"]
+    for platform in PULLED_VIDEO:
+        [medium] = ledger_of[platform]["media"]
+        assert medium["url"].startswith(f"{stack.env['CRIER_PUBLIC_URL']}/media/public/")
+        assert medium["content_type"] == "video/mp4", platform
+        assert medium["bytes"] == video["size_bytes"], platform
+        assert medium["sha256"] == video_sha256, platform
+    [medium] = image_entry["media"]
+    assert (medium["content_type"], medium["sha256"]) == ("image/jpeg", image_sha256)
 
     # Each account posts as itself: Meta ids and the LinkedIn URN from the account.
     for platform in ("instagram", "facebook", "threads", "linkedin"):

@@ -95,6 +95,18 @@ PERMANENT_SUBCODES: dict[int, str] = {
     4854002: "identity_confirmation_required",
 }
 DUPLICATE_SUBCODES = frozenset({1366051})
+# Facebook's codes for a file it could not use from the URL it was given.
+PERMANENT_CODES: dict[int, str] = {
+    324: "image_fetch_failed",  # (#324) Missing or invalid image file (photos `url`)
+    352: "video_format_unsupported",
+    389: "video_fetch_failed",  # (#389) Unable to fetch video file from URL (`file_url`)
+}
+# Errors that mean Meta could not download the file from Crier's public media link.
+MEDIA_FETCH_ERRORS = frozenset({"media_fetch_failed", "image_fetch_failed", "video_fetch_failed"})
+MEDIA_FETCH_HINT = (
+    "the platform downloads media from Crier's signed public link: check that "
+    "CRIER_PUBLIC_URL is reachable from the internet and the file still exists"
+)
 
 # How far around a saved timestamp a listing match may fall (clock skew, processing).
 MATCH_SLACK_SECONDS = 300.0
@@ -187,7 +199,8 @@ def classify_graph_error(
     }
 
     def build(cls: type[PlatformError], name: str, **extra: Any) -> PlatformError:
-        return cls(message, code=f"{platform}_{name}", http_status=status, details=details, **extra)
+        text = f"{message} ({MEDIA_FETCH_HINT})" if name in MEDIA_FETCH_ERRORS else message
+        return cls(text, code=f"{platform}_{name}", http_status=status, details=details, **extra)
 
     if code in AUTH_CODES:
         if subcode in REVOKED_SUBCODES or "REVOKED_ACCESS_TOKEN" in message:
@@ -199,6 +212,8 @@ def classify_graph_error(
         return build(QuotaExhaustedError, "quota_exhausted", retry_at=retry_at)
     if subcode in PERMANENT_SUBCODES:
         return build(PermanentError, PERMANENT_SUBCODES[subcode])
+    if code in PERMANENT_CODES and subcode is None:
+        return build(PermanentError, PERMANENT_CODES[code])
     if code in THROTTLE_CODES:
         wait = buc_wait_seconds(headers) or THROTTLE_FALLBACK_SECONDS
         scope = "app" if code in APP_WIDE_THROTTLE_CODES else "account"

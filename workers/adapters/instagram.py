@@ -11,6 +11,8 @@ import json
 
 from workers.adapters import register
 from workers.adapters._meta import (
+    MEDIA_FETCH_ERRORS,
+    MEDIA_FETCH_HINT,
     PERMANENT_SUBCODES,
     TRANSIENT_SUBCODES,
     ContainerPlan,
@@ -111,6 +113,8 @@ class InstagramAdapter(GraphContainerAdapter):
                 message, code=f"instagram_{TRANSIENT_SUBCODES[subcode]}", details=details
             )
         name = PERMANENT_SUBCODES.get(subcode or 0, "container_error")
+        if name in MEDIA_FETCH_ERRORS:
+            message = f"{message} ({MEDIA_FETCH_HINT})"
         return PermanentError(message, code=f"instagram_{name}", details=details)
 
     def listing_edge(self, request: PublishRequest) -> str:

@@ -4,7 +4,12 @@ threads_publish → permalink (PLATFORMS.md section 3)."""
 from __future__ import annotations
 
 from workers.adapters import register
-from workers.adapters._meta import ContainerPlan, GraphContainerAdapter, refresh_long_lived_token
+from workers.adapters._meta import (
+    MEDIA_FETCH_HINT,
+    ContainerPlan,
+    GraphContainerAdapter,
+    refresh_long_lived_token,
+)
 from workers.adapters.base import (
     AccountCredentials,
     MediaItem,
@@ -54,6 +59,13 @@ class ThreadsAdapter(GraphContainerAdapter):
         reason = detail or "UNKNOWN"
         message = f"Threads could not process the media: {reason}"
         details = {"container_id": container_id, "error_message": reason}
+        if reason == "FAILED_DOWNLOADING_VIDEO":
+            # Retryable (PLATFORMS.md 3.2): each attempt sends a freshly signed link.
+            return TransientError(
+                f"{message} ({MEDIA_FETCH_HINT})",
+                code="threads_media_fetch_failed",
+                details=details,
+            )
         if reason in RETRYABLE_CONTAINER_ERRORS:
             return TransientError(message, code="threads_media_processing_failed", details=details)
         return PermanentError(message, code="threads_media_rejected", details=details)

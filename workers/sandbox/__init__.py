@@ -6,15 +6,20 @@ import importlib
 
 from flask import Flask, Response, request
 
-from workers.sandbox.core import PlatformFaults, SandboxState, json_response
+from workers.sandbox.core import SandboxState, json_response
 
 SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
 
 
-def create_sandbox_app(state: SandboxState | None = None) -> Flask:
+def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = False) -> Flask:
+    """`fetch_media`: pull media from the URLs posts name, as Instagram, Threads and
+    Facebook do; the default for every platform, which POST /_faults can override."""
     app = Flask("crier-sandbox")
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    state = state or SandboxState()
+    if state is None:
+        state = SandboxState(fetch_media_default=fetch_media)
+    elif fetch_media:
+        state.fetch_media_default = True
     app.extensions["sandbox.state"] = state
 
     for platform in SANDBOX_PLATFORMS:
@@ -44,7 +49,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Flask:
             for platform, config in body.items():
                 if platform not in SANDBOX_PLATFORMS or not isinstance(config, dict):
                     return json_response({"error": f"unknown platform {platform!r}"}, 400)
-                state.faults[platform] = PlatformFaults.from_json(config)
+                state.set_faults(platform, config)
         return json_response({"ok": True})
 
     @app.post("/_reset")

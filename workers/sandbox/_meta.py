@@ -15,7 +15,13 @@ from typing import Any
 
 from flask import Response, request
 
-from workers.sandbox.core import FaultStyle, SandboxState, inject_faults, json_response
+from workers.sandbox.core import (
+    FaultStyle,
+    PullFailure,
+    SandboxState,
+    inject_faults,
+    json_response,
+)
 
 DAY_SECONDS = 24 * 3600
 CONTAINER_LIFETIME_SECONDS = DAY_SECONDS
@@ -296,6 +302,68 @@ def quota_exhausted(
         f"by the API ({cap} in 24 hours).",
         headers=buc_usage(account, usage_type, 100, eta),
     )
+
+
+# -- pulled media (Instagram, Threads) -----------------------------------------------------
+# Meta "cURLs" image_url / video_url. What it answers when that fails is kept as a dict,
+# so it can be sent at once (images) or stored on a container and sent when the container
+# is published (videos, which are pulled while the container processes).
+
+
+def media_fetch_failure(url: str, failure: PullFailure) -> dict[str, Any]:
+    """9004 / 2207052 (PLATFORMS.md 1.6): the URL could not be downloaded."""
+    return {
+        "message": "Only photo or video can be accepted as media type.",
+        "code": 9004,
+        "subcode": 2207052,
+        "user_title": "Media download has failed.",
+        "user_msg": f"The media could not be fetched from this uri: {url} ({failure})",
+    }
+
+
+def pull_failure(url: str, kind: str, failure: PullFailure) -> dict[str, Any]:
+    """The Graph error for a failed pull: a download failure, or a file of the wrong kind
+    (36001 / 2207005 for an image, 352 / 2207026 for a video)."""
+    if not failure.wrong_kind:
+        return media_fetch_failure(url, failure)
+    if kind == "image":
+        return {
+            "message": "The image format is not supported.",
+            "code": 36001,
+            "subcode": 2207005,
+            "user_title": "Unsupported image format",
+            "user_msg": f"The file at {url} is not a supported image ({failure}).",
+        }
+    return {
+        "message": "The video format is not supported. Please check spec for supported "
+        "video formats.",
+        "code": 352,
+        "subcode": 2207026,
+        "user_title": "Unsupported video format",
+        "user_msg": f"The file at {url} is not a supported video ({failure}).",
+    }
+
+
+def graph_failure(failure: dict[str, Any]) -> Response:
+    return graph_error(
+        failure["message"],
+        failure["code"],
+        failure.get("subcode"),
+        user_title=failure.get("user_title"),
+        user_msg=failure.get("user_msg"),
+    )
+
+
+def failed_container_error(
+    state: SandboxState, platform: str, container: dict[str, Any]
+) -> Response | None:
+    """Publishing a container whose media (or a child's) could not be pulled fails with
+    the pull's error."""
+    children = [get_container(state, platform, cid) for cid in container.get("children", [])]
+    for item in (container, *children):
+        if item is not None and item.get("failure"):
+            return graph_failure(item["failure"])
+    return None
 
 
 # -- containers (Instagram, Threads) ----------------------------------------------------

@@ -7,6 +7,7 @@ faults the way that platform does (Meta reports limits in the body, X in headers
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -15,7 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from flask import Response, jsonify
+
+# Pulling media from a public URL, as Meta's crawler does: one GET, no redirects followed,
+# a bounded wait and a bounded size (Threads' 1 GB video limit is the largest we need).
+PULL_TIMEOUT_SECONDS = 10.0
+PULL_MAX_BYTES = 1024**3
+PULL_CHUNK_BYTES = 64 * 1024
+META_CRAWLER_AGENT = "facebookexternalhit/1.1"
 
 
 def now_iso() -> str:
@@ -34,10 +43,13 @@ class PlatformFaults:
     processing_seconds: float = 0.0  # slow media processing (containers, uploads)
     # Drop the response of the irreversible call after doing it (a "lost response").
     lose_response_every: int = 0
+    # Download media from the URLs a post names, as the platform does (off by default so
+    # adapter tests can name URLs nobody serves).
+    fetch_media: bool = False
     counter: int = 0
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PlatformFaults:
+    def from_json(cls, data: dict[str, Any], fetch_media_default: bool = False) -> PlatformFaults:
         return cls(
             latency_ms=int(data.get("latency_ms", 0)),
             error_rate=float(data.get("error_rate", 0.0)),
@@ -48,7 +60,14 @@ class PlatformFaults:
             revoked_tokens=set(data.get("revoked_tokens", [])),
             processing_seconds=float(data.get("processing_seconds", 0.0)),
             lose_response_every=int(data.get("lose_response_every", 0)),
+            fetch_media=_as_bool(data.get("fetch_media", fetch_media_default)),
         )
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 @dataclass
@@ -64,7 +83,9 @@ class FaultStyle:
 class SandboxState:
     """Everything the sandbox remembers; one lock, since requests run on threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, fetch_media_default: bool = False) -> None:
+        # What `fetch_media` is for a platform whose faults do not say (also after reset).
+        self.fetch_media_default = fetch_media_default
         self.lock = threading.RLock()
         self.reset()
 
@@ -87,7 +108,13 @@ class SandboxState:
 
     def faults_for(self, platform: str) -> PlatformFaults:
         with self.lock:
-            return self.faults.setdefault(platform, PlatformFaults())
+            return self.faults.setdefault(
+                platform, PlatformFaults(fetch_media=self.fetch_media_default)
+            )
+
+    def set_faults(self, platform: str, config: dict[str, Any]) -> None:
+        with self.lock:
+            self.faults[platform] = PlatformFaults.from_json(config, self.fetch_media_default)
 
     def record(
         self,
@@ -157,3 +184,102 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     if headers:
         response.headers.update(headers)
     return response
+
+
+# -- pulling media from a public URL ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PulledMedia:
+    """What a platform learns by downloading a media URL."""
+
+    url: str
+    status: int
+    content_type: str
+    size: int
+    sha256: str
+
+    def ledger_fields(self) -> dict[str, Any]:
+        return {"content_type": self.content_type, "bytes": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class PullFailure:
+    """Why a pull failed. `wrong_kind`: the download worked, but it is not the declared
+    kind (an image_url serving a video), which platforms refuse as a format error."""
+
+    reason: str
+    wrong_kind: bool = False
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def media_kind(content_type: str) -> str | None:
+    major = content_type.split("/", 1)[0]
+    return major if major in ("image", "video") else None
+
+
+def pull_media(
+    url: str,
+    expect_kind: str,
+    *,
+    user_agent: str = META_CRAWLER_AGENT,
+    timeout: float = PULL_TIMEOUT_SECONDS,
+    max_bytes: int = PULL_MAX_BYTES,
+) -> PulledMedia | PullFailure:
+    """GET `url` like a platform's crawler: no redirects, no auth, bounded time and size.
+    Success needs a 2xx answer whose Content-Type is of `expect_kind` (image or video)."""
+    deadline = time.monotonic() + timeout
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with httpx.stream(
+            "GET",
+            url,
+            headers={"User-Agent": user_agent, "Accept": "*/*"},
+            timeout=timeout,
+            follow_redirects=False,
+        ) as response:
+            if response.is_redirect:
+                where = response.headers.get("location", "?")
+                return PullFailure(
+                    f"HTTP {response.status_code} redirect to {where} (not followed)"
+                )
+            if not response.is_success:
+                return PullFailure(f"HTTP {response.status_code}")
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_kind(content_type) != expect_kind:
+                return PullFailure(
+                    f"expected {expect_kind}, the URL served {content_type or 'no Content-Type'}",
+                    wrong_kind=True,
+                )
+            for chunk in response.iter_bytes(PULL_CHUNK_BYTES):
+                size += len(chunk)
+                if size > max_bytes:
+                    return PullFailure(f"larger than {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    return PullFailure(f"download took longer than {timeout:g} s")
+                digest.update(chunk)
+            status = response.status_code
+    except httpx.TimeoutException:
+        return PullFailure(f"timed out after {timeout:g} s")
+    except (httpx.HTTPError, ValueError) as exc:  # ValueError: a malformed URL
+        return PullFailure(f"{type(exc).__name__}: {exc}")
+    if size == 0:
+        return PullFailure("the URL served no bytes")
+    return PulledMedia(url, status, content_type, size, digest.hexdigest())
+
+
+def media_entry(
+    state: SandboxState, platform: str, kind: str, url: str
+) -> dict[str, Any] | PullFailure:
+    """The ledger's media entry for a URL the platform pulls: with `fetch_media` on, the
+    file is downloaded first and the entry carries its content type, size and sha256."""
+    entry: dict[str, Any] = {"kind": kind, "url": url}
+    if not state.faults_for(platform).fetch_media:
+        return entry
+    pulled = pull_media(url, kind)
+    if isinstance(pulled, PullFailure):
+        return pulled
+    return {**entry, **pulled.ledger_fields()}

@@ -34,7 +34,14 @@ from workers.sandbox._meta import (
     resolve_user,
     token_user_id,
 )
-from workers.sandbox.core import SandboxState, inject_faults, json_response, should_lose_response
+from workers.sandbox.core import (
+    PullFailure,
+    SandboxState,
+    inject_faults,
+    json_response,
+    media_entry,
+    should_lose_response,
+)
 
 PLATFORM = "facebook"
 USAGE_TYPE = "pages"
@@ -113,7 +120,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 post_params["attached_media"] = [{"media_fbid": fbid} for fbid in fbids]
             if link:
                 post_params["link"] = link
-            media = [{"kind": "image", "url": p["url"]} for p in photos if p is not None]
+            media = [p["media"] for p in photos if p is not None]
             state.record(PLATFORM, page, post["id"], message, media, post_params)
         if should_lose_response(state, PLATFORM):
             return lost_response()
@@ -133,11 +140,16 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             return invalid_parameter("(#100) url should represent a valid URL")
         published = parse_bool(params.get("published"))
         caption = str(params.get("caption") or params.get("message") or "")
+        # Facebook downloads `url` before it answers (with fetch_media on, so do we).
+        entry = media_entry(state, PLATFORM, "image", url) if url else None
+        if isinstance(entry, PullFailure):
+            return graph_error("(#324) Missing or invalid image file", 324)
         photo = {
             "kind": "photo",
             "id": str(state.next_id()),
             "page": page,
             "url": url or "multipart:source",
+            "media": entry or {"kind": "image", "url": "multipart:source"},
             "published": published is not False,
             "created_at": time.time(),
         }
@@ -154,7 +166,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 page,
                 post["id"],
                 caption,
-                [{"kind": "image", "url": photo["url"]}],
+                [photo["media"]],
                 {"published": True},
             )
         if should_lose_response(state, PLATFORM):
@@ -179,6 +191,16 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if file_url and not is_public_url(file_url):
             return invalid_parameter("(#100) file_url should represent a valid URL")
         description = str(params.get("description") or "")
+        # Facebook downloads `file_url` before it answers (with fetch_media on, so do we).
+        entry = media_entry(state, PLATFORM, "video", file_url) if file_url else None
+        if isinstance(entry, PullFailure):
+            if entry.wrong_kind:
+                return graph_error(
+                    "(#352) Sorry, the video file you selected is in a format that we don't "
+                    "support.",
+                    352,
+                )
+            return graph_error("(#389) Unable to fetch video file from URL.", 389)
         with state.lock:
             video = _new_video(state, page, reel=False)
             video.update(
@@ -198,7 +220,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 page,
                 video["id"],
                 description,
-                [{"kind": "video", "url": file_url or "upload"}],
+                [entry or {"kind": "video", "url": "upload"}],
                 ledger_params,
             )
         if should_lose_response(state, PLATFORM):

@@ -16,9 +16,11 @@ from workers.sandbox._meta import (
     bad_version,
     buc_usage,
     container_status,
+    failed_container_error,
     get_container,
     get_media,
     graph_error,
+    graph_failure,
     graph_params,
     graph_time,
     invalid_parameter,
@@ -36,6 +38,7 @@ from workers.sandbox._meta import (
     parse_json_param,
     pick_fields,
     publishes_in_window,
+    pull_failure,
     quota_exhausted,
     refresh_long_lived_token,
     requested_fields,
@@ -44,7 +47,14 @@ from workers.sandbox._meta import (
     store_media,
     token_user_id,
 )
-from workers.sandbox.core import SandboxState, inject_faults, json_response, should_lose_response
+from workers.sandbox.core import (
+    PullFailure,
+    SandboxState,
+    inject_faults,
+    json_response,
+    media_entry,
+    should_lose_response,
+)
 
 PLATFORM = "instagram"
 USAGE_TYPE = "instagram"
@@ -131,6 +141,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     -2,
                     2207020,
                 )
+            failed = failed_container_error(state, PLATFORM, container)
+            if status == "ERROR" and failed is not None:
+                return failed  # its media could not be pulled
             if status != "FINISHED":
                 return invalid_parameter(f"The media container is {status} and cannot be published")
             if len(stamps) >= DAILY_POST_CAP:
@@ -282,7 +295,41 @@ def _validate_container(
         return failure
     if is_item:
         params["is_carousel_item"] = True
-    return {"caption": caption, "media": media, "params": params, "children": child_ids}
+    fields = {"caption": caption, "media": media, "params": params, "children": child_ids}
+    if not child_ids:  # a carousel's media are its children's, pulled when they were made
+        refused = _pull(state, fields)
+        if refused is not None:
+            return refused
+    return fields
+
+
+def _pull(state: SandboxState, fields: dict[str, Any]) -> Response | None:
+    """With fetch_media on, download the container's media as Instagram does: an image
+    while the container is created (a failure refuses the request), a video and its cover
+    while it processes (a failure leaves the container in ERROR, with the subcode in its
+    status, and publishing it answers the same error)."""
+    [item] = fields["media"]
+    entry = media_entry(state, PLATFORM, item["kind"], item["url"])
+    if isinstance(entry, PullFailure):
+        failure = pull_failure(item["url"], item["kind"], entry)
+        if item["kind"] == "image":
+            return graph_failure(failure)
+        _fail_container(fields, failure)
+        return None
+    cover_url = fields["params"].get("cover_url")
+    if cover_url:
+        cover = media_entry(state, PLATFORM, "image", cover_url)
+        if isinstance(cover, PullFailure):
+            _fail_container(fields, pull_failure(cover_url, "image", cover))
+        elif "sha256" in cover:
+            entry["cover"] = {k: v for k, v in cover.items() if k != "kind"}
+    fields["media"] = [entry]
+    return None
+
+
+def _fail_container(fields: dict[str, Any], failure: dict[str, Any]) -> None:
+    fields["error"] = f"{failure['user_title']} (error subcode {failure['subcode']})"
+    fields["failure"] = failure
 
 
 def _platform_fields(
@@ -296,6 +343,12 @@ def _platform_fields(
         if len(alt_text) > ALT_TEXT_LIMIT:
             return invalid_parameter(f"alt_text must be at most {ALT_TEXT_LIMIT} characters")
         params["alt_text"] = alt_text
+    if p.get("cover_url") is not None:
+        if media_type != "REELS":
+            return invalid_parameter("cover_url is only supported for REELS")
+        if not is_public_url(p["cover_url"]):
+            return graph_error("Media could not be fetched from this URI", 9004, 2207052)
+        params["cover_url"] = str(p["cover_url"])
     if p.get("share_to_feed") is not None:
         share = parse_bool(p["share_to_feed"])
         if media_type != "REELS" or share is None:

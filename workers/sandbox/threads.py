@@ -16,9 +16,11 @@ from workers.sandbox._meta import (
     bad_version,
     buc_usage,
     container_status,
+    failed_container_error,
     get_container,
     get_media,
     graph_error,
+    graph_failure,
     graph_params,
     graph_time,
     invalid_parameter,
@@ -35,6 +37,7 @@ from workers.sandbox._meta import (
     parse_id_list,
     pick_fields,
     publishes_in_window,
+    pull_failure,
     quota_exhausted,
     refresh_long_lived_token,
     requested_fields,
@@ -43,7 +46,14 @@ from workers.sandbox._meta import (
     store_media,
     token_user_id,
 )
-from workers.sandbox.core import SandboxState, inject_faults, json_response, should_lose_response
+from workers.sandbox.core import (
+    PullFailure,
+    SandboxState,
+    inject_faults,
+    json_response,
+    media_entry,
+    should_lose_response,
+)
 
 PLATFORM = "threads"
 USAGE_TYPE = "threads"
@@ -122,6 +132,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     9007,
                     2207027,
                 )
+            failed = failed_container_error(state, PLATFORM, container)
+            if status == "ERROR" and failed is not None:
+                return failed  # its media could not be pulled
             if status != "FINISHED":
                 return invalid_parameter(f"The media container is {status} and cannot be published")
             if len(stamps) >= DAILY_POST_CAP:
@@ -258,4 +271,27 @@ def _validate_container(
         params["alt_text"] = str(p["alt_text"])
     if is_item:
         params["is_carousel_item"] = True
-    return {"text": text, "media": media, "params": params, "children": child_ids}
+    fields = {"text": text, "media": media, "params": params, "children": child_ids}
+    if media_type in ("IMAGE", "VIDEO"):
+        refused = _pull(state, fields)
+        if refused is not None:
+            return refused
+    return fields
+
+
+def _pull(state: SandboxState, fields: dict[str, Any]) -> Response | None:
+    """With fetch_media on, download the container's media as Threads does: an image while
+    the container is created (a failure refuses the request), a video while it processes
+    (a failure leaves the container in ERROR with FAILED_DOWNLOADING_VIDEO, or
+    FAILED_PROCESSING_VIDEO when the file is no video; publishing it answers the error)."""
+    [item] = fields["media"]
+    entry = media_entry(state, PLATFORM, item["kind"], item["url"])
+    if not isinstance(entry, PullFailure):
+        fields["media"] = [entry]
+        return None
+    failure = pull_failure(item["url"], item["kind"], entry)
+    if item["kind"] == "image":
+        return graph_failure(failure)
+    fields["error"] = "FAILED_PROCESSING_VIDEO" if entry.wrong_kind else "FAILED_DOWNLOADING_VIDEO"
+    fields["failure"] = failure
+    return None
