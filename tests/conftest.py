@@ -27,6 +27,7 @@ from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
 from tests.servers import serve_wsgi
+from workers.sandbox import create_sandbox_app
 
 PG_ADMIN_URL = os.environ.get("CRIER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("CRIER_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -111,6 +112,21 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
             conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
         reset_redis(app.config["CRIER"].redis_url)
     yield
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    with serve_wsgi(create_sandbox_app()) as url:
+        yield url
+
+
+@pytest.fixture
+def sandbox(sandbox_url: str) -> Iterator[httpx.Client]:
+    """A client for the sandbox's control endpoints; state is reset around each test."""
+    with httpx.Client(base_url=sandbox_url, timeout=10) as client:
+        client.post("/_reset").raise_for_status()
+        yield client
+        client.post("/_reset")
 
 
 @pytest.fixture(scope="session")

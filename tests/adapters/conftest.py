@@ -10,24 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import serve_wsgi
 from workers.adapters.base import AccountCredentials, MediaItem, PublishRequest
-from workers.sandbox import create_sandbox_app
-
-
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    with serve_wsgi(create_sandbox_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def sandbox(sandbox_url: str) -> Iterator[httpx.Client]:
-    """A client for the sandbox's control endpoints; state is reset around each test."""
-    with httpx.Client(base_url=sandbox_url, timeout=10) as client:
-        client.post("/_reset").raise_for_status()
-        yield client
-        client.post("/_reset")
 
 
 @pytest.fixture

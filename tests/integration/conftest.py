@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from flask import Flask
 
-from tests.servers import serve_wsgi
 from workers.celery_app import MAINTENANCE_QUEUE, publish_queue
-from workers.sandbox import create_sandbox_app
 
 ALL_QUEUES = ",".join(
     [
@@ -31,20 +28,6 @@ ALL_QUEUES = ",".join(
     ]
 )
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    with serve_wsgi(create_sandbox_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def sandbox(sandbox_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox_url, timeout=10) as client:
-        client.post("/_reset").raise_for_status()
-        yield client
-        client.post("/_reset")
 
 
 @dataclass

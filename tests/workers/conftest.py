@@ -11,25 +11,9 @@ import pytest
 from flask import Flask
 
 from app.db import get_db
-from tests.servers import serve_wsgi
 from workers.adapters import get_adapter
 from workers.pipeline import PipelineDeps
 from workers.quotas import SharedQuotas
-from workers.sandbox import create_sandbox_app
-
-
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    with serve_wsgi(create_sandbox_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def sandbox(sandbox_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox_url, timeout=10) as client:
-        client.post("/_reset").raise_for_status()
-        yield client
-        client.post("/_reset")
 
 
 @pytest.fixture
