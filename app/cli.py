@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import click
-from flask import Flask
+from flask import Flask, current_app
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 
@@ -14,6 +18,19 @@ def _app() -> Flask:
     from app import create_app
 
     return create_app()
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """One unit of work for a one-shot command; no pooled connection is left behind."""
+    from app.db import get_db
+
+    app = _app()
+    try:
+        with app.app_context(), get_db(app).session() as session:
+            yield session
+    finally:
+        get_db(app).dispose()
 
 
 @click.group()
@@ -43,21 +60,52 @@ def keys_create(name: str, org_name: str | None) -> None:
     """Create an API key and print it once."""
     from app.services.keys import create_api_key
 
-    app = _app()
-    from app.db import get_db
+    with _session() as session:
+        plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
+        session.commit()
+        click.echo(plain)
+        click.echo(
+            f"key id {api_key.id} (prefix {api_key.prefix}) for organisation "
+            f"{api_key.organisation.name!r}; it is shown only once",
+            err=True,
+        )
 
-    try:
-        with app.app_context(), get_db(app).session() as session:
-            plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
-            session.commit()
-            click.echo(plain)
+
+@keys.command("list")
+@click.option("--org", "org_name", help="Only this organisation's keys.")
+def keys_list(org_name: str | None) -> None:
+    """List keys: id, prefix, name, organisation, last use, revoked."""
+    from app.services.keys import list_api_keys
+
+    with _session() as session:
+        for key in list_api_keys(session, org_name):
             click.echo(
-                f"key id {api_key.id} (prefix {api_key.prefix}) for organisation "
-                f"{api_key.organisation.name!r}; it is shown only once",
-                err=True,
+                "\t".join(
+                    [
+                        str(key.id),
+                        key.prefix,
+                        key.name,
+                        key.organisation.name,
+                        key.last_used_at.isoformat() if key.last_used_at else "never used",
+                        f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active",
+                    ]
+                )
             )
-    finally:
-        get_db(app).dispose()  # a one-shot command leaves no pooled connection behind
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by its id: requests with it get 401 from now on."""
+    from app.services.keys import revoke_api_key
+
+    with _session() as session:
+        api_key = revoke_api_key(session, key_id)
+        if api_key is None:
+            click.echo(f"error: no API key with id {key_id}", err=True)
+            sys.exit(2)
+        session.commit()
+        click.echo(f"revoked key {api_key.id} ({api_key.prefix})")
 
 
 @main.group()
@@ -72,6 +120,11 @@ def accounts() -> None:
 @click.option("--refresh-token")
 @click.option("--external-id")
 @click.option("--key", "api_key", help="API key whose organisation owns the account.")
+@click.option(
+    "--token-expires-at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    help="When the access token expires (UTC if no offset); it is refreshed a day ahead.",
+)
 def accounts_add(
     platform: str,
     name: str,
@@ -79,32 +132,34 @@ def accounts_add(
     refresh_token: str | None,
     external_id: str | None,
     api_key: str | None,
+    token_expires_at: datetime | None,
 ) -> None:
     """Connect a social account; prints its id."""
-    from app.db import get_db
     from app.services.accounts import AccountError, add_account
 
-    app = _app()
-    try:
-        with app.app_context(), get_db(app).session() as session:
-            try:
-                account = add_account(
-                    session,
-                    app.config["CRIER"],
-                    platform=platform,
-                    name=name,
-                    access_token=access_token,
-                    refresh_token=refresh_token,
-                    external_id=external_id,
-                    api_key=api_key,
-                )
-            except AccountError as exc:
-                click.echo(f"error: {exc}", err=True)
-                sys.exit(2)
-            session.commit()
-            click.echo(account.id)
-    finally:
-        get_db(app).dispose()
+    with _session() as session:
+        try:
+            account = add_account(
+                session,
+                current_app.config["CRIER"],
+                platform=platform,
+                name=name,
+                access_token=access_token,
+                refresh_token=refresh_token,
+                external_id=external_id,
+                api_key=api_key,
+            )
+        except AccountError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        if token_expires_at is not None:
+            account.token_expires_at = (
+                token_expires_at
+                if token_expires_at.tzinfo
+                else token_expires_at.replace(tzinfo=UTC)
+            )
+        session.commit()
+        click.echo(account.id)
 
 
 @main.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import utcnow
 from app.models import ApiKey, Organisation
 from app.security import display_prefix, generate_api_key, hash_api_key
 
@@ -37,3 +38,19 @@ def find_api_key(session: Session, plain: str) -> ApiKey | None:
     return session.scalar(
         select(ApiKey).where(ApiKey.key_hash == hash_api_key(plain), ApiKey.revoked_at.is_(None))
     )
+
+
+def list_api_keys(session: Session, organisation_name: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).join(Organisation).order_by(ApiKey.id)
+    if organisation_name:
+        query = query.where(Organisation.name == organisation_name)
+    return list(session.scalars(query))
+
+
+def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
+    """Keep the row (its prefix explains old log lines); only mark it revoked."""
+    api_key = session.get(ApiKey, key_id)
+    if api_key is not None and api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        session.flush()
+    return api_key

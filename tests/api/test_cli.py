@@ -126,3 +126,50 @@ def test_accounts_add_errors(crier: Any, app: Flask, args: list[str], message: s
     assert result.stderr.strip() == message
     assert result.stdout == ""
     assert sql(app, "SELECT count(*) AS n FROM accounts") == [{"n": 0}]
+
+
+def test_keys_list_and_revoke(crier: Any, app: Flask, live_url: str) -> None:
+    key = crier("keys", "create", "--name", "rotating", "--org", "Acme").stdout.strip()
+    [line] = crier("keys", "list", "--org", "Acme").stdout.splitlines()
+    key_id, prefix, name, org, last_used, state = line.split("\t")
+    assert (prefix, name, org, last_used, state) == (
+        key[:12],
+        "rotating",
+        "Acme",
+        "never used",
+        "active",
+    )
+    assert key not in line
+    headers = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{live_url}/accounts", headers=headers).status_code == 200
+    revoked = crier("keys", "revoke", key_id)
+    assert revoked.exit_code == 0 and f"revoked key {key_id}" in revoked.stdout
+    response = httpx.get(f"{live_url}/accounts", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert crier("keys", "list").stdout.split("\t")[-1].startswith("revoked ")
+    missing = crier("keys", "revoke", "999999")
+    assert missing.exit_code == 2 and "no API key with id 999999" in missing.stderr
+
+
+def test_accounts_add_records_when_the_token_expires(crier: Any, app: Flask) -> None:
+    key = crier("keys", "create", "--name", "expiring").stdout.strip()
+    result = crier(
+        "accounts",
+        "add",
+        "--platform",
+        "x",
+        "--name",
+        "Soon",
+        "--access-token",
+        "a",
+        "--refresh-token",
+        "r",
+        "--key",
+        key,
+        "--token-expires-at",
+        "2030-01-02T03:04:05+01:00",
+    )
+    assert result.exit_code == 0, result.output
+    [row] = sql(app, "SELECT token_expires_at FROM accounts")
+    assert row["token_expires_at"].isoformat() == "2030-01-02T02:04:05+00:00"
