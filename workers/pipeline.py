@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 from celery import Celery
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.config import Settings
 from app.db import Database, utcnow
@@ -143,7 +144,12 @@ def publish_target(
 ) -> str:
     """Run one delivery of a target; returns what happened (for logs and tests)."""
     with deps.db.session() as session:
-        target = session.get(PostTarget, target_id)
+        # One round trip for the target, its post and its account.
+        target = session.get(
+            PostTarget,
+            target_id,
+            options=[joinedload(PostTarget.post), joinedload(PostTarget.account)],
+        )
         if target is None or target.status != TargetStatus.QUEUED or target.dispatch_token != token:
             log_event(
                 "publish.skipped",
@@ -215,6 +221,7 @@ def publish_target(
 def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> bool:
     """One conditional UPDATE decides which delivery wins (DESIGN.md "Dispatch token")."""
     now = utcnow()
+    lease = now + timedelta(seconds=deps.settings.publish_lease)
     # The post row first (the API's cancel and PATCH lock in the same order). A claimed
     # target always makes its post "publishing", so no need to derive it from the rest.
     session.execute(
@@ -227,16 +234,15 @@ def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str)
             PostTarget.status == TargetStatus.QUEUED,
             PostTarget.dispatch_token == token,
         )
-        .values(
-            status=TargetStatus.PUBLISHING,
-            lease_expires_at=now + timedelta(seconds=deps.settings.publish_lease),
-        )
+        .values(status=TargetStatus.PUBLISHING, lease_expires_at=lease)
     ).rowcount
     if not claimed:
         session.rollback()
         return False
     session.commit()
-    session.refresh(target)
+    # What the claim wrote, without reading the row back.
+    set_committed_value(target, "status", TargetStatus.PUBLISHING)
+    set_committed_value(target, "lease_expires_at", lease)
     return True
 
 
@@ -599,8 +605,7 @@ def _finish(
 
 
 def _build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
-    post = session.get(Post, target.post_id)
-    account = session.get(Account, target.account_id)
+    post, account = target.post, target.account
     assert post is not None and account is not None
     access, refresh = account_tokens(deps.settings, account)
     media_rows = {
