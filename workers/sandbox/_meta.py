@@ -1,6 +1,7 @@
 """Graph-API-style pieces the Instagram, Facebook and Threads sandboxes share: the error
-body, the usage headers, parameters in any of Graph's three styles, token handling, and
-the container lifecycle (IN_PROGRESS → FINISHED → PUBLISHED, or EXPIRED after 24 h)."""
+body, the usage headers, parameters in any of Graph's three styles, token handling and the
+guard every call starts with, and the container lifecycle (IN_PROGRESS → FINISHED →
+PUBLISHED, or EXPIRED after 24 h) with the handlers Instagram and Threads both serve."""
 
 from __future__ import annotations
 
@@ -10,23 +11,27 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, request
+from flask import Blueprint, Response, request
 
 from workers.sandbox.core import (
     FaultStyle,
     PullFailure,
     SandboxState,
+    check_faults_then_token,
     inject_faults,
     json_response,
+    should_lose_response,
 )
 
 DAY_SECONDS = 24 * 3600
 CONTAINER_LIFETIME_SECONDS = DAY_SECONDS
 LONG_LIVED_TOKEN_SECONDS = 5184000  # 60 days
 VERSION_PATTERN = re.compile(r"v\d+\.\d+")
+MEDIA_NOT_READY = "The media is not ready for publishing, please wait for a moment"
 _SHORTCODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -110,8 +115,40 @@ def resolve_user(path_id: str, token: str | None) -> str:
     return token_user_id(token) if path_id == "me" else path_id
 
 
+def account_of_request(account_arg: str) -> str:
+    """The account a request acts for: the one its path names in `account_arg` (user_id,
+    page_id; `me` is the token's), else the token's own."""
+    account_id = (request.view_args or {}).get(account_arg)
+    return resolve_user(account_id, access_token()) if account_id else token_user_id(access_token())
+
+
 def missing_token() -> Response:
     return graph_error("An access token is required to request this resource.", 104)
+
+
+@dataclass(frozen=True)
+class GraphGuard:
+    """The checks every Graph call of a platform starts with, in Graph's order: the version
+    in the path, the injected faults, then that a token came at all."""
+
+    state: SandboxState
+    platform: str
+    style: FaultStyle
+
+    def check(self, version: str | None, publishing: bool) -> tuple[str, Response | None]:
+        """(token, None) when the call may proceed, else (token or "", the answer to give)."""
+        token = access_token()
+        failure = (bad_version(version) if version else None) or check_faults_then_token(
+            self.state, self.platform, self.style, token, publishing, missing_token
+        )
+        return token or "", failure
+
+    def check_account(
+        self, version: str, account_id: str, publishing: bool
+    ) -> tuple[str, Response | None]:
+        """As `check`, but yields the account the path names (`me`: the token's)."""
+        token, failure = self.check(version, publishing)
+        return resolve_user(account_id, token), failure
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -204,17 +241,29 @@ def lost_response() -> Response:
     )
 
 
+def answer_published(
+    state: SandboxState,
+    platform: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The answer to a call that has just published: a gateway timeout instead when the
+    `lose_response_every` fault drops it (the post exists all the same)."""
+    if should_lose_response(state, platform):
+        return lost_response()
+    return json_response(body, headers=headers)
+
+
 def meta_fault_style(
-    throttle_code: int,
-    throttle_message: str,
-    usage_type: str,
-    account_of_request: Callable[[], str],
+    throttle_code: int, throttle_message: str, usage_type: str, account_arg: str
 ) -> FaultStyle:
-    """Meta answers limits with HTTP 400 and the code in the body, plus usage headers
-    (code 4 is app-wide: X-App-Usage at 100 too)."""
+    """Meta answers limits with HTTP 400 and the code in the body, plus usage headers for
+    the account the path names in `account_arg` (code 4 is app-wide: X-App-Usage at 100
+    too)."""
 
     def rate_limited(retry_after: int) -> Response:
-        headers = buc_usage(account_of_request(), usage_type, 100, wait_minutes(retry_after))
+        account = account_of_request(account_arg)
+        headers = buc_usage(account, usage_type, 100, wait_minutes(retry_after))
         if throttle_code == 4:
             headers.update(app_usage(100))
         return graph_error(throttle_message, throttle_code, is_transient=True, headers=headers)
@@ -409,6 +458,27 @@ def container_status(state: SandboxState, platform: str, container: dict[str, An
     return "FINISHED"
 
 
+def carousel_children(
+    state: SandboxState, platform: str, owner: str, child_ids: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | Response:
+    """A carousel's media (its children's, pulled when they were made) and its children's
+    params. Each child must be one of the owner's carousel items, not failed, expired or
+    already published."""
+    children = []
+    for child_id in child_ids:
+        child = get_container(state, platform, child_id)
+        if (
+            child is None
+            or child["owner"] != owner
+            or not child["params"].get("is_carousel_item")
+            or container_status(state, platform, child) in ("ERROR", "EXPIRED", "PUBLISHED")
+        ):
+            return invalid_parameter(f"The carousel item {child_id} is not a valid child")
+        children.append(child)
+    media = [item for child in children for item in child["media"]]
+    return media, [child["params"] for child in children]
+
+
 def store_media(state: SandboxState, platform: str, media: dict[str, Any]) -> None:
     with state.lock:
         state.store(platform).setdefault("media", {})[media["id"]] = media
@@ -442,3 +512,130 @@ def listing(items: list[dict[str, Any]], fields: list[str]) -> Response:
     if page:
         body["paging"] = {"cursors": {"before": page[0]["id"], "after": page[-1]["id"]}}
     return json_response(body)
+
+
+# -- the container API's handlers (Instagram, Threads) -------------------------------------
+
+
+@dataclass(frozen=True)
+class ContainerPlatform:
+    """Where Instagram's container API and Threads' differ; `add_container_routes` serves
+    both with the same handlers."""
+
+    platform: str
+    usage_type: str
+    daily_post_cap: int
+    # The subcode of the posts-per-24 h cap's error (None: the platform names none).
+    quota_subcode: int | None
+    # POST /{user-id}/{create_edge} makes a container; GET on it lists published media.
+    create_edge: str
+    # POST /{user-id}/{publish_edge} publishes a container (also the endpoint's name).
+    publish_edge: str
+    # The container field holding the post's text, which the ledger records.
+    text_field: str
+    # One create call's parameters checked: the container's fields, or the error.
+    validate: Callable[[SandboxState, str, dict[str, Any]], dict[str, Any] | Response]
+    # The media object publishing makes of a container: (container, media id, time).
+    published_media: Callable[[dict[str, Any], str, float], dict[str, Any]]
+    # Statuses that publishing refuses with the platform's own error; any other status
+    # but FINISHED (or ERROR from a failed pull) gets a plain invalid parameter.
+    status_refusals: Mapping[str, Callable[[], Response]]
+    # What GET /{container-id} shows besides the id: (container, status) -> fields.
+    status_fields: Callable[[dict[str, Any], str], dict[str, Any]]
+    # Which published media the create edge's listing shows (None: all of them).
+    listed: Callable[[dict[str, Any]], bool] | None = None
+
+
+def add_container_routes(bp: Blueprint, guard: GraphGuard, api: ContainerPlatform) -> None:
+    """Serve the container lifecycle: POST /{user-id}/{create_edge} (create), POST
+    /{user-id}/{publish_edge} (publish, under the 24 h cap), GET /{id} (a container's status
+    or a published media object) and GET /{user-id}/{create_edge} (the published media)."""
+    state = guard.state
+
+    def create_container(version: str, user_id: str) -> Response:
+        owner, failure = guard.check_account(version, user_id, publishing=True)
+        if failure is not None:
+            return failure
+        fields = api.validate(state, owner, graph_params())
+        if isinstance(fields, Response):
+            return fields
+        container = new_container(state, api.platform, owner, fields)
+        return json_response({"id": container["id"]})
+
+    def publish(version: str, user_id: str) -> Response:
+        owner, failure = guard.check_account(version, user_id, publishing=True)
+        if failure is not None:
+            return failure
+        creation_id = str(graph_params().get("creation_id") or "")
+        if not creation_id:
+            return invalid_parameter("The parameter creation_id is required")
+        container = get_container(state, api.platform, creation_id)
+        if container is None or container["owner"] != owner:
+            return object_not_found(creation_id, "post")
+        if container["params"].get("is_carousel_item"):
+            return invalid_parameter("A carousel item cannot be published on its own")
+        with state.lock:
+            stamps = publishes_in_window(state, api.platform, owner)
+            status = container_status(state, api.platform, container)
+            refusal = api.status_refusals.get(status)
+            if refusal is not None:
+                return refusal()
+            failed = failed_container_error(state, api.platform, container)
+            if status == "ERROR" and failed is not None:
+                return failed  # its media could not be pulled
+            if status != "FINISHED":
+                return invalid_parameter(f"The media container is {status} and cannot be published")
+            cap = api.daily_post_cap
+            if len(stamps) >= cap:
+                return quota_exhausted(owner, api.usage_type, stamps[0], cap, api.quota_subcode)
+            media = _publish_container(state, api, container)
+        percent = min(99, (len(stamps) + 1) * 100 // cap)
+        usage = buc_usage(owner, api.usage_type, percent)
+        return answer_published(state, api.platform, {"id": media["id"]}, usage)
+
+    def read_object(version: str, object_id: str) -> Response:
+        _, failure = guard.check(version, publishing=False)
+        if failure is not None:
+            return failure
+        container = get_container(state, api.platform, object_id)
+        if container is not None:
+            status = container_status(state, api.platform, container)
+            item = {"id": object_id, **api.status_fields(container, status)}
+            return json_response(pick_fields(item, requested_fields(("id",))))
+        media = get_media(state, api.platform, object_id)
+        if media is None:
+            return object_not_found(object_id)
+        return json_response(pick_fields(media, requested_fields(("id",))))
+
+    def list_published(version: str, user_id: str) -> Response:
+        owner, failure = guard.check_account(version, user_id, publishing=False)
+        if failure is not None:
+            return failure
+        owned = media_of(state, api.platform, owner)
+        shown = owned if api.listed is None else [m for m in owned if api.listed(m)]
+        return listing(shown, requested_fields(("id",)))
+
+    user_edge = "/<version>/<user_id>/"
+    bp.add_url_rule(
+        user_edge + api.create_edge, "create_container", create_container, methods=["POST"]
+    )
+    bp.add_url_rule(user_edge + api.publish_edge, api.publish_edge, publish, methods=["POST"])
+    bp.add_url_rule("/<version>/<object_id>", "read_object", read_object, methods=["GET"])
+    bp.add_url_rule(
+        user_edge + api.create_edge, f"list_{api.create_edge}", list_published, methods=["GET"]
+    )
+
+
+def _publish_container(
+    state: SandboxState, api: ContainerPlatform, container: dict[str, Any]
+) -> dict[str, Any]:
+    """Turn a FINISHED container into published media: once, under the state lock."""
+    media_id = str(state.next_id())
+    media = api.published_media(container, media_id, time.time())
+    owner = container["owner"]
+    container["media_id"] = media_id
+    store_media(state, api.platform, media)
+    note_publish(state, api.platform, owner)
+    text = container[api.text_field]
+    state.record(api.platform, owner, media_id, text, container["media"], container["params"])
+    return media

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import filetype
 import httpx
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 # Pulling media from a public URL, as Meta's crawler does: one GET, no redirects followed,
 # a bounded wait and a bounded size (Threads' 1 GB video limit is the largest we need).
@@ -167,6 +168,45 @@ def inject_faults(
     return None
 
 
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None without one."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    return header.removeprefix("Bearer ").strip() or None
+
+
+def check_faults_then_token(
+    state: SandboxState,
+    platform: str,
+    style: FaultStyle,
+    token: str | None,
+    publishing: bool,
+    missing_token: Callable[[], Response],
+) -> Response | None:
+    """Injected faults first, then a missing token: the order Graph, TikTok and YouTube
+    answer in (X and LinkedIn refuse a missing token before anything else)."""
+    fault = inject_faults(state, platform, style, token, publishing)
+    if fault is not None:
+        return fault
+    return missing_token() if not token else None
+
+
+def authorize_bearer(
+    state: SandboxState,
+    platform: str,
+    style: FaultStyle,
+    publishing: bool,
+    missing_token: Callable[[], Response],
+) -> tuple[str | None, Response | None]:
+    """(token, None) for a request that may proceed, else (None, the answer to give)."""
+    token = bearer_token()
+    failure = check_faults_then_token(state, platform, style, token, publishing, missing_token)
+    if failure is not None:
+        return None, failure
+    return token, None
+
+
 def should_lose_response(state: SandboxState, platform: str) -> bool:
     faults = state.faults_for(platform)
     if not faults.lose_response_every:
@@ -218,6 +258,12 @@ class PullFailure:
 def media_kind(content_type: str) -> str | None:
     major = content_type.split("/", 1)[0]
     return major if major in ("image", "video") else None
+
+
+def sniffed_media_kind(data: bytes) -> str | None:
+    """The kind (image, video, ...) the bytes' magic numbers say, as an upload host sees it."""
+    mime = filetype.guess_mime(data)
+    return mime.split("/")[0] if mime else None
 
 
 def pull_media(

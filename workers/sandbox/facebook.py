@@ -11,8 +11,8 @@ from flask import Blueprint, Response, request, url_for
 
 from workers.sandbox._meta import (
     DAY_SECONDS,
-    access_token,
-    bad_version,
+    GraphGuard,
+    answer_published,
     buc_usage,
     graph_error,
     graph_params,
@@ -20,9 +20,7 @@ from workers.sandbox._meta import (
     invalid_parameter,
     is_public_url,
     listing,
-    lost_response,
     meta_fault_style,
-    missing_token,
     note_publish,
     object_not_found,
     parse_bool,
@@ -31,17 +29,8 @@ from workers.sandbox._meta import (
     publishes_in_window,
     quota_exhausted,
     requested_fields,
-    resolve_user,
-    token_user_id,
 )
-from workers.sandbox.core import (
-    PullFailure,
-    SandboxState,
-    inject_faults,
-    json_response,
-    media_entry,
-    should_lose_response,
-)
+from workers.sandbox.core import PullFailure, SandboxState, json_response, media_entry
 
 PLATFORM = "facebook"
 USAGE_TYPE = "pages"
@@ -52,11 +41,6 @@ REEL_SCHEDULE_MAX_SECONDS = 29 * DAY_SECONDS
 PUBLISH_STATUS = {"PUBLISHED": "published", "SCHEDULED": "scheduled", "DRAFT": "draft"}
 
 
-def _account_of_request() -> str:
-    page_id = (request.view_args or {}).get("page_id")
-    return resolve_user(page_id, access_token()) if page_id else token_user_id(access_token())
-
-
 def make_blueprint(state: SandboxState) -> Blueprint:
     bp = Blueprint(PLATFORM, __name__)
     style = meta_fault_style(
@@ -65,20 +49,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         "again. For more info, please refer to "
         "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
         USAGE_TYPE,
-        _account_of_request,
+        "page_id",
     )
-
-    def guard(version: str | None, publishing: bool) -> tuple[str, Response | None]:
-        token = access_token()
-        failure = (bad_version(version) if version else None) or inject_faults(
-            state, PLATFORM, style, token, publishing
-        )
-        if failure is None and not token:
-            failure = missing_token()
-        return token or "", failure
-
-    def objects() -> dict[str, dict[str, Any]]:
-        return state.store(PLATFORM).setdefault("objects", {})
+    guard = GraphGuard(state, PLATFORM, style)
 
     def usage_headers(page: str) -> dict[str, str]:
         recent = [o for o in _page_posts(state, page) if o["created_at"] > time.time() - 3600]
@@ -86,10 +59,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     @bp.post("/<version>/<page_id>/feed")
     def create_feed_post(version: str, page_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
+        page, failure = guard.check_account(version, page_id, publishing=True)
         if failure is not None:
             return failure
-        page = resolve_user(page_id, token)
         params = graph_params()
         message = str(params.get("message") or "")
         link = params.get("link")
@@ -99,7 +71,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if not (message or link or fbids):
             return invalid_parameter("(#100) Missing message or attachment")
         with state.lock:
-            photos = [objects().get(fbid) for fbid in fbids]
+            photos = [_objects(state).get(fbid) for fbid in fbids]
             for fbid, photo in zip(fbids, photos, strict=True):
                 if (
                     photo is None
@@ -109,8 +81,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     or photo.get("attached_to")
                 ):
                     return invalid_parameter(f"(#100) Invalid media_fbid {fbid} in attached_media")
-            if message and _latest_message(state, page) == message:
-                return graph_error("(#506) Duplicate status message", 506)
+            repeated = _refuse_repeated_message(state, page, message)
+            if repeated is not None:
+                return repeated
             post = _new_post(state, page, message, "status")
             for photo in photos:
                 if photo is not None:
@@ -122,16 +95,13 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 post_params["link"] = link
             media = [p["media"] for p in photos if p is not None]
             state.record(PLATFORM, page, post["id"], message, media, post_params)
-        if should_lose_response(state, PLATFORM):
-            return lost_response()
-        return json_response({"id": post["id"]}, headers=usage_headers(page))
+        return answer_published(state, PLATFORM, {"id": post["id"]}, usage_headers(page))
 
     @bp.post("/<version>/<page_id>/photos")
     def create_photo(version: str, page_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
+        page, failure = guard.check_account(version, page_id, publishing=True)
         if failure is not None:
             return failure
-        page = resolve_user(page_id, token)
         params = graph_params()
         url = params.get("url")
         if not url and "source" not in request.files:
@@ -154,11 +124,12 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             "created_at": time.time(),
         }
         with state.lock:
-            objects()[photo["id"]] = photo
+            _store_object(state, photo)
             if not photo["published"]:
                 return json_response({"id": photo["id"]})
-            if caption and _latest_message(state, page) == caption:
-                return graph_error("(#506) Duplicate status message", 506)
+            repeated = _refuse_repeated_message(state, page, caption)
+            if repeated is not None:
+                return repeated
             post = _new_post(state, page, caption, "photo")
             photo["attached_to"] = post["id"]
             state.record(
@@ -169,18 +140,14 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 [photo["media"]],
                 {"published": True},
             )
-        if should_lose_response(state, PLATFORM):
-            return lost_response()
-        return json_response(
-            {"id": photo["id"], "post_id": post["id"]}, headers=usage_headers(page)
-        )
+        body = {"id": photo["id"], "post_id": post["id"]}
+        return answer_published(state, PLATFORM, body, usage_headers(page))
 
     @bp.post("/<version>/<page_id>/videos")
     def create_video(version: str, page_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
+        page, failure = guard.check_account(version, page_id, publishing=True)
         if failure is not None:
             return failure
-        page = resolve_user(page_id, token)
         params = graph_params()
         file_url = params.get("file_url")
         has_file = bool(file_url or params.get("fbuploader_video_file_chunk"))
@@ -223,16 +190,13 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 [entry or {"kind": "video", "url": "upload"}],
                 ledger_params,
             )
-        if should_lose_response(state, PLATFORM):
-            return lost_response()
-        return json_response({"id": video["id"]}, headers=usage_headers(page))
+        return answer_published(state, PLATFORM, {"id": video["id"]}, usage_headers(page))
 
     @bp.post("/<version>/<page_id>/video_reels")
     def video_reels(version: str, page_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
+        page, failure = guard.check_account(version, page_id, publishing=True)
         if failure is not None:
             return failure
-        page = resolve_user(page_id, token)
         params = graph_params()
         phase = params.get("upload_phase")
         if phase == "start":
@@ -247,10 +211,10 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     @bp.post("/video-upload/<version>/<video_id>")
     def rupload(version: str, video_id: str) -> Response:
-        _, failure = guard(version, publishing=True)
+        _, failure = guard.check(version, publishing=True)
         if failure is not None:
             return failure
-        video = objects().get(video_id)
+        video = _objects(state).get(video_id)
         if video is None or video["kind"] != "video" or not video["reel"]:
             return _upload_error("NotFoundError", f"No upload session for video {video_id}")
         # WSGI servers drop headers spelled with "_" (file_url, file_size), so a hosted
@@ -272,10 +236,10 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     @bp.get("/<version>/<object_id>")
     def read_object(version: str, object_id: str) -> Response:
-        _, failure = guard(version, publishing=False)
+        _, failure = guard.check(version, publishing=False)
         if failure is not None:
             return failure
-        item = objects().get(object_id)
+        item = _objects(state).get(object_id)
         if item is None:
             return object_not_found(object_id)
         if item["kind"] == "video":
@@ -283,13 +247,11 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         return json_response(pick_fields(item, requested_fields(("id",))))
 
     def list_posts(version: str, page_id: str) -> Response:
-        token, failure = guard(version, publishing=False)
+        page, failure = guard.check_account(version, page_id, publishing=False)
         if failure is not None:
             return failure
         since = request.args.get("since", type=int) or 0
-        posts = [
-            p for p in _page_posts(state, resolve_user(page_id, token)) if p["created_at"] >= since
-        ]
+        posts = [p for p in _page_posts(state, page) if p["created_at"] >= since]
         return listing(posts, requested_fields(("id", "message", "created_time")))
 
     bp.add_url_rule("/<version>/<page_id>/posts", "list_posts", list_posts, methods=["GET"])
@@ -297,21 +259,15 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     @bp.get("/<version>/<page_id>/videos")
     def list_videos(version: str, page_id: str) -> Response:
-        token, failure = guard(version, publishing=False)
+        page, failure = guard.check_account(version, page_id, publishing=False)
         if failure is not None:
             return failure
-        page = resolve_user(page_id, token)
         since = request.args.get("since", type=int) or 0
-        with state.lock:
-            videos = [
-                o
-                for o in objects().values()
-                if o["kind"] == "video"
-                and o["page"] == page
-                and o.get("finished")
-                and o["created_at"] >= since
-            ]
-        videos.sort(key=lambda v: v["created_at"], reverse=True)
+        videos = [
+            v
+            for v in _page_objects(state, page, "video")
+            if v.get("finished") and v["created_at"] >= since
+        ]
         return listing(videos, requested_fields(("id", "description", "created_time")))
 
     return bp
@@ -319,7 +275,6 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
 def _finish_reel(state: SandboxState, page: str, params: dict[str, Any]) -> Response:
     """upload_phase=finish: the call that makes the reel public (once per video id)."""
-    objects = state.store(PLATFORM).setdefault("objects", {})
     video_id = str(params.get("video_id") or "")
     video_state = str(params.get("video_state") or "")
     description = str(params.get("description") or "")
@@ -334,7 +289,7 @@ def _finish_reel(state: SandboxState, page: str, params: dict[str, Any]) -> Resp
                 "(#100) scheduled_publish_time must be 10 minutes to 29 days ahead"
             )
     with state.lock:
-        video = objects.get(video_id)
+        video = _objects(state).get(video_id)
         if video is None or video["kind"] != "video" or not video["reel"] or video["page"] != page:
             return object_not_found(video_id, "post")
         if video.get("finished"):
@@ -374,9 +329,7 @@ def _finish_reel(state: SandboxState, page: str, params: dict[str, Any]) -> Resp
             [{"kind": "video", **size_or_url}],
             ledger_params,
         )
-    if should_lose_response(state, PLATFORM):
-        return lost_response()
-    return json_response({"success": True})
+    return answer_published(state, PLATFORM, {"success": True})
 
 
 def _new_video(state: SandboxState, page: str, reel: bool) -> dict[str, Any]:
@@ -393,8 +346,7 @@ def _new_video(state: SandboxState, page: str, reel: bool) -> dict[str, Any]:
         "finished": False,
         "permalink_url": f"/reel/{video_id}/" if reel else f"/{page}/videos/{video_id}/",
     }
-    with state.lock:
-        state.store(PLATFORM).setdefault("objects", {})[video_id] = video
+    _store_object(state, video)
     return video
 
 
@@ -444,23 +396,40 @@ def _new_post(
         "created_time": graph_time(now),
         "permalink_url": f"https://www.facebook.com/{page}/posts/{number}",
     }
-    with state.lock:
-        state.store(PLATFORM).setdefault("objects", {})[post_id] = post
+    _store_object(state, post)
     return post
 
 
-def _page_posts(state: SandboxState, page: str) -> list[dict[str, Any]]:
+def _objects(state: SandboxState) -> dict[str, dict[str, Any]]:
+    """Everything that reads by id: photos, videos (reels too) and posts."""
+    return state.store(PLATFORM).setdefault("objects", {})
+
+
+def _store_object(state: SandboxState, item: dict[str, Any]) -> None:
     with state.lock:
-        posts = [
-            o
-            for o in state.store(PLATFORM).setdefault("objects", {}).values()
-            if o["kind"] == "post" and o["page"] == page
-        ]
-    return sorted(posts, key=lambda p: p["created_at"], reverse=True)
+        _objects(state)[item["id"]] = item
+
+
+def _page_objects(state: SandboxState, page: str, kind: str) -> list[dict[str, Any]]:
+    """The Page's objects of one kind, newest first."""
+    with state.lock:
+        found = [o for o in _objects(state).values() if o["kind"] == kind and o["page"] == page]
+    return sorted(found, key=lambda o: o["created_at"], reverse=True)
+
+
+def _page_posts(state: SandboxState, page: str) -> list[dict[str, Any]]:
+    return _page_objects(state, page, "post")
+
+
+def _refuse_repeated_message(state: SandboxState, page: str, message: str) -> Response | None:
+    """506 for a status or photo message repeating the Page's last one, else None."""
+    if message and _latest_message(state, page) == message:
+        return graph_error("(#506) Duplicate status message", 506)
+    return None
 
 
 def _latest_message(state: SandboxState, page: str) -> str | None:
-    """The Page's last status or photo message: 506 refuses to repeat it consecutively."""
+    """The Page's last status or photo message (Facebook refuses to repeat it at once)."""
     for post in _page_posts(state, page):
         if post["type"] in ("status", "photo"):
             return post["message"]

@@ -7,54 +7,33 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from app.platforms import PLATFORMS, count_hashtags, count_mentions
 from workers.sandbox._meta import (
     DAY_SECONDS,
-    access_token,
-    bad_version,
-    buc_usage,
-    container_status,
-    failed_container_error,
-    get_container,
-    get_media,
+    MEDIA_NOT_READY,
+    ContainerPlatform,
+    GraphGuard,
+    add_container_routes,
+    carousel_children,
     graph_error,
     graph_failure,
-    graph_params,
     graph_time,
     invalid_parameter,
     is_public_url,
     listing,
-    lost_response,
     media_of,
     meta_fault_style,
-    missing_token,
-    new_container,
-    note_publish,
-    object_not_found,
     parse_bool,
     parse_id_list,
     parse_json_param,
-    pick_fields,
-    publishes_in_window,
     pull_failure,
-    quota_exhausted,
     refresh_long_lived_token,
     requested_fields,
-    resolve_user,
     shortcode,
-    store_media,
-    token_user_id,
 )
-from workers.sandbox.core import (
-    PullFailure,
-    SandboxState,
-    inject_faults,
-    json_response,
-    media_entry,
-    should_lose_response,
-)
+from workers.sandbox.core import PullFailure, SandboxState, media_entry
 
 PLATFORM = "instagram"
 USAGE_TYPE = "instagram"
@@ -74,11 +53,6 @@ STATUS_TEXT = {
 }
 
 
-def _account_of_request() -> str:
-    user_id = (request.view_args or {}).get("user_id")
-    return resolve_user(user_id, access_token()) if user_id else token_user_id(access_token())
-
-
 def make_blueprint(state: SandboxState) -> Blueprint:
     bp = Blueprint(PLATFORM, __name__)
     style = meta_fault_style(
@@ -86,106 +60,33 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         "(#80002) There have been too many calls to this Instagram account. "
         "Wait a bit and try again.",
         USAGE_TYPE,
-        _account_of_request,
+        "user_id",
     )
-
-    def guard(version: str | None, publishing: bool) -> tuple[str, Response | None]:
-        token = access_token()
-        failure = (bad_version(version) if version else None) or inject_faults(
-            state, PLATFORM, style, token, publishing
-        )
-        if failure is None and not token:
-            failure = missing_token()
-        return token or "", failure
-
-    @bp.post("/<version>/<user_id>/media")
-    def create_container(version: str, user_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
-        if failure is not None:
-            return failure
-        owner = resolve_user(user_id, token)
-        fields = _validate_container(state, owner, graph_params())
-        if isinstance(fields, Response):
-            return fields
-        container = new_container(state, PLATFORM, owner, fields)
-        return json_response({"id": container["id"]})
-
-    @bp.post("/<version>/<user_id>/media_publish")
-    def media_publish(version: str, user_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
-        if failure is not None:
-            return failure
-        owner = resolve_user(user_id, token)
-        creation_id = str(graph_params().get("creation_id") or "")
-        if not creation_id:
-            return invalid_parameter("The parameter creation_id is required")
-        container = get_container(state, PLATFORM, creation_id)
-        if container is None or container["owner"] != owner:
-            return object_not_found(creation_id, "post")
-        if container["params"].get("is_carousel_item"):
-            return invalid_parameter("A carousel item cannot be published on its own")
-        with state.lock:
-            stamps = publishes_in_window(state, PLATFORM, owner)
-            status = container_status(state, PLATFORM, container)
-            if status == "IN_PROGRESS":
-                return graph_error(
-                    "The media is not ready for publishing, please wait for a moment",
-                    9007,
-                    2207027,
-                    user_title="Media ID is not available",
-                    user_msg="The media is not ready for publishing, please wait for a moment",
-                )
-            if status == "EXPIRED":
-                return graph_error(
-                    "The media you are trying to access has expired. Please try uploading again.",
-                    -2,
-                    2207020,
-                )
-            failed = failed_container_error(state, PLATFORM, container)
-            if status == "ERROR" and failed is not None:
-                return failed  # its media could not be pulled
-            if status != "FINISHED":
-                return invalid_parameter(f"The media container is {status} and cannot be published")
-            if len(stamps) >= DAILY_POST_CAP:
-                return quota_exhausted(owner, USAGE_TYPE, stamps[0], DAILY_POST_CAP)
-            media = _publish(state, container)
-        if should_lose_response(state, PLATFORM):
-            return lost_response()
-        percent = min(99, (len(stamps) + 1) * 100 // DAILY_POST_CAP)
-        return json_response({"id": media["id"]}, headers=buc_usage(owner, USAGE_TYPE, percent))
-
-    @bp.get("/<version>/<object_id>")
-    def read_object(version: str, object_id: str) -> Response:
-        _, failure = guard(version, publishing=False)
-        if failure is not None:
-            return failure
-        container = get_container(state, PLATFORM, object_id)
-        if container is not None:
-            status = container_status(state, PLATFORM, container)
-            detail = STATUS_TEXT.get(status) or f"Error: {container.get('error', 'unknown')}"
-            item = {"id": object_id, "status_code": status, "status": detail}
-            return json_response(pick_fields(item, requested_fields(("id",))))
-        media = get_media(state, PLATFORM, object_id)
-        if media is None:
-            return object_not_found(object_id)
-        return json_response(pick_fields(media, requested_fields(("id",))))
-
-    @bp.get("/<version>/<user_id>/media")
-    def list_media(version: str, user_id: str) -> Response:
-        token, failure = guard(version, publishing=False)
-        if failure is not None:
-            return failure
-        owned = media_of(state, PLATFORM, resolve_user(user_id, token))
-        feed = [m for m in owned if m["media_product_type"] != "STORY"]
-        return listing(feed, requested_fields(("id",)))
+    guard = GraphGuard(state, PLATFORM, style)
+    # POST and GET /<version>/<user_id>/media, POST .../media_publish, GET /<version>/<id>.
+    containers = ContainerPlatform(
+        platform=PLATFORM,
+        usage_type=USAGE_TYPE,
+        daily_post_cap=DAILY_POST_CAP,
+        quota_subcode=2207042,
+        create_edge="media",
+        publish_edge="media_publish",
+        text_field="caption",
+        validate=_validate_container,
+        published_media=_published_media,
+        status_refusals={"IN_PROGRESS": _not_ready, "EXPIRED": _expired},
+        status_fields=_status_fields,
+        listed=_in_feed,
+    )
+    add_container_routes(bp, guard, containers)
 
     @bp.get("/<version>/<user_id>/stories")
     def list_stories(version: str, user_id: str) -> Response:
-        token, failure = guard(version, publishing=False)
+        owner, failure = guard.check_account(version, user_id, publishing=False)
         if failure is not None:
             return failure
         cutoff = time.time() - DAY_SECONDS
-        owned = media_of(state, PLATFORM, resolve_user(user_id, token))
+        owned = media_of(state, PLATFORM, owner)
         live = [m for m in owned if m["media_product_type"] == "STORY" and m["created_at"] > cutoff]
         return listing(live, requested_fields(("id",)))
 
@@ -196,11 +97,10 @@ def make_blueprint(state: SandboxState) -> Blueprint:
     return bp
 
 
-def _publish(state: SandboxState, container: dict[str, Any]) -> dict[str, Any]:
-    """Turn a FINISHED container into published media: once, under the state lock."""
+def _published_media(container: dict[str, Any], media_id: str, now: float) -> dict[str, Any]:
+    """The media object a published container becomes: feed post, reel or story."""
     media_type = container["params"]["media_type"]
     product_type = {"REELS": "REELS", "STORIES": "STORY"}.get(media_type, "FEED")
-    media_id = str(state.next_id())
     code = shortcode(media_id)
     owner = container["owner"]
     if product_type == "STORY":
@@ -208,8 +108,7 @@ def _publish(state: SandboxState, container: dict[str, Any]) -> dict[str, Any]:
     else:
         section = "reel" if product_type == "REELS" else "p"
         permalink = f"https://www.instagram.com/{section}/{code}/"
-    now = time.time()
-    media = {
+    return {
         "id": media_id,
         "owner": owner,
         "created_at": now,
@@ -222,13 +121,35 @@ def _publish(state: SandboxState, container: dict[str, Any]) -> dict[str, Any]:
         "shortcode": code,
         "permalink": permalink,
     }
-    container["media_id"] = media_id
-    store_media(state, PLATFORM, media)
-    note_publish(state, PLATFORM, owner)
-    state.record(
-        PLATFORM, owner, media_id, container["caption"], container["media"], container["params"]
+
+
+def _not_ready() -> Response:
+    return graph_error(
+        MEDIA_NOT_READY,
+        9007,
+        2207027,
+        user_title="Media ID is not available",
+        user_msg=MEDIA_NOT_READY,
     )
-    return media
+
+
+def _expired() -> Response:
+    return graph_error(
+        "The media you are trying to access has expired. Please try uploading again.",
+        -2,
+        2207020,
+    )
+
+
+def _status_fields(container: dict[str, Any], status: str) -> dict[str, Any]:
+    """Instagram reports status_code, and a sentence in status."""
+    detail = STATUS_TEXT.get(status) or f"Error: {container.get('error', 'unknown')}"
+    return {"status_code": status, "status": detail}
+
+
+def _in_feed(media: dict[str, Any]) -> bool:
+    """GET /{ig-user-id}/media leaves stories to /stories."""
+    return media["media_product_type"] != "STORY"
 
 
 def _validate_container(
@@ -260,17 +181,10 @@ def _validate_container(
                 100,
                 2207028,
             )
-        children = [get_container(state, PLATFORM, cid) for cid in child_ids]
-        for cid, child in zip(child_ids, children, strict=True):
-            if (
-                child is None
-                or child["owner"] != owner
-                or not child["params"].get("is_carousel_item")
-                or container_status(state, PLATFORM, child) in ("ERROR", "EXPIRED", "PUBLISHED")
-            ):
-                return invalid_parameter(f"The carousel item {cid} is not a valid child")
-        media = [m for child in children if child for m in child["media"]]
-        params["children"] = [child["params"] for child in children if child]
+        carousel = carousel_children(state, PLATFORM, owner, child_ids)
+        if isinstance(carousel, Response):
+            return carousel
+        media, params["children"] = carousel
     else:
         if media_type == "STORIES":
             if bool(image_url) == bool(video_url):

@@ -23,9 +23,11 @@ from app.platforms import PLATFORMS
 from workers.sandbox.core import (
     FaultStyle,
     SandboxState,
+    bearer_token,
     inject_faults,
     json_response,
     should_lose_response,
+    sniffed_media_kind,
 )
 
 PLATFORM = "linkedin"
@@ -141,11 +143,6 @@ def _epoch_ms(moment: float | None = None) -> int:
     return int((time.time() if moment is None else moment) * 1000)
 
 
-def _media_kind(data: bytes) -> str | None:
-    mime = filetype.guess_mime(data)
-    return mime.split("/")[0] if mime else None
-
-
 def make_blueprint(state: SandboxState) -> Blueprint:
     bp = Blueprint("sandbox_linkedin", __name__)
 
@@ -154,9 +151,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     def check_request(publishing: bool) -> Response | None:
         """Bearer token, faults, then the version headers every /rest call needs."""
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.startswith("Bearer ") else ""
-        if not token:
+        token = bearer_token()
+        if token is None:
             return _error(
                 401, "Empty oauth2 access token", "EMPTY_ACCESS_TOKEN", serviceErrorCode=65604
             )
@@ -237,7 +233,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             image = store().get("images", {}).get(f"urn:li:image:{key}")
             if image is None or image["status"] != "WAITING_UPLOAD":
                 return _error(400, "The upload URL is invalid or was used", "EXPIRED_UPLOAD_URL")
-            if _media_kind(data) != "image":
+            if sniffed_media_kind(data) != "image":
                 return _error(400, "The uploaded file is not a supported image", "INVALID_MEDIA")
             image.update(status="AVAILABLE", mime_type=filetype.guess_mime(data), size=len(data))
         return Response(status=201)
@@ -345,7 +341,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 )
             if payload.get("uploadToken", "") != video["upload_token"]:
                 return _error(400, "uploadToken does not match", "INVALID_UPLOAD_TOKEN")
-            if _media_kind(video["head"]) != "video":
+            if sniffed_media_kind(video["head"]) != "video":
                 video.update(status="PROCESSING_FAILED", failure="INVALID_VIDEO_FORMAT")
             else:
                 processing = state.faults_for(PLATFORM).processing_seconds

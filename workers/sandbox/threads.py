@@ -5,55 +5,30 @@ the profile's thread listing, and the long-lived token refresh."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from app.platforms import PLATFORMS, count_threads
 from workers.sandbox._meta import (
-    access_token,
-    bad_version,
-    buc_usage,
-    container_status,
-    failed_container_error,
-    get_container,
-    get_media,
+    MEDIA_NOT_READY,
+    ContainerPlatform,
+    GraphGuard,
+    add_container_routes,
+    carousel_children,
     graph_error,
     graph_failure,
-    graph_params,
     graph_time,
     invalid_parameter,
     is_public_url,
-    listing,
-    lost_response,
-    media_of,
     meta_fault_style,
-    missing_token,
-    new_container,
-    note_publish,
-    object_not_found,
     parse_bool,
     parse_id_list,
-    pick_fields,
-    publishes_in_window,
     pull_failure,
-    quota_exhausted,
     refresh_long_lived_token,
-    requested_fields,
-    resolve_user,
     shortcode,
-    store_media,
-    token_user_id,
 )
-from workers.sandbox.core import (
-    PullFailure,
-    SandboxState,
-    inject_faults,
-    json_response,
-    media_entry,
-    should_lose_response,
-)
+from workers.sandbox.core import PullFailure, SandboxState, media_entry
 
 PLATFORM = "threads"
 USAGE_TYPE = "threads"
@@ -76,101 +51,27 @@ LISTED_MEDIA_TYPES = {"TEXT": "TEXT_POST", "CAROUSEL": "CAROUSEL_ALBUM"}
 _LINK_RE = re.compile(r"https?://\S+", re.IGNORECASE)
 
 
-def _account_of_request() -> str:
-    user_id = (request.view_args or {}).get("user_id")
-    return resolve_user(user_id, access_token()) if user_id else token_user_id(access_token())
-
-
 def make_blueprint(state: SandboxState) -> Blueprint:
     bp = Blueprint(PLATFORM, __name__)
     # Threads' call budget is the app-user pair's; the canonical throttle is code 4.
-    style = meta_fault_style(
-        4, "(#4) Application request limit reached", USAGE_TYPE, _account_of_request
+    style = meta_fault_style(4, "(#4) Application request limit reached", USAGE_TYPE, "user_id")
+    # POST and GET /<version>/<user_id>/threads, POST .../threads_publish, GET /<version>/<id>.
+    containers = ContainerPlatform(
+        platform=PLATFORM,
+        usage_type=USAGE_TYPE,
+        daily_post_cap=DAILY_POST_CAP,
+        # The docs name no code for the 250-post cap; it mirrors Instagram's code 9.
+        quota_subcode=None,
+        create_edge="threads",
+        publish_edge="threads_publish",
+        text_field="text",
+        validate=_validate_container,
+        published_media=_published_media,
+        # An EXPIRED container gets the plain "cannot be published" error.
+        status_refusals={"IN_PROGRESS": _not_ready},
+        status_fields=_status_fields,
     )
-
-    def guard(version: str | None, publishing: bool) -> tuple[str, Response | None]:
-        token = access_token()
-        failure = (bad_version(version) if version else None) or inject_faults(
-            state, PLATFORM, style, token, publishing
-        )
-        if failure is None and not token:
-            failure = missing_token()
-        return token or "", failure
-
-    @bp.post("/<version>/<user_id>/threads")
-    def create_container(version: str, user_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
-        if failure is not None:
-            return failure
-        owner = resolve_user(user_id, token)
-        fields = _validate_container(state, owner, graph_params())
-        if isinstance(fields, Response):
-            return fields
-        container = new_container(state, PLATFORM, owner, fields)
-        return json_response({"id": container["id"]})
-
-    @bp.post("/<version>/<user_id>/threads_publish")
-    def threads_publish(version: str, user_id: str) -> Response:
-        token, failure = guard(version, publishing=True)
-        if failure is not None:
-            return failure
-        owner = resolve_user(user_id, token)
-        creation_id = str(graph_params().get("creation_id") or "")
-        if not creation_id:
-            return invalid_parameter("The parameter creation_id is required")
-        container = get_container(state, PLATFORM, creation_id)
-        if container is None or container["owner"] != owner:
-            return object_not_found(creation_id, "post")
-        if container["params"].get("is_carousel_item"):
-            return invalid_parameter("A carousel item cannot be published on its own")
-        with state.lock:
-            stamps = publishes_in_window(state, PLATFORM, owner)
-            status = container_status(state, PLATFORM, container)
-            if status == "IN_PROGRESS":
-                return graph_error(
-                    "The media is not ready for publishing, please wait for a moment",
-                    9007,
-                    2207027,
-                )
-            failed = failed_container_error(state, PLATFORM, container)
-            if status == "ERROR" and failed is not None:
-                return failed  # its media could not be pulled
-            if status != "FINISHED":
-                return invalid_parameter(f"The media container is {status} and cannot be published")
-            if len(stamps) >= DAILY_POST_CAP:
-                # The docs name no code for this cap; it mirrors Instagram's code 9.
-                return quota_exhausted(owner, USAGE_TYPE, stamps[0], DAILY_POST_CAP, subcode=None)
-            media = _publish(state, container)
-        if should_lose_response(state, PLATFORM):
-            return lost_response()
-        percent = min(99, (len(stamps) + 1) * 100 // DAILY_POST_CAP)
-        return json_response({"id": media["id"]}, headers=buc_usage(owner, USAGE_TYPE, percent))
-
-    @bp.get("/<version>/<object_id>")
-    def read_object(version: str, object_id: str) -> Response:
-        _, failure = guard(version, publishing=False)
-        if failure is not None:
-            return failure
-        container = get_container(state, PLATFORM, object_id)
-        if container is not None:
-            item = {
-                "id": object_id,
-                "status": container_status(state, PLATFORM, container),
-                "error_message": container.get("error"),
-            }
-            return json_response(pick_fields(item, requested_fields(("id",))))
-        media = get_media(state, PLATFORM, object_id)
-        if media is None:
-            return object_not_found(object_id)
-        return json_response(pick_fields(media, requested_fields(("id",))))
-
-    @bp.get("/<version>/<user_id>/threads")
-    def list_threads(version: str, user_id: str) -> Response:
-        token, failure = guard(version, publishing=False)
-        if failure is not None:
-            return failure
-        owned = media_of(state, PLATFORM, resolve_user(user_id, token))
-        return listing(owned, requested_fields(("id",)))
+    add_container_routes(bp, GraphGuard(state, PLATFORM, style), containers)
 
     @bp.get("/refresh_access_token")
     def refresh_access_token() -> Response:
@@ -179,14 +80,12 @@ def make_blueprint(state: SandboxState) -> Blueprint:
     return bp
 
 
-def _publish(state: SandboxState, container: dict[str, Any]) -> dict[str, Any]:
-    """Turn a FINISHED container into a published thread: once, under the state lock."""
-    media_id = str(state.next_id())
+def _published_media(container: dict[str, Any], media_id: str, now: float) -> dict[str, Any]:
+    """The thread a published container becomes."""
     code = shortcode(media_id)
     owner = container["owner"]
     media_type = container["params"]["media_type"]
-    now = time.time()
-    media = {
+    return {
         "id": media_id,
         "owner": owner,
         "created_at": now,
@@ -196,13 +95,15 @@ def _publish(state: SandboxState, container: dict[str, Any]) -> dict[str, Any]:
         "shortcode": code,
         "permalink": f"https://www.threads.net/@sandbox_{owner}/post/{code}",
     }
-    container["media_id"] = media_id
-    store_media(state, PLATFORM, media)
-    note_publish(state, PLATFORM, owner)
-    state.record(
-        PLATFORM, owner, media_id, container["text"], container["media"], container["params"]
-    )
-    return media
+
+
+def _not_ready() -> Response:
+    return graph_error(MEDIA_NOT_READY, 9007, 2207027)
+
+
+def _status_fields(container: dict[str, Any], status: str) -> dict[str, Any]:
+    """Threads reports the status itself, and why a container failed in error_message."""
+    return {"status": status, "error_message": container.get("error")}
 
 
 def _validate_container(
@@ -232,17 +133,10 @@ def _validate_container(
             return invalid_parameter(
                 f"A carousel must have between {CAROUSEL_MIN} and {CAROUSEL_MAX} items"
             )
-        children = [get_container(state, PLATFORM, cid) for cid in child_ids]
-        for cid, child in zip(child_ids, children, strict=True):
-            if (
-                child is None
-                or child["owner"] != owner
-                or not child["params"].get("is_carousel_item")
-                or container_status(state, PLATFORM, child) in ("ERROR", "EXPIRED", "PUBLISHED")
-            ):
-                return invalid_parameter(f"The carousel item {cid} is not a valid child")
-        media = [m for child in children if child for m in child["media"]]
-        params["children"] = [child["params"] for child in children if child]
+        carousel = carousel_children(state, PLATFORM, owner, child_ids)
+        if isinstance(carousel, Response):
+            return carousel
+        media, params["children"] = carousel
     else:
         url = image_url if media_type == "IMAGE" else video_url
         if not url or (video_url if media_type == "IMAGE" else image_url):

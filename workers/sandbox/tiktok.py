@@ -24,6 +24,7 @@ from app.platforms import MB, MP4_MOV_WEBM, PLATFORMS, count_utf16
 from workers.sandbox.core import (
     FaultStyle,
     SandboxState,
+    authorize_bearer,
     inject_faults,
     json_response,
     should_lose_response,
@@ -93,13 +94,6 @@ STYLE = FaultStyle(
 )
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return None
-    return header.removeprefix("Bearer ").strip() or None
-
-
 def _looks_like_video(head: bytes) -> bool:
     """MP4/MOV carry an ftyp box at offset 4; WebM starts with the EBML magic."""
     return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
@@ -153,13 +147,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         return len(recent) >= DAILY_POST_CAP
 
     def authorize(publishing: bool) -> tuple[str | None, Response | None]:
-        token = _bearer()
-        fault = inject_faults(state, PLATFORM, STYLE, token, publishing=publishing)
-        if fault is not None:
-            return None, fault
-        if token is None:
-            return None, _token_invalid()
-        return token, None
+        return authorize_bearer(state, PLATFORM, STYLE, publishing, missing_token=_token_invalid)
 
     @bp.post("/v2/post/publish/creator_info/query/")
     def creator_info() -> Response:

@@ -25,9 +25,11 @@ from app.platforms import PLATFORMS, count_x_weighted
 from workers.sandbox.core import (
     FaultStyle,
     SandboxState,
+    bearer_token,
     inject_faults,
     json_response,
     should_lose_response,
+    sniffed_media_kind,
 )
 
 PLATFORM = "x"
@@ -99,13 +101,6 @@ STYLE = FaultStyle(
 )
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer ") and header[7:].strip():
-        return header[7:].strip()
-    return None
-
-
 def _derived_user_id(secret: str) -> str:
     """A stable 19-digit user id for a token the sandbox never issued."""
     digest = int(hashlib.sha256(secret.encode()).hexdigest()[:16], 16)
@@ -114,11 +109,6 @@ def _derived_user_id(secret: str) -> str:
 
 def _snowflake(state: SandboxState) -> str:
     return str(1_900_000_000_000_000_000 + state.next_id())
-
-
-def _media_kind(data: bytes) -> str | None:
-    mime = filetype.guess_mime(data)
-    return mime.split("/")[0] if mime else None
 
 
 def _processing_info(media: dict[str, Any], now: float) -> dict[str, Any] | None:
@@ -167,7 +157,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             return users.setdefault(token, _derived_user_id(token))
 
     def authorize(publishing: bool) -> tuple[str, Response | None]:
-        token = _bearer()
+        token = bearer_token()
         if token is None:
             return "", _unauthorized()
         return token, inject_faults(state, PLATFORM, STYLE, token, publishing)
@@ -293,7 +283,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if upload is None:
             return _invalid("The `media` field is required")
         data = upload.read()
-        kind = _media_kind(data)
+        kind = sniffed_media_kind(data)
         if kind != "image":
             return _invalid("Only images and GIFs can be uploaded in one request; use chunks")
         mime = request.form.get("media_type") or filetype.guess_mime(data)
@@ -375,7 +365,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 return _invalid("Segments do not add up to provided total file size.")
             now = time.time()
             media["finalized_at"] = now
-            if _media_kind(media["head"]) != media["kind"]:
+            if sniffed_media_kind(media["head"]) != media["kind"]:
                 media["state"] = "failed"
             elif media["kind"] == "video" and processing > 0:
                 media.update(state="pending", ready_at=now + processing)

@@ -24,6 +24,8 @@ from flask import Blueprint, Response, request, url_for
 from workers.sandbox.core import (
     FaultStyle,
     SandboxState,
+    authorize_bearer,
+    bearer_token,
     inject_faults,
     json_response,
     should_lose_response,
@@ -92,13 +94,6 @@ STYLE = FaultStyle(
 )
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return None
-    return header.removeprefix("Bearer ").strip() or None
-
-
 def _derived(prefix: str, seed: str, length: int) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(seed.encode()).digest()).decode()
     return prefix + digest[:length]
@@ -162,13 +157,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             return store()["channels"].setdefault(token, _derived("UC", f"yt:{token}", 22))
 
     def authorize(publishing: bool) -> tuple[str | None, Response | None]:
-        token = _bearer()
-        fault = inject_faults(state, PLATFORM, STYLE, token, publishing=publishing)
-        if fault is not None:
-            return None, fault
-        if token is None:
-            return None, _invalid_credentials()
-        return token, None
+        return authorize_bearer(
+            state, PLATFORM, STYLE, publishing, missing_token=_invalid_credentials
+        )
 
     def charge_insert() -> bool:
         """Spend one call of today's (Pacific) videos.insert bucket; False when empty."""
@@ -236,7 +227,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     @bp.put("/upload/youtube/v3/videos")
     def upload_bytes() -> Response:
-        fault = inject_faults(state, PLATFORM, STYLE, _bearer(), publishing=False)
+        fault = inject_faults(state, PLATFORM, STYLE, bearer_token(), publishing=False)
         if fault is not None:
             return fault
         upload_id = request.args.get("upload_id", "")
