@@ -59,3 +59,7 @@ def _configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
+    # httpx logs every request URL at INFO, and some platforms (Meta's token refresh)
+    # take the token in the query string: keep secrets out of the logs.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

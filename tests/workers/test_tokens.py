@@ -80,3 +80,35 @@ def test_racing_refreshes_use_a_single_use_token_once(
     assert len({r.access_token for r in results}) == 1
     access, _refresh, status = tokens_of(app, account_id)
     assert status == "active" and results[0].access_token == access != "race-a"
+
+
+def test_no_token_reaches_the_logs(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+    caplog: Any,
+) -> None:
+    """Instagram's refresh takes the token in the query string; nothing may log it."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    account_id = make_account(
+        tenant,
+        "instagram",
+        access_token="SECRET-ig-token-123",
+        refresh_token=None,
+        external_id="17841400000000009",
+    )
+    credentials = AccountCredentials(
+        account_id=account_id,
+        platform="instagram",
+        name="ig",
+        external_id="17841400000000009",
+        access_token="SECRET-ig-token-123",
+    )
+    fresh = refresh_account(deps.db, deps.settings, deps.adapter_for("instagram"), credentials)
+    assert fresh.access_token != "SECRET-ig-token-123"
+    assert "SECRET-ig-token-123" not in caplog.text
+    assert fresh.access_token not in caplog.text
