@@ -60,8 +60,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {
-            "sweep-due-targets": {"task": SWEEP_TASK, "schedule": settings.sweep_interval},
-            "refresh-expiring-tokens": {"task": REFRESH_TOKENS_TASK, "schedule": 600.0},
+            # A sweep nobody ran in time is dropped, not run late in a pile: the next one
+            # does the same work.
+            "sweep-due-targets": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_interval,
+                "options": {"expires": max(settings.sweep_interval * 2, 10.0)},
+            },
+            "refresh-expiring-tokens": {
+                "task": REFRESH_TOKENS_TASK,
+                "schedule": 600.0,
+                "options": {"expires": 600.0},
+            },
         },
     }
 
