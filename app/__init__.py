@@ -42,10 +42,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         return response
 
     register_blueprints(app)
-
-    from app.cli import register_cli
-
-    register_cli(app)
     return app
 
 

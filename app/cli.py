@@ -192,9 +192,5 @@ def dev() -> None:
     run_dev()
 
 
-def register_cli(app: Flask) -> None:
-    """Nothing app-bound yet: the standalone group above is the CLI."""
-
-
 if __name__ == "__main__":
     main()
