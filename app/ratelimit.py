@@ -44,10 +44,21 @@ class RequestLimiter:
         scoped: list[tuple[str, RateLimitItem]] = [("all", item) for item in self.general]
         if creates_posts:
             scoped += [("posts", item) for item in self.posts]
+        return self._hit(key_id, scoped, cost=1)
+
+    def charge_posts(self, key_id: str, count: int) -> LimitState | None:
+        """Count `count` more posts against the posts limit (a bulk request's items)."""
+        if count <= 0:
+            return None
+        return self._hit(key_id, [("posts", item) for item in self.posts], cost=count)
+
+    def _hit(
+        self, key_id: str, scoped: list[tuple[str, RateLimitItem]], cost: int
+    ) -> LimitState | None:
         try:
             tightest: LimitState | None = None
             for scope, item in scoped:
-                allowed = self.strategy.hit(item, scope, key_id)
+                allowed = self.strategy.hit(item, scope, key_id, cost=cost)
                 stats = self.strategy.get_window_stats(item, scope, key_id)
                 state = LimitState(item.amount, max(stats.remaining, 0), stats.reset_time, allowed)
                 if not allowed:

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from app.api.envelope import ApiError, Unauthorized
 from app.db import get_session, utcnow
 from app.models import ApiKey
-from app.ratelimit import RequestLimiter, retry_after_seconds
+from app.ratelimit import LimitState, RequestLimiter, retry_after_seconds
 from app.security import hash_api_key
 
 # Endpoints anyone may call: health checks, the API description, signed media links.
@@ -64,7 +64,16 @@ def _apply_rate_limits(api_key_id: int) -> None:
         "posts.create_post",
         "posts.bulk_create_posts",
     }
-    state = limiter.check(str(api_key_id), creates_posts)
+    enforce_limit(limiter.check(str(api_key_id), creates_posts))
+
+
+def charge_bulk_posts(count: int) -> None:
+    """A bulk create counts each of its posts against the posts limit, not just one."""
+    limiter: RequestLimiter = current_app.extensions["crier.limiter"]
+    enforce_limit(limiter.charge_posts(str(current_caller().api_key_id), count - 1))
+
+
+def enforce_limit(state: LimitState | None) -> None:
     if state is None:
         return
     g.rate_limit_headers = {

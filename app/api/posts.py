@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app import dispatch
-from app.api.auth import current_caller
+from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import post_created_to_dict, post_to_dict, target_to_dict
@@ -124,6 +124,7 @@ def bulk_create_posts() -> Response:
             'Send {"posts": [...]} with 1 to 50 posts.',
             details={"posts": ["Give a list of 1 to 50 post objects."]},
         )
+    charge_bulk_posts(len(items))
     unknown = set(body) - {"posts"}
     if unknown:
         raise ValidationError(
