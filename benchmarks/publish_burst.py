@@ -47,16 +47,10 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis
+
+from tests.scratch import scratch_database, scratch_redis
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN_URL = os.environ.get(
-    "CRIER_BENCH_PG",
-    os.environ.get("CRIER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
-REDIS_BASE_URL = os.environ.get(
-    "CRIER_BENCH_REDIS", os.environ.get("CRIER_TEST_REDIS", "redis://127.0.0.1:6379")
-)
 CLAIM_KEY = "crier:benchmark-claim"
 FINAL_STATUSES = ("published", "failed", "unconfirmed", "cancelled")
 # The sandbox's own cap per X token (15-minute window and 24 hours; LinkedIn's is 150).
@@ -170,40 +164,6 @@ def epoch(text: str) -> float:
 
 
 # -- scratch resources --------------------------------------------------------------------
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A database of our own, built by the migrations and dropped at the end."""
-    from app.migrations import upgrade_database
-
-    name = f"crier_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    try:
-        upgrade_database(url)
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def scratch_redis() -> Iterator[str]:
-    """The first empty Redis db number (15 down to 1), claimed with a key, flushed at the end."""
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{number}")
-        if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True, ex=3600):
-            break
-    else:
-        raise RuntimeError("no free Redis db number (1-15) for the benchmark")
-    try:
-        yield f"{REDIS_BASE_URL}/{number}"
-    finally:
-        client.flushdb()
-        client.close()
 
 
 @dataclass
@@ -528,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         scratch = Path(tempfile.mkdtemp(prefix="crier-bench-"))
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
-        database_url = stack.enter_context(scratch_database())
-        redis_url = stack.enter_context(scratch_redis())
+        database_url = stack.enter_context(scratch_database("crier_bench"))
+        redis_url = stack.enter_context(scratch_redis(CLAIM_KEY))
         sandbox_url = stack.enter_context(serve_wsgi(create_sandbox_app()))
         secret = "bench-" + uuid.uuid4().hex
         app = create_app(

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 from flask import Flask
@@ -22,15 +21,13 @@ from sqlalchemy import text
 
 from app import create_app
 from app.db import get_db
-from app.migrations import upgrade_database
 from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
+from tests.scratch import scratch_database, scratch_redis
 from tests.servers import serve_wsgi
 from workers.sandbox import create_sandbox_app
 
-PG_ADMIN_URL = os.environ.get("CRIER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_BASE_URL = os.environ.get("CRIER_TEST_REDIS", "redis://127.0.0.1:6379")
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
     "publish_attempts",
@@ -46,36 +43,14 @@ TABLES = (
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"crier_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    try:
-        upgrade_database(url)
+    with scratch_database("crier_test") as url:
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def claim_redis_db() -> int:
-    """Take the first empty db number (1-15) by writing a claim key into it."""
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{number}")
-        if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True, ex=6 * 3600):
-            return number
-    raise RuntimeError("no free Redis db number (1-15) for the test suite")
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    number = claim_redis_db()
-    url = f"{REDIS_BASE_URL}/{number}"
-    try:
+    with scratch_redis(CLAIM_KEY) as url:
         yield url
-    finally:
-        redis.Redis.from_url(url).flushdb()
 
 
 def reset_redis(url: str) -> None:

@@ -24,6 +24,7 @@ from app.dispatch import DueTarget, mark_queued, send_publish
 from app.models import PostTarget, PublishAttempt, TargetStatus
 from tests.conftest import CLAIM_KEY, Tenant
 from tests.integration.conftest import Stack, wait_until
+from tests.scratch import PG_ADMIN_URL
 
 
 def iso(moment: datetime) -> str:
@@ -239,7 +240,7 @@ def test_workers_survive_lost_database_connections(
     wait_until(lambda: all_final(app, 1), timeout=30)
     # What a PostgreSQL restart does to clients: every server connection is cut.
     database = app_settings["database_url"].rsplit("/", 1)[1]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         cut = conn.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",
