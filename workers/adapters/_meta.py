@@ -35,6 +35,7 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    json_body,
 )
 
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -162,7 +163,7 @@ def graph_call(
         raise TransientError(
             f"{platform} connection failed: {exc}", code=f"{platform}_network_error"
         ) from exc
-    body = _json_body(response)
+    body = json_body(response)
     if response.is_success and "error" not in body and "debug_info" not in body:
         return GraphResponse(body, response.headers)
     raise classify_graph_error(platform, response.status_code, body, response.headers)
@@ -172,14 +173,6 @@ def subcode_in(detail: str) -> int | None:
     """Instagram's container `status` on ERROR carries an error subcode in its text."""
     match = SUBCODE_PATTERN.search(detail)
     return int(match.group(1)) if match else None
-
-
-def _json_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def classify_graph_error(

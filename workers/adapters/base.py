@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -166,6 +167,28 @@ def token_set_from(body: dict[str, Any]) -> TokenSet:
     )
 
 
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {}: error answers are often HTML or empty, and a
+    classifier must still be able to read them."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+# An adapter's own reading of a failed answer (status, body, headers) as a PlatformError.
+Classifier = Callable[[httpx.Response], PlatformError]
+
+
+def single_video(request: PublishRequest, message: str, code: str) -> MediaItem:
+    """The post's one video: video-only platforms refuse anything else before any call."""
+    videos = [item for item in request.media if item.kind == "video"]
+    if len(videos) != 1 or len(request.media) != 1:
+        raise PermanentError(message, code=code)
+    return videos[0]
+
+
 class PublishContext(Protocol):
     """What the pipeline gives an adapter during one publish."""
 
@@ -205,6 +228,8 @@ class Adapter(ABC):
     supports_refresh: bool = False
     # Instagram and Threads exchange the long-lived access token itself: no refresh token.
     refreshes_access_token: bool = False
+    # Whether a network error's message names the exception class (TikTok, YouTube do).
+    network_error_names_class: bool = False
 
     def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
         self.http = http
@@ -215,6 +240,108 @@ class Adapter(ABC):
         if self.base_url:
             return f"{self.base_url}/{self.platform}{path}"
         return f"https://{self.hosts[host]}{path}"
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        failure: str,
+        classify: Classifier | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One HTTP request. No answer at all is worth a retry: a TransientError reading
+        `{failure}: {exc}`, coded `{platform}_network_error`. With `classify`, an answer of
+        300 or more raises what it makes of it; without, the caller reads every answer."""
+        try:
+            response = self.http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            reason = (
+                f"{exc.__class__.__name__}: {exc}" if self.network_error_names_class else str(exc)
+            )
+            raise TransientError(
+                f"{failure}: {reason}", code=f"{self.platform}_network_error"
+            ) from exc
+        if classify is not None and response.status_code >= 300:
+            raise classify(response)
+        return response
+
+    def stored_refresh_token(self, account: AccountCredentials, missing: str) -> str:
+        """The account's refresh token; without one only reconnecting the account helps."""
+        if not account.refresh_token:
+            raise AuthRevokedError(missing, code=f"{self.platform}_no_refresh_token")
+        return account.refresh_token
+
+    def exchange_refresh_token(
+        self,
+        url: str,
+        form: dict[str, str],
+        *,
+        name: str,
+        classify: Classifier,
+        timeout: httpx.Timeout,
+        headers: dict[str, str] | None = None,
+    ) -> TokenSet:
+        """POST the refresh grant to a token endpoint that answers by HTTP status (X,
+        LinkedIn). A 400/401 means the grant is dead (RFC 6749 5.2): AuthRevokedError with
+        the endpoint's reason. Any other failure is the platform's to classify."""
+        response = self.send(
+            "POST",
+            url,
+            failure=f"{name} token refresh failed",
+            data=form,
+            headers=headers,
+            timeout=timeout,
+        )
+        if response.status_code in (400, 401):
+            body = json_body(response)
+            reason = body.get("error_description") or body.get("error")
+            raise AuthRevokedError(
+                f"{name} refused the refresh token: {reason}",
+                code=f"{self.platform}_refresh_refused",
+                http_status=response.status_code,
+            )
+        if response.status_code >= 300:
+            raise classify(response)
+        return token_set_from(response.json())
+
+    def exchange_refresh_token_in_body(
+        self,
+        url: str,
+        form: dict[str, str | None],
+        *,
+        name: str,
+        failure: str,
+        timeout: httpx.Timeout,
+        refused: Callable[[httpx.Response, dict[str, Any]], bool],
+        error_code: Callable[[str], str] = str,
+    ) -> TokenSet:
+        """POST the refresh grant to a token endpoint that says no in its JSON body
+        (TikTok, Google). Unset client credentials are left out of the form; a 5xx is
+        the endpoint being down (retry); no access_token, or what `refused` spots, is a
+        dead grant, coded `{platform}_oauth_{error_code(error)}`."""
+        response = self.send(
+            "POST",
+            url,
+            failure=failure,
+            data={key: value for key, value in form.items() if value is not None},
+            timeout=timeout,
+        )
+        if response.status_code >= 500:
+            raise TransientError(
+                f"{name} token endpoint answered {response.status_code}",
+                code=f"{self.platform}_oauth_unavailable",
+                http_status=response.status_code,
+            )
+        body = json_body(response)
+        if refused(response, body) or not body.get("access_token"):
+            error = str(body.get("error") or "no_access_token")
+            raise AuthRevokedError(
+                f"{name} refused the refresh: {body.get('error_description') or error}",
+                code=f"{self.platform}_oauth_{error_code(error)}",
+                http_status=response.status_code,
+            )
+        return token_set_from(body)
 
     @abstractmethod
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:

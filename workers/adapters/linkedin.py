@@ -44,7 +44,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
-    token_set_from,
+    json_body,
 )
 
 # The monthly API version (YYYYMM); versions live about a year. Override without a release.
@@ -249,15 +249,15 @@ class LinkedInAdapter(Adapter):
 
     def _put(self, url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """PUT bytes to an upload URL LinkedIn handed out (used as given)."""
-        try:
-            response = self.http.put(url, content=content, headers=headers, timeout=UPLOAD_TIMEOUT)
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"LinkedIn upload failed: {exc}", code="linkedin_network_error"
-            ) from exc
-        if response.status_code >= 300:
-            raise classify(response)
-        return response
+        return self.send(
+            "PUT",
+            url,
+            failure="LinkedIn upload failed",
+            classify=classify,
+            content=content,
+            headers=headers,
+            timeout=UPLOAD_TIMEOUT,
+        )
 
     # -- reconcile -------------------------------------------------------------------------
 
@@ -320,37 +320,22 @@ class LinkedInAdapter(Adapter):
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST www.linkedin.com/oauth/v2/accessToken; only approved partners get refresh tokens."""
-        if not account.refresh_token:
-            raise AuthRevokedError(
-                "the LinkedIn account has no refresh token; reconnect it",
-                code="linkedin_no_refresh_token",
-            )
+        refresh_token = self.stored_refresh_token(
+            account, "the LinkedIn account has no refresh token; reconnect it"
+        )
         client_id, client_secret = client_credentials(self.platform)
-        form = {"grant_type": "refresh_token", "refresh_token": account.refresh_token}
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         if client_id:
             form["client_id"] = client_id
         if client_secret:
             form["client_secret"] = client_secret
-        try:
-            response = self.http.post(
-                self.url("/oauth/v2/accessToken", host="oauth"), data=form, timeout=TIMEOUT
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"LinkedIn token refresh failed: {exc}", code="linkedin_network_error"
-            ) from exc
-        if response.status_code in (400, 401):
-            body = _json(response)
-            reason = body.get("error_description") or body.get("error")
-            raise AuthRevokedError(
-                f"LinkedIn refused the refresh token: {reason}",
-                code="linkedin_refresh_refused",
-                http_status=response.status_code,
-            )
-        if response.status_code >= 300:
-            raise classify(response)
-        body = response.json()
-        return token_set_from(body)
+        return self.exchange_refresh_token(
+            self.url("/oauth/v2/accessToken", host="oauth"),
+            form,
+            name="LinkedIn",
+            classify=classify,
+            timeout=TIMEOUT,
+        )
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -360,21 +345,21 @@ class LinkedInAdapter(Adapter):
             "LinkedIn-Version": self.api_version,
             "X-Restli-Protocol-Version": RESTLI_PROTOCOL_VERSION,
         }
-        try:
-            response = self.http.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"LinkedIn request failed: {exc}", code="linkedin_network_error"
-            ) from exc
-        if response.status_code >= 300:
-            raise classify(response)
-        return response
+        return self.send(
+            method,
+            url,
+            failure="LinkedIn request failed",
+            classify=classify,
+            headers=headers,
+            timeout=TIMEOUT,
+            **kwargs,
+        )
 
 
 def classify(response: httpx.Response) -> PlatformError:
     """LinkedIn's status and error body to a PlatformError."""
     status = response.status_code
-    body = _json(response)
+    body = json_body(response)
     code = _error_code(body)
     message = str(body.get("message") or response.reason_phrase)
     if status == 401:
@@ -430,11 +415,3 @@ def _error_code(body: dict[str, Any]) -> str:
         if isinstance(error, dict) and isinstance(error.get("code"), str):
             return error["code"]
     return ""
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

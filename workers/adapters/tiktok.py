@@ -34,10 +34,13 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
-    token_set_from,
+    json_body,
+    single_video,
 )
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# The prefix of a network error's message (the exception class and text follow).
+UNREACHABLE = "TikTok unreachable"
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 
 # Media transfer guide: chunks of 5-64 MB, the final one up to 128 MB, 1-1000 chunks,
@@ -78,6 +81,7 @@ class TikTokAdapter(Adapter):
     platform = "tiktok"
     hosts = {"api": "open.tiktokapis.com"}
     supports_refresh = True
+    network_error_names_class = True
 
     # status/fetch allows 30 requests a minute per token: one poll every 2 s stays under it.
     status_poll_interval: float = 2.0
@@ -85,7 +89,9 @@ class TikTokAdapter(Adapter):
     status_poll_timeout: float = 60.0
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
-        video = _single_video(request)
+        video = single_video(
+            request, "TikTok Direct Post needs exactly one video", "tiktok_video_required"
+        )
         handle = request.handle or {}
         if handle.get("publish_id"):
             resumed = self._resume(handle, video, request.account.access_token)
@@ -247,39 +253,25 @@ class TikTokAdapter(Adapter):
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST /v2/oauth/token/; TikTok rotates refresh tokens, so keep the returned one."""
-        if not account.refresh_token:
-            raise AuthRevokedError(
-                "no TikTok refresh token stored; reconnect the account",
-                code="tiktok_no_refresh_token",
-            )
+        refresh_token = self.stored_refresh_token(
+            account, "no TikTok refresh token stored; reconnect the account"
+        )
         client_key, client_secret = client_credentials(self.platform)
         form = {
             "client_key": client_key,
             "client_secret": client_secret,
             "grant_type": "refresh_token",
-            "refresh_token": account.refresh_token,
+            "refresh_token": refresh_token,
         }
-        response = self._send(
-            "POST",
+        # TikTok may answer a refusal with HTTP 200 and an `error` in the body.
+        return self.exchange_refresh_token_in_body(
             self.url("/v2/oauth/token/"),
-            data={key: value for key, value in form.items() if value is not None},
+            form,
+            name="TikTok",
+            failure=UNREACHABLE,
             timeout=API_TIMEOUT,
+            refused=lambda _response, body: bool(body.get("error")),
         )
-        if response.status_code >= 500:
-            raise TransientError(
-                f"TikTok token endpoint answered {response.status_code}",
-                code="tiktok_oauth_unavailable",
-                http_status=response.status_code,
-            )
-        body = _json(response)
-        if body.get("error") or not body.get("access_token"):
-            error = str(body.get("error") or "no_access_token")
-            raise AuthRevokedError(
-                f"TikTok refused the refresh: {body.get('error_description') or error}",
-                code=f"tiktok_oauth_{error}",
-                http_status=response.status_code,
-            )
-        return token_set_from(body)
 
     def _fetch_status(self, token: str, publish_id: str) -> dict[str, Any]:
         return self._call(token, "/v2/post/publish/status/fetch/", {"publish_id": publish_id})
@@ -292,21 +284,8 @@ class TikTokAdapter(Adapter):
         return _check(response).get("data") or {}
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self.http.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"TikTok unreachable: {exc.__class__.__name__}: {exc}", code="tiktok_network_error"
-            ) from exc
-
-
-def _single_video(request: PublishRequest) -> MediaItem:
-    videos = [item for item in request.media if item.kind == "video"]
-    if len(videos) != 1 or len(request.media) != 1:
-        raise PermanentError(
-            "TikTok Direct Post needs exactly one video", code="tiktok_video_required"
-        )
-    return videos[0]
+        """A TikTok request; the caller reads the answer (its errors differ by endpoint)."""
+        return self.send(method, url, failure=UNREACHABLE, **kwargs)
 
 
 def _post_info(
@@ -373,17 +352,9 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=UTF-8"}
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _check(response: httpx.Response) -> dict[str, Any]:
     """The parsed body of a success; TikTok fails with a non-ok code even on HTTP 200."""
-    body = _json(response)
+    body = json_body(response)
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     code = error.get("code")
     if response.is_success and code in (None, "ok"):

@@ -40,7 +40,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
-    token_set_from,
+    json_body,
 )
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -324,50 +324,38 @@ class XAdapter(Adapter):
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST /2/oauth2/token; X refresh tokens are single-use, so the new one must be kept."""
-        if not account.refresh_token:
-            raise AuthRevokedError(
-                "the X account has no refresh token; reconnect it", code="x_no_refresh_token"
-            )
+        refresh_token = self.stored_refresh_token(
+            account, "the X account has no refresh token; reconnect it"
+        )
         client_id, client_secret = client_credentials(self.platform)
-        form = {"grant_type": "refresh_token", "refresh_token": account.refresh_token}
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         headers: dict[str, str] = {}
         if client_id and client_secret:
             basic = b64encode(f"{client_id}:{client_secret}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         elif client_id:
             form["client_id"] = client_id
-        try:
-            response = self.http.post(
-                self.url("/2/oauth2/token"), data=form, headers=headers, timeout=TIMEOUT
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(f"X token refresh failed: {exc}", code="x_network_error") from exc
-        if response.status_code in (400, 401):
-            body = _json(response)
-            reason = body.get("error_description") or body.get("error")
-            raise AuthRevokedError(
-                f"X refused the refresh token: {reason}",
-                code="x_refresh_refused",
-                http_status=response.status_code,
-            )
-        if response.status_code >= 300:
-            raise classify(response)
-        body = response.json()
-        return token_set_from(body)
+        return self.exchange_refresh_token(
+            self.url("/2/oauth2/token"),
+            form,
+            name="X",
+            classify=classify,
+            timeout=TIMEOUT,
+            headers=headers,
+        )
 
     # -- HTTP ------------------------------------------------------------------------------
 
     def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", TIMEOUT)
-        try:
-            response = self.http.request(
-                method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(f"X request failed: {exc}", code="x_network_error") from exc
-        if response.status_code >= 300:
-            raise classify(response)
-        return response
+        return self.send(
+            method,
+            url,
+            failure="X request failed",
+            classify=classify,
+            headers={"Authorization": f"Bearer {token}"},
+            **kwargs,
+        )
 
 
 def rate_limit_details(headers: httpx.Headers) -> dict[str, int] | None:
@@ -384,7 +372,7 @@ def rate_limit_details(headers: httpx.Headers) -> dict[str, int] | None:
 def classify(response: httpx.Response) -> PlatformError:
     """X's status and problem JSON to a PlatformError."""
     status = response.status_code
-    body = _json(response)
+    body = json_body(response)
     message = _problem_message(body) or response.reason_phrase
     if status == 429:
         return _limit_error(response, body, message)
@@ -445,11 +433,3 @@ def _problem_message(body: dict[str, Any]) -> str:
     parts = [str(body[key]) for key in ("detail",) if body.get(key)]
     parts += [str(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict)]
     return "; ".join(parts) or str(body.get("title") or "")
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

@@ -38,13 +38,16 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     client_credentials,
-    token_set_from,
+    json_body,
+    single_video,
 )
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 UPLOAD_PATH = "/upload/youtube/v3/videos"
 API_PATH = "/youtube/v3"
+# The prefix of a network error's message (the exception class and text follow).
+UNREACHABLE = "YouTube unreachable"
 
 # Quota buckets reset at midnight Pacific Time.
 QUOTA_TIMEZONE = ZoneInfo("America/Los_Angeles")
@@ -79,6 +82,7 @@ class YouTubeAdapter(Adapter):
         "oauth": "oauth2.googleapis.com",
     }
     supports_refresh = True
+    network_error_names_class = True
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         video = _single_video(request)
@@ -258,39 +262,26 @@ class YouTubeAdapter(Adapter):
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST oauth2.googleapis.com/token; Google keeps the refresh token (no rotation)."""
-        if not account.refresh_token:
-            raise AuthRevokedError(
-                "no Google refresh token stored; reconnect the channel",
-                code="youtube_no_refresh_token",
-            )
+        refresh_token = self.stored_refresh_token(
+            account, "no Google refresh token stored; reconnect the channel"
+        )
         client_id, client_secret = client_credentials(self.platform)
         form = {
             "grant_type": "refresh_token",
-            "refresh_token": account.refresh_token,
+            "refresh_token": refresh_token,
             "client_id": client_id,
             "client_secret": client_secret,
         }
-        response = self._send(
-            "POST",
+        # Google refuses with a 4xx status; its camelCase error names become snake_case codes.
+        return self.exchange_refresh_token_in_body(
             self.url("/token", host="oauth"),
-            data={key: value for key, value in form.items() if value is not None},
+            form,
+            name="Google",
+            failure=UNREACHABLE,
             timeout=API_TIMEOUT,
+            refused=lambda response, _body: response.status_code != 200,
+            error_code=_snake,
         )
-        if response.status_code >= 500:
-            raise TransientError(
-                f"Google token endpoint answered {response.status_code}",
-                code="youtube_oauth_unavailable",
-                http_status=response.status_code,
-            )
-        body = _json(response)
-        if response.status_code != 200 or not body.get("access_token"):
-            error = str(body.get("error") or "no_access_token")
-            raise AuthRevokedError(
-                f"Google refused the refresh: {body.get('error_description') or error}",
-                code=f"youtube_oauth_{_snake(error)}",
-                http_status=response.status_code,
-            )
-        return token_set_from(body)
 
     def _get(self, token: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self._send(
@@ -302,16 +293,11 @@ class YouTubeAdapter(Adapter):
         )
         if response.status_code != 200:
             raise _error(response)
-        return _json(response)
+        return json_body(response)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self.http.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"YouTube unreachable: {exc.__class__.__name__}: {exc}",
-                code="youtube_network_error",
-            ) from exc
+        """A YouTube request; the caller reads the answer (its errors differ by endpoint)."""
+        return self.send(method, url, failure=UNREACHABLE, **kwargs)
 
 
 def next_quota_reset(now: datetime | None = None) -> datetime:
@@ -322,10 +308,7 @@ def next_quota_reset(now: datetime | None = None) -> datetime:
 
 
 def _single_video(request: PublishRequest) -> MediaItem:
-    videos = [item for item in request.media if item.kind == "video"]
-    if len(videos) != 1 or len(request.media) != 1:
-        raise PermanentError("YouTube needs exactly one video", code="youtube_video_required")
-    return videos[0]
+    return single_video(request, "YouTube needs exactly one video", "youtube_video_required")
 
 
 def _result(video: dict[str, Any]) -> PublishResult:
@@ -362,14 +345,6 @@ def _received_bytes(response: httpx.Response) -> int:
     return int(match.group(1)) + 1 if match else 0
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -377,7 +352,7 @@ def _snake(name: str) -> str:
 def _error(response: httpx.Response) -> PlatformError:
     """Classify by status and the first `error.errors[].reason` (PLATFORMS.md 7.5)."""
     status = response.status_code
-    error = _json(response).get("error")
+    error = json_body(response).get("error")
     error = error if isinstance(error, dict) else {}
     reasons = [e.get("reason") for e in error.get("errors") or [] if isinstance(e, dict)]
     reason = next((r for r in reasons if r), None) or f"http_{status}"
