@@ -116,6 +116,9 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(20), default=AccountStatus.ACTIVE)
     status_reason: Mapped[str | None] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Proactive refresh failures in a row, and the last one's reason (the health block).
+    refresh_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_refresh_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -182,6 +185,10 @@ class PostTarget(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The worker process holding the claim ("node:pid"); its heartbeat renews the lease.
+    claim_owner: Mapped[str | None] = mapped_column(String(200))
+    # Deliveries that ended with their worker dead; a poison target stops at a limit.
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Intermediate platform handle (container id, publish_id, upload session) and the
     # moment the irreversible request began: what reconciliation needs after a crash.
     platform_handle: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -247,3 +254,31 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("organisation_id", "key", name="uq_idempotency_org_key"),)
+
+
+class WorkerHeartbeat(Base):
+    """One row per live worker process: what it holds, and when it last said so.
+
+    The sweeper reads these to tell a dead worker from a busy one: claims of a dead
+    owner are recovered, and the messages it held unclaimed (reserved, ETA) sent again.
+    """
+
+    __tablename__ = "worker_heartbeats"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # [[target_id, dispatch_token], ...] of messages received and not yet finished.
+    held: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+
+
+class ServiceState(Base):
+    """Small named facts the maintenance tasks keep between runs (last sweep, …)."""
+
+    __tablename__ = "service_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
