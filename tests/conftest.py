@@ -30,6 +30,8 @@ from workers.sandbox import create_sandbox_app
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
+    "worker_heartbeats",
+    "service_state",
     "publish_attempts",
     "idempotency_records",
     "post_targets",
