@@ -35,19 +35,39 @@ class BrokerProbe:
             return cls(None)
         return cls(redis_client(url, timeout=2.0))
 
-    def lost_its_data(self) -> bool:
-        """True once per loss: the epoch key was missing and is written again now."""
+    def lost_its_data(self, known_epoch: str | None) -> tuple[bool, str | None]:
+        """Whether the broker lost its data since a sweep last saw `known_epoch` there,
+        and the epoch it holds now (written afresh when missing). A broker never seen
+        before has lost nothing we know of: it only gets its epoch."""
         if self.client is None:
-            return False
+            return False, known_epoch
         try:
-            lost = bool(self.client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True))
+            current = self.client.get(EPOCH_KEY)
+            if current is None:
+                self.client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True)
+                current = self.client.get(EPOCH_KEY)
         except redis.RedisError as exc:
             # Unreachable: nothing can be sent now anyway; the next sweep decides.
             log.warning("broker epoch unreadable: %s", exc)
-            return False
+            return False, known_epoch
+        epoch = current.decode() if isinstance(current, bytes) else current
+        lost = known_epoch is not None and epoch != known_epoch
         if lost:
-            log.warning("broker epoch missing: the broker lost its data; resending queued")
-        return lost
+            log.warning("broker epoch changed: the broker lost its data; resending queued")
+        return lost, epoch
+
+    def restore_bindings(self, celery: Celery) -> None:
+        """Declare every queue again: kombu's Redis transport keeps the exchange-to-queue
+        bindings as keys, and a message routed through a lost binding goes nowhere."""
+        if self.client is None:
+            return
+        try:
+            with celery.connection_for_write() as connection:
+                channel = connection.default_channel
+                for queue in celery.conf.task_queues or ():
+                    queue(channel).declare()
+        except Exception as exc:
+            log.warning("could not declare the queues again: %s", exc)
 
     def empty_queues(self, platforms: Iterable[str]) -> set[str]:
         """Platforms whose publish queue holds no message at all."""

@@ -95,20 +95,25 @@ def _resend_at(row: Row[Any], now: datetime) -> DueTarget:
     return DueTarget(row.id, row.platform, max(row.next_attempt_at, now))
 
 
-def _previous_sweep(session: Session, now: datetime) -> datetime | None:
+def _sweep_state(session: Session) -> ServiceState:
+    """What the previous sweep saw; locked, so sweepers take turns at deciding."""
     state = session.get(ServiceState, SWEEP_STATE, with_for_update=True)
-    previous = None
     if state is None:
-        session.add(ServiceState(name=SWEEP_STATE, value={"swept_at": now.isoformat()}))
-    else:
-        raw = (state.value or {}).get("swept_at")
-        previous = datetime.fromisoformat(raw) if raw else None
-        state.value = {"swept_at": now.isoformat()}
-    return previous
+        state = ServiceState(name=SWEEP_STATE, value={})
+        session.add(state)
+    return state
 
 
-def _liveness(session: Session, settings: Settings, now: datetime) -> Liveness:
-    previous = _previous_sweep(session, now)
+def _previous_sweep(state: ServiceState, now: datetime) -> datetime | None:
+    raw = (state.value or {}).get("swept_at")
+    state.value = {**(state.value or {}), "swept_at": now.isoformat()}
+    return datetime.fromisoformat(raw) if raw else None
+
+
+def _liveness(
+    session: Session, state: ServiceState, settings: Settings, now: datetime
+) -> Liveness:
+    previous = _previous_sweep(state, now)
     # A worker is dead when it was already silent for worker_timeout at the previous
     # sweep, which found the database answering: after an outage of PostgreSQL itself,
     # every worker gets one sweep's time to beat again before anyone is declared dead.
@@ -224,7 +229,8 @@ def sweep_due_targets(
     now = utcnow()
     horizon = now + timedelta(seconds=settings.enqueue_horizon)
     with db.session() as session:
-        liveness = _liveness(session, settings, now)
+        state = _sweep_state(session)
+        liveness = _liveness(session, state, settings, now)
         report.dead_workers = len(liveness.dead)
         entering = _due_rows(
             session,
@@ -243,7 +249,10 @@ def sweep_due_targets(
                 )
             )
 
-        if broker.lost_its_data():
+        lost_data, epoch = broker.lost_its_data(state.value.get("broker_epoch"))
+        state.value = {**state.value, "broker_epoch": epoch}
+        if lost_data:
+            broker.restore_bindings(celery)
             # Everything that sat in the broker is gone: every queued target no live
             # worker holds in memory is sent again, at once, whatever its age.
             already = [d.target.id for d in dispatches] or [0]

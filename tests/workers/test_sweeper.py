@@ -64,7 +64,8 @@ def report(**counts: int) -> dict[str, int]:
 
 def previous_sweep_at(app: Flask, moment: datetime) -> None:
     with get_db(app).session() as session:
-        session.merge(ServiceState(name=SWEEP_STATE, value={"swept_at": moment.isoformat()}))
+        state = session.get(ServiceState, SWEEP_STATE)
+        state.value = {**state.value, "swept_at": moment.isoformat()}
         session.commit()
 
 
