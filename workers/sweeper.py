@@ -110,9 +110,7 @@ def _previous_sweep(state: ServiceState, now: datetime) -> datetime | None:
     return datetime.fromisoformat(raw) if raw else None
 
 
-def _liveness(
-    session: Session, state: ServiceState, settings: Settings, now: datetime
-) -> Liveness:
+def _liveness(session: Session, state: ServiceState, settings: Settings, now: datetime) -> Liveness:
     previous = _previous_sweep(state, now)
     # A worker is dead when it was already silent for worker_timeout at the previous
     # sweep, which found the database answering: after an outage of PostgreSQL itself,
