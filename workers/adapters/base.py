@@ -213,7 +213,7 @@ class NullContext:
         self.irreversible = True
 
 
-class ReadyToPublish(Exception):  # noqa: N818 (a signal, not an error)
+class ReadyToPublish(Exception):
     """Raised by a preparing context at `mark_irreversible()`: every step that makes
     nothing public is done and its handle saved; only the irreversible request is left."""
 
