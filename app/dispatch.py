@@ -122,10 +122,10 @@ def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> i
     return send_dispatches(session, celery, dispatches)
 
 
-# Messages reach a worker this long before their instant: the pipeline loads the target
-# (opening connections if the worker sat idle) and sleeps to the instant before claiming.
-# Must stay below workers.pipeline.EARLY_TOLERANCE.
-ETA_HEAD_START = timedelta(milliseconds=500)
+# Messages reach a worker this long before their instant: the worker readies the delivery
+# (claim, credentials, request, quota) and fires it at the instant on its firing line
+# (workers.firing), so a burst needs no Celery round trip at the instant itself.
+ETA_HEAD_START = timedelta(seconds=2)
 
 
 def send_publish(celery: Celery, target: DueTarget, token: str) -> None:

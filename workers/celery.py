@@ -27,7 +27,7 @@ from workers.liveness import Heartbeat, process_claims
 flask_app = create_app()
 app = flask_app.extensions["celery"]
 app.conf.include = ["workers.tasks"]
-import workers.tasks  # noqa: E402,F401  (registers the tasks)
+from workers.tasks import stop_firing  # noqa: E402  (registers the tasks)
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
 
@@ -36,7 +36,9 @@ _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
 def _size_pool(sender: Any = None, **_: Any) -> None:
     concurrency = int(getattr(sender, "concurrency", 0) or 0)
     if concurrency:
-        get_db(flask_app).resize(concurrency + 2)
+        # Pool threads ready deliveries; the heartbeat and the outcome writer take one
+        # each, and a firing thread one only when a handle comes at the call itself.
+        get_db(flask_app).resize(concurrency + 4)
 
 
 @worker_process_init.connect
@@ -71,6 +73,8 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _on_shutdown(**_: Any) -> None:
+    with flask_app.app_context():
+        stop_firing()
     if _heartbeat is not None:
         _heartbeat.stop()
 

@@ -52,6 +52,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
+        # ETA messages reach the pool within this of their time (Celery's default is 1 s);
+        # the instant itself is kept by the firing line (workers.firing).
+        "worker_timer_precision": 0.1,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_enable_soft_shutdown_on_idle": True,

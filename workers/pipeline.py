@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.config import Settings
 from app.db import Database, utcnow
-from app.dispatch import Dispatch, DueTarget, send_dispatches
+from app.dispatch import ETA_HEAD_START, Dispatch, DueTarget, send_dispatches
 from app.models import (
     Account,
     AccountStatus,
@@ -62,9 +62,6 @@ from workers.retry import retry_policy
 from workers.tokens import refresh_account
 
 log = logging.getLogger("crier.pipeline")
-
-# A message may fire slightly before its ETA; earlier than this and it is put back.
-EARLY_TOLERANCE = timedelta(seconds=1)
 
 
 @dataclass
@@ -105,6 +102,7 @@ class TargetContext:
     marked_at: datetime | None = None
     # A handle saved after the mark means the irreversible request was answered "done".
     saved_after_mark: bool = False
+    premarked: bool = False
 
     def _update(self, **values: Any) -> None:
         lease = utcnow() + timedelta(seconds=self.deps.settings.publish_lease)
@@ -129,26 +127,80 @@ class TargetContext:
             self._update(platform_handle=self.pending_handle)
             self.pending_handle = None
 
-    def mark_irreversible(self) -> None:
+    def premark(self, session: Session) -> None:
+        """Mark in the readying transaction, ahead of the call (see `_ready`)."""
+        session.execute(
+            update(PostTarget)
+            .where(PostTarget.id == self.target_id, PostTarget.dispatch_token == self.token)
+            .values(irreversible_started_at=self._earliest_start())
+            # The loaded target keeps the marker it had: what an earlier try left unknown.
+            .execution_options(synchronize_session=False)
+        )
+        self.premarked = True
+
+    @staticmethod
+    def _earliest_start() -> Any:
         # The earliest unresolved start: reconciliation must look back to the first try.
-        values: dict[str, Any] = {
-            "irreversible_started_at": func.coalesce(PostTarget.irreversible_started_at, utcnow())
-        }
+        return func.coalesce(PostTarget.irreversible_started_at, utcnow())
+
+    def mark_irreversible(self) -> None:
         if self.pending_handle is not None:
-            values["platform_handle"] = self.pending_handle
-        self._update(**values)
-        self.pending_handle = None
+            # Handles of steps done at the call itself go in with the mark.
+            self._update(
+                irreversible_started_at=self._earliest_start(),
+                platform_handle=self.pending_handle,
+            )
+            self.pending_handle = None
+        elif not self.premarked:
+            self._update(irreversible_started_at=self._earliest_start())
         self.marked = True
         self.marked_at = self.marked_at or utcnow()
 
 
 # --------------------------------------------------------------------------- entry point
 
+# A message reaches its worker this long before its instant (app.dispatch.ETA_HEAD_START):
+# the delivery is readied and waits on the firing line. Earlier than this, and it is put
+# back for its instant.
+EARLY_TOLERANCE = ETA_HEAD_START + timedelta(seconds=1)
+
+
+@dataclass
+class Delivery:
+    """A claimed target, readied before its instant: loaded, with credentials, the built
+    request and the quota taken, or with the decision that ends it without a call."""
+
+    target: PostTarget
+    token: str
+    task_id: str | None
+    due: datetime
+    context: TargetContext
+    fields: dict[str, Any]
+    request: PublishRequest | None = None
+    decision: _Decision | None = None
+    started: float = 0.0
+    started_at: datetime | None = None
+
 
 def publish_target(
     deps: PipelineDeps, target_id: int, token: str, task_id: str | None = None
 ) -> str:
-    """Run one delivery of a target; returns what happened (for logs and tests)."""
+    """Run one delivery of a target in this thread; returns what happened."""
+    delivery = ready_delivery(deps, target_id, token, task_id)
+    if isinstance(delivery, str):
+        return delivery
+    wait = (delivery.due - utcnow()).total_seconds()
+    if wait > 0:
+        time.sleep(wait)
+    decision = fire_delivery(deps, delivery)
+    return record_outcomes(deps, [(delivery, decision)])[0]
+
+
+def ready_delivery(
+    deps: PipelineDeps, target_id: int, token: str, task_id: str | None = None
+) -> Delivery | str:
+    """Everything that can be done before the instant: load, claim, credentials, request,
+    quota. Returns the delivery to fire at `due`, or what happened instead."""
     with deps.db.session() as session:
         # One round trip for the target, its post and its account.
         target = session.get(
@@ -164,74 +216,162 @@ def publish_target(
                 status=target.status if target else "missing",
             )
             return "stale"
-        early_by = (target.next_attempt_at - utcnow()).total_seconds()
+        now = utcnow()
+        early_by = (target.next_attempt_at - now).total_seconds()
         if early_by > EARLY_TOLERANCE.total_seconds():
-            _finish(deps, session, target, token, _Requeue(at=target.next_attempt_at), None)
+            _finish(deps, session, [(target, token, _Requeue(at=target.next_attempt_at), None)])
             log_event("publish.early", target_id=target_id, task_id=task_id)
             return "early"
-        if early_by > 0:
-            # Timers fire a little early at times; never publish before the instant.
-            session.rollback()
-            time.sleep(early_by)
         if not _claim(deps, session, target, token):
             return "stale"
+        delivery = Delivery(
+            target=target,
+            token=token,
+            task_id=task_id,
+            due=max(target.next_attempt_at, now),
+            context=TargetContext(deps, target.id, token),
+            fields={
+                "post_id": str(target.post_id),
+                "target_id": target.id,
+                "platform": target.platform,
+                "attempt": target.attempts + 1,
+                "task_id": task_id,
+            },
+        )
+        log_event("publish.claimed", **delivery.fields)
         try:
-            return _deliver(deps, session, target, token, task_id)
-        finally:
+            _ready(deps, session, delivery)
+        except LostClaim:
             deps.claims.released(target.id)
+            log_event("publish.lost_claim", **delivery.fields)
+            return "lost_claim"
+        except Exception as exc:  # a bug must not strand the target
+            log.exception("publish.crashed target_id=%s", target.id)
+            delivery.decision = _internal_error(deps, delivery, exc)
+        session.commit()
+        return delivery
 
 
-def _deliver(
-    deps: PipelineDeps, session: Session, target: PostTarget, token: str, task_id: str | None
-) -> str:
-    """Everything after a successful claim: run, decide, write the outcome."""
-    fields = {
-        "post_id": str(target.post_id),
-        "target_id": target.id,
-        "platform": target.platform,
-        "attempt": target.attempts + 1,
-        "task_id": task_id,
-    }
-    log_event("publish.claimed", **fields)
-    started = time.monotonic()
-    started_at = utcnow()
-    context = TargetContext(deps, target.id, token)
+def fire_delivery(deps: PipelineDeps, delivery: Delivery) -> _Decision | None:
+    """At the instant: the platform call, and nothing else. None when the claim was lost."""
+    delivery.started = time.monotonic()
+    delivery.started_at = utcnow()
+    if delivery.decision is not None:
+        return delivery.decision
+    target, request, context = delivery.target, delivery.request, delivery.context
+    assert request is not None
+    adapter = deps.adapter_for(target.platform)
     try:
-        decision = _run(deps, session, target, context)
+        # Our own caps count the moment of the call, so they are taken at the instant.
+        hold = deps.quotas.take_publish_slot(target.platform, target.account_id)
+        if hold is not None:
+            return _hold_decision(hold, "quota_wait")
+        decision = _publish(deps, target, adapter, request, context)
+        if decision.status == TargetStatus.UNCONFIRMED and context.marked:
+            # Out of retries after a request that may have gone out: look once more.
+            since = target.irreversible_started_at or context.marked_at
+            decision = _settle(adapter, replace(request, irreversible_started_at=since), decision)
     except LostClaim:
-        log_event("publish.lost_claim", **fields)
-        return "lost_claim"
+        log_event("publish.lost_claim", **delivery.fields)
+        return None
     except Exception as exc:  # an adapter bug must not strand the target
         log.exception("publish.crashed target_id=%s", target.id)
-        decision = _transient_decision(
-            deps,
-            target,
-            PlatformError(f"internal error: {type(exc).__name__}", code="internal_error"),
-            maybe_posted=context.marked or target.irreversible_started_at is not None,
+        decision = _internal_error(deps, delivery, exc)
+    return decision
+
+
+def hand_back(deps: PipelineDeps, deliveries: list[Delivery]) -> None:
+    """Deliveries readied but not fired when their worker stops: unclaimed, with a new
+    token, and sent again for their instant."""
+    now = utcnow()
+    dispatches = []
+    with deps.db.session() as session:
+        for delivery in deliveries:
+            target = delivery.target
+            token = str(uuid.uuid4())
+            changed = session.execute(
+                update(PostTarget)
+                .where(
+                    PostTarget.id == target.id,
+                    PostTarget.dispatch_token == delivery.token,
+                    PostTarget.status == TargetStatus.PUBLISHING,
+                )
+                .values(
+                    status=TargetStatus.QUEUED,
+                    dispatch_token=token,
+                    queued_at=now,
+                    claim_owner=None,
+                    lease_expires_at=None,
+                    # Marked ahead only: the call was never made.
+                    irreversible_started_at=target.irreversible_started_at,
+                )
+            ).rowcount
+            if changed:
+                dispatches.append(
+                    Dispatch(DueTarget(target.id, target.platform, delivery.due), token)
+                )
+            deps.claims.released(target.id)
+        session.commit()
+        send_dispatches(session, deps.celery, dispatches)
+    log_event("publish.handed_back", count=len(dispatches))
+
+
+def _internal_error(deps: PipelineDeps, delivery: Delivery, exc: Exception) -> _Decision:
+    return _transient_decision(
+        deps,
+        delivery.target,
+        PlatformError(f"internal error: {type(exc).__name__}", code="internal_error"),
+        maybe_posted=delivery.context.marked or delivery.target.irreversible_started_at is not None,
+    )
+
+
+def record_outcomes(
+    deps: PipelineDeps, outcomes: list[tuple[Delivery, _Decision | None]]
+) -> list[str]:
+    """Write the outcomes of fired deliveries in one transaction; returns each outcome."""
+    items = []
+    results = []
+    for delivery, decision in outcomes:
+        if decision is None:
+            results.append("lost_claim")
+            continue
+        target, context = delivery.target, delivery.context
+        decision.handle = context.pending_handle
+        if context.premarked and not context.marked and target.irreversible_started_at is None:
+            # Marked ahead, but the adapter never reached the call: nothing went out.
+            decision.clear_irreversible = True
+        decision.attempt = PublishAttempt(
+            target_id=target.id,
+            attempt_number=target.attempts + (1 if decision.counts_attempt else 0),
+            task_id=delivery.task_id,
+            started_at=delivery.started_at or utcnow(),
+            finished_at=utcnow(),
+            outcome=decision.outcome,
+            http_status=decision.http_status,
+            latency_ms=int((time.monotonic() - (delivery.started or time.monotonic())) * 1000),
+            error_code=decision.error_code,
+            error_message=decision.error_message,
+            wait_seconds=decision.wait_seconds,
+            details=decision.details or None,
         )
-    decision.handle = context.pending_handle
-    decision.attempt = PublishAttempt(
-        target_id=target.id,
-        attempt_number=target.attempts + (1 if decision.counts_attempt else 0),
-        task_id=task_id,
-        started_at=started_at,
-        finished_at=utcnow(),
-        outcome=decision.outcome,
-        http_status=decision.http_status,
-        latency_ms=int((time.monotonic() - started) * 1000),
-        error_code=decision.error_code,
-        error_message=decision.error_message,
-        wait_seconds=decision.wait_seconds,
-        details=decision.details or None,
-    )
-    _finish(deps, session, target, token, decision.next, decision)
-    log_event(
-        f"publish.{decision.outcome}",
-        **fields,
-        error_code=decision.error_code,
-        wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
-    )
-    return decision.outcome
+        items.append((target, delivery.token, decision.next, decision))
+        results.append(decision.outcome)
+    try:
+        if items:
+            with deps.db.session() as session:
+                _finish(deps, session, items)
+    finally:
+        for delivery, _ in outcomes:
+            deps.claims.released(delivery.target.id)
+    for (delivery, decision), outcome in zip(outcomes, results, strict=True):
+        if decision is not None:
+            log_event(
+                f"publish.{outcome}",
+                **delivery.fields,
+                error_code=decision.error_code,
+                wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+            )
+    return results
 
 
 def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> bool:
@@ -266,22 +406,6 @@ def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str)
     return True
 
 
-def _lock_post(session: Session, post_id: uuid.UUID) -> None:
-    # Post row first, then its targets: the API's cancel and PATCH lock in the same order.
-    session.execute(select(Post.id).where(Post.id == post_id).with_for_update())
-
-
-def _refresh_post(session: Session, post_id: uuid.UUID) -> None:
-    post = session.scalar(
-        select(Post)
-        .where(Post.id == post_id)
-        .options(selectinload(Post.targets))
-        .execution_options(populate_existing=True)
-    )
-    if post is not None:
-        refresh_post_status(post)
-
-
 # ------------------------------------------------------------------------------ decisions
 
 
@@ -308,39 +432,40 @@ class _Decision:
     handle: dict[str, Any] | None = None  # saved by the adapter, not yet written
 
 
-def _run(
-    deps: PipelineDeps, session: Session, target: PostTarget, context: TargetContext
-) -> _Decision:
+def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
+    """Decide before the instant whatever can be decided; else build the request and mark
+    the target, so that nothing is left to write between the instant and the call."""
+    target = delivery.target
     if target.worker_losses >= deps.settings.max_worker_losses:
-        return _poisoned(deps, session, target)
+        delivery.decision = _poisoned(deps, session, target)
+        return
     hold = deps.quotas.current_wait(target.platform, target.account_id)
-    if hold is not None:
-        return _hold_decision(hold, "rate_limited")
+    if hold is not None and hold.until > delivery.due.timestamp():
+        # A wait the platform imposed that outlasts the instant.
+        delivery.decision = _hold_decision(hold, "rate_limited")
+        return
     try:
         request = _build_request(deps, session, target)
     except PlatformError as error:
-        return _classify(deps, target, error)
+        delivery.decision = _classify(deps, target, error)
+        return
     # Never sit idle in a transaction while a platform answers.
     session.commit()
-    adapter = deps.adapter_for(target.platform)
     if target.irreversible_started_at is not None:
         # A previous delivery may have made the post public without hearing back.
         try:
-            found = _reconcile(adapter, request)
+            found = _reconcile(deps.adapter_for(target.platform), request)
         except PlatformError as error:
             # Cannot ask right now: try again later, the marker stays until we know.
-            return _classify(deps, target, error, maybe_posted=True)
+            delivery.decision = _classify(deps, target, error, maybe_posted=True)
+            return
         if found is not None:
-            return found
-    hold = deps.quotas.take_publish_slot(target.platform, target.account_id)
-    if hold is not None:
-        return _hold_decision(hold, "quota_wait")
-    decision = _publish(deps, session, target, adapter, request, context)
-    if decision.status == TargetStatus.UNCONFIRMED and context.marked:
-        # Out of retries after a request that may have gone out: look once more.
-        since = target.irreversible_started_at or context.marked_at
-        return _settle(adapter, replace(request, irreversible_started_at=since), decision)
-    return decision
+            delivery.decision = found
+            return
+    delivery.request = request
+    # Marked now rather than at the call: the call then needs no write of its own. A
+    # crash between the two only costs a look on the platform before the resend.
+    delivery.context.premark(session)
 
 
 def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Decision:
@@ -391,7 +516,6 @@ def _settle(adapter: Adapter, request: PublishRequest, decision: _Decision) -> _
 
 def _publish(
     deps: PipelineDeps,
-    session: Session,
     target: PostTarget,
     adapter: Adapter,
     request: PublishRequest,
@@ -418,11 +542,11 @@ def _publish(
                 request.account.refresh_token or adapter.refreshes_access_token
             )
             if refreshed or not can_refresh:
-                return _auth_failure(deps, session, target, error)
+                return _auth_failure(deps, target, error)
             try:
                 fresh = refresh_account(deps.db, deps.settings, adapter, request.account)
             except AuthRevokedError as revoked:
-                return _auth_failure(deps, session, target, revoked)
+                return _auth_failure(deps, target, revoked)
             except PlatformError as refresh_error:
                 return _classify(deps, target, refresh_error)
             request = replace(request, account=fresh)
@@ -576,9 +700,7 @@ def _transient_decision(
     )
 
 
-def _auth_failure(
-    deps: PipelineDeps, session: Session, target: PostTarget, error: PlatformError
-) -> _Decision:
+def _auth_failure(deps: PipelineDeps, target: PostTarget, error: PlatformError) -> _Decision:
     code = "auth_revoked" if isinstance(error, AuthRevokedError) else "auth_expired"
     with deps.db.session() as account_session:
         account = account_session.get(Account, target.account_id)
@@ -598,21 +720,63 @@ def _auth_failure(
 # --------------------------------------------------------------------------- finishing
 
 
-def _finish(
+FinishItem = tuple[PostTarget, str, "_Requeue | None", "_Decision | None"]
+
+
+def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> None:
+    """One transaction for many targets: their posts locked (in id order, as the API
+    locks them), each target updated only if its token still holds, the attempt rows,
+    and the posts' statuses."""
+    session.rollback()
+    post_ids = sorted({target.post_id for target, *_ in items})
+    session.execute(
+        select(Post.id).where(Post.id.in_(post_ids)).order_by(Post.id).with_for_update()
+    )
+    now = utcnow()
+    dispatches: list[Dispatch] = []
+    attempts: list[PublishAttempt] = []
+    for target, token, requeue, decision in items:
+        values, dispatch = _outcome_values(deps, target, requeue, decision, now)
+        from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
+        changed = session.execute(
+            update(PostTarget)
+            .where(
+                PostTarget.id == target.id,
+                PostTarget.dispatch_token == token,
+                PostTarget.status == from_status,
+            )
+            .values(**values)
+        ).rowcount
+        if not changed:
+            log_event("publish.lost_claim", target_id=target.id)
+            continue
+        if dispatch is not None:
+            dispatches.append(dispatch)
+        if decision is not None and decision.attempt is not None:
+            attempts.append(decision.attempt)
+    session.add_all(attempts)
+    session.flush()
+    for post in session.scalars(
+        select(Post)
+        .where(Post.id.in_(post_ids))
+        .options(selectinload(Post.targets))
+        .execution_options(populate_existing=True)
+    ):
+        refresh_post_status(post)
+    session.commit()
+    if dispatches:
+        send_dispatches(session, deps.celery, dispatches)
+
+
+def _outcome_values(
     deps: PipelineDeps,
-    session: Session,
     target: PostTarget,
-    token: str,
     requeue: _Requeue | None,
     decision: _Decision | None,
-) -> None:
-    """One transaction: post lock, guarded target update, attempt row, post status."""
-    session.rollback()
-    _lock_post(session, target.post_id)
-    now = utcnow()
+    now: datetime,
+) -> tuple[dict[str, Any], Dispatch | None]:
     values: dict[str, Any] = {"lease_expires_at": None, "claim_owner": None}
-    from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
-    dispatches: list[Dispatch] = []
+    dispatch = None
     if decision is not None:
         if decision.counts_attempt:
             values["attempts"] = PostTarget.attempts + 1
@@ -639,32 +803,11 @@ def _finish(
         if requeue.at <= horizon:
             new_token = str(uuid.uuid4())
             values.update(status=TargetStatus.QUEUED, dispatch_token=new_token, queued_at=now)
-            dispatches.append(
-                Dispatch(DueTarget(target.id, target.platform, requeue.at), new_token)
-            )
+            dispatch = Dispatch(DueTarget(target.id, target.platform, requeue.at), new_token)
         else:
             # Long waits go back to PostgreSQL; the sweeper enqueues them when due.
             values.update(status=TargetStatus.SCHEDULED, dispatch_token=None, queued_at=None)
-    changed = session.execute(
-        update(PostTarget)
-        .where(
-            PostTarget.id == target.id,
-            PostTarget.dispatch_token == token,
-            PostTarget.status == from_status,
-        )
-        .values(**values)
-    ).rowcount
-    if not changed:
-        session.rollback()
-        log_event("publish.lost_claim", target_id=target.id)
-        return
-    if decision is not None and decision.attempt is not None:
-        session.add(decision.attempt)
-    session.flush()
-    _refresh_post(session, target.post_id)
-    session.commit()
-    if dispatches:
-        send_dispatches(session, deps.celery, dispatches)
+    return values, dispatch
 
 
 # ------------------------------------------------------------------------------ request

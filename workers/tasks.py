@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import cache, lru_cache
 
 import httpx
@@ -12,7 +13,14 @@ from app.db import get_db
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter
 from workers.celery_app import PUBLISH_TASK, REFRESH_TOKENS_TASK, SWEEP_TASK
-from workers.pipeline import PipelineDeps, publish_target
+from workers.firing import BatchWriter, FiringLine
+from workers.pipeline import (
+    PipelineDeps,
+    fire_delivery,
+    hand_back,
+    ready_delivery,
+    record_outcomes,
+)
 from workers.quotas import SharedQuotas
 from workers.sweeper import sweep_due_targets
 from workers.tokens import refresh_expiring_tokens
@@ -55,7 +63,48 @@ def _quotas(redis_url: str) -> SharedQuotas:
 
 @shared_task(name=PUBLISH_TASK, bind=True, ignore_result=True)
 def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
-    return publish_target(pipeline_deps(), target_id, dispatch_token, task_id=self.request.id)
+    deps = pipeline_deps()
+    delivery = ready_delivery(deps, target_id, dispatch_token, task_id=self.request.id)
+    if isinstance(delivery, str):
+        return delivery
+    line, writer = firing(deps)
+    if delivery.decision is not None:
+        # Settled without a call (a hold, a reconciled post, a refusal): no instant to wait.
+        writer.put((delivery, fire_delivery(deps, delivery)))
+        return delivery.decision.outcome
+    # Readied and claimed: it fires at its instant on this process's firing line.
+    line.schedule(
+        delivery.due.timestamp(),
+        lambda: writer.put((delivery, fire_delivery(deps, delivery))),
+        delivery,
+    )
+    return "ready"
+
+
+_firing: tuple[FiringLine, BatchWriter] | None = None
+_firing_lock = threading.Lock()
+
+
+def firing(deps: PipelineDeps) -> tuple[FiringLine, BatchWriter]:
+    """This process's firing line and outcome writer, made on first use."""
+    global _firing
+    with _firing_lock:
+        if _firing is None:
+            writer = BatchWriter(lambda batch: record_outcomes(deps, batch))
+            _firing = (FiringLine(deps.settings.fire_threads), writer)
+        return _firing
+
+
+def stop_firing() -> None:
+    """On a warm shutdown: deliveries not fired yet go back to the queue; fired ones have
+    their outcomes written before the process leaves."""
+    if _firing is None:
+        return
+    line, writer = _firing
+    unfired = line.stop()
+    writer.flush()
+    if unfired:
+        hand_back(pipeline_deps(), unfired)
 
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)

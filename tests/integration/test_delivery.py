@@ -335,3 +335,26 @@ def test_a_restarted_worker_hands_back_its_eta_tasks(
     entries = ledger(sandbox)
     assert len(entries) == 3
     assert min(parse_ts(e["received_at"]) for e in entries) >= due
+
+
+def test_a_stopped_worker_hands_back_deliveries_readied_for_their_instant(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """Readied ahead of the instant, the deliveries are claimed and their messages acked;
+    a warm shutdown must give them back rather than take them along."""
+    first = stack.worker("first")
+    account_id = make_account(tenant, "x")
+    due = datetime.now(UTC) + timedelta(seconds=6)
+    for n in range(3):
+        create(tenant, [account_id], f"Readied then handed back {n}", due)
+    wait_until(lambda: {t.status for t in targets(app)} == {"publishing"}, timeout=10)
+    first.stop()
+    handed_back = targets(app)
+    assert {t.status for t in handed_back} == {"queued"}
+    assert all(t.claim_owner is None and t.irreversible_started_at is None for t in handed_back)
+    assert "publish.handed_back count=3" in first.log()
+    stack.worker("second")
+    wait_until(lambda: all_final(app, 3), timeout=30)
+    entries = ledger(sandbox)
+    assert len(entries) == 3
+    assert min(parse_ts(e["received_at"]) for e in entries) >= due

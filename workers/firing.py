@@ -1,0 +1,125 @@
+"""Fire at the instant: a per-process line of claimed, ready deliveries.
+
+A Celery pool thread readies a delivery ahead of its instant (claim, credentials, built
+request, quota) and hands it here. A timer thread wakes at each instant and hands the
+delivery to a thread of its own pool, so a burst fires together instead of queueing behind
+a pool busy sleeping, and the precision is the timer's (a millisecond or so), not Celery's
+`worker_timer_precision`. Outcomes are written in batches by one writer thread: a burst
+costs one transaction per batch, not one per target.
+
+The Celery message is acknowledged once the delivery is readied: from then on the claim,
+renewed by the process's heartbeat, is what keeps it safe. If the process dies before the
+delivery fires, its owner's heartbeat stops and the sweeper recovers the claim.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger("crier.firing")
+
+
+class FiringLine:
+    """Runs each job at its wall-clock instant on a pool of `threads`."""
+
+    def __init__(self, threads: int) -> None:
+        self._heap: list[tuple[float, int, Callable[[], Any], Any]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="crier-fire")
+        self._stopped = False
+        self._timer = threading.Thread(target=self._run, name="crier-fire-timer", daemon=True)
+        self._timer.start()
+
+    def schedule(self, at: float, job: Callable[[], Any], item: Any = None) -> None:
+        """Run `job` at `at` (seconds since the epoch; a past instant fires at once).
+        `item` is what `stop()` gives back if the job never ran."""
+        with self._wake:
+            heapq.heappush(self._heap, (at, next(self._order), job, item))
+            self._wake.notify()
+
+    def pending(self) -> int:
+        with self._wake:
+            return len(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.time()):
+                    delay = self._heap[0][0] - time.time() if self._heap else 1.0
+                    self._wake.wait(timeout=min(max(delay, 0.0), 1.0))
+                if self._stopped:
+                    return
+                due = []
+                now = time.time()
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+            for job in due:
+                self._pool.submit(_guarded, job)
+
+    def stop(self) -> list[Any]:
+        """Stop the timer and wait for running jobs; returns the items of the jobs that
+        never ran (their instants are ahead)."""
+        with self._wake:
+            self._stopped = True
+            left = [item for _, _, _, item in sorted(self._heap, key=lambda e: e[:2])]
+            self._heap.clear()
+            self._wake.notify()
+        self._pool.shutdown(wait=True)
+        return left
+
+
+def _guarded(job: Callable[[], Any]) -> None:
+    try:
+        job()
+    except Exception:  # a firing job logs its own failures; never kill the pool thread
+        log.exception("firing job failed")
+
+
+class BatchWriter:
+    """Collects outcomes from many threads and writes them in batches on one thread.
+
+    `write_batch(items)` is called with at most `max_batch` items at a time; items that
+    arrive while a batch is being written wait for the next one, so the batch grows with
+    the load and a lone outcome is written at once.
+    """
+
+    def __init__(self, write_batch: Callable[[list[Any]], None], max_batch: int = 200) -> None:
+        self._write_batch = write_batch
+        self._max_batch = max_batch
+        self._items: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="crier-outcomes", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        self._items.put(item)
+
+    def flush(self) -> None:
+        """Wait until everything put so far is written."""
+        self._items.join()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._items.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._items.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write_batch(batch)
+            except Exception:
+                # Unwritten outcomes leave their targets claimed; once the claims are
+                # released the sweeper recovers them and reconciles with the platform.
+                log.exception("outcome batch of %d failed", len(batch))
+            finally:
+                for _ in batch:
+                    self._items.task_done()
