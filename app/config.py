@@ -95,6 +95,15 @@ class Settings:
         return replace(updated, database_url=normalise_database_url(updated.database_url))
 
 
+# Seconds before its instant that a target's media is prepared on the platform: long
+# enough for uploads and the platform's processing (CRIER_PREPARE_WINDOW_IMAGE / _VIDEO).
+PREPARE_WINDOWS = {"image": 300.0, "video": 1800.0}
+
+
+def prepare_window(kind: str) -> float:
+    return _env_float(f"CRIER_PREPARE_WINDOW_{kind.upper()}", PREPARE_WINDOWS[kind])
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the URLs hosting platforms hand out and pin the psycopg 3 driver."""
     if url.startswith("postgres://"):

@@ -65,6 +65,13 @@ class TargetStatus(StrEnum):
     UNCONFIRMED = "unconfirmed"
 
 
+class PrepareState(StrEnum):
+    PENDING = "pending"  # the prepare message is on its way
+    PREPARING = "preparing"
+    PREPARED = "prepared"
+    FAILED = "failed"  # the publish at the instant does the whole flow itself
+
+
 # Targets in these states may still change; the sweeper's index covers only them.
 OPEN_TARGET_STATUSES = (TargetStatus.SCHEDULED, TargetStatus.QUEUED, TargetStatus.PUBLISHING)
 FINAL_TARGET_STATUSES = (
@@ -168,6 +175,11 @@ class Post(Base):
     )
 
 
+PREPARE_PENDING = (
+    "prepare_due_at IS NOT NULL AND prepare_state IS NULL AND status IN ('scheduled', 'queued')"
+)
+
+
 class PostTarget(Base):
     """One account's share of a post: the unit the workers claim, publish and report."""
 
@@ -189,6 +201,13 @@ class PostTarget(Base):
     claim_owner: Mapped[str | None] = mapped_column(String(200))
     # Deliveries that ended with their worker dead; a poison target stops at a limit.
     worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Prepare ahead: from prepare_due_at on, uploads and processing that make nothing
+    # public are done and their handle saved (state preparing -> prepared | failed). The
+    # token fences a preparation overtaken by an edit, a cancel or the publish itself.
+    prepare_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    prepare_state: Mapped[str | None] = mapped_column(String(16))
+    prepare_token: Mapped[str | None] = mapped_column(String(36))
+    prepared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Intermediate platform handle (container id, publish_id, upload session) and the
     # moment the irreversible request began: what reconciliation needs after a crash.
     platform_handle: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -215,6 +234,13 @@ class PostTarget(Base):
             "next_attempt_at",
             postgresql_where=text("status IN ('scheduled', 'queued', 'publishing')"),
             sqlite_where=text("status IN ('scheduled', 'queued', 'publishing')"),
+        ),
+        # The sweeper's preparation step reads only targets still waiting to prepare.
+        Index(
+            "ix_post_targets_prepare_due",
+            "prepare_due_at",
+            postgresql_where=text(PREPARE_PENDING),
+            sqlite_where=text(PREPARE_PENDING),
         ),
     )
 

@@ -48,6 +48,9 @@ class PlatformRules:
     # Requests per rolling window and posts per day that we enforce before calling.
     daily_post_cap: int | None = None
     window_requests: tuple[int, int] | None = None  # (requests, seconds)
+    # Whether uploads and processing can be done ahead of the instant without making
+    # anything public (TikTok's Direct Post publishes as soon as processing ends).
+    prepares_ahead: bool = True
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -275,6 +278,7 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="exactly one video",
         ),
         daily_post_cap=15,
+        prepares_ahead=False,
     ),
     "youtube": PlatformRules(
         name="youtube",

@@ -12,6 +12,7 @@ from app.config import Settings
 from app.models import Platform
 
 PUBLISH_TASK = "crier.publish_target"
+PREPARE_TASK = "crier.prepare_target"
 SWEEP_TASK = "crier.sweep_due_targets"
 REFRESH_TOKENS_TASK = "crier.refresh_expiring_tokens"
 MAINTENANCE_QUEUE = "maintenance"

@@ -391,7 +391,11 @@ def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str)
             PostTarget.dispatch_token == token,
         )
         .values(
-            status=TargetStatus.PUBLISHING, lease_expires_at=lease, claim_owner=deps.claims.owner
+            status=TargetStatus.PUBLISHING,
+            lease_expires_at=lease,
+            claim_owner=deps.claims.owner,
+            # A preparation still under way writes nothing from now on.
+            prepare_token=None,
         )
     ).rowcount
     if not claimed:
@@ -445,7 +449,7 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
         delivery.decision = _hold_decision(hold, "rate_limited")
         return
     try:
-        request = _build_request(deps, session, target)
+        request = build_request(deps, session, target)
     except PlatformError as error:
         delivery.decision = _classify(deps, target, error)
         return
@@ -485,7 +489,7 @@ def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Deci
     if target.irreversible_started_at is None:
         return failed
     try:
-        request = _build_request(deps, session, target)
+        request = build_request(deps, session, target)
         session.commit()
         found = _reconcile(deps.adapter_for(target.platform), request)
     except PlatformError as error:
@@ -813,7 +817,7 @@ def _outcome_values(
 # ------------------------------------------------------------------------------ request
 
 
-def _build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
+def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
     post, account = target.post, target.account
     assert post is not None and account is not None
     access, refresh = account_tokens(deps.settings, account)

@@ -35,6 +35,7 @@ from app.models import (
     WorkerHeartbeat,
 )
 from workers.broker import BrokerProbe
+from workers.preparation import send_due_preparations, send_prepare
 
 log = logging.getLogger("crier.sweeper")
 
@@ -50,6 +51,7 @@ class SweepReport:
     resent_held: int = 0
     resent_after_broker_loss: int = 0
     dead_workers: int = 0
+    preparing: int = 0
     sent: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -238,6 +240,10 @@ def sweep_due_targets(
         )
         dispatches = mark_queued(session, _due(entering), TargetStatus.SCHEDULED)
         report.entered_horizon = len(dispatches)
+        preparations = send_due_preparations(
+            session, now, [w.owner for w in liveness.dead], BATCH_SIZE
+        )
+        report.preparing = len(preparations)
         dispatches += _recover_claims(session, liveness, now, report)
         dispatches += _resend_held_by_dead(session, liveness, now, report)
         if liveness.dead:
@@ -275,6 +281,12 @@ def sweep_due_targets(
             report.requeued_lost = len(resent)
         session.commit()
         report.sent = send_dispatches(session, celery, dispatches + resent)
+        for target_id, platform, token in preparations:
+            try:
+                send_prepare(celery, target_id, platform, token)
+            except Exception as exc:  # left pending: sent again after PENDING_TIMEOUT
+                log.warning("prepare message not sent target_id=%s: %s", target_id, exc)
+                break
     if any(v for k, v in report.as_dict().items() if k != "sent"):
         log.info("sweep %s", " ".join(f"{k}={v}" for k, v in report.as_dict().items()))
     return report

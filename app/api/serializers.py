@@ -7,12 +7,22 @@ from typing import Any
 
 from app.api.envelope import format_timestamp
 from app.db import utcnow
-from app.models import Account, Media, Post, PostTarget, TargetStatus
+from app.models import Account, Media, Post, PostTarget, PrepareState, TargetStatus
 from app.services.accounts import account_health
 
 
 def ts(moment: datetime | None) -> str | None:
     return format_timestamp(moment) if moment else None
+
+
+def shown_status(target: PostTarget) -> str:
+    """A waiting target says how far its preparation ahead of the instant has come."""
+    if target.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED):
+        if target.prepare_state in (PrepareState.PENDING, PrepareState.PREPARING):
+            return "preparing"
+        if target.prepare_state == PrepareState.PREPARED:
+            return "prepared"
+    return target.status
 
 
 def target_to_dict(target: PostTarget) -> dict[str, Any]:
@@ -24,7 +34,7 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
     return {
         "account_id": target.account_id,
         "platform": target.platform,
-        "status": target.status,
+        "status": shown_status(target),
         "attempts": target.attempts,
         "platform_post_id": target.platform_post_id,
         "url": target.url,

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
+from app.config import prepare_window
 from app.db import utcnow
 from app.models import (
     FINAL_TARGET_STATUSES,
@@ -26,6 +27,7 @@ from app.models import (
     Post,
     PostStatus,
     PostTarget,
+    PrepareState,
     TargetStatus,
 )
 from app.platforms import (
@@ -444,8 +446,29 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
         )
         for account in accounts
     ]
+    set_prepare_due(post, media)
     session.add(post)
     return post
+
+
+def set_prepare_due(post: Post, media: list[Media]) -> None:
+    """When each target's media is to be prepared on its platform (DESIGN.md "Prepare
+    ahead"); nothing to prepare without media, or where the platform cannot stage."""
+    kinds = {m.kind for m in media}
+    window = prepare_window("video" if "video" in kinds else "image") if kinds else None
+    for target in post.targets:
+        if target.status not in (TargetStatus.SCHEDULED, TargetStatus.QUEUED):
+            continue
+        if target.platform_handle is None or target.prepare_state == PrepareState.PREPARING:
+            # Nothing prepared survives (new, or dropped with its content), or a
+            # preparation under way is overtaken: its writes are fenced off, start over.
+            target.prepare_state = None
+            target.prepared_at = None
+        target.prepare_token = None
+        stages = window is not None and PLATFORMS[target.platform].prepares_ahead
+        target.prepare_due_at = (
+            target.next_attempt_at - timedelta(seconds=window) if stages and window else None
+        )
 
 
 def create_post(
@@ -577,6 +600,9 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
         target.next_attempt_at = post.scheduled_at
         if content_changed:
             target.platform_handle = None
+    if content_changed or "scheduled_at" in data or "account_ids" in data:
+        # What was prepared is dropped with its handle; a new window follows the schedule.
+        set_prepare_due(post, media)
     refresh_post_status(post)
     session.flush()
     return post

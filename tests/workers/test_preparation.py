@@ -1,0 +1,153 @@
+"""Prepare ahead: preparation as a plain function against PostgreSQL, Redis and the
+sandbox; the publish at the instant resumes from what was prepared."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from flask import Flask
+from sqlalchemy import select, update
+
+from app.db import get_db
+from app.models import PostTarget
+from tests.conftest import Tenant
+from tests.media_samples import jpeg_bytes
+from tests.workers.conftest import target_row
+from tests.workers.test_pipeline import current_token, ledger, queue_now
+from workers.pipeline import PipelineDeps, publish_target
+from workers.preparation import prepare_target
+from workers.sweeper import sweep_due_targets
+
+
+def image_post(tenant: Tenant, account_id: int, text: str, minutes: float) -> tuple[str, str]:
+    media = tenant.api.post("/media/upload", files={"file": ("still.jpg", jpeg_bytes())})
+    assert media.status_code == 201, media.text
+    at = (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+    response = tenant.api.post(
+        "/posts",
+        json={
+            "content": text,
+            "account_ids": [account_id],
+            "media_ids": [media.json()["data"]["id"]],
+            "scheduled_at": at,
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["data"]["post_id"], media.json()["data"]["id"]
+
+
+def the_target(app: Flask, post_id: str) -> PostTarget:
+    with get_db(app).session() as session:
+        target = session.scalar(select(PostTarget).where(PostTarget.post_id == post_id))
+        session.expunge(target)
+        return target
+
+
+def sweep_prepares(app: Flask) -> str:
+    """One sweep with the target's preparation due now; returns the prepare token."""
+    with get_db(app).session() as session:
+        session.execute(update(PostTarget).values(prepare_due_at=datetime.now(UTC)))
+        session.commit()
+    report = sweep_due_targets(get_db(app), app.config["CRIER"], app.extensions["celery"])
+    assert report.preparing == 1
+    with get_db(app).session() as session:
+        return session.scalar(select(PostTarget.prepare_token))
+
+
+def shown(tenant: Tenant, post_id: str) -> str:
+    return tenant.api.get(f"/posts/{post_id}").json()["data"]["targets"][0]["status"]
+
+
+def test_preparation_is_due_by_media_kind_and_platform(
+    app: Flask, tenant: Tenant, make_account: Any
+) -> None:
+    x = make_account(tenant, "x")
+    post_id, _ = image_post(tenant, x, "an image", minutes=60)
+    target = the_target(app, post_id)
+    # Images are prepared 5 minutes ahead by default; text has nothing to prepare.
+    assert target.prepare_due_at == target.next_attempt_at - timedelta(minutes=5)
+    text = tenant.api.post(
+        "/posts",
+        json={
+            "content": "words only",
+            "account_ids": [x],
+            "scheduled_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert the_target(app, text.json()["data"]["post_id"]).prepare_due_at is None
+
+
+def test_a_prepared_target_publishes_with_what_was_prepared(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    post_id, _ = image_post(tenant, account_id, "prepared ahead", minutes=60)
+    token = sweep_prepares(app)
+    assert shown(tenant, post_id) == "preparing"
+    assert prepare_target(deps, the_target(app, post_id).id, token) == "prepared"
+    target = the_target(app, post_id)
+    assert target.prepare_state == "prepared" and target.status == "scheduled"
+    prepared_media = target.platform_handle["media_ids"]
+    assert prepared_media
+    assert ledger(sandbox) == []  # nothing public yet
+    assert shown(tenant, post_id) == "prepared"
+    target_id, dispatch_token = queue_now(app, post_id)
+    assert publish_target(deps, target_id, dispatch_token) == "published"
+    [entry] = ledger(sandbox)
+    # The media uploaded while preparing went out with the post: nothing uploaded twice.
+    assert entry["params"]["media"]["media_ids"] == prepared_media
+    assert target_row(app, target_id).status == "published"
+
+
+def test_an_edit_drops_the_preparation_and_a_late_preparer_writes_nothing(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    post_id, _ = image_post(tenant, account_id, "old words", minutes=60)
+    token = sweep_prepares(app)
+    edited = tenant.api.patch(f"/posts/{post_id}", json={"content": "new words"})
+    assert edited.status_code == 200, edited.text
+    # The preparation the sweeper sent is overtaken: it prepares nothing.
+    assert prepare_target(deps, the_target(app, post_id).id, token) == "stale"
+    target = the_target(app, post_id)
+    assert target.prepare_state is None and target.platform_handle is None
+    assert target.prepare_due_at is not None  # prepared again in its window
+    # Prepared, then edited: the handle made for the old words is dropped.
+    token = sweep_prepares(app)
+    assert prepare_target(deps, target.id, token) == "prepared"
+    tenant.api.patch(f"/posts/{post_id}", json={"content": "newer words"})
+    target = the_target(app, post_id)
+    assert target.prepare_state is None and target.platform_handle is None
+    assert shown(tenant, post_id) == "scheduled"
+
+
+def test_a_failed_preparation_is_retried_before_the_instant(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    post_id, _ = image_post(tenant, account_id, "flaky upload", minutes=60)
+    token = sweep_prepares(app)
+    sandbox.post("/_faults", json={"x": {"error_rate": 1.0, "error_status": 503}})
+    assert prepare_target(deps, the_target(app, post_id).id, token) == "retry"
+    target = the_target(app, post_id)
+    assert target.prepare_state is None and target.prepare_token is None
+    assert target.prepare_due_at > datetime.now(UTC)
+    sandbox.post("/_faults", json={})
+    token = sweep_prepares(app)
+    assert prepare_target(deps, target.id, token) == "prepared"
+
+
+def test_the_publish_overtakes_a_preparation_still_under_way(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    post_id, _ = image_post(tenant, account_id, "overtaken", minutes=60)
+    token = sweep_prepares(app)
+    target_id, dispatch_token = queue_now(app, post_id)
+    assert publish_target(deps, target_id, dispatch_token) == "published"
+    # The preparation message arrives after the publish claimed the target.
+    assert prepare_target(deps, target_id, token) == "stale"
+    assert len(ledger(sandbox)) == 1
+    assert current_token(app, target_id) is None
