@@ -9,7 +9,7 @@ import httpx
 from celery import Task, shared_task
 from flask import current_app
 
-from app.db import get_db
+from app.db import get_db, utcnow
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter
 from workers.celery_app import PREPARE_TASK, PUBLISH_TASK, REFRESH_TOKENS_TASK, SWEEP_TASK
@@ -69,10 +69,12 @@ def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
     if isinstance(delivery, str):
         return delivery
     line, writer = firing(deps)
-    if delivery.decision is not None:
-        # Settled without a call (a hold, a reconciled post, a refusal): no instant to wait.
-        writer.put((delivery, fire_delivery(deps, delivery)))
-        return delivery.decision.outcome
+    if delivery.decision is not None or delivery.due <= utcnow():
+        # Settled without a call (a hold, a reconciled post), or due already: no instant
+        # to wait for, so it fires here and the task reports the outcome (Flower shows it).
+        decision = fire_delivery(deps, delivery)
+        writer.put((delivery, decision))
+        return decision.outcome if decision is not None else "lost_claim"
     # Readied and claimed: it fires at its instant on this process's firing line.
     line.schedule(
         delivery.due.timestamp(),

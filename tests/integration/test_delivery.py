@@ -190,10 +190,11 @@ def test_worker_killed_mid_publish_ends_published_once(
     victim = stack.worker("victim", extra_env=lease)
     account_id = make_account(tenant, "x")
     create(tenant, [account_id], "Survives a SIGKILL")
+    # The handle X saves as it sends the tweet: the POST is now in flight, held 1.5 s.
     wait_until(
-        lambda: targets(app)[0].irreversible_started_at is not None, timeout=20, interval=0.05
+        lambda: "posted_at" in (targets(app)[0].platform_handle or {}), timeout=20, interval=0.05
     )
-    time.sleep(0.5)  # the POST is now in flight: the sandbox holds it for 1.5 s
+    time.sleep(0.5)
     victim.kill(signal.SIGKILL)
     # The sandbox still receives the in-flight request: the post exists, unheard.
     wait_until(lambda: len(ledger(sandbox)) == 1, timeout=10)

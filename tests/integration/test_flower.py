@@ -58,6 +58,7 @@ def test_flower_lists_workers_and_publish_tasks(
 
     tasks = wait_until(publish_tasks, timeout=30, interval=0.5)
     assert {t["worker"].split("@")[0] for t in tasks} == {"flowerwatched"}
+    # Published now, so each task fired itself and reports the outcome.
     assert all(t["result"] in ("'published'", "published") for t in tasks)
     workers = wait_until(
         lambda: httpx.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=10).json(),
