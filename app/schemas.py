@@ -275,9 +275,11 @@ class TargetOut(Schema):
     attempts = fields.Integer()
     platform_post_id = fields.String(allow_none=True)
     url = fields.String(allow_none=True)
+    platform_post_url = fields.String(allow_none=True)
     error = fields.Dict(allow_none=True)
     published_at = fields.String(allow_none=True)
     next_attempt_at = fields.String(allow_none=True)
+    next_retry_at = fields.String(allow_none=True)
 
 
 class PostOut(Schema):

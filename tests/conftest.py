@@ -30,6 +30,9 @@ from workers.sandbox import create_sandbox_app
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
+    "webhook_deliveries",
+    "webhook_events",
+    "webhook_endpoints",
     "publish_attempts",
     "idempotency_records",
     "post_targets",
@@ -37,6 +40,7 @@ TABLES = (
     "media",
     "accounts",
     "api_keys",
+    "campaigns",
     "organisations",
 )
 
@@ -70,6 +74,7 @@ def app_settings(
         "media_dir": str(tmp_path_factory.mktemp("media")),
         "rate_limit": "100000/minute",
         "posts_rate_limit": "100000/minute",
+        "allow_private_urls": True,
     }
 
 

@@ -15,8 +15,9 @@ from app.redis_client import redis_client
 
 flask_app = create_app()
 app = flask_app.extensions["celery"]
-app.conf.include = ["workers.tasks"]
-import workers.tasks  # noqa: E402,F401  (registers the tasks)
+app.conf.include = ["workers.tasks", "workers.webhooks"]
+import workers.tasks  # noqa: E402  (registers the tasks)
+import workers.webhooks  # noqa: E402,F401  (registers the webhook tasks)
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
 

@@ -42,6 +42,7 @@ from app.services.posts import (
     platform_text,
     refresh_post_status,
 )
+from app.services.webhooks import record_account_disconnected, record_target_events
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -517,8 +518,10 @@ def _auth_failure(
     with deps.db.session() as account_session:
         account = account_session.get(Account, target.account_id)
         if account is not None:
+            previous_status = account.status
             account.status = AccountStatus.NEEDS_RECONNECT
             account.status_reason = f"{code}: {error.message}"
+            record_account_disconnected(account_session, account, previous_status)
             account_session.commit()
     return _Decision(
         outcome=code,
@@ -595,6 +598,9 @@ def _finish(
     if decision is not None and decision.attempt is not None:
         session.add(decision.attempt)
     session.flush()
+    # Webhooks (issue 8): the account's outcome event joins this transaction's outbox.
+    if decision is not None and decision.status is not None:
+        record_target_events(session, target.post_id, [target.id])
     _refresh_post(session, target.post_id)
     session.commit()
     if dispatches:

@@ -21,6 +21,7 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
         if target.error_code or target.error_message
         else None
     )
+    waiting = target.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED)
     return {
         "account_id": target.account_id,
         "platform": target.platform,
@@ -28,11 +29,13 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
         "attempts": target.attempts,
         "platform_post_id": target.platform_post_id,
         "url": target.url,
+        # The seed product's name for `url`.
+        "platform_post_url": target.url,
         "error": error,
         "published_at": ts(target.published_at),
-        "next_attempt_at": ts(target.next_attempt_at)
-        if target.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED)
-        else None,
+        "next_attempt_at": ts(target.next_attempt_at) if waiting else None,
+        # The seed product's field: set only while a failed attempt waits for its retry.
+        "next_retry_at": ts(target.next_attempt_at) if waiting and target.attempts else None,
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.db import utcnow
@@ -35,6 +35,7 @@ from app.platforms import (
     media_rule_for,
 )
 from app.schemas import SETTING_DEFAULTS
+from app.services import webhooks
 
 PAST_TOLERANCE = timedelta(seconds=60)
 MAX_SCHEDULE_AHEAD = timedelta(days=730)
@@ -365,8 +366,19 @@ def derive_post_status(post: Post) -> str:
 
 
 def refresh_post_status(post: Post) -> None:
+    """Derive the status again; reaching an end state writes its webhook event (outbox)."""
+    previous = post.status
     post.status = derive_post_status(post)
-    post.updated_at = utcnow()
+    now = utcnow()
+    post.updated_at = now
+    if post.published_at is None and any(t.status == TargetStatus.PUBLISHED for t in post.targets):
+        post.published_at = min(
+            (t.published_at or now for t in post.targets if t.status == TargetStatus.PUBLISHED),
+            default=now,
+        )
+    session = object_session(post)
+    if session is not None and post.status != previous:
+        webhooks.record_post_status_change(session, post, previous)
 
 
 # ------------------------------------------------------------------------------ create
