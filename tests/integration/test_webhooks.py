@@ -157,12 +157,14 @@ def test_a_receiver_failing_five_times_gets_every_event_once(
     hook = create_webhook(tenant, receiver.url)
     account = make_account(tenant, "x")
     for n in range(3):
-        response = tenant.api.post("/posts", json={"content": f"post {n}", "account_ids": [account]})
+        response = tenant.api.post(
+            "/posts", json={"content": f"post {n}", "account_ids": [account]}
+        )
         assert response.status_code == 201, response.text
     for _ in range(2):
         assert tenant.api.post(f"/webhooks/{hook['id']}/test").status_code == 202
 
-    # 3 × (post.platform.published + post.published) + 2 test events.
+    # 3 x (post.platform.published + post.published) + 2 test events.
     wait_until(lambda: len(event_ids(app, tenant.organisation_id)) == 8, timeout=60)
     expected = event_ids(app, tenant.organisation_id)
     wait_until(lambda: {r.event["id"] for r in receiver.delivered()} == expected, timeout=90)
@@ -173,7 +175,8 @@ def test_a_receiver_failing_five_times_gets_every_event_once(
     endpoint = tenant.api.get(f"/webhooks/{hook['id']}").json()["data"]
     assert endpoint["is_active"] and endpoint["consecutive_failures"] == 0
     retried = [
-        d for d in tenant.api.get(f"/webhooks/{hook['id']}/deliveries").json()["data"]
+        d
+        for d in tenant.api.get(f"/webhooks/{hook['id']}/deliveries").json()["data"]
         if d["attempt"] > 1
     ]
     assert retried and all(d["status"] == "succeeded" for d in retried)
