@@ -106,10 +106,10 @@ def claim_due(
     if endpoint_id is not None:
         inflight_query = inflight_query.where(WebhookDelivery.endpoint_id == endpoint_id)
         due_query = due_query.where(WebhookDelivery.endpoint_id == endpoint_id)
-    inflight: dict[uuid.UUID, int] = dict(session.execute(inflight_query).tuples().all())
+    inflight: dict[uuid.UUID, int] = dict(session.execute(inflight_query).all())
     claimed: list[Claimed] = []
     lease_until = now + claim_lease(settings)
-    for delivery_id, owner in session.execute(due_query).tuples().all():
+    for delivery_id, owner in session.execute(due_query).all():
         if inflight.get(owner, 0) >= settings.webhook_concurrency:
             continue
         inflight[owner] = inflight.get(owner, 0) + 1

@@ -67,6 +67,8 @@ def address_problem(address: str) -> str | None:
         ip = ip.ipv4_mapped
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
+    if ip.is_unspecified:
+        return "an unspecified address"
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:
