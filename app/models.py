@@ -57,6 +57,7 @@ class PostStatus(StrEnum):
 
 
 class TargetStatus(StrEnum):
+    DRAFT = "draft"  # of a draft post: never enqueued until POST /posts/{id}/schedule
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     PUBLISHING = "publishing"
@@ -223,6 +224,7 @@ class PostTarget(Base):
     __table_args__ = (
         UniqueConstraint("post_id", "account_id", name="uq_post_targets_post_account"),
         Index("ix_post_targets_account", "account_id"),
+        Index("ix_post_targets_platform_post", "platform", "post_id"),
         # The sweeper reads only open targets in due order, so its cost follows the due
         # rows, not the size of the table.
         Index(

@@ -50,8 +50,11 @@ def post_to_dict(post: Post) -> dict[str, Any]:
         "media_ids": list(post.media_ids),
         "platform_content": post.platform_content,
         "accounts_count": len(live) or len(post.targets),
+        "campaign_id": post.campaign_id,
+        "cover_photo": post.cover_photo,
         "created_at": ts(post.created_at),
         "updated_at": ts(post.updated_at),
+        "published_at": ts(post.published_at),
         "targets": [target_to_dict(t) for t in post.targets],
     }
 

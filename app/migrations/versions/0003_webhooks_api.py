@@ -120,6 +120,7 @@ def upgrade() -> None:
     op.create_index("ix_posts_org_updated", "posts", ["organisation_id", "updated_at"])
     op.create_index("ix_posts_org_published", "posts", ["organisation_id", "published_at"])
     op.create_index("ix_posts_org_campaign", "posts", ["organisation_id", "campaign_id"])
+    op.create_index("ix_post_targets_platform_post", "post_targets", ["platform", "post_id"])
     op.add_column(
         "media", sa.Column("status", sa.String(length=16), nullable=False, server_default="ready")
     )
@@ -133,6 +134,7 @@ def downgrade() -> None:
     op.drop_column("media", "source_url")
     op.drop_column("media", "status_reason")
     op.drop_column("media", "status")
+    op.drop_index("ix_post_targets_platform_post", table_name="post_targets")
     for name in (
         "ix_posts_org_campaign",
         "ix_posts_org_published",
