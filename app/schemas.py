@@ -355,6 +355,20 @@ class RetryFailedSchema(StrictSchema):
             )
 
 
+class ListMediaQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    type = fields.String(validate=one_of("image", "video"))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
+
+
+class UploadFromUrlSchema(StrictSchema):
+    url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    filename = fields.String(allow_none=True, validate=validate.Length(max=255))
+
+
 class PageQuery(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -423,6 +437,9 @@ class MediaOut(Schema):
     height = fields.Integer(allow_none=True)
     duration_seconds = fields.Float(allow_none=True)
     sha256 = fields.String()
+    media_status = fields.String(metadata={"description": "ready, uploading or failed"})
+    status_reason = fields.String(allow_none=True)
+    source_url = fields.String(allow_none=True)
     created_at = fields.String()
 
 
@@ -432,5 +449,7 @@ bulk_create_schema = BulkCreateSchema()
 list_posts_query = ListPostsQuery()
 page_query = PageQuery()
 schedule_post_schema = SchedulePostSchema()
+list_media_query = ListMediaQuery()
+upload_from_url_schema = UploadFromUrlSchema()
 retry_post_schema = RetryPostSchema()
 retry_failed_schema = RetryFailedSchema()

@@ -44,6 +44,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             REFRESH_TOKENS_TASK: {"queue": MAINTENANCE_QUEUE},
             WEBHOOK_DRAIN_TASK: {"queue": WEBHOOKS_QUEUE},
             WEBHOOK_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
+            "crier.import_media": {"queue": MAINTENANCE_QUEUE},
+            "crier.resume_media_imports": {"queue": MAINTENANCE_QUEUE},
         },
         # A worker killed mid-task loses nothing: the message is acked only when the
         # task returns, and a lost worker puts it back.
@@ -80,6 +82,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": WEBHOOK_DRAIN_TASK,
                 "schedule": settings.webhook_drain_interval,
                 "options": {"expires": max(settings.webhook_drain_interval * 2, 10.0)},
+            },
+            "resume-media-imports": {
+                "task": "crier.resume_media_imports",
+                "schedule": 60.0,
+                "options": {"expires": 60.0},
             },
             "refresh-expiring-tokens": {
                 "task": REFRESH_TOKENS_TASK,

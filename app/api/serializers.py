@@ -102,5 +102,8 @@ def media_to_dict(media: Media) -> dict[str, Any]:
         "height": media.height,
         "duration_seconds": media.duration_seconds,
         "sha256": media.sha256,
+        "media_status": media.status,
+        "status_reason": media.status_reason,
+        "source_url": media.source_url,
         "created_at": ts(media.created_at),
     }

@@ -307,6 +307,14 @@ def load_media(
         errors.add(
             "media_ids", f"Media not found: {', '.join(missing)}. Upload with POST /media/upload."
         )
+    for item in rows:
+        if item.status == "uploading":
+            errors.add(
+                "media_ids",
+                f"Media {item.id} is still being imported; wait until its media_status is ready.",
+            )
+        elif item.status == "failed":
+            errors.add("media_ids", f"Media {item.id} failed to import: {item.status_reason}")
     return [by_id[i] for i in dict.fromkeys(media_ids) if i in by_id]
 
 
