@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,21 @@ def make_tenant(app: Flask, live_url: str) -> Iterator[Any]:
     yield _make
     for client in clients:
         client.close()
+
+
+@contextmanager
+def make_key_client(app: Flask, base_url: str, name: str = "strict") -> Iterator[httpx.Client]:
+    """A client with a new key of its own organisation, for an app built with other settings."""
+    with app.app_context(), get_db(app).session() as session:
+        plain, _api_key = create_api_key(session, name=f"{name}-key", organisation_name=name)
+        session.commit()
+    try:
+        with httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {plain}"}, timeout=30
+        ) as client:
+            yield client
+    finally:
+        get_db(app).dispose()
 
 
 @pytest.fixture

@@ -123,6 +123,8 @@ def import_from_url(
     with open_source(client, settings, url) as response:
         chunks = response.iter_bytes(CHUNK)
         head = _head(chunks)
+        if not head:
+            raise ValidationError("The file at the URL is empty.", details={"url": ["Empty file."]})
         mime_type = sniff(head[:SNIFF_BYTES])
         if mime_type in VIDEO_TYPES:
             media = Media(
