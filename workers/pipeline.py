@@ -637,6 +637,8 @@ def _build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> 
         path, messages = next(iter(problems.errors.items()))
         raise PermanentError(f"{path}: {messages[0]}", code="content_rejected")
     media = [_media_item(deps.settings, media_rows[i]) for i in post.media_ids]
+    # cover_photo (issue 8): the video's cover image, for platforms that take one.
+    cover_row = session.get(Media, uuid.UUID(post.cover_photo)) if post.cover_photo else None
     return PublishRequest(
         target_id=target.id,
         platform=target.platform,
@@ -655,6 +657,7 @@ def _build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> 
         media=media,
         handle=target.platform_handle,
         irreversible_started_at=target.irreversible_started_at,
+        cover=_media_item(deps.settings, cover_row) if cover_row is not None else None,
     )
 
 

@@ -127,6 +127,8 @@ class PublishRequest:
     # When an earlier delivery began the irreversible call: reconcile looks for posts made
     # from then on, so an older post with the same text is never adopted.
     irreversible_started_at: datetime | None = None
+    # The post's cover_photo: the image shown for the video where the platform has one.
+    cover: MediaItem | None = None
 
 
 @dataclass(frozen=True)
