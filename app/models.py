@@ -215,6 +215,10 @@ class PostTarget(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # DELETE /posts/{id}?delete_on_platforms=…: pending | deleted | failed, and why.
+    platform_delete_status: Mapped[str | None] = mapped_column(String(16))
+    platform_delete_error: Mapped[str | None] = mapped_column(Text)
+    platform_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -390,6 +390,7 @@ class TargetOut(Schema):
     published_at = fields.String(allow_none=True)
     next_attempt_at = fields.String(allow_none=True)
     next_retry_at = fields.String(allow_none=True)
+    platform_deletion = fields.Dict(allow_none=True)
 
 
 class PostOut(Schema):

@@ -15,10 +15,14 @@ from app.redis_client import redis_client
 
 flask_app = create_app()
 app = flask_app.extensions["celery"]
-app.conf.include = ["workers.tasks", "workers.webhooks", "workers.media_import"]
-import workers.media_import  # noqa: E402  (registers the media import tasks)
-import workers.tasks  # noqa: E402  (registers the tasks)
-import workers.webhooks  # noqa: E402,F401  (registers the webhook tasks)
+app.conf.include = [
+    "workers.tasks",
+    "workers.webhooks",
+    "workers.media_import",
+    "workers.platform_delete",
+]
+# Importing the task modules registers their tasks.
+from workers import media_import, platform_delete, tasks, webhooks  # noqa: E402,F401
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
 

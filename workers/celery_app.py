@@ -46,6 +46,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             WEBHOOK_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
             "crier.import_media": {"queue": MAINTENANCE_QUEUE},
             "crier.resume_media_imports": {"queue": MAINTENANCE_QUEUE},
+            "crier.delete_on_platform": {"queue": MAINTENANCE_QUEUE},
+            "crier.resume_platform_deletes": {"queue": MAINTENANCE_QUEUE},
         },
         # A worker killed mid-task loses nothing: the message is acked only when the
         # task returns, and a lost worker puts it back.
@@ -85,6 +87,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
             "resume-media-imports": {
                 "task": "crier.resume_media_imports",
+                "schedule": 60.0,
+                "options": {"expires": 60.0},
+            },
+            "resume-platform-deletes": {
+                "task": "crier.resume_platform_deletes",
                 "schedule": 60.0,
                 "options": {"expires": 60.0},
             },

@@ -16,6 +16,7 @@ from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import post_created_to_dict, post_to_dict, target_to_dict
 from app.db import get_session
 from app.models import Post, PostTarget
+from app.platforms import PLATFORM_KEYS
 from app.schemas import (
     create_post_schema,
     list_posts_query,
@@ -284,11 +285,38 @@ def update_post(post_id: str) -> Response:
 
 @blueprint.delete("/posts/<post_id>")
 def cancel_post(post_id: str) -> Response:
-    """Cancel what is not yet published."""
+    """Cancel what is not yet published; `delete_on_platforms` also removes published copies."""
+    raw = request.args.get("delete_on_platforms", "").strip()
     session = get_session()
-    post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+    if not raw:
+        post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+        session.commit()
+        return envelope(post_to_dict(post))
+    wanted = {p.strip().lower() for p in raw.split(",") if p.strip()}
+    platforms = set(PLATFORM_KEYS) if wanted == {"all"} else wanted
+    unknown = sorted(platforms - set(PLATFORM_KEYS))
+    if unknown:
+        message = (
+            f"Unknown platform in delete_on_platforms: {', '.join(unknown)}. "
+            f"Use a comma list of {', '.join(PLATFORM_KEYS)}, or all."
+        )
+        raise ValidationError(message, details={"delete_on_platforms": [message]})
+    post, marked = post_service.delete_post(
+        session, current_caller().organisation_id, post_id, platforms
+    )
     session.commit()
-    return envelope(post_to_dict(post))
+    post_service.enqueue_platform_deletes(current_app.extensions["celery"], [t.id for t in marked])
+    data = post_to_dict(post)
+    data["platform_deletions"] = [
+        {
+            "account_id": t.account_id,
+            "platform": t.platform,
+            "status": t.platform_delete_status,
+            "platform_post_id": t.platform_post_id,
+        }
+        for t in marked
+    ]
+    return envelope(data)
 
 
 def _optional_body() -> Any:

@@ -36,6 +36,13 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
         "next_attempt_at": ts(target.next_attempt_at) if waiting else None,
         # The seed product's field: set only while a failed attempt waits for its retry.
         "next_retry_at": ts(target.next_attempt_at) if waiting and target.attempts else None,
+        "platform_deletion": {
+            "status": target.platform_delete_status,
+            "error": target.platform_delete_error,
+            "deleted_at": ts(target.platform_deleted_at),
+        }
+        if target.platform_delete_status
+        else None,
     }
 
 

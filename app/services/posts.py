@@ -639,6 +639,51 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
     return post
 
 
+# The worker task that deletes a published copy; named here so app/ needs no workers/.
+DELETE_ON_PLATFORM_TASK = "crier.delete_on_platform"
+DELETE_QUEUE = "maintenance"
+
+
+def enqueue_platform_deletes(celery: Any, target_ids: list[int]) -> int:
+    """After commit. A message that cannot be sent is resent by the periodic resume."""
+    sent = 0
+    for target_id in target_ids:
+        try:
+            celery.send_task(DELETE_ON_PLATFORM_TASK, args=[target_id], queue=DELETE_QUEUE)
+            sent += 1
+        except Exception:  # broker down: resume_stalled_deletes sends it later
+            break
+    return sent
+
+
+def delete_post(
+    session: Session, organisation_id: int, post_id: str, platforms: set[str]
+) -> tuple[Post, list[PostTarget]]:
+    """DELETE with delete_on_platforms: cancel what is unpublished, and mark published
+    copies on those platforms for deletion by a worker. Returns the marked targets."""
+    post = get_post(session, organisation_id, post_id, lock=True)
+    cancellable = _changeable_targets(post)
+    to_delete = [
+        t
+        for t in post.targets
+        if t.status == TargetStatus.PUBLISHED
+        and t.platform in platforms
+        and t.platform_post_id
+        and t.platform_delete_status in (None, "failed")
+    ]
+    if not cancellable and not to_delete:
+        return cancel_post(session, organisation_id, post_id), []
+    for target in cancellable:
+        target.status = TargetStatus.CANCELLED
+        target.dispatch_token = None
+    for target in to_delete:
+        target.platform_delete_status = "pending"
+        target.platform_delete_error = None
+    refresh_post_status(post)
+    session.flush()
+    return post, to_delete
+
+
 def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
     post = get_post(session, organisation_id, post_id, lock=True)
     cancellable = _changeable_targets(post)

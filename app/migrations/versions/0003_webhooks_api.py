@@ -122,6 +122,11 @@ def upgrade() -> None:
     op.create_index("ix_posts_org_campaign", "posts", ["organisation_id", "campaign_id"])
     op.create_index("ix_post_targets_platform_post", "post_targets", ["platform", "post_id"])
     op.add_column(
+        "post_targets", sa.Column("platform_delete_status", sa.String(length=16), nullable=True)
+    )
+    op.add_column("post_targets", sa.Column("platform_delete_error", sa.Text(), nullable=True))
+    op.add_column("post_targets", sa.Column("platform_deleted_at", TS, nullable=True))
+    op.add_column(
         "media", sa.Column("status", sa.String(length=16), nullable=False, server_default="ready")
     )
     op.add_column("media", sa.Column("status_reason", sa.Text(), nullable=True))
@@ -135,6 +140,9 @@ def downgrade() -> None:
     op.drop_column("media", "status_reason")
     op.drop_column("media", "status")
     op.drop_index("ix_post_targets_platform_post", table_name="post_targets")
+    op.drop_column("post_targets", "platform_deleted_at")
+    op.drop_column("post_targets", "platform_delete_error")
+    op.drop_column("post_targets", "platform_delete_status")
     for name in (
         "ix_posts_org_campaign",
         "ix_posts_org_published",
