@@ -100,3 +100,28 @@ def test_test_event_and_redeliver_create_deliveries(tenant: Tenant) -> None:
     assert_error(
         tenant.api.post(f"/webhooks/{created['id']}/deliveries/nope/redeliver"), 404, "not_found"
     )
+
+
+def test_the_readme_receiver_verifies_our_signature() -> None:
+    """The receiver the README shows accepts a body we signed and refuses a forged one."""
+    import hashlib
+    import hmac
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Webhooks") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    secret = "whsec_readme-test"
+    namespace: dict[str, Any] = {"__name__": "readme_receiver"}
+    exec(code.replace('b"whsec_..."', repr(secret.encode())), namespace)
+    client = namespace["app"].test_client()
+    body = b'{"id":"e1","type":"post.published","created_at":"x","data":{}}'
+    good = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json"}
+    ok = client.post("/hooks/crier", data=body, headers={**headers, "X-Crier-Signature": good})
+    assert ok.status_code == 204
+    forged = client.post(
+        "/hooks/crier", data=body, headers={**headers, "X-Crier-Signature": "sha256=00"}
+    )
+    assert forged.status_code == 401
