@@ -54,6 +54,8 @@ class Settings:
     webhook_retry_cap: float = 4 * 3600.0
     webhook_disable_after: int = 50
     webhook_drain_interval: float = 2.0
+    # Events whose deliveries are all finished are deleted after this many days.
+    webhook_retention_days: int = 30
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,6 +100,9 @@ class Settings:
             ),
             webhook_drain_interval=_env_float(
                 "CRIER_WEBHOOK_DRAIN_INTERVAL", defaults.webhook_drain_interval
+            ),
+            webhook_retention_days=_env_int(
+                "CRIER_WEBHOOK_RETENTION_DAYS", defaults.webhook_retention_days
             ),
         )
 

@@ -367,6 +367,9 @@ class WebhookEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # The prune walks old events in time order.
+    __table_args__ = (Index("ix_webhook_events_created", "created_at"),)
+
 
 class WebhookDelivery(Base):
     """One event owed to one endpoint: its attempts, last answer and next try."""

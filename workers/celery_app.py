@@ -18,6 +18,7 @@ MAINTENANCE_QUEUE = "maintenance"
 WEBHOOKS_QUEUE = "webhooks"
 WEBHOOK_DRAIN_TASK = "crier.drain_webhook_outbox"
 WEBHOOK_DELIVER_TASK = "crier.deliver_webhook"
+WEBHOOK_PRUNE_TASK = "crier.prune_webhook_outbox"
 
 
 def publish_queue(platform: str) -> str:
@@ -44,6 +45,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             REFRESH_TOKENS_TASK: {"queue": MAINTENANCE_QUEUE},
             WEBHOOK_DRAIN_TASK: {"queue": WEBHOOKS_QUEUE},
             WEBHOOK_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
+            WEBHOOK_PRUNE_TASK: {"queue": WEBHOOKS_QUEUE},
             "crier.import_media": {"queue": MAINTENANCE_QUEUE},
             "crier.resume_media_imports": {"queue": MAINTENANCE_QUEUE},
             "crier.delete_on_platform": {"queue": MAINTENANCE_QUEUE},
@@ -84,6 +86,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": WEBHOOK_DRAIN_TASK,
                 "schedule": settings.webhook_drain_interval,
                 "options": {"expires": max(settings.webhook_drain_interval * 2, 10.0)},
+            },
+            "prune-webhook-outbox": {
+                "task": WEBHOOK_PRUNE_TASK,
+                "schedule": 3600.0,
+                "options": {"expires": 3600.0},
             },
             "resume-media-imports": {
                 "task": "crier.resume_media_imports",

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from celery import Celery, shared_task
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -35,7 +35,12 @@ from app.db import Database, get_db, utcnow
 from app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.services.outbound import UnsafeURLError, safe_stream
 from app.services.webhooks import endpoint_secret, event_body, sign
-from workers.celery_app import WEBHOOK_DELIVER_TASK, WEBHOOK_DRAIN_TASK, WEBHOOKS_QUEUE
+from workers.celery_app import (
+    WEBHOOK_DELIVER_TASK,
+    WEBHOOK_DRAIN_TASK,
+    WEBHOOK_PRUNE_TASK,
+    WEBHOOKS_QUEUE,
+)
 
 log = logging.getLogger("crier.webhooks")
 
@@ -347,6 +352,38 @@ def deliver_webhook(
     return ("ok" if result.ok else "failed") if recorded else "stale"
 
 
+# -------------------------------------------------------------------------------- prune
+
+PRUNE_BATCH = 1000
+
+
+def prune_webhook_outbox(db: Database, settings: Settings) -> int:
+    """Delete events past retention whose deliveries are all finished (in batches)."""
+    cutoff = utcnow() - timedelta(days=settings.webhook_retention_days)
+    open_delivery = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.event_id == WebhookEvent.id,
+            WebhookDelivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.DELIVERING)),
+        )
+        .exists()
+    )
+    removed = 0
+    with db.session() as session:
+        while True:
+            batch = session.scalars(
+                select(WebhookEvent.id)
+                .where(WebhookEvent.created_at < cutoff, ~open_delivery)
+                .order_by(WebhookEvent.created_at)
+                .limit(PRUNE_BATCH)
+            ).all()
+            if not batch:
+                return removed
+            session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(batch)))
+            session.commit()
+            removed += len(batch)
+
+
 # -------------------------------------------------------------------------------- tasks
 
 
@@ -376,3 +413,8 @@ def deliver_webhook_task(delivery_id: str, token: str) -> str:
         delivery_id,
         token,
     )
+
+
+@shared_task(name=WEBHOOK_PRUNE_TASK, ignore_result=True)
+def prune_webhook_outbox_task() -> int:
+    return prune_webhook_outbox(get_db(), current_app.config["CRIER"])

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ from tests.conftest import Tenant
 from tests.servers import serve_wsgi
 from tests.workers.test_pipeline import create_target, queue_now
 from workers.pipeline import PipelineDeps, publish_target
-from workers.webhooks import backoff_seconds, claim_due, deliver_webhook
+from workers.webhooks import backoff_seconds, claim_due, deliver_webhook, prune_webhook_outbox
 
 
 class Answering:
@@ -285,3 +286,22 @@ def test_deleting_an_endpoint_drops_its_deliveries(app: Flask, tenant: Tenant) -
         assert session.scalars(select(WebhookDelivery)).all() == []
         assert session.scalars(select(WebhookEndpoint)).all() == []
         assert DeliveryStatus.PENDING == "pending"
+
+
+def test_prune_removes_old_finished_events_only(app: Flask, tenant: Tenant) -> None:
+    endpoint = hook(tenant, "http://127.0.0.1:9/x")
+    for _ in range(3):
+        tenant.api.post(f"/webhooks/{endpoint['id']}/test")
+    with get_db(app).session() as session:
+        rows = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.created_at)).all()
+        old = datetime.now(UTC) - timedelta(days=40)
+        rows[0].status = DeliveryStatus.SUCCEEDED  # old and finished: pruned
+        rows[1].status = DeliveryStatus.PENDING  # old but still owed: kept
+        for row in rows[:2]:
+            row.event.created_at = old
+        session.commit()
+        kept = {rows[1].event_id, rows[2].event_id}
+    assert prune_webhook_outbox(get_db(app), app.config["CRIER"]) == 1
+    with get_db(app).session() as session:
+        assert set(session.scalars(select(WebhookEvent.id))) == kept
+        assert len(session.scalars(select(WebhookDelivery)).all()) == 2

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_webhook_events_organisation_id", "webhook_events", ["organisation_id"])
+    op.create_index("ix_webhook_events_created", "webhook_events", ["created_at"])
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.Uuid(), nullable=False),
