@@ -297,8 +297,9 @@ def _record(
                 last_failure_at=now,
             )
             .returning(WebhookEndpoint.consecutive_failures, WebhookEndpoint.is_active)
-        ).one()
-        if failures[1] and failures[0] >= settings.webhook_disable_after:
+        ).first()
+        # None: the endpoint was deleted meanwhile (its deliveries go with it).
+        if failures is not None and failures[1] and failures[0] >= settings.webhook_disable_after:
             session.execute(
                 update(WebhookEndpoint)
                 .where(WebhookEndpoint.id == endpoint_id)
