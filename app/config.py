@@ -33,9 +33,17 @@ class Settings:
     # PostgreSQL for the sweeper (DESIGN.md "ETA within a horizon").
     enqueue_horizon: int = 600
     sweep_interval: float = 5.0
-    # A queued target this long past its due time is presumed to have lost its message.
-    requeue_grace: int = 120
-    publish_lease: int = 300
+    # A queued target this long past its due time, held by no live worker while its queue
+    # is empty, has lost its message and is sent again.
+    requeue_grace: float = 10.0
+    # Seconds a claim lives without its worker's heartbeat; the heartbeat renews it.
+    publish_lease: float = 30.0
+    # How often each worker process renews its claims and reports what it holds, and
+    # how long a silent worker is given before it is presumed dead.
+    heartbeat_interval: float = 2.0
+    worker_timeout: float = 10.0
+    # Deliveries that may each kill their worker before the target is given up.
+    max_worker_losses: int = 3
     # Redis transport redelivers unacked messages after this; must stay well above the horizon.
     visibility_timeout: int = 7200
     media_dir: str = "var/media"
@@ -76,8 +84,11 @@ class Settings:
             posts_rate_limit=env.get("CRIER_POSTS_RATE_LIMIT") or defaults.posts_rate_limit,
             enqueue_horizon=_env_int("ENQUEUE_HORIZON", defaults.enqueue_horizon),
             sweep_interval=_env_float("CRIER_SWEEP_INTERVAL", defaults.sweep_interval),
-            requeue_grace=_env_int("CRIER_REQUEUE_GRACE", defaults.requeue_grace),
-            publish_lease=_env_int("CRIER_PUBLISH_LEASE", defaults.publish_lease),
+            requeue_grace=_env_float("CRIER_REQUEUE_GRACE", defaults.requeue_grace),
+            publish_lease=_env_float("CRIER_PUBLISH_LEASE", defaults.publish_lease),
+            heartbeat_interval=_env_float("CRIER_HEARTBEAT_INTERVAL", defaults.heartbeat_interval),
+            worker_timeout=_env_float("CRIER_WORKER_TIMEOUT", defaults.worker_timeout),
+            max_worker_losses=_env_int("CRIER_MAX_WORKER_LOSSES", defaults.max_worker_losses),
             visibility_timeout=_env_int("CRIER_VISIBILITY_TIMEOUT", defaults.visibility_timeout),
             media_dir=env.get("CRIER_MEDIA_DIR") or defaults.media_dir,
             max_upload_bytes=_env_int("CRIER_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),

@@ -34,6 +34,8 @@ TABLES = (
     "webhook_deliveries",
     "webhook_events",
     "webhook_endpoints",
+    "worker_heartbeats",
+    "service_state",
     "publish_attempts",
     "idempotency_records",
     "post_targets",

@@ -6,12 +6,23 @@ import socket
 import time
 from typing import Any
 
-from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    heartbeat_sent,
+    task_postrun,
+    task_received,
+    task_revoked,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from app import create_app
 from app.api.meta import WORKER_HEARTBEAT_KEY
 from app.db import get_db
 from app.redis_client import redis_client
+from workers.celery_app import PUBLISH_TASK
+from workers.liveness import Heartbeat, process_claims
 
 flask_app = create_app()
 app = flask_app.extensions["celery"]
@@ -49,12 +60,50 @@ def _beat() -> None:
         pass
 
 
+_heartbeat: Heartbeat | None = None
+
+
 @worker_ready.connect
 def _on_ready(sender: Any = None, **_: Any) -> None:
-    global _WORKER_NAME
+    global _WORKER_NAME, _heartbeat
     if sender is not None:
         _WORKER_NAME = str(getattr(sender, "hostname", _WORKER_NAME))
     _beat()
+    # Live claims: renew leases and report held messages for as long as we live.
+    claims = process_claims(_WORKER_NAME)
+    _heartbeat = Heartbeat(get_db(flask_app), flask_app.config["CRIER"], claims)
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+@task_received.connect
+def _on_received(request: Any = None, **_: Any) -> None:
+    # Held messages (reserved, waiting for their ETA) are reported with the heartbeat, so
+    # a dead worker's can be sent again at once instead of after the visibility timeout.
+    if request is None or getattr(request, "name", None) != PUBLISH_TASK:
+        return
+    try:
+        target_id, token = request.args[:2]
+        process_claims().received(request.id, int(target_id), str(token))
+    except (TypeError, ValueError):
+        pass
+
+
+@task_postrun.connect
+def _on_postrun(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        process_claims().finished(task_id)
+
+
+@task_revoked.connect
+def _on_revoked(request: Any = None, **_: Any) -> None:
+    if request is not None:
+        process_claims().finished(request.id)
 
 
 @heartbeat_sent.connect

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +57,7 @@ from workers.adapters.base import (
     PublishResult,
     ReconcileStatus,
 )
+from workers.liveness import LiveClaims, process_claims
 from workers.quotas import Hold, SharedQuotas
 from workers.retry import retry_policy
 from workers.tokens import refresh_account
@@ -74,6 +75,8 @@ class PipelineDeps:
     celery: Celery
     quotas: SharedQuotas
     adapter_for: Callable[[str], Adapter]
+    # This process's claims, renewed by its heartbeat (workers.liveness).
+    claims: LiveClaims = field(default_factory=process_claims)
 
 
 class LostClaim(Exception):
@@ -101,6 +104,8 @@ class TargetContext:
     pending_handle: dict[str, Any] | None = None
     marked: bool = False
     marked_at: datetime | None = None
+    # A handle saved after the mark means the irreversible request was answered "done".
+    saved_after_mark: bool = False
 
     def _update(self, **values: Any) -> None:
         lease = utcnow() + timedelta(seconds=self.deps.settings.publish_lease)
@@ -121,6 +126,7 @@ class TargetContext:
     def save_handle(self, handle: dict[str, Any]) -> None:
         self.pending_handle = dict(handle)
         if self.marked:
+            self.saved_after_mark = True
             self._update(platform_handle=self.pending_handle)
             self.pending_handle = None
 
@@ -170,53 +176,63 @@ def publish_target(
             time.sleep(early_by)
         if not _claim(deps, session, target, token):
             return "stale"
-        fields = {
-            "post_id": str(target.post_id),
-            "target_id": target.id,
-            "platform": target.platform,
-            "attempt": target.attempts + 1,
-            "task_id": task_id,
-        }
-        log_event("publish.claimed", **fields)
-        started = time.monotonic()
-        started_at = utcnow()
-        context = TargetContext(deps, target.id, token)
         try:
-            decision = _run(deps, session, target, context)
-        except LostClaim:
-            log_event("publish.lost_claim", **fields)
-            return "lost_claim"
-        except Exception as exc:  # an adapter bug must not strand the target
-            log.exception("publish.crashed target_id=%s", target_id)
-            decision = _transient_decision(
-                deps,
-                target,
-                PlatformError(f"internal error: {type(exc).__name__}", code="internal_error"),
-                maybe_posted=context.marked or target.irreversible_started_at is not None,
-            )
-        decision.handle = context.pending_handle
-        decision.attempt = PublishAttempt(
-            target_id=target.id,
-            attempt_number=target.attempts + (1 if decision.counts_attempt else 0),
-            task_id=task_id,
-            started_at=started_at,
-            finished_at=utcnow(),
-            outcome=decision.outcome,
-            http_status=decision.http_status,
-            latency_ms=int((time.monotonic() - started) * 1000),
-            error_code=decision.error_code,
-            error_message=decision.error_message,
-            wait_seconds=decision.wait_seconds,
-            details=decision.details or None,
+            return _deliver(deps, session, target, token, task_id)
+        finally:
+            deps.claims.released(target.id)
+
+
+def _deliver(
+    deps: PipelineDeps, session: Session, target: PostTarget, token: str, task_id: str | None
+) -> str:
+    """Everything after a successful claim: run, decide, write the outcome."""
+    fields = {
+        "post_id": str(target.post_id),
+        "target_id": target.id,
+        "platform": target.platform,
+        "attempt": target.attempts + 1,
+        "task_id": task_id,
+    }
+    log_event("publish.claimed", **fields)
+    started = time.monotonic()
+    started_at = utcnow()
+    context = TargetContext(deps, target.id, token)
+    try:
+        decision = _run(deps, session, target, context)
+    except LostClaim:
+        log_event("publish.lost_claim", **fields)
+        return "lost_claim"
+    except Exception as exc:  # an adapter bug must not strand the target
+        log.exception("publish.crashed target_id=%s", target.id)
+        decision = _transient_decision(
+            deps,
+            target,
+            PlatformError(f"internal error: {type(exc).__name__}", code="internal_error"),
+            maybe_posted=context.marked or target.irreversible_started_at is not None,
         )
-        _finish(deps, session, target, token, decision.next, decision)
-        log_event(
-            f"publish.{decision.outcome}",
-            **fields,
-            error_code=decision.error_code,
-            wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
-        )
-        return decision.outcome
+    decision.handle = context.pending_handle
+    decision.attempt = PublishAttempt(
+        target_id=target.id,
+        attempt_number=target.attempts + (1 if decision.counts_attempt else 0),
+        task_id=task_id,
+        started_at=started_at,
+        finished_at=utcnow(),
+        outcome=decision.outcome,
+        http_status=decision.http_status,
+        latency_ms=int((time.monotonic() - started) * 1000),
+        error_code=decision.error_code,
+        error_message=decision.error_message,
+        wait_seconds=decision.wait_seconds,
+        details=decision.details or None,
+    )
+    _finish(deps, session, target, token, decision.next, decision)
+    log_event(
+        f"publish.{decision.outcome}",
+        **fields,
+        error_code=decision.error_code,
+        wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+    )
+    return decision.outcome
 
 
 def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> bool:
@@ -235,12 +251,16 @@ def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str)
             PostTarget.status == TargetStatus.QUEUED,
             PostTarget.dispatch_token == token,
         )
-        .values(status=TargetStatus.PUBLISHING, lease_expires_at=lease)
+        .values(
+            status=TargetStatus.PUBLISHING, lease_expires_at=lease, claim_owner=deps.claims.owner
+        )
     ).rowcount
     if not claimed:
         session.rollback()
         return False
     session.commit()
+    # From here the heartbeat keeps the claim alive for as long as this process lives.
+    deps.claims.claimed(target.id, token)
     # What the claim wrote, without reading the row back.
     set_committed_value(target, "status", TargetStatus.PUBLISHING)
     set_committed_value(target, "lease_expires_at", lease)
@@ -292,6 +312,8 @@ class _Decision:
 def _run(
     deps: PipelineDeps, session: Session, target: PostTarget, context: TargetContext
 ) -> _Decision:
+    if target.worker_losses >= deps.settings.max_worker_losses:
+        return _poisoned(deps, session, target)
     hold = deps.quotas.current_wait(target.platform, target.account_id)
     if hold is not None:
         return _hold_decision(hold, "rate_limited")
@@ -322,6 +344,42 @@ def _run(
     return decision
 
 
+def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Decision:
+    """Deliveries of this target kept killing their worker (out of memory, a crash in a
+    media library): stop, after one last look on the platform if a request went out."""
+    losses = target.worker_losses
+    failed = _Decision(
+        outcome="worker_lost",
+        status=TargetStatus.FAILED,
+        counts_attempt=False,
+        error_code="worker_lost",
+        error_message=(
+            f"The worker publishing this target died {losses} times (for instance out of "
+            "memory, or a crash while processing its media), so it was not tried again."
+        ),
+    )
+    if target.irreversible_started_at is None:
+        return failed
+    try:
+        request = _build_request(deps, session, target)
+        session.commit()
+        found = _reconcile(deps.adapter_for(target.platform), request)
+    except PlatformError as error:
+        found = _Decision(
+            outcome="unconfirmed",
+            status=TargetStatus.UNCONFIRMED,
+            counts_attempt=False,
+            error_code="worker_lost",
+            error_message=f"{failed.error_message} Whether the platform has the post could "
+            f"not be checked: {error.message}",
+        )
+    if found is None:
+        return failed
+    if found.status == TargetStatus.UNCONFIRMED:
+        return replace(found, error_message=f"{failed.error_message} {found.error_message}")
+    return found
+
+
 def _settle(adapter: Adapter, request: PublishRequest, decision: _Decision) -> _Decision:
     try:
         found = _reconcile(adapter, request)
@@ -345,7 +403,11 @@ def _publish(
     while True:
         try:
             result = adapter.publish(request, context)
-            _respect_reported_usage(deps, target, result)
+            try:
+                _respect_reported_usage(deps, target, result)
+            except Exception:
+                # The platform has the post: bookkeeping must never turn that into a retry.
+                log.exception("publish.bookkeeping_failed target_id=%s", target.id)
             return _Decision(
                 outcome="published",
                 status=TargetStatus.PUBLISHED,
@@ -438,6 +500,9 @@ def _after(context: TargetContext, target: PostTarget) -> dict[str, bool]:
     """What a failed publish call leaves known: refused outright, or possibly public."""
     return {
         "refused": not context.marked,
+        # Marked, and nothing reported done since: an answer is the irreversible
+        # request's own, so a rate limit there proves it was turned away.
+        "answered_at_the_call": context.marked and not context.saved_after_mark,
         "maybe_posted": context.marked or target.irreversible_started_at is not None,
     }
 
@@ -448,6 +513,7 @@ def _classify(
     error: PlatformError,
     *,
     refused: bool = False,
+    answered_at_the_call: bool = False,
     maybe_posted: bool = False,
 ) -> _Decision:
     common = {
@@ -469,7 +535,7 @@ def _classify(
             next=_Requeue(datetime.fromtimestamp(until, UTC)),
             counts_attempt=False,
             wait_seconds=max(until - now, 0.0),
-            clear_irreversible=refused,
+            clear_irreversible=refused or (answered_at_the_call and error.http_status is not None),
             **common,
         )
     if error.outcome == Outcome.TRANSIENT:
@@ -547,7 +613,7 @@ def _finish(
     session.rollback()
     _lock_post(session, target.post_id)
     now = utcnow()
-    values: dict[str, Any] = {"lease_expires_at": None}
+    values: dict[str, Any] = {"lease_expires_at": None, "claim_owner": None}
     from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
     dispatches: list[Dispatch] = []
     if decision is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from app.config import Settings
 from app.db import Database, utcnow
@@ -70,6 +70,8 @@ def refresh_account(
         store_tokens(
             settings, account, tokens.access_token, tokens.refresh_token, tokens.expires_at
         )
+        account.refresh_failures = 0
+        account.last_refresh_error = None
         session.commit()
         log.info("token refreshed account_id=%s platform=%s", account.id, account.platform)
         return replace(
@@ -100,34 +102,51 @@ def refresh_expiring_tokens(
             .order_by(Account.token_expires_at)
             .limit(REFRESH_BATCH)
         ).all()
-        candidates = []
-        for account in due:
-            access, refresh = account_tokens(settings, account)
-            candidates.append(
-                AccountCredentials(
-                    account_id=account.id,
-                    platform=account.platform,
-                    name=account.name,
-                    external_id=account.external_id,
-                    access_token=access,
-                    refresh_token=refresh,
-                    token_expires_at=account.token_expires_at,
-                )
-            )
+        accounts = [(a.id, a.platform, a.name, a.external_id, a.token_expires_at) for a in due]
+        stored = {a.id: a for a in due}
     report = {"refreshed": 0, "revoked": 0, "failed": 0}
-    for credentials in candidates:
-        adapter = adapter_for(credentials.platform)
-        if not adapter.supports_refresh:
-            continue
+    # Each account on its own: whatever goes wrong with one (a malformed answer, a token
+    # that no longer decrypts) is logged, counted on its health block, and the rest go on.
+    for account_id, platform, name, external_id, expires_at in accounts:
         try:
+            adapter = adapter_for(platform)
+            if not adapter.supports_refresh:
+                continue
+            access, refresh = account_tokens(settings, stored[account_id])
+            credentials = AccountCredentials(
+                account_id=account_id,
+                platform=platform,
+                name=name,
+                external_id=external_id,
+                access_token=access,
+                refresh_token=refresh,
+                token_expires_at=expires_at,
+            )
             refresh_account(db, settings, adapter, credentials)
             report["refreshed"] += 1
         except AuthRevokedError:
             report["revoked"] += 1
-        except PlatformError as error:
+        except Exception as error:
             # Try again on the next run; the token is still valid for a while.
-            log.warning(
-                "token refresh failed account_id=%s code=%s", credentials.account_id, error.code
+            reason = (
+                f"{error.code}: {error.message}"
+                if isinstance(error, PlatformError)
+                else f"{type(error).__name__} while refreshing the token"
             )
+            log.warning("token refresh failed account_id=%s reason=%s", account_id, reason)
+            _count_refresh_failure(db, account_id, reason)
             report["failed"] += 1
     return report
+
+
+def _count_refresh_failure(db: Database, account_id: int, reason: str) -> None:
+    try:
+        with db.session() as session:
+            session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(refresh_failures=Account.refresh_failures + 1, last_refresh_error=reason)
+            )
+            session.commit()
+    except Exception:
+        log.exception("could not record a refresh failure account_id=%s", account_id)

@@ -117,4 +117,7 @@ def account_health(account: Account, now: datetime) -> dict[str, Any]:
         "reason": reason,
         "token_expires_at": account.token_expires_at,
         "has_refresh_token": account.refresh_token_encrypted is not None,
+        # Proactive refreshes that failed in a row (they are retried), and the last reason.
+        "refresh_failures": account.refresh_failures or 0,
+        "last_refresh_error": account.last_refresh_error,
     }

@@ -550,6 +550,26 @@ def _changeable_targets(post: Post) -> list[PostTarget]:
     ]
 
 
+def _refuse_if_publishing(post: Post, action: str) -> None:
+    """A target being published right now, or whose publish request may already have
+    reached the platform without an answer, is neither cancelled nor edited behind the
+    platform's back: its outcome is settled first (reconciled with the platform)."""
+    in_flight = [
+        t
+        for t in post.targets
+        if t.status == TargetStatus.PUBLISHING
+        or (t.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED) and t.irreversible_started_at)
+    ]
+    if in_flight:
+        names = ", ".join(f"{t.platform} account {t.account_id}" for t in in_flight)
+        raise Conflict(
+            f"This post is being published to {names} right now (a publish request may "
+            f"already have reached the platform), so it cannot be {action} yet. Crier is "
+            "settling the outcome with the platform; try again in a few seconds.",
+            code="post_publishing",
+        )
+
+
 def update_post(session: Session, organisation_id: int, post_id: str, data: dict[str, Any]) -> Post:
     """PATCH: allowed while nothing of the post has started publishing."""
     post = get_post(session, organisation_id, post_id, lock=True)
@@ -561,6 +581,7 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
             details={"draft": ["Use POST /posts/{id}/schedule."]},
         )
     is_draft = post.status == PostStatus.DRAFT
+    _refuse_if_publishing(post, "changed")
     untouchable = [
         t
         for t in post.targets
@@ -628,12 +649,16 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
                     next_attempt_at=post.scheduled_at,
                 )
             )
+    # What the platform prepared (containers, uploads) was made for the old content.
+    content_changed = any(k in data for k in ("content", "media_ids", "platform_content"))
     # Every target starts over with no token: messages already sent become stale no-ops.
     for target in post.targets:
         target.status = TargetStatus.DRAFT if is_draft else TargetStatus.SCHEDULED
         target.dispatch_token = None
         target.queued_at = None
         target.next_attempt_at = post.scheduled_at
+        if content_changed:
+            target.platform_handle = None
     refresh_post_status(post)
     session.flush()
     return post
@@ -662,6 +687,7 @@ def delete_post(
     """DELETE with delete_on_platforms: cancel what is unpublished, and mark published
     copies on those platforms for deletion by a worker. Returns the marked targets."""
     post = get_post(session, organisation_id, post_id, lock=True)
+    _refuse_if_publishing(post, "cancelled")
     cancellable = _changeable_targets(post)
     to_delete = [
         t
@@ -686,6 +712,7 @@ def delete_post(
 
 def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
     post = get_post(session, organisation_id, post_id, lock=True)
+    _refuse_if_publishing(post, "cancelled")
     cancellable = _changeable_targets(post)
     if not cancellable:
         if post.status == PostStatus.CANCELLED:

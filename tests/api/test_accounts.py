@@ -56,6 +56,8 @@ def test_health_of_a_good_account(tenant: Tenant, make_account: Any) -> None:
         "reason": None,
         "token_expires_at": None,
         "has_refresh_token": True,
+        "refresh_failures": 0,
+        "last_refresh_error": None,
     }
 
 
@@ -72,6 +74,8 @@ def test_health_when_the_token_expired(tenant: Tenant, make_account: Any, app: F
         "reason": None,
         "token_expires_at": stamp,
         "has_refresh_token": True,
+        "refresh_failures": 0,
+        "last_refresh_error": None,
     }
     assert ok_data(tenant.api.get(f"/accounts/{without_refresh}"))["health"] == {
         "can_post": False,
@@ -79,6 +83,8 @@ def test_health_when_the_token_expired(tenant: Tenant, make_account: Any, app: F
         "reason": "The access token expired and there is no refresh token; reconnect the account.",
         "token_expires_at": stamp,
         "has_refresh_token": False,
+        "refresh_failures": 0,
+        "last_refresh_error": None,
     }
 
 

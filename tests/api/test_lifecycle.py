@@ -360,7 +360,7 @@ def test_patch_waits_for_a_concurrent_claim(tenant: Tenant, make_account: Any, a
     response = _race_with_worker_claim(
         tenant, app, post_id, ("PATCH", f"/posts/{post_id}", {"content": "edited"})
     )
-    assert_error(response, 409, "post_already_published")
+    assert_error(response, 409, "post_publishing")
     [target] = targets_of(app, post_id)
     assert target["status"] == "publishing"
     assert ok_data(tenant.api.get(f"/posts/{post_id}"))["content"] == "hello"
@@ -370,9 +370,60 @@ def test_cancel_waits_for_a_concurrent_claim(tenant: Tenant, make_account: Any, 
     x = make_account(tenant, "x")
     post_id = create(tenant, [x])["post_id"]
     response = _race_with_worker_claim(tenant, app, post_id, ("DELETE", f"/posts/{post_id}", None))
-    assert_error(response, 409, "post_already_published")
+    assert_error(response, 409, "post_publishing")
     [target] = targets_of(app, post_id)
     assert target["status"] == "publishing"
+
+
+def test_a_target_that_may_be_live_is_neither_cancelled_nor_edited(
+    tenant: Tenant, make_account: Any, app: Flask
+) -> None:
+    """Its worker died after the publish request went out: until it is reconciled, the
+    post may be live, so DELETE and PATCH answer 409 and change nothing."""
+    x = make_account(tenant, "x")
+    linkedin = make_account(tenant, "linkedin")
+    post_id = create(tenant, [x, linkedin], scheduled_at=iso_in(3600))["post_id"]
+    sql(
+        app,
+        "UPDATE post_targets SET status = 'queued', dispatch_token = 'recovered', "
+        "irreversible_started_at = now() WHERE account_id = :a",
+        a=x,
+    )
+    message = (
+        f"This post is being published to x account {x} right now (a publish request may "
+        "already have reached the platform), so it cannot be cancelled yet. Crier is "
+        "settling the outcome with the platform; try again in a few seconds."
+    )
+    assert_error(tenant.api.delete(f"/posts/{post_id}"), 409, "post_publishing", message)
+    assert_error(
+        tenant.api.patch(f"/posts/{post_id}", json={"content": "edited"}),
+        409,
+        "post_publishing",
+        message.replace("cancelled yet", "changed yet"),
+    )
+    statuses = {
+        t["account_id"]: (t["status"], t["dispatch_token"]) for t in targets_of(app, post_id)
+    }
+    assert statuses[x] == ("queued", "recovered")
+    assert statuses[linkedin][0] == "scheduled"
+    assert ok_data(tenant.api.get(f"/posts/{post_id}"))["content"] == "hello"
+
+
+def test_an_edit_discards_what_the_platform_prepared_for_the_old_content(
+    tenant: Tenant, make_account: Any, app: Flask
+) -> None:
+    x = make_account(tenant, "x")
+    post_id = create(tenant, [x], scheduled_at=iso_in(3600))["post_id"]
+    handle = '{"media_ids": ["111"], "media_expires_at": 9999999999}'
+    sql(app, f"UPDATE post_targets SET platform_handle = '{handle}' WHERE post_id = :p", p=post_id)
+    # Moving the schedule keeps the prepared media: they were made for this content.
+    ok_data(tenant.api.patch(f"/posts/{post_id}", json={"scheduled_at": iso_in(7200)}))
+    assert targets_of(app, post_id)[0]["platform_handle"] == {
+        "media_ids": ["111"],
+        "media_expires_at": 9999999999,
+    }
+    ok_data(tenant.api.patch(f"/posts/{post_id}", json={"content": "new words"}))
+    assert targets_of(app, post_id)[0]["platform_handle"] is None
 
 
 # ----------------------------------------------------------------------- DELETE /posts/{id}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from flask import Flask
 from sqlalchemy import select
 
@@ -18,6 +20,7 @@ from app.services.accounts import account_tokens
 from tests.conftest import Tenant
 from tests.workers.conftest import target_row
 from workers.pipeline import PipelineDeps, publish_target
+from workers.quotas import SharedQuotas
 
 
 @pytest.fixture(autouse=True)
@@ -301,7 +304,7 @@ def test_out_of_retries_after_a_lost_response_looks_once_more(
     assert row.status == "published" and row.platform_post_id == entry["id"]
 
 
-def test_a_limit_met_after_the_irreversible_call_keeps_the_marker(
+def test_a_limit_met_at_the_irreversible_call_clears_the_marker(
     app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
 ) -> None:
     account_id = make_account(tenant, "x")
@@ -309,9 +312,49 @@ def test_a_limit_met_after_the_irreversible_call_keeps_the_marker(
     sandbox.post("/_faults", json={"x": {"rate_limit_every": 1, "retry_after": 1}})
     assert publish_target(deps, target_id, token) == "rate_limited"
     row = target_row(app, target_id)
-    # The 429 answered the call that makes posts public: the next try reconciles first.
-    assert row.irreversible_started_at is not None
+    # The platform answered the call that makes posts public with "rate limited": it
+    # turned the request away, so nothing is live and the post may still be edited.
+    assert row.irreversible_started_at is None
     sandbox.post("/_faults", json={})
     time.sleep(1.2)
     assert publish_target(deps, target_id, current_token(app, target_id)) == "published"
+    assert len(ledger(sandbox)) == 1
+
+
+class _SaysNoneLeft:
+    """The real adapter, whose successful answer also says "0 publishes left until T"."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.adapter, name)
+
+    def publish(self, request: Any, context: Any) -> Any:
+        result = self.adapter.publish(request, context)
+        reset_at = time.time() + 60
+        usage = {"remaining": 0, "reset_at": reset_at}
+        return replace(result, details={**result.details, "rate_limit": usage})
+
+
+class _RedisFailsAfterThePost(SharedQuotas):
+    def impose_wait(self, platform: str, account_id: int | None, until: float) -> None:
+        raise redis.exceptions.ConnectionError("injected: Redis went away")
+
+
+def test_bookkeeping_errors_after_the_platform_accepted_never_rewrite_the_outcome(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id, "accepted"))
+    real_adapter_for = deps.adapter_for
+    deps = replace(
+        deps,
+        quotas=_RedisFailsAfterThePost(deps.settings.redis_url),
+        adapter_for=lambda platform: _SaysNoneLeft(real_adapter_for(platform)),
+    )
+    assert publish_target(deps, target_id, token) == "published"
+    row = target_row(app, target_id)
+    assert row.status == "published" and row.error_code is None
+    assert [a.outcome for a in attempts_of(app, target_id)] == ["published"]
     assert len(ledger(sandbox)) == 1

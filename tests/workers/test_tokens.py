@@ -112,3 +112,37 @@ def test_no_token_reaches_the_logs(
     assert fresh.access_token != "SECRET-ig-token-123"
     assert "SECRET-ig-token-123" not in caplog.text
     assert fresh.access_token not in caplog.text
+
+
+def test_one_bad_account_never_stops_the_others_refreshing(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """A malformed token answer and a token that no longer decrypts are each logged and
+    counted on that account's health block; every other account is refreshed."""
+    malformed = make_account(tenant, "x", access_token="bad-a", refresh_token="bad-r")
+    undecryptable = make_account(tenant, "x", access_token="enc-a", refresh_token="enc-r")
+    good = [
+        make_account(tenant, "x", access_token=f"good-a{n}", refresh_token=f"good-r{n}")
+        for n in range(2)
+    ]
+    # Expiring first, so a loop that stopped at the first error would refresh nothing.
+    set_expiry(app, malformed, datetime.now(UTC) + timedelta(minutes=1))
+    set_expiry(app, undecryptable, datetime.now(UTC) + timedelta(minutes=2))
+    for account_id in good:
+        set_expiry(app, account_id, datetime.now(UTC) + timedelta(hours=3))
+    with get_db(app).session() as session:
+        session.get(Account, undecryptable).access_token_encrypted = "gAAAAA-not-a-fernet-token"
+        session.commit()
+    sandbox.post("/_faults", json={"x": {"malformed_refresh_tokens": ["bad-r"]}})
+
+    report = refresh_expiring_tokens(deps.db, deps.settings, deps.adapter_for)
+
+    assert report == {"refreshed": 2, "revoked": 0, "failed": 2}
+    for account_id, n in zip(good, range(2), strict=True):
+        assert tokens_of(app, account_id)[0] != f"good-a{n}"
+    health = {a["id"]: a["health"] for a in tenant.api.get("/accounts").json()["data"]}
+    assert health[malformed]["refresh_failures"] == 1
+    assert "JSONDecodeError" in health[malformed]["last_refresh_error"]
+    assert health[undecryptable]["refresh_failures"] == 1
+    assert health[undecryptable]["last_refresh_error"] == "ValueError while refreshing the token"
+    assert all(health[a]["refresh_failures"] == 0 for a in good)

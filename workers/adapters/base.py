@@ -215,6 +215,20 @@ class NullContext:
         self.irreversible = True
 
 
+class ReadyToPublish(Exception):
+    """Raised by a preparing context at `mark_irreversible()`: every step that makes
+    nothing public is done and its handle saved; only the irreversible request is left."""
+
+
+class PreparingContext(NullContext):
+    """Runs `publish()` ahead of the instant and stops just before the irreversible
+    request. Adapters need nothing special for this: their handles already let a later
+    `publish()` resume without redoing a step (see DESIGN.md "Prepare ahead")."""
+
+    def mark_irreversible(self) -> None:
+        raise ReadyToPublish()
+
+
 def client_credentials(platform: str) -> tuple[str | None, str | None]:
     """OAuth client id and secret for refresh flows: CRIER_<PLATFORM>_CLIENT_ID/SECRET."""
     prefix = f"CRIER_{platform.upper()}_"

@@ -38,6 +38,13 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             entries = [e for e in state.ledger if platform is None or e["platform"] == platform]
         return json_response(entries)
 
+    @app.get("/_uploads")
+    def uploads() -> Response:
+        platform = request.args.get("platform")
+        with state.lock:
+            entries = [e for e in state.uploads if platform is None or e["platform"] == platform]
+        return json_response(entries)
+
     @app.post("/_faults")
     def faults() -> Response:
         body = request.get_json(silent=True)

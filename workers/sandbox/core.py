@@ -41,6 +41,8 @@ class PlatformFaults:
     retry_after: int = 30
     expired_tokens: set[str] = field(default_factory=set)
     revoked_tokens: set[str] = field(default_factory=set)
+    # Refresh tokens whose exchange answers 200 with a body that is not a token (X).
+    malformed_refresh_tokens: set[str] = field(default_factory=set)
     processing_seconds: float = 0.0  # slow media processing (containers, uploads)
     # Drop the response of the irreversible call after doing it (a "lost response").
     lose_response_every: int = 0
@@ -59,6 +61,7 @@ class PlatformFaults:
             retry_after=int(data.get("retry_after", 30)),
             expired_tokens=set(data.get("expired_tokens", [])),
             revoked_tokens=set(data.get("revoked_tokens", [])),
+            malformed_refresh_tokens=set(data.get("malformed_refresh_tokens", [])),
             processing_seconds=float(data.get("processing_seconds", 0.0)),
             lose_response_every=int(data.get("lose_response_every", 0)),
             fetch_media=_as_bool(data.get("fetch_media", fetch_media_default)),
@@ -93,6 +96,8 @@ class SandboxState:
     def reset(self) -> None:
         with self.lock:
             self.ledger: list[dict[str, Any]] = []
+            # One entry per upload session opened (media upload, video container, ...).
+            self.uploads: list[dict[str, Any]] = []
             self.faults: dict[str, PlatformFaults] = {}
             # Free-form per-platform state (containers, upload sessions, tokens, ...).
             self.platform: dict[str, dict[str, Any]] = {}
@@ -138,6 +143,12 @@ class SandboxState:
         with self.lock:
             self.ledger.append(entry)
         return entry
+
+    def note_upload(self, platform: str, kind: str, upload_id: str) -> None:
+        with self.lock:
+            self.uploads.append(
+                {"platform": platform, "kind": kind, "id": upload_id, "opened_at": now_iso()}
+            )
 
     def posts_of(self, platform: str, account: str) -> list[dict[str, Any]]:
         """The account's posts still on the platform (deleted ones stay in the ledger)."""

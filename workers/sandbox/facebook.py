@@ -170,6 +170,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             return graph_error("(#389) Unable to fetch video file from URL.", 389)
         with state.lock:
             video = _new_video(state, page, reel=False)
+            state.note_upload(PLATFORM, "video", str(video["id"]))
             video.update(
                 description=description,
                 file_url=file_url,

@@ -287,6 +287,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 "ready_at": 0.0,
                 "failure": None,
             }
+        state.note_upload(PLATFORM, "video", urn)
         instructions = [
             {
                 "uploadUrl": url_for(".upload_video_part", key=key, index=index, _external=True),

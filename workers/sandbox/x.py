@@ -326,6 +326,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if reason:
             return _invalid(reason)
         media = new_media(user_for(token), kind, mime, body["media_category"], total)
+        state.note_upload(PLATFORM, kind, str(media["id"]))
         data = {k: media_data(media)[k] for k in ("id", "media_key", "expires_after_secs")}
         return json_response({"data": data})
 
@@ -460,6 +461,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             )
         refresh_token = request.form.get("refresh_token", "")
         revoked = state.faults_for(PLATFORM).revoked_tokens
+        if refresh_token in state.faults_for(PLATFORM).malformed_refresh_tokens:
+            # What a misbehaving proxy in front of the token endpoint answers.
+            return Response("<html><body>Service temporarily unavailable</body></html>", 200)
         with state.lock:
             used = store().setdefault("used_refresh_tokens", set())
             if not refresh_token or refresh_token in used or refresh_token in revoked:

@@ -218,6 +218,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 "received": 0,
                 "video_id": None,
             }
+        state.note_upload(PLATFORM, "video", upload_id)
         session_uri = url_for(
             f"{PLATFORM}.upload_bytes", uploadType="resumable", upload_id=upload_id, _external=True
         )
