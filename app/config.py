@@ -52,6 +52,20 @@ class Settings:
     max_upload_bytes: int = 512 * 1024 * 1024
     idempotency_ttl: int = 24 * 3600
     http_timeout: float = 30.0
+    # Lets webhooks and media imports reach loopback/private addresses (tests, `crier dev`).
+    allow_private_urls: bool = False
+    # Webhook delivery: each attempt's timeout, attempts in flight per endpoint, the retry
+    # schedule (exponential with jitter, about a day by default), and the run of
+    # consecutive failures after which an endpoint is disabled.
+    webhook_timeout: float = 10.0
+    webhook_concurrency: int = 4
+    webhook_max_attempts: int = 15
+    webhook_retry_base: float = 30.0
+    webhook_retry_cap: float = 4 * 3600.0
+    webhook_disable_after: int = 50
+    webhook_drain_interval: float = 2.0
+    # Events whose deliveries are all finished are deleted after this many days.
+    webhook_retention_days: int = 30
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,6 +96,28 @@ class Settings:
             media_dir=env.get("CRIER_MEDIA_DIR") or defaults.media_dir,
             max_upload_bytes=_env_int("CRIER_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
             http_timeout=_env_float("CRIER_HTTP_TIMEOUT", defaults.http_timeout),
+            allow_private_urls=env.get("CRIER_ALLOW_PRIVATE_URLS", "").strip().lower()
+            in ("1", "true", "yes"),
+            webhook_timeout=_env_float("CRIER_WEBHOOK_TIMEOUT", defaults.webhook_timeout),
+            webhook_concurrency=_env_int("CRIER_WEBHOOK_CONCURRENCY", defaults.webhook_concurrency),
+            webhook_max_attempts=_env_int(
+                "CRIER_WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts
+            ),
+            webhook_retry_base=_env_float(
+                "CRIER_WEBHOOK_RETRY_BASE_SECONDS", defaults.webhook_retry_base
+            ),
+            webhook_retry_cap=_env_float(
+                "CRIER_WEBHOOK_RETRY_CAP_SECONDS", defaults.webhook_retry_cap
+            ),
+            webhook_disable_after=_env_int(
+                "CRIER_WEBHOOK_DISABLE_AFTER", defaults.webhook_disable_after
+            ),
+            webhook_drain_interval=_env_float(
+                "CRIER_WEBHOOK_DRAIN_INTERVAL", defaults.webhook_drain_interval
+            ),
+            webhook_retention_days=_env_int(
+                "CRIER_WEBHOOK_RETENTION_DAYS", defaults.webhook_retention_days
+            ),
         )
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> Settings:

@@ -175,6 +175,8 @@ def run_dev() -> None:
         )
     env.setdefault("CRIER_SECRET_KEY", _persistent_secret(VAR / "dev-secret"))
     env.setdefault("CRIER_MEDIA_DIR", str((VAR / "media").resolve()))
+    # Local receivers and media servers are the point of a dev stack.
+    env.setdefault("CRIER_ALLOW_PRIVATE_URLS", "1")
     web_port = int(env.get("PORT", "8000"))
     env["PORT"] = str(web_port)
     env.setdefault("CRIER_PUBLIC_URL", f"http://127.0.0.1:{web_port}")
@@ -196,7 +198,7 @@ def run_dev() -> None:
     upgrade_database(env["DATABASE_URL"])
     demo = seed_demo()
 
-    queues = ",".join([*(f"publish.{p.value}" for p in Platform), "maintenance"])
+    queues = ",".join([*(f"publish.{p.value}" for p in Platform), "maintenance", "webhooks"])
     processes.update(
         {
             "web": [

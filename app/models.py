@@ -47,6 +47,7 @@ class AccountStatus(StrEnum):
 
 
 class PostStatus(StrEnum):
+    DRAFT = "draft"
     SCHEDULED = "scheduled"
     PUBLISHING = "publishing"
     PUBLISHED = "published"
@@ -56,6 +57,7 @@ class PostStatus(StrEnum):
 
 
 class TargetStatus(StrEnum):
+    DRAFT = "draft"  # of a draft post: never enqueued until POST /posts/{id}/schedule
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     PUBLISHING = "publishing"
@@ -146,7 +148,13 @@ class Media(Base):
     duration_seconds: Mapped[float | None] = mapped_column()
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(255))
+    # ready | uploading (a URL import still being fetched and probed) | failed
+    status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    source_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_media_org_kind_created", "organisation_id", "kind", "created_at"),)
 
 
 class Post(Base):
@@ -162,6 +170,11 @@ class Post(Base):
     platform_content: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     media_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
     status: Mapped[str] = mapped_column(String(24), default=PostStatus.SCHEDULED)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    # A media id used as the video cover where the platform has one.
+    cover_photo: Mapped[str | None] = mapped_column(String(36))
+    # When the first of its accounts was published (the list filter's column).
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -172,6 +185,10 @@ class Post(Base):
     __table_args__ = (
         Index("ix_posts_org_created", "organisation_id", "created_at"),
         Index("ix_posts_org_scheduled", "organisation_id", "scheduled_at"),
+        Index("ix_posts_org_status_created", "organisation_id", "status", "created_at"),
+        Index("ix_posts_org_updated", "organisation_id", "updated_at"),
+        Index("ix_posts_org_published", "organisation_id", "published_at"),
+        Index("ix_posts_org_campaign", "organisation_id", "campaign_id"),
     )
 
 
@@ -217,6 +234,10 @@ class PostTarget(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # DELETE /posts/{id}?delete_on_platforms=…: pending | deleted | failed, and why.
+    platform_delete_status: Mapped[str | None] = mapped_column(String(16))
+    platform_delete_error: Mapped[str | None] = mapped_column(Text)
+    platform_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -226,6 +247,7 @@ class PostTarget(Base):
     __table_args__ = (
         UniqueConstraint("post_id", "account_id", name="uq_post_targets_post_account"),
         Index("ix_post_targets_account", "account_id"),
+        Index("ix_post_targets_platform_post", "platform", "post_id"),
         # The sweeper reads only open targets in due order, so its cost follows the due
         # rows, not the size of the table.
         Index(
@@ -307,4 +329,125 @@ class ServiceState(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookEventType(StrEnum):
+    POST_PUBLISHED = "post.published"
+    POST_PARTIALLY_PUBLISHED = "post.partially_published"
+    POST_FAILED = "post.failed"
+    POST_CANCELLED = "post.cancelled"
+    POST_PLATFORM_PUBLISHED = "post.platform.published"
+    POST_PLATFORM_FAILED = "post.platform.failed"
+    POST_PLATFORM_UNCONFIRMED = "post.platform.unconfirmed"
+    MEDIA_PROCESSED = "media.processed"
+    ACCOUNT_DISCONNECTED = "account.disconnected"
+    # Sent only by POST /webhooks/{id}/test, to that endpoint alone.
+    WEBHOOK_TEST = "webhook.test"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its next attempt (the first, or a retry)
+    DELIVERING = "delivering"  # claimed by the drain, a worker is sending it
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # out of attempts
+
+
+class WebhookEndpoint(Base):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Fernet-encrypted (app.security): the secret must be read back to sign each body.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Failed attempts in a row; at CRIER_WEBHOOK_DISABLE_AFTER the endpoint is disabled.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per event, written in the transaction of the change it reports."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # The prune walks old events in time order.
+    __table_args__ = (Index("ix_webhook_events_created", "created_at"),)
+
+
+class WebhookDelivery(Base):
+    """One event owed to one endpoint: its attempts, last answer and next try."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Written at each claim; only the message carrying it may record the outcome.
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    event: Mapped[WebhookEvent] = relationship()
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+        # The drain reads only open deliveries in due order.
+        Index(
+            "ix_webhook_deliveries_open_due",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'delivering')"),
+            sqlite_where=text("status IN ('pending', 'delivering')"),
+        ),
+    )
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    color: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -11,7 +11,10 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
-from app import schemas
+from app import openapi_extra as extra
+from app import schemas, webhook_schemas
+from app.api import campaigns
+from app.openapi_examples import EXAMPLES
 
 # endpoint → (request body schema, response data schema, success status)
 OPERATIONS: dict[str, tuple[Any, Any, int]] = {
@@ -22,20 +25,59 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "posts.get_post_results": (None, None, 200),
     "posts.update_post": (schemas.UpdatePostSchema, schemas.PostOut, 200),
     "posts.cancel_post": (None, schemas.PostOut, 200),
-    "posts.retry_post": (None, schemas.PostOut, 200),
+    "posts.retry_post": (schemas.RetryPostSchema, schemas.PostOut, 200),
+    "posts.retry_failed_posts": (schemas.RetryFailedSchema, extra.RetryFailedOut, 200),
+    "posts.schedule_post": (schemas.SchedulePostSchema, schemas.PostOut, 200),
     "accounts.list_accounts": (None, schemas.AccountOut(many=True), 200),
     "accounts.get_account": (None, schemas.AccountOut, 200),
+    "accounts.get_account_health": (None, extra.AccountHealthOut, 200),
     "media.upload_media": ("multipart", schemas.MediaOut, 201),
+    "media.upload_media_from_url": (schemas.UploadFromUrlSchema, schemas.MediaOut, 201),
     "media.list_media": (None, schemas.MediaOut(many=True), 200),
     "media.get_media": (None, schemas.MediaOut, 200),
-    "media.delete_media": (None, None, 200),
+    "media.delete_media": (None, extra.MediaDeletedOut, 200),
+    "webhooks.list_webhooks": (None, webhook_schemas.WebhookOut(many=True), 200),
+    "webhooks.create_webhook": (
+        webhook_schemas.WebhookCreateSchema,
+        webhook_schemas.WebhookCreatedOut,
+        201,
+    ),
+    "webhooks.get_webhook": (None, webhook_schemas.WebhookOut, 200),
+    "webhooks.update_webhook": (
+        webhook_schemas.WebhookUpdateSchema,
+        webhook_schemas.WebhookOut,
+        200,
+    ),
+    "webhooks.delete_webhook": (None, extra.DeletedOut, 200),
+    "webhooks.test_webhook": (None, webhook_schemas.WebhookDeliveryOut, 202),
+    "webhooks.list_deliveries": (None, webhook_schemas.WebhookDeliveryOut(many=True), 200),
+    "webhooks.redeliver": (None, webhook_schemas.WebhookDeliveryOut, 202),
+    "campaigns.list_campaigns": (None, campaigns.CampaignOut(many=True), 200),
+    "campaigns.create_campaign": (campaigns.CampaignCreateSchema, campaigns.CampaignOut, 201),
+    "campaigns.get_campaign": (None, campaigns.CampaignOut, 200),
+    "campaigns.update_campaign": (campaigns.CampaignUpdateSchema, campaigns.CampaignOut, 200),
+    "campaigns.delete_campaign": (None, extra.DeletedOut, 200),
+    "me.me": (None, extra.MeOut, 200),
+    "me.platform_rules": (None, extra.PlatformRulesOut, 200),
 }
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
     "accounts.list_accounts": schemas.PageQuery,
-    "media.list_media": schemas.PageQuery,
+    "media.list_media": schemas.ListMediaQuery,
+    "media.delete_media": extra.DeleteMediaQuery,
+    "posts.cancel_post": extra.DeletePostQuery,
+    "webhooks.list_webhooks": schemas.PageQuery,
+    "webhooks.list_deliveries": webhook_schemas.DeliveriesQuery,
+    "campaigns.list_campaigns": campaigns.CampaignsQuery,
 }
-PUBLIC = {"meta.health", "meta.openapi", "meta.docs", "media.public_file"}
+PUBLIC = {
+    "meta.health",
+    "meta.openapi",
+    "meta.docs",
+    "meta.docs_init",
+    "meta.docs_static",
+    "media.public_file",
+}
 ERROR_CODES = {
     400: "validation_error",
     401: "invalid_api_key",
@@ -43,6 +85,7 @@ ERROR_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    422: "unprocessable (bulk: every item failed; media_fetch_failed)",
     429: "rate_limited",
 }
 
@@ -63,9 +106,11 @@ def _envelope(data_schema: Any) -> dict[str, Any]:
 
 
 # Path parameters that are UUIDs although their route converter is a plain string.
-UUID_PARAMETERS = {"post_id", "media_id"}
+UUID_PARAMETERS = {"post_id", "media_id", "webhook_id", "delivery_id"}
 INTEGER_PARAMETER = {"type": "integer", "format": "int64", "minimum": 1}
 RuleInfo = tuple[str, str, tuple[str, ...], str, tuple[str, ...]]
+# POSTs whose body may be left out.
+OPTIONAL_BODIES = {"posts.retry_post"}
 
 
 def _path_schema(name: str, integer_params: tuple[str, ...]) -> dict[str, Any]:
@@ -124,6 +169,13 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     }
                 },
             }
+            request_example, response_example = EXAMPLES.get(endpoint, (None, None))
+            if response_example is not None:
+                operation["responses"][str(status)]["content"]["application/json"]["example"] = {
+                    "data": response_example,
+                    "error": None,
+                    "meta": {"request_id": "a1b2c3d4", "timestamp": "2026-04-10T12:00:00.000Z"},
+                }
             if endpoint not in PUBLIC:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
                 for code, name in ERROR_CODES.items():
@@ -145,9 +197,12 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     },
                 }
             elif body is not None:
+                content: dict[str, Any] = {"schema": body}
+                if request_example is not None:
+                    content["example"] = request_example
                 operation["requestBody"] = {
-                    "required": True,
-                    "content": {"application/json": {"schema": body}},
+                    "required": endpoint not in OPTIONAL_BODIES,
+                    "content": {"application/json": content},
                 }
             parameters: list[dict[str, Any]] = [
                 {

@@ -206,6 +206,19 @@ class CreatePostSchema(StrictSchema):
         PlatformContentSchema,
         metadata={"description": "Per-platform content overrides and settings."},
     )
+    draft = StrictBoolean(
+        metadata={"description": "Save as a draft, never published until it is scheduled."}
+    )
+    campaign_id = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "A campaign id (from GET /campaigns) to group the post under."},
+    )
+    cover_photo = fields.UUID(
+        allow_none=True,
+        error_messages={"invalid_uuid": "Not a valid UUID."},
+        metadata={"description": "An image media id used as the video cover where supported."},
+    )
 
     @pre_load
     def _alias_scheduled_for(self, data: Any, **_: Any) -> Any:
@@ -240,23 +253,120 @@ class BulkCreateSchema(StrictSchema):
     posts = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, max=50))
 
 
+POST_STATUSES = (
+    "draft",
+    "scheduled",
+    "publishing",
+    "published",
+    "partially_published",
+    "failed",
+    "cancelled",
+)
+POST_SORTS = ("created_at", "scheduled_at", "updated_at", "published_at")
+
+
+class CommaList(fields.String):
+    """`a,b,c` in a query string, each item checked against `choices`."""
+
+    def __init__(self, choices: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.choices = choices
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        wrong = [item for item in items if item not in self.choices]
+        if wrong or not items:
+            raise ValidationError(f"Must be one of: {', '.join(self.choices)}.")
+        return items
+
+
 class ListPostsQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    status = fields.String(
-        validate=one_of(
-            "scheduled", "publishing", "published", "partially_published", "failed", "cancelled"
-        )
-    )
-    platform = fields.String(validate=one_of(*PLATFORM_KEYS))
+    status = CommaList(POST_STATUSES, metadata={"description": "One status or a comma list."})
+    platform = CommaList(PLATFORM_KEYS, metadata={"description": "One platform or a comma list."})
     account_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    campaign_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     scheduled_from = fields.AwareDateTime(format="iso", default_timezone=None)
     scheduled_to = fields.AwareDateTime(format="iso")
     created_from = fields.AwareDateTime(format="iso")
     created_to = fields.AwareDateTime(format="iso")
+    created_after = fields.AwareDateTime(format="iso")
+    created_before = fields.AwareDateTime(format="iso")
+    scheduled_after = fields.AwareDateTime(format="iso")
+    scheduled_before = fields.AwareDateTime(format="iso")
+    published_after = fields.AwareDateTime(format="iso")
+    published_before = fields.AwareDateTime(format="iso")
+    updated_after = fields.AwareDateTime(format="iso")
+    search = fields.String(validate=validate.Length(min=1, max=200))
+    sort = fields.String(load_default="created_at", validate=one_of(*POST_SORTS))
+    order = fields.String(load_default="desc", validate=one_of("asc", "desc"))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
+
+
+class SchedulePostSchema(StrictSchema):
+    """POST /posts/{id}/schedule: a draft goes live."""
+
+    scheduled_at = fields.String(allow_none=True)
+    publish_now = StrictBoolean()
+    account_ids = fields.List(
+        StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
+        validate=validate.Length(min=1, max=MAX_ACCOUNTS_PER_POST),
+    )
+    timezone = fields.String(allow_none=True, validate=validate.Length(max=64))
+
+    @pre_load
+    def _alias_scheduled_for(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and "scheduled_for" in data:
+            data = dict(data)
+            data["scheduled_at"] = data.pop("scheduled_for")
+        return data
+
+
+class RetryPostSchema(StrictSchema):
+    account_ids = fields.List(
+        StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
+        validate=validate.Length(min=1, max=MAX_ACCOUNTS_PER_POST),
+    )
+
+
+class RetryFailedSchema(StrictSchema):
+    """POST /posts/retry-failed: at least one filter."""
+
+    post_ids = fields.List(
+        fields.UUID(error_messages={"invalid_uuid": "Not a valid UUID."}),
+        validate=validate.Length(min=1, max=1000),
+    )
+    account_id = StrictInteger(validate=validate.Range(min=1, max=MAX_ID))
+    platform = fields.String(validate=one_of(*PLATFORM_KEYS))
+    failed_after = fields.AwareDateTime(format="iso")
+    failed_before = fields.AwareDateTime(format="iso")
+    max_attempts = StrictInteger(validate=validate.Range(min=0, max=1000))
+
+    @validates_schema
+    def _one_filter(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError(
+                "Give at least one filter: post_ids, account_id, platform, failed_after, "
+                "failed_before or max_attempts."
+            )
+
+
+class ListMediaQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    type = fields.String(validate=one_of("image", "video"))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
+
+
+class UploadFromUrlSchema(StrictSchema):
+    url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    filename = fields.String(allow_none=True, validate=validate.Length(max=255))
 
 
 class PageQuery(Schema):
@@ -275,9 +385,12 @@ class TargetOut(Schema):
     attempts = fields.Integer()
     platform_post_id = fields.String(allow_none=True)
     url = fields.String(allow_none=True)
+    platform_post_url = fields.String(allow_none=True)
     error = fields.Dict(allow_none=True)
     published_at = fields.String(allow_none=True)
     next_attempt_at = fields.String(allow_none=True)
+    next_retry_at = fields.String(allow_none=True)
+    platform_deletion = fields.Dict(allow_none=True)
 
 
 class PostOut(Schema):
@@ -289,8 +402,11 @@ class PostOut(Schema):
     media_ids = fields.List(fields.UUID())
     platform_content = fields.Dict()
     accounts_count = fields.Integer()
+    campaign_id = fields.Integer(allow_none=True)
+    cover_photo = fields.UUID(allow_none=True)
     created_at = fields.String()
     updated_at = fields.String()
+    published_at = fields.String(allow_none=True)
     targets = fields.List(fields.Nested(TargetOut))
 
 
@@ -322,6 +438,9 @@ class MediaOut(Schema):
     height = fields.Integer(allow_none=True)
     duration_seconds = fields.Float(allow_none=True)
     sha256 = fields.String()
+    media_status = fields.String(metadata={"description": "ready, uploading or failed"})
+    status_reason = fields.String(allow_none=True)
+    source_url = fields.String(allow_none=True)
     created_at = fields.String()
 
 
@@ -330,3 +449,8 @@ update_post_schema = UpdatePostSchema()
 bulk_create_schema = BulkCreateSchema()
 list_posts_query = ListPostsQuery()
 page_query = PageQuery()
+schedule_post_schema = SchedulePostSchema()
+list_media_query = ListMediaQuery()
+upload_from_url_schema = UploadFromUrlSchema()
+retry_post_schema = RetryPostSchema()
+retry_failed_schema = RetryFailedSchema()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ from workers.sandbox import create_sandbox_app
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
+    "webhook_deliveries",
+    "webhook_events",
+    "webhook_endpoints",
     "worker_heartbeats",
     "service_state",
     "publish_attempts",
@@ -39,6 +43,7 @@ TABLES = (
     "media",
     "accounts",
     "api_keys",
+    "campaigns",
     "organisations",
 )
 
@@ -72,6 +77,7 @@ def app_settings(
         "media_dir": str(tmp_path_factory.mktemp("media")),
         "rate_limit": "100000/minute",
         "posts_rate_limit": "100000/minute",
+        "allow_private_urls": True,
     }
 
 
@@ -137,6 +143,21 @@ def make_tenant(app: Flask, live_url: str) -> Iterator[Any]:
     yield _make
     for client in clients:
         client.close()
+
+
+@contextmanager
+def make_key_client(app: Flask, base_url: str, name: str = "strict") -> Iterator[httpx.Client]:
+    """A client with a new key of its own organisation, for an app built with other settings."""
+    with app.app_context(), get_db(app).session() as session:
+        plain, _api_key = create_api_key(session, name=f"{name}-key", organisation_name=name)
+        session.commit()
+    try:
+        with httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {plain}"}, timeout=30
+        ) as client:
+            yield client
+    finally:
+        get_db(app).dispose()
 
 
 @pytest.fixture

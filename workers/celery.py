@@ -26,8 +26,15 @@ from workers.liveness import Heartbeat, process_claims
 
 flask_app = create_app()
 app = flask_app.extensions["celery"]
-app.conf.include = ["workers.tasks"]
-from workers.tasks import stop_firing  # noqa: E402  (registers the tasks)
+app.conf.include = [
+    "workers.tasks",
+    "workers.webhooks",
+    "workers.media_import",
+    "workers.platform_delete",
+]
+# Importing the task modules registers their tasks.
+from workers import media_import, platform_delete, tasks, webhooks  # noqa: E402,F401
+from workers.tasks import stop_firing  # noqa: E402
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
 

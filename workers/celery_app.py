@@ -16,6 +16,10 @@ PREPARE_TASK = "crier.prepare_target"
 SWEEP_TASK = "crier.sweep_due_targets"
 REFRESH_TOKENS_TASK = "crier.refresh_expiring_tokens"
 MAINTENANCE_QUEUE = "maintenance"
+WEBHOOKS_QUEUE = "webhooks"
+WEBHOOK_DRAIN_TASK = "crier.drain_webhook_outbox"
+WEBHOOK_DELIVER_TASK = "crier.deliver_webhook"
+WEBHOOK_PRUNE_TASK = "crier.prune_webhook_outbox"
 
 
 def publish_queue(platform: str) -> str:
@@ -23,7 +27,10 @@ def publish_queue(platform: str) -> str:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    queues = [Queue(publish_queue(p.value)) for p in Platform] + [Queue(MAINTENANCE_QUEUE)]
+    queues = [Queue(publish_queue(p.value)) for p in Platform] + [
+        Queue(MAINTENANCE_QUEUE),
+        Queue(WEBHOOKS_QUEUE),
+    ]
     return {
         "broker_url": settings.redis_url,
         "task_serializer": "json",
@@ -37,6 +44,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             PUBLISH_TASK: {"queue": publish_queue(Platform.X.value)},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             REFRESH_TOKENS_TASK: {"queue": MAINTENANCE_QUEUE},
+            WEBHOOK_DRAIN_TASK: {"queue": WEBHOOKS_QUEUE},
+            WEBHOOK_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
+            WEBHOOK_PRUNE_TASK: {"queue": WEBHOOKS_QUEUE},
+            "crier.import_media": {"queue": MAINTENANCE_QUEUE},
+            "crier.resume_media_imports": {"queue": MAINTENANCE_QUEUE},
+            "crier.delete_on_platform": {"queue": MAINTENANCE_QUEUE},
+            "crier.resume_platform_deletes": {"queue": MAINTENANCE_QUEUE},
         },
         # A worker killed mid-task loses nothing: the message is acked only when the
         # task returns, and a lost worker puts it back.
@@ -70,6 +84,27 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval,
                 "options": {"expires": max(settings.sweep_interval * 2, 10.0)},
+            },
+            # Webhooks leave from the outbox in PostgreSQL; this claims what is due.
+            "drain-webhook-outbox": {
+                "task": WEBHOOK_DRAIN_TASK,
+                "schedule": settings.webhook_drain_interval,
+                "options": {"expires": max(settings.webhook_drain_interval * 2, 10.0)},
+            },
+            "prune-webhook-outbox": {
+                "task": WEBHOOK_PRUNE_TASK,
+                "schedule": 3600.0,
+                "options": {"expires": 3600.0},
+            },
+            "resume-media-imports": {
+                "task": "crier.resume_media_imports",
+                "schedule": 60.0,
+                "options": {"expires": 60.0},
+            },
+            "resume-platform-deletes": {
+                "task": "crier.resume_platform_deletes",
+                "schedule": 60.0,
+                "options": {"expires": 60.0},
             },
             "refresh-expiring-tokens": {
                 "task": REFRESH_TOKENS_TASK,

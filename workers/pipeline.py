@@ -42,6 +42,7 @@ from app.services.posts import (
     platform_text,
     refresh_post_status,
 )
+from app.services.webhooks import record_account_disconnected, record_target_events
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -709,8 +710,10 @@ def _auth_failure(deps: PipelineDeps, target: PostTarget, error: PlatformError) 
     with deps.db.session() as account_session:
         account = account_session.get(Account, target.account_id)
         if account is not None:
+            previous_status = account.status
             account.status = AccountStatus.NEEDS_RECONNECT
             account.status_reason = f"{code}: {error.message}"
+            record_account_disconnected(account_session, account, previous_status)
             account_session.commit()
     return _Decision(
         outcome=code,
@@ -739,6 +742,7 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> No
     now = utcnow()
     dispatches: list[Dispatch] = []
     attempts: list[PublishAttempt] = []
+    ended: dict[uuid.UUID, list[int]] = {}
     for target, token, requeue, decision in items:
         values, dispatch = _outcome_values(deps, target, requeue, decision, now)
         from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
@@ -758,8 +762,13 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> No
             dispatches.append(dispatch)
         if decision is not None and decision.attempt is not None:
             attempts.append(decision.attempt)
+        if decision is not None and decision.status is not None:
+            ended.setdefault(target.post_id, []).append(target.id)
     session.add_all(attempts)
     session.flush()
+    # Webhooks: each account's outcome event joins this transaction's outbox.
+    for post_id, target_ids in ended.items():
+        record_target_events(session, post_id, target_ids)
     for post in session.scalars(
         select(Post)
         .where(Post.id.in_(post_ids))
@@ -844,6 +853,8 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
         path, messages = next(iter(problems.errors.items()))
         raise PermanentError(f"{path}: {messages[0]}", code="content_rejected")
     media = [_media_item(deps.settings, media_rows[i]) for i in post.media_ids]
+    # cover_photo (issue 8): the video's cover image, for platforms that take one.
+    cover_row = session.get(Media, uuid.UUID(post.cover_photo)) if post.cover_photo else None
     return PublishRequest(
         target_id=target.id,
         platform=target.platform,
@@ -862,6 +873,7 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
         media=media,
         handle=target.platform_handle,
         irreversible_started_at=target.irreversible_started_at,
+        cover=_media_item(deps.settings, cover_row) if cover_row is not None else None,
     )
 
 

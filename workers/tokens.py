@@ -20,6 +20,7 @@ from app.config import Settings
 from app.db import Database, utcnow
 from app.models import Account, AccountStatus
 from app.services.accounts import account_tokens, store_tokens
+from app.services.webhooks import record_account_disconnected
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -60,8 +61,10 @@ def refresh_account(
         try:
             tokens = adapter.refresh_token(current)
         except AuthRevokedError as error:
+            previous_status = account.status
             account.status = AccountStatus.NEEDS_RECONNECT
             account.status_reason = f"auth_revoked: {error.message}"
+            record_account_disconnected(session, account, previous_status)
             session.commit()
             raise
         store_tokens(

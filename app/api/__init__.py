@@ -6,9 +6,12 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import accounts, media, meta, posts
+    from app.api import accounts, campaigns, me, media, meta, posts, webhooks
 
     app.register_blueprint(meta.blueprint)
     app.register_blueprint(posts.blueprint)
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(media.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(campaigns.blueprint)
+    app.register_blueprint(me.blueprint)

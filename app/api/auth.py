@@ -15,7 +15,15 @@ from app.ratelimit import LimitState, RequestLimiter, retry_after_seconds
 from app.security import hash_api_key
 
 # Endpoints anyone may call: health checks, the API description, signed media links.
-PUBLIC_ENDPOINTS = {"meta.health", "meta.openapi", "meta.docs", "media.public_file", "static"}
+PUBLIC_ENDPOINTS = {
+    "meta.health",
+    "meta.openapi",
+    "meta.docs",
+    "meta.docs_init",
+    "meta.docs_static",
+    "media.public_file",
+    "static",
+}
 
 
 @dataclass(frozen=True)

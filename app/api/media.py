@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import httpx
 from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import func, select
 
 from app.api.auth import current_caller
-from app.api.bodies import load_query
+from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import media_to_dict
 from app.db import get_session
 from app.models import Media
-from app.schemas import page_query
+from app.schemas import list_media_query, upload_from_url_schema
 from app.services import media as media_service
+from app.services import media_import
 
 blueprint = Blueprint("media", __name__)
 
@@ -44,13 +46,34 @@ def upload_media() -> Response:
     return response
 
 
+@blueprint.post("/media/upload-from-url")
+def upload_media_from_url() -> Response:
+    """Import media from a URL: images are ready at once, videos are fetched on a worker."""
+    caller = current_caller()
+    data = load_json(upload_from_url_schema, json_body())
+    settings = current_app.config["CRIER"]
+    session = get_session()
+    with httpx.Client(follow_redirects=False) as client:
+        media, pending = media_import.import_from_url(
+            session, settings, client, caller.organisation_id, data["url"], data.get("filename")
+        )
+    session.commit()
+    if pending:
+        media_import.enqueue_import(current_app.extensions["celery"], media.id)
+    response = envelope(media_to_dict(media), status=202 if pending else 201)
+    response.headers["Location"] = f"/media/{media.id}"
+    return response
+
+
 @blueprint.get("/media")
 def list_media() -> Response:
-    """The organisation's media, newest first."""
+    """The organisation's media, newest first; `type` keeps images or videos."""
     organisation_id = current_caller().organisation_id
-    query = load_query(page_query)
+    query = load_query(list_media_query)
     session = get_session()
     statement = select(Media).where(Media.organisation_id == organisation_id)
+    if query.get("type"):
+        statement = statement.where(Media.kind == query["type"])
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
     rows = session.scalars(
         statement.order_by(Media.created_at.desc(), Media.id)
@@ -70,13 +93,20 @@ def get_media(media_id: str) -> Response:
 
 @blueprint.delete("/media/<media_id>")
 def delete_media(media_id: str) -> Response:
-    """Delete media that no unfinished post uses."""
+    """Delete media no unfinished post uses; `force=true` detaches it from scheduled posts."""
+    force = request.args.get("force", "false").lower()
+    if force not in ("true", "false", "1", "0"):
+        raise ValidationError("force must be true or false.", details={"force": ["Not a boolean."]})
     session = get_session()
-    media_service.delete_media(
-        session, current_app.config["CRIER"], current_caller().organisation_id, media_id
+    detached = media_service.delete_media(
+        session,
+        current_app.config["CRIER"],
+        current_caller().organisation_id,
+        media_id,
+        force=force in ("true", "1"),
     )
     session.commit()
-    return envelope({"id": media_id, "deleted": True})
+    return envelope({"id": media_id, "deleted": True, "detached_from_posts": detached})
 
 
 @blueprint.get("/media/public/<token>")

@@ -6,10 +6,11 @@ import time
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, send_from_directory
 from sqlalchemy import text
+from swagger_ui_bundle import swagger_ui_path
 
-from app.api.envelope import envelope
+from app.api.envelope import NotFound, envelope
 from app.db import get_session
 from app.openapi import build_spec
 from app.redis_client import redis_client
@@ -66,29 +67,50 @@ def _json(document: dict[str, Any]) -> Response:
     return response
 
 
+# Swagger UI from the swagger-ui-bundle package, served by us: no CDN, works offline.
 DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Crier API</title>
-<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
-code{background:#f3f3f3;padding:0 .2rem}h2{border-bottom:1px solid #ddd}
-.op{margin:.6rem 0}.m{display:inline-block;width:4.5rem;font-weight:bold}</style></head>
-<body><h1>Crier API</h1><p>Machine-readable: <a href="/openapi.json">/openapi.json</a>.
-Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>.</p><div id="ops"></div>
-<script>
-fetch('/openapi.json').then(r=>r.json()).then(spec=>{
-  const root=document.getElementById('ops');
-  for(const [path,ops] of Object.entries(spec.paths)){
-    const h=document.createElement('h2');h.textContent=path;root.appendChild(h);
-    for(const [method,op] of Object.entries(ops)){
-      const d=document.createElement('div');d.className='op';
-      const m=document.createElement('span');m.className='m';m.textContent=method.toUpperCase();
-      d.appendChild(m);d.appendChild(document.createTextNode(op.summary||''));root.appendChild(d);
-    }
-  }
-});
-</script></body></html>"""
+<html lang="en"><head><meta charset="utf-8"><title>Crier API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><noscript>The machine-readable description is at
+<a href="/openapi.json">/openapi.json</a>.</noscript><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script src="/docs/static/swagger-ui-standalone-preset.js"></script>
+<script src="/docs/init.js"></script></body></html>"""
+
+DOCS_INIT = """window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: '/openapi.json',
+    dom_id: '#swagger-ui',
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    layout: 'StandaloneLayout'
+  });
+};
+"""
+DOCS_ASSETS = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "application/javascript",
+    "swagger-ui-standalone-preset.js": "application/javascript",
+    "favicon-32x32.png": "image/png",
+}
 
 
 @blueprint.get("/docs")
 def docs() -> Response:
-    """A page listing the API's operations, read from /openapi.json."""
+    """Swagger UI for the API, rendering /openapi.json (assets served locally)."""
     return current_app.response_class(DOCS_PAGE, mimetype="text/html")
+
+
+@blueprint.get("/docs/init.js")
+def docs_init() -> Response:
+    """The Swagger UI start-up script."""
+    return current_app.response_class(DOCS_INIT, mimetype="application/javascript")
+
+
+@blueprint.get("/docs/static/<name>")
+def docs_static(name: str) -> Response:
+    """Swagger UI's own files, from the packaged bundle."""
+    if name not in DOCS_ASSETS:
+        raise NotFound("The requested resource does not exist.")
+    response = send_from_directory(swagger_ui_path, name, mimetype=DOCS_ASSETS[name], max_age=86400)
+    return response

@@ -16,7 +16,15 @@ from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import post_created_to_dict, post_to_dict, target_to_dict
 from app.db import get_session
 from app.models import Post, PostTarget
-from app.schemas import create_post_schema, list_posts_query, update_post_schema
+from app.platforms import PLATFORM_KEYS
+from app.schemas import (
+    create_post_schema,
+    list_posts_query,
+    retry_failed_schema,
+    retry_post_schema,
+    schedule_post_schema,
+    update_post_schema,
+)
 from app.services import posts as post_service
 
 blueprint = Blueprint("posts", __name__)
@@ -156,11 +164,12 @@ def bulk_create_posts() -> Response:
     session.commit()
     _enqueue_after_commit(created)
     failed = sum(1 for r in results if r["error"])
-    status = 201 if not failed else (207 if created else 400)
+    status = 201 if not failed else (207 if created else 422)
     response = envelope(
         {"results": results, "created": len(created), "failed": failed}, status=status
     )
-    if status == 400:
+    if status == 422:
+        # The seed product answers 422 when every item of a bulk request fails.
         response = envelope(
             None,
             {
@@ -168,46 +177,71 @@ def bulk_create_posts() -> Response:
                 "code": "validation_error",
                 "details": {f"posts[{r['index']}]": [r["error"]["message"]] for r in results},
             },
-            400,
+            422,
         )
     return response
 
 
+_TIME_FILTERS = (
+    ("scheduled_from", "scheduled_at", "ge"),
+    ("scheduled_to", "scheduled_at", "lt"),
+    ("created_from", "created_at", "ge"),
+    ("created_to", "created_at", "lt"),
+    ("created_after", "created_at", "ge"),
+    ("created_before", "created_at", "lt"),
+    ("scheduled_after", "scheduled_at", "ge"),
+    ("scheduled_before", "scheduled_at", "lt"),
+    ("published_after", "published_at", "ge"),
+    ("published_before", "published_at", "lt"),
+    ("updated_after", "updated_at", "ge"),
+)
+
+
 def _filtered_posts(organisation_id: int, query: dict[str, Any]) -> Select[tuple[Post]]:
+    """Each filter narrows an (organisation_id, column) index of posts (see app.models)."""
     statement = select(Post).where(Post.organisation_id == organisation_id)
     if query.get("status"):
-        statement = statement.where(Post.status == query["status"])
+        statement = statement.where(Post.status.in_(query["status"]))
+    if query.get("campaign_id"):
+        statement = statement.where(Post.campaign_id == query["campaign_id"])
     if query.get("platform") or query.get("account_id"):
         targets = select(PostTarget.post_id)
         if query.get("platform"):
-            targets = targets.where(PostTarget.platform == query["platform"])
+            targets = targets.where(PostTarget.platform.in_(query["platform"]))
         if query.get("account_id"):
             targets = targets.where(PostTarget.account_id == query["account_id"])
         statement = statement.where(Post.id.in_(targets))
-    for name, column, op in (
-        ("scheduled_from", Post.scheduled_at, "ge"),
-        ("scheduled_to", Post.scheduled_at, "lt"),
-        ("created_from", Post.created_at, "ge"),
-        ("created_to", Post.created_at, "lt"),
-    ):
+    for name, column_name, op in _TIME_FILTERS:
         if query.get(name):
+            column = getattr(Post, column_name)
             statement = statement.where(
                 column >= query[name] if op == "ge" else column < query[name]
             )
+    if query.get("search"):
+        pattern = (
+            "%"
+            + query["search"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            + "%"
+        )
+        statement = statement.where(Post.content.ilike(pattern, escape="\\"))
     return statement
 
 
 @blueprint.get("/posts")
 def list_posts() -> Response:
-    """List posts, newest first, with filters and paging."""
+    """List posts (newest first by default) with the seed product's filters and paging."""
     caller = current_caller()
     query = load_query(list_posts_query)
     session = get_session()
     statement = _filtered_posts(caller.organisation_id, query)
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
+    column = getattr(Post, query["sort"])
+    ordering = column.asc() if query["order"] == "asc" else column.desc()
+    if query["sort"] == "published_at":
+        ordering = ordering.nulls_last()
     rows = session.scalars(
         statement.options(selectinload(Post.targets))
-        .order_by(Post.created_at.desc(), Post.id)
+        .order_by(ordering, Post.id)
         .limit(query["limit"])
         .offset(query["offset"])
     ).all()
@@ -251,18 +285,98 @@ def update_post(post_id: str) -> Response:
 
 @blueprint.delete("/posts/<post_id>")
 def cancel_post(post_id: str) -> Response:
-    """Cancel what is not yet published."""
+    """Cancel what is not yet published; `delete_on_platforms` also removes published copies."""
+    raw = request.args.get("delete_on_platforms", "").strip()
     session = get_session()
-    post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+    if not raw:
+        post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+        session.commit()
+        return envelope(post_to_dict(post))
+    wanted = {p.strip().lower() for p in raw.split(",") if p.strip()}
+    platforms = set(PLATFORM_KEYS) if wanted == {"all"} else wanted
+    unknown = sorted(platforms - set(PLATFORM_KEYS))
+    if unknown:
+        message = (
+            f"Unknown platform in delete_on_platforms: {', '.join(unknown)}. "
+            f"Use a comma list of {', '.join(PLATFORM_KEYS)}, or all."
+        )
+        raise ValidationError(message, details={"delete_on_platforms": [message]})
+    post, marked = post_service.delete_post(
+        session, current_caller().organisation_id, post_id, platforms
+    )
     session.commit()
-    return envelope(post_to_dict(post))
+    post_service.enqueue_platform_deletes(current_app.extensions["celery"], [t.id for t in marked])
+    data = post_to_dict(post)
+    data["platform_deletions"] = [
+        {
+            "account_id": t.account_id,
+            "platform": t.platform,
+            "status": t.platform_delete_status,
+            "platform_post_id": t.platform_post_id,
+        }
+        for t in marked
+    ]
+    return envelope(data)
+
+
+def _optional_body() -> Any:
+    """A JSON body when one was sent; these POSTs may also come bare."""
+    if not request.content_length and not request.mimetype:
+        return {}
+    return json_body()
 
 
 @blueprint.post("/posts/<post_id>/retry")
 def retry_post(post_id: str) -> Response:
-    """Send failed accounts of a post back to the queue."""
+    """Send failed accounts of a post (all, or those in `account_ids`) back to the queue."""
+    data = load_json(retry_post_schema, _optional_body())
     session = get_session()
-    post, _retried = post_service.retry_post(session, current_caller().organisation_id, post_id)
+    post, _retried = post_service.retry_post(
+        session, current_caller().organisation_id, post_id, data.get("account_ids")
+    )
+    session.commit()
+    _enqueue_after_commit([post])
+    return envelope(post_to_dict(post))
+
+
+@blueprint.post("/posts/retry-failed")
+def retry_failed_posts() -> Response:
+    """Re-queue failed accounts matching the filters; skips accounts needing reconnection."""
+    data = load_json(retry_failed_schema, json_body())
+    session = get_session()
+    result = post_service.retry_failed(session, current_caller().organisation_id, data)
+    session.commit()
+    _enqueue_after_commit(result.posts)
+    retried = [
+        {"post_id": str(t.post_id), "account_id": t.account_id, "platform": t.platform}
+        for t in result.retried
+    ]
+    skipped = [
+        {
+            "post_id": str(t.post_id),
+            "account_id": t.account_id,
+            "platform": t.platform,
+            "reason": reason,
+        }
+        for t, reason in result.skipped
+    ]
+    return envelope(
+        {
+            "retried_count": len(retried),
+            "skipped_count": len(skipped),
+            "posts_count": len(result.posts),
+            "retried": retried,
+            "skipped": skipped,
+        }
+    )
+
+
+@blueprint.post("/posts/<post_id>/schedule")
+def schedule_post(post_id: str) -> Response:
+    """Make a draft live: at `scheduled_for`, or now with `publish_now: true`."""
+    data = load_json(schedule_post_schema, json_body())
+    session = get_session()
+    post = post_service.schedule_draft(session, current_caller().organisation_id, post_id, data)
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))

@@ -31,6 +31,7 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
         if target.error_code or target.error_message
         else None
     )
+    waiting = target.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED)
     return {
         "account_id": target.account_id,
         "platform": target.platform,
@@ -38,10 +39,19 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
         "attempts": target.attempts,
         "platform_post_id": target.platform_post_id,
         "url": target.url,
+        # The seed product's name for `url`.
+        "platform_post_url": target.url,
         "error": error,
         "published_at": ts(target.published_at),
-        "next_attempt_at": ts(target.next_attempt_at)
-        if target.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED)
+        "next_attempt_at": ts(target.next_attempt_at) if waiting else None,
+        # The seed product's field: set only while a failed attempt waits for its retry.
+        "next_retry_at": ts(target.next_attempt_at) if waiting and target.attempts else None,
+        "platform_deletion": {
+            "status": target.platform_delete_status,
+            "error": target.platform_delete_error,
+            "deleted_at": ts(target.platform_deleted_at),
+        }
+        if target.platform_delete_status
         else None,
     }
 
@@ -57,8 +67,11 @@ def post_to_dict(post: Post) -> dict[str, Any]:
         "media_ids": list(post.media_ids),
         "platform_content": post.platform_content,
         "accounts_count": len(live) or len(post.targets),
+        "campaign_id": post.campaign_id,
+        "cover_photo": post.cover_photo,
         "created_at": ts(post.created_at),
         "updated_at": ts(post.updated_at),
+        "published_at": ts(post.published_at),
         "targets": [target_to_dict(t) for t in post.targets],
     }
 
@@ -106,5 +119,8 @@ def media_to_dict(media: Media) -> dict[str, Any]:
         "height": media.height,
         "duration_seconds": media.duration_seconds,
         "sha256": media.sha256,
+        "media_status": media.status,
+        "status_reason": media.status_reason,
+        "source_url": media.source_url,
         "created_at": ts(media.created_at),
     }

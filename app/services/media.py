@@ -8,6 +8,7 @@ import struct
 import unicodedata
 import uuid
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import Settings
-from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget
+from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget, TargetStatus
 
 MB = 1024 * 1024
 
@@ -136,24 +137,28 @@ def _walk_boxes(handle: BinaryIO | IO[bytes], end: int) -> tuple[int | None, int
     return None, None
 
 
-def save_upload(
-    session: Session,
-    settings: Settings,
-    organisation_id: int,
-    stream: IO[bytes],
-    filename: str,
-) -> Media:
-    """Copy the upload to storage while hashing it, then sniff and inspect it."""
+@dataclass(frozen=True)
+class StoredFile:
+    size: int
+    sha256: str
+    facts: MediaFacts
+    storage_key: str
+
+
+def store_chunks(
+    settings: Settings, organisation_id: int, media_id: uuid.UUID, chunks: Iterable[bytes]
+) -> StoredFile:
+    """Copy chunks to storage while hashing and capping them, then sniff and inspect."""
     root = storage_root(settings)
-    media_id = uuid.uuid4()
     staging_dir = root / "staging"
     staging_dir.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir / f"{media_id}.part"
+    # Unique per call: a retried import may overlap a slow first one.
+    staging = staging_dir / f"{media_id}.{uuid.uuid4().hex[:8]}.part"
     digest = hashlib.sha256()
     size = 0
     try:
         with staging.open("wb") as out:
-            while chunk := stream.read(1024 * 1024):
+            for chunk in chunks:
                 size += len(chunk)
                 if size > settings.max_upload_bytes:
                     raise ApiError(
@@ -169,13 +174,7 @@ def save_upload(
             mime_type = sniff(handle.read(8192))
         extension = IMAGE_TYPES.get(mime_type or "") or VIDEO_TYPES.get(mime_type or "")
         if extension is None:
-            accepted = ", ".join([*IMAGE_TYPES, *VIDEO_TYPES])
-            raise ApiError(
-                f"Unsupported media type{f' {mime_type}' if mime_type else ''}: "
-                f"the file's contents must be one of {accepted}.",
-                code="unsupported_media_type",
-                status=415,
-            )
+            raise unsupported_type(mime_type)
         assert mime_type is not None
         if mime_type in IMAGE_TYPES and size > IMAGE_MAX_BYTES:
             raise ApiError(
@@ -191,22 +190,51 @@ def save_upload(
         shutil.move(staging, final)
     finally:
         staging.unlink(missing_ok=True)
-    media = Media(
-        id=media_id,
-        organisation_id=organisation_id,
-        filename=_clean_filename(filename) or f"{media_id}{extension}",
-        kind=facts.kind,
-        mime_type=facts.mime_type,
-        size_bytes=size,
-        width=facts.width,
-        height=facts.height,
-        duration_seconds=facts.duration_seconds,
-        sha256=digest.hexdigest(),
-        storage_key=storage_key,
+    return StoredFile(size, digest.hexdigest(), facts, storage_key)
+
+
+def unsupported_type(mime_type: str | None) -> ApiError:
+    accepted = ", ".join([*IMAGE_TYPES, *VIDEO_TYPES])
+    return ApiError(
+        f"Unsupported media type{f' {mime_type}' if mime_type else ''}: "
+        f"the file's contents must be one of {accepted}.",
+        code="unsupported_media_type",
+        status=415,
     )
+
+
+def _read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(1024 * 1024):
+        yield chunk
+
+
+def save_upload(
+    session: Session,
+    settings: Settings,
+    organisation_id: int,
+    stream: IO[bytes],
+    filename: str,
+) -> Media:
+    """Copy the upload to storage while hashing it, then sniff and inspect it."""
+    media_id = uuid.uuid4()
+    stored = store_chunks(settings, organisation_id, media_id, _read_chunks(stream))
+    media = Media(id=media_id, organisation_id=organisation_id, status="ready")
+    apply_stored(media, stored, filename)
     session.add(media)
     session.flush()
     return media
+
+
+def apply_stored(media: Media, stored: StoredFile, filename: str) -> None:
+    media.filename = _clean_filename(filename) or f"{media.id}{Path(stored.storage_key).suffix}"
+    media.kind = stored.facts.kind
+    media.mime_type = stored.facts.mime_type
+    media.size_bytes = stored.size
+    media.width = stored.facts.width
+    media.height = stored.facts.height
+    media.duration_seconds = stored.facts.duration_seconds
+    media.sha256 = stored.sha256
+    media.storage_key = stored.storage_key
 
 
 def _clean_filename(name: str) -> str:
@@ -239,26 +267,53 @@ def get_media(session: Session, organisation_id: int, media_id: str) -> Media:
     return media
 
 
-def delete_media(session: Session, settings: Settings, organisation_id: int, media_id: str) -> None:
+def delete_media(
+    session: Session,
+    settings: Settings,
+    organisation_id: int,
+    media_id: str,
+    *,
+    force: bool = False,
+) -> list[str]:
+    """Delete media; with `force`, first detach it from posts not yet publishing.
+
+    Returns the ids of the posts it was detached from. Media of a post being published
+    right now is never pulled from under it.
+    """
     media = get_media(session, organisation_id, media_id)
-    in_use = session.scalar(
-        select(Post.id)
-        .join(PostTarget, PostTarget.post_id == Post.id)
+    users = session.scalars(
+        select(Post)
         .where(
             Post.organisation_id == organisation_id,
-            PostTarget.status.in_(OPEN_TARGET_STATUSES),
             _mentions_media(session, media.id),
+            Post.id.in_(
+                select(PostTarget.post_id).where(
+                    PostTarget.status.in_((*OPEN_TARGET_STATUSES, TargetStatus.DRAFT))
+                )
+            ),
         )
-        .limit(1)
-    )
-    if in_use is not None:
-        raise Conflict(
-            f"This media is attached to post {in_use}, which has not finished publishing.",
-            code="media_in_use",
-        )
-    media_path(settings, media).unlink(missing_ok=True)
+        .order_by(Post.created_at)
+        .with_for_update()
+    ).all()
+    detached: list[str] = []
+    for post in users:
+        busy = any(t.status == TargetStatus.PUBLISHING for t in post.targets)
+        if not force or busy:
+            why = "is being published right now" if busy else "has not finished publishing"
+            raise Conflict(
+                f"This media is attached to post {post.id}, which {why}.",
+                code="media_in_use",
+                details=None if busy else {"force": ["force=true detaches it from such posts."]},
+            )
+        post.media_ids = [m for m in post.media_ids if m != str(media.id)]
+        if post.cover_photo == str(media.id):
+            post.cover_photo = None
+        detached.append(str(post.id))
+    if media.storage_key:
+        media_path(settings, media).unlink(missing_ok=True)
     session.delete(media)
     session.flush()
+    return detached
 
 
 def _link_serializer(settings: Settings) -> URLSafeTimedSerializer:

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import prepare_window
@@ -22,6 +22,7 @@ from app.models import (
     OPEN_TARGET_STATUSES,
     Account,
     AccountStatus,
+    Campaign,
     IdempotencyRecord,
     Media,
     Post,
@@ -37,6 +38,7 @@ from app.platforms import (
     media_rule_for,
 )
 from app.schemas import SETTING_DEFAULTS
+from app.services import webhooks
 
 PAST_TOLERANCE = timedelta(seconds=60)
 MAX_SCHEDULE_AHEAD = timedelta(days=730)
@@ -307,6 +309,14 @@ def load_media(
         errors.add(
             "media_ids", f"Media not found: {', '.join(missing)}. Upload with POST /media/upload."
         )
+    for item in rows:
+        if item.status == "uploading":
+            errors.add(
+                "media_ids",
+                f"Media {item.id} is still being imported; wait until its media_status is ready.",
+            )
+        elif item.status == "failed":
+            errors.add("media_ids", f"Media {item.id} failed to import: {item.status_reason}")
     return [by_id[i] for i in dict.fromkeys(media_ids) if i in by_id]
 
 
@@ -350,6 +360,8 @@ def derive_post_status(post: Post) -> str:
     live = [s for s in statuses if s != TargetStatus.CANCELLED]
     if not live:
         return PostStatus.CANCELLED
+    if any(s == TargetStatus.DRAFT for s in live):
+        return PostStatus.DRAFT
     if any(s in OPEN_TARGET_STATUSES for s in live):
         started = post.publish_now or any(
             t.status == TargetStatus.PUBLISHING
@@ -367,8 +379,19 @@ def derive_post_status(post: Post) -> str:
 
 
 def refresh_post_status(post: Post) -> None:
+    """Derive the status again; reaching an end state writes its webhook event (outbox)."""
+    previous = post.status
     post.status = derive_post_status(post)
-    post.updated_at = utcnow()
+    now = utcnow()
+    post.updated_at = now
+    if post.published_at is None and any(t.status == TargetStatus.PUBLISHED for t in post.targets):
+        post.published_at = min(
+            (t.published_at or now for t in post.targets if t.status == TargetStatus.PUBLISHED),
+            default=now,
+        )
+    session = object_session(post)
+    if session is not None and post.status != previous:
+        webhooks.record_post_status_change(session, post, previous)
 
 
 # ------------------------------------------------------------------------------ create
@@ -407,12 +430,40 @@ def find_idempotent_post(
     return get_post(session, organisation_id, record.post_id)
 
 
+def check_extras(
+    session: Session, organisation_id: int, data: dict[str, Any], errors: ErrorBag
+) -> None:
+    """campaign_id and cover_photo must name the caller's own campaign and image."""
+    if data.get("campaign_id") is not None:
+        campaign = session.scalar(
+            select(Campaign.id).where(
+                Campaign.id == data["campaign_id"], Campaign.organisation_id == organisation_id
+            )
+        )
+        if campaign is None:
+            errors.add("campaign_id", "Campaign not found. Use ids from GET /campaigns.")
+    if data.get("cover_photo") is not None:
+        cover = session.scalar(
+            select(Media).where(
+                Media.id == data["cover_photo"], Media.organisation_id == organisation_id
+            )
+        )
+        if cover is None:
+            errors.add("cover_photo", "Media not found. Upload with POST /media/upload.")
+        elif cover.kind != "image":
+            errors.add("cover_photo", "The cover photo must be an image.")
+
+
 def build_post(session: Session, organisation_id: int, data: dict[str, Any], now: datetime) -> Post:
     """Validate a loaded CreatePostSchema payload against the database and platform rules."""
     errors = ErrorBag()
+    draft = bool(data.get("draft"))
     scheduled_at, publish_now = parse_schedule(data.get("scheduled_at"), data.get("timezone"), now)
+    if draft:
+        publish_now = False  # a draft's time is only a suggestion until it is scheduled
     accounts = load_accounts(session, organisation_id, data["account_ids"], errors)
     media = load_media(session, organisation_id, data.get("media_ids") or [], errors)
+    check_extras(session, organisation_id, data, errors)
     platform_content = data.get("platform_content") or {}
     content = data["content"]
     if not content.strip() and not media:
@@ -432,7 +483,15 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
         timezone=resolve_timezone(data.get("timezone")).key,
         platform_content=platform_content,
         media_ids=[str(m.id) for m in media],
-        status=PostStatus.PUBLISHING if publish_now else PostStatus.SCHEDULED,
+        status=(
+            PostStatus.DRAFT
+            if draft
+            else PostStatus.PUBLISHING
+            if publish_now
+            else PostStatus.SCHEDULED
+        ),
+        campaign_id=data.get("campaign_id"),
+        cover_photo=str(data["cover_photo"]) if data.get("cover_photo") else None,
         created_at=now,
         updated_at=now,
     )
@@ -440,7 +499,7 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
         PostTarget(
             account_id=account.id,
             platform=account.platform,
-            status=TargetStatus.SCHEDULED,
+            status=TargetStatus.DRAFT if draft else TargetStatus.SCHEDULED,
             attempts=0,
             next_attempt_at=scheduled_at,
         )
@@ -507,7 +566,11 @@ def create_post(
 
 
 def _changeable_targets(post: Post) -> list[PostTarget]:
-    return [t for t in post.targets if t.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED)]
+    return [
+        t
+        for t in post.targets
+        if t.status in (TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)
+    ]
 
 
 def _refuse_if_publishing(post: Post, action: str) -> None:
@@ -535,11 +598,23 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
     post = get_post(session, organisation_id, post_id, lock=True)
     if post.status == PostStatus.CANCELLED:
         raise Conflict("This post was cancelled and cannot be changed.", code="post_cancelled")
+    if "draft" in data:
+        raise ValidationError(
+            "draft cannot be changed here; schedule a draft with POST /posts/{id}/schedule.",
+            details={"draft": ["Use POST /posts/{id}/schedule."]},
+        )
+    is_draft = post.status == PostStatus.DRAFT
     _refuse_if_publishing(post, "changed")
     untouchable = [
         t
         for t in post.targets
-        if t.status not in (TargetStatus.SCHEDULED, TargetStatus.QUEUED, TargetStatus.CANCELLED)
+        if t.status
+        not in (
+            TargetStatus.DRAFT,
+            TargetStatus.SCHEDULED,
+            TargetStatus.QUEUED,
+            TargetStatus.CANCELLED,
+        )
     ]
     if untouchable or any(t.attempts for t in post.targets):
         raise Conflict(
@@ -558,6 +633,13 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
         post.content = data["content"]
     if "platform_content" in data:
         post.platform_content = data["platform_content"] or {}
+    check_extras(session, organisation_id, data, errors)
+    if "campaign_id" in data:
+        post.campaign_id = data["campaign_id"]
+    if "cover_photo" in data:
+        post.cover_photo = str(data["cover_photo"]) if data["cover_photo"] else None
+    if is_draft:
+        post.publish_now = False
     media = load_media(session, organisation_id, [uuid.UUID(m) for m in post.media_ids], errors)
     if "media_ids" in data:
         media = load_media(session, organisation_id, data["media_ids"] or [], errors)
@@ -594,7 +676,7 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
     content_changed = any(k in data for k in ("content", "media_ids", "platform_content"))
     # Every target starts over with no token: messages already sent become stale no-ops.
     for target in post.targets:
-        target.status = TargetStatus.SCHEDULED
+        target.status = TargetStatus.DRAFT if is_draft else TargetStatus.SCHEDULED
         target.dispatch_token = None
         target.queued_at = None
         target.next_attempt_at = post.scheduled_at
@@ -606,6 +688,52 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
     refresh_post_status(post)
     session.flush()
     return post
+
+
+# The worker task that deletes a published copy; named here so app/ needs no workers/.
+DELETE_ON_PLATFORM_TASK = "crier.delete_on_platform"
+DELETE_QUEUE = "maintenance"
+
+
+def enqueue_platform_deletes(celery: Any, target_ids: list[int]) -> int:
+    """After commit. A message that cannot be sent is resent by the periodic resume."""
+    sent = 0
+    for target_id in target_ids:
+        try:
+            celery.send_task(DELETE_ON_PLATFORM_TASK, args=[target_id], queue=DELETE_QUEUE)
+            sent += 1
+        except Exception:  # broker down: resume_stalled_deletes sends it later
+            break
+    return sent
+
+
+def delete_post(
+    session: Session, organisation_id: int, post_id: str, platforms: set[str]
+) -> tuple[Post, list[PostTarget]]:
+    """DELETE with delete_on_platforms: cancel what is unpublished, and mark published
+    copies on those platforms for deletion by a worker. Returns the marked targets."""
+    post = get_post(session, organisation_id, post_id, lock=True)
+    _refuse_if_publishing(post, "cancelled")
+    cancellable = _changeable_targets(post)
+    to_delete = [
+        t
+        for t in post.targets
+        if t.status == TargetStatus.PUBLISHED
+        and t.platform in platforms
+        and t.platform_post_id
+        and t.platform_delete_status in (None, "failed")
+    ]
+    if not cancellable and not to_delete:
+        return cancel_post(session, organisation_id, post_id), []
+    for target in cancellable:
+        target.status = TargetStatus.CANCELLED
+        target.dispatch_token = None
+    for target in to_delete:
+        target.platform_delete_status = "pending"
+        target.platform_delete_error = None
+    refresh_post_status(post)
+    session.flush()
+    return post, to_delete
 
 
 def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
@@ -628,11 +756,26 @@ def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
     return post
 
 
+def _requeue_failed(target: PostTarget, now: datetime) -> None:
+    target.status = TargetStatus.SCHEDULED
+    target.attempts = 0
+    target.error_code = None
+    target.error_message = None
+    target.dispatch_token = None
+    target.next_attempt_at = now
+
+
 def retry_post(
-    session: Session, organisation_id: int, post_id: str
+    session: Session, organisation_id: int, post_id: str, account_ids: list[int] | None = None
 ) -> tuple[Post, list[PostTarget]]:
     post = get_post(session, organisation_id, post_id, lock=True)
     failed = [t for t in post.targets if t.status == TargetStatus.FAILED]
+    if account_ids:
+        unknown = sorted(set(account_ids) - {t.account_id for t in post.targets})
+        if unknown:
+            message = f"Not an account of this post: {', '.join(map(str, unknown))}."
+            raise ValidationError(message, details={"account_ids": [message]})
+        failed = [t for t in failed if t.account_id in set(account_ids)]
     if not failed:
         raise Conflict("This post has no failed accounts to retry.", code="nothing_to_retry")
     now = utcnow()
@@ -643,12 +786,117 @@ def retry_post(
                 code="account_needs_reconnect",
                 status=409,
             )
-        target.status = TargetStatus.SCHEDULED
-        target.attempts = 0
-        target.error_code = None
-        target.error_message = None
-        target.dispatch_token = None
-        target.next_attempt_at = now
+        _requeue_failed(target, now)
     refresh_post_status(post)
     session.flush()
     return post, failed
+
+
+RETRY_FAILED_LIMIT = 1000
+
+
+@dataclass
+class RetryFailedResult:
+    posts: list[Post]
+    retried: list[PostTarget]
+    skipped: list[tuple[PostTarget, str]]
+
+
+def retry_failed(
+    session: Session, organisation_id: int, filters: dict[str, Any]
+) -> RetryFailedResult:
+    """POST /posts/retry-failed: failed targets matching every filter go back to the queue."""
+    query = (
+        select(PostTarget.id, PostTarget.post_id)
+        .join(Post, Post.id == PostTarget.post_id)
+        .where(Post.organisation_id == organisation_id, PostTarget.status == TargetStatus.FAILED)
+    )
+    if filters.get("post_ids"):
+        query = query.where(PostTarget.post_id.in_(filters["post_ids"]))
+    if filters.get("account_id"):
+        query = query.where(PostTarget.account_id == filters["account_id"])
+    if filters.get("platform"):
+        query = query.where(PostTarget.platform == filters["platform"])
+    if filters.get("failed_after"):
+        query = query.where(PostTarget.updated_at >= filters["failed_after"])
+    if filters.get("failed_before"):
+        query = query.where(PostTarget.updated_at < filters["failed_before"])
+    if filters.get("max_attempts") is not None:
+        query = query.where(PostTarget.attempts <= filters["max_attempts"])
+    rows = session.execute(
+        query.order_by(PostTarget.post_id, PostTarget.id).limit(RETRY_FAILED_LIMIT)
+    ).all()
+    wanted = {target_id for target_id, _post_id in rows}
+    result = RetryFailedResult([], [], [])
+    now = utcnow()
+    for post_id in dict.fromkeys(post_id for _target_id, post_id in rows):
+        post = get_post(session, organisation_id, post_id, lock=True)
+        changed = False
+        for target in post.targets:
+            if target.id not in wanted or target.status != TargetStatus.FAILED:
+                continue
+            if target.account.status != AccountStatus.ACTIVE:
+                reason = (
+                    "account needs reconnecting"
+                    if target.account.status == AccountStatus.NEEDS_RECONNECT
+                    else f"account is {target.account.status}"
+                )
+                result.skipped.append((target, reason))
+                continue
+            _requeue_failed(target, now)
+            result.retried.append(target)
+            changed = True
+        if changed:
+            refresh_post_status(post)
+            result.posts.append(post)
+    session.flush()
+    return result
+
+
+def schedule_draft(
+    session: Session, organisation_id: int, post_id: str, data: dict[str, Any]
+) -> Post:
+    """POST /posts/{id}/schedule: a draft goes live, now or at its time."""
+    post = get_post(session, organisation_id, post_id, lock=True)
+    if post.status != PostStatus.DRAFT:
+        raise Conflict(
+            f"Only a draft can be scheduled; this post is {post.status}.", code="post_not_draft"
+        )
+    now = utcnow()
+    tz_name = data.get("timezone") or post.timezone
+    if data.get("publish_now"):
+        scheduled_at, publish_now = parse_schedule(None, tz_name, now)
+    elif data.get("scheduled_at"):
+        scheduled_at, publish_now = parse_schedule(data["scheduled_at"], tz_name, now)
+    else:
+        message = "Give scheduled_for (or scheduled_at), or publish_now: true."
+        raise ValidationError(message, details={"scheduled_for": [message]})
+    errors = ErrorBag()
+    account_ids = data.get("account_ids") or [t.account_id for t in post.targets]
+    accounts = load_accounts(session, organisation_id, account_ids, errors)
+    media = load_media(session, organisation_id, [uuid.UUID(m) for m in post.media_ids], errors)
+    if not errors.errors:
+        check_platform_rules(
+            post.content, (a.platform for a in accounts), media, post.platform_content, errors
+        )
+    errors.raise_if_any()
+    wanted = {a.id for a in accounts}
+    for target in list(post.targets):
+        if target.account_id not in wanted:
+            session.delete(target)
+    post.targets = [t for t in post.targets if t.account_id in wanted]
+    present = {t.account_id for t in post.targets}
+    post.targets.extend(
+        PostTarget(account_id=a.id, platform=a.platform, attempts=0, next_attempt_at=scheduled_at)
+        for a in accounts
+        if a.id not in present
+    )
+    post.scheduled_at, post.publish_now = scheduled_at, publish_now
+    post.timezone = resolve_timezone(tz_name).key
+    for target in post.targets:
+        target.status = TargetStatus.SCHEDULED
+        target.dispatch_token = None
+        target.next_attempt_at = scheduled_at
+    refresh_post_status(post)
+    session.flush()
+    return post

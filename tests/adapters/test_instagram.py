@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,19 @@ def test_reels_cover_timestamp_becomes_thumb_offset_in_ms(
 
     [entry] = ledger(sandbox)
     assert entry["params"] == {"media_type": "REELS", "share_to_feed": True, "thumb_offset": 2500}
+
+
+def test_a_cover_photo_becomes_the_reels_cover_url(
+    sandbox: httpx.Client,
+    adapter: InstagramAdapter,
+    video_item: MediaItem,
+    image_item: MediaItem,
+) -> None:
+    request = make_request("instagram", "Reel", {"contentType": "Reels"}, [video_item])
+    adapter.publish(dataclasses.replace(request, cover=image_item), NullContext())
+
+    [entry] = ledger(sandbox)
+    assert entry["params"]["cover_url"] == image_item.public_url
 
 
 def test_trial_reel_sends_manual_graduation(

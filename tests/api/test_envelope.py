@@ -175,4 +175,4 @@ def test_public_endpoints_need_no_key(live_url: str) -> None:
     docs = httpx.get(f"{live_url}/docs")
     assert docs.status_code == 200
     assert docs.headers["content-type"].startswith("text/html")
-    assert "/openapi.json" in docs.text
+    assert "/docs/init.js" in docs.text

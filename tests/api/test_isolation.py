@@ -89,7 +89,7 @@ def test_another_organisations_account_is_invisible_and_unusable(
     response = globex.api.post(
         "/posts/bulk", json={"posts": [{"content": "hi", "account_ids": [account_id]}]}
     )
-    error = assert_error(response, 400, "validation_error")
+    error = assert_error(response, 422, "validation_error")
     assert error["details"] == {"posts[0]": [f"account_ids: {message}"]}
     assert count(app, "posts") == 2
 

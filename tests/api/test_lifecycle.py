@@ -78,8 +78,8 @@ def test_list_rejects_bad_filters(tenant: Tenant) -> None:
     cases = {
         "status=bogus": (
             "status",
-            "Must be one of: scheduled, publishing, published, partially_published, failed, "
-            "cancelled.",
+            "Must be one of: draft, scheduled, publishing, published, partially_published, "
+            "failed, cancelled.",
         ),
         "platform=myspace": (
             "platform",
@@ -573,7 +573,7 @@ def test_bulk_partial_success_is_207(tenant: Tenant, make_account: Any, app: Fla
     assert now_target["status"] == "queued" and now_target["dispatch_token"] is not None
 
 
-def test_bulk_all_good_is_201_and_all_bad_is_400(
+def test_bulk_all_good_is_201_and_all_bad_is_422(
     tenant: Tenant, make_account: Any, app: Flask
 ) -> None:
     x = make_account(tenant, "x")
@@ -584,7 +584,7 @@ def test_bulk_all_good_is_201_and_all_bad_is_400(
     bad = {"posts": [{"content": "x" * 300, "account_ids": [x]}, {"account_ids": [x]}]}
     error = assert_error(
         tenant.api.post("/posts/bulk", json=bad),
-        400,
+        422,
         "validation_error",
         "None of the 2 posts was created.",
     )

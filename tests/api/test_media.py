@@ -49,6 +49,9 @@ def test_upload_jpeg_records_its_facts(tenant: Tenant, app: Flask) -> None:
         "height": 480,
         "duration_seconds": None,
         "sha256": hashlib.sha256(data).hexdigest(),
+        "media_status": "ready",
+        "status_reason": None,
+        "source_url": None,
     }
     assert TIMESTAMP.match(media["created_at"])
     path = stored_path(app, media["id"])
@@ -216,7 +219,11 @@ def test_list_get_and_delete(tenant: Tenant, app: Flask) -> None:
 
     path = stored_path(app, first)
     assert path.exists()
-    assert ok_data(tenant.api.delete(f"/media/{first}")) == {"id": first, "deleted": True}
+    assert ok_data(tenant.api.delete(f"/media/{first}")) == {
+        "id": first,
+        "deleted": True,
+        "detached_from_posts": [],
+    }
     assert not path.exists()
     assert_error(tenant.api.get(f"/media/{first}"), 404, "not_found", "Media not found.")
     assert_error(tenant.api.delete(f"/media/{first}"), 404, "not_found", "Media not found.")

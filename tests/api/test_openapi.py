@@ -94,6 +94,10 @@ def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> N
         "timezone",
         "media_ids",
         "platform_content",
+        # The seed product's fields beyond this page (issue 8).
+        "draft",
+        "campaign_id",
+        "cover_photo",
     }
     assert sorted(schema["required"]) == ["account_ids", "content"]
     assert schema["additionalProperties"] is False
@@ -188,4 +192,68 @@ def test_docs_page(live_url: str) -> None:
     response = httpx.get(f"{live_url}/docs")
     assert response.status_code == 200
     assert "<title>Crier API</title>" in response.text
-    assert "fetch('/openapi.json')" in response.text
+    assert "cdn" not in response.text.lower() and "https://" not in response.text
+    init = httpx.get(f"{live_url}/docs/init.js")
+    assert init.status_code == 200 and "url: '/openapi.json'" in init.text
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        assert f"/docs/static/{name}" in response.text
+        asset = httpx.get(f"{live_url}/docs/static/{name}")
+        assert asset.status_code == 200 and len(asset.content) > 1000, name
+    assert httpx.get(f"{live_url}/docs/static/index.j2").status_code == 404
+
+
+# The seed product's routes beyond POST /posts (issue 8), each with schemas and examples.
+SEED_PRODUCT_ROUTES = [
+    ("/me", "get"),
+    ("/platform-rules", "get"),
+    ("/accounts/{account_id}/health", "get"),
+    ("/media/upload-from-url", "post"),
+    ("/media", "get"),
+    ("/media/{media_id}", "delete"),
+    ("/webhooks", "get"),
+    ("/webhooks", "post"),
+    ("/webhooks/{webhook_id}", "get"),
+    ("/webhooks/{webhook_id}", "patch"),
+    ("/webhooks/{webhook_id}", "delete"),
+    ("/webhooks/{webhook_id}/test", "post"),
+    ("/webhooks/{webhook_id}/deliveries", "get"),
+    ("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "post"),
+    ("/campaigns", "get"),
+    ("/campaigns", "post"),
+    ("/campaigns/{campaign_id}", "get"),
+    ("/campaigns/{campaign_id}", "patch"),
+    ("/campaigns/{campaign_id}", "delete"),
+    ("/posts/retry-failed", "post"),
+    ("/posts/{post_id}/schedule", "post"),
+    ("/posts/{post_id}/retry", "post"),
+    ("/posts", "get"),
+]
+
+
+def test_seed_product_routes_have_schemas_and_examples(spec: dict[str, Any]) -> None:
+    for path, method in SEED_PRODUCT_ROUTES:
+        operation = spec["paths"][path][method]
+        [(_status, response)] = [
+            (code, r) for code, r in operation["responses"].items() if code.startswith("2")
+        ]
+        content = response["content"]["application/json"]
+        data = content["schema"]["properties"]["data"]
+        assert data != {"nullable": True}, (path, method, "no response schema")
+        assert content["example"]["data"] is not None, (path, method, "no response example")
+        if "requestBody" in operation:
+            body = operation["requestBody"]["content"]["application/json"]
+            assert "$ref" in body["schema"] and body["example"], (path, method)
+    created = spec["paths"]["/webhooks"]["post"]["responses"]["201"]
+    assert created["content"]["application/json"]["example"]["data"]["secret"].startswith("whsec_")
+    list_posts = spec["paths"]["/posts"]["get"]["parameters"]
+    names = {p["name"] for p in list_posts if p["in"] == "query"}
+    assert {
+        "created_after",
+        "scheduled_before",
+        "published_after",
+        "updated_after",
+        "search",
+        "sort",
+        "order",
+        "campaign_id",
+    } <= names

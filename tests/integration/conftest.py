@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from workers.celery_app import MAINTENANCE_QUEUE, publish_queue
+from workers.celery_app import MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, publish_queue
 
 ALL_QUEUES = ",".join(
     [
@@ -25,6 +25,7 @@ ALL_QUEUES = ",".join(
             for p in ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
         ),
         MAINTENANCE_QUEUE,
+        WEBHOOKS_QUEUE,
     ]
 )
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,6 +166,11 @@ def stack(
         "CRIER_WORKER_TIMEOUT": "4",
         "CRIER_RETRY_BASE_SECONDS": "0.5",
         "CRIER_RETRY_CAP_SECONDS": "2",
+        "CRIER_ALLOW_PRIVATE_URLS": "1",
+        "CRIER_WEBHOOK_DRAIN_INTERVAL": "0.5",
+        "CRIER_WEBHOOK_TIMEOUT": "2",
+        "CRIER_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+        "CRIER_WEBHOOK_RETRY_CAP_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     }
     stack = Stack(env, tmp_path)

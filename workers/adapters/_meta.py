@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from workers.adapters.base import (
+    AccountCredentials,
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
@@ -457,6 +458,14 @@ class GraphContainerAdapter(Adapter):
         return graph_call(
             self.http, self.platform, method, self.graph_url(path), token=token, **kwargs
         )
+
+    # Whether DELETE /{media-id} exists (Threads: yes; Instagram's API has none).
+    deletable: bool = False
+
+    def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
+        if not self.deletable:
+            super().delete_post(account, platform_post_id)
+        self.call("DELETE", f"/{platform_post_id}", account.access_token)
 
     def user_path(self, request: PublishRequest) -> str:
         """The account id for paths; `me` resolves to the token's user."""

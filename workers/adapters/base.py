@@ -127,6 +127,8 @@ class PublishRequest:
     # When an earlier delivery began the irreversible call: reconcile looks for posts made
     # from then on, so an older post with the same text is never adopted.
     irreversible_started_at: datetime | None = None
+    # The post's cover_photo: the image shown for the video where the platform has one.
+    cover: MediaItem | None = None
 
 
 @dataclass(frozen=True)
@@ -364,6 +366,14 @@ class Adapter(ABC):
     @abstractmethod
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         """After a crash with the outcome unknown: is the post on the platform?"""
+
+    def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
+        """Take a published post down, or raise a PlatformError (DELETE /posts/{id}
+        ?delete_on_platforms=…). Platforms without a delete call keep this refusal."""
+        raise PermanentError(
+            f"{self.platform} offers no API call to delete a post; remove it in the app.",
+            code="delete_not_supported",
+        )
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """Exchange the refresh token; raises AuthRevokedError when it is refused."""

@@ -31,6 +31,7 @@ from workers.adapters._meta import (
     usage_from_headers,
 )
 from workers.adapters.base import (
+    AccountCredentials,
     Adapter,
     MediaItem,
     PermanentError,
@@ -65,6 +66,9 @@ class FacebookAdapter(Adapter):
     ) -> GraphResponse:
         url = self.url(f"/{GRAPH_VERSION}{path}", host=host)
         return graph_call(self.http, self.platform, method, url, token=token, **kwargs)
+
+    def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
+        self._call("DELETE", f"/{platform_post_id}", account.access_token)
 
     @staticmethod
     def _page_id(request: PublishRequest) -> str:

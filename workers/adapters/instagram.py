@@ -102,6 +102,9 @@ class InstagramAdapter(GraphContainerAdapter):
         cover_seconds = request.settings.get("coverPhotoTimestamp")
         if cover_seconds is not None:
             params["thumb_offset"] = str(round(float(cover_seconds) * 1000))
+        if request.cover is not None:
+            # The post's cover_photo; Instagram pulls it like the video.
+            params["cover_url"] = request.cover.public_url
         return _with_caption(params, request.text)
 
     def container_failure(self, container_id: str, detail: str) -> PlatformError:

@@ -339,6 +339,10 @@ class LinkedInAdapter(Adapter):
 
     # -- HTTP ------------------------------------------------------------------------------
 
+    def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
+        path = f"/rest/posts/{quote(platform_post_id, safe='')}"
+        self._call("DELETE", self.url(path), account.access_token)
+
     def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
         headers = {
             "Authorization": f"Bearer {token}",

@@ -36,6 +36,7 @@ class ThreadsAdapter(GraphContainerAdapter):
     refreshes_access_token = True
 
     api_version = THREADS_VERSION
+    deletable = True
     create_edge = "threads"
     publish_edge = "threads_publish"
     text_field = "text"

@@ -346,6 +346,9 @@ class XAdapter(Adapter):
 
     # -- HTTP ------------------------------------------------------------------------------
 
+    def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
+        self._call("DELETE", self.url(f"/2/tweets/{platform_post_id}"), account.access_token)
+
     def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", TIMEOUT)
         return self.send(

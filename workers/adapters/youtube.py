@@ -283,6 +283,17 @@ class YouTubeAdapter(Adapter):
             error_code=_snake,
         )
 
+    def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
+        response = self._send(
+            "DELETE",
+            self.url(API_PATH + "/videos"),
+            params={"id": platform_post_id},
+            headers=_auth(account.access_token),
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code not in (200, 204):
+            raise _error(response)
+
     def _get(self, token: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self._send(
             "GET",

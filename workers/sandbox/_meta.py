@@ -544,6 +544,8 @@ class ContainerPlatform:
     status_fields: Callable[[dict[str, Any], str], dict[str, Any]]
     # Which published media the create edge's listing shows (None: all of them).
     listed: Callable[[dict[str, Any]], bool] | None = None
+    # Whether DELETE /{media-id} takes a published post down (Threads yes, Instagram no).
+    deletable: bool = False
 
 
 def add_container_routes(bp: Blueprint, guard: GraphGuard, api: ContainerPlatform) -> None:
@@ -621,6 +623,20 @@ def add_container_routes(bp: Blueprint, guard: GraphGuard, api: ContainerPlatfor
     )
     bp.add_url_rule(user_edge + api.publish_edge, api.publish_edge, publish, methods=["POST"])
     bp.add_url_rule("/<version>/<object_id>", "read_object", read_object, methods=["GET"])
+    if api.deletable:
+
+        def delete_media(version: str, object_id: str) -> Response:
+            _owner, failure = guard.check(version, publishing=False)
+            if failure is not None:
+                return failure
+            with state.lock:
+                media = state.store(api.platform).setdefault("media", {}).pop(object_id, None)
+            if media is None:
+                return object_not_found(object_id)
+            state.delete(api.platform, object_id)
+            return json_response({"success": True})
+
+        bp.add_url_rule("/<version>/<object_id>", "delete_media", delete_media, methods=["DELETE"])
     bp.add_url_rule(
         user_edge + api.create_edge, f"list_{api.create_edge}", list_published, methods=["GET"]
     )

@@ -151,8 +151,28 @@ class SandboxState:
             )
 
     def posts_of(self, platform: str, account: str) -> list[dict[str, Any]]:
+        """The account's posts still on the platform (deleted ones stay in the ledger)."""
         with self.lock:
-            return [e for e in self.ledger if e["platform"] == platform and e["account"] == account]
+            return [
+                e
+                for e in self.ledger
+                if e["platform"] == platform and e["account"] == account and "deleted_at" not in e
+            ]
+
+    def delete(self, platform: str, post_id: str, account: str | None = None) -> bool:
+        """Take a post down: its ledger entry gains `deleted_at`. False if there is none
+        (or it belongs to another account)."""
+        with self.lock:
+            for entry in self.ledger:
+                if (
+                    entry["platform"] == platform
+                    and entry["id"] == post_id
+                    and "deleted_at" not in entry
+                    and (account is None or entry["account"] == account)
+                ):
+                    entry["deleted_at"] = now_iso()
+                    return True
+        return False
 
 
 def inject_faults(

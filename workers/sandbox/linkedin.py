@@ -492,6 +492,15 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         response.headers["x-restli-id"] = urn
         return response
 
+    @bp.delete("/rest/posts/<path:urn>")
+    def delete_post(urn: str) -> Response:
+        failure = check_request(publishing=False)
+        if failure:
+            return failure
+        if not state.delete(PLATFORM, urn):
+            return _error(404, f"Post {urn} does not exist", "NOT_FOUND")
+        return Response(status=204)
+
     @bp.get("/rest/posts")
     def posts_by_author() -> Response:
         failure = check_request(publishing=False)

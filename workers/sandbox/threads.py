@@ -70,6 +70,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         # An EXPIRED container gets the plain "cannot be published" error.
         status_refusals={"IN_PROGRESS": _not_ready},
         status_fields=_status_fields,
+        deletable=True,
     )
     add_container_routes(bp, GraphGuard(state, PLATFORM, style), containers)
 

@@ -439,6 +439,15 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         data = {"id": post_id, "text": text, "edit_history_post_ids": [post_id]}
         return json_response({"data": data}, 201, headers)
 
+    @bp.delete("/2/tweets/<tweet_id>")
+    def delete_post(tweet_id: str) -> Response:
+        token, fault = authorize(publishing=False)
+        if fault:
+            return fault
+        if not state.delete(PLATFORM, tweet_id, user_for(token)):
+            return _problem(404, "Not Found")
+        return json_response({"data": {"deleted": True}})
+
     # -- OAuth 2 ---------------------------------------------------------------------------
 
     @bp.post("/2/oauth2/token")

@@ -1,0 +1,115 @@
+"""Who the key belongs to and what it may do (GET /me), and the platform rules as data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+from sqlalchemy import func, select
+
+from app.api.auth import current_caller
+from app.api.envelope import envelope
+from app.api.serializers import ts
+from app.db import get_session, utcnow
+from app.models import Account, ApiKey, Campaign, Media, Post, WebhookEndpoint
+from app.platforms import PLATFORMS, MediaRule, PlatformRules
+from app.schemas import MAX_ACCOUNTS_PER_POST, MAX_CONTENT_CHARS, MAX_MEDIA_PER_POST
+
+blueprint = Blueprint("me", __name__)
+
+
+def _count(statement: Any) -> int:
+    return int(get_session().scalar(statement) or 0)
+
+
+@blueprint.get("/me")
+def me() -> Response:
+    """The organisation, this key (name and prefix), its limits and current usage."""
+    caller = current_caller()
+    session = get_session()
+    key = session.get(ApiKey, caller.api_key_id)
+    assert key is not None
+    organisation = key.organisation
+    org = caller.organisation_id
+    settings = current_app.config["CRIER"]
+    month_ago = utcnow() - timedelta(days=30)
+    usage = {
+        "accounts": _count(select(func.count(Account.id)).where(Account.organisation_id == org)),
+        "posts": _count(select(func.count(Post.id)).where(Post.organisation_id == org)),
+        "posts_last_30_days": _count(
+            select(func.count(Post.id)).where(
+                Post.organisation_id == org, Post.created_at >= month_ago
+            )
+        ),
+        "media": _count(select(func.count(Media.id)).where(Media.organisation_id == org)),
+        "media_bytes": _count(
+            select(func.coalesce(func.sum(Media.size_bytes), 0)).where(Media.organisation_id == org)
+        ),
+        "webhooks": _count(
+            select(func.count(WebhookEndpoint.id)).where(WebhookEndpoint.organisation_id == org)
+        ),
+        "campaigns": _count(select(func.count(Campaign.id)).where(Campaign.organisation_id == org)),
+    }
+    return envelope(
+        {
+            "organisation": {
+                "id": organisation.id,
+                "name": organisation.name,
+                "created_at": ts(organisation.created_at),
+            },
+            "api_key": {
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "created_at": ts(key.created_at),
+                "last_used_at": ts(key.last_used_at),
+            },
+            "limits": {
+                "requests": settings.rate_limit,
+                "posts": settings.posts_rate_limit,
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_accounts_per_post": MAX_ACCOUNTS_PER_POST,
+                "max_media_per_post": MAX_MEDIA_PER_POST,
+                "max_content_chars": MAX_CONTENT_CHARS,
+                "max_posts_per_bulk": 50,
+            },
+            "usage": usage,
+        }
+    )
+
+
+def media_rule_to_dict(rule: MediaRule) -> dict[str, Any]:
+    data = asdict(rule)
+    data["image_mime_types"] = sorted(rule.image_mime_types)
+    data["video_mime_types"] = sorted(rule.video_mime_types)
+    return data
+
+
+def platform_rules_to_dict(rules: PlatformRules) -> dict[str, Any]:
+    window = (
+        {"requests": rules.window_requests[0], "seconds": rules.window_requests[1]}
+        if rules.window_requests
+        else None
+    )
+    return {
+        "platform": rules.name,
+        "label": rules.label,
+        "text_limit": rules.text_limit,
+        "text_unit": rules.text_unit,
+        "max_hashtags": rules.max_hashtags,
+        "max_mentions": rules.max_mentions,
+        "media": media_rule_to_dict(rules.media),
+        "content_types": {
+            name: media_rule_to_dict(rule) for name, rule in rules.content_types.items()
+        },
+        "daily_post_cap": rules.daily_post_cap,
+        "request_window": window,
+    }
+
+
+@blueprint.get("/platform-rules")
+def platform_rules() -> Response:
+    """What each platform accepts: the same table intake validation uses."""
+    return envelope({name: platform_rules_to_dict(rules) for name, rules in PLATFORMS.items()})

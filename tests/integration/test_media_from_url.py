@@ -1,0 +1,128 @@
+"""Media imported from a URL, end to end: an image and a video fetched (the video on a
+real worker), then published together as an Instagram Reel with its cover on the sandbox."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Tenant
+from tests.integration.conftest import Stack, wait_until
+from tests.integration.test_webhooks import Receiver, create_webhook
+from tests.media_samples import jpeg_bytes, mp4_bytes
+from tests.servers import serve_wsgi
+
+
+class Source:
+    """Serves files; `/once.mp4` answers the first GET only, then 404 (a vanished file)."""
+
+    def __init__(self) -> None:
+        self.files = {"/cover.jpg": jpeg_bytes(1080, 1920), "/reel.mp4": mp4_bytes(12.0)}
+        self.once_served = False
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path = environ["PATH_INFO"]
+        with self.lock:
+            if path == "/once.mp4":
+                body = None if self.once_served else mp4_bytes(8.0)
+                self.once_served = True
+            else:
+                body = self.files.get(path)
+        if body is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"gone"]
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+
+@pytest.fixture
+def source() -> Iterator[str]:
+    with serve_wsgi(Source()) as url:
+        yield url
+
+
+def media_of(tenant: Tenant, media_id: str) -> dict[str, Any]:
+    return tenant.api.get(f"/media/{media_id}").json()["data"]
+
+
+def test_image_and_video_from_urls_become_a_published_reel(
+    stack: Stack,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+    source: str,
+) -> None:
+    stack.worker()
+    stack.beat()
+    receiver = Receiver()
+    with serve_wsgi(receiver) as hook_url:
+        create_webhook(tenant, f"{hook_url}/in", events=["media.processed"])
+        cover = tenant.api.post("/media/upload-from-url", json={"url": f"{source}/cover.jpg"})
+        assert cover.status_code == 201, cover.text
+        assert cover.json()["data"]["media_status"] == "ready"
+        video = tenant.api.post(
+            "/media/upload-from-url", json={"url": f"{source}/reel.mp4", "filename": "reel.mp4"}
+        )
+        assert video.status_code == 202, video.text
+        video_id = video.json()["data"]["id"]
+        assert video.json()["data"]["media_status"] == "uploading"
+        ready = wait_until(
+            lambda: (m := media_of(tenant, video_id))["media_status"] == "ready" and m, timeout=30
+        )
+        assert ready["duration_seconds"] == pytest.approx(12.0)
+        assert (ready["width"], ready["height"]) == (1080, 1920)
+        assert ready["size_bytes"] == len(mp4_bytes(12.0))
+
+        processed = wait_until(lambda: len(receiver.delivered()) >= 2 and receiver.delivered())
+        events = {r.event["data"]["id"]: r.event for r in processed}
+        assert set(events) == {cover.json()["data"]["id"], video_id}
+        assert {e["type"] for e in events.values()} == {"media.processed"}
+        assert events[video_id]["data"]["media_status"] == "ready"
+
+    account = make_account(tenant, "instagram", external_id="1784140000000101")
+    created = tenant.api.post(
+        "/posts",
+        json={
+            "content": "From URLs to a Reel",
+            "account_ids": [account],
+            "media_ids": [video_id],
+            "cover_photo": cover.json()["data"]["id"],
+            "platform_content": {"instagram": {"contentType": "Reels"}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    post_id = created.json()["data"]["post_id"]
+    post = wait_until(
+        lambda: (
+            (d := tenant.api.get(f"/posts/{post_id}").json()["data"])["status"]
+            in ("published", "failed")
+            and d
+        ),
+        timeout=60,
+    )
+    assert post["status"] == "published", post
+    assert "/reel/" in post["targets"][0]["platform_post_url"]
+    [entry] = [e for e in sandbox.get("/_ledger").json() if e["platform"] == "instagram"]
+    assert entry["params"]["media_type"] == "REELS"
+    assert entry["params"]["cover_url"]
+    assert entry["text"] == "From URLs to a Reel"
+
+
+def test_a_video_that_vanishes_is_failed_with_its_reason(
+    stack: Stack, tenant: Tenant, source: str
+) -> None:
+    stack.worker()
+    response = tenant.api.post("/media/upload-from-url", json={"url": f"{source}/once.mp4"})
+    assert response.status_code == 202, response.text
+    media_id = response.json()["data"]["id"]
+    failed = wait_until(
+        lambda: (m := media_of(tenant, media_id))["media_status"] != "uploading" and m,
+        timeout=30,
+    )
+    assert failed["media_status"] == "failed"
+    assert failed["status_reason"] == "The URL answered HTTP 404."
