@@ -33,7 +33,6 @@ from app.models import (
     PublishAttempt,
     TargetStatus,
 )
-from app.services.accounts import account_tokens
 from app.services.media import media_path, signed_media_url
 from app.services.posts import (
     ErrorBag,
@@ -44,7 +43,6 @@ from app.services.posts import (
 )
 from app.services.webhooks import record_account_disconnected, record_target_events
 from workers.adapters.base import (
-    AccountCredentials,
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
@@ -60,7 +58,7 @@ from workers.adapters.base import (
 from workers.liveness import LiveClaims, process_claims
 from workers.quotas import Hold, SharedQuotas
 from workers.retry import retry_policy
-from workers.tokens import refresh_account
+from workers.tokens import account_credentials, refresh_account
 
 log = logging.getLogger("crier.pipeline")
 
@@ -829,7 +827,6 @@ def _outcome_values(
 def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
     post, account = target.post, target.account
     assert post is not None and account is not None
-    access, refresh = account_tokens(deps.settings, account)
     media_rows = {
         str(m.id): m
         for m in session.scalars(
@@ -858,16 +855,7 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
     return PublishRequest(
         target_id=target.id,
         platform=target.platform,
-        account=AccountCredentials(
-            account_id=account.id,
-            platform=account.platform,
-            name=account.name,
-            external_id=account.external_id,
-            access_token=access,
-            refresh_token=refresh,
-            token_expires_at=account.token_expires_at,
-            settings=dict(account.settings or {}),
-        ),
+        account=account_credentials(deps.settings, account),
         text=platform_text(target.platform, post.content, post.platform_content),
         settings=platform_settings(target.platform, post.platform_content),
         media=media,

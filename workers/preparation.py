@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.db import utcnow
 from app.dispatch import ETA_HEAD_START
-from app.models import PostTarget, PrepareState, TargetStatus
+from app.models import DiscardedHandle, PostTarget, PrepareState, TargetStatus
 from workers.adapters.base import Outcome, PlatformError, PreparingContext, ReadyToPublish
 from workers.celery_app import PREPARE_TASK, publish_queue
 from workers.pipeline import PipelineDeps, build_request, log_event
 from workers.retry import retry_policy
+from workers.tokens import account_credentials
 
 log = logging.getLogger("crier.preparation")
 
@@ -229,3 +230,44 @@ def send_prepare(celery: Any, target_id: int, platform: str, token: str) -> None
     celery.send_task(
         PREPARE_TASK, args=[target_id, token], queue=publish_queue(platform), retry=False
     )
+
+
+DISCARD_BATCH = 50
+DISCARD_MAX_ATTEMPTS = 8
+
+
+def discard_handles(deps: PipelineDeps) -> dict[str, int]:
+    """Delete on the platforms what prepares left for edited or cancelled content
+    (app.services.posts.discard_prepared wrote them down); retried with backoff."""
+    report = {"discarded": 0, "retry": 0, "gave_up": 0}
+    now = utcnow()
+    with deps.db.session() as session:
+        rows = session.scalars(
+            select(DiscardedHandle)
+            .where(DiscardedHandle.finished_at.is_(None), DiscardedHandle.next_try_at <= now)
+            .order_by(DiscardedHandle.next_try_at)
+            .limit(DISCARD_BATCH)
+            .with_for_update(skip_locked=True)
+            .options(joinedload(DiscardedHandle.account))
+        ).all()
+        for row in rows:
+            try:
+                credentials = account_credentials(deps.settings, row.account)
+                deleted = deps.adapter_for(row.platform).discard_prepared(credentials, row.handle)
+            except PlatformError as error:
+                row.attempts += 1
+                if error.outcome == Outcome.PERMANENT or row.attempts >= DISCARD_MAX_ATTEMPTS:
+                    row.finished_at, row.outcome = now, f"gave up: {error.code}"
+                    report["gave_up"] += 1
+                else:
+                    delay = retry_policy(row.platform).backoff(row.attempts)
+                    row.next_try_at = now + timedelta(seconds=delay)
+                    row.outcome = f"retrying: {error.code}"
+                    report["retry"] += 1
+                continue
+            row.finished_at, row.outcome = now, f"deleted {deleted}"
+            report["discarded"] += 1
+        session.commit()
+    if any(report.values()):
+        log_event("prepare.discarded", **report)
+    return report
