@@ -41,6 +41,8 @@ from workers.adapters.base import (
     TransientError,
     client_credentials,
     json_body,
+    resuming_prepared,
+    working_handle,
 )
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -105,12 +107,15 @@ class XAdapter(Adapter):
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         token = request.account.access_token
-        handle: dict[str, Any] = dict(request.handle or {})
-        identity = self._identity(request.account)
-        user_id = handle.get("user_id") or identity.user_id
-        username = handle.get("username") or identity.username
+        handle = working_handle(request)
+        prepared = resuming_prepared(request)
+        user_id, username = handle.get("user_id"), handle.get("username")
+        if not (user_id and username):  # a prepared handle has them: no users/me at the instant
+            identity = self._identity(request.account)
+            user_id = user_id or identity.user_id
+            username = username or identity.username
 
-        if handle.get("posted_at"):
+        if handle.get("posted_at") and not prepared:
             # An earlier attempt may have posted: adopt that post rather than post twice.
             if not user_id:
                 raise TransientError(
@@ -146,7 +151,8 @@ class XAdapter(Adapter):
         handle.update(
             user_id=user_id, username=username, text_sha256=text_fingerprint(request.text)
         )
-        handle.setdefault("posted_at", datetime.now(UTC).isoformat())
+        if prepared or not handle.get("posted_at"):
+            handle["posted_at"] = datetime.now(UTC).isoformat()
         context.save_handle(handle)
         context.mark_irreversible()
         response = self._call("POST", self.url("/2/tweets"), token, json=body)
