@@ -24,6 +24,7 @@ from tests.adapters.test_interface import EXTERNAL_IDS, RecordingContext, adapte
 from tests.servers import serve_wsgi
 from workers.adapters import adapter_classes
 from workers.adapters.base import (
+    PREPARED_KEY,
     Adapter,
     DuplicateError,
     MediaItem,
@@ -31,6 +32,7 @@ from workers.adapters.base import (
     PublishRequest,
     ReadyToPublish,
     ReconcileStatus,
+    TransientError,
 )
 from workers.sandbox import create_sandbox_app
 from workers.sandbox.core import SandboxState
@@ -187,20 +189,84 @@ PREPARABLE_MEDIA = [
 ]
 
 
+# What a prepared handle holds for each kind: the ids of everything done ahead.
+def _expected_handle_keys(case: Case) -> set[str]:
+    if case.platform in ("instagram", "threads"):
+        return {"container_id"} | ({"children"} if case.kind == "carousel" else set())
+    if case.platform == "x":
+        return {"media_ids", "media_expires_at", "user_id", "username", "posted_at"}
+    if case.platform == "linkedin":
+        return {"media_urns", "media_ready", "posted_at"}
+    if case.platform == "facebook":
+        return {"multi-image": {"photo_ids"}, "video": {"video_id"}, "reel": {"video_id"}}.get(
+            case.kind, set()
+        )
+    if case.platform == "youtube":
+        return {"video_id", "session_uri", "upload_privacy"}
+    return set()
+
+
 @pytest.mark.parametrize("case", PREPARABLE_MEDIA, ids=lambda c: f"{c.platform}-{c.kind}")
 def test_uploads_and_processing_happen_while_preparing(
-    case: Case, http: httpx.Client, state_sandbox_url: str, control: httpx.Client, media: Any
+    case: Case,
+    http: httpx.Client,
+    state_sandbox_url: str,
+    control: httpx.Client,
+    sandbox_state: SandboxState,
+    media: Any,
 ) -> None:
-    """Whatever the platform makes us upload is uploaded before the instant."""
+    """Whatever the platform makes us upload is uploaded (and processed) before the
+    instant, and the handle names it; publishing creates no further container."""
     adapter = adapter_for(case.platform, http, state_sandbox_url)
-    _prepare(adapter, _request(case, media))
+    request = _request(case, media)
+    handle = _prepare(adapter, request)
+
+    assert _expected_handle_keys(case) <= set(handle), sorted(handle)
+    assert handle[PREPARED_KEY] > 0
     opened = _uploads(control, case.platform)
-    if case.platform in ("youtube", "linkedin") and "video" in case.media:
-        assert len(opened) == 1
-    if case.platform == "x":
+    if case.platform in ("x", "linkedin"):
         assert len(opened) == len(case.media)
-    if case.platform == "facebook" and case.kind == "video":
+    if case.platform == "youtube" or (case.platform == "facebook" and case.kind == "video"):
         assert len(opened) == 1
+    with sandbox_state.lock:
+        containers = len(sandbox_state.store(case.platform).get("containers", {}))
+
+    adapter.publish(replace(request, handle=handle), RecordingContext())
+
+    with sandbox_state.lock:
+        assert len(sandbox_state.store(case.platform).get("containers", {})) == containers
+    assert _uploads(control, case.platform) == opened
+
+
+def test_a_youtube_video_is_uploaded_private_and_made_public_at_the_instant(
+    http: httpx.Client, state_sandbox_url: str, control: httpx.Client, media: Any
+) -> None:
+    case = Case("youtube", "video", {"title": "Staged"}, ("video",))
+    adapter = adapter_for("youtube", http, state_sandbox_url)
+    request = _request(case, media)
+    handle = _prepare(adapter, request)
+    token = {"Authorization": f"Bearer {request.account.access_token}"}
+
+    def status_of() -> str:
+        answer = http.get(
+            f"{state_sandbox_url}/youtube/youtube/v3/videos",
+            params={"part": "status", "id": handle["video_id"]},
+            headers=token,
+        )
+        return str(answer.json()["items"][0]["status"]["privacyStatus"])
+
+    assert status_of() == "private"
+    staged = adapter.reconcile(replace(request, handle=handle))
+    assert staged.status == ReconcileStatus.NOT_FOUND, "a private upload is not the post"
+    listed = adapter.reconcile(replace(request, handle=None))  # by the uploads playlist
+    assert listed.status == ReconcileStatus.NOT_FOUND, listed.reason
+
+    result = adapter.publish(replace(request, handle=handle), RecordingContext())
+
+    assert result.platform_post_id == handle["video_id"]
+    assert status_of() == "public"
+    [entry] = _ledger(control, "youtube")
+    assert entry["params"]["status"]["privacyStatus"] == "public"
 
 
 def test_prepare_twice_reuses_the_handle(
@@ -290,3 +356,37 @@ def test_a_prepared_handle_is_not_taken_for_an_earlier_send(
     with pytest.raises(DuplicateError):
         adapter.publish(replace(request, target_id=2, handle=handle), RecordingContext())
     assert len(_ledger(control, "linkedin")) == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Case("facebook", "video", {"videoType": "video"}, ("video",)),
+        Case("youtube", "video", {"title": "Lost answer"}, ("video",)),
+        Case("x", "image", {}, ("image",)),
+        Case("instagram", "reel", {"contentType": "Reels"}, ("video",)),
+    ],
+    ids=lambda c: f"{c.platform}-{c.kind}",
+)
+def test_a_lost_answer_at_the_instant_is_found_and_never_published_twice(
+    case: Case, http: httpx.Client, state_sandbox_url: str, control: httpx.Client, media: Any
+) -> None:
+    adapter = adapter_for(case.platform, http, state_sandbox_url)
+    request = _request(case, media)
+    handle = _prepare(adapter, request)
+    control.post("/_faults", json={case.platform: {"lose_response_every": 1}}).raise_for_status()
+    context = RecordingContext()
+    started = datetime.now(UTC)
+
+    with pytest.raises(TransientError):
+        adapter.publish(replace(request, handle=handle), context)
+
+    [entry] = _ledger(control, case.platform)
+    control.post("/_faults", json={}).raise_for_status()
+    retry = replace(request, handle=context.handle, irreversible_started_at=started)
+    found = adapter.reconcile(retry)
+    assert found.status == ReconcileStatus.FOUND, found.reason
+    assert found.result is not None and found.result.platform_post_id == entry["id"]
+    again = adapter.publish(retry, RecordingContext())
+    assert again.platform_post_id == entry["id"]
+    assert len(_ledger(control, case.platform)) == 1

@@ -36,6 +36,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     json_body,
+    working_handle,
 )
 
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -471,19 +472,22 @@ class GraphContainerAdapter(Adapter):
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         token = request.account.access_token
-        handle = dict(request.handle or {})
+        handle = working_handle(request)
+        state = ""
         if handle.get("container_id"):
             state, _ = self.container_state(token, handle["container_id"])
             if state == "PUBLISHED":
                 return self._adopt_published(request, handle)
             if state in DEAD_CONTAINER_STATES:
-                handle = {}
+                handle = {}  # expired (24 h) or failed: build it again
         # One bound for all the waiting this attempt does (children, then the container).
         deadline = time.monotonic() + self.max_wait
         if not handle.get("container_id"):
             handle = self._create_containers(request, context, handle, deadline)
+            state = ""
         container_id = handle["container_id"]
-        self._wait_finished(token, container_id, deadline)
+        if state != "FINISHED":  # a prepared container was just seen FINISHED: publish now
+            self._wait_finished(token, container_id, deadline)
 
         context.save_handle(handle)
         context.mark_irreversible()
