@@ -390,3 +390,41 @@ def test_a_lost_answer_at_the_instant_is_found_and_never_published_twice(
     again = adapter.publish(retry, RecordingContext())
     assert again.platform_post_id == entry["id"]
     assert len(_ledger(control, case.platform)) == 1
+
+
+# Requests a resumed publish may make before its irreversible one: Instagram and Threads
+# read the container's status (it may have expired), a Facebook reel its upload status.
+LOOKS_BEFORE_PUBLISHING = {("instagram", None), ("threads", None), ("facebook", "reel")}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.platform != "tiktok"],
+    ids=lambda c: f"{c.platform}-{c.kind}",
+)
+def test_at_the_instant_only_the_irreversible_request_is_left(
+    case: Case, state_sandbox_url: str, control: httpx.Client, media: Any
+) -> None:
+    sent: list[str] = []
+
+    def count(request: httpx.Request) -> None:
+        sent.append(f"{request.method} {request.url.path}")
+
+    with httpx.Client(timeout=10, event_hooks={"request": [count]}) as http:
+        adapter = adapter_for(case.platform, http, state_sandbox_url)
+        request = _request(case, media)
+        handle = _prepare(adapter, request)
+        sent.clear()
+        context = RecordingContext()
+        marks: list[int] = []
+        context.mark_irreversible = lambda: marks.append(len(sent))  # type: ignore[method-assign]
+
+        adapter.publish(replace(request, handle=handle), context)
+
+    [before] = marks
+    allowed = int(
+        (case.platform, None) in LOOKS_BEFORE_PUBLISHING
+        or (case.platform, case.kind) in LOOKS_BEFORE_PUBLISHING
+    )
+    assert before == allowed, sent[:before]
+    assert len(_ledger(control, case.platform)) == 1
