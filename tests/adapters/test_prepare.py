@@ -428,3 +428,43 @@ def test_at_the_instant_only_the_irreversible_request_is_left(
     )
     assert before == allowed, sent[:before]
     assert len(_ledger(control, case.platform)) == 1
+
+
+@pytest.mark.parametrize("case", PREPARABLE_MEDIA, ids=lambda c: f"{c.platform}-{c.kind}")
+def test_prepared_until_says_when_to_prepare_again(
+    case: Case,
+    http: httpx.Client,
+    state_sandbox_url: str,
+    control: httpx.Client,
+    sandbox_state: SandboxState,
+    media: Any,
+) -> None:
+    """Containers and X media expire: `prepared_until` tells the pipeline when, and a
+    prepare run after it builds a fresh handle (nothing is published meanwhile)."""
+    adapter = adapter_for(case.platform, http, state_sandbox_url)
+    request = _request(case, media)
+    before = time.time()
+    handle = _prepare(adapter, request)
+    until = adapter.prepared_until(handle)
+
+    if case.platform in ("instagram", "threads"):
+        assert until is not None and before + DAY - 5 <= until <= time.time() + DAY
+        _age_containers(sandbox_state, case.platform, DAY + 60)
+        aged = {**handle, "created_at": handle["created_at"] - DAY - 60}
+    elif case.platform == "x":
+        assert until is not None and before + DAY - 700 <= until <= time.time() + DAY
+        with sandbox_state.lock:
+            for item in sandbox_state.store("x")["media"].values():
+                item["expires_at"] -= DAY + 60
+        aged = {**handle, "media_expires_at": handle["media_expires_at"] - DAY - 60}
+    else:
+        assert until is None, "nothing else this adapter prepares expires"
+        return
+    assert (adapter.prepared_until(aged) or 0) < time.time()
+
+    fresh = _prepare(adapter, replace(request, handle=aged))
+
+    assert (adapter.prepared_until(fresh) or 0) > time.time() + DAY - 700
+    assert _ledger(control, case.platform) == []
+    adapter.publish(replace(request, handle=fresh), RecordingContext())
+    assert len(_ledger(control, case.platform)) == 1

@@ -114,6 +114,8 @@ MEDIA_FETCH_HINT = (
 MATCH_SLACK_SECONDS = 300.0
 # Without a saved timestamp, how far back reconciliation looks among recent posts.
 RECONCILE_LOOKBACK_SECONDS = 24 * 3600.0
+# A container not published within 24 h of its creation expires (status EXPIRED).
+CONTAINER_LIFETIME_SECONDS = 24 * 3600.0
 LISTING_PAGE_SIZE = 50
 
 # Containers (Instagram, Threads): poll often and briefly; a container still processing
@@ -467,6 +469,13 @@ class GraphContainerAdapter(Adapter):
         fields = f"{self.status_field},{self.status_detail_field},id"
         body = self.call("GET", f"/{container_id}", token, params={"fields": fields}).body
         return str(body.get(self.status_field) or ""), str(body.get(self.status_detail_field) or "")
+
+    def prepared_until(self, handle: dict[str, Any]) -> float | None:
+        """A container (and its carousel children, made just before it) expires 24 h after
+        the handle's `created_at`; publish() then builds them again."""
+        if not handle.get("container_id") or not handle.get("created_at"):
+            return None
+        return float(handle["created_at"]) + CONTAINER_LIFETIME_SECONDS
 
     # -- publish -------------------------------------------------------------------------
 

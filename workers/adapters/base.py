@@ -394,6 +394,13 @@ class Adapter(ABC):
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         """Publish, or raise a PlatformError. Resume from `request.handle` when given."""
 
+    def prepared_until(self, handle: dict[str, Any]) -> float | None:
+        """The unix time until which a prepared handle can be published as it is; None
+        when nothing it names expires. Past it, `publish()` rebuilds what expired (an
+        Instagram container, X media), so a target whose instant is later should be
+        prepared again after this time rather than rebuilt at the instant."""
+        return None
+
     @abstractmethod
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         """After a crash with the outcome unknown: is the post on the platform?"""

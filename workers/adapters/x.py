@@ -165,6 +165,12 @@ class XAdapter(Adapter):
             platform_post_id=post_id, url=permalink(username, post_id), details=details
         )
 
+    def prepared_until(self, handle: dict[str, Any]) -> float | None:
+        """Uploaded media are reused until MEDIA_REUSE_MARGIN_SECONDS before X drops them."""
+        if not handle.get("media_ids") or not handle.get("media_expires_at"):
+            return None
+        return float(handle["media_expires_at"]) - MEDIA_REUSE_MARGIN_SECONDS
+
     def _reusable_media_ids(self, handle: dict[str, Any]) -> list[str] | None:
         """Media uploaded by an earlier attempt, while X still holds them."""
         if "media_ids" not in handle:
