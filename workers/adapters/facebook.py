@@ -5,12 +5,12 @@ which rupload refuses when robots.txt blocks its crawler).
 
 Page tokens obtained from a long-lived user token do not expire, so there is no refresh
 flow: an auth error is final for the account (the base class refuses to refresh).
-Feed and single-photo publishes are single calls with no idempotency key: the attempt's
-start time is saved first, and a retry or reconcile looks for the post in the Page's
-listing before sending it again. A reel's video id is its handle. A Page video is
-uploaded unpublished (`published=false`, nothing public) and its id saved; the
-irreversible call is `POST /{video-id}` with `published=true`, which changes nothing when
-sent again.
+Photos, one or several, are uploaded unpublished and attached to one feed post. Feed
+posts have no idempotency key: the attempt's start time is saved first, and a retry or
+reconcile looks for the post in the Page's listing before sending it again. A reel's
+video id is its handle. A Page video is uploaded unpublished (`published=false`, nothing
+public) and its id saved; the irreversible call is `POST /{video-id}` with
+`published=true`, which changes nothing when sent again.
 """
 
 from __future__ import annotations
@@ -131,31 +131,25 @@ class FacebookAdapter(Adapter):
             found = self._find_listed(request, kind, handle)
             if found is not None:
                 return found
-        if kind == "album":
-            return self._publish_album(request, context, handle)
+        if kind in ("photo", "album"):
+            return self._publish_photos(request, context, handle, kind)
         if kind == "video":
             return self._publish_video(request, context, {})
         page = self._page_id(request)
         token = request.account.access_token
-        if kind == "photo":
-            data = {"url": request.media[0].public_url}
-            if request.text:
-                data["caption"] = request.text
-            self._before_publish(context, {"kind": kind, "started_at": time.time()})
-            response = self._call("POST", f"/{page}/photos", token, data=data)
-            post_id = str(response.body.get("post_id") or response.body["id"])
-        else:
-            self._before_publish(context, {"kind": kind, "started_at": time.time()})
-            response = self._call("POST", f"/{page}/feed", token, data={"message": request.text})
-            post_id = str(response.body["id"])
-        return self._result(token, post_id, kind, response.headers)
+        self._before_publish(context, {"kind": kind, "started_at": time.time()})
+        response = self._call("POST", f"/{page}/feed", token, data={"message": request.text})
+        return self._result(token, str(response.body["id"]), kind, response.headers)
 
-    def _publish_album(
-        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
+    def _publish_photos(
+        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any], kind: str
     ) -> PublishResult:
+        """Each photo is uploaded unpublished (Facebook downloads it now, and nothing shows
+        on the Page), then one feed post attaches them: the irreversible call. A single
+        photo goes the same way, so its download is done before the instant too."""
         page = self._page_id(request)
         token = request.account.access_token
-        photo_ids = handle.get("photo_ids") if handle.get("kind") == "album" else None
+        photo_ids = handle.get("photo_ids") if handle.get("kind") == kind else None
         if not photo_ids:
             photo_ids = [
                 str(
@@ -168,15 +162,15 @@ class FacebookAdapter(Adapter):
                 )
                 for item in request.media
             ]
-            context.save_handle({"kind": "album", "photo_ids": photo_ids})
+            context.save_handle({"kind": kind, "photo_ids": photo_ids})
         self._before_publish(
-            context, {"kind": "album", "photo_ids": photo_ids, "started_at": time.time()}
+            context, {"kind": kind, "photo_ids": photo_ids, "started_at": time.time()}
         )
         data = {"attached_media": json.dumps([{"media_fbid": pid} for pid in photo_ids])}
         if request.text:
             data["message"] = request.text
         response = self._call("POST", f"/{page}/feed", token, data=data)
-        return self._result(token, str(response.body["id"]), "album", response.headers)
+        return self._result(token, str(response.body["id"]), kind, response.headers)
 
     def _publish_video(
         self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
