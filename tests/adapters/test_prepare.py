@@ -468,3 +468,61 @@ def test_prepared_until_says_when_to_prepare_again(
     assert _ledger(control, case.platform) == []
     adapter.publish(replace(request, handle=fresh), RecordingContext())
     assert len(_ledger(control, case.platform)) == 1
+
+
+DELETABLE = {
+    ("youtube", "video"): 1,
+    ("facebook", "image"): 1,
+    ("facebook", "multi-image"): 2,
+    ("facebook", "video"): 1,
+    ("facebook", "reel"): 1,
+}
+
+
+@pytest.mark.parametrize("case", PREPARABLE_MEDIA, ids=lambda c: f"{c.platform}-{c.kind}")
+def test_discarding_a_prepared_target_deletes_what_the_platform_lets_us(
+    case: Case, http: httpx.Client, state_sandbox_url: str, control: httpx.Client, media: Any
+) -> None:
+    adapter = adapter_for(case.platform, http, state_sandbox_url)
+    request = _request(case, media)
+    handle = _prepare(adapter, request)
+
+    deleted = adapter.discard_prepared(request.account, handle)
+
+    assert deleted == DELETABLE.get((case.platform, case.kind), 0)
+    assert adapter.discard_prepared(request.account, handle) == 0, "a second discard"
+    assert _ledger(control, case.platform) == []
+    token = {"Authorization": f"Bearer {request.account.access_token}"}
+    if case.platform == "youtube":
+        listed = http.get(
+            f"{state_sandbox_url}/youtube/youtube/v3/videos",
+            params={"part": "status", "id": handle["video_id"]},
+            headers=token,
+        )
+        assert listed.json()["items"] == []
+    elif case.platform == "facebook":
+        for object_id in handle.get("photo_ids") or [handle.get("video_id")]:
+            read = http.get(f"{state_sandbox_url}/facebook/v25.0/{object_id}", headers=token)
+            assert read.status_code == 400, read.text
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in PREPARABLE_MEDIA if (c.platform, c.kind) in DELETABLE and "image" not in c.kind],
+    ids=lambda c: f"{c.platform}-{c.kind}",
+)
+def test_discard_leaves_a_published_video_alone(
+    case: Case, http: httpx.Client, state_sandbox_url: str, control: httpx.Client, media: Any
+) -> None:
+    adapter = adapter_for(case.platform, http, state_sandbox_url)
+    request = _request(case, media)
+    handle = _prepare(adapter, request)
+    context = RecordingContext()
+    adapter.publish(replace(request, handle=handle), context)
+
+    assert adapter.discard_prepared(request.account, handle) == 0
+    assert adapter.discard_prepared(request.account, context.handle or {}) == 0
+    found = adapter.reconcile(
+        replace(request, handle=context.handle, irreversible_started_at=datetime.now(UTC))
+    )
+    assert found.status == ReconcileStatus.FOUND, found.reason

@@ -401,6 +401,14 @@ class Adapter(ABC):
         prepared again after this time rather than rebuilt at the instant."""
         return None
 
+    def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
+        """Delete, where the platform allows, what a prepare left on it for a target that
+        was edited or cancelled; the number of platform objects deleted. Call it only for
+        a handle whose irreversible request never started. Whatever is already public is
+        left alone. Platforms whose staged objects expire unseen (Instagram and Threads
+        containers, X media, LinkedIn assets) have nothing to delete: 0."""
+        return 0
+
     @abstractmethod
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         """After a crash with the outcome unknown: is the post on the platform?"""

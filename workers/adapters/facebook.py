@@ -34,6 +34,7 @@ from workers.adapters._meta import (
     usage_from_headers,
 )
 from workers.adapters.base import (
+    AccountCredentials,
     Adapter,
     MediaItem,
     PermanentError,
@@ -272,6 +273,38 @@ class FacebookAdapter(Adapter):
         body = self._call("GET", f"/{video_id}", token, params={"fields": "status"}).body
         status = body.get("status")
         return status if isinstance(status, dict) else {}
+
+    # -- discarding what was prepared -----------------------------------------------------
+
+    def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
+        """DELETE the unpublished photos, video or unfinished reel a prepare uploaded. A
+        video or reel Facebook shows as published is kept; photos are deleted on the
+        caller's word that their feed post was never sent."""
+        token = account.access_token
+        kind = handle.get("kind")
+        ids: list[str] = []
+        if kind in ("photo", "album"):
+            ids = [str(pid) for pid in handle.get("photo_ids") or []]
+        elif kind in ("video", "reel") and handle.get("video_id"):
+            video_id = str(handle["video_id"])
+            try:
+                body = self._call(
+                    "GET", f"/{video_id}", token, params={"fields": "published,status"}
+                ).body
+            except PermanentError:
+                return 0  # already gone
+            status = body.get("status") if isinstance(body.get("status"), dict) else {}
+            if body.get("published") is True or _publish_status(status) in REEL_DONE_STATES:
+                return 0
+            ids = [video_id]
+        deleted = 0
+        for object_id in ids:
+            try:
+                self._call("DELETE", f"/{object_id}", token)
+            except PermanentError:
+                continue  # already gone
+            deleted += 1
+        return deleted
 
     # -- reconcile -----------------------------------------------------------------------
 

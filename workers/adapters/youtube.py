@@ -281,6 +281,28 @@ class YouTubeAdapter(Adapter):
             ReconcileStatus.NOT_FOUND, reason="no matching video among the channel's uploads"
         )
 
+    def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
+        """videos.delete of the staged upload, only while it is still private."""
+        video_id = handle.get("video_id")
+        if not video_id or not _staged(handle):
+            return 0
+        token = account.access_token
+        items = self._get(token, "/videos", {"part": "status", "id": video_id}).get("items") or []
+        if not items or (items[0].get("status") or {}).get("privacyStatus") != STAGED_PRIVACY:
+            return 0  # gone already, or made visible: not ours to delete any more
+        response = self._send(
+            "DELETE",
+            self.url(API_PATH + "/videos"),
+            params={"id": video_id},
+            headers=_auth(token),
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code == 404:
+            return 0
+        if response.status_code != 204:
+            raise _error(response)
+        return 1
+
     def _reconcile_video(self, token: str, video_id: str, privacy: str) -> ReconcileResult:
         """An uploaded video is the post once it has the requested privacy (a private
         video stays staged until videos.update makes it public or unlisted)."""

@@ -251,6 +251,18 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             video["uploaded"] = video["bytes_transferred"] == file_size
         return json_response({"success": True})
 
+    @bp.delete("/<version>/<object_id>")
+    def delete_object(version: str, object_id: str) -> Response:
+        """Deleting a photo, video or post: it no longer reads, lists or attaches (the
+        ledger keeps what was published, as a record of what went out)."""
+        _, failure = guard.check(version, publishing=False)
+        if failure is not None:
+            return failure
+        with state.lock:
+            if _objects(state).pop(object_id, None) is None:
+                return object_not_found(object_id, "delete")
+        return json_response({"success": True})
+
     @bp.get("/<version>/<object_id>")
     def read_object(version: str, object_id: str) -> Response:
         _, failure = guard.check(version, publishing=False)

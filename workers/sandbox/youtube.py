@@ -1,7 +1,7 @@
 """YouTube Data API v3 stand-in (PLATFORMS.md section 7): the resumable videos.insert
 (session POST, byte PUTs with 308 Resume Incomplete and `bytes */N` status queries), the
 channel's uploads playlist for reconciliation, videos.list by id, videos.update of the
-status (privacy), and Google's OAuth refresh.
+status (privacy), videos.delete, and Google's OAuth refresh.
 
 A video uploaded public or unlisted is published, and recorded in the ledger, when its
 upload completes. One uploaded private (how Crier prepares a video ahead of its instant)
@@ -246,7 +246,10 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             if session is None:
                 return google_error(404, "notFound", "The upload session does not exist.")
             if session["video_id"]:
-                return json_response(store()["videos"][session["video_id"]], 200)
+                video = store()["videos"].get(session["video_id"])
+                if video is None:  # deleted since its upload completed
+                    return google_error(404, "notFound", "The upload session does not exist.")
+                return json_response(video, 200)
             if content_range is None:
                 first, total = 0, len(chunk)
             else:
@@ -385,6 +388,29 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if publishes and should_lose_response(state, PLATFORM):
             return google_error(504, "backendError", "Gateway Timeout")
         return json_response(answer, 200)
+
+    @bp.delete("/youtube/v3/videos")
+    def delete_video() -> Response:
+        """videos.delete: 204, the video gone from listings (the ledger keeps its record)."""
+        token, failure = authorize(publishing=False)
+        if failure is not None:
+            return failure
+        video_id = request.args.get("id", "")
+        with state.lock:
+            video = store()["videos"].get(video_id)
+            if video is None:
+                return google_error(
+                    404,
+                    "videoNotFound",
+                    "The video that you are trying to delete cannot be found.",
+                    domain="youtube.video",
+                )
+            if video["snippet"]["channelId"] != channel_of(token):
+                return google_error(
+                    403, "forbidden", "The video that you are trying to delete is not yours."
+                )
+            del store()["videos"][video_id]
+        return Response(status=204)
 
     @bp.get("/youtube/v3/videos")
     def list_videos() -> Response:
