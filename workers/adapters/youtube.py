@@ -144,7 +144,6 @@ class YouTubeAdapter(Adapter):
         """videos.update(part=status): the request that makes the uploaded video public
         (or unlisted). Setting a privacy it already has changes nothing, so sending it
         again after a lost answer is safe."""
-        handle["privacy_requested_at"] = time.time()
         context.save_handle(handle)
         context.mark_irreversible()
         response = self._send(
