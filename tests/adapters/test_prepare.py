@@ -23,6 +23,7 @@ from tests.adapters.conftest import make_request
 from tests.adapters.test_interface import EXTERNAL_IDS, RecordingContext, adapter_for
 from tests.servers import serve_wsgi
 from workers.adapters import adapter_classes
+from workers.adapters import x as x_adapter
 from workers.adapters.base import (
     PREPARED_KEY,
     Adapter,
@@ -526,3 +527,32 @@ def test_discard_leaves_a_published_video_alone(
         replace(request, handle=context.handle, irreversible_started_at=datetime.now(UTC))
     )
     assert found.status == ReconcileStatus.FOUND, found.reason
+
+
+def test_x_video_still_processing_is_waited_for_again_not_uploaded_again(
+    http: httpx.Client,
+    state_sandbox_url: str,
+    control: httpx.Client,
+    media: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    control.post("/_faults", json={"x": {"processing_seconds": 1.5}}).raise_for_status()
+    case = Case("x", "video", {}, ("video",))
+    adapter = adapter_for("x", http, state_sandbox_url)
+    request = _request(case, media)
+    monkeypatch.setattr(x_adapter, "MEDIA_PROCESSING_TIMEOUT_SECONDS", 0.5)
+    context = PreparingContext()
+
+    with pytest.raises(TransientError) as raised:
+        adapter.publish(request, context)
+
+    assert raised.value.code == "x_media_processing_timeout"
+    assert context.handle is not None and context.handle["media_ready"] is False
+    [upload] = _uploads(control, "x")
+    monkeypatch.setattr(x_adapter, "MEDIA_PROCESSING_TIMEOUT_SECONDS", 30.0)
+    handle = _prepare(adapter, replace(request, handle=context.handle))
+    assert handle["media_ready"] is True and handle["media_ids"] == context.handle["media_ids"]
+    adapter.publish(replace(request, handle=handle), RecordingContext())
+    assert _uploads(control, "x") == [upload]
+    [entry] = _ledger(control, "x")
+    assert entry["params"]["media"]["media_ids"] == handle["media_ids"]

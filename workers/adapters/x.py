@@ -129,7 +129,7 @@ class XAdapter(Adapter):
         media_ids = self._reusable_media_ids(handle)
         if media_ids is None:
             uploaded = [self._upload(token, item) for item in request.media]
-            media_ids = [data["id"] for data in uploaded]
+            media_ids = [str(data["id"]) for data in uploaded]
             expires_after = min(
                 (int(d.get("expires_after_secs", 86400)) for d in uploaded), default=86400
             )
@@ -137,7 +137,18 @@ class XAdapter(Adapter):
                 media_ids=media_ids,
                 media_keys=[d["media_key"] for d in uploaded if d.get("media_key")],
                 media_expires_at=int(time.time()) + expires_after,
+                media_ready=False,
             )
+            # Saved before processing: an attempt that times out waiting resumes the wait
+            # rather than uploading again.
+            context.save_handle(handle)
+            for data in uploaded:
+                self._await_processing(token, data)
+            handle["media_ready"] = True
+        elif media_ids and handle.get("media_ready") is False:
+            for media_id in media_ids:
+                self._await_processing(token, self._media_status(token, media_id))
+            handle["media_ready"] = True
 
         body: dict[str, Any] = {}
         if request.text:
@@ -183,7 +194,8 @@ class XAdapter(Adapter):
     # -- media -----------------------------------------------------------------------------
 
     def _upload(self, token: str, item: MediaItem) -> dict[str, Any]:
-        """Images go one-shot; videos through initialize/append/finalize, then processing."""
+        """Images go one-shot; videos through initialize/append/finalize (the caller waits
+        for the processing the answer announces)."""
         if item.kind == "image":
             category = "tweet_gif" if item.mime_type == "image/gif" else "tweet_image"
             with open(item.path, "rb") as source:
@@ -195,7 +207,7 @@ class XAdapter(Adapter):
                     data={"media_category": category, "media_type": item.mime_type},
                     timeout=UPLOAD_TIMEOUT,
                 )
-            return self._await_processing(token, response.json()["data"])
+            return dict(response.json()["data"])
 
         initialized = self._call(
             "POST",
@@ -223,7 +235,17 @@ class XAdapter(Adapter):
         finalized = self._call(
             "POST", self.url(f"/2/media/upload/{media_id}/finalize"), token
         ).json()["data"]
-        return self._await_processing(token, {**initialized, **finalized})
+        return {**initialized, **finalized}
+
+    def _media_status(self, token: str, media_id: str) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "GET",
+                self.url("/2/media/upload"),
+                token,
+                params={"command": "STATUS", "media_id": media_id},
+            ).json()["data"]
+        )
 
     def _await_processing(self, token: str, data: dict[str, Any]) -> dict[str, Any]:
         """Poll the upload status as X asks (check_after_secs) until it succeeds or fails."""
@@ -242,12 +264,7 @@ class XAdapter(Adapter):
                     "X is still processing the media", code="x_media_processing_timeout"
                 )
             time.sleep(wait)
-            status = self._call(
-                "GET",
-                self.url("/2/media/upload"),
-                token,
-                params={"command": "STATUS", "media_id": data["id"]},
-            ).json()["data"]
+            status = self._media_status(token, str(data["id"]))
             data = {**data, **status}
             info = status.get("processing_info")
         return data
