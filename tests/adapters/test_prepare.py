@@ -556,3 +556,31 @@ def test_x_video_still_processing_is_waited_for_again_not_uploaded_again(
     assert _uploads(control, "x") == [upload]
     [entry] = _ledger(control, "x")
     assert entry["params"]["media"]["media_ids"] == handle["media_ids"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.platform != "tiktok" and c.kind != "unlisted video"],
+    ids=lambda c: f"{c.platform}-{c.kind}",
+)
+def test_a_prepared_handle_after_a_lost_answer_never_posts_twice(
+    case: Case, http: httpx.Client, state_sandbox_url: str, control: httpx.Client, media: Any
+) -> None:
+    """The instant's answer was lost and only the prepared handle was kept: with the
+    irreversible marker set, the adapter looks before it sends, and adopts its post."""
+    adapter = adapter_for(case.platform, http, state_sandbox_url)
+    request = _request(case, media)
+    handle = _prepare(adapter, request)
+    control.post("/_faults", json={case.platform: {"lose_response_every": 1}}).raise_for_status()
+    started = datetime.now(UTC)
+    with pytest.raises(TransientError):
+        adapter.publish(replace(request, handle=handle), RecordingContext())
+    [entry] = _ledger(control, case.platform)
+    control.post("/_faults", json={}).raise_for_status()
+
+    again = adapter.publish(
+        replace(request, handle=handle, irreversible_started_at=started), RecordingContext()
+    )
+
+    assert again.platform_post_id == entry["id"]
+    assert len(_ledger(control, case.platform)) == 1
