@@ -511,6 +511,11 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
     return post
 
 
+# A post due sooner than this is not prepared ahead: the publish does the whole flow, and
+# a preparation would only race it.
+PREPARE_MIN_LEAD = timedelta(seconds=10)
+
+
 def discard_prepared(session: Session, target: PostTarget) -> None:
     """Drop what was prepared for the target's old content; whatever the platform holds
     of it is deleted there by a worker (DiscardedHandle), where the platform allows.
@@ -541,7 +546,9 @@ def set_prepare_due(post: Post, media: list[Media]) -> None:
             target.prepare_state = None
             target.prepared_at = None
         target.prepare_token = None
-        stages = window is not None and PLATFORMS[target.platform].prepares_ahead
+        # Published now (or nearly): the publish does the whole flow, nothing to stage.
+        soon = target.next_attempt_at <= utcnow() + PREPARE_MIN_LEAD
+        stages = window is not None and PLATFORMS[target.platform].prepares_ahead and not soon
         target.prepare_due_at = (
             target.next_attempt_at - timedelta(seconds=window) if stages and window else None
         )

@@ -261,6 +261,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         with state.lock:
             if _objects(state).pop(object_id, None) is None:
                 return object_not_found(object_id, "delete")
+        state.delete(PLATFORM, object_id)
         return json_response({"success": True})
 
     @bp.get("/<version>/<object_id>")
@@ -274,18 +275,6 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if item["kind"] == "video":
             item = {**item, "status": _video_status(state, item)}
         return json_response(pick_fields(item, requested_fields(("id",))))
-
-    @bp.delete("/<version>/<object_id>")
-    def delete_object(version: str, object_id: str) -> Response:
-        _, failure = guard.check(version, publishing=False)
-        if failure is not None:
-            return failure
-        with state.lock:
-            item = _objects(state).pop(object_id, None)
-        if item is None:
-            return object_not_found(object_id)
-        state.delete(PLATFORM, object_id)
-        return json_response({"success": True})
 
     def list_posts(version: str, page_id: str) -> Response:
         page, failure = guard.check_account(version, page_id, publishing=False)

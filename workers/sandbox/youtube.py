@@ -410,6 +410,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     403, "forbidden", "The video that you are trying to delete is not yours."
                 )
             del store()["videos"][video_id]
+        state.delete(PLATFORM, video_id)
         return Response(status=204)
 
     @bp.get("/youtube/v3/videos")
@@ -440,21 +441,6 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 "items": items,
             }
         )
-
-    @bp.delete("/youtube/v3/videos")
-    def delete_video() -> Response:
-        token, failure = authorize(publishing=False)
-        if failure is not None:
-            return failure
-        assert token is not None
-        video_id = request.args.get("id", "")
-        with state.lock:
-            video = store()["videos"].get(video_id)
-            if video is None or video["snippet"]["channelId"] != channel_of(token):
-                return google_error(404, "videoNotFound", "The video could not be found.")
-            del store()["videos"][video_id]
-        state.delete(PLATFORM, video_id)
-        return Response(status=204)
 
     @bp.get("/youtube/v3/channels")
     def channels() -> Response:
