@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 import psycopg
 import redis
 
-from benchmarks.harness import BIN, Proc, Procs, plain_url, rate_between
+from benchmarks.harness import BIN, Proc, Procs, connect, plain_url, rate_between
 
 
 @dataclass
@@ -181,7 +180,7 @@ def intake_floor(
 ) -> dict[str, Any]:
     """The floor: per item one INSERT into a table like `posts` (same columns, indexes and
     keys) and one LPUSH to Redis; `batch` items per transaction and per Redis pipeline."""
-    with psycopg.connect(plain_url(database_url), autocommit=True) as conn:
+    with connect(database_url) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
         conn.execute(f"CREATE TABLE {FLOOR_TABLE} (LIKE posts INCLUDING ALL)")
     connections: list[psycopg.Connection[Any]] = []
@@ -217,9 +216,5 @@ def intake_floor(
         for conn in connections:
             conn.close()
         redis.Redis.from_url(redis_url).delete(FLOOR_QUEUE)
-        with psycopg.connect(plain_url(database_url), autocommit=True) as conn:
+        with connect(database_url) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
-
-
-def python_version() -> str:
-    return sys.version.split()[0]

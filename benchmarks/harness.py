@@ -230,31 +230,49 @@ def plain_url(database_url: str) -> str:
     return database_url.replace("+psycopg", "")
 
 
+def connect(database_url: str, patience: float = 60) -> psycopg.Connection[Any]:
+    """A connection, waiting for a free slot: the PostgreSQL server is shared, and a
+    busy run (or a neighbour's test suite) can hold every one of max_connections."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return psycopg.connect(plain_url(database_url), autocommit=True)
+        except psycopg.OperationalError as error:
+            if "too many clients" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def sql(database_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(plain_url(database_url), autocommit=True) as conn:
+    with connect(database_url) as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
 
 
+COUNTS = (
+    "SELECT t.status, count(*) FROM post_targets t JOIN posts p ON p.id = t.post_id "
+    "WHERE p.organisation_id = %s GROUP BY t.status"
+)
+
+
 def target_counts(database_url: str, organisation_id: int) -> dict[str, int]:
-    rows = sql(
-        database_url,
-        "SELECT t.status, count(*) FROM post_targets t JOIN posts p ON p.id = t.post_id "
-        "WHERE p.organisation_id = %s GROUP BY t.status",
-        (organisation_id,),
-    )
-    return {status: count for status, count in rows}
+    return {status: count for status, count in sql(database_url, COUNTS, (organisation_id,))}
 
 
 def wait_until_final(
     database_url: str, organisation_id: int, total: int, timeout: float
 ) -> dict[str, int]:
+    """Target counts by status once `total` are final (or at the timeout); one connection
+    held for the polling, so a full server does not fail the wait."""
     deadline = time.monotonic() + timeout
-    while True:
-        counts = target_counts(database_url, organisation_id)
-        if sum(counts.get(s, 0) for s in FINAL_STATUSES) >= total or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.25)
+    with connect(database_url, patience=timeout) as conn:
+        while True:
+            rows = conn.execute(COUNTS, (organisation_id,)).fetchall()
+            counts = {status: count for status, count in rows}
+            final = sum(counts.get(s, 0) for s in FINAL_STATUSES)
+            if final >= total or time.monotonic() > deadline:
+                return counts
+            time.sleep(0.25)
 
 
 @dataclass
@@ -341,7 +359,7 @@ def insert_far_posts(
         SELECT id, %(account)s, %(platform)s, 'scheduled', 0, scheduled_at, 0, now(), now()
         FROM made
     """
-    with psycopg.connect(plain_url(database_url), autocommit=True) as conn:
+    with connect(database_url) as conn:
         conn.execute(
             query,
             {
