@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import redis
 
-from benchmarks.harness import BIN, Proc, Procs, connect, plain_url, rate_between
+from benchmarks.harness import BIN, Proc, Procs, connect, note_claim, plain_url, rate_between
 
 
 @dataclass
@@ -74,6 +74,7 @@ def noop_celery(procs: Procs, pool: str, concurrency: int) -> Iterator[NoopCeler
     from tests.scratch import scratch_redis
 
     with scratch_redis("crier:bench-noop-claim") as url:
+        note_claim(redis_url=url)
         # The producer side lives in this process: point the app at the scratch db.
         noop_app.app.conf.broker_url = url
         noop_app._done = redis.Redis.from_url(url)

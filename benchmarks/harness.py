@@ -225,6 +225,17 @@ def rss_kib(pid: int) -> int:
 
 # -- scratch state ------------------------------------------------------------------------
 
+# What this run claimed on the shared servers, reported in the results so a test can
+# check that each is gone afterwards.
+CLAIMED: dict[str, list[str]] = {"databases": [], "redis": []}
+
+
+def note_claim(database_url: str | None = None, redis_url: str | None = None) -> None:
+    if database_url:
+        CLAIMED["databases"].append(database_url.rsplit("/", 1)[1])
+    if redis_url:
+        CLAIMED["redis"].append(redis_url)
+
 
 def plain_url(database_url: str) -> str:
     return database_url.replace("+psycopg", "")
@@ -491,6 +502,7 @@ def crier_stack(scratch: Path, extra_env: dict[str, str]) -> Iterator[Stack]:
         procs = Procs(scratch)
         database_url = inner.enter_context(scratch_database("crier_bench"))
         redis_url = inner.enter_context(scratch_redis("crier:bench-claim"))
+        note_claim(database_url, redis_url)
         # Registered after the database and the Redis db, so every process is stopped
         # before they are dropped (a worker stopping late would write into a freed db).
         inner.callback(procs.stop_all)

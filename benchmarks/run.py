@@ -55,6 +55,7 @@ import redis
 
 from benchmarks import baselines
 from benchmarks.harness import (
+    CLAIMED,
     ROOT,
     Stack,
     Tenant,
@@ -65,6 +66,7 @@ from benchmarks.harness import (
     insert_far_posts,
     iso,
     lateness_stats,
+    note_claim,
     procfile,
     rate_between,
     read_ledger,
@@ -122,7 +124,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--memory-posts", type=int, default=None, help="(100000)")
     parser.add_argument("--settle", type=float, default=None, help="memory: seconds (15)")
     parser.add_argument("--sweep-rows", type=_ints, default=None, help="(1000,1000000)")
-    parser.add_argument("--sweep-runs", type=int, default=None, help="timed sweeps (5)")
+    parser.add_argument("--sweep-runs", type=int, default=None, help="timed sweeps (15)")
     parser.add_argument("--output", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy process logs here")
     parser.add_argument(
@@ -158,7 +160,7 @@ def parse_args(argv: list[str] | None) -> Options:
         memory_posts=pick(args.memory_posts, 100_000, 500),
         settle=pick(args.settle, 15.0, 1.0),
         sweep_rows=pick(args.sweep_rows, [1_000, 1_000_000], [100, 2_000]),
-        sweep_runs=pick(args.sweep_runs, 5, 3),
+        sweep_runs=pick(args.sweep_runs, 15, 3),
         output=args.output,
         keep_logs=args.keep_logs,
         smoke=smoke,
@@ -443,6 +445,7 @@ def run_sweep(scratch: Path, options: Options) -> dict[str, Any]:
     with ExitStack() as stack:
         database_url = stack.enter_context(scratch_database("crier_bench_sweep"))
         redis_url = stack.enter_context(scratch_redis("crier:bench-sweep-claim"))
+        note_claim(database_url, redis_url)
         app = create_app(
             {
                 "database_url": database_url,
@@ -584,6 +587,7 @@ def run(options: Options) -> dict[str, Any]:
             "ratio": round(crier / bare, 3) if crier and bare else None,
         }
     results["meta"]["seconds"] = round(time.monotonic() - began, 1)
+    results["meta"]["claimed"] = CLAIMED
     return results
 
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.scratch import PG_ADMIN_URL, REDIS_BASE_URL
+from tests.scratch import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENESS_KEYS = {"count", "min", "p50", "p95", "p99", "max", "early"}
@@ -24,22 +24,18 @@ LATENESS_KEYS = {"count", "min", "p50", "p95", "p99", "max", "early"}
 pytestmark = pytest.mark.integration
 
 
-def bench_databases() -> set[str]:
+def databases_left(names: list[str]) -> list[str]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'crier\\_bench%'"
+            "SELECT datname FROM pg_database WHERE datname = ANY(%s)", (names,)
         ).fetchall()
-    return {name for (name,) in rows}
+    return [name for (name,) in rows]
 
 
-def bench_claims() -> list[int]:
-    """Redis db numbers still holding one of the benchmark's claim keys."""
-    held = []
-    for number in range(1, 16):
-        client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{number}")
-        if any(client.scan_iter("crier:bench-*-claim")) or client.exists("crier:bench-claim"):
-            held.append(number)
-    return held
+def redis_claims_left(urls: list[str]) -> list[str]:
+    """The run's Redis dbs that still hold one of the benchmark's claim keys (another
+    suite may have claimed a freed db since, with a claim key of its own)."""
+    return [url for url in urls if any(redis.Redis.from_url(url).scan_iter("crier:bench*"))]
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -76,7 +72,6 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
     output = tmp_path / "out" / "results.json"
     scratch_root = tmp_path / "tmp"
     scratch_root.mkdir()
-    databases_before = bench_databases()
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--smoke", "--output", str(output)],
         cwd=ROOT,
@@ -134,7 +129,9 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
         assert label in completed.stdout
 
     # Nothing is left behind.
-    assert bench_databases() <= databases_before
-    assert bench_claims() == []
+    claimed = results["meta"]["claimed"]
+    assert len(claimed["databases"]) == 2 and len(claimed["redis"]) == 3
+    assert databases_left(claimed["databases"]) == []
+    assert redis_claims_left(claimed["redis"]) == []
     assert processes_mentioning(str(scratch_root)) == []
     assert list(scratch_root.iterdir()) == []
