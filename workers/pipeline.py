@@ -54,6 +54,7 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     ReconcileStatus,
+    resuming_prepared,
 )
 from workers.liveness import LiveClaims, process_claims
 from workers.quotas import Hold, SharedQuotas
@@ -466,9 +467,11 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
             delivery.decision = found
             return
     delivery.request = request
-    # Marked now rather than at the call: the call then needs no write of its own. A
-    # crash between the two only costs a look on the platform before the resend.
-    delivery.context.premark(session)
+    if not request.media or resuming_prepared(request):
+        # Nothing is left to do before the irreversible call, so it is marked now rather
+        # than at the call, which then needs no write of its own. A crash between the two
+        # only costs a look on the platform before the resend.
+        delivery.context.premark(session)
 
 
 def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Decision:
