@@ -558,6 +558,9 @@ def _publish(
             request = replace(request, account=fresh)
             refreshed = True
             log_event("publish.token_refreshed", target_id=target.id, platform=target.platform)
+        except AuthRevokedError as error:
+            # Revoked outright (no refresh can help): the account needs reconnecting.
+            return _auth_failure(deps, target, error)
         except DuplicateError as error:
             if target.irreversible_started_at is not None:
                 # "Duplicate" after our own unanswered attempt: that post is probably ours.
