@@ -24,6 +24,9 @@ def _env_float(name: str, default: float) -> float:
 class Settings:
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The Celery broker when set (amqp://… for RabbitMQ); Redis at redis_url otherwise.
+    # Quotas, holds and the limiter stay in Redis either way.
+    broker_url: str | None = None
     secret_key: str = "dev-insecure-secret-change-me"
     platform_base_url: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
@@ -55,6 +58,7 @@ class Settings:
         return cls(
             database_url=normalise_database_url(env.get("DATABASE_URL") or defaults.database_url),
             redis_url=env.get("REDIS_URL") or defaults.redis_url,
+            broker_url=env.get("CELERY_BROKER_URL") or None,
             secret_key=env.get("CRIER_SECRET_KEY") or defaults.secret_key,
             platform_base_url=(env.get("CRIER_PLATFORM_BASE_URL") or "").rstrip("/") or None,
             public_base_url=(env.get("CRIER_PUBLIC_URL") or defaults.public_base_url).rstrip("/"),

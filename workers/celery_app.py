@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.config import Settings
 from app.models import Platform
@@ -21,10 +21,51 @@ def publish_queue(platform: str) -> str:
     return f"publish.{platform}"
 
 
+def uses_amqp(broker_url: str) -> bool:
+    return broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def declare_queue(name: str, amqp: bool) -> Queue:
+    """A queue bound to an exchange of its own under its own name, so a message reaches
+    exactly one queue. On RabbitMQ it is a quorum queue behind a topic exchange: Celery's
+    native delayed delivery routes ETA messages only through topic exchanges."""
+    if amqp:
+        return Queue(
+            name,
+            Exchange(name, type="topic"),
+            routing_key=name,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def route_to(name: str) -> dict[str, str]:
+    return {"queue": name, "exchange": name, "routing_key": name}
+
+
+_DEFAULT_ROUTES = {
+    PUBLISH_TASK: publish_queue(Platform.X.value),
+    SWEEP_TASK: MAINTENANCE_QUEUE,
+    REFRESH_TOKENS_TASK: MAINTENANCE_QUEUE,
+}
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: dict[str, Any], **_: Any) -> dict:
+    """Send through the chosen queue's own exchange with its own key (a publish names its
+    platform's queue; other tasks have a fixed one)."""
+    queue = options.get("queue")
+    return route_to(
+        queue.name if queue is not None else _DEFAULT_ROUTES.get(name, MAINTENANCE_QUEUE)
+    )
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
-    queues = [Queue(publish_queue(p.value)) for p in Platform] + [Queue(MAINTENANCE_QUEUE)]
+    broker_url = settings.broker_url or settings.redis_url
+    amqp = uses_amqp(broker_url)
+    names = [publish_queue(p.value) for p in Platform] + [MAINTENANCE_QUEUE]
+    queues = [declare_queue(name, amqp) for name in names]
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker_url,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -32,11 +73,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_queues": queues,
         "task_default_queue": MAINTENANCE_QUEUE,
-        "task_routes": {
-            PUBLISH_TASK: {"queue": publish_queue(Platform.X.value)},
-            SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
-            REFRESH_TOKENS_TASK: {"queue": MAINTENANCE_QUEUE},
-        },
+        "task_default_exchange": MAINTENANCE_QUEUE,
+        "task_default_exchange_type": "topic" if amqp else "direct",
+        "task_default_routing_key": MAINTENANCE_QUEUE,
+        "task_routes": (route_task,),
         # A worker killed mid-task loses nothing: the message is acked only when the
         # task returns, and a lost worker puts it back.
         "task_acks_late": True,
@@ -44,12 +84,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         # Unacked messages (including ETA tasks held in worker memory) come back after
         # the visibility timeout; it must stay far above ENQUEUE_HORIZON.
-        "broker_transport_options": {
-            "visibility_timeout": settings.visibility_timeout,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
-            "retry_on_timeout": True,
-        },
+        "broker_transport_options": (
+            # RabbitMQ hands a dead consumer's unacked messages back when its connection
+            # drops; publisher confirms make a send fail loudly instead of vanishing.
+            {"confirm_publish": True}
+            if amqp
+            else {
+                "visibility_timeout": settings.visibility_timeout,
+                "socket_connect_timeout": 2,
+                "socket_timeout": 5,
+                "retry_on_timeout": True,
+            }
+        ),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "worker_send_task_events": True,
