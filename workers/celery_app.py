@@ -21,6 +21,10 @@ def publish_queue(platform: str) -> str:
     return f"publish.{platform}"
 
 
+def queue_names() -> list[str]:
+    return [publish_queue(p.value) for p in Platform] + [MAINTENANCE_QUEUE]
+
+
 def uses_amqp(broker_url: str) -> bool:
     return broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
 
@@ -62,8 +66,7 @@ def route_task(name: str, args: Any, kwargs: Any, options: dict[str, Any], **_: 
 def celery_config(settings: Settings) -> dict[str, Any]:
     broker_url = settings.broker_url or settings.redis_url
     amqp = uses_amqp(broker_url)
-    names = [publish_queue(p.value) for p in Platform] + [MAINTENANCE_QUEUE]
-    queues = [declare_queue(name, amqp) for name in names]
+    queues = [declare_queue(name, amqp) for name in queue_names()]
     return {
         "broker_url": broker_url,
         "task_serializer": "json",

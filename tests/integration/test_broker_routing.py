@@ -18,6 +18,7 @@ from kombu.transport.native_delayed_delivery import (
 )
 
 from app.config import Settings
+from app.messages import broker_eta
 from app.models import Platform
 from workers.celery_app import (
     MAINTENANCE_QUEUE,
@@ -151,3 +152,22 @@ def test_rabbitmq_eta_waits_in_the_broker_not_the_worker(
     while depths(conn)[name] == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert depths(conn) == {n: 0 for n in QUEUES} | {name: 1}
+
+
+def test_rabbitmq_sub_second_eta_is_sent(rabbit_celery: tuple[Celery, Connection]) -> None:
+    """Celery refuses a native delay under one second (`countdown must be a positive
+    number`); app.messages.broker_eta keeps such sends working."""
+    celery, conn = rabbit_celery
+    declare_native_delayed_delivery_exchanges_and_queues(conn, "quorum")
+    for queue in celery.amqp.queues.values():
+        bind_queue_to_native_delayed_delivery_exchange(conn, queue)
+    name = publish_queue("x")
+    for wait in (0.3, 0.8):
+        eta = datetime.now(UTC) + timedelta(seconds=wait)
+        with pytest.raises(ValueError, match="countdown"):
+            celery.send_task(PUBLISH_TASK, args=[1, "token"], queue=name, eta=eta)
+        celery.send_task(PUBLISH_TASK, args=[1, "token"], queue=name, eta=broker_eta(celery, eta))
+    deadline = time.monotonic() + 5
+    while depths(conn)[name] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert depths(conn)[name] == 2
