@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -104,6 +105,10 @@ def outcome_class(outcome: str) -> str:
 
 
 # --------------------------------------------------------------------- called by workers
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start is not None and end is not None else None
 
 
 def observe_publish(

@@ -35,7 +35,9 @@ QUERY_SCHEMAS = {
     "accounts.list_accounts": schemas.PageQuery,
     "media.list_media": schemas.PageQuery,
 }
-PUBLIC = {"meta.health", "meta.openapi", "meta.docs", "media.public_file"}
+PUBLIC = {"meta.health", "meta.openapi", "meta.docs", "media.public_file", "metrics.metrics"}
+# Endpoints that answer in another format than the JSON envelope.
+RAW_CONTENT = {"metrics.metrics": "text/plain"}
 ERROR_CODES = {
     400: "validation_error",
     401: "invalid_api_key",
@@ -124,6 +126,10 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     }
                 },
             }
+            if endpoint in RAW_CONTENT:
+                operation["responses"][str(status)]["content"] = {
+                    RAW_CONTENT[endpoint]: {"schema": {"type": "string"}}
+                }
             if endpoint not in PUBLIC:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
                 for code, name in ERROR_CODES.items():

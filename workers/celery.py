@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -11,6 +12,7 @@ from celery.signals import heartbeat_sent, worker_init, worker_process_init, wor
 from app import create_app
 from app.api.meta import WORKER_HEARTBEAT_KEY
 from app.db import get_db
+from app.metrics import start_worker_metrics_server
 from app.redis_client import redis_client
 
 flask_app = create_app()
@@ -19,6 +21,13 @@ app.conf.include = ["workers.tasks"]
 import workers.tasks  # noqa: E402,F401  (registers the tasks)
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    port = os.environ.get("CRIER_METRICS_PORT")
+    if port:
+        start_worker_metrics_server(int(port))
 
 
 @worker_init.connect

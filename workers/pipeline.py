@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
 from app.dispatch import Dispatch, DueTarget, send_dispatches
@@ -159,6 +160,7 @@ def publish_target(
             )
             return "stale"
         early_by = (target.next_attempt_at - utcnow()).total_seconds()
+        due_at = target.next_attempt_at  # issue 12: metrics
         if early_by > EARLY_TOLERANCE.total_seconds():
             _finish(deps, session, target, token, _Requeue(at=target.next_attempt_at), None)
             log_event("publish.early", target_id=target_id, task_id=task_id)
@@ -214,6 +216,13 @@ def publish_target(
             **fields,
             error_code=decision.error_code,
             wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+        )
+        # issue 12: metrics
+        metrics.observe_publish(
+            fields["platform"],
+            decision.outcome,
+            metrics.seconds_between(due_at, context.marked_at),
+            time.monotonic() - started,
         )
         return decision.outcome
 

@@ -17,6 +17,7 @@ from celery import Celery
 from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
 from app.dispatch import Dispatch, DueTarget, mark_queued, send_dispatches
@@ -127,6 +128,7 @@ def sweep_due_targets(db: Database, settings: Settings, celery: Celery) -> Sweep
             + [Dispatch(DueTarget(d.target.id, d.target.platform, now), d.token) for d in recovered]
         )
         report.sent = send_dispatches(session, celery, all_dispatches)
+    metrics.observe_sweep(report, settings.redis_url)  # issue 12: metrics
     if report.entered_horizon or report.requeued_lost or report.recovered_dead:
         log.info("sweep %s", report.as_dict())
     return report

@@ -15,7 +15,14 @@ from app.ratelimit import LimitState, RequestLimiter, retry_after_seconds
 from app.security import hash_api_key
 
 # Endpoints anyone may call: health checks, the API description, signed media links.
-PUBLIC_ENDPOINTS = {"meta.health", "meta.openapi", "meta.docs", "media.public_file", "static"}
+PUBLIC_ENDPOINTS = {
+    "meta.health",
+    "meta.openapi",
+    "meta.docs",
+    "media.public_file",
+    "metrics.metrics",
+    "static",
+}
 
 
 @dataclass(frozen=True)

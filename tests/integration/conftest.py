@@ -89,6 +89,7 @@ class Stack:
         queues: str = ALL_QUEUES,
         concurrency: int = 8,
         extra_env: dict[str, str] | None = None,
+        pool: str = "threads",
     ) -> Proc:
         proc = self.spawn(
             name,
@@ -104,7 +105,7 @@ class Stack:
                 "-n",
                 f"{name}@%h",
                 "--pool",
-                "threads",
+                pool,
                 "-c",
                 str(concurrency),
                 "--without-mingle",

@@ -15,6 +15,7 @@ from flask import Flask
 from tests.conftest import Tenant
 from tests.integration.conftest import Stack, wait_until
 from tests.integration.test_delivery import all_final, attempts, create, ledger, targets
+from tests.integration.test_metrics import scrape, value
 
 RECEIVED = re.compile(r"\[([0-9a-f-]{36})\] received")
 
@@ -65,3 +66,22 @@ def test_sigkilled_worker_messages_are_redelivered_at_once(
     outcomes = [a.outcome for a in attempts(app)]
     assert outcomes.count("worker_lost") == 3, outcomes
     assert outcomes.count("reconciled_published") == 3, outcomes
+
+
+def test_queue_depth_and_oldest_message_on_rabbitmq(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, live_url: str
+) -> None:
+    """No worker consumes: the message waits in RabbitMQ and the metrics show it."""
+    account_id = make_account(tenant, "x")
+    create(tenant, [account_id], "Nobody to publish me")
+    samples = wait_until(
+        lambda: (
+            (s := scrape(f"{live_url}/metrics"))
+            and value(s, "crier_queue_depth", queue="publish.x") == 1
+            and value(s, "crier_queue_oldest_message_age_seconds", queue="publish.x") > 1
+            and s
+        ),
+        timeout=15,
+    )
+    assert value(samples, "crier_targets", platform="x", status="queued") == 1
+    assert value(samples, "crier_broker_up") == 1
