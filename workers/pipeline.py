@@ -83,7 +83,7 @@ class LostClaim(Exception):
 def log_event(event: str, **fields: Any) -> None:
     """One line per event, `key=value` pairs: ids only, never tokens or post text."""
     rendered = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-    log.info("%s %s", event, rendered)
+    log.info("%s %s", event, rendered, extra={"crier": {"event": event, **fields}})  # issue 12
 
 
 @dataclass
@@ -216,6 +216,7 @@ def publish_target(
             **fields,
             error_code=decision.error_code,
             wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+            latency_ms=decision.attempt.latency_ms,  # issue 12: structured logs
         )
         # issue 12: metrics
         metrics.observe_publish(
