@@ -15,7 +15,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 KEY_VALUE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+JSON_FIELDS = "%(levelname)s %(name)s %(message)s"
 FORMATS = ("keyvalue", "json")
 
 
@@ -25,8 +25,8 @@ class CrierJsonFormatter(JsonFormatter):
     def __init__(self) -> None:
         super().__init__(
             JSON_FIELDS,
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # ISO 8601 in UTC, microseconds
             reserved_attrs=[*_RESERVED, "crier"],
         )
 
