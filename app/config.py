@@ -42,6 +42,9 @@ class Settings:
     # Redis transport redelivers unacked messages after this; must stay well above the horizon.
     visibility_timeout: int = 7200
     media_dir: str = "var/media"
+    # s3://bucket/prefix keeps media in object storage (app/storage.py); local disk if unset.
+    media_storage: str | None = None
+    s3_endpoint_url: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     idempotency_ttl: int = 24 * 3600
     http_timeout: float = 30.0
@@ -70,6 +73,8 @@ class Settings:
             publish_lease=_env_int("CRIER_PUBLISH_LEASE", defaults.publish_lease),
             visibility_timeout=_env_int("CRIER_VISIBILITY_TIMEOUT", defaults.visibility_timeout),
             media_dir=env.get("CRIER_MEDIA_DIR") or defaults.media_dir,
+            media_storage=env.get("CRIER_MEDIA_STORAGE") or None,
+            s3_endpoint_url=env.get("CRIER_S3_ENDPOINT_URL") or None,
             max_upload_bytes=_env_int("CRIER_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
             http_timeout=_env_float("CRIER_HTTP_TIMEOUT", defaults.http_timeout),
         )

@@ -12,6 +12,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from app import schemas
+from app.services.uploads import UploadRequest
 
 # endpoint → (request body schema, response data schema, success status)
 OPERATIONS: dict[str, tuple[Any, Any, int]] = {
@@ -29,6 +30,8 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "media.list_media": (None, schemas.MediaOut(many=True), 200),
     "media.get_media": (None, schemas.MediaOut, 200),
     "media.delete_media": (None, None, 200),
+    "media.start_media_upload": (UploadRequest, None, 201),
+    "media.complete_media_upload": (None, schemas.MediaOut, 201),
 }
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
