@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -14,6 +15,7 @@ from app.api.meta import WORKER_HEARTBEAT_KEY
 from app.db import get_db
 from app.metrics import start_worker_metrics_server
 from app.redis_client import redis_client
+from workers.celery_app import drop_stale_bindings
 
 flask_app = create_app()
 app = flask_app.extensions["celery"]
@@ -21,6 +23,13 @@ app.conf.include = ["workers.tasks"]
 import workers.tasks  # noqa: E402,F401  (registers the tasks)
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
+
+
+@worker_init.connect
+def _drop_stale_bindings(**_: Any) -> None:
+    # The broker may still be starting; the worker retries connecting on its own.
+    with contextlib.suppress(Exception):
+        drop_stale_bindings(app)
 
 
 @worker_init.connect

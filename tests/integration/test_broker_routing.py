@@ -25,6 +25,7 @@ from workers.celery_app import (
     PUBLISH_TASK,
     SWEEP_TASK,
     celery_config,
+    drop_stale_bindings,
     publish_queue,
 )
 
@@ -171,3 +172,23 @@ def test_rabbitmq_sub_second_eta_is_sent(rabbit_celery: tuple[Celery, Connection
     while depths(conn)[name] < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert depths(conn)[name] == 2
+
+
+def test_redis_bindings_left_by_older_versions_are_dropped(
+    redis_url: str, redis_celery: tuple[Celery, Connection]
+) -> None:
+    """Every queue used to be bound to `maintenance` with the key `maintenance`; left in
+    Redis, those bindings would copy a sweep into every queue."""
+    celery, conn = redis_celery
+    client = redis.Redis.from_url(redis_url)
+    binding = f"_kombu.binding.{MAINTENANCE_QUEUE}"
+    client.sadd(binding, *(SEP.join([MAINTENANCE_QUEUE, "", name]) for name in QUEUES))
+    celery.send_task(SWEEP_TASK)
+    assert depths(conn) == {name: 1 for name in QUEUES}  # the copies this prevents
+    client.delete(*QUEUES)
+    assert drop_stale_bindings(celery) == len(QUEUES) - 1
+    assert {m.decode() for m in client.smembers(binding)} == {
+        SEP.join([MAINTENANCE_QUEUE, "", MAINTENANCE_QUEUE])
+    }
+    celery.send_task(SWEEP_TASK)
+    assert depths(conn) == {name: 0 for name in QUEUES} | {MAINTENANCE_QUEUE: 1}
