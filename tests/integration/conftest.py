@@ -161,13 +161,21 @@ def broker_queues() -> list[str]:
 def delete_amqp_queues(url: str) -> None:
     """Drop our queues and Celery's delay queues from a scratch vhost: every test starts
     with an empty broker, as it does on Redis after the db is flushed."""
-    from kombu import Connection
+    from kombu import Connection, pools
     from kombu.transport.native_delayed_delivery import level_name
 
     with Connection(url) as conn:
         channel = conn.channel()
         for name in [*broker_queues(), *(level_name(n) for n in range(28))]:
             channel.queue_delete(name)
+    # kombu's pooled connections remember what they declared and would publish into the
+    # void (RabbitMQ drops a message no queue is bound for): make them declare again.
+    for pool in list(pools.connections.values()):
+        held = [*getattr(pool, "_dirty", ()), *list(getattr(pool._resource, "queue", ()))]
+        for connection in held:
+            entities = getattr(connection, "declared_entities", None)
+            if entities is not None:
+                entities.clear()
 
 
 @pytest.fixture
