@@ -257,6 +257,44 @@ def test_redis_flushed_while_queued_sweeper_restores(
     assert sorted(e["text"] for e in ledger(sandbox)) == [f"Lost message {n}" for n in range(3)]
 
 
+def cut_broker_connections(app: Flask) -> None:
+    """What a broker restart does to its clients: every connection is dropped at once.
+    RabbitMQ: close the scratch vhost's connections. Redis: kill the suite db's clients."""
+    if on_rabbitmq(app):
+        vhost = str(app.extensions["celery"].conf.broker_url).rsplit("/", 1)[1]
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "broker restart"],
+            check=True,
+            timeout=60,
+        )
+        return
+    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    me = str(client.client_id())
+    for entry in client.client_list():
+        if str(entry["db"]) == str(db) and str(entry["id"]) != me:
+            client.client_kill_filter(_id=entry["id"])
+
+
+def test_broker_connections_cut_mid_burst_each_post_published_once(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    worker = stack.worker(concurrency=8)
+    stack.beat()
+    account_id = make_account(tenant, "x")
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    for n in range(8):
+        create(tenant, [account_id], f"Across a broker restart {n}", due)
+    time.sleep(1.5)  # held by the worker (Redis) or in RabbitMQ's delay queues
+    cut_broker_connections(app)
+    worker.wait_for("Connection to broker lost", timeout=15)
+    wait_until(lambda: all_final(app, 8), timeout=90)
+    assert {t.status for t in targets(app)} == {"published"}
+    entries = ledger(sandbox)
+    assert sorted(e["text"] for e in entries) == [f"Across a broker restart {n}" for n in range(8)]
+    assert min(parse_ts(e["received_at"]) for e in entries) >= due
+
+
 def test_workers_survive_lost_database_connections(
     app: Flask,
     app_settings: dict[str, Any],
