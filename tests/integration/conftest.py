@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
 from flask import Flask
 
 from workers.celery_app import MAINTENANCE_QUEUE, celery_init_app, publish_queue
@@ -161,21 +162,13 @@ def broker_queues() -> list[str]:
 def delete_amqp_queues(url: str) -> None:
     """Drop our queues and Celery's delay queues from a scratch vhost: every test starts
     with an empty broker, as it does on Redis after the db is flushed."""
-    from kombu import Connection, pools
+    from kombu import Connection
     from kombu.transport.native_delayed_delivery import level_name
 
     with Connection(url) as conn:
         channel = conn.channel()
         for name in [*broker_queues(), *(level_name(n) for n in range(28))]:
             channel.queue_delete(name)
-    # kombu's pooled connections remember what they declared and would publish into the
-    # void (RabbitMQ drops a message no queue is bound for): make them declare again.
-    for pool in list(pools.connections.values()):
-        held = [*getattr(pool, "_dirty", ()), *list(getattr(pool._resource, "queue", ()))]
-        for connection in held:
-            entities = getattr(connection, "declared_entities", None)
-            if entities is not None:
-                entities.clear()
 
 
 @pytest.fixture
@@ -187,12 +180,28 @@ def app_broker(app: Flask, broker_url: str | None) -> Iterator[str | None]:
     delete_amqp_queues(broker_url)
     original = app.extensions["celery"]
     celery = celery_init_app(app, replace(app.config["CRIER"], broker_url=broker_url))
+    drop_pools(celery)
     try:
         yield broker_url
     finally:
+        drop_pools(celery)
         celery.close()
         app.extensions["celery"] = original
         original.set_default()
+
+
+def drop_pools(celery: Celery) -> None:
+    """kombu pools broker connections process-wide, by URL: a test that cut them or dropped
+    the queues (pooled connections remember what they declared, and RabbitMQ drops a
+    message no queue is bound for) must not hand them to the next test."""
+    from kombu import pools
+    from kombu.utils.collections import eqhash
+
+    key = eqhash(celery.connection_for_write())
+    for group in (pools.producers, pools.connections):
+        pool = dict.pop(group, key, None)
+        if pool is not None:
+            pool.force_close_all()
 
 
 @pytest.fixture
