@@ -4,6 +4,7 @@ counted back from the metrics (issue 12, "Metrics")."""
 from __future__ import annotations
 
 import socket
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,43 @@ def test_prefork_worker_in_multiprocess_mode_adds_up_its_children(
     samples = scrape(f"http://127.0.0.1:{port}/metrics")
     assert value(samples, "crier_publish_outcomes_total", platform="x", outcome="published") == 4
     assert len(list(multiproc.glob("counter_*.db"))) >= 1
+
+
+def test_gunicorn_web_serves_metrics_in_multiprocess_mode(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, tmp_path: Path
+) -> None:
+    """The web process as deployed: gunicorn with two workers and PROMETHEUS_MULTIPROC_DIR;
+    any of them answers /metrics with the state and everyone's counters."""
+    multiproc = tmp_path / "web-prometheus"
+    multiproc.mkdir()
+    port = free_port()
+    web = stack.spawn(
+        "gunicorn",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            f"--bind=127.0.0.1:{port}",
+            "--workers=2",
+            "--threads=2",
+            "app.wsgi:app",
+        ],
+        {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
+    )
+    web.wait_for("Booting worker", timeout=30)
+    make_account(tenant, "youtube", status="needs_reconnect")
+    samples = wait_until(
+        lambda: _scrape_quietly(f"http://127.0.0.1:{port}/metrics"), timeout=30, interval=0.5
+    )
+    assert value(samples, "crier_accounts", platform="youtube", status="needs_reconnect") == 1
+    assert value(samples, "crier_broker_up") == 1 and value(samples, "crier_database_up") == 1
+    # Counters come from the files of every gunicorn process, not one process's memory.
+    assert "crier_sweeper_runs_total" in {name for name, _ in samples}
+    assert list(multiproc.glob("counter_*.db"))
+
+
+def _scrape_quietly(url: str) -> dict[Any, float] | None:
+    try:
+        return scrape(url)
+    except (httpx.HTTPError, AssertionError):
+        return None
