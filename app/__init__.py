@@ -50,11 +50,9 @@ def settings_of(app: Flask) -> Settings:
 
 
 def _configure_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+    from app.logs import configure_logging
+
+    configure_logging()
     # httpx logs every request URL at INFO, and some platforms (Meta's token refresh)
     # take the token in the query string: keep secrets out of the logs.
     for name in ("httpx", "httpcore"):

@@ -15,6 +15,7 @@ from app import openapi_extra as extra
 from app import schemas, webhook_schemas
 from app.api import campaigns
 from app.openapi_examples import EXAMPLES
+from app.services.uploads import UploadRequest
 
 # endpoint → (request body schema, response data schema, success status)
 OPERATIONS: dict[str, tuple[Any, Any, int]] = {
@@ -59,6 +60,8 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "campaigns.delete_campaign": (None, extra.DeletedOut, 200),
     "me.me": (None, extra.MeOut, 200),
     "me.platform_rules": (None, extra.PlatformRulesOut, 200),
+    "media.start_media_upload": (UploadRequest, None, 201),
+    "media.complete_media_upload": (None, schemas.MediaOut, 201),
 }
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
@@ -77,7 +80,10 @@ PUBLIC = {
     "meta.docs_init",
     "meta.docs_static",
     "media.public_file",
+    "metrics.metrics",
 }
+# Endpoints that answer in another format than the JSON envelope.
+RAW_CONTENT = {"metrics.metrics": "text/plain"}
 ERROR_CODES = {
     400: "validation_error",
     401: "invalid_api_key",
@@ -175,6 +181,10 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     "data": response_example,
                     "error": None,
                     "meta": {"request_id": "a1b2c3d4", "timestamp": "2026-04-10T12:00:00.000Z"},
+                }
+            if endpoint in RAW_CONTENT:
+                operation["responses"][str(status)]["content"] = {
+                    RAW_CONTENT[endpoint]: {"schema": {"type": "string"}}
                 }
             if endpoint not in PUBLIC:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]

@@ -7,6 +7,7 @@ dev stack. The schema is built by the Alembic migrations, as in production.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from app.db import get_db
 from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
-from tests.scratch import scratch_database, scratch_redis
+from tests.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from tests.servers import serve_wsgi
 from workers.sandbox import create_sandbox_app
 
@@ -58,6 +59,17 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with scratch_redis(CLAIM_KEY) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A scratch virtual host on the machine's RabbitMQ (127.0.0.1:5672, guest/guest)."""
+    if not rabbitmq_reachable():
+        pytest.skip("RabbitMQ is not listening on 127.0.0.1:5672 (.ci/run starts it)")
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl (to make a scratch vhost) is not installed")
+    with scratch_vhost("crier_test") as url:
         yield url
 
 

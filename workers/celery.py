@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
 from typing import Any
@@ -20,8 +22,9 @@ from celery.signals import (
 from app import create_app
 from app.api.meta import WORKER_HEARTBEAT_KEY
 from app.db import get_db
+from app.metrics import start_worker_metrics_server
 from app.redis_client import redis_client
-from workers.celery_app import PUBLISH_TASK
+from workers.celery_app import PUBLISH_TASK, drop_stale_bindings
 from workers.liveness import Heartbeat, process_claims
 
 flask_app = create_app()
@@ -37,6 +40,20 @@ from workers import media_import, platform_delete, tasks, webhooks  # noqa: E402
 from workers.tasks import stop_firing  # noqa: E402
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
+
+
+@worker_init.connect
+def _drop_stale_bindings(**_: Any) -> None:
+    # The broker may still be starting; the worker retries connecting on its own.
+    with contextlib.suppress(Exception):
+        drop_stale_bindings(app)
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    port = os.environ.get("CRIER_METRICS_PORT")
+    if port:
+        start_worker_metrics_server(int(port))
 
 
 @worker_init.connect

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
 from app.dispatch import ETA_HEAD_START, Dispatch, DueTarget, send_dispatches
@@ -82,7 +83,7 @@ class LostClaim(Exception):
 def log_event(event: str, **fields: Any) -> None:
     """One line per event, `key=value` pairs: ids only, never tokens or post text."""
     rendered = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-    log.info("%s %s", event, rendered)
+    log.info("%s %s", event, rendered, extra={"crier": {"event": event, **fields}})  # issue 12
 
 
 @dataclass
@@ -364,13 +365,22 @@ def record_outcomes(
         for delivery, _ in outcomes:
             deps.claims.released(delivery.target.id)
     for (delivery, decision), outcome in zip(outcomes, results, strict=True):
-        if decision is not None:
-            log_event(
-                f"publish.{outcome}",
-                **delivery.fields,
-                error_code=decision.error_code,
-                wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
-            )
+        if decision is None:
+            continue
+        log_event(
+            f"publish.{outcome}",
+            **delivery.fields,
+            error_code=decision.error_code,
+            wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+            latency_ms=decision.attempt.latency_ms if decision.attempt else None,
+        )
+        metrics.observe_publish(
+            delivery.target.platform,
+            outcome,
+            # Lateness at the irreversible call, against the instant it was due.
+            metrics.seconds_between(delivery.target.next_attempt_at, delivery.context.marked_at),
+            time.monotonic() - (delivery.started or time.monotonic()),
+        )
     return results
 
 

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import accounts, campaigns, me, media, meta, posts, webhooks
+    from app.api import accounts, campaigns, me, media, meta, metrics, posts, webhooks
 
     app.register_blueprint(meta.blueprint)
     app.register_blueprint(posts.blueprint)
@@ -15,3 +15,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(campaigns.blueprint)
     app.register_blueprint(me.blueprint)
+    app.register_blueprint(metrics.blueprint)

@@ -22,6 +22,7 @@ PUBLIC_ENDPOINTS = {
     "meta.docs_init",
     "meta.docs_static",
     "media.public_file",
+    "metrics.metrics",
     "static",
 }
 

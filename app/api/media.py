@@ -12,9 +12,10 @@ from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import media_to_dict
 from app.db import get_session
 from app.models import Media
+from app.redis_client import redis_client
 from app.schemas import list_media_query, upload_from_url_schema
 from app.services import media as media_service
-from app.services import media_import
+from app.services import media_import, uploads
 
 blueprint = Blueprint("media", __name__)
 
@@ -63,6 +64,33 @@ def upload_media_from_url() -> Response:
     response = envelope(media_to_dict(media), status=202 if pending else 201)
     response.headers["Location"] = f"/media/{media.id}"
     return response
+
+
+@blueprint.post("/media/uploads")
+def start_media_upload() -> Response:
+    """Start a presigned upload: PUT the file to the returned URL, then complete it."""
+    caller = current_caller()
+    request_data = load_json(uploads.UploadRequest(), json_body())
+    settings = current_app.config["CRIER"]
+    started = uploads.start_upload(
+        settings, redis_client(settings.redis_url), caller.organisation_id, request_data
+    )
+    response = envelope(started, status=201)
+    response.headers["Location"] = f"/media/{started['id']}"
+    return response
+
+
+@blueprint.post("/media/<media_id>/complete")
+def complete_media_upload(media_id: str) -> Response:
+    """Finish a presigned upload: the file is probed like an upload and becomes ready."""
+    caller = current_caller()
+    settings = current_app.config["CRIER"]
+    session = get_session()
+    media = uploads.complete_upload(
+        session, settings, redis_client(settings.redis_url), caller.organisation_id, media_id
+    )
+    session.commit()
+    return envelope({**media_to_dict(media), "status": "ready"}, status=201)
 
 
 @blueprint.get("/media")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import Settings
 from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget, TargetStatus
+from app.storage import object_store
 
 MB = 1024 * 1024
 
@@ -51,7 +52,15 @@ def storage_root(settings: Settings) -> Path:
 
 
 def media_path(settings: Settings, media: Media) -> Path:
-    return storage_root(settings) / media.storage_key
+    """A local file with the media's bytes: the file itself on local storage, a copy
+    fetched once into the cache with object storage."""
+    store = object_store(settings)
+    if store is None:
+        return storage_root(settings) / media.storage_key
+    cached = storage_root(settings) / "cache" / media.storage_key
+    if not cached.is_file() or cached.stat().st_size != media.size_bytes:
+        store.download(media.storage_key, cached)
+    return cached
 
 
 def sniff(head: bytes) -> str | None:
@@ -137,6 +146,27 @@ def _walk_boxes(handle: BinaryIO | IO[bytes], end: int) -> tuple[int | None, int
     return None, None
 
 
+def probe_file(staging: Path, size: int) -> tuple[str, str, MediaFacts]:
+    """Sniff and inspect a complete file: (mime type, extension, facts), or the API error
+    that refuses it."""
+    if size == 0:
+        raise ValidationError("The uploaded file is empty.", details={"file": ["Empty file."]})
+    with staging.open("rb") as handle:
+        mime_type = sniff(handle.read(8192))
+    extension = IMAGE_TYPES.get(mime_type or "") or VIDEO_TYPES.get(mime_type or "")
+    if extension is None:
+        raise unsupported_type(mime_type)
+    assert mime_type is not None
+    if mime_type in IMAGE_TYPES and size > IMAGE_MAX_BYTES:
+        raise ApiError(
+            f"Images may be at most {IMAGE_MAX_BYTES // MB} MB; this one is {size / MB:.1f} MB.",
+            code="payload_too_large",
+            status=413,
+        )
+    facts = inspect_media(staging, mime_type)
+    return mime_type, extension, facts
+
+
 @dataclass(frozen=True)
 class StoredFile:
     size: int
@@ -168,26 +198,15 @@ def store_chunks(
                     )
                 digest.update(chunk)
                 out.write(chunk)
-        if size == 0:
-            raise ValidationError("The uploaded file is empty.", details={"file": ["Empty file."]})
-        with staging.open("rb") as handle:
-            mime_type = sniff(handle.read(8192))
-        extension = IMAGE_TYPES.get(mime_type or "") or VIDEO_TYPES.get(mime_type or "")
-        if extension is None:
-            raise unsupported_type(mime_type)
-        assert mime_type is not None
-        if mime_type in IMAGE_TYPES and size > IMAGE_MAX_BYTES:
-            raise ApiError(
-                f"Images may be at most {IMAGE_MAX_BYTES // MB} MB; this one is "
-                f"{size / MB:.1f} MB.",
-                code="payload_too_large",
-                status=413,
-            )
-        facts = inspect_media(staging, mime_type)
+        mime_type, extension, facts = probe_file(staging, size)
         storage_key = f"{organisation_id}/{media_id}{extension}"
-        final = root / storage_key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(staging, final)
+        store = object_store(settings)
+        if store is not None:
+            store.put_file(staging, storage_key, mime_type)
+        else:
+            final = root / storage_key
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(staging, final)
     finally:
         staging.unlink(missing_ok=True)
     return StoredFile(size, digest.hexdigest(), facts, storage_key)
@@ -310,7 +329,12 @@ def delete_media(
             post.cover_photo = None
         detached.append(str(post.id))
     if media.storage_key:
-        media_path(settings, media).unlink(missing_ok=True)
+        store = object_store(settings)
+        if store is not None:
+            store.delete(media.storage_key)
+            (storage_root(settings) / "cache" / media.storage_key).unlink(missing_ok=True)
+        else:
+            media_path(settings, media).unlink(missing_ok=True)
     session.delete(media)
     session.flush()
     return detached
@@ -322,6 +346,9 @@ def _link_serializer(settings: Settings) -> URLSafeTimedSerializer:
 
 def signed_media_url(settings: Settings, media: Media) -> str:
     """A link a platform can pull the file from, valid for MEDIA_LINK_MAX_AGE."""
+    store = object_store(settings)
+    if store is not None:
+        return store.presigned_get(media.storage_key, MEDIA_LINK_MAX_AGE)
     token = _link_serializer(settings).dumps(str(media.id))
     return f"{settings.public_base_url}/media/public/{token}{Path(media.storage_key).suffix}"
 

@@ -83,7 +83,9 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
                 assert len(entry["media"][0]["sha256"]) == 64, entry
         # Flower, on the same broker, lists the worker and the publish tasks.
         tasks = wait_until(lambda: _flower_tasks(flower), timeout=30, interval=1)
-        assert sum(1 for t in tasks.values() if t["name"] == "crier.publish_target") >= 7
+        # Each publish is named by its platform, account and post (issue 12).
+        platforms = {t["name"].split()[1] for t in tasks.values() if _is_publish(t)}
+        assert len(platforms) == 7, tasks
         assert all(str(t["worker"]).startswith("dev@") for t in tasks.values())
         workers = wait_until(lambda: _flower_workers(flower), timeout=30, interval=1)
         assert any(name.startswith("dev@") for name in workers)
@@ -109,8 +111,12 @@ def _flower_tasks(port: int) -> dict | None:
         tasks = httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
-    published = [t for t in tasks.values() if t.get("name") == "crier.publish_target"]
+    published = [t for t in tasks.values() if _is_publish(t)]
     return tasks if len(published) >= 7 else None
+
+
+def _is_publish(task: dict) -> bool:
+    return re.fullmatch(r"publish \w+ account=\d+ post=\w+…", task.get("name") or "") is not None
 
 
 def _flower_workers(port: int) -> dict | None:

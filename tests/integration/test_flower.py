@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_flower_lists_workers_and_publish_tasks(
         done = [
             t
             for t in tasks.values()
-            if t["name"] == "crier.publish_target" and t["state"] == "SUCCESS"
+            if t["name"].startswith("publish x account=") and t["state"] == "SUCCESS"
         ]
         return done if len(done) >= 2 else None
 
@@ -60,6 +61,16 @@ def test_flower_lists_workers_and_publish_tasks(
     assert {t["worker"].split("@")[0] for t in tasks} == {"flowerwatched"}
     # Published now, so each task fired itself and reports the outcome.
     assert all(t["result"] in ("'published'", "published") for t in tasks)
+    # Flower names each publish by platform, account and post (the task's shadow name),
+    # and its args never show the dispatch token (a UUID) or the post's full id.
+    for task in tasks:
+        assert task["name"] == f"publish x account={account_id} post={task['name'][-9:]}"
+        assert task["name"].endswith("…")
+        assert task["args"].startswith(f"account={account_id} post=")
+        assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", task["args"] + task["name"])
+    # Flower's own Prometheus endpoint, scraped beside Crier's (deploy/prometheus).
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "flower_events_total" in metrics.text
     workers = wait_until(
         lambda: httpx.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=10).json(),
         timeout=30,
