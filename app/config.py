@@ -24,7 +24,8 @@ def _env_float(name: str, default: float) -> float:
 class Settings:
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = "dev-insecure-secret-change-me"
+    # One or more secrets, comma separated, newest first; no default (app/security.py).
+    secret_key: str = ""
     platform_base_url: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     rate_limit: str = "600/minute;20000/day"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from typing import Any
 
@@ -12,8 +13,14 @@ from app import create_app
 from app.api.meta import WORKER_HEARTBEAT_KEY
 from app.db import get_db
 from app.redis_client import redis_client
+from app.security import InsecureSecretKey
 
-flask_app = create_app()
+try:
+    flask_app = create_app()
+except InsecureSecretKey as exc:
+    # Workers, beat and Flower refuse as the web does; say why without a traceback.
+    print(f"crier celery refuses to start: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(4) from None
 app = flask_app.extensions["celery"]
 app.conf.include = ["workers.tasks"]
 import workers.tasks  # noqa: E402,F401  (registers the tasks)

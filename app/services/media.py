@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import Settings
 from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget
+from app.security import signing_keys
 
 MB = 1024 * 1024
 
@@ -262,7 +263,14 @@ def delete_media(session: Session, settings: Settings, organisation_id: int, med
 
 
 def _link_serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt="crier-media-link")
+    """HMAC-SHA256 under a key derived for media links from each secret: links signed
+    before a rotation stay valid for their lifetime while the old secret is still listed."""
+    keys = signing_keys(settings.secret_key, "media-links")
+    return URLSafeTimedSerializer(
+        list(reversed(keys)),  # itsdangerous signs with the last and verifies with any
+        salt="crier-media-link",
+        signer_kwargs={"key_derivation": "none", "digest_method": hashlib.sha256},
+    )
 
 
 def signed_media_url(settings: Settings, media: Media) -> str:
