@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import Tenant
 from tests.integration.conftest import ROOT, Stack, wait_until
 
-
 FLOWER_PASSWORD = "flower-test-" + secrets.token_hex(8)
 AUTH = ("ops", FLOWER_PASSWORD)
 
