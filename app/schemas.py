@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import (
@@ -34,6 +35,28 @@ class StrictInteger(fields.Integer):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 instant with an offset, returned in UTC.
+
+    `0001-01-01T00:00:00+14:00` parses but has no UTC value (it would fall in year 0):
+    that is the caller's mistake, so a 400, not an OverflowError later in the driver.
+    """
+
+    default_error_messages = {
+        "out_of_range": "Not a representable instant: in UTC it falls outside years 1 to 9999."
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:
+            raise self.make_error("out_of_range") from exc
 
 
 class StrictBoolean(fields.Boolean):
@@ -251,10 +274,10 @@ class ListPostsQuery(Schema):
     )
     platform = fields.String(validate=one_of(*PLATFORM_KEYS))
     account_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
-    scheduled_from = fields.AwareDateTime(format="iso", default_timezone=None)
-    scheduled_to = fields.AwareDateTime(format="iso")
-    created_from = fields.AwareDateTime(format="iso")
-    created_to = fields.AwareDateTime(format="iso")
+    scheduled_from = UtcDateTime()
+    scheduled_to = UtcDateTime()
+    created_from = UtcDateTime()
+    created_to = UtcDateTime()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 

@@ -74,7 +74,7 @@ def inspect_media(path: Path, mime_type: str) -> MediaFacts:
                 code="payload_too_large",
                 status=413,
             ) from exc
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as exc:
             raise ValidationError(
                 "The file looks like an image but cannot be read; it may be truncated.",
                 details={"file": ["Unreadable image."]},
@@ -110,7 +110,16 @@ def _mp4_track_size(path: Path) -> tuple[int | None, int | None]:
         return _walk_boxes(handle, path.stat().st_size)
 
 
-def _walk_boxes(handle: BinaryIO | IO[bytes], end: int) -> tuple[int | None, int | None]:
+# A track header sits at moov/trak/tkhd; real files never nest containers deeply, and a
+# file that does must not exhaust the stack.
+MAX_BOX_DEPTH = 8
+# tkhd is 92 bytes (version 0) or 104 (version 1); a larger one is not a track header.
+MAX_TKHD_BYTES = 256
+
+
+def _walk_boxes(
+    handle: BinaryIO | IO[bytes], end: int, depth: int = 0
+) -> tuple[int | None, int | None]:
     while handle.tell() + 8 <= end:
         start = handle.tell()
         header = handle.read(8)
@@ -118,21 +127,28 @@ def _walk_boxes(handle: BinaryIO | IO[bytes], end: int) -> tuple[int | None, int
             break
         size, box = struct.unpack(">I4s", header)
         if size == 1:
-            size = struct.unpack(">Q", handle.read(8))[0]
+            large = handle.read(8)
+            if len(large) < 8:
+                break
+            size = struct.unpack(">Q", large)[0]
         elif size == 0:
             size = end - start
-        if size < 8 or start + size > end:
+        body_start = handle.tell()
+        if size < body_start - start or start + size > end:
             break
         if box in _CONTAINER_BOXES:
-            found = _walk_boxes(handle, start + size)
-            if found != (None, None):
-                return found
-        elif box == b"tkhd":
-            body = handle.read(size - (handle.tell() - start))
-            width = struct.unpack(">I", body[-8:-4])[0] >> 16
-            height = struct.unpack(">I", body[-4:])[0] >> 16
-            if width and height:
-                return width, height
+            if depth < MAX_BOX_DEPTH:
+                found = _walk_boxes(handle, start + size, depth + 1)
+                if found != (None, None):
+                    return found
+        elif box == b"tkhd" and size - (body_start - start) <= MAX_TKHD_BYTES:
+            body = handle.read(size - (body_start - start))
+            # Width and height are the last two 16.16 fixed-point fields.
+            if len(body) >= 8:
+                width = struct.unpack(">I", body[-8:-4])[0] >> 16
+                height = struct.unpack(">I", body[-4:])[0] >> 16
+                if width and height:
+                    return width, height
         handle.seek(start + size)
     return None, None
 
