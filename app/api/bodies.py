@@ -94,8 +94,7 @@ def json_body() -> Any:
     except ValueError as exc:
         # Python refuses to convert integers of more than 4,300 digits (CVE-2020-10735).
         raise ValidationError(
-            "The request body holds a number too long to read; no field takes more than "
-            "19 digits."
+            "The request body holds a number too long to read; no field takes more than 19 digits."
         ) from exc
     unstorable = unstorable_strings(body)
     if unstorable:
