@@ -36,6 +36,16 @@ QUERY_SCHEMAS = {
     "media.list_media": schemas.PageQuery,
 }
 PUBLIC = {"meta.health", "meta.openapi", "meta.docs", "media.public_file"}
+# Errors of the public endpoints (the others document every code in ERROR_CODES).
+PUBLIC_ERRORS = {
+    "meta.health": {503: "unhealthy"},
+    "media.public_file": {404: "not_found", 410: "link_expired"},
+}
+# Success bodies that are not the JSON envelope.
+RAW_SUCCESS = {
+    "meta.docs": {"text/html": {"schema": {"type": "string"}}},
+    "media.public_file": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+}
 ERROR_CODES = {
     400: "validation_error",
     401: "invalid_api_key",
@@ -120,10 +130,17 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                 "responses": {
                     str(status): {
                         "description": "Success",
-                        "content": {"application/json": {"schema": _envelope(data)}},
+                        "content": RAW_SUCCESS.get(
+                            endpoint, {"application/json": {"schema": _envelope(data)}}
+                        ),
                     }
                 },
             }
+            for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
+                operation["responses"][str(code)] = {
+                    "description": name,
+                    "content": {"application/json": {"schema": _envelope(None)}},
+                }
             if endpoint not in PUBLIC:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
                 for code, name in ERROR_CODES.items():

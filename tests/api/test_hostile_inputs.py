@@ -7,6 +7,7 @@ arbitrary strings at the time parsing: nothing escapes but the documented errors
 from __future__ import annotations
 
 import io
+import os
 import struct
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +106,9 @@ def test_a_real_track_header_still_gives_the_size(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- properties
 
 FUZZ = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("CRIER_FUZZ_EXAMPLES", "150")) * 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 box_kinds = st.sampled_from([b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"tkhd"])
