@@ -215,6 +215,8 @@ def run_dev() -> None:
                 "8",
                 "--access-logfile",
                 "-",
+                "--logger-class",
+                "app.logs.RedactingGunicornLogger",
                 "app.wsgi:app",
             ],
             "worker": [

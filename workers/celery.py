@@ -7,10 +7,11 @@ import sys
 import time
 from typing import Any
 
+from celery.beat import PersistentScheduler
 from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready
 
 from app import create_app
-from app.api.meta import WORKER_HEARTBEAT_KEY
+from app.api.meta import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from app.db import get_db
 from app.redis_client import redis_client
 from app.security import InsecureSecretKey
@@ -61,3 +62,29 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 @heartbeat_sent.connect
 def _on_heartbeat(**_: Any) -> None:
     _beat()
+
+
+BEAT_HEARTBEAT_INTERVAL = 5.0
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Beat's scheduler, stamping a heartbeat as it ticks: a hung scheduler stops it too.
+
+    /health reports it (checks.beat) and compose's health check for beat reads it.
+    """
+
+    _last_stamp = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        now = time.time()
+        if now - self._last_stamp >= BEAT_HEARTBEAT_INTERVAL:
+            self._last_stamp = now
+            try:
+                client = redis_client(flask_app.config["CRIER"].redis_url)
+                client.set(BEAT_HEARTBEAT_KEY, repr(now), ex=3600)
+            except Exception:  # the scheduler keeps running while Redis is away
+                pass
+        return min(super().tick(*args, **kwargs), BEAT_HEARTBEAT_INTERVAL)
+
+
+app.conf.beat_scheduler = "workers.celery:HeartbeatScheduler"
