@@ -72,10 +72,11 @@ def get_media(media_id: str) -> Response:
 def delete_media(media_id: str) -> Response:
     """Delete media that no unfinished post uses."""
     session = get_session()
-    media_service.delete_media(
+    path = media_service.delete_media(
         session, current_app.config["CRIER"], current_caller().organisation_id, media_id
     )
     session.commit()
+    media_service.remove_media_file(path)
     return envelope({"id": media_id, "deleted": True})
 
 

@@ -243,21 +243,24 @@ def _mentions_media(session: Session, media_id: uuid.UUID) -> ColumnElement[bool
     return cast(Post.media_ids, String).like(f'%"{media_id}"%')
 
 
-def get_media(session: Session, organisation_id: int, media_id: str) -> Media:
+def get_media(
+    session: Session, organisation_id: int, media_id: str, *, lock: bool = False
+) -> Media:
     try:
         key = uuid.UUID(media_id)
     except ValueError as exc:
         raise NotFound("Media not found.") from exc
-    media = session.scalar(
-        select(Media).where(Media.id == key, Media.organisation_id == organisation_id)
-    )
+    statement = select(Media).where(Media.id == key, Media.organisation_id == organisation_id)
+    media = session.scalar(statement.with_for_update() if lock else statement)
     if media is None:
         raise NotFound("Media not found.")
     return media
 
 
-def delete_media(session: Session, settings: Settings, organisation_id: int, media_id: str) -> None:
-    media = get_media(session, organisation_id, media_id)
+def delete_media(session: Session, settings: Settings, organisation_id: int, media_id: str) -> Path:
+    """Delete the row, locked against posts being created with it; returns the file to
+    remove once the caller has committed (remove_media_file), never before."""
+    media = get_media(session, organisation_id, media_id, lock=True)
     in_use = session.scalar(
         select(Post.id)
         .join(PostTarget, PostTarget.post_id == Post.id)
@@ -273,9 +276,15 @@ def delete_media(session: Session, settings: Settings, organisation_id: int, med
             f"This media is attached to post {in_use}, which has not finished publishing.",
             code="media_in_use",
         )
-    media_path(settings, media).unlink(missing_ok=True)
+    path = media_path(settings, media)
     session.delete(media)
     session.flush()
+    return path
+
+
+def remove_media_file(path: Path) -> None:
+    """After the commit: a failed removal leaves an orphan file, never a row without one."""
+    path.unlink(missing_ok=True)
 
 
 def _link_serializer(settings: Settings) -> URLSafeTimedSerializer:
