@@ -64,10 +64,22 @@ def keys() -> None:
 @click.option("--org", "org_name", help="Organisation name (default: the key's name).")
 def keys_create(name: str, org_name: str | None) -> None:
     """Create an API key and print it once."""
+    from app.services import audit
     from app.services.keys import create_api_key
 
     with _session(require_secret=False) as session:
         plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
+        session.flush()
+        audit.record(
+            session,
+            "api_key.created",
+            organisation_id=api_key.organisation_id,
+            actor=audit.cli_actor(),
+            subject_type="api_key",
+            subject_id=api_key.id,
+            details={"name": name, "prefix": api_key.prefix},
+            source="cli",
+        )
         session.commit()
         click.echo(plain)
         click.echo(
@@ -103,6 +115,7 @@ def keys_list(org_name: str | None) -> None:
 @click.argument("key_id", type=int)
 def keys_revoke(key_id: int) -> None:
     """Revoke a key by its id: requests with it get 401 from now on."""
+    from app.services import audit
     from app.services.keys import revoke_api_key
 
     with _session(require_secret=False) as session:
@@ -110,6 +123,16 @@ def keys_revoke(key_id: int) -> None:
         if api_key is None:
             click.echo(f"error: no API key with id {key_id}", err=True)
             sys.exit(2)
+        audit.record(
+            session,
+            "api_key.revoked",
+            organisation_id=api_key.organisation_id,
+            actor=audit.cli_actor(),
+            subject_type="api_key",
+            subject_id=api_key.id,
+            details={"name": api_key.name, "prefix": api_key.prefix},
+            source="cli",
+        )
         session.commit()
         click.echo(f"revoked key {api_key.id} ({api_key.prefix})")
 
@@ -156,7 +179,9 @@ def accounts_add(
     token_expires_at: datetime | None,
 ) -> None:
     """Connect a social account; prints its id."""
+    from app.services import audit
     from app.services.accounts import AccountError, add_account
+    from app.services.keys import find_api_key
 
     access_token = _token_option("access", access_token, access_token_file, required=True)
     refresh_token = _token_option("refresh", refresh_token, refresh_token_file, required=False)
@@ -182,6 +207,18 @@ def accounts_add(
                 if token_expires_at.tzinfo
                 else token_expires_at.replace(tzinfo=UTC)
             )
+        key_row = find_api_key(session, api_key) if api_key else None
+        audit.record(
+            session,
+            "account.connected",
+            organisation_id=account.organisation_id,
+            actor=audit.cli_actor(),
+            api_key_id=key_row.id if key_row else None,
+            subject_type="account",
+            subject_id=account.id,
+            details={"platform": platform, "name": name, "external_id": external_id},
+            source="cli",
+        )
         session.commit()
         click.echo(account.id)
 
@@ -217,6 +254,8 @@ def rotate_secrets() -> None:
     comma, restart every process, run this, then drop the old key once no signed media
     link made before the rotation is needed any more.
     """
+    from app.security import secret_keys
+    from app.services import audit
     from app.services.accounts import rotate_account_tokens
 
     with _session() as session:
@@ -225,6 +264,16 @@ def rotate_secrets() -> None:
         except ValueError as exc:
             click.echo(f"error: {exc}; a secret that encrypted a stored token is missing", err=True)
             sys.exit(2)
+        settings = current_app.config["CRIER"]
+        audit.record(
+            session,
+            "secrets.rotated",
+            organisation_id=None,
+            actor=audit.cli_actor(),
+            subject_type="instance",
+            details={"accounts": count, "secrets": len(secret_keys(settings.secret_key))},
+            source="cli",
+        )
         session.commit()
     click.echo(f"re-encrypted the tokens of {count} accounts under the newest secret")
 

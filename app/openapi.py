@@ -29,11 +29,13 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "media.list_media": (None, schemas.MediaOut(many=True), 200),
     "media.get_media": (None, schemas.MediaOut, 200),
     "media.delete_media": (None, None, 200),
+    "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
 }
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
     "accounts.list_accounts": schemas.PageQuery,
     "media.list_media": schemas.PageQuery,
+    "audit.list_audit_log": schemas.AuditLogQuery,
 }
 PUBLIC = {"meta.health", "meta.openapi", "meta.docs", "media.public_file"}
 # Errors of the public endpoints (the others document every code in ERROR_CODES).

@@ -282,6 +282,28 @@ class ListPostsQuery(Schema):
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
 
+class AuditLogQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    action = fields.String(
+        validate=one_of(
+            "api_key.created",
+            "api_key.revoked",
+            "account.connected",
+            "post.deleted",
+            "media.deleted",
+            "secrets.rotated",
+        )
+    )
+    api_key_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    subject_id = fields.String(validate=validate.Length(min=1, max=64))
+    created_from = UtcDateTime()
+    created_to = UtcDateTime()
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
+
+
 class PageQuery(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -348,8 +370,21 @@ class MediaOut(Schema):
     created_at = fields.String()
 
 
+class AuditEventOut(Schema):
+    id = fields.Integer()
+    created_at = fields.String()
+    action = fields.String()
+    actor = fields.String()
+    api_key_id = fields.Integer(allow_none=True)
+    subject_type = fields.String(allow_none=True)
+    subject_id = fields.String(allow_none=True)
+    details = fields.Dict()
+    source = fields.String(allow_none=True)
+
+
 create_post_schema = CreatePostSchema()
 update_post_schema = UpdatePostSchema()
 bulk_create_schema = BulkCreateSchema()
 list_posts_query = ListPostsQuery()
 page_query = PageQuery()
+audit_log_query = AuditLogQuery()

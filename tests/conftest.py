@@ -32,6 +32,7 @@ pytest_plugins = ["tests.secrets_guard"]
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
+    "audit_log",
     "publish_attempts",
     "idempotency_records",
     "post_targets",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import func, select
 
+from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import load_query
 from app.api.envelope import ApiError, ValidationError, envelope
@@ -75,6 +76,7 @@ def delete_media(media_id: str) -> Response:
     path = media_service.delete_media(
         session, current_app.config["CRIER"], current_caller().organisation_id, media_id
     )
+    record_request_event("media.deleted", subject_type="media", subject_id=media_id)
     session.commit()
     media_service.remove_media_file(path)
     return envelope({"id": media_id, "deleted": True})

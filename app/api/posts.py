@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app import dispatch
+from app.api.audit import record_request_event
 from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
@@ -254,6 +255,9 @@ def cancel_post(post_id: str) -> Response:
     """Cancel what is not yet published."""
     session = get_session()
     post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+    record_request_event(
+        "post.deleted", subject_type="post", subject_id=post.id, details={"status": post.status}
+    )
     session.commit()
     return envelope(post_to_dict(post))
 
