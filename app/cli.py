@@ -324,6 +324,60 @@ def flower(flower_args: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.argument("what", type=click.Choice(["web", "beat"]))
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000/health",
+    show_default=True,
+    help="web: the /health URL to ask.",
+)
+@click.option(
+    "--max-age",
+    default=60,
+    show_default=True,
+    type=int,
+    help="beat: seconds since its last heartbeat after which it counts as dead.",
+)
+def healthcheck(what: str, url: str, max_age: int) -> None:
+    """Exit 0 when WHAT is alive (for container health checks), 1 otherwise.
+
+    web asks /health; beat reads the heartbeat beat stamps in Redis as it ticks. For a
+    worker use `celery -A workers.celery inspect ping -d NODE`.
+    """
+    import time
+
+    if what == "web":
+        import httpx
+
+        try:
+            status = httpx.get(url, timeout=5).status_code
+        except httpx.HTTPError as exc:
+            click.echo(f"web is down: {type(exc).__name__}", err=True)
+            sys.exit(1)
+        if status != 200:
+            click.echo(f"web is unhealthy: /health answered {status}", err=True)
+            sys.exit(1)
+        click.echo("web is up")
+        return
+    from app.api.meta import BEAT_HEARTBEAT_KEY
+    from app.redis_client import redis_client
+
+    try:
+        raw = redis_client(Settings.from_env().redis_url).get(BEAT_HEARTBEAT_KEY)
+    except Exception as exc:  # Redis away: beat cannot be shown alive
+        click.echo(f"beat: cannot read its heartbeat ({type(exc).__name__})", err=True)
+        sys.exit(1)
+    if raw is None:
+        click.echo("beat has never stamped a heartbeat", err=True)
+        sys.exit(1)
+    age = time.time() - float(raw)
+    if age > max_age:
+        click.echo(f"beat is dead: last heartbeat {age:.0f} s ago", err=True)
+        sys.exit(1)
+    click.echo(f"beat is alive: last heartbeat {age:.1f} s ago")
+
+
+@main.command()
 def dev() -> None:
     """Run everything in one terminal: API, workers, beat, Flower and the sandbox."""
     from app.devstack import run_dev
