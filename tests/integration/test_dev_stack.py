@@ -67,6 +67,8 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
         url, bearer, _content_type, body = command.groups()
         api = httpx.Client(headers=dict([bearer.split(": ", 1)]), timeout=10)
         wait_until(lambda: _answers(f"http://127.0.0.1:{web}/health"), timeout=60)
+        # Flower records only the task events it receives: let it connect first.
+        wait_until(lambda: _flower_workers(flower, auth), timeout=60, interval=1)
         response = api.post(url, content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 201, response.text
         post_id = response.json()["data"]["post_id"]
