@@ -54,7 +54,7 @@ def procfile_line(name: str) -> str:
         (" , ", "CRIER_SECRET_KEY is not set"),
         ("dev-insecure-secret-change-me", "CRIER_SECRET_KEY is a published default value"),
         ("changeme", "CRIER_SECRET_KEY is a published default value"),
-        ("s3cr3t-but-short", "CRIER_SECRET_KEY is too short (16 characters, at least 32"),
+        ("s3cr3t-short", "CRIER_SECRET_KEY is too short (12 characters, at least 16"),
         ("a" * 64, "CRIER_SECRET_KEY has too little variety"),
         (generate_secret_key() + ",short-old-one", "CRIER_SECRET_KEY (key 2) is too short"),
     ],
