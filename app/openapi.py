@@ -43,6 +43,21 @@ PUBLIC_ERRORS = {
     "meta.health": {503: "unhealthy"},
     "media.public_file": {404: "not_found", 410: "link_expired"},
 }
+# OpenAPI links: where the id a response returns can be used next (clients and
+# schemathesis's stateful runs follow them).
+LINKS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "posts.create_post": {
+        "GetPost": ("posts_get_post", "post_id", "$response.body#/data/post_id"),
+        "GetPostResults": ("posts_get_post_results", "post_id", "$response.body#/data/post_id"),
+        "UpdatePost": ("posts_update_post", "post_id", "$response.body#/data/post_id"),
+        "CancelPost": ("posts_cancel_post", "post_id", "$response.body#/data/post_id"),
+        "RetryPost": ("posts_retry_post", "post_id", "$response.body#/data/post_id"),
+    },
+    "media.upload_media": {
+        "GetMedia": ("media_get_media", "media_id", "$response.body#/data/id"),
+        "DeleteMedia": ("media_delete_media", "media_id", "$response.body#/data/id"),
+    },
+}
 # Success bodies that are not the JSON envelope.
 RAW_SUCCESS = {
     "meta.docs": {"text/html": {"schema": {"type": "string"}}},
@@ -138,6 +153,11 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     }
                 },
             }
+            if endpoint in LINKS:
+                operation["responses"][str(status)]["links"] = {
+                    name: {"operationId": target, "parameters": {param: source}}
+                    for name, (target, param, source) in LINKS[endpoint].items()
+                }
             for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
                 operation["responses"][str(code)] = {
                     "description": name,

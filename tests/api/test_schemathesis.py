@@ -63,3 +63,28 @@ def test_api_conforms_to_its_openapi_document(case: Any, tenant: Tenant, live_ur
     if response.status_code >= 500:
         TALLY["server_errors"] += 1
     case.validate_response(response, checks=CHECKS)
+
+
+def test_stateful_runs_follow_the_documented_links(tenant: Tenant, live_url: str) -> None:
+    """Create a post or upload media, then read, change, cancel or delete what came back."""
+    base = schema.as_state_machine()
+
+    class Links(base):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": live_url, "headers": {"Authorization": f"Bearer {tenant.key}"}}
+
+        def validate_response(self, response: Any, case: Any, *_: Any, **__: Any) -> None:
+            TALLY["cases"] += 1
+            if response.status_code >= 500:
+                TALLY["server_errors"] += 1
+            case.validate_response(response, checks=CHECKS)
+
+    Links.run(
+        settings=settings(
+            max_examples=max(EXAMPLES // 2, 10),
+            stateful_step_count=6,
+            deadline=None,
+            derandomize=not os.environ.get("CRIER_FUZZ_EXAMPLES"),
+            suppress_health_check=list(HealthCheck),
+        )
+    )
