@@ -27,7 +27,8 @@ class Settings:
     # The Celery broker when set (amqp://… for RabbitMQ); Redis at redis_url otherwise.
     # Quotas, holds and the limiter stay in Redis either way.
     broker_url: str | None = None
-    secret_key: str = "dev-insecure-secret-change-me"
+    # One or more secrets, comma separated, newest first; no default (app/security.py).
+    secret_key: str = ""
     platform_base_url: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     rate_limit: str = "600/minute;20000/day"

@@ -1,17 +1,23 @@
-"""Log output: `key=value` lines by default, one JSON object per line with
-CRIER_LOG_FORMAT=json (python-json-logger), for Loki or ELK.
+"""Log output, and secrets kept out of it.
 
-Structured fields travel in a record's `crier` extra (`log.info(..., extra={"crier":
-{...}})`): the JSON output lifts them to the top level (event, ids, platform, outcome,
-latency); the key=value output already has them in its message.
+`key=value` lines by default, one JSON object per line with CRIER_LOG_FORMAT=json
+(python-json-logger), for Loki or ELK. Structured fields travel in a record's `crier`
+extra (`log.info(..., extra={"crier": {...}})`): the JSON output lifts them to the top
+level (event, ids, platform, outcome, latency); the key=value output already has them in
+its message.
+
+A signed media path is a bearer credential for that file until it expires: gunicorn's
+access log keeps the route and the file extension, never the token.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
+from gunicorn.glogging import Logger
 from pythonjsonlogger.json import JsonFormatter
 
 KEY_VALUE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -100,3 +106,23 @@ def configure_logging() -> None:
                 handler.formatter, CrierJsonFormatter
             ):
                 handler.setFormatter(CrierJsonFormatter())
+
+
+SIGNED_MEDIA_PATH = re.compile(r"(/media/public/)[^/?#\s\"]+?(\.[A-Za-z0-9]{1,5})?(?=[?#\s\"]|$)")
+REDACTED = "[redacted]"
+
+
+def redact_media_paths(text: str) -> str:
+    return SIGNED_MEDIA_PATH.sub(lambda m: m.group(1) + REDACTED + (m.group(2) or ""), text)
+
+
+class RedactingGunicornLogger(Logger):
+    """gunicorn's logger with signed media paths redacted in every access-log atom."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name in ("r", "U", "{raw_uri}e", "{path_info}e", "{request_uri}e"):
+            value = atoms.get(name)
+            if isinstance(value, str):
+                atoms[name] = redact_media_paths(value)
+        return atoms

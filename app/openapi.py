@@ -57,11 +57,12 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "campaigns.create_campaign": (campaigns.CampaignCreateSchema, campaigns.CampaignOut, 201),
     "campaigns.get_campaign": (None, campaigns.CampaignOut, 200),
     "campaigns.update_campaign": (campaigns.CampaignUpdateSchema, campaigns.CampaignOut, 200),
-    "campaigns.delete_campaign": (None, extra.DeletedOut, 200),
+    "campaigns.delete_campaign": (None, extra.CampaignDeletedOut, 200),
     "me.me": (None, extra.MeOut, 200),
     "me.platform_rules": (None, extra.PlatformRulesOut, 200),
     "media.start_media_upload": (UploadRequest, None, 201),
     "media.complete_media_upload": (None, schemas.MediaOut, 201),
+    "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
 }
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
@@ -72,18 +73,41 @@ QUERY_SCHEMAS = {
     "webhooks.list_webhooks": schemas.PageQuery,
     "webhooks.list_deliveries": webhook_schemas.DeliveriesQuery,
     "campaigns.list_campaigns": campaigns.CampaignsQuery,
+    "audit.list_audit_log": schemas.AuditLogQuery,
 }
 PUBLIC = {
     "meta.health",
     "meta.openapi",
     "meta.docs",
-    "meta.docs_init",
-    "meta.docs_static",
     "media.public_file",
     "metrics.metrics",
 }
-# Endpoints that answer in another format than the JSON envelope.
-RAW_CONTENT = {"metrics.metrics": "text/plain"}
+# Errors of the public endpoints (the others document every code in ERROR_CODES).
+PUBLIC_ERRORS = {
+    "meta.health": {503: "unhealthy"},
+    "media.public_file": {404: "not_found", 410: "link_expired"},
+}
+# OpenAPI links: where the id a response returns can be used next (clients and
+# schemathesis's stateful runs follow them).
+LINKS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "posts.create_post": {
+        "GetPost": ("posts_get_post", "post_id", "$response.body#/data/post_id"),
+        "GetPostResults": ("posts_get_post_results", "post_id", "$response.body#/data/post_id"),
+        "UpdatePost": ("posts_update_post", "post_id", "$response.body#/data/post_id"),
+        "CancelPost": ("posts_cancel_post", "post_id", "$response.body#/data/post_id"),
+        "RetryPost": ("posts_retry_post", "post_id", "$response.body#/data/post_id"),
+    },
+    "media.upload_media": {
+        "GetMedia": ("media_get_media", "media_id", "$response.body#/data/id"),
+        "DeleteMedia": ("media_delete_media", "media_id", "$response.body#/data/id"),
+    },
+}
+# Success bodies that are not the JSON envelope.
+RAW_SUCCESS = {
+    "meta.docs": {"text/html": {"schema": {"type": "string"}}},
+    "media.public_file": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    "metrics.metrics": {"text/plain": {"schema": {"type": "string"}}},
+}
 ERROR_CODES = {
     400: "validation_error",
     401: "invalid_api_key",
@@ -171,7 +195,9 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                 "responses": {
                     str(status): {
                         "description": "Success",
-                        "content": {"application/json": {"schema": _envelope(data)}},
+                        "content": RAW_SUCCESS.get(
+                            endpoint, {"application/json": {"schema": _envelope(data)}}
+                        ),
                     }
                 },
             }
@@ -182,9 +208,15 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     "error": None,
                     "meta": {"request_id": "a1b2c3d4", "timestamp": "2026-04-10T12:00:00.000Z"},
                 }
-            if endpoint in RAW_CONTENT:
-                operation["responses"][str(status)]["content"] = {
-                    RAW_CONTENT[endpoint]: {"schema": {"type": "string"}}
+            if endpoint in LINKS:
+                operation["responses"][str(status)]["links"] = {
+                    name: {"operationId": target, "parameters": {param: source}}
+                    for name, (target, param, source) in LINKS[endpoint].items()
+                }
+            for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
+                operation["responses"][str(code)] = {
+                    "description": name,
+                    "content": {"application/json": {"schema": _envelope(None)}},
                 }
             if endpoint not in PUBLIC:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
@@ -242,10 +274,14 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
     return spec.to_dict()
 
 
+# The docs page's own script and Swagger UI's files: served for /docs, not API operations.
+NOT_API = {"static", "meta.docs_init", "meta.docs_static"}
+
+
 def build_spec(app: Flask) -> dict[str, Any]:
     rules = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static":
+        if rule.endpoint in NOT_API:
             continue
         view = app.view_functions[rule.endpoint]
         doc = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else rule.endpoint

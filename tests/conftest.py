@@ -30,6 +30,8 @@ from tests.scratch import rabbitmq_reachable, scratch_database, scratch_redis, s
 from tests.servers import serve_wsgi
 from workers.sandbox import create_sandbox_app
 
+pytest_plugins = ["tests.secrets_guard"]
+
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
     "webhook_deliveries",
@@ -38,6 +40,7 @@ TABLES = (
     "discarded_handles",
     "worker_heartbeats",
     "service_state",
+    "audit_log",
     "publish_attempts",
     "idempotency_records",
     "post_targets",
@@ -108,6 +111,11 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
             conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
         reset_redis(app.config["CRIER"].redis_url)
     yield
+    if "app" in request.fixturenames or "api" in request.fixturenames:
+        # What the test left in error fields must not hold a platform token.
+        from tests.secrets_guard import scan_error_fields
+
+        scan_error_fields(request.getfixturevalue("app"))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import accounts, campaigns, me, media, meta, metrics, posts, webhooks
+    from app.api import accounts, audit, campaigns, me, media, meta, metrics, posts, webhooks
 
     app.register_blueprint(meta.blueprint)
     app.register_blueprint(posts.blueprint)
@@ -16,3 +16,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(campaigns.blueprint)
     app.register_blueprint(me.blueprint)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(audit.blueprint)

@@ -6,6 +6,7 @@ import httpx
 from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import func, select
 
+from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
@@ -126,15 +127,19 @@ def delete_media(media_id: str) -> Response:
     if force not in ("true", "false", "1", "0"):
         raise ValidationError("force must be true or false.", details={"force": ["Not a boolean."]})
     session = get_session()
-    detached = media_service.delete_media(
+    deleted = media_service.delete_media(
         session,
         current_app.config["CRIER"],
         current_caller().organisation_id,
         media_id,
         force=force in ("true", "1"),
     )
+    record_request_event("media.deleted", subject_type="media", subject_id=media_id)
     session.commit()
-    return envelope({"id": media_id, "deleted": True, "detached_from_posts": detached})
+    media_service.remove_media_file(current_app.config["CRIER"], deleted.storage_key)
+    return envelope(
+        {"id": media_id, "deleted": True, "detached_from_posts": deleted.detached_from_posts}
+    )
 
 
 @blueprint.get("/media/public/<token>")

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app import dispatch
+from app.api.audit import record_request_event
 from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
@@ -290,6 +291,9 @@ def cancel_post(post_id: str) -> Response:
     session = get_session()
     if not raw:
         post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+        record_request_event(
+            "post.deleted", subject_type="post", subject_id=post.id, details={"status": post.status}
+        )
         session.commit()
         return envelope(post_to_dict(post))
     wanted = {p.strip().lower() for p in raw.split(",") if p.strip()}
@@ -303,6 +307,12 @@ def cancel_post(post_id: str) -> Response:
         raise ValidationError(message, details={"delete_on_platforms": [message]})
     post, marked = post_service.delete_post(
         session, current_caller().organisation_id, post_id, platforms
+    )
+    record_request_event(
+        "post.deleted",
+        subject_type="post",
+        subject_id=post.id,
+        details={"status": post.status, "delete_on_platforms": sorted(platforms)},
     )
     session.commit()
     post_service.enqueue_platform_deletes(current_app.extensions["celery"], [t.id for t in marked])

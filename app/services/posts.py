@@ -302,7 +302,11 @@ def load_media(
     if len(set(media_ids)) != len(media_ids):
         errors.add("media_ids", "Each media id may appear only once.")
     rows = session.scalars(
-        select(Media).where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
+        select(Media)
+        .where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
+        # FOR SHARE: a deletion of this media waits for this post's commit (and then sees
+        # the post), or this post waits for the deletion (and then finds no media).
+        .with_for_update(read=True)
     ).all()
     by_id = {m.id: m for m in rows}
     missing = [str(i) for i in media_ids if i not in by_id]

@@ -17,6 +17,7 @@ import pytest
 from celery import Celery
 from flask import Flask
 
+from tests.secrets_guard import assert_no_tokens
 from workers.celery_app import MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, celery_init_app, publish_queue
 
 ALL_QUEUES = ",".join(
@@ -244,6 +245,8 @@ def stack(
     stack = Stack(env, tmp_path)
     yield stack
     stack.stop_all()
+    for proc in stack.procs:
+        assert_no_tokens(proc.log().splitlines(), f"the log of {proc.name}")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
