@@ -15,7 +15,7 @@ from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import post_created_to_dict, post_to_dict, target_to_dict
-from app.db import get_session
+from app.db import get_session, utcnow
 from app.models import Post, PostTarget
 from app.platforms import PLATFORM_KEYS
 from app.schemas import (
@@ -143,25 +143,35 @@ def bulk_create_posts() -> Response:
     session = get_session()
     results: list[dict[str, Any]] = []
     created: list[Post] = []
-    for index, item in enumerate(items):
-        try:
-            data = _validated_create(item)
-            with session.begin_nested():
-                result = post_service.create_post(session, caller.organisation_id, data)
-            created.append(result.post)
-            results.append(
-                {
-                    "index": index,
-                    "status": 201,
-                    "data": post_created_to_dict(result.post),
-                    "error": None,
-                }
-            )
-        except ApiError as error:
-            payload: dict[str, Any] = {"message": error.message, "code": error.code}
-            if error.details:
-                payload["details"] = error.details
-            results.append({"index": index, "status": error.status, "data": None, "error": payload})
+    now = utcnow()
+    account_ids = {
+        i
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("account_ids"), list)
+        for i in item["account_ids"]
+        if isinstance(i, int) and not isinstance(i, bool)
+    }
+    post_service.preload_accounts(session, caller.organisation_id, account_ids)
+    # Each post is validated on its own and refused before it touches the session; the
+    # accepted ones are written together in one flush.
+    with session.no_autoflush:
+        for index, item in enumerate(items):
+            try:
+                data = _validated_create(item)
+                post = post_service.build_post(session, caller.organisation_id, data, now)
+                created.append(post)
+                results.append({"index": index, "status": 201, "data": post, "error": None})
+            except ApiError as error:
+                payload: dict[str, Any] = {"message": error.message, "code": error.code}
+                if error.details:
+                    payload["details"] = error.details
+                results.append(
+                    {"index": index, "status": error.status, "data": None, "error": payload}
+                )
+    session.flush()
+    for result in results:
+        if result["data"] is not None:
+            result["data"] = post_created_to_dict(result["data"])
     session.commit()
     _enqueue_after_commit(created)
     failed = sum(1 for r in results if r["error"])

@@ -266,17 +266,35 @@ def _check_media(
 # ------------------------------------------------------------------------------ lookups
 
 
+PRELOADED_ACCOUNTS = "crier.preloaded_accounts"
+
+
+def preload_accounts(session: Session, organisation_id: int, account_ids: set[int]) -> None:
+    """One query for the accounts of many posts (a bulk create): load_accounts then finds
+    them here instead of asking once per post."""
+    rows = session.scalars(
+        select(Account).where(
+            Account.id.in_(account_ids), Account.organisation_id == organisation_id
+        )
+    ).all()
+    session.info[PRELOADED_ACCOUNTS] = {a.id: a for a in rows}
+
+
 def load_accounts(
     session: Session, organisation_id: int, account_ids: list[int], errors: ErrorBag
 ) -> list[Account]:
     unique_ids = list(dict.fromkeys(account_ids))
     if len(unique_ids) != len(account_ids):
         errors.add("account_ids", "Each account may appear only once.")
-    rows = session.scalars(
-        select(Account).where(
-            Account.id.in_(unique_ids), Account.organisation_id == organisation_id
-        )
-    ).all()
+    preloaded: dict[int, Account] = session.info.get(PRELOADED_ACCOUNTS, {})
+    wanted = [i for i in unique_ids if i not in preloaded]
+    rows = [preloaded[i] for i in unique_ids if i in preloaded]
+    if wanted:
+        rows += session.scalars(
+            select(Account).where(
+                Account.id.in_(wanted), Account.organisation_id == organisation_id
+            )
+        ).all()
     by_id = {a.id: a for a in rows}
     # Another organisation's account reads exactly like one that does not exist.
     missing = [i for i in unique_ids if i not in by_id]
@@ -299,6 +317,8 @@ def load_accounts(
 def load_media(
     session: Session, organisation_id: int, media_ids: list[uuid.UUID], errors: ErrorBag
 ) -> list[Media]:
+    if not media_ids:
+        return []
     if len(set(media_ids)) != len(media_ids):
         errors.add("media_ids", "Each media id may appear only once.")
     rows = session.scalars(
