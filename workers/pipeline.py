@@ -44,6 +44,7 @@ from app.services.posts import (
 )
 from app.services.webhooks import record_account_disconnected, record_target_events
 from workers.adapters.base import (
+    PREPARED_KEY,
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
@@ -55,7 +56,6 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     ReconcileStatus,
-    resuming_prepared,
 )
 from workers.liveness import LiveClaims, process_claims
 from workers.quotas import Hold, SharedQuotas
@@ -128,19 +128,8 @@ class TargetContext:
             self._update(platform_handle=self.pending_handle)
             self.pending_handle = None
 
-    def premark(self, session: Session) -> None:
-        """Mark in the readying transaction, ahead of the call (see `_ready`)."""
-        session.execute(
-            update(PostTarget)
-            .where(PostTarget.id == self.target_id, PostTarget.dispatch_token == self.token)
-            .values(irreversible_started_at=self._earliest_start())
-            # The loaded target keeps the marker it had: what an earlier try left unknown.
-            .execution_options(synchronize_session=False)
-        )
-        self.premarked = True
-
     @staticmethod
-    def _earliest_start() -> Any:
+    def earliest_start() -> Any:
         # The earliest unresolved start: reconciliation must look back to the first try.
         return func.coalesce(PostTarget.irreversible_started_at, utcnow())
 
@@ -148,12 +137,12 @@ class TargetContext:
         if self.pending_handle is not None:
             # Handles of steps done at the call itself go in with the mark.
             self._update(
-                irreversible_started_at=self._earliest_start(),
+                irreversible_started_at=self.earliest_start(),
                 platform_handle=self.pending_handle,
             )
             self.pending_handle = None
         elif not self.premarked:
-            self._update(irreversible_started_at=self._earliest_start())
+            self._update(irreversible_started_at=self.earliest_start())
         self.marked = True
         self.marked_at = self.marked_at or utcnow()
 
@@ -223,14 +212,15 @@ def ready_delivery(
             _finish(deps, session, [(target, token, _Requeue(at=target.next_attempt_at), None)])
             log_event("publish.early", target_id=target_id, task_id=task_id)
             return "early"
-        if not _claim(deps, session, target, token):
+        premark = not target.post.media_ids or _prepared(target)
+        if not _claim(deps, session, target, token, premark):
             return "stale"
         delivery = Delivery(
             target=target,
             token=token,
             task_id=task_id,
             due=max(target.next_attempt_at, now),
-            context=TargetContext(deps, target.id, token),
+            context=TargetContext(deps, target.id, token, premarked=premark),
             fields={
                 "post_id": str(target.post_id),
                 "target_id": target.id,
@@ -317,6 +307,13 @@ def hand_back(deps: PipelineDeps, deliveries: list[Delivery]) -> None:
     log_event("publish.handed_back", count=len(dispatches))
 
 
+def _prepared(target: PostTarget) -> bool:
+    """Prepared ahead, and no delivery has begun the irreversible call since."""
+    return bool((target.platform_handle or {}).get(PREPARED_KEY)) and (
+        target.irreversible_started_at is None
+    )
+
+
 def _internal_error(deps: PipelineDeps, delivery: Delivery, exc: Exception) -> _Decision:
     return _transient_decision(
         deps,
@@ -384,10 +381,17 @@ def record_outcomes(
     return results
 
 
-def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> bool:
-    """One conditional UPDATE decides which delivery wins (DESIGN.md "Dispatch token")."""
+def _claim(
+    deps: PipelineDeps, session: Session, target: PostTarget, token: str, premark: bool
+) -> bool:
+    """One conditional UPDATE decides which delivery wins (DESIGN.md "Dispatch token").
+
+    With `premark`, nothing is left to do before the irreversible call, and the claim
+    marks the target for it too: the call then needs no write of its own. A crash in
+    between only costs a look on the platform before the resend."""
     now = utcnow()
     lease = now + timedelta(seconds=deps.settings.publish_lease)
+    marker = {"irreversible_started_at": TargetContext.earliest_start()} if premark else {}
     # The post row first (the API's cancel and PATCH lock in the same order). A claimed
     # target always makes its post "publishing", so no need to derive it from the rest.
     session.execute(
@@ -406,7 +410,10 @@ def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str)
             claim_owner=deps.claims.owner,
             # A preparation still under way writes nothing from now on.
             prepare_token=None,
+            **marker,
         )
+        # The loaded target keeps the marker it had: what an earlier try left unknown.
+        .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:
         session.rollback()
@@ -477,11 +484,6 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
             delivery.decision = found
             return
     delivery.request = request
-    if not request.media or resuming_prepared(request):
-        # Nothing is left to do before the irreversible call, so it is marked now rather
-        # than at the call, which then needs no write of its own. A crash between the two
-        # only costs a look on the platform before the resend.
-        delivery.context.premark(session)
 
 
 def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Decision:
@@ -843,12 +845,16 @@ def _outcome_values(
 def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
     post, account = target.post, target.account
     assert post is not None and account is not None
-    media_rows = {
-        str(m.id): m
-        for m in session.scalars(
-            select(Media).where(Media.id.in_([uuid.UUID(i) for i in post.media_ids]))
-        )
-    }
+    media_rows = (
+        {
+            str(m.id): m
+            for m in session.scalars(
+                select(Media).where(Media.id.in_([uuid.UUID(i) for i in post.media_ids]))
+            )
+        }
+        if post.media_ids
+        else {}
+    )
     missing = [i for i in post.media_ids if i not in media_rows]
     if missing:
         raise _MediaMissing(f"media {', '.join(missing)} no longer exists")
