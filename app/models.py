@@ -486,6 +486,17 @@ class DiscardedHandle(Base):
     )
 
 
+# The actions the audit log records; GET /audit-log filters on them.
+AUDIT_ACTIONS = (
+    "api_key.created",
+    "api_key.revoked",
+    "account.connected",
+    "post.deleted",
+    "media.deleted",
+    "secrets.rotated",
+)
+
+
 class AuditEvent(Base):
     """Who did what security-relevant thing, when, with which key and from where.
 

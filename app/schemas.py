@@ -17,6 +17,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from app.models import AUDIT_ACTIONS
 from app.platforms import PLATFORM_KEYS
 
 MAX_ACCOUNTS_PER_POST = 500
@@ -334,16 +335,7 @@ class AuditLogQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    action = fields.String(
-        validate=one_of(
-            "api_key.created",
-            "api_key.revoked",
-            "account.connected",
-            "post.deleted",
-            "media.deleted",
-            "secrets.rotated",
-        )
-    )
+    action = fields.String(validate=one_of(*AUDIT_ACTIONS))
     api_key_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     subject_id = fields.String(validate=validate.Length(min=1, max=64))
     created_from = UtcDateTime()

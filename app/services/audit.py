@@ -14,17 +14,8 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.models import AUDIT_ACTIONS as ACTIONS
 from app.models import AuditEvent
-
-# The actions recorded; GET /audit-log filters on them.
-ACTIONS = (
-    "api_key.created",
-    "api_key.revoked",
-    "account.connected",
-    "post.deleted",
-    "media.deleted",
-    "secrets.rotated",
-)
 
 
 def record(
