@@ -48,6 +48,9 @@ class Settings:
     worker_timeout: float = 10.0
     # Deliveries that may each kill their worker before the target is given up.
     max_worker_losses: int = 3
+    # A dead worker's publish request may still be landing: this long after it started,
+    # the platform is asked whether the post is there (before that it could miss it).
+    inflight_grace: float = 15.0
     # Threads per worker process that fire readied deliveries at their instant.
     fire_threads: int = 64
     # Redis transport redelivers unacked messages after this; must stay well above the horizon.
@@ -99,6 +102,7 @@ class Settings:
             heartbeat_interval=_env_float("CRIER_HEARTBEAT_INTERVAL", defaults.heartbeat_interval),
             worker_timeout=_env_float("CRIER_WORKER_TIMEOUT", defaults.worker_timeout),
             max_worker_losses=_env_int("CRIER_MAX_WORKER_LOSSES", defaults.max_worker_losses),
+            inflight_grace=_env_float("CRIER_INFLIGHT_GRACE", defaults.inflight_grace),
             fire_threads=_env_int("CRIER_FIRE_THREADS", defaults.fire_threads),
             visibility_timeout=_env_int("CRIER_VISIBILITY_TIMEOUT", defaults.visibility_timeout),
             media_dir=env.get("CRIER_MEDIA_DIR") or defaults.media_dir,

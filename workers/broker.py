@@ -24,15 +24,17 @@ EPOCH_KEY = "crier:broker_epoch"
 
 
 class BrokerProbe:
-    def __init__(self, client: redis.Redis | None) -> None:
-        # None when the broker is not Redis: its queues are durable, nothing to probe.
+    def __init__(self, client: redis.Redis | None, celery: Celery | None = None) -> None:
+        # The broker's Redis, or None for RabbitMQ: its queues are durable (no epoch to
+        # watch), and their depths are read through the Celery app's connection.
         self.client = client
+        self.celery = celery
 
     @classmethod
     def for_celery(cls, celery: Celery) -> BrokerProbe:
         url = str(celery.conf.broker_url or "")
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            return cls(None)
+            return cls(None, celery)
         return cls(redis_client(url, timeout=2.0))
 
     def lost_its_data(self, known_epoch: str | None) -> tuple[bool, str | None]:
@@ -57,10 +59,8 @@ class BrokerProbe:
         return lost, epoch
 
     def restore_bindings(self, celery: Celery) -> None:
-        """Declare every queue again: kombu's Redis transport keeps the exchange-to-queue
-        bindings as keys, and a message routed through a lost binding goes nowhere."""
-        if self.client is None:
-            return
+        """Declare every queue again: a flushed Redis loses kombu's binding keys, and a
+        RabbitMQ queue deleted by hand drops whatever is routed to it meanwhile."""
         try:
             with celery.connection_for_write() as connection:
                 channel = connection.default_channel
@@ -72,8 +72,10 @@ class BrokerProbe:
     def empty_queues(self, platforms: Iterable[str]) -> set[str]:
         """Platforms whose publish queue holds no message at all."""
         names = sorted(set(platforms))
-        if self.client is None or not names:
+        if not names:
             return set()
+        if self.client is None:
+            return self._empty_amqp_queues(names)
         try:
             pipe = self.client.pipeline(transaction=False)
             for platform in names:
@@ -83,3 +85,21 @@ class BrokerProbe:
             log.warning("queue lengths unreadable: %s", exc)
             return set()
         return {p for p, length in zip(names, lengths, strict=True) if length == 0}
+
+    def _empty_amqp_queues(self, platforms: list[str]) -> set[str]:
+        """RabbitMQ: a passive declare answers each queue's message count."""
+        if self.celery is None:
+            return set()
+        empty = set()
+        try:
+            with self.celery.connection_for_write() as connection:
+                channel = connection.default_channel
+                for platform in platforms:
+                    declared = channel.queue_declare(queue=publish_queue(platform), passive=True)
+                    if declared.message_count == 0:
+                        empty.add(platform)
+        except Exception as exc:  # a queue deleted by hand, or the broker down
+            log.warning("queue depths unreadable, declaring the queues again: %s", exc)
+            self.restore_bindings(self.celery)
+            return set()
+        return empty

@@ -64,6 +64,8 @@ from workers.tokens import account_credentials, refresh_account
 
 log = logging.getLogger("crier.pipeline")
 
+MIN_RATE_LIMIT_WAIT = 1.0
+
 
 @dataclass
 class PipelineDeps:
@@ -671,6 +673,9 @@ def _classify(
             until = error.retry_at.timestamp()
         else:
             until = now + (error.retry_after if error.retry_after is not None else 60.0)
+        # A reset the platform names in whole seconds may already be past: it just said
+        # no, so it is asked again a moment later, not at once.
+        until = max(until, now + MIN_RATE_LIMIT_WAIT)
         deps.quotas.impose_wait(
             target.platform, None if error.scope == "app" else target.account_id, until
         )

@@ -80,6 +80,7 @@ def _due_rows(
                 PostTarget.platform,
                 PostTarget.next_attempt_at,
                 PostTarget.dispatch_token,
+                PostTarget.irreversible_started_at,
             )
             .where(PostTarget.status == status, condition)
             .order_by(order)
@@ -131,7 +132,7 @@ def _liveness(session: Session, state: ServiceState, settings: Settings, now: da
 
 
 def _recover_claims(
-    session: Session, liveness: Liveness, now: datetime, report: SweepReport
+    session: Session, settings: Settings, liveness: Liveness, now: datetime, report: SweepReport
 ) -> list[Dispatch]:
     """Claims of dead owners, or whose lease ran out: a new token fences the old worker
     off, and the next delivery reconciles with the platform before any resend."""
@@ -145,6 +146,12 @@ def _recover_claims(
     dispatches = []
     for row in rows:
         token = str(uuid.uuid4())
+        due = _resend_at(row, now)
+        if row.irreversible_started_at is not None:
+            # The dead worker's request may still be landing on the platform: give it
+            # time before looking for the post, or the look would miss it and send again.
+            landed = row.irreversible_started_at + timedelta(seconds=settings.inflight_grace)
+            due = DueTarget(due.id, due.platform, max(due.due_at, landed))
         changed = session.execute(
             update(PostTarget)
             .where(PostTarget.id == row.id, PostTarget.status == TargetStatus.PUBLISHING)
@@ -152,6 +159,7 @@ def _recover_claims(
                 status=TargetStatus.QUEUED,
                 dispatch_token=token,
                 queued_at=now,
+                next_attempt_at=due.due_at,
                 lease_expires_at=None,
                 claim_owner=None,
                 worker_losses=PostTarget.worker_losses + 1,
@@ -171,7 +179,7 @@ def _recover_claims(
                 "reconciled with the platform before any resend.",
             )
         )
-        dispatches.append(Dispatch(_resend_at(row, now), token))
+        dispatches.append(Dispatch(due, token))
     report.recovered_dead = len(dispatches)
     return dispatches
 
@@ -245,7 +253,7 @@ def sweep_due_targets(
             session, now, [w.owner for w in liveness.dead], BATCH_SIZE
         )
         report.preparing = len(preparations)
-        dispatches += _recover_claims(session, liveness, now, report)
+        dispatches += _recover_claims(session, settings, liveness, now, report)
         dispatches += _resend_held_by_dead(session, liveness, now, report)
         if liveness.dead:
             session.execute(

@@ -42,6 +42,7 @@ def test_sigkilled_worker_messages_are_redelivered_at_once(
         timeout=20,
         interval=0.05,
     )
+    time.sleep(0.5)
     held = set(RECEIVED.findall(victim.log()))
     assert len(held) == 3
     rescuer = stack.worker("rescuer", concurrency=3, extra_env=lease)
