@@ -219,6 +219,14 @@ class CreatePostSchema(StrictSchema):
         error_messages={"invalid_uuid": "Not a valid UUID."},
         metadata={"description": "An image media id used as the video cover where supported."},
     )
+    profile_id = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "The profile (GET /profiles) the post belongs to; its accounts must "
+            "be that profile's. Defaults to the key's profile, or the accounts' common one."
+        },
+    )
 
     @pre_load
     def _alias_scheduled_for(self, data: Any, **_: Any) -> Any:
@@ -239,6 +247,7 @@ class UpdatePostSchema(CreatePostSchema):
 
     class Meta:
         unknown = RAISE
+        exclude = ("profile_id",)
 
     content = fields.String(validate=validate.Length(max=MAX_CONTENT_CHARS))
     account_ids = fields.List(
@@ -367,6 +376,7 @@ class ListMediaQuery(Schema):
 class UploadFromUrlSchema(StrictSchema):
     url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
     filename = fields.String(allow_none=True, validate=validate.Length(max=255))
+    profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class PageQuery(Schema):

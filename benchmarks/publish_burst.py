@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     from app import create_app
     from app.db import get_db
     from tests.servers import serve_wsgi
-    from workers.sandbox import create_sandbox_app
+    from sandbox import create_sandbox_app
 
     began = time.monotonic()
     print(

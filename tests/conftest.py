@@ -27,7 +27,7 @@ from app.services.accounts import add_account
 from app.services.keys import create_api_key
 from tests.scratch import scratch_database, scratch_redis
 from tests.servers import serve_wsgi
-from workers.sandbox import create_sandbox_app
+from sandbox import create_sandbox_app
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
@@ -44,6 +44,8 @@ TABLES = (
     "accounts",
     "api_keys",
     "campaigns",
+    "connect_links",
+    "profiles",
     "organisations",
 )
 

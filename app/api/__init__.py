@@ -6,7 +6,18 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import accounts, campaigns, me, media, meta, posts, webhooks
+    from app.api import (
+        accounts,
+        campaigns,
+        connect,
+        keys,
+        me,
+        media,
+        meta,
+        posts,
+        profiles,
+        webhooks,
+    )
 
     app.register_blueprint(meta.blueprint)
     app.register_blueprint(posts.blueprint)
@@ -15,3 +26,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(campaigns.blueprint)
     app.register_blueprint(me.blueprint)
+    app.register_blueprint(profiles.blueprint)
+    app.register_blueprint(keys.blueprint)
+    app.register_blueprint(connect.blueprint)

@@ -266,16 +266,24 @@ def _check_media(
 
 
 def load_accounts(
-    session: Session, organisation_id: int, account_ids: list[int], errors: ErrorBag
+    session: Session,
+    organisation_id: int,
+    account_ids: list[int],
+    errors: ErrorBag,
+    profile_id: int | None = None,
 ) -> list[Account]:
+    """The accounts a post goes to; with a profile, only that profile's accounts exist."""
     unique_ids = list(dict.fromkeys(account_ids))
     if len(unique_ids) != len(account_ids):
         errors.add("account_ids", "Each account may appear only once.")
-    rows = session.scalars(
-        select(Account).where(
-            Account.id.in_(unique_ids), Account.organisation_id == organisation_id
-        )
-    ).all()
+    query = select(Account).where(
+        Account.id.in_(unique_ids),
+        Account.organisation_id == organisation_id,
+        Account.status != AccountStatus.DISCONNECTED,
+    )
+    if profile_id is not None:
+        query = query.where(Account.profile_id == profile_id)
+    rows = session.scalars(query).all()
     by_id = {a.id: a for a in rows}
     # Another organisation's account reads exactly like one that does not exist.
     missing = [i for i in unique_ids if i not in by_id]
@@ -461,7 +469,12 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
     scheduled_at, publish_now = parse_schedule(data.get("scheduled_at"), data.get("timezone"), now)
     if draft:
         publish_now = False  # a draft's time is only a suggestion until it is scheduled
-    accounts = load_accounts(session, organisation_id, data["account_ids"], errors)
+    profile_id = data.get("profile_id")
+    accounts = load_accounts(session, organisation_id, data["account_ids"], errors, profile_id)
+    if profile_id is None:
+        # A post to one profile's accounts belongs to that profile.
+        profiles = {a.profile_id for a in accounts}
+        profile_id = profiles.pop() if len(profiles) == 1 else None
     media = load_media(session, organisation_id, data.get("media_ids") or [], errors)
     check_extras(session, organisation_id, data, errors)
     platform_content = data.get("platform_content") or {}
@@ -491,6 +504,7 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
             else PostStatus.SCHEDULED
         ),
         campaign_id=data.get("campaign_id"),
+        profile_id=profile_id,
         cover_photo=str(data["cover_photo"]) if data.get("cover_photo") else None,
         created_at=now,
         updated_at=now,
@@ -647,7 +661,9 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
     live = [t for t in post.targets if t.status != TargetStatus.CANCELLED]
     accounts = [t.account for t in live]
     if "account_ids" in data:
-        accounts = load_accounts(session, organisation_id, data["account_ids"], errors)
+        accounts = load_accounts(
+            session, organisation_id, data["account_ids"], errors, post.profile_id
+        )
     if not post.content.strip() and not media:
         errors.add("content", "content must not be empty when no media is attached.")
     if not errors.errors:
@@ -811,6 +827,8 @@ def retry_failed(
         .join(Post, Post.id == PostTarget.post_id)
         .where(Post.organisation_id == organisation_id, PostTarget.status == TargetStatus.FAILED)
     )
+    if filters.get("profile_id"):
+        query = query.where(Post.profile_id == filters["profile_id"])
     if filters.get("post_ids"):
         query = query.where(PostTarget.post_id.in_(filters["post_ids"]))
     if filters.get("account_id"):

@@ -24,7 +24,7 @@ from workers.adapters.base import (
     TransientError,
 )
 from workers.adapters.linkedin import LinkedInAdapter, escape_little_text, next_utc_midnight
-from workers.sandbox.linkedin import render_little_text
+from sandbox.linkedin import render_little_text
 
 MEMBER = "urn:li:person:8675309"
 

@@ -23,8 +23,8 @@ from workers.adapters.base import MediaItem, NullContext, PermanentError, Transi
 from workers.adapters.facebook import FacebookAdapter
 from workers.adapters.instagram import InstagramAdapter
 from workers.adapters.threads import ThreadsAdapter
-from workers.sandbox import create_sandbox_app
-from workers.sandbox.core import PulledMedia, PullFailure, pull_media
+from sandbox import create_sandbox_app
+from sandbox.core import PulledMedia, PullFailure, pull_media
 
 USER = "1784140000000001"
 JPEG = jpeg_bytes(64, 48)

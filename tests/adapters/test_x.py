@@ -23,7 +23,7 @@ from workers.adapters.base import (
     TransientError,
 )
 from workers.adapters.x import XAdapter, normalize_post_text
-from workers.sandbox.x import USER_DAILY_LIMIT
+from sandbox.x import USER_DAILY_LIMIT
 
 
 @pytest.fixture

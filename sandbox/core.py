@@ -1,6 +1,6 @@
 """The sandbox's shared machinery: ledger, faults, per-platform state, fault injection.
 
-Each platform module (`workers/sandbox/<platform>.py`) defines a blueprint served under
+Each platform module (`sandbox/<platform>.py`) defines a blueprint served under
 `/<platform>` with the platform's real paths, and a `FaultStyle` that renders injected
 faults the way that platform does (Meta reports limits in the body, X in headers, ...).
 """

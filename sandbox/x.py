@@ -22,7 +22,7 @@ import filetype
 from flask import Blueprint, Response, request
 
 from app.platforms import PLATFORMS, count_x_weighted
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     bearer_token,

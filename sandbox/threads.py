@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from app.platforms import PLATFORMS, count_threads
-from workers.sandbox._meta import (
+from sandbox._meta import (
     MEDIA_NOT_READY,
     ContainerPlatform,
     GraphGuard,
@@ -28,7 +28,7 @@ from workers.sandbox._meta import (
     refresh_long_lived_token,
     shortcode,
 )
-from workers.sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.core import PullFailure, SandboxState, media_entry
 
 PLATFORM = "threads"
 USAGE_TYPE = "threads"

@@ -20,7 +20,7 @@ import filetype
 from flask import Blueprint, Response, request, url_for
 
 from app.platforms import PLATFORMS
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     bearer_token,

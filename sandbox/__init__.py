@@ -6,7 +6,7 @@ import importlib
 
 from flask import Flask, Response, request
 
-from workers.sandbox.core import SandboxState, json_response
+from sandbox.core import SandboxState, json_response
 
 SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
 
@@ -24,9 +24,9 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
 
     for platform in SANDBOX_PLATFORMS:
         try:
-            module = importlib.import_module(f"workers.sandbox.{platform}")
+            module = importlib.import_module(f"sandbox.{platform}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"workers.sandbox.{platform}":
+            if exc.name != f"sandbox.{platform}":
                 raise
             continue
         app.register_blueprint(module.make_blueprint(state), url_prefix=f"/{platform}")

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, request, url_for
 
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     authorize_bearer,

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Response, request, url_for
 
 from app.platforms import MB, MP4_MOV_WEBM, PLATFORMS, count_utf16
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     authorize_bearer,
