@@ -31,6 +31,7 @@ from sandbox.core import (
     should_lose_response,
     sniffed_media_kind,
 )
+from sandbox.oauth import exchange_response
 
 PLATFORM = "x"
 TEXT_LIMIT = PLATFORMS["x"].text_limit
@@ -455,6 +456,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
         if fault:
             return fault
+        if request.form.get("grant_type") == "authorization_code":
+            return exchange_response(state, PLATFORM)
         if request.form.get("grant_type") != "refresh_token":
             return json_response(
                 {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400

@@ -30,6 +30,7 @@ from sandbox.core import (
     json_response,
     should_lose_response,
 )
+from sandbox.oauth import exchange_response
 
 PLATFORM = "youtube"
 QUOTA_TIMEZONE = ZoneInfo("America/Los_Angeles")
@@ -344,6 +345,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     {
                         "kind": "youtube#channel",
                         "id": channel,
+                        "snippet": {"title": f"Sandbox channel {channel[-6:]}"},
                         "contentDetails": {
                             "relatedPlaylists": {"likes": "", "uploads": "UU" + channel[2:]}
                         },
@@ -401,6 +403,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
         if fault is not None:
             return fault
+        if request.form.get("grant_type") == "authorization_code":
+            return exchange_response(state, PLATFORM)
         form = request.form
         if form.get("grant_type") != "refresh_token":
             return json_response({"error": "unsupported_grant_type"}, 400)
