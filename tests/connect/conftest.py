@@ -140,4 +140,4 @@ def publish_now(app: Flask, deps: PipelineDeps, post_id: str) -> str:
     return publish_target(deps, target_id, dispatch.token)
 
 
-__all__ = ["Tenant", "walk", "connect_link", "publish_now", "REDIRECT_URL", "PLATFORMS"]
+__all__ = ["PLATFORMS", "REDIRECT_URL", "Tenant", "connect_link", "publish_now", "walk"]
