@@ -25,9 +25,9 @@ from app.db import get_db
 from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
+from sandbox import create_sandbox_app
 from tests.scratch import scratch_database, scratch_redis
 from tests.servers import serve_wsgi
-from sandbox import create_sandbox_app
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (

@@ -50,7 +50,7 @@ def _requests(app: Flask) -> list[tuple[str, str, str]]:
             continue
         path = rule.rule
         for argument in rule.arguments:
-            converter = rule._converters[argument].__class__.__name__  # noqa: SLF001
+            converter = rule._converters[argument].__class__.__name__
             value = DUMMY["int"] if converter == "IntegerConverter" else DUMMY["default"]
             path = path.replace(f"<int:{argument}>", value).replace(f"<{argument}>", value)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
