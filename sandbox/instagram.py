@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from app.platforms import PLATFORMS, count_hashtags, count_mentions
 from sandbox._meta import (
     DAY_SECONDS,
     MEDIA_NOT_READY,
@@ -34,6 +33,7 @@ from sandbox._meta import (
     shortcode,
 )
 from sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.rules import PLATFORMS, count_hashtags, count_mentions
 
 PLATFORM = "instagram"
 USAGE_TYPE = "instagram"

@@ -19,7 +19,6 @@ from typing import Any
 import filetype
 from flask import Blueprint, Response, request, url_for
 
-from app.platforms import PLATFORMS
 from sandbox.core import (
     FaultStyle,
     SandboxState,
@@ -30,6 +29,7 @@ from sandbox.core import (
     sniffed_media_kind,
 )
 from sandbox.oauth import exchange_response
+from sandbox.rules import PLATFORMS
 
 PLATFORM = "linkedin"
 # Versions older than this are sunset here; versions after the current month do not exist.

@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from app.platforms import PLATFORMS, count_threads
 from sandbox._meta import (
     MEDIA_NOT_READY,
     ContainerPlatform,
@@ -29,6 +28,7 @@ from sandbox._meta import (
     shortcode,
 )
 from sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.rules import PLATFORMS, count_threads
 
 PLATFORM = "threads"
 USAGE_TYPE = "threads"

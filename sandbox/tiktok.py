@@ -20,7 +20,6 @@ from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 
-from app.platforms import MB, MP4_MOV_WEBM, PLATFORMS, count_utf16
 from sandbox.core import (
     FaultStyle,
     SandboxState,
@@ -30,6 +29,7 @@ from sandbox.core import (
     should_lose_response,
 )
 from sandbox.oauth import exchange_response
+from sandbox.rules import MB, MP4_MOV_WEBM, PLATFORMS, count_utf16
 
 PLATFORM = "tiktok"
 PUBLIC_PRIVACY_OPTIONS = ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "SELF_ONLY"]

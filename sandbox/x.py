@@ -21,7 +21,6 @@ from typing import Any
 import filetype
 from flask import Blueprint, Response, request
 
-from app.platforms import PLATFORMS, count_x_weighted
 from sandbox.core import (
     FaultStyle,
     SandboxState,
@@ -32,6 +31,7 @@ from sandbox.core import (
     sniffed_media_kind,
 )
 from sandbox.oauth import exchange_response
+from sandbox.rules import PLATFORMS, count_x_weighted
 
 PLATFORM = "x"
 TEXT_LIMIT = PLATFORMS["x"].text_limit
