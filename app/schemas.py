@@ -294,6 +294,10 @@ class ListPostsQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    profile_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Only this profile's rows (GET /profiles)."},
+    )
     status = CommaList(POST_STATUSES, metadata={"description": "One status or a comma list."})
     platform = CommaList(PLATFORM_KEYS, metadata={"description": "One platform or a comma list."})
     account_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
@@ -368,6 +372,10 @@ class ListMediaQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    profile_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Only this profile's rows (GET /profiles)."},
+    )
     type = fields.String(validate=one_of("image", "video"))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
@@ -383,6 +391,10 @@ class PageQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    profile_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Only this profile's rows (GET /profiles)."},
+    )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
@@ -413,6 +425,7 @@ class PostOut(Schema):
     platform_content = fields.Dict()
     accounts_count = fields.Integer()
     campaign_id = fields.Integer(allow_none=True)
+    profile_id = fields.Integer(allow_none=True)
     cover_photo = fields.UUID(allow_none=True)
     created_at = fields.String()
     updated_at = fields.String()
@@ -433,6 +446,7 @@ class AccountOut(Schema):
     platform = fields.String()
     name = fields.String()
     external_id = fields.String(allow_none=True)
+    profile_id = fields.Integer(allow_none=True)
     status = fields.String()
     created_at = fields.String()
     health = fields.Dict()
@@ -451,6 +465,7 @@ class MediaOut(Schema):
     media_status = fields.String(metadata={"description": "ready, uploading or failed"})
     status_reason = fields.String(allow_none=True)
     source_url = fields.String(allow_none=True)
+    profile_id = fields.Integer(allow_none=True)
     created_at = fields.String()
 
 

@@ -49,6 +49,7 @@ class WebhookOut(Schema):
     name = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
     events = fields.List(fields.String())
+    profile_id = fields.Integer(allow_none=True)
     is_active = fields.Boolean()
     consecutive_failures = fields.Integer()
     disabled_reason = fields.String(allow_none=True)

@@ -42,6 +42,7 @@ class CampaignsQuery(Schema):
         unknown = EXCLUDE
 
     status = fields.String(validate=one_of(*CAMPAIGN_STATUSES))
+    profile_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
@@ -52,6 +53,7 @@ class CampaignOut(Schema):
     description = fields.String(allow_none=True)
     color = fields.String(allow_none=True)
     status = fields.String()
+    profile_id = fields.Integer(allow_none=True)
     posts_count = fields.Integer()
     created_at = fields.String()
     updated_at = fields.String()

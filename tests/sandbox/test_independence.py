@@ -33,6 +33,7 @@ def test_the_old_import_path_still_works() -> None:
 
 def test_the_sandbox_limits_agree_with_crier() -> None:
     assert set(sandbox_rules.PLATFORMS) == set(crier_rules.PLATFORMS)
+
     def facts(rules: object) -> dict[str, object]:
         # Counting functions are compared by name (and below, by what they count).
         return {
