@@ -63,6 +63,8 @@ def me() -> Response:
                 "id": key.id,
                 "name": key.name,
                 "prefix": key.prefix,
+                "scopes": list(key.scopes or []),
+                "profile_id": key.profile_id,
                 "created_at": ts(key.created_at),
                 "last_used_at": ts(key.last_used_at),
             },

@@ -304,13 +304,19 @@ def load_accounts(
 
 
 def load_media(
-    session: Session, organisation_id: int, media_ids: list[uuid.UUID], errors: ErrorBag
+    session: Session,
+    organisation_id: int,
+    media_ids: list[uuid.UUID],
+    errors: ErrorBag,
+    profile_id: int | None = None,
 ) -> list[Media]:
+    """The post's media; with a profile, that profile's media or media of no profile."""
     if len(set(media_ids)) != len(media_ids):
         errors.add("media_ids", "Each media id may appear only once.")
-    rows = session.scalars(
-        select(Media).where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
-    ).all()
+    query = select(Media).where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
+    if profile_id is not None:
+        query = query.where((Media.profile_id == profile_id) | Media.profile_id.is_(None))
+    rows = session.scalars(query).all()
     by_id = {m.id: m for m in rows}
     missing = [str(i) for i in media_ids if i not in by_id]
     if missing:
@@ -471,11 +477,11 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
         publish_now = False  # a draft's time is only a suggestion until it is scheduled
     profile_id = data.get("profile_id")
     accounts = load_accounts(session, organisation_id, data["account_ids"], errors, profile_id)
+    media = load_media(session, organisation_id, data.get("media_ids") or [], errors, profile_id)
     if profile_id is None:
         # A post to one profile's accounts belongs to that profile.
         profiles = {a.profile_id for a in accounts}
         profile_id = profiles.pop() if len(profiles) == 1 else None
-    media = load_media(session, organisation_id, data.get("media_ids") or [], errors)
     check_extras(session, organisation_id, data, errors)
     platform_content = data.get("platform_content") or {}
     content = data["content"]

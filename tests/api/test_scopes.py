@@ -15,6 +15,7 @@ from app.db import get_db
 from app.services.keys import create_api_key
 from tests.api.helpers import assert_error, future, ok_data
 from tests.conftest import Tenant
+from tests.media_samples import jpeg_bytes
 
 DUMMY = {"int": "999999", "default": "00000000-0000-0000-0000-000000000000"}
 
@@ -134,6 +135,24 @@ def test_a_posts_write_key_of_profile_a(
             },
         )
         assert ok_data(made, 201)
+        # B's media is not there either.
+        b_photo = tenant.api.post(
+            "/media/upload",
+            files={"file": ("b.jpg", jpeg_bytes())},
+            data={"profile_id": str(two_profiles["profiles"]["b"])},
+        )
+        b_media = ok_data(b_photo, 201)["id"]
+        assert_error(api.get(f"/media/{b_media}"), 404, "not_found")
+        with_b_media = api.post(
+            "/posts",
+            json={
+                "content": "borrowed",
+                "account_ids": [two_profiles["accounts"]["a"]],
+                "media_ids": [b_media],
+                "scheduled_at": future(),
+            },
+        )
+        assert "Media not found" in assert_error(with_b_media, 400, "validation_error")["message"]
         assert [x["id"] for x in ok_data(api.get("/accounts"))] == [two_profiles["accounts"]["a"]]
         # Outside its scopes.
         hook = api.post("/webhooks", json={"url": "https://hooks.example/x"})
