@@ -1,4 +1,5 @@
-# `make run` starts the whole service; `make test` runs the suite. Both install first.
+# `make run` starts the whole service; `make test` runs the suite; `make bench` measures
+# (BENCH_ARGS="--only burst --sizes 100" to pick; see benchmarks/run.py). All install first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -25,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.publish_burst
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -523,3 +523,36 @@ class ConnectLink(Base):
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     result: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DiscardedHandle(Base):
+    """What a prepare left on a platform for content that was then edited or cancelled.
+
+    Written in the transaction of the edit or cancel, and deleted on the platform by a
+    maintenance task where the platform allows it: an outbox, so none is forgotten.
+    """
+
+    __tablename__ = "discarded_handles"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    platform: Mapped[str] = mapped_column(String(20))
+    handle: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+    account: Mapped[Account] = relationship()
+
+    __table_args__ = (
+        Index(
+            "ix_discarded_handles_pending",
+            "next_try_at",
+            postgresql_where=text("finished_at IS NULL"),
+            sqlite_where=text("finished_at IS NULL"),
+        ),
+    )

@@ -168,6 +168,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     352,
                 )
             return graph_error("(#389) Unable to fetch video file from URL.", 389)
+        published = parse_bool(params.get("published")) is not False
         with state.lock:
             video = _new_video(state, page, reel=False)
             state.note_upload(PLATFORM, "video", str(video["id"]))
@@ -175,23 +176,38 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 description=description,
                 file_url=file_url,
                 uploaded=True,
-                finished=True,
-                finished_at=time.time(),
-                video_state="PUBLISHED",
+                processing_from=time.time(),
+                media_entry=entry or {"kind": "video", "url": "upload"},
+                ledger_params={"edge": "videos"}
+                | ({"title": params["title"]} if params.get("title") else {}),
+                published=False,
             )
-            _new_post(state, page, description, "video", object_id=video["id"])
-            ledger_params: dict[str, Any] = {"edge": "videos"}
-            if params.get("title"):
-                ledger_params["title"] = params["title"]
-            state.record(
-                PLATFORM,
-                page,
-                video["id"],
-                description,
-                [entry or {"kind": "video", "url": "upload"}],
-                ledger_params,
-            )
+            if not published:
+                # Unpublished: uploaded and processed, on no timeline until POST /{video-id}.
+                return json_response({"id": video["id"]})
+            _publish_video(state, video)
         return answer_published(state, PLATFORM, {"id": video["id"]}, usage_headers(page))
+
+    @bp.post("/<version>/<object_id>")
+    def update_object(version: str, object_id: str) -> Response:
+        """Updating a video: `published=true` publishes an unpublished video (once; again
+        it changes nothing). Other objects and fields are not served."""
+        _, failure = guard.check(version, publishing=True)
+        if failure is not None:
+            return failure
+        params = graph_params()
+        with state.lock:
+            video = _objects(state).get(object_id)
+            if video is None or video["kind"] != "video" or video["reel"]:
+                return object_not_found(object_id, "post")
+            if parse_bool(params.get("published")) is not True:
+                return invalid_parameter("(#100) The sandbox updates published=true only")
+            if video.get("published"):
+                return json_response({"success": True})
+            if params.get("description") is not None:
+                video["description"] = str(params["description"])
+            _publish_video(state, video)
+        return answer_published(state, PLATFORM, {"success": True}, usage_headers(video["page"]))
 
     @bp.post("/<version>/<page_id>/video_reels")
     def video_reels(version: str, page_id: str) -> Response:
@@ -235,6 +251,19 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             video["uploaded"] = video["bytes_transferred"] == file_size
         return json_response({"success": True})
 
+    @bp.delete("/<version>/<object_id>")
+    def delete_object(version: str, object_id: str) -> Response:
+        """Deleting a photo, video or post: it no longer reads, lists or attaches (the
+        ledger keeps what was published, as a record of what went out)."""
+        _, failure = guard.check(version, publishing=False)
+        if failure is not None:
+            return failure
+        with state.lock:
+            if _objects(state).pop(object_id, None) is None:
+                return object_not_found(object_id, "delete")
+        state.delete(PLATFORM, object_id)
+        return json_response({"success": True})
+
     @bp.get("/<version>/<object_id>")
     def read_object(version: str, object_id: str) -> Response:
         _, failure = guard.check(version, publishing=False)
@@ -246,18 +275,6 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if item["kind"] == "video":
             item = {**item, "status": _video_status(state, item)}
         return json_response(pick_fields(item, requested_fields(("id",))))
-
-    @bp.delete("/<version>/<object_id>")
-    def delete_object(version: str, object_id: str) -> Response:
-        _, failure = guard.check(version, publishing=False)
-        if failure is not None:
-            return failure
-        with state.lock:
-            item = _objects(state).pop(object_id, None)
-        if item is None:
-            return object_not_found(object_id)
-        state.delete(PLATFORM, object_id)
-        return json_response({"success": True})
 
     def list_posts(version: str, page_id: str) -> Response:
         page, failure = guard.check_account(version, page_id, publishing=False)
@@ -345,6 +362,27 @@ def _finish_reel(state: SandboxState, page: str, params: dict[str, Any]) -> Resp
     return answer_published(state, PLATFORM, {"success": True})
 
 
+def _publish_video(state: SandboxState, video: dict[str, Any]) -> None:
+    """A non-reel video goes on the Page's timeline now (under the lock): its post, its
+    listing and the ledger entry."""
+    now = time.time()
+    video.update(
+        published=True,
+        finished=True,
+        finished_at=video.get("processing_from") or now,
+        video_state="PUBLISHED",
+    )
+    _new_post(state, video["page"], video["description"], "video", object_id=video["id"])
+    state.record(
+        PLATFORM,
+        video["page"],
+        video["id"],
+        video["description"],
+        [video["media_entry"]],
+        dict(video["ledger_params"]),
+    )
+
+
 def _new_video(state: SandboxState, page: str, reel: bool) -> dict[str, Any]:
     now = time.time()
     video_id = str(state.next_id())
@@ -368,11 +406,13 @@ def _video_status(state: SandboxState, video: dict[str, Any]) -> dict[str, Any]:
     processing = state.faults_for(PLATFORM).processing_seconds
     finished_at = video.get("finished_at")
     uploaded = bool(video.get("uploaded"))
-    ready = finished_at is not None and time.time() >= finished_at + processing
+    # A reel is processed after its finish phase, a Page video from its upload on.
+    started = video.get("processing_from") or finished_at
+    ready = started is not None and time.time() >= started + processing
     publish_status = PUBLISH_STATUS.get(video.get("video_state", ""))
     if ready:
         video_status = "ready"
-    elif finished_at:
+    elif started:
         video_status = "processing"
     else:
         video_status = "upload_complete" if uploaded else "uploading"
@@ -383,7 +423,7 @@ def _video_status(state: SandboxState, video: dict[str, Any]) -> dict[str, Any]:
             "bytes_transferred": video.get("bytes_transferred", 0),
         },
         "processing_phase": {
-            "status": "complete" if ready else ("in_progress" if finished_at else "not_started")
+            "status": "complete" if ready else ("in_progress" if started else "not_started")
         },
         "publishing_phase": {
             "status": "complete" if finished_at else "not_started",

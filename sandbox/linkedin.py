@@ -217,6 +217,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 "mime_type": None,
                 "size": 0,
             }
+        state.note_upload(PLATFORM, "image", urn)
         return json_response(
             {
                 "value": {

@@ -293,6 +293,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         if reason:
             return _invalid(reason)
         media = new_media(user_for(token), "image", mime, category, len(data))
+        state.note_upload(PLATFORM, "image", str(media["id"]))
         media["state"] = "succeeded"
         return json_response({"data": media_data(media)})
 

@@ -1,6 +1,12 @@
 """YouTube Data API v3 stand-in (PLATFORMS.md section 7): the resumable videos.insert
 (session POST, byte PUTs with 308 Resume Incomplete and `bytes */N` status queries), the
-channel's uploads playlist for reconciliation, and Google's OAuth refresh.
+channel's uploads playlist for reconciliation, videos.list by id, videos.update of the
+status (privacy), videos.delete, and Google's OAuth refresh.
+
+A video uploaded public or unlisted is published, and recorded in the ledger, when its
+upload completes. One uploaded private (how Crier prepares a video ahead of its instant)
+is not in the ledger: it is recorded when videos.update makes it public or unlisted, with
+`received_at` and `publishedAt` at that moment, or confirms it private.
 
 Validates the video resource as YouTube documents it (title, description, tags,
 privacyStatus) and keeps the project's videos.insert bucket of 100 calls a day, reset at
@@ -12,6 +18,7 @@ Google's `{"error": {"code", "message", "errors": [{"domain", "reason", ...}]}}`
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import re
 import secrets
@@ -148,7 +155,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     def store() -> dict[str, Any]:
         data = state.store(PLATFORM)
-        for key in ("channels", "sessions", "videos"):
+        for key in ("channels", "sessions", "videos", "uploads_of"):
             data.setdefault(key, {})
         data.setdefault("quota", {"day": None, "used": 0})
         return data
@@ -240,7 +247,10 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             if session is None:
                 return google_error(404, "notFound", "The upload session does not exist.")
             if session["video_id"]:
-                return json_response(store()["videos"][session["video_id"]], 200)
+                video = store()["videos"].get(session["video_id"])
+                if video is None:  # deleted since its upload completed
+                    return google_error(404, "notFound", "The upload session does not exist.")
+                return json_response(video, 200)
             if content_range is None:
                 first, total = 0, len(chunk)
             else:
@@ -270,12 +280,14 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     headers["Range"] = f"bytes=0-{session['received'] - 1}"
                 return Response(status=308, headers=headers)
             video = create_video(session)
-        if should_lose_response(state, PLATFORM):
+        if video["status"]["privacyStatus"] != "private" and should_lose_response(state, PLATFORM):
             return google_error(504, "backendError", "Gateway Timeout")
         return json_response(video, 200)
 
     def create_video(session: dict[str, Any]) -> dict[str, Any]:
-        """The upload completed (under the lock): the video exists and goes to the ledger."""
+        """The upload completed (under the lock): the video exists. Uploaded public or
+        unlisted, it is published now and goes to the ledger; uploaded private, it waits
+        for videos.update to set its privacy."""
         video_id = _derived("", f"video:{state.next_id()}", 11)
         snippet = dict(session["snippet"])
         video = {
@@ -298,32 +310,138 @@ def make_blueprint(state: SandboxState) -> Blueprint:
             },
         }
         store()["videos"][video_id] = video
+        store()["uploads_of"][video_id] = {
+            "mime_type": session["mime_type"],
+            "size": session["total"],
+            "snippet": dict(session["snippet"]),
+            "status": dict(session["status"]),
+            "recorded": False,
+        }
         session["video_id"] = video_id
-        ledger_snippet = {k: v for k, v in snippet.items() if k != "description"}
+        if video["status"]["privacyStatus"] != "private":
+            record_video(video)
+        return video
+
+    def record_video(video: dict[str, Any]) -> None:
+        """The video is published (under the lock): it goes to the ledger, once."""
+        upload = store()["uploads_of"][video["id"]]
+        if upload["recorded"]:
+            return
+        upload["recorded"] = True
+        snippet = {k: v for k, v in upload["snippet"].items() if k != "description"}
         state.record(
             PLATFORM,
-            session["channel"],
-            video_id,
-            snippet.get("description", ""),
-            [{"kind": "video", "mime_type": session["mime_type"], "size": session["total"]}],
-            {"snippet": ledger_snippet, "status": dict(session["status"])},
+            video["snippet"]["channelId"],
+            video["id"],
+            video["snippet"].get("description", ""),
+            [{"kind": "video", "mime_type": upload["mime_type"], "size": upload["size"]}],
+            {
+                "snippet": snippet,
+                "status": {**upload["status"], "privacyStatus": video["status"]["privacyStatus"]},
+            },
         )
-        return video
+
+    @bp.put("/youtube/v3/videos")
+    def update_video() -> Response:
+        """videos.update(part=status): setting a private video public or unlisted publishes
+        it (publishedAt becomes that moment, as YouTube documents); setting the privacy it
+        has changes nothing. A video still private is recorded when an update confirms it
+        private: the owner's choice for a post meant to stay private."""
+        token, failure = authorize(publishing=True)
+        if failure is not None:
+            return failure
+        parts = {p for p in request.args.get("part", "").split(",") if p}
+        if "status" not in parts or parts - VIDEO_PARTS:
+            return google_error(
+                400, "unexpectedPart", f"part must list status and only {sorted(VIDEO_PARTS)}."
+            )
+        resource = request.get_json(silent=True)
+        if not isinstance(resource, dict) or not isinstance(resource.get("status"), dict):
+            return google_error(400, "invalidVideoMetadata", "The request must include a status.")
+        privacy = resource["status"].get("privacyStatus", "public")
+        if privacy not in PRIVACY_STATUSES:
+            return google_error(
+                400,
+                "invalidVideoMetadata",
+                "status.privacyStatus must be public, private or unlisted.",
+                domain="youtube.video",
+            )
+        with state.lock:
+            video = store()["videos"].get(str(resource.get("id", "")))
+            if video is None:
+                return google_error(
+                    404,
+                    "videoNotFound",
+                    "The video that you are trying to update cannot be found.",
+                    domain="youtube.video",
+                )
+            if video["snippet"]["channelId"] != channel_of(token):
+                return google_error(
+                    403, "forbidden", "The video that you are trying to update is not yours."
+                )
+            publishes = not store()["uploads_of"][video["id"]]["recorded"]
+            if publishes and privacy != "private" and video["status"]["privacyStatus"] == "private":
+                video["snippet"]["publishedAt"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            video["status"]["privacyStatus"] = privacy
+            if publishes:
+                record_video(video)
+            answer = copy.deepcopy(video)
+        if publishes and should_lose_response(state, PLATFORM):
+            return google_error(504, "backendError", "Gateway Timeout")
+        return json_response(answer, 200)
 
     @bp.delete("/youtube/v3/videos")
     def delete_video() -> Response:
+        """videos.delete: 204, the video gone from listings (the ledger keeps its record)."""
         token, failure = authorize(publishing=False)
         if failure is not None:
             return failure
-        assert token is not None
         video_id = request.args.get("id", "")
         with state.lock:
             video = store()["videos"].get(video_id)
-            if video is None or video["snippet"]["channelId"] != channel_of(token):
-                return google_error(404, "videoNotFound", "The video could not be found.")
+            if video is None:
+                return google_error(
+                    404,
+                    "videoNotFound",
+                    "The video that you are trying to delete cannot be found.",
+                    domain="youtube.video",
+                )
+            if video["snippet"]["channelId"] != channel_of(token):
+                return google_error(
+                    403, "forbidden", "The video that you are trying to delete is not yours."
+                )
             del store()["videos"][video_id]
         state.delete(PLATFORM, video_id)
         return Response(status=204)
+
+    @bp.get("/youtube/v3/videos")
+    def list_videos() -> Response:
+        """videos.list by id: the owner sees its private videos, others do not."""
+        token, failure = authorize(publishing=False)
+        if failure is not None:
+            return failure
+        ids = [i for i in request.args.get("id", "").split(",") if i]
+        if not ids:
+            return google_error(400, "missingRequiredParameter", "No filter selected.")
+        channel = channel_of(token)
+        with state.lock:
+            found = [store()["videos"].get(i) for i in ids]
+            items = [
+                copy.deepcopy(v)
+                for v in found
+                if v is not None
+                and (
+                    v["status"]["privacyStatus"] != "private"
+                    or v["snippet"]["channelId"] == channel
+                )
+            ]
+        return json_response(
+            {
+                "kind": "youtube#videoListResponse",
+                "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)},
+                "items": items,
+            }
+        )
 
     @bp.get("/youtube/v3/channels")
     def channels() -> Response:
@@ -367,6 +485,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                 "The playlist identified with the request's playlistId parameter cannot be found.",
                 domain="youtube.playlistItem",
             )
+        parts = {p for p in request.args.get("part", "").split(",") if p}
         max_results = request.args.get("maxResults", "5")
         if not max_results.isdigit() or not 0 <= int(max_results) <= PLAYLIST_MAX_RESULTS:
             return google_error(400, "invalidValue", "maxResults must be between 0 and 50.")
@@ -387,6 +506,11 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     "position": position,
                     "resourceId": {"kind": "youtube#video", "videoId": v["id"]},
                 },
+                **(
+                    {"status": {"privacyStatus": v["status"]["privacyStatus"]}}
+                    if "status" in parts
+                    else {}
+                ),
             }
             for position, v in enumerate(videos[: int(max_results)])
         ]

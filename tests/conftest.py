@@ -34,6 +34,7 @@ TABLES = (
     "webhook_deliveries",
     "webhook_events",
     "webhook_endpoints",
+    "discarded_handles",
     "worker_heartbeats",
     "service_state",
     "publish_attempts",

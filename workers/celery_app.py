@@ -13,6 +13,7 @@ from app.models import Platform
 
 PUBLISH_TASK = "crier.publish_target"
 PREPARE_TASK = "crier.prepare_target"
+DISCARD_TASK = "crier.discard_prepared_handles"
 SWEEP_TASK = "crier.sweep_due_targets"
 REFRESH_TOKENS_TASK = "crier.refresh_expiring_tokens"
 MAINTENANCE_QUEUE = "maintenance"
@@ -44,6 +45,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             PUBLISH_TASK: {"queue": publish_queue(Platform.X.value)},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             REFRESH_TOKENS_TASK: {"queue": MAINTENANCE_QUEUE},
+            DISCARD_TASK: {"queue": MAINTENANCE_QUEUE},
             WEBHOOK_DRAIN_TASK: {"queue": WEBHOOKS_QUEUE},
             WEBHOOK_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
             WEBHOOK_PRUNE_TASK: {"queue": WEBHOOKS_QUEUE},
@@ -105,6 +107,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "crier.resume_platform_deletes",
                 "schedule": 60.0,
                 "options": {"expires": 60.0},
+            },
+            # What prepares left on the platforms for edited or cancelled content.
+            "discard-prepared-handles": {
+                "task": DISCARD_TASK,
+                "schedule": 30.0,
+                "options": {"expires": 30.0},
             },
             "refresh-expiring-tokens": {
                 "task": REFRESH_TOKENS_TASK,

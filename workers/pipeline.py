@@ -33,7 +33,6 @@ from app.models import (
     PublishAttempt,
     TargetStatus,
 )
-from app.services.accounts import account_tokens
 from app.services.media import media_path, signed_media_url
 from app.services.posts import (
     ErrorBag,
@@ -44,7 +43,6 @@ from app.services.posts import (
 )
 from app.services.webhooks import record_account_disconnected, record_target_events
 from workers.adapters.base import (
-    AccountCredentials,
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
@@ -56,11 +54,12 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     ReconcileStatus,
+    resuming_prepared,
 )
 from workers.liveness import LiveClaims, process_claims
 from workers.quotas import Hold, SharedQuotas
 from workers.retry import retry_policy
-from workers.tokens import refresh_account
+from workers.tokens import account_credentials, refresh_account
 
 log = logging.getLogger("crier.pipeline")
 
@@ -468,9 +467,11 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
             delivery.decision = found
             return
     delivery.request = request
-    # Marked now rather than at the call: the call then needs no write of its own. A
-    # crash between the two only costs a look on the platform before the resend.
-    delivery.context.premark(session)
+    if not request.media or resuming_prepared(request):
+        # Nothing is left to do before the irreversible call, so it is marked now rather
+        # than at the call, which then needs no write of its own. A crash between the two
+        # only costs a look on the platform before the resend.
+        delivery.context.premark(session)
 
 
 def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Decision:
@@ -829,7 +830,6 @@ def _outcome_values(
 def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
     post, account = target.post, target.account
     assert post is not None and account is not None
-    access, refresh = account_tokens(deps.settings, account)
     media_rows = {
         str(m.id): m
         for m in session.scalars(
@@ -858,16 +858,7 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
     return PublishRequest(
         target_id=target.id,
         platform=target.platform,
-        account=AccountCredentials(
-            account_id=account.id,
-            platform=account.platform,
-            name=account.name,
-            external_id=account.external_id,
-            access_token=access,
-            refresh_token=refresh,
-            token_expires_at=account.token_expires_at,
-            settings=dict(account.settings or {}),
-        ),
+        account=account_credentials(deps.settings, account),
         text=platform_text(target.platform, post.content, post.platform_content),
         settings=platform_settings(target.platform, post.platform_content),
         media=media,

@@ -21,11 +21,10 @@ from sqlalchemy import select, update
 from app.config import Settings
 from app.db import Database, get_db, utcnow
 from app.models import Account, PostTarget
-from app.services.accounts import account_tokens
 from app.services.posts import DELETE_ON_PLATFORM_TASK, enqueue_platform_deletes
 from workers.adapters import get_adapter
-from workers.adapters.base import AccountCredentials, Adapter, AuthExpiredError, PlatformError
-from workers.tokens import refresh_account
+from workers.adapters.base import Adapter, AuthExpiredError, PlatformError
+from workers.tokens import account_credentials, refresh_account
 
 log = logging.getLogger("crier.platform_delete")
 
@@ -42,17 +41,7 @@ def delete_on_platform(
             return "skipped"
         account = session.get(Account, target.account_id)
         assert account is not None
-        access, refresh = account_tokens(settings, account)
-        credentials = AccountCredentials(
-            account_id=account.id,
-            platform=account.platform,
-            name=account.name,
-            external_id=account.external_id,
-            access_token=access,
-            refresh_token=refresh,
-            token_expires_at=account.token_expires_at,
-            settings=dict(account.settings or {}),
-        )
+        credentials = account_credentials(settings, account)
         post_id = target.platform_post_id or ""
     adapter = adapter_for(credentials.platform)
     error: str | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -22,17 +22,22 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.db import utcnow
 from app.dispatch import ETA_HEAD_START
-from app.models import PostTarget, PrepareState, TargetStatus
+from app.models import DiscardedHandle, PostTarget, PrepareState, TargetStatus
+from app.services.posts import PREPARE_MIN_LEAD
 from workers.adapters.base import Outcome, PlatformError, PreparingContext, ReadyToPublish
 from workers.celery_app import PREPARE_TASK, publish_queue
 from workers.pipeline import PipelineDeps, build_request, log_event
 from workers.retry import retry_policy
+from workers.tokens import account_credentials
 
 log = logging.getLogger("crier.preparation")
 
 OPEN = (TargetStatus.SCHEDULED, TargetStatus.QUEUED)
 # A prepare message unanswered this long was lost (a flushed broker): it is sent again.
 PENDING_TIMEOUT = timedelta(seconds=60)
+# Too close to the instant, the publish does the whole flow itself: a preparation would
+# only race it.
+MIN_LEAD = PREPARE_MIN_LEAD
 
 
 class PreparationOvertaken(Exception):
@@ -97,22 +102,19 @@ def prepare_target(
             return "stale"
         fields["platform"] = target.platform
         log_event("prepare.started", **fields)
+        adapter = deps.adapter_for(target.platform)
+        context = PreparationContext(deps, target.id, token)
         try:
+            if not adapter.can_prepare:
+                raise PlatformError(
+                    f"{target.platform} cannot stage a post ahead", code="cannot_prepare"
+                )
             request = build_request(deps, session, target)
             session.commit()
-            context = PreparationContext(deps, target.id, token)
-            deps.adapter_for(target.platform).publish(request, context)
+            adapter.publish(request, context)
         except ReadyToPublish:
-            _write(
-                deps,
-                target_id,
-                token,
-                prepare_state=PrepareState.PREPARED,
-                prepared_at=utcnow(),
-                claim_owner=None,
-            )
-            log_event("prepare.prepared", **fields)
-            return PrepareState.PREPARED
+            expires = adapter.prepared_until(context.handle or {})
+            return _prepared(deps, target, token, expires, context.handle, fields)
         except PreparationOvertaken:
             log_event("prepare.overtaken", **fields)
             return "overtaken"
@@ -134,6 +136,30 @@ def prepare_target(
         claim_owner=None,
     )
     return "published_early"
+
+
+def _prepared(
+    deps: PipelineDeps,
+    target: PostTarget,
+    token: str,
+    expires: float | None,
+    handle: dict[str, Any] | None,
+    fields: dict[str, Any],
+) -> str:
+    """Saved with its prepare stamp. A handle that expires on the platform before the
+    instant (a container after 24 h, X media) is prepared again once it has."""
+    values: dict[str, Any] = {
+        "prepare_state": PrepareState.PREPARED,
+        "prepared_at": utcnow(),
+        "claim_owner": None,
+        "platform_handle": handle,
+    }
+    if expires is not None and expires < (target.next_attempt_at - ETA_HEAD_START).timestamp():
+        again = datetime.fromtimestamp(expires, UTC)
+        values.update(prepare_state=None, prepare_token=None, prepare_due_at=again)
+    _write(deps, target.id, token, **values)
+    log_event("prepare.prepared", **fields)
+    return "prepared"
 
 
 def _failed(
@@ -188,6 +214,7 @@ def send_due_preparations(
             PostTarget.prepare_due_at <= now,
             PostTarget.prepare_state.is_(None),
             PostTarget.status.in_(OPEN),
+            PostTarget.next_attempt_at > now + MIN_LEAD,
         )
         .order_by(PostTarget.prepare_due_at)
         .limit(limit)
@@ -229,3 +256,44 @@ def send_prepare(celery: Any, target_id: int, platform: str, token: str) -> None
     celery.send_task(
         PREPARE_TASK, args=[target_id, token], queue=publish_queue(platform), retry=False
     )
+
+
+DISCARD_BATCH = 50
+DISCARD_MAX_ATTEMPTS = 8
+
+
+def discard_handles(deps: PipelineDeps) -> dict[str, int]:
+    """Delete on the platforms what prepares left for edited or cancelled content
+    (app.services.posts.discard_prepared wrote them down); retried with backoff."""
+    report = {"discarded": 0, "retry": 0, "gave_up": 0}
+    now = utcnow()
+    with deps.db.session() as session:
+        rows = session.scalars(
+            select(DiscardedHandle)
+            .where(DiscardedHandle.finished_at.is_(None), DiscardedHandle.next_try_at <= now)
+            .order_by(DiscardedHandle.next_try_at)
+            .limit(DISCARD_BATCH)
+            .with_for_update(skip_locked=True)
+            .options(joinedload(DiscardedHandle.account))
+        ).all()
+        for row in rows:
+            try:
+                credentials = account_credentials(deps.settings, row.account)
+                deleted = deps.adapter_for(row.platform).discard_prepared(credentials, row.handle)
+            except PlatformError as error:
+                row.attempts += 1
+                if error.outcome == Outcome.PERMANENT or row.attempts >= DISCARD_MAX_ATTEMPTS:
+                    row.finished_at, row.outcome = now, f"gave up: {error.code}"
+                    report["gave_up"] += 1
+                else:
+                    delay = retry_policy(row.platform).backoff(row.attempts)
+                    row.next_try_at = now + timedelta(seconds=delay)
+                    row.outcome = f"retrying: {error.code}"
+                    report["retry"] += 1
+                continue
+            row.finished_at, row.outcome = now, f"deleted {deleted}"
+            report["discarded"] += 1
+        session.commit()
+    if any(report.values()):
+        log_event("prepare.discarded", **report)
+    return report

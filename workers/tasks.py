@@ -12,7 +12,13 @@ from flask import current_app
 from app.db import get_db, utcnow
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter
-from workers.celery_app import PREPARE_TASK, PUBLISH_TASK, REFRESH_TOKENS_TASK, SWEEP_TASK
+from workers.celery_app import (
+    DISCARD_TASK,
+    PREPARE_TASK,
+    PUBLISH_TASK,
+    REFRESH_TOKENS_TASK,
+    SWEEP_TASK,
+)
 from workers.firing import BatchWriter, FiringLine
 from workers.pipeline import (
     PipelineDeps,
@@ -21,7 +27,7 @@ from workers.pipeline import (
     ready_delivery,
     record_outcomes,
 )
-from workers.preparation import prepare_target
+from workers.preparation import discard_handles, prepare_target
 from workers.quotas import SharedQuotas
 from workers.sweeper import sweep_due_targets
 from workers.tokens import refresh_expiring_tokens
@@ -113,6 +119,11 @@ def stop_firing() -> None:
 @shared_task(name=PREPARE_TASK, bind=True, ignore_result=True)
 def prepare_target_task(self: Task, target_id: int, prepare_token: str) -> str:
     return prepare_target(pipeline_deps(), target_id, prepare_token, task_id=self.request.id)
+
+
+@shared_task(name=DISCARD_TASK, ignore_result=True)
+def discard_prepared_handles_task() -> dict[str, int]:
+    return discard_handles(pipeline_deps())
 
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)

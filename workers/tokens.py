@@ -34,6 +34,21 @@ REFRESH_AHEAD = timedelta(hours=24)
 REFRESH_BATCH = 100
 
 
+def account_credentials(settings: Settings, account: Account) -> AccountCredentials:
+    """What an adapter gets of an account: its ids and its tokens, decrypted."""
+    access, refresh = account_tokens(settings, account)
+    return AccountCredentials(
+        account_id=account.id,
+        platform=account.platform,
+        name=account.name,
+        external_id=account.external_id,
+        access_token=access,
+        refresh_token=refresh,
+        token_expires_at=account.token_expires_at,
+        settings=dict(account.settings or {}),
+    )
+
+
 def refresh_account(
     db: Database, settings: Settings, adapter: Adapter, credentials: AccountCredentials
 ) -> AccountCredentials:
@@ -102,26 +117,17 @@ def refresh_expiring_tokens(
             .order_by(Account.token_expires_at)
             .limit(REFRESH_BATCH)
         ).all()
-        accounts = [(a.id, a.platform, a.name, a.external_id, a.token_expires_at) for a in due]
+        accounts = [(a.id, a.platform) for a in due]
         stored = {a.id: a for a in due}
     report = {"refreshed": 0, "revoked": 0, "failed": 0}
     # Each account on its own: whatever goes wrong with one (a malformed answer, a token
     # that no longer decrypts) is logged, counted on its health block, and the rest go on.
-    for account_id, platform, name, external_id, expires_at in accounts:
+    for account_id, platform in accounts:
         try:
             adapter = adapter_for(platform)
             if not adapter.supports_refresh:
                 continue
-            access, refresh = account_tokens(settings, stored[account_id])
-            credentials = AccountCredentials(
-                account_id=account_id,
-                platform=platform,
-                name=name,
-                external_id=external_id,
-                access_token=access,
-                refresh_token=refresh,
-                token_expires_at=expires_at,
-            )
+            credentials = account_credentials(settings, stored[account_id])
             refresh_account(db, settings, adapter, credentials)
             report["refreshed"] += 1
         except AuthRevokedError:

@@ -23,6 +23,7 @@ from app.models import (
     Account,
     AccountStatus,
     Campaign,
+    DiscardedHandle,
     IdempotencyRecord,
     Media,
     Post,
@@ -530,6 +531,27 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
     return post
 
 
+# A post due sooner than this is not prepared ahead: the publish does the whole flow, and
+# a preparation would only race it.
+PREPARE_MIN_LEAD = timedelta(seconds=10)
+
+
+def discard_prepared(session: Session, target: PostTarget) -> None:
+    """Drop what was prepared for the target's old content; whatever the platform holds
+    of it is deleted there by a worker (DiscardedHandle), where the platform allows.
+    A handle whose irreversible request may have started is evidence, never discarded
+    (edits and cancels refuse such targets before they get here)."""
+    if target.platform_handle and target.irreversible_started_at is None:
+        session.add(
+            DiscardedHandle(
+                account_id=target.account_id,
+                platform=target.platform,
+                handle=dict(target.platform_handle),
+            )
+        )
+    target.platform_handle = None
+
+
 def set_prepare_due(post: Post, media: list[Media]) -> None:
     """When each target's media is to be prepared on its platform (DESIGN.md "Prepare
     ahead"); nothing to prepare without media, or where the platform cannot stage."""
@@ -544,7 +566,9 @@ def set_prepare_due(post: Post, media: list[Media]) -> None:
             target.prepare_state = None
             target.prepared_at = None
         target.prepare_token = None
-        stages = window is not None and PLATFORMS[target.platform].prepares_ahead
+        # Published now (or nearly): the publish does the whole flow, nothing to stage.
+        soon = target.next_attempt_at <= utcnow() + PREPARE_MIN_LEAD
+        stages = window is not None and PLATFORMS[target.platform].prepares_ahead and not soon
         target.prepare_due_at = (
             target.next_attempt_at - timedelta(seconds=window) if stages and window else None
         )
@@ -703,7 +727,7 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
         target.queued_at = None
         target.next_attempt_at = post.scheduled_at
         if content_changed:
-            target.platform_handle = None
+            discard_prepared(session, target)
     if content_changed or "scheduled_at" in data or "account_ids" in data:
         # What was prepared is dropped with its handle; a new window follows the schedule.
         set_prepare_due(post, media)
@@ -750,6 +774,7 @@ def delete_post(
     for target in cancellable:
         target.status = TargetStatus.CANCELLED
         target.dispatch_token = None
+        discard_prepared(session, target)
     for target in to_delete:
         target.platform_delete_status = "pending"
         target.platform_delete_error = None
@@ -773,6 +798,7 @@ def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
     for target in cancellable:
         target.status = TargetStatus.CANCELLED
         target.dispatch_token = None
+        discard_prepared(session, target)
     refresh_post_status(post)
     session.flush()
     return post

@@ -60,13 +60,20 @@ def test_text_goes_to_the_page_feed(sandbox: httpx.Client, adapter: FacebookAdap
 def test_single_photo_is_posted_with_its_caption(
     sandbox: httpx.Client, adapter: FacebookAdapter, image_item: MediaItem
 ) -> None:
-    result = adapter.publish(make_request("facebook", "A photo", media=[image_item]), NullContext())
+    context = NullContext()
+    request = make_request("facebook", "A photo", media=[image_item])
+    result = adapter.publish(request, context)
 
     [entry] = ledger(sandbox)
     assert entry["id"] == result.platform_post_id  # the post id, not the photo id
     assert entry["text"] == "A photo"
     assert entry["media"] == [{"kind": "image", "url": image_item.public_url}]
-    assert entry["params"] == {"published": True}
+    # Uploaded unpublished (ahead of the instant when prepared), then attached to a post.
+    [photo_id] = context.handle["photo_ids"]
+    assert entry["params"] == {"attached_media": [{"media_fbid": photo_id}]}
+    assert adapter.reconcile(replace(request, handle=context.handle)).result.platform_post_id == (
+        result.platform_post_id
+    )
 
 
 def test_several_photos_are_attached_to_one_feed_post(

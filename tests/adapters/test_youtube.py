@@ -88,7 +88,6 @@ def test_publish_sends_every_setting_under_youtube_names(
         ({"settings": {**SETTINGS, "title": "x" * 101}}, "youtube_invalid_title"),
         ({"text": "é" * 2501}, "youtube_invalid_description"),  # 5002 bytes
         ({"settings": {**SETTINGS, "tags": ["tag" * 40] * 5}}, "youtube_invalid_tags"),
-        ({"settings": {**SETTINGS, "privacyStatus": "friends"}}, "youtube_invalid_video_metadata"),
     ],
 )
 def test_invalid_metadata_is_permanent(
@@ -106,6 +105,23 @@ def test_invalid_metadata_is_permanent(
     assert caught.value.code == code
     assert caught.value.http_status == 400
     assert context.irreversible is False
+    assert _ledger(sandbox) == []
+
+
+def test_an_invalid_privacy_is_refused_before_any_call(
+    adapter: YouTubeAdapter, sandbox: httpx.Client, video_item: MediaItem
+) -> None:
+    """The upload is always private, so YouTube would refuse a bad privacy only at the
+    irreversible videos.update, after the upload: it is refused before anything is sent."""
+    context = NullContext()
+    request = _request(video_item, settings={**SETTINGS, "privacyStatus": "friends"})
+
+    with pytest.raises(PermanentError) as caught:
+        adapter.publish(request, context)
+
+    assert caught.value.code == "youtube_invalid_video_metadata"
+    assert context.handle is None and context.irreversible is False
+    assert sandbox.get("/_uploads", params={"platform": "youtube"}).json() == []
     assert _ledger(sandbox) == []
 
 

@@ -57,6 +57,7 @@ def report(**counts: int) -> dict[str, int]:
         "resent_held",
         "resent_after_broker_loss",
         "dead_workers",
+        "preparing",
         "sent",
     )
     return {key: counts.get(key, 0) for key in keys}

@@ -37,6 +37,7 @@ from workers.adapters.base import (
     TokenSet,
     TransientError,
     json_body,
+    working_handle,
 )
 
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -114,6 +115,8 @@ MEDIA_FETCH_HINT = (
 MATCH_SLACK_SECONDS = 300.0
 # Without a saved timestamp, how far back reconciliation looks among recent posts.
 RECONCILE_LOOKBACK_SECONDS = 24 * 3600.0
+# A container not published within 24 h of its creation expires (status EXPIRED).
+CONTAINER_LIFETIME_SECONDS = 24 * 3600.0
 LISTING_PAGE_SIZE = 50
 
 # Containers (Instagram, Threads): poll often and briefly; a container still processing
@@ -476,23 +479,33 @@ class GraphContainerAdapter(Adapter):
         body = self.call("GET", f"/{container_id}", token, params={"fields": fields}).body
         return str(body.get(self.status_field) or ""), str(body.get(self.status_detail_field) or "")
 
+    def prepared_until(self, handle: dict[str, Any]) -> float | None:
+        """A container (and its carousel children, made just before it) expires 24 h after
+        the handle's `created_at`; publish() then builds them again."""
+        if not handle.get("container_id") or not handle.get("created_at"):
+            return None
+        return float(handle["created_at"]) + CONTAINER_LIFETIME_SECONDS
+
     # -- publish -------------------------------------------------------------------------
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         token = request.account.access_token
-        handle = dict(request.handle or {})
+        handle = working_handle(request)
+        state = ""
         if handle.get("container_id"):
             state, _ = self.container_state(token, handle["container_id"])
             if state == "PUBLISHED":
                 return self._adopt_published(request, handle)
             if state in DEAD_CONTAINER_STATES:
-                handle = {}
+                handle = {}  # expired (24 h) or failed: build it again
         # One bound for all the waiting this attempt does (children, then the container).
         deadline = time.monotonic() + self.max_wait
         if not handle.get("container_id"):
             handle = self._create_containers(request, context, handle, deadline)
+            state = ""
         container_id = handle["container_id"]
-        self._wait_finished(token, container_id, deadline)
+        if state != "FINISHED":  # a prepared container was just seen FINISHED: publish now
+            self._wait_finished(token, container_id, deadline)
 
         context.save_handle(handle)
         context.mark_irreversible()

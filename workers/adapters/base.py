@@ -8,6 +8,7 @@ database: it reports through `PublishContext` and raises `PlatformError`s.
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -220,13 +221,40 @@ class ReadyToPublish(Exception):
     nothing public is done and its handle saved; only the irreversible request is left."""
 
 
+# Set in a handle saved by a prepare run (a unix time): what the handle records was done
+# ahead of the instant, and the attempt it names stopped before the irreversible request.
+PREPARED_KEY = "prepared_at"
+
+
 class PreparingContext(NullContext):
     """Runs `publish()` ahead of the instant and stops just before the irreversible
-    request. Adapters need nothing special for this: their handles already let a later
-    `publish()` resume without redoing a step (see DESIGN.md "Prepare ahead")."""
+    request, with every step that makes nothing public done and its handle saved. The
+    pipeline persists `handle` (stamped with PREPARED_KEY) and at the instant runs
+    `publish()` again with it: the adapter resumes and makes exactly one irreversible
+    request. An adapter whose `can_prepare` is False must not be prepared this way."""
 
     def mark_irreversible(self) -> None:
+        if self.handle is not None:
+            self.handle[PREPARED_KEY] = time.time()
         raise ReadyToPublish()
+
+
+def resuming_prepared(request: PublishRequest) -> bool:
+    """True when the handle was saved by a prepare run and no delivery has begun the
+    irreversible call since: the attempt times it records (posted_at, started_at) are
+    when it was prepared, not a send whose fate is unknown, so there is nothing on the
+    platform to look for before publishing."""
+    return (
+        bool((request.handle or {}).get(PREPARED_KEY)) and request.irreversible_started_at is None
+    )
+
+
+def working_handle(request: PublishRequest) -> dict[str, Any]:
+    """A copy of the request's handle to carry on from, without the prepare stamp: a
+    handle saved from here on belongs to a delivery that may send the irreversible call."""
+    handle = dict(request.handle or {})
+    handle.pop(PREPARED_KEY, None)
+    return handle
 
 
 def client_credentials(platform: str) -> tuple[str | None, str | None]:
@@ -246,6 +274,11 @@ class Adapter(ABC):
     refreshes_access_token: bool = False
     # Whether a network error's message names the exception class (TikTok, YouTube do).
     network_error_names_class: bool = False
+    # Whether `publish()` can be run ahead with a PreparingContext: it stops before the one
+    # request that makes the post public, every other step done and saved in its handle.
+    # False where the platform publishes on its own once its processing ends (TikTok
+    # Direct Post): such a target is published whole at its instant, never early.
+    can_prepare: bool = True
 
     def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
         self.http = http
@@ -362,6 +395,21 @@ class Adapter(ABC):
     @abstractmethod
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         """Publish, or raise a PlatformError. Resume from `request.handle` when given."""
+
+    def prepared_until(self, handle: dict[str, Any]) -> float | None:
+        """The unix time until which a prepared handle can be published as it is; None
+        when nothing it names expires. Past it, `publish()` rebuilds what expired (an
+        Instagram container, X media), so a target whose instant is later should be
+        prepared again after this time rather than rebuilt at the instant."""
+        return None
+
+    def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
+        """Delete, where the platform allows, what a prepare left on it for a target that
+        was edited or cancelled; the number of platform objects deleted. Call it only for
+        a handle whose irreversible request never started. Whatever is already public is
+        left alone. Platforms whose staged objects expire unseen (Instagram and Threads
+        containers, X media, LinkedIn assets) have nothing to delete: 0."""
+        return 0
 
     @abstractmethod
     def reconcile(self, request: PublishRequest) -> ReconcileResult:

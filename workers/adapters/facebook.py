@@ -5,9 +5,12 @@ which rupload refuses when robots.txt blocks its crawler).
 
 Page tokens obtained from a long-lived user token do not expire, so there is no refresh
 flow: an auth error is final for the account (the base class refuses to refresh).
-Feed, photo and video publishes are single calls with no idempotency key: the attempt's
-start time is saved first, and a retry or reconcile looks for the post in the Page's
-listing before sending it again. A reel's video id is its handle.
+Photos, one or several, are uploaded unpublished and attached to one feed post. Feed
+posts have no idempotency key: the attempt's start time is saved first, and a retry or
+reconcile looks for the post in the Page's listing before sending it again. A reel's
+video id is its handle. A Page video is uploaded unpublished (`published=false`, nothing
+public) and its id saved; the irreversible call is `POST /{video-id}` with
+`published=true`, which changes nothing when sent again.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from workers.adapters.base import (
     ReconcileResult,
     ReconcileStatus,
     TransientError,
+    resuming_prepared,
+    working_handle,
 )
 
 GRAPH_VERSION = "v25.0"
@@ -119,39 +124,36 @@ class FacebookAdapter(Adapter):
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         kind = self._kind(request)
-        handle = dict(request.handle or {})
+        handle = working_handle(request)
         if kind == "reel":
             return self._publish_reel(request, context, handle)
-        if handle.get("started_at"):
+        if kind == "video" and handle.get("kind") == "video" and handle.get("video_id"):
+            # Uploaded unpublished before: publishing it again is harmless, no lookup needed.
+            return self._publish_video(request, context, handle)
+        if handle.get("started_at") and not resuming_prepared(request):
             # An earlier attempt may have posted: adopt it rather than post twice.
             found = self._find_listed(request, kind, handle)
             if found is not None:
                 return found
-        if kind == "album":
-            return self._publish_album(request, context, handle)
+        if kind in ("photo", "album"):
+            return self._publish_photos(request, context, handle, kind)
         if kind == "video":
-            return self._publish_video(request, context)
+            return self._publish_video(request, context, {})
         page = self._page_id(request)
         token = request.account.access_token
-        if kind == "photo":
-            data = {"url": request.media[0].public_url}
-            if request.text:
-                data["caption"] = request.text
-            self._before_publish(context, {"kind": kind, "started_at": time.time()})
-            response = self._call("POST", f"/{page}/photos", token, data=data)
-            post_id = str(response.body.get("post_id") or response.body["id"])
-        else:
-            self._before_publish(context, {"kind": kind, "started_at": time.time()})
-            response = self._call("POST", f"/{page}/feed", token, data={"message": request.text})
-            post_id = str(response.body["id"])
-        return self._result(token, post_id, kind, response.headers)
+        self._before_publish(context, {"kind": kind, "started_at": time.time()})
+        response = self._call("POST", f"/{page}/feed", token, data={"message": request.text})
+        return self._result(token, str(response.body["id"]), kind, response.headers)
 
-    def _publish_album(
-        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
+    def _publish_photos(
+        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any], kind: str
     ) -> PublishResult:
+        """Each photo is uploaded unpublished (Facebook downloads it now, and nothing shows
+        on the Page), then one feed post attaches them: the irreversible call. A single
+        photo goes the same way, so its download is done before the instant too."""
         page = self._page_id(request)
         token = request.account.access_token
-        photo_ids = handle.get("photo_ids") if handle.get("kind") == "album" else None
+        photo_ids = handle.get("photo_ids") if handle.get("kind") == kind else None
         if not photo_ids:
             photo_ids = [
                 str(
@@ -164,27 +166,42 @@ class FacebookAdapter(Adapter):
                 )
                 for item in request.media
             ]
-            context.save_handle({"kind": "album", "photo_ids": photo_ids})
+            context.save_handle({"kind": kind, "photo_ids": photo_ids})
         self._before_publish(
-            context, {"kind": "album", "photo_ids": photo_ids, "started_at": time.time()}
+            context, {"kind": kind, "photo_ids": photo_ids, "started_at": time.time()}
         )
         data = {"attached_media": json.dumps([{"media_fbid": pid} for pid in photo_ids])}
         if request.text:
             data["message"] = request.text
         response = self._call("POST", f"/{page}/feed", token, data=data)
-        return self._result(token, str(response.body["id"]), "album", response.headers)
+        return self._result(token, str(response.body["id"]), kind, response.headers)
 
-    def _publish_video(self, request: PublishRequest, context: PublishContext) -> PublishResult:
+    def _publish_video(
+        self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
+    ) -> PublishResult:
+        """Upload the video unpublished (Facebook pulls file_url and starts processing; the
+        Page shows nothing), save its id, then publish it: the one irreversible call."""
         page = self._page_id(request)
         token = request.account.access_token
-        data = {"file_url": request.media[0].public_url}
-        if request.text:
-            data["description"] = request.text
-        self._before_publish(context, {"kind": "video", "started_at": time.time()})
-        response = self._call(
-            "POST", f"/{page}/videos", token, host="video", data=data, timeout=UPLOAD_TIMEOUT
-        )
-        return self._result(token, str(response.body["id"]), "video", response.headers)
+        if not handle.get("video_id"):
+            data = {"file_url": request.media[0].public_url, "published": "false"}
+            if request.text:
+                data["description"] = request.text
+            body = self._call(
+                "POST", f"/{page}/videos", token, host="video", data=data, timeout=UPLOAD_TIMEOUT
+            ).body
+            handle = {"kind": "video", "video_id": str(body["id"])}
+            context.save_handle(handle)
+        video_id = handle["video_id"]
+        self._before_publish(context, {**handle, "started_at": time.time()})
+        response = self._call("POST", f"/{video_id}", token, data={"published": "true"})
+        if response.body.get("success") is not True:
+            raise TransientError(
+                "Facebook did not confirm publishing the video",
+                code="facebook_video_publish_unconfirmed",
+                details={"video_id": video_id},
+            )
+        return self._result(token, video_id, "video", response.headers)
 
     def _publish_reel(
         self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
@@ -260,6 +277,38 @@ class FacebookAdapter(Adapter):
         status = body.get("status")
         return status if isinstance(status, dict) else {}
 
+    # -- discarding what was prepared -----------------------------------------------------
+
+    def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
+        """DELETE the unpublished photos, video or unfinished reel a prepare uploaded. A
+        video or reel Facebook shows as published is kept; photos are deleted on the
+        caller's word that their feed post was never sent."""
+        token = account.access_token
+        kind = handle.get("kind")
+        ids: list[str] = []
+        if kind in ("photo", "album"):
+            ids = [str(pid) for pid in handle.get("photo_ids") or []]
+        elif kind in ("video", "reel") and handle.get("video_id"):
+            video_id = str(handle["video_id"])
+            try:
+                body = self._call(
+                    "GET", f"/{video_id}", token, params={"fields": "published,status"}
+                ).body
+            except PermanentError:
+                return 0  # already gone
+            status = body.get("status") if isinstance(body.get("status"), dict) else {}
+            if body.get("published") is True or _publish_status(status) in REEL_DONE_STATES:
+                return 0
+            ids = [video_id]
+        deleted = 0
+        for object_id in ids:
+            try:
+                self._call("DELETE", f"/{object_id}", token)
+            except PermanentError:
+                continue  # already gone
+            deleted += 1
+        return deleted
+
     # -- reconcile -----------------------------------------------------------------------
 
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
@@ -267,6 +316,16 @@ class FacebookAdapter(Adapter):
         handle = dict(request.handle or {})
         kind = handle.get("kind") or self._kind(request)
         token = request.account.access_token
+        if kind == "video" and handle.get("video_id"):
+            body = self._call(
+                "GET", f"/{handle['video_id']}", token, params={"fields": "published"}
+            ).body
+            if body.get("published") is True:
+                result = self._result(token, handle["video_id"], "video")
+                return ReconcileResult(ReconcileStatus.FOUND, result, "video published")
+            return ReconcileResult(
+                ReconcileStatus.NOT_FOUND, reason="the video is uploaded but not published"
+            )
         if kind == "reel" and handle.get("video_id"):
             publish_status = _publish_status(self._video_status(token, handle["video_id"]))
             if publish_status in REEL_DONE_STATES:

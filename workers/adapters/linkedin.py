@@ -45,6 +45,8 @@ from workers.adapters.base import (
     TransientError,
     client_credentials,
     json_body,
+    resuming_prepared,
+    working_handle,
 )
 
 # The monthly API version (YYYYMM); versions live about a year. Override without a release.
@@ -119,8 +121,10 @@ class LinkedInAdapter(Adapter):
         token = request.account.access_token
         author = author_urn(request.account)
         commentary = escape_little_text(request.text)
-        handle: dict[str, Any] = dict(request.handle or {})
-        resumed = bool(handle.get("posted_at"))
+        handle = working_handle(request)
+        prepared = resuming_prepared(request)
+        # Only an attempt that may have sent the post is looked for (a prepare sent none).
+        resumed = bool(handle.get("posted_at")) and not prepared
 
         if resumed:
             found = self._find_post(request, handle, author)
@@ -132,9 +136,11 @@ class LinkedInAdapter(Adapter):
             media_urns = [self._upload(token, author, item) for item in request.media]
             handle["media_urns"] = media_urns
             context.save_handle(handle)
-        for urn in media_urns:
-            if urn.startswith("urn:li:video:"):
-                self._await_video(token, urn)
+        if not handle.get("media_ready"):  # AVAILABLE stays so: no poll at the instant
+            for urn in media_urns:
+                if urn.startswith("urn:li:video:"):
+                    self._await_video(token, urn)
+            handle["media_ready"] = True
 
         visibility = request.settings.get("visibility", "PUBLIC")
         body: dict[str, Any] = {
@@ -155,7 +161,8 @@ class LinkedInAdapter(Adapter):
             body["content"] = {"multiImage": {"images": [{"id": urn} for urn in media_urns]}}
 
         handle.update(author=author, commentary_sha256=_sha256(commentary))
-        handle.setdefault("posted_at", datetime.now(UTC).isoformat())
+        if prepared or not handle.get("posted_at"):
+            handle["posted_at"] = datetime.now(UTC).isoformat()
         context.save_handle(handle)
         context.mark_irreversible()
         try:

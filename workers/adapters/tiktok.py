@@ -82,6 +82,9 @@ class TikTokAdapter(Adapter):
     hosts = {"api": "open.tiktokapis.com"}
     supports_refresh = True
     network_error_names_class = True
+    # Direct Post publishes by itself when TikTok's processing of the upload ends, and the
+    # upload cannot start before init, the irreversible call: nothing can be staged ahead.
+    can_prepare = False
 
     # status/fetch allows 30 requests a minute per token: one poll every 2 s stays under it.
     status_poll_interval: float = 2.0

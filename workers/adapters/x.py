@@ -41,6 +41,8 @@ from workers.adapters.base import (
     TransientError,
     client_credentials,
     json_body,
+    resuming_prepared,
+    working_handle,
 )
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -105,12 +107,15 @@ class XAdapter(Adapter):
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         token = request.account.access_token
-        handle: dict[str, Any] = dict(request.handle or {})
-        identity = self._identity(request.account)
-        user_id = handle.get("user_id") or identity.user_id
-        username = handle.get("username") or identity.username
+        handle = working_handle(request)
+        prepared = resuming_prepared(request)
+        user_id, username = handle.get("user_id"), handle.get("username")
+        if not (user_id and username):  # a prepared handle has them: no users/me at the instant
+            identity = self._identity(request.account)
+            user_id = user_id or identity.user_id
+            username = username or identity.username
 
-        if handle.get("posted_at"):
+        if handle.get("posted_at") and not prepared:
             # An earlier attempt may have posted: adopt that post rather than post twice.
             if not user_id:
                 raise TransientError(
@@ -124,7 +129,7 @@ class XAdapter(Adapter):
         media_ids = self._reusable_media_ids(handle)
         if media_ids is None:
             uploaded = [self._upload(token, item) for item in request.media]
-            media_ids = [data["id"] for data in uploaded]
+            media_ids = [str(data["id"]) for data in uploaded]
             expires_after = min(
                 (int(d.get("expires_after_secs", 86400)) for d in uploaded), default=86400
             )
@@ -132,7 +137,18 @@ class XAdapter(Adapter):
                 media_ids=media_ids,
                 media_keys=[d["media_key"] for d in uploaded if d.get("media_key")],
                 media_expires_at=int(time.time()) + expires_after,
+                media_ready=False,
             )
+            # Saved before processing: an attempt that times out waiting resumes the wait
+            # rather than uploading again.
+            context.save_handle(handle)
+            for data in uploaded:
+                self._await_processing(token, data)
+            handle["media_ready"] = True
+        elif media_ids and handle.get("media_ready") is False:
+            for media_id in media_ids:
+                self._await_processing(token, self._media_status(token, media_id))
+            handle["media_ready"] = True
 
         body: dict[str, Any] = {}
         if request.text:
@@ -146,7 +162,8 @@ class XAdapter(Adapter):
         handle.update(
             user_id=user_id, username=username, text_sha256=text_fingerprint(request.text)
         )
-        handle.setdefault("posted_at", datetime.now(UTC).isoformat())
+        if prepared or not handle.get("posted_at"):
+            handle["posted_at"] = datetime.now(UTC).isoformat()
         context.save_handle(handle)
         context.mark_irreversible()
         response = self._call("POST", self.url("/2/tweets"), token, json=body)
@@ -158,6 +175,12 @@ class XAdapter(Adapter):
         return PublishResult(
             platform_post_id=post_id, url=permalink(username, post_id), details=details
         )
+
+    def prepared_until(self, handle: dict[str, Any]) -> float | None:
+        """Uploaded media are reused until MEDIA_REUSE_MARGIN_SECONDS before X drops them."""
+        if not handle.get("media_ids") or not handle.get("media_expires_at"):
+            return None
+        return float(handle["media_expires_at"]) - MEDIA_REUSE_MARGIN_SECONDS
 
     def _reusable_media_ids(self, handle: dict[str, Any]) -> list[str] | None:
         """Media uploaded by an earlier attempt, while X still holds them."""
@@ -171,7 +194,8 @@ class XAdapter(Adapter):
     # -- media -----------------------------------------------------------------------------
 
     def _upload(self, token: str, item: MediaItem) -> dict[str, Any]:
-        """Images go one-shot; videos through initialize/append/finalize, then processing."""
+        """Images go one-shot; videos through initialize/append/finalize (the caller waits
+        for the processing the answer announces)."""
         if item.kind == "image":
             category = "tweet_gif" if item.mime_type == "image/gif" else "tweet_image"
             with open(item.path, "rb") as source:
@@ -183,7 +207,7 @@ class XAdapter(Adapter):
                     data={"media_category": category, "media_type": item.mime_type},
                     timeout=UPLOAD_TIMEOUT,
                 )
-            return self._await_processing(token, response.json()["data"])
+            return dict(response.json()["data"])
 
         initialized = self._call(
             "POST",
@@ -211,7 +235,17 @@ class XAdapter(Adapter):
         finalized = self._call(
             "POST", self.url(f"/2/media/upload/{media_id}/finalize"), token
         ).json()["data"]
-        return self._await_processing(token, {**initialized, **finalized})
+        return {**initialized, **finalized}
+
+    def _media_status(self, token: str, media_id: str) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "GET",
+                self.url("/2/media/upload"),
+                token,
+                params={"command": "STATUS", "media_id": media_id},
+            ).json()["data"]
+        )
 
     def _await_processing(self, token: str, data: dict[str, Any]) -> dict[str, Any]:
         """Poll the upload status as X asks (check_after_secs) until it succeeds or fails."""
@@ -230,12 +264,7 @@ class XAdapter(Adapter):
                     "X is still processing the media", code="x_media_processing_timeout"
                 )
             time.sleep(wait)
-            status = self._call(
-                "GET",
-                self.url("/2/media/upload"),
-                token,
-                params={"command": "STATUS", "media_id": data["id"]},
-            ).json()["data"]
+            status = self._media_status(token, str(data["id"]))
             data = {**data, **status}
             info = status.get("processing_info")
         return data

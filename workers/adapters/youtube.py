@@ -4,6 +4,13 @@ POST the video resource to open an upload session (its Location is the session U
 the URI → PUT the bytes. YouTube has no idempotency key and a second insert of the same
 file makes a second video, so every later attempt resumes the saved session: it asks how
 many bytes arrived (`Content-Range: bytes */N`) and sends the rest.
+
+The video is uploaded `private` (nothing public: this runs ahead of the instant when the
+target is prepared) and its id saved; the irreversible call is then `videos.update`
+setting `status.privacyStatus` to the requested one (public by default). That update is
+idempotent, so a retry after a lost answer simply sends it again. A handle saved before
+this split (a session opened with the requested privacy, no `upload_privacy`) resumes the
+old way: its upload itself publishes.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from workers.adapters.base import (
     client_credentials,
     json_body,
     single_video,
+    working_handle,
 )
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -63,6 +71,10 @@ MAX_UPLOAD_ROUNDS = 3  # PUTs answered 308 within one attempt before leaving it 
 RECONCILE_LOOKBACK = timedelta(hours=24)
 CLOCK_SKEW = timedelta(minutes=5)
 PLAYLIST_PAGE_SIZE = 50
+PRIVACY_STATUSES = ("public", "private", "unlisted")
+DEFAULT_PRIVACY = "public"
+# The privacy a video is uploaded with while it is prepared: nobody but the owner sees it.
+STAGED_PRIVACY = "private"
 
 
 @dataclass(frozen=True)
@@ -86,29 +98,65 @@ class YouTubeAdapter(Adapter):
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         video = _single_video(request)
+        privacy = _requested_privacy(request)
         token = request.account.access_token
-        session_uri = (request.handle or {}).get("session_uri")
+        handle = working_handle(request)
+        if handle.get("video_id"):
+            # Uploaded (private) by the prepare or an earlier attempt: only the privacy is left.
+            return self._make_visible(handle, privacy, token, context)
+        session_uri = handle.get("session_uri")
         offset = 0
         if session_uri:
             session = self._query_session(session_uri, video.size_bytes, token)
             if session is not None and session.video is not None:
-                return _result(session.video)
+                if not _staged(handle):
+                    return _result(session.video)  # a pre-split session: its upload published
+                handle["video_id"] = session.video["id"]
+                context.save_handle(handle)
+                return self._make_visible(handle, privacy, token, context)
             if session is None:
                 session_uri = None  # expired before completing: no video came of it
             else:
                 offset = session.received
         if not session_uri:
             session_uri = self._open_session(request, video, token)
-            context.save_handle(
-                {
-                    "session_uri": session_uri,
-                    "started_at": time.time(),
-                    "title": request.settings.get("title", ""),
-                    "video_size": video.size_bytes,
-                }
-            )
+            handle = {
+                "session_uri": session_uri,
+                "started_at": time.time(),
+                "title": request.settings.get("title", ""),
+                "video_size": video.size_bytes,
+                "upload_privacy": STAGED_PRIVACY,
+            }
+            context.save_handle(handle)
+        if not _staged(handle):
+            # A session opened before the split carries the requested privacy: the last
+            # bytes publish, so they are the irreversible request.
+            context.mark_irreversible()
+            return _result(self._send_bytes(session_uri, video, offset, token))
+        uploaded = self._send_bytes(session_uri, video, offset, token)
+        handle["video_id"] = uploaded["id"]
+        context.save_handle(handle)
+        return self._make_visible(handle, privacy, token, context)
+
+    def _make_visible(
+        self, handle: dict[str, Any], privacy: str, token: str, context: PublishContext
+    ) -> PublishResult:
+        """videos.update(part=status): the request that makes the uploaded video public
+        (or unlisted). Setting a privacy it already has changes nothing, so sending it
+        again after a lost answer is safe."""
+        context.save_handle(handle)
         context.mark_irreversible()
-        return self._send_bytes(session_uri, video, offset, token)
+        response = self._send(
+            "PUT",
+            self.url(API_PATH + "/videos"),
+            params={"part": "status"},
+            json={"id": handle["video_id"], "status": {"privacyStatus": privacy}},
+            headers={**_auth(token), "Content-Type": "application/json; charset=UTF-8"},
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code != 200:
+            raise _error(response)
+        return _result(response.json())
 
     def _open_session(self, request: PublishRequest, video: MediaItem, token: str) -> str:
         snippet: dict[str, Any] = {
@@ -117,14 +165,11 @@ class YouTubeAdapter(Adapter):
         }
         if request.settings.get("tags"):
             snippet["tags"] = list(request.settings["tags"])
-        status: dict[str, Any] = {}
-        if request.settings.get("privacyStatus"):
-            status["privacyStatus"] = request.settings["privacyStatus"]
         response = self._send(
             "POST",
             self.url(UPLOAD_PATH, host="upload"),
             params={"uploadType": "resumable", "part": "snippet,status"},
-            json={"snippet": snippet, "status": status},
+            json={"snippet": snippet, "status": {"privacyStatus": STAGED_PRIVACY}},
             headers={
                 **_auth(token),
                 "Content-Type": "application/json; charset=UTF-8",
@@ -146,7 +191,8 @@ class YouTubeAdapter(Adapter):
 
     def _send_bytes(
         self, session_uri: str, video: MediaItem, offset: int, token: str
-    ) -> PublishResult:
+    ) -> dict[str, Any]:
+        """PUT the bytes from `offset`; the video resource once the upload is complete."""
         size = video.size_bytes
         for _ in range(MAX_UPLOAD_ROUNDS):
             response = self._send(
@@ -163,7 +209,7 @@ class YouTubeAdapter(Adapter):
                 follow_redirects=False,
             )
             if response.status_code in (200, 201):
-                return _result(response.json())
+                return dict(response.json())
             if response.status_code != 308:
                 raise _error(response)
             offset = _received_bytes(response)
@@ -193,18 +239,24 @@ class YouTubeAdapter(Adapter):
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         handle = request.handle or {}
         token = request.account.access_token
+        privacy = _requested_privacy(request)
+        video_id = handle.get("video_id")
         session_uri = handle.get("session_uri")
-        if session_uri:
+        if not video_id and session_uri:
             size = handle.get("video_size") or _single_video(request).size_bytes
             session = self._query_session(session_uri, size, token)
             if session is not None and session.video is not None:
-                return ReconcileResult(ReconcileStatus.FOUND, _result(session.video))
-            if session is not None:
+                if not _staged(handle):
+                    return ReconcileResult(ReconcileStatus.FOUND, _result(session.video))
+                video_id = session.video["id"]
+            elif session is not None:
                 return ReconcileResult(
                     ReconcileStatus.NOT_FOUND,
                     reason=f"the upload holds {session.received} of {size} bytes; "
                     "publishing again resumes the session",
                 )
+        if video_id:
+            return self._reconcile_video(token, str(video_id), privacy)
         started = handle.get("started_at")
         since = (
             datetime.fromtimestamp(started, UTC)
@@ -212,7 +264,7 @@ class YouTubeAdapter(Adapter):
             else datetime.now(UTC) - RECONCILE_LOOKBACK
         ) - CLOCK_SKEW
         try:
-            found = self._find_in_uploads(token, request, since)
+            found = self._find_in_uploads(token, request, since, privacy)
         except AuthRevokedError:  # a youtube.upload-only token may not read the channel
             if session_uri:
                 return ReconcileResult(
@@ -228,11 +280,57 @@ class YouTubeAdapter(Adapter):
             ReconcileStatus.NOT_FOUND, reason="no matching video among the channel's uploads"
         )
 
+    def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
+        """videos.delete of the staged upload, only while it is still private."""
+        video_id = handle.get("video_id")
+        if not video_id or not _staged(handle):
+            return 0
+        token = account.access_token
+        items = self._get(token, "/videos", {"part": "status", "id": video_id}).get("items") or []
+        if not items or (items[0].get("status") or {}).get("privacyStatus") != STAGED_PRIVACY:
+            return 0  # gone already, or made visible: not ours to delete any more
+        response = self._send(
+            "DELETE",
+            self.url(API_PATH + "/videos"),
+            params={"id": video_id},
+            headers=_auth(token),
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code == 404:
+            return 0
+        if response.status_code != 204:
+            raise _error(response)
+        return 1
+
+    def _reconcile_video(self, token: str, video_id: str, privacy: str) -> ReconcileResult:
+        """An uploaded video is the post once it has the requested privacy (a private
+        video stays staged until videos.update makes it public or unlisted)."""
+        try:
+            body = self._get(token, "/videos", {"part": "status", "id": video_id})
+        except AuthRevokedError:
+            return ReconcileResult(
+                ReconcileStatus.UNKNOWN, reason="the token may not read the uploaded video"
+            )
+        items = body.get("items") or []
+        if not items:
+            return ReconcileResult(
+                ReconcileStatus.NOT_FOUND, reason=f"video {video_id} is no longer on YouTube"
+            )
+        current = (items[0].get("status") or {}).get("privacyStatus")
+        if current == privacy or (current != STAGED_PRIVACY and privacy != STAGED_PRIVACY):
+            return ReconcileResult(ReconcileStatus.FOUND, _result(items[0]))
+        return ReconcileResult(
+            ReconcileStatus.NOT_FOUND,
+            reason=f"video {video_id} is still {current}; publishing again sets it {privacy}",
+        )
+
     def _find_in_uploads(
-        self, token: str, request: PublishRequest, since: datetime
+        self, token: str, request: PublishRequest, since: datetime, privacy: str
     ) -> PublishResult | None:
         """channels?mine=true → the uploads playlist → its newest items, matched by
-        title, description and time (1 quota unit each, unlike search's 100-a-day bucket)."""
+        title, description, time and privacy (1 quota unit each, unlike search's
+        100-a-day bucket). A video still private while another privacy was asked for is
+        staged, not published."""
         channels = self._get(token, "/channels", {"part": "contentDetails", "mine": "true"})
         items = channels.get("items") or []
         if not items:
@@ -241,16 +339,18 @@ class YouTubeAdapter(Adapter):
         playlist = self._get(
             token,
             "/playlistItems",
-            {"part": "snippet", "playlistId": uploads, "maxResults": PLAYLIST_PAGE_SIZE},
+            {"part": "snippet,status", "playlistId": uploads, "maxResults": PLAYLIST_PAGE_SIZE},
         )
         title = request.settings.get("title", "")
         for item in playlist.get("items") or []:
             snippet = item.get("snippet") or {}
             published = datetime.fromisoformat(snippet.get("publishedAt", "1970-01-01T00:00:00Z"))
+            listed_privacy = (item.get("status") or {}).get("privacyStatus")
             if (
                 snippet.get("title") == title
                 and (snippet.get("description") or "").strip() == request.text.strip()
                 and published >= since
+                and (listed_privacy != STAGED_PRIVACY or privacy == STAGED_PRIVACY)
             ):
                 video_id = snippet["resourceId"]["videoId"]
                 return PublishResult(
@@ -320,6 +420,23 @@ def next_quota_reset(now: datetime | None = None) -> datetime:
 
 def _single_video(request: PublishRequest) -> MediaItem:
     return single_video(request, "YouTube needs exactly one video", "youtube_video_required")
+
+
+def _requested_privacy(request: PublishRequest) -> str:
+    """The privacy the post asks for; checked before any call, since the upload is always
+    private and YouTube would only refuse a bad value at the irreversible call."""
+    privacy = request.settings.get("privacyStatus") or DEFAULT_PRIVACY
+    if privacy not in PRIVACY_STATUSES:
+        raise PermanentError(
+            f"YouTube privacyStatus must be one of {', '.join(PRIVACY_STATUSES)}, not {privacy!r}",
+            code="youtube_invalid_video_metadata",
+        )
+    return str(privacy)
+
+
+def _staged(handle: dict[str, Any]) -> bool:
+    """Whether the handle's upload session was opened private, to be made visible later."""
+    return handle.get("upload_privacy") == STAGED_PRIVACY
 
 
 def _result(video: dict[str, Any]) -> PublishResult:
