@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Account, AccountStatus, Post, PostTarget, Profile, TargetStatus
+from app.models import (
+    Account,
+    AccountStatus,
+    Post,
+    PostTarget,
+    Profile,
+    TargetStatus,
+    WebhookEndpoint,
+)
 from app.services.accounts import remove_account
 
 OPEN_STATUSES = (TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)
@@ -84,7 +92,8 @@ def footprint(session: Session, profile: Profile) -> ProfileFootprint:
 
 def delete_profile(session: Session, profile: Profile) -> ProfileFootprint:
     """Disconnect its accounts (cancelling what they had scheduled), cancel the rest of
-    its posts' open targets, then delete it; its rows keep their history unassigned."""
+    its posts' open targets, delete its webhook endpoints and its restricted keys (the
+    foreign key cascades), then the profile; posts, media and campaigns stay, unassigned."""
     from app.services.posts import refresh_post_status
 
     done = footprint(session, profile)
@@ -111,6 +120,9 @@ def delete_profile(session: Session, profile: Profile) -> ProfileFootprint:
         posts[target.post_id] = target.post
     for post in posts.values():
         refresh_post_status(post)
+    # A profile's webhook endpoints go with it: left without a profile they would start
+    # receiving every event of the organisation.
+    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.profile_id == profile.id))
     session.delete(profile)
     session.flush()
     return done

@@ -75,6 +75,15 @@ def test_deleting_a_profile_says_so_first_then_disconnects_and_cancels(
     account = make_account(tenant, "linkedin")
     ok_data(tenant.api.patch(f"/accounts/{account}", json={"profile_id": profile}))
     post = _post(tenant, account)
+    ok_data(
+        tenant.api.post("/webhooks", json={"url": "https://h.example/", "profile_id": profile}), 201
+    )
+    ok_data(
+        tenant.api.post(
+            "/keys", json={"name": "k", "scopes": ["posts:read"], "profile_id": profile}
+        ),
+        201,
+    )
 
     refused = assert_error(tenant.api.delete(f"/profiles/{profile}"), 409, "profile_in_use")
     assert refused["details"] == {"accounts": 1, "scheduled_targets": 1, "scheduled_posts": 1}
@@ -88,6 +97,9 @@ def test_deleting_a_profile_says_so_first_then_disconnects_and_cancels(
     assert_error(tenant.api.get(f"/accounts/{account}"), 404, "not_found")
     [row] = sql(app, "SELECT status, access_token_encrypted FROM accounts")
     assert row == {"status": "disconnected", "access_token_encrypted": ""}
+    # Its webhook endpoint does not become organisation-wide; its key is gone.
+    assert ok_data(tenant.api.get("/webhooks")) == []
+    assert [k["scopes"] for k in ok_data(tenant.api.get("/keys"))] == [["admin"]]
 
 
 def test_add_account_with_own_token_then_reconnect_keeps_the_id(app: Flask, tenant: Tenant) -> None:
