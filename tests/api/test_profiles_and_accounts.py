@@ -145,3 +145,22 @@ def test_delete_account_revokes_at_the_platform_and_cancels_its_posts(
     assert [e["data"]["id"] for e in events] == [account, threads]
     assert {e["data"]["reason"] for e in events} == {"removed"}
     assert_error(tenant.api.delete(f"/accounts/{account}"), 404, "not_found")
+
+
+def test_a_profile_webhook_hears_only_its_profile(app: Flask, tenant: Tenant) -> None:
+    a, b = _profile(tenant, "A")["id"], _profile(tenant, "B")["id"]
+    hooks = {}
+    for name, profile in (("a", a), ("b", b), ("all", None)):
+        body = {"url": f"https://{name}.example/h", "events": ["account.connected"]}
+        if profile:
+            body["profile_id"] = profile
+        hooks[name] = ok_data(tenant.api.post("/webhooks", json=body), 201)["id"]
+    ok_data(
+        tenant.api.post(
+            "/accounts",
+            json={"platform": "x", "name": "A", "access_token": "t", "profile_id": a},
+        ),
+        201,
+    )
+    rows = sql(app, "SELECT endpoint_id::text AS e FROM webhook_deliveries")
+    assert sorted(r["e"] for r in rows) == sorted([hooks["a"], hooks["all"]])

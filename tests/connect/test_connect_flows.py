@@ -133,3 +133,30 @@ def test_an_unconfigured_platform_is_refused_up_front(
     )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "platform_not_configured"
+
+
+@pytest.mark.parametrize("platform", ["x", "tiktok", "youtube", "linkedin", "instagram", "threads"])
+def test_connected_tokens_refresh_with_the_platforms_refresh_flow(
+    platform: str, app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client
+) -> None:
+    from workers.adapters import get_adapter
+    from workers.adapters.base import AccountCredentials
+
+    end = walk(connect_link(tenant.api, platform)["url"], pick=lambda c: c[:1])
+    [row] = sql(app, "SELECT * FROM accounts WHERE id = :a", a=int(end.result["account_id"]))
+    secret = app.config["CRIER"].secret_key
+    refresh = row["refresh_token_encrypted"]
+    credentials = AccountCredentials(
+        account_id=row["id"],
+        platform=platform,
+        name=row["name"],
+        external_id=row["external_id"],
+        access_token=decrypt_token(secret, row["access_token_encrypted"]),
+        refresh_token=decrypt_token(secret, refresh) if refresh else None,
+        token_expires_at=row["token_expires_at"],
+    )
+    with httpx.Client(timeout=10) as http:
+        adapter = get_adapter(platform, http, str(sandbox.base_url).rstrip("/"))
+        fresh = adapter.refresh_token(credentials)
+    assert fresh.access_token and fresh.access_token != credentials.access_token
+    assert fresh.expires_at is not None
