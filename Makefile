@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test fuzz lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The long run: schemathesis with FUZZ_EXAMPLES cases per operation (about 20 operations)
+# and the Hypothesis properties on the media probes and time parsing with twice as many.
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP)
+	CRIER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		tests/api/test_schemathesis.py tests/api/test_hostile_inputs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,10 +10,18 @@ from flask import Flask, Response, g
 from app import db
 from app.config import Settings
 from app.ratelimit import RequestLimiter
+from app.security import check_secret_key
 
 
-def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
+    """The app for the web process, the workers and the CLI.
+
+    Refuses (InsecureSecretKey) when CRIER_SECRET_KEY is unset, short or a known default;
+    only CLI commands that never touch a token or a signed link pass require_secret=False.
+    """
     settings = Settings.from_env().with_overrides(overrides)
+    if require_secret:
+        check_secret_key(settings.secret_key)
     app = Flask(__name__)
     app.config["CRIER"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
@@ -52,11 +60,9 @@ def settings_of(app: Flask) -> Settings:
 
 
 def _configure_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+    from app.logs import configure_logging
+
+    configure_logging()
     # httpx logs every request URL at INFO, and some platforms (Meta's token refresh)
     # take the token in the query string: keep secrets out of the logs.
     for name in ("httpx", "httpcore"):

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import IO
 
 import click
 from flask import Flask, current_app
@@ -14,18 +15,23 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 
 
-def _app() -> Flask:
+def _app(require_secret: bool = True) -> Flask:
     from app import create_app
+    from app.security import InsecureSecretKey
 
-    return create_app()
+    try:
+        return create_app(require_secret=require_secret)
+    except InsecureSecretKey as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 @contextmanager
-def _session() -> Iterator[Session]:
+def _session(require_secret: bool = True) -> Iterator[Session]:
     """One unit of work for a one-shot command; no pooled connection is left behind."""
     from app.db import get_db
 
-    app = _app()
+    app = _app(require_secret)
     try:
         with app.app_context(), get_db(app).session() as session:
             yield session
@@ -58,10 +64,22 @@ def keys() -> None:
 @click.option("--org", "org_name", help="Organisation name (default: the key's name).")
 def keys_create(name: str, org_name: str | None) -> None:
     """Create an API key and print it once."""
+    from app.services import audit
     from app.services.keys import create_api_key
 
-    with _session() as session:
+    with _session(require_secret=False) as session:
         plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
+        session.flush()
+        audit.record(
+            session,
+            "api_key.created",
+            organisation_id=api_key.organisation_id,
+            actor=audit.cli_actor(),
+            subject_type="api_key",
+            subject_id=api_key.id,
+            details={"name": name, "prefix": api_key.prefix},
+            source="cli",
+        )
         session.commit()
         click.echo(plain)
         click.echo(
@@ -77,7 +95,7 @@ def keys_list(org_name: str | None) -> None:
     """List keys: id, prefix, name, organisation, last use, revoked."""
     from app.services.keys import list_api_keys
 
-    with _session() as session:
+    with _session(require_secret=False) as session:
         for key in list_api_keys(session, org_name):
             click.echo(
                 "\t".join(
@@ -97,13 +115,24 @@ def keys_list(org_name: str | None) -> None:
 @click.argument("key_id", type=int)
 def keys_revoke(key_id: int) -> None:
     """Revoke a key by its id: requests with it get 401 from now on."""
+    from app.services import audit
     from app.services.keys import revoke_api_key
 
-    with _session() as session:
+    with _session(require_secret=False) as session:
         api_key = revoke_api_key(session, key_id)
         if api_key is None:
             click.echo(f"error: no API key with id {key_id}", err=True)
             sys.exit(2)
+        audit.record(
+            session,
+            "api_key.revoked",
+            organisation_id=api_key.organisation_id,
+            actor=audit.cli_actor(),
+            subject_type="api_key",
+            subject_id=api_key.id,
+            details={"name": api_key.name, "prefix": api_key.prefix},
+            source="cli",
+        )
         session.commit()
         click.echo(f"revoked key {api_key.id} ({api_key.prefix})")
 
@@ -116,8 +145,21 @@ def accounts() -> None:
 @accounts.command("add")
 @click.option("--platform", required=True)
 @click.option("--name", required=True)
-@click.option("--access-token", required=True)
+@click.option(
+    "--access-token",
+    help="The token itself (visible in `ps` and shell history: prefer --access-token-file).",
+)
+@click.option(
+    "--access-token-file",
+    type=click.File("r"),
+    help="Read the access token from this file, or from standard input with `-`.",
+)
 @click.option("--refresh-token")
+@click.option(
+    "--refresh-token-file",
+    type=click.File("r"),
+    help="Read the refresh token from this file, or from standard input with `-`.",
+)
 @click.option("--external-id")
 @click.option("--key", "api_key", help="API key whose organisation owns the account.")
 @click.option(
@@ -128,14 +170,21 @@ def accounts() -> None:
 def accounts_add(
     platform: str,
     name: str,
-    access_token: str,
+    access_token: str | None,
+    access_token_file: IO[str] | None,
     refresh_token: str | None,
+    refresh_token_file: IO[str] | None,
     external_id: str | None,
     api_key: str | None,
     token_expires_at: datetime | None,
 ) -> None:
     """Connect a social account; prints its id."""
+    from app.services import audit
     from app.services.accounts import AccountError, add_account
+    from app.services.keys import find_api_key
+
+    access_token = _token_option("access", access_token, access_token_file, required=True)
+    refresh_token = _token_option("refresh", refresh_token, refresh_token_file, required=False)
 
     with _session() as session:
         try:
@@ -158,8 +207,75 @@ def accounts_add(
                 if token_expires_at.tzinfo
                 else token_expires_at.replace(tzinfo=UTC)
             )
+        key_row = find_api_key(session, api_key) if api_key else None
+        audit.record(
+            session,
+            "account.connected",
+            organisation_id=account.organisation_id,
+            actor=audit.cli_actor(),
+            api_key_id=key_row.id if key_row else None,
+            subject_type="account",
+            subject_id=account.id,
+            details={"platform": platform, "name": name, "external_id": external_id},
+            source="cli",
+        )
         session.commit()
         click.echo(account.id)
+
+
+def _token_option(
+    kind: str, value: str | None, source: IO[str] | None, *, required: bool
+) -> str | None:
+    if value is not None and source is not None:
+        raise click.UsageError(f"give --{kind}-token or --{kind}-token-file, not both")
+    if source is not None:
+        # The first line only: a trailing newline (echo, editors) is not part of a token.
+        value = source.readline().strip()
+        if not value:
+            raise click.UsageError(f"--{kind}-token-file gave no token")
+    if required and not value:
+        raise click.UsageError(f"--{kind}-token-file (or --{kind}-token) is required")
+    return value
+
+
+@main.command()
+def secret() -> None:
+    """Print a fresh random value for CRIER_SECRET_KEY."""
+    from app.security import generate_secret_key
+
+    click.echo(generate_secret_key())
+
+
+@main.command("rotate-secrets")
+def rotate_secrets() -> None:
+    """Re-encrypt every stored token under the first key of CRIER_SECRET_KEY.
+
+    Rotation: put a new key (`crier secret`) in front of CRIER_SECRET_KEY, separated by a
+    comma, restart every process, run this, then drop the old key once no signed media
+    link made before the rotation is needed any more.
+    """
+    from app.security import secret_keys
+    from app.services import audit
+    from app.services.accounts import rotate_account_tokens
+
+    with _session() as session:
+        try:
+            count = rotate_account_tokens(session, current_app.config["CRIER"])
+        except ValueError as exc:
+            click.echo(f"error: {exc}; a secret that encrypted a stored token is missing", err=True)
+            sys.exit(2)
+        settings = current_app.config["CRIER"]
+        audit.record(
+            session,
+            "secrets.rotated",
+            organisation_id=None,
+            actor=audit.cli_actor(),
+            subject_type="instance",
+            details={"accounts": count, "secrets": len(secret_keys(settings.secret_key))},
+            source="cli",
+        )
+        session.commit()
+    click.echo(f"re-encrypted the tokens of {count} accounts under the newest secret")
 
 
 @main.command()
@@ -182,6 +298,83 @@ def sandbox(port: int, host: str, fetch_media: bool) -> None:
     click.echo(f"sandbox on http://{host}:{port} (ledger at /_ledger; {pulling})", err=True)
     app = create_sandbox_app(fetch_media=fetch_media)
     run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+def flower(flower_args: tuple[str, ...]) -> None:
+    """Flower, only behind a password: `celery flower` once FLOWER_BASIC_AUTH (or Flower's
+    OAuth settings) is set; arguments go to `celery flower`."""
+    import os
+
+    from app.flower import FlowerAuthMissing, check_flower_auth, flower_environment
+
+    try:
+        check_flower_auth(os.environ)
+    except FlowerAuthMissing as exc:
+        click.echo(f"crier flower refuses to start: {exc}", err=True)
+        sys.exit(2)
+    command = [sys.executable, "-m", "celery", "-A", "workers.celery", "flower", *flower_args]
+    if os.environ.get("FLOWER_UNAUTHENTICATED_API"):
+        click.echo("crier flower: ignoring FLOWER_UNAUTHENTICATED_API", err=True)
+    os.execve(sys.executable, command, flower_environment(os.environ))
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["web", "beat"]))
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000/health",
+    show_default=True,
+    help="web: the /health URL to ask.",
+)
+@click.option(
+    "--max-age",
+    default=60,
+    show_default=True,
+    type=int,
+    help="beat: seconds since its last heartbeat after which it counts as dead.",
+)
+def healthcheck(what: str, url: str, max_age: int) -> None:
+    """Exit 0 when WHAT is alive (for container health checks), 1 otherwise.
+
+    web asks /health; beat reads the heartbeat beat stamps in Redis as it ticks. For a
+    worker use `celery -A workers.celery inspect ping -d NODE`.
+    """
+    import time
+
+    if what == "web":
+        import httpx
+
+        try:
+            status = httpx.get(url, timeout=5).status_code
+        except httpx.HTTPError as exc:
+            click.echo(f"web is down: {type(exc).__name__}", err=True)
+            sys.exit(1)
+        if status != 200:
+            click.echo(f"web is unhealthy: /health answered {status}", err=True)
+            sys.exit(1)
+        click.echo("web is up")
+        return
+    from app.api.meta import BEAT_HEARTBEAT_KEY
+    from app.redis_client import redis_client
+
+    try:
+        raw = redis_client(Settings.from_env().redis_url).get(BEAT_HEARTBEAT_KEY)
+    except Exception as exc:  # Redis away: beat cannot be shown alive
+        click.echo(f"beat: cannot read its heartbeat ({type(exc).__name__})", err=True)
+        sys.exit(1)
+    if raw is None:
+        click.echo("beat has never stamped a heartbeat", err=True)
+        sys.exit(1)
+    age = time.time() - float(raw)
+    if age > max_age:
+        click.echo(f"beat is dead: last heartbeat {age:.0f} s ago", err=True)
+        sys.exit(1)
+    click.echo(f"beat is alive: last heartbeat {age:.1f} s ago")
 
 
 @main.command()

@@ -24,7 +24,11 @@ def _env_float(name: str, default: float) -> float:
 class Settings:
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = "dev-insecure-secret-change-me"
+    # The Celery broker when set (amqp://… for RabbitMQ); Redis at redis_url otherwise.
+    # Quotas, holds and the limiter stay in Redis either way.
+    broker_url: str | None = None
+    # One or more secrets, comma separated, newest first; no default (app/security.py).
+    secret_key: str = ""
     platform_base_url: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     rate_limit: str = "600/minute;20000/day"
@@ -49,6 +53,9 @@ class Settings:
     # Redis transport redelivers unacked messages after this; must stay well above the horizon.
     visibility_timeout: int = 7200
     media_dir: str = "var/media"
+    # s3://bucket/prefix keeps media in object storage (app/storage.py); local disk if unset.
+    media_storage: str | None = None
+    s3_endpoint_url: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     idempotency_ttl: int = 24 * 3600
     http_timeout: float = 30.0
@@ -79,6 +86,7 @@ class Settings:
         return cls(
             database_url=normalise_database_url(env.get("DATABASE_URL") or defaults.database_url),
             redis_url=env.get("REDIS_URL") or defaults.redis_url,
+            broker_url=env.get("CELERY_BROKER_URL") or None,
             secret_key=env.get("CRIER_SECRET_KEY") or defaults.secret_key,
             platform_base_url=(env.get("CRIER_PLATFORM_BASE_URL") or "").rstrip("/") or None,
             public_base_url=(env.get("CRIER_PUBLIC_URL") or defaults.public_base_url).rstrip("/"),
@@ -94,6 +102,8 @@ class Settings:
             fire_threads=_env_int("CRIER_FIRE_THREADS", defaults.fire_threads),
             visibility_timeout=_env_int("CRIER_VISIBILITY_TIMEOUT", defaults.visibility_timeout),
             media_dir=env.get("CRIER_MEDIA_DIR") or defaults.media_dir,
+            media_storage=env.get("CRIER_MEDIA_STORAGE") or None,
+            s3_endpoint_url=env.get("CRIER_S3_ENDPOINT_URL") or None,
             max_upload_bytes=_env_int("CRIER_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
             http_timeout=_env_float("CRIER_HTTP_TIMEOUT", defaults.http_timeout),
             allow_private_urls=env.get("CRIER_ALLOW_PRIVATE_URLS", "").strip().lower()

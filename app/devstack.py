@@ -219,7 +219,11 @@ def run_dev() -> None:
             f"no real platform configured: adapters talk to the sandbox on port {sandbox_port}"
         )
     flower_port = _free_port(int(env.get("FLOWER_PORT", "5555")))
-    env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
+    # Flower only behind a password, even on a laptop: any web page open in the browser
+    # could otherwise drive its API (revoke tasks, stop workers).
+    env.pop("FLOWER_UNAUTHENTICATED_API", None)
+    if not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"] = f"crier:{secrets.token_urlsafe(18)}"
     os.environ.update(env)
 
     from app.migrations import upgrade_database
@@ -242,6 +246,8 @@ def run_dev() -> None:
                 "8",
                 "--access-logfile",
                 "-",
+                "--logger-class",
+                "app.logs.RedactingGunicornLogger",
                 "app.wsgi:app",
             ],
             "worker": [
@@ -280,16 +286,14 @@ def run_dev() -> None:
             "flower": [
                 python,
                 "-m",
-                "celery",
-                "-A",
-                "workers.celery",
+                "app.cli",
                 "flower",
                 f"--port={flower_port}",
                 "--address=127.0.0.1",
             ],
         }
     )
-    _print_banner(notes, demo, web_port, flower_port)
+    _print_banner(notes, demo, web_port, flower_port, env["FLOWER_BASIC_AUTH"])
 
     from honcho.manager import Manager
 
@@ -300,7 +304,9 @@ def run_dev() -> None:
     sys.exit(manager.returncode)
 
 
-def _print_banner(notes: list[str], demo: Demo, web_port: int, flower_port: int) -> None:
+def _print_banner(
+    notes: list[str], demo: Demo, web_port: int, flower_port: int, flower_auth: str
+) -> None:
     api = f"http://127.0.0.1:{web_port}"
     body = json.dumps(demo_post_body(demo))
     lines = [
@@ -308,7 +314,7 @@ def _print_banner(notes: list[str], demo: Demo, web_port: int, flower_port: int)
         "Crier is starting.",
         *(f"  * {note}" for note in notes),
         f"  API:     {api}   (docs: {api}/docs)",
-        f"  Flower:  http://127.0.0.1:{flower_port}",
+        f"  Flower:  http://127.0.0.1:{flower_port}   (user:password {flower_auth.split(',')[0]})",
         f"  API key: {demo.api_key}   (organisation {DEMO_ORG!r}; saved in var/dev-api-key)",
         "  Accounts: " + ", ".join(f"{p}={i}" for p, i in demo.account_ids.items()),
         "",

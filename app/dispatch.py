@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.messages import publish_message_options
 from app.models import PostTarget, TargetStatus
 from workers.celery_app import PUBLISH_TASK, publish_queue
 
@@ -135,8 +136,9 @@ def send_publish(celery: Celery, target: DueTarget, token: str) -> None:
         PUBLISH_TASK,
         args=[target.id, token],
         queue=publish_queue(target.platform),
-        eta=eta,
         retry=False,
+        # issue 12: Flower's name and args (never the token), an ETA the broker can honour
+        **publish_message_options(celery, target.id, target.platform, eta),
     )
 
 

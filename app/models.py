@@ -556,3 +556,41 @@ class DiscardedHandle(Base):
             sqlite_where=text("finished_at IS NULL"),
         ),
     )
+
+
+# The actions the audit log records; GET /audit-log filters on them.
+AUDIT_ACTIONS = (
+    "api_key.created",
+    "api_key.revoked",
+    "account.connected",
+    "post.deleted",
+    "media.deleted",
+    "secrets.rotated",
+)
+
+
+class AuditEvent(Base):
+    """Who did what security-relevant thing, when, with which key and from where.
+
+    Rows are only ever added. `organisation_id` is null for instance-wide events
+    (secret rotation); `api_key_id` is null for operator commands, whose `actor` says
+    who ran them (`cli:<user>@<host>`).
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    organisation_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(200))
+    api_key_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str | None] = mapped_column(String(32))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    source: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("ix_audit_log_org_created", "organisation_id", "created_at"),
+        Index("ix_audit_log_action", "action"),
+    )

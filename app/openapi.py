@@ -15,6 +15,7 @@ from app import openapi_extra as extra
 from app import schemas, webhook_schemas
 from app.api import accounts, campaigns, connect, keys, profiles
 from app.openapi_examples import EXAMPLES
+from app.services.uploads import UploadRequest
 
 # endpoint → (request body schema, response data schema, success status)
 OPERATIONS: dict[str, tuple[Any, Any, int]] = {
@@ -56,7 +57,7 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "campaigns.create_campaign": (campaigns.CampaignCreateSchema, campaigns.CampaignOut, 201),
     "campaigns.get_campaign": (None, campaigns.CampaignOut, 200),
     "campaigns.update_campaign": (campaigns.CampaignUpdateSchema, campaigns.CampaignOut, 200),
-    "campaigns.delete_campaign": (None, extra.DeletedOut, 200),
+    "campaigns.delete_campaign": (None, extra.CampaignDeletedOut, 200),
     "me.me": (None, extra.MeOut, 200),
     "me.platform_rules": (None, extra.PlatformRulesOut, 200),
     # onboarding: profiles, keys, accounts over HTTP, connect links
@@ -72,6 +73,9 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "accounts.update_account": (accounts.AccountUpdateSchema, schemas.AccountOut, 200),
     "accounts.delete_account": (None, extra.AccountDeletedOut, 200),
     "connect.create_connect_link": (connect.ConnectLinkSchema, extra.ConnectLinkOut, 201),
+    "media.start_media_upload": (UploadRequest, None, 201),
+    "media.complete_media_upload": (None, schemas.MediaOut, 201),
+    "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
 }
 # Routes a browser walks during a connect flow: redirects and small HTML pages, no key.
 BROWSER = {
@@ -96,15 +100,41 @@ QUERY_SCHEMAS = {
     "profiles.list_profiles": extra.ProfilesQuery,
     "profiles.delete_profile": extra.DeleteProfileQuery,
     "keys.list_keys": schemas.PageQuery,
+    "audit.list_audit_log": schemas.AuditLogQuery,
 }
 PUBLIC = {
     "meta.health",
     "meta.openapi",
     "meta.docs",
-    "meta.docs_init",
-    "meta.docs_static",
     "media.public_file",
+    "metrics.metrics",
     *BROWSER,
+}
+# Errors of the public endpoints (the others document every code in ERROR_CODES).
+PUBLIC_ERRORS = {
+    "meta.health": {503: "unhealthy"},
+    "media.public_file": {404: "not_found", 410: "link_expired"},
+}
+# OpenAPI links: where the id a response returns can be used next (clients and
+# schemathesis's stateful runs follow them).
+LINKS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "posts.create_post": {
+        "GetPost": ("posts_get_post", "post_id", "$response.body#/data/post_id"),
+        "GetPostResults": ("posts_get_post_results", "post_id", "$response.body#/data/post_id"),
+        "UpdatePost": ("posts_update_post", "post_id", "$response.body#/data/post_id"),
+        "CancelPost": ("posts_cancel_post", "post_id", "$response.body#/data/post_id"),
+        "RetryPost": ("posts_retry_post", "post_id", "$response.body#/data/post_id"),
+    },
+    "media.upload_media": {
+        "GetMedia": ("media_get_media", "media_id", "$response.body#/data/id"),
+        "DeleteMedia": ("media_delete_media", "media_id", "$response.body#/data/id"),
+    },
+}
+# Success bodies that are not the JSON envelope.
+RAW_SUCCESS = {
+    "meta.docs": {"text/html": {"schema": {"type": "string"}}},
+    "media.public_file": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    "metrics.metrics": {"text/plain": {"schema": {"type": "string"}}},
 }
 ERROR_CODES = {
     400: "validation_error",
@@ -199,7 +229,9 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                 "responses": {
                     str(status): {
                         "description": "Success",
-                        "content": {"application/json": {"schema": _envelope(data)}},
+                        "content": RAW_SUCCESS.get(
+                            endpoint, {"application/json": {"schema": _envelope(data)}}
+                        ),
                     }
                 },
             }
@@ -209,6 +241,16 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     "data": response_example,
                     "error": None,
                     "meta": {"request_id": "a1b2c3d4", "timestamp": "2026-04-10T12:00:00.000Z"},
+                }
+            if endpoint in LINKS:
+                operation["responses"][str(status)]["links"] = {
+                    name: {"operationId": target, "parameters": {param: source}}
+                    for name, (target, param, source) in LINKS[endpoint].items()
+                }
+            for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
+                operation["responses"][str(code)] = {
+                    "description": name,
+                    "content": {"application/json": {"schema": _envelope(None)}},
                 }
             if endpoint not in PUBLIC:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
@@ -285,10 +327,14 @@ def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     return operation
 
 
+# The docs page's own script and Swagger UI's files: served for /docs, not API operations.
+NOT_API = {"static", "meta.docs_init", "meta.docs_static"}
+
+
 def build_spec(app: Flask) -> dict[str, Any]:
     rules = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static":
+        if rule.endpoint in NOT_API:
             continue
         view = app.view_functions[rule.endpoint]
         doc = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else rule.endpoint

@@ -50,6 +50,11 @@ class DeletedOut(Schema):
     deleted = fields.Boolean()
 
 
+class CampaignDeletedOut(Schema):
+    id = fields.Integer()
+    deleted = fields.Boolean()
+
+
 class MediaDeletedOut(DeletedOut):
     detached_from_posts = fields.List(fields.UUID())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import (
@@ -16,6 +17,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from app.models import AUDIT_ACTIONS
 from app.platforms import PLATFORM_KEYS
 
 MAX_ACCOUNTS_PER_POST = 500
@@ -34,6 +36,28 @@ class StrictInteger(fields.Integer):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 instant with an offset, returned in UTC.
+
+    `0001-01-01T00:00:00+14:00` parses but has no UTC value (it would fall in year 0):
+    that is the caller's mistake, so a 400, not an OverflowError later in the driver.
+    """
+
+    default_error_messages = {
+        "out_of_range": "Not a representable instant: in UTC it falls outside years 1 to 9999."
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:
+            raise self.make_error("out_of_range") from exc
 
 
 class StrictBoolean(fields.Boolean):
@@ -302,20 +326,33 @@ class ListPostsQuery(Schema):
     platform = CommaList(PLATFORM_KEYS, metadata={"description": "One platform or a comma list."})
     account_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     campaign_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
-    scheduled_from = fields.AwareDateTime(format="iso", default_timezone=None)
-    scheduled_to = fields.AwareDateTime(format="iso")
-    created_from = fields.AwareDateTime(format="iso")
-    created_to = fields.AwareDateTime(format="iso")
-    created_after = fields.AwareDateTime(format="iso")
-    created_before = fields.AwareDateTime(format="iso")
-    scheduled_after = fields.AwareDateTime(format="iso")
-    scheduled_before = fields.AwareDateTime(format="iso")
-    published_after = fields.AwareDateTime(format="iso")
-    published_before = fields.AwareDateTime(format="iso")
-    updated_after = fields.AwareDateTime(format="iso")
+    scheduled_from = UtcDateTime()
+    scheduled_to = UtcDateTime()
+    created_from = UtcDateTime()
+    created_to = UtcDateTime()
+    created_after = UtcDateTime()
+    created_before = UtcDateTime()
+    scheduled_after = UtcDateTime()
+    scheduled_before = UtcDateTime()
+    published_after = UtcDateTime()
+    published_before = UtcDateTime()
+    updated_after = UtcDateTime()
     search = fields.String(validate=validate.Length(min=1, max=200))
     sort = fields.String(load_default="created_at", validate=one_of(*POST_SORTS))
     order = fields.String(load_default="desc", validate=one_of("asc", "desc"))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
+
+
+class AuditLogQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    action = fields.String(validate=one_of(*AUDIT_ACTIONS))
+    api_key_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    subject_id = fields.String(validate=validate.Length(min=1, max=64))
+    created_from = UtcDateTime()
+    created_to = UtcDateTime()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
@@ -469,6 +506,18 @@ class MediaOut(Schema):
     created_at = fields.String()
 
 
+class AuditEventOut(Schema):
+    id = fields.Integer()
+    created_at = fields.String()
+    action = fields.String()
+    actor = fields.String()
+    api_key_id = fields.Integer(allow_none=True)
+    subject_type = fields.String(allow_none=True)
+    subject_id = fields.String(allow_none=True)
+    details = fields.Dict()
+    source = fields.String(allow_none=True)
+
+
 create_post_schema = CreatePostSchema()
 update_post_schema = UpdatePostSchema()
 bulk_create_schema = BulkCreateSchema()
@@ -479,3 +528,4 @@ list_media_query = ListMediaQuery()
 upload_from_url_schema = UploadFromUrlSchema()
 retry_post_schema = RetryPostSchema()
 retry_failed_schema = RetryFailedSchema()
+audit_log_query = AuditLogQuery()

@@ -1,4 +1,9 @@
-"""API key hashing and encryption of platform tokens at rest."""
+"""API key hashing, the secret key's checks, and encryption of platform tokens at rest.
+
+`CRIER_SECRET_KEY` holds one or more secrets, comma separated, newest first. Tokens are
+encrypted with the first and decrypt with any (MultiFernet), so a rotation is: put the new
+secret in front, run `crier rotate-secrets`, and drop the old one once nothing needs it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,61 @@ import hashlib
 import secrets
 from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 API_KEY_PREFIX = "crier_"
+SECRET_ENV = "CRIER_SECRET_KEY"
+# `crier secret` prints 64 characters; 16 random ones already carry 96 bits.
+MIN_SECRET_LENGTH = 16
+# Values that shipped in this repository or its examples, and the usual placeholders: a
+# deployment that uses one is as open as one without a secret.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {
+        "dev-insecure-secret-change-me",
+        "change-me",
+        "changeme",
+        "change_me",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "your-secret-key",
+        "please-change-me",
+    }
+)
+
+
+class InsecureSecretKey(RuntimeError):
+    """CRIER_SECRET_KEY is unset, too short or a published default."""
+
+
+def generate_secret_key() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def secret_keys(secret_key: str) -> list[str]:
+    """The secrets of a CRIER_SECRET_KEY value, newest first."""
+    return [part.strip() for part in secret_key.split(",") if part.strip()]
+
+
+def check_secret_key(secret_key: str | None) -> None:
+    """Refuse to run on a secret an attacker could know or guess."""
+    hint = f"generate one with `crier secret` and set it as {SECRET_ENV}"
+    keys = secret_keys(secret_key or "")
+    if not keys:
+        raise InsecureSecretKey(f"{SECRET_ENV} is not set: {hint}.")
+    for position, key in enumerate(keys, start=1):
+        which = f"{SECRET_ENV}" if len(keys) == 1 else f"{SECRET_ENV} (key {position})"
+        if key.lower() in KNOWN_DEFAULT_SECRETS:
+            raise InsecureSecretKey(f"{which} is a published default value: {hint}.")
+        if len(key) < MIN_SECRET_LENGTH:
+            raise InsecureSecretKey(
+                f"{which} is too short ({len(key)} characters, at least "
+                f"{MIN_SECRET_LENGTH} needed): {hint}."
+            )
+        if len(set(key)) < 8:
+            raise InsecureSecretKey(f"{which} has too little variety to be secret: {hint}.")
 
 
 def generate_api_key() -> str:
@@ -28,27 +83,50 @@ def display_prefix(key: str) -> str:
     return key[: len(API_KEY_PREFIX) + 6]
 
 
-@lru_cache(maxsize=8)
-def _fernet(secret_key: str) -> Fernet:
+@lru_cache(maxsize=32)
+def _single_fernet(secret: str) -> Fernet:
     derived = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=b"crier-token-encryption", info=b"fernet-v1"
-    ).derive(secret_key.encode())
+    ).derive(secret.encode())
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
+@lru_cache(maxsize=8)
+def _fernet(secret_key: str) -> MultiFernet:
+    keys = secret_keys(secret_key)
+    if not keys:
+        raise InsecureSecretKey(f"{SECRET_ENV} is not set: generate one with `crier secret`.")
+    return MultiFernet([_single_fernet(key) for key in keys])
+
+
 def encrypt_token(secret_key: str, token: str) -> str:
+    """Encrypt with the newest secret."""
     return _fernet(secret_key).encrypt(token.encode()).decode()
 
 
 def decrypt_token(secret_key: str, ciphertext: str) -> str:
+    """Decrypt with whichever of the secrets encrypted it."""
     try:
         return _fernet(secret_key).decrypt(ciphertext.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("token cannot be decrypted with CRIER_SECRET_KEY") from exc
+        raise ValueError(f"token cannot be decrypted with {SECRET_ENV}") from exc
 
 
-def signing_key(secret_key: str, purpose: str) -> bytes:
-    """A key for one purpose (media links, ...) derived from the one secret."""
+def reencrypt_token(secret_key: str, ciphertext: str) -> str:
+    """The same plaintext, encrypted under the newest secret."""
+    try:
+        return _fernet(secret_key).rotate(ciphertext.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError(f"token cannot be decrypted with {SECRET_ENV}") from exc
+
+
+def signing_key(secret: str, purpose: str) -> bytes:
+    """A key for one purpose (media links, ...) derived from one secret."""
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=b"crier-signing", info=purpose.encode()
-    ).derive(secret_key.encode())
+    ).derive(secret.encode())
+
+
+def signing_keys(secret_key: str, purpose: str) -> list[bytes]:
+    """One derived key per secret, newest first."""
+    return [signing_key(key, purpose) for key in secret_keys(secret_key)]

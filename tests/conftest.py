@@ -7,6 +7,7 @@ dev stack. The schema is built by the Alembic migrations, as in production.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,8 +27,10 @@ from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
 from sandbox import create_sandbox_app
-from tests.scratch import scratch_database, scratch_redis
+from tests.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from tests.servers import serve_wsgi
+
+pytest_plugins = ["tests.secrets_guard"]
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
@@ -37,6 +40,7 @@ TABLES = (
     "discarded_handles",
     "worker_heartbeats",
     "service_state",
+    "audit_log",
     "publish_attempts",
     "idempotency_records",
     "post_targets",
@@ -60,6 +64,17 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with scratch_redis(CLAIM_KEY) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A scratch virtual host on the machine's RabbitMQ (127.0.0.1:5672, guest/guest)."""
+    if not rabbitmq_reachable():
+        pytest.skip("RabbitMQ is not listening on 127.0.0.1:5672 (.ci/run starts it)")
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl (to make a scratch vhost) is not installed")
+    with scratch_vhost("crier_test") as url:
         yield url
 
 
@@ -98,6 +113,11 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
             conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
         reset_redis(app.config["CRIER"].redis_url)
     yield
+    if "app" in request.fixturenames or "api" in request.fixturenames:
+        # What the test left in error fields must not hold a platform token.
+        from tests.secrets_guard import scan_error_fields
+
+        scan_error_fields(request.getfixturevalue("app"))
 
 
 @pytest.fixture(scope="session")

@@ -49,3 +49,38 @@ def scratch_redis(claim_key: str) -> Iterator[str]:
         yield url
     finally:
         redis.Redis.from_url(url).flushdb()
+
+
+RABBITMQ_BASE_URL = os.environ.get("CRIER_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def rabbitmq_reachable() -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(RABBITMQ_BASE_URL)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def scratch_vhost(prefix: str) -> Iterator[str]:
+    """A RabbitMQ virtual host of our own (made with rabbitmqctl), deleted at the end:
+    queues, exchanges and messages of parallel suites never meet."""
+    import subprocess
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    user = RABBITMQ_BASE_URL.split("://", 1)[1].split(":", 1)[0]
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=60, capture_output=True)
+
+    ctl("add_vhost", name)
+    try:
+        ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        yield f"{RABBITMQ_BASE_URL}/{name}"
+    finally:
+        ctl("delete_vhost", name)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import sys
 import time
 from typing import Any
 
+from celery.beat import PersistentScheduler
 from celery.signals import (
     heartbeat_sent,
     task_postrun,
@@ -18,13 +22,20 @@ from celery.signals import (
 )
 
 from app import create_app
-from app.api.meta import WORKER_HEARTBEAT_KEY
+from app.api.meta import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from app.db import get_db
+from app.metrics import start_worker_metrics_server
 from app.redis_client import redis_client
-from workers.celery_app import PUBLISH_TASK
+from app.security import InsecureSecretKey
+from workers.celery_app import PUBLISH_TASK, drop_stale_bindings
 from workers.liveness import Heartbeat, process_claims
 
-flask_app = create_app()
+try:
+    flask_app = create_app()
+except InsecureSecretKey as exc:
+    # Workers, beat and Flower refuse as the web does; say why without a traceback.
+    print(f"crier celery refuses to start: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(4) from None
 app = flask_app.extensions["celery"]
 app.conf.include = [
     "workers.tasks",
@@ -37,6 +48,20 @@ from workers import media_import, platform_delete, tasks, webhooks  # noqa: E402
 from workers.tasks import stop_firing  # noqa: E402
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
+
+
+@worker_init.connect
+def _drop_stale_bindings(**_: Any) -> None:
+    # The broker may still be starting; the worker retries connecting on its own.
+    with contextlib.suppress(Exception):
+        drop_stale_bindings(app)
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    port = os.environ.get("CRIER_METRICS_PORT")
+    if port:
+        start_worker_metrics_server(int(port))
 
 
 @worker_init.connect
@@ -114,3 +139,29 @@ def _on_revoked(request: Any = None, **_: Any) -> None:
 @heartbeat_sent.connect
 def _on_heartbeat(**_: Any) -> None:
     _beat()
+
+
+BEAT_HEARTBEAT_INTERVAL = 5.0
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Beat's scheduler, stamping a heartbeat as it ticks: a hung scheduler stops it too.
+
+    /health reports it (checks.beat) and compose's health check for beat reads it.
+    """
+
+    _last_stamp = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        now = time.time()
+        if now - self._last_stamp >= BEAT_HEARTBEAT_INTERVAL:
+            self._last_stamp = now
+            try:
+                client = redis_client(flask_app.config["CRIER"].redis_url)
+                client.set(BEAT_HEARTBEAT_KEY, repr(now), ex=3600)
+            except Exception:  # the scheduler keeps running while Redis is away
+                pass
+        return min(super().tick(*args, **kwargs), BEAT_HEARTBEAT_INTERVAL)
+
+
+app.conf.beat_scheduler = "workers.celery:HeartbeatScheduler"

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.config import Settings
 from app.models import Platform
@@ -27,13 +27,59 @@ def publish_queue(platform: str) -> str:
     return f"publish.{platform}"
 
 
+def queue_names() -> list[str]:
+    return [publish_queue(p.value) for p in Platform] + [MAINTENANCE_QUEUE, WEBHOOKS_QUEUE]
+
+
+def uses_amqp(broker_url: str) -> bool:
+    return broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def declare_queue(name: str, amqp: bool) -> Queue:
+    """A queue bound to an exchange of its own under its own name, so a message reaches
+    exactly one queue. On RabbitMQ it is a quorum queue behind a topic exchange: Celery's
+    native delayed delivery routes ETA messages only through topic exchanges."""
+    if amqp:
+        return Queue(
+            name,
+            Exchange(name, type="topic"),
+            routing_key=name,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def route_to(name: str) -> dict[str, str]:
+    return {"queue": name, "exchange": name, "routing_key": name}
+
+
+_DEFAULT_ROUTES = {
+    PUBLISH_TASK: publish_queue(Platform.X.value),
+    PREPARE_TASK: publish_queue(Platform.X.value),
+    SWEEP_TASK: MAINTENANCE_QUEUE,
+    REFRESH_TOKENS_TASK: MAINTENANCE_QUEUE,
+    DISCARD_TASK: MAINTENANCE_QUEUE,
+    WEBHOOK_DRAIN_TASK: WEBHOOKS_QUEUE,
+    WEBHOOK_DELIVER_TASK: WEBHOOKS_QUEUE,
+    WEBHOOK_PRUNE_TASK: WEBHOOKS_QUEUE,
+}
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: dict[str, Any], **_: Any) -> dict:
+    """Send through the chosen queue's own exchange with its own key (a publish names its
+    platform's queue; other tasks have a fixed one)."""
+    queue = options.get("queue")
+    return route_to(
+        queue.name if queue is not None else _DEFAULT_ROUTES.get(name, MAINTENANCE_QUEUE)
+    )
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
-    queues = [Queue(publish_queue(p.value)) for p in Platform] + [
-        Queue(MAINTENANCE_QUEUE),
-        Queue(WEBHOOKS_QUEUE),
-    ]
+    broker_url = settings.broker_url or settings.redis_url
+    amqp = uses_amqp(broker_url)
+    queues = [declare_queue(name, amqp) for name in queue_names()]
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker_url,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -41,19 +87,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_queues": queues,
         "task_default_queue": MAINTENANCE_QUEUE,
-        "task_routes": {
-            PUBLISH_TASK: {"queue": publish_queue(Platform.X.value)},
-            SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
-            REFRESH_TOKENS_TASK: {"queue": MAINTENANCE_QUEUE},
-            DISCARD_TASK: {"queue": MAINTENANCE_QUEUE},
-            WEBHOOK_DRAIN_TASK: {"queue": WEBHOOKS_QUEUE},
-            WEBHOOK_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
-            WEBHOOK_PRUNE_TASK: {"queue": WEBHOOKS_QUEUE},
-            "crier.import_media": {"queue": MAINTENANCE_QUEUE},
-            "crier.resume_media_imports": {"queue": MAINTENANCE_QUEUE},
-            "crier.delete_on_platform": {"queue": MAINTENANCE_QUEUE},
-            "crier.resume_platform_deletes": {"queue": MAINTENANCE_QUEUE},
-        },
+        "task_default_exchange": MAINTENANCE_QUEUE,
+        "task_default_exchange_type": "topic" if amqp else "direct",
+        "task_default_routing_key": MAINTENANCE_QUEUE,
+        "task_routes": (route_task,),
         # A worker killed mid-task loses nothing: the message is acked only when the
         # task returns, and a lost worker puts it back.
         "task_acks_late": True,
@@ -61,12 +98,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         # Unacked messages (including ETA tasks held in worker memory) come back after
         # the visibility timeout; it must stay far above ENQUEUE_HORIZON.
-        "broker_transport_options": {
-            "visibility_timeout": settings.visibility_timeout,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
-            "retry_on_timeout": True,
-        },
+        "broker_transport_options": (
+            # RabbitMQ hands a dead consumer's unacked messages back when its connection
+            # drops; publisher confirms make a send fail loudly instead of vanishing.
+            {"confirm_publish": True}
+            if amqp
+            else {
+                "visibility_timeout": settings.visibility_timeout,
+                "socket_connect_timeout": 2,
+                "socket_timeout": 5,
+                "retry_on_timeout": True,
+            }
+        ),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         # ETA messages reach the pool within this of their time (Celery's default is 1 s);
@@ -121,6 +164,28 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+
+
+_BINDING_SEP = "\x06\x16"  # kombu's field separator in Redis binding sets
+
+
+def drop_stale_bindings(celery: Celery) -> int:
+    """Before each queue had its own exchange, every queue was bound to `maintenance` with
+    the key `maintenance`. On Redis those bindings outlive an upgrade and would copy each
+    maintenance message into every queue: drop them (workers do at start)."""
+    if uses_amqp(str(celery.conf.broker_url)):
+        return 0
+    with celery.connection_for_write() as conn:
+        client = conn.default_channel.client
+        key = f"_kombu.binding.{MAINTENANCE_QUEUE}"
+        stale = [
+            member
+            for member in client.smembers(key)
+            if member.decode(errors="replace").split(_BINDING_SEP)[-1] != MAINTENANCE_QUEUE
+        ]
+        if stale:
+            client.srem(key, *stale)
+        return len(stale)
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:

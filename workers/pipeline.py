@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
 from app.dispatch import ETA_HEAD_START, Dispatch, DueTarget, send_dispatches
@@ -43,6 +44,7 @@ from app.services.posts import (
 )
 from app.services.webhooks import record_account_disconnected, record_target_events
 from workers.adapters.base import (
+    PREPARED_KEY,
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
@@ -54,7 +56,6 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     ReconcileStatus,
-    resuming_prepared,
 )
 from workers.liveness import LiveClaims, process_claims
 from workers.quotas import Hold, SharedQuotas
@@ -82,7 +83,7 @@ class LostClaim(Exception):
 def log_event(event: str, **fields: Any) -> None:
     """One line per event, `key=value` pairs: ids only, never tokens or post text."""
     rendered = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-    log.info("%s %s", event, rendered)
+    log.info("%s %s", event, rendered, extra={"crier": {"event": event, **fields}})  # issue 12
 
 
 @dataclass
@@ -127,19 +128,8 @@ class TargetContext:
             self._update(platform_handle=self.pending_handle)
             self.pending_handle = None
 
-    def premark(self, session: Session) -> None:
-        """Mark in the readying transaction, ahead of the call (see `_ready`)."""
-        session.execute(
-            update(PostTarget)
-            .where(PostTarget.id == self.target_id, PostTarget.dispatch_token == self.token)
-            .values(irreversible_started_at=self._earliest_start())
-            # The loaded target keeps the marker it had: what an earlier try left unknown.
-            .execution_options(synchronize_session=False)
-        )
-        self.premarked = True
-
     @staticmethod
-    def _earliest_start() -> Any:
+    def earliest_start() -> Any:
         # The earliest unresolved start: reconciliation must look back to the first try.
         return func.coalesce(PostTarget.irreversible_started_at, utcnow())
 
@@ -147,12 +137,12 @@ class TargetContext:
         if self.pending_handle is not None:
             # Handles of steps done at the call itself go in with the mark.
             self._update(
-                irreversible_started_at=self._earliest_start(),
+                irreversible_started_at=self.earliest_start(),
                 platform_handle=self.pending_handle,
             )
             self.pending_handle = None
         elif not self.premarked:
-            self._update(irreversible_started_at=self._earliest_start())
+            self._update(irreversible_started_at=self.earliest_start())
         self.marked = True
         self.marked_at = self.marked_at or utcnow()
 
@@ -222,14 +212,15 @@ def ready_delivery(
             _finish(deps, session, [(target, token, _Requeue(at=target.next_attempt_at), None)])
             log_event("publish.early", target_id=target_id, task_id=task_id)
             return "early"
-        if not _claim(deps, session, target, token):
+        premark = not target.post.media_ids or _prepared(target)
+        if not _claim(deps, session, target, token, premark):
             return "stale"
         delivery = Delivery(
             target=target,
             token=token,
             task_id=task_id,
             due=max(target.next_attempt_at, now),
-            context=TargetContext(deps, target.id, token),
+            context=TargetContext(deps, target.id, token, premarked=premark),
             fields={
                 "post_id": str(target.post_id),
                 "target_id": target.id,
@@ -316,6 +307,13 @@ def hand_back(deps: PipelineDeps, deliveries: list[Delivery]) -> None:
     log_event("publish.handed_back", count=len(dispatches))
 
 
+def _prepared(target: PostTarget) -> bool:
+    """Prepared ahead, and no delivery has begun the irreversible call since."""
+    return bool((target.platform_handle or {}).get(PREPARED_KEY)) and (
+        target.irreversible_started_at is None
+    )
+
+
 def _internal_error(deps: PipelineDeps, delivery: Delivery, exc: Exception) -> _Decision:
     return _transient_decision(
         deps,
@@ -364,20 +362,36 @@ def record_outcomes(
         for delivery, _ in outcomes:
             deps.claims.released(delivery.target.id)
     for (delivery, decision), outcome in zip(outcomes, results, strict=True):
-        if decision is not None:
-            log_event(
-                f"publish.{outcome}",
-                **delivery.fields,
-                error_code=decision.error_code,
-                wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
-            )
+        if decision is None:
+            continue
+        log_event(
+            f"publish.{outcome}",
+            **delivery.fields,
+            error_code=decision.error_code,
+            wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+            latency_ms=decision.attempt.latency_ms if decision.attempt else None,
+        )
+        metrics.observe_publish(
+            delivery.target.platform,
+            outcome,
+            # Lateness at the irreversible call, against the instant it was due.
+            metrics.seconds_between(delivery.target.next_attempt_at, delivery.context.marked_at),
+            time.monotonic() - (delivery.started or time.monotonic()),
+        )
     return results
 
 
-def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str) -> bool:
-    """One conditional UPDATE decides which delivery wins (DESIGN.md "Dispatch token")."""
+def _claim(
+    deps: PipelineDeps, session: Session, target: PostTarget, token: str, premark: bool
+) -> bool:
+    """One conditional UPDATE decides which delivery wins (DESIGN.md "Dispatch token").
+
+    With `premark`, nothing is left to do before the irreversible call, and the claim
+    marks the target for it too: the call then needs no write of its own. A crash in
+    between only costs a look on the platform before the resend."""
     now = utcnow()
     lease = now + timedelta(seconds=deps.settings.publish_lease)
+    marker = {"irreversible_started_at": TargetContext.earliest_start()} if premark else {}
     # The post row first (the API's cancel and PATCH lock in the same order). A claimed
     # target always makes its post "publishing", so no need to derive it from the rest.
     session.execute(
@@ -396,7 +410,10 @@ def _claim(deps: PipelineDeps, session: Session, target: PostTarget, token: str)
             claim_owner=deps.claims.owner,
             # A preparation still under way writes nothing from now on.
             prepare_token=None,
+            **marker,
         )
+        # The loaded target keeps the marker it had: what an earlier try left unknown.
+        .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:
         session.rollback()
@@ -467,11 +484,6 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
             delivery.decision = found
             return
     delivery.request = request
-    if not request.media or resuming_prepared(request):
-        # Nothing is left to do before the irreversible call, so it is marked now rather
-        # than at the call, which then needs no write of its own. A crash between the two
-        # only costs a look on the platform before the resend.
-        delivery.context.premark(session)
 
 
 def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Decision:
@@ -558,6 +570,9 @@ def _publish(
             request = replace(request, account=fresh)
             refreshed = True
             log_event("publish.token_refreshed", target_id=target.id, platform=target.platform)
+        except AuthRevokedError as error:
+            # Revoked outright (no refresh can help): the account needs reconnecting.
+            return _auth_failure(deps, target, error)
         except DuplicateError as error:
             if target.irreversible_started_at is not None:
                 # "Duplicate" after our own unanswered attempt: that post is probably ours.
@@ -830,12 +845,16 @@ def _outcome_values(
 def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> PublishRequest:
     post, account = target.post, target.account
     assert post is not None and account is not None
-    media_rows = {
-        str(m.id): m
-        for m in session.scalars(
-            select(Media).where(Media.id.in_([uuid.UUID(i) for i in post.media_ids]))
-        )
-    }
+    media_rows = (
+        {
+            str(m.id): m
+            for m in session.scalars(
+                select(Media).where(Media.id.in_([uuid.UUID(i) for i in post.media_ids]))
+            )
+        }
+        if post.media_ids
+        else {}
+    )
     missing = [i for i in post.media_ids if i not in media_rows]
     if missing:
         raise _MediaMissing(f"media {', '.join(missing)} no longer exists")

@@ -273,8 +273,8 @@ def discard_handles(deps: PipelineDeps) -> dict[str, int]:
             .where(DiscardedHandle.finished_at.is_(None), DiscardedHandle.next_try_at <= now)
             .order_by(DiscardedHandle.next_try_at)
             .limit(DISCARD_BATCH)
-            .with_for_update(skip_locked=True)
-            .options(joinedload(DiscardedHandle.account))
+            .with_for_update(skip_locked=True, of=DiscardedHandle)
+            .options(joinedload(DiscardedHandle.account, innerjoin=True))
         ).all()
         for row in rows:
             try:

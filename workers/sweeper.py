@@ -24,6 +24,7 @@ from celery import Celery
 from sqlalchemy import Row, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
 from app.dispatch import Dispatch, DueTarget, mark_queued, send_dispatches
@@ -287,6 +288,7 @@ def sweep_due_targets(
             except Exception as exc:  # left pending: sent again after PENDING_TIMEOUT
                 log.warning("prepare message not sent target_id=%s: %s", target_id, exc)
                 break
+    metrics.observe_sweep(report, settings.redis_url)
     if any(v for k, v in report.as_dict().items() if k != "sent"):
         log.info("sweep %s", " ".join(f"{k}={v}" for k, v in report.as_dict().items()))
     return report

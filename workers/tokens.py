@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
 from app.models import Account, AccountStatus
@@ -77,10 +78,14 @@ def refresh_account(
             tokens = adapter.refresh_token(current)
         except AuthRevokedError as error:
             previous_status = account.status
+            metrics.observe_token_refresh(account.platform, "revoked")
             account.status = AccountStatus.NEEDS_RECONNECT
             account.status_reason = f"auth_revoked: {error.message}"
             record_account_disconnected(session, account, previous_status)
             session.commit()
+            raise
+        except Exception:
+            metrics.observe_token_refresh(account.platform, "error")
             raise
         store_tokens(
             settings, account, tokens.access_token, tokens.refresh_token, tokens.expires_at
@@ -89,6 +94,7 @@ def refresh_account(
         account.last_refresh_error = None
         session.commit()
         log.info("token refreshed account_id=%s platform=%s", account.id, account.platform)
+        metrics.observe_token_refresh(account.platform, "ok")
         return replace(
             current,
             access_token=tokens.access_token,

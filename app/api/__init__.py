@@ -8,12 +8,14 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from app.api import (
         accounts,
+        audit,
         campaigns,
         connect,
         keys,
         me,
         media,
         meta,
+        metrics,
         posts,
         profiles,
         webhooks,
@@ -29,3 +31,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(profiles.blueprint)
     app.register_blueprint(keys.blueprint)
     app.register_blueprint(connect.blueprint)
+    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(audit.blueprint)

@@ -24,6 +24,7 @@ PUBLIC_ENDPOINTS = {
     "meta.docs_init",
     "meta.docs_static",
     "media.public_file",
+    "metrics.metrics",
     "static",
     # The connect flow is walked by the end client's browser, with no key: the link's
     # token and the signed state are its credentials.
@@ -63,7 +64,7 @@ def current_caller() -> Caller:
     return g.caller
 
 
-def _presented_key() -> str | None:
+def presented_key() -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
@@ -74,7 +75,7 @@ def authenticate() -> None:
     """before_request hook: resolve the key, then count the request against its limits."""
     if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
         return
-    presented = _presented_key()
+    presented = presented_key()
     if not presented:
         raise Unauthorized()
     session = get_session()

@@ -91,6 +91,11 @@ def json_body() -> Any:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise ValidationError(f"The request body is not valid JSON: {exc.msg} at {where}.") from exc
+    except ValueError as exc:
+        # Python refuses to convert integers of more than 4,300 digits (CVE-2020-10735).
+        raise ValidationError(
+            "The request body holds a number too long to read; no field takes more than 19 digits."
+        ) from exc
     unstorable = unstorable_strings(body)
     if unstorable:
         raise ValidationError(summarise(unstorable), details=unstorable)

@@ -6,15 +6,17 @@ import httpx
 from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import func, select
 
+from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import media_to_dict
 from app.db import get_session
 from app.models import Media
+from app.redis_client import redis_client
 from app.schemas import list_media_query, upload_from_url_schema
 from app.services import media as media_service
-from app.services import media_import
+from app.services import media_import, uploads
 
 blueprint = Blueprint("media", __name__)
 
@@ -71,6 +73,35 @@ def upload_media_from_url() -> Response:
     return response
 
 
+@blueprint.post("/media/uploads")
+def start_media_upload() -> Response:
+    """Start a presigned upload: PUT the file to the returned URL, then complete it."""
+    caller = current_caller()
+    request_data = load_json(uploads.UploadRequest(), json_body())
+    settings = current_app.config["CRIER"]
+    started = uploads.start_upload(
+        settings, redis_client(settings.redis_url), caller.organisation_id, request_data
+    )
+    response = envelope(started, status=201)
+    response.headers["Location"] = f"/media/{started['id']}"
+    return response
+
+
+@blueprint.post("/media/<media_id>/complete")
+def complete_media_upload(media_id: str) -> Response:
+    """Finish a presigned upload: the file is probed like an upload and becomes ready."""
+    caller = current_caller()
+    settings = current_app.config["CRIER"]
+    session = get_session()
+    media = uploads.complete_upload(
+        session, settings, redis_client(settings.redis_url), caller.organisation_id, media_id
+    )
+    if caller.profile_id is not None:  # a restricted key's upload belongs to its profile
+        media.profile_id = caller.profile_id
+    session.commit()
+    return envelope({**media_to_dict(media), "status": "ready"}, status=201)
+
+
 @blueprint.get("/media")
 def list_media() -> Response:
     """The organisation's media, newest first; `type` keeps images or videos."""
@@ -112,15 +143,19 @@ def delete_media(media_id: str) -> Response:
     caller = current_caller()
     media = media_service.get_media(session, caller.organisation_id, media_id)
     caller.check_visible(media, "Media not found.")
-    detached = media_service.delete_media(
+    deleted = media_service.delete_media(
         session,
         current_app.config["CRIER"],
         current_caller().organisation_id,
         media_id,
         force=force in ("true", "1"),
     )
+    record_request_event("media.deleted", subject_type="media", subject_id=media_id)
     session.commit()
-    return envelope({"id": media_id, "deleted": True, "detached_from_posts": detached})
+    media_service.remove_media_file(current_app.config["CRIER"], deleted.storage_key)
+    return envelope(
+        {"id": media_id, "deleted": True, "detached_from_posts": deleted.detached_from_posts}
+    )
 
 
 @blueprint.get("/media/public/<token>")

@@ -7,23 +7,58 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, send_from_directory
-from sqlalchemy import text
+from sqlalchemy import select, text
 from swagger_ui_bundle import swagger_ui_path
 
+from app.api.auth import presented_key
 from app.api.envelope import NotFound, envelope
 from app.db import get_session
+from app.models import ApiKey
 from app.openapi import build_spec
 from app.redis_client import redis_client
+from app.security import hash_api_key
 
 blueprint = Blueprint("meta", __name__)
 
 WORKER_HEARTBEAT_KEY = "crier:workers:heartbeat"
 WORKER_FRESH_SECONDS = 60
+# Beat writes this every few seconds (workers/celery.py); older than BEAT_FRESH_SECONDS
+# means the sweeper has stopped.
+BEAT_HEARTBEAT_KEY = "crier:beat:heartbeat"
+BEAT_FRESH_SECONDS = 60
+
+
+def _has_valid_key() -> bool:
+    presented = presented_key()
+    if not presented:
+        return False
+    return (
+        get_session().scalar(
+            select(ApiKey.id).where(
+                ApiKey.key_hash == hash_api_key(presented), ApiKey.revoked_at.is_(None)
+            )
+        )
+        is not None
+    )
 
 
 @blueprint.get("/health")
 def health() -> Response:
-    """Database, Redis and whether a worker answered recently."""
+    """Up or down; with an API key, also the database, Redis, workers and beat."""
+    checks = _health_checks()
+    healthy = checks["database"]["ok"] and checks["redis"]["ok"]
+    data: dict[str, Any] = {"status": "ok" if healthy else "degraded"}
+    # Worker host names and error classes help an attacker more than a load balancer:
+    # anonymous callers get up/down only.
+    try:
+        if checks["database"]["ok"] and _has_valid_key():
+            data["checks"] = checks
+    except Exception:  # a failing lookup must not turn the health check into a 500
+        pass
+    return envelope(data, status=200 if healthy else 503)
+
+
+def _health_checks() -> dict[str, Any]:
     settings = current_app.config["CRIER"]
     checks: dict[str, Any] = {}
     try:
@@ -44,14 +79,18 @@ def health() -> Response:
                 {"name": name.decode(), "last_seen": round(score, 3)} for name, score in beats
             ],
         }
-    except (redis.RedisError, OSError) as exc:
+        raw_beat = client.get(BEAT_HEARTBEAT_KEY)
+        last_beat = float(raw_beat) if raw_beat else None
+        beat = {
+            "ok": last_beat is not None and time.time() - last_beat < BEAT_FRESH_SECONDS,
+            "last_seen": round(last_beat, 3) if last_beat else None,
+        }
+    except (redis.RedisError, OSError, ValueError) as exc:
         checks["redis"] = {"ok": False, "error": type(exc).__name__}
+        beat = {"ok": False, "last_seen": None}
     checks["workers"] = workers
-    healthy = checks["database"]["ok"] and checks["redis"]["ok"]
-    return envelope(
-        {"status": "ok" if healthy else "degraded", "checks": checks},
-        status=200 if healthy else 503,
-    )
+    checks["beat"] = beat
+    return checks
 
 
 @blueprint.get("/openapi.json")

@@ -10,11 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app import dispatch
+from app.api.audit import record_request_event
 from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
 from app.api.serializers import post_created_to_dict, post_to_dict, target_to_dict
-from app.db import get_session
+from app.db import get_session, utcnow
 from app.models import Post, PostTarget
 from app.platforms import PLATFORM_KEYS
 from app.schemas import (
@@ -152,25 +153,35 @@ def bulk_create_posts() -> Response:
     session = get_session()
     results: list[dict[str, Any]] = []
     created: list[Post] = []
-    for index, item in enumerate(items):
-        try:
-            data = _validated_create(item)
-            with session.begin_nested():
-                result = post_service.create_post(session, caller.organisation_id, data)
-            created.append(result.post)
-            results.append(
-                {
-                    "index": index,
-                    "status": 201,
-                    "data": post_created_to_dict(result.post),
-                    "error": None,
-                }
-            )
-        except ApiError as error:
-            payload: dict[str, Any] = {"message": error.message, "code": error.code}
-            if error.details:
-                payload["details"] = error.details
-            results.append({"index": index, "status": error.status, "data": None, "error": payload})
+    now = utcnow()
+    account_ids = {
+        i
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("account_ids"), list)
+        for i in item["account_ids"]
+        if isinstance(i, int) and not isinstance(i, bool)
+    }
+    post_service.preload_accounts(session, caller.organisation_id, account_ids)
+    # Each post is validated on its own and refused before it touches the session; the
+    # accepted ones are written together in one flush.
+    with session.no_autoflush:
+        for index, item in enumerate(items):
+            try:
+                data = _validated_create(item)
+                post = post_service.build_post(session, caller.organisation_id, data, now)
+                created.append(post)
+                results.append({"index": index, "status": 201, "data": post, "error": None})
+            except ApiError as error:
+                payload: dict[str, Any] = {"message": error.message, "code": error.code}
+                if error.details:
+                    payload["details"] = error.details
+                results.append(
+                    {"index": index, "status": error.status, "data": None, "error": payload}
+                )
+    session.flush()
+    for result in results:
+        if result["data"] is not None:
+            result["data"] = post_created_to_dict(result["data"])
     session.commit()
     _enqueue_after_commit(created)
     failed = sum(1 for r in results if r["error"])
@@ -307,6 +318,9 @@ def cancel_post(post_id: str) -> Response:
     session = get_session()
     if not raw:
         post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+        record_request_event(
+            "post.deleted", subject_type="post", subject_id=post.id, details={"status": post.status}
+        )
         session.commit()
         return envelope(post_to_dict(post))
     wanted = {p.strip().lower() for p in raw.split(",") if p.strip()}
@@ -320,6 +334,12 @@ def cancel_post(post_id: str) -> Response:
         raise ValidationError(message, details={"delete_on_platforms": [message]})
     post, marked = post_service.delete_post(
         session, current_caller().organisation_id, post_id, platforms
+    )
+    record_request_event(
+        "post.deleted",
+        subject_type="post",
+        subject_id=post.id,
+        details={"status": post.status, "delete_on_platforms": sorted(platforms)},
     )
     session.commit()
     post_service.enqueue_platform_deletes(current_app.extensions["celery"], [t.id for t in marked])

@@ -53,6 +53,8 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "media.list_media": None,
     "media.get_media": None,
     "media.delete_media": "media:write",
+    "media.start_media_upload": "media:write",
+    "media.complete_media_upload": "media:write",
     # webhooks (reading them shows where events go: part of managing them)
     "webhooks.list_webhooks": "webhooks:write",
     "webhooks.create_webhook": "webhooks:write",
@@ -73,6 +75,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "keys.list_keys": ADMIN,
     "keys.create_key": ADMIN,
     "keys.revoke_key": ADMIN,
+    "audit.list_audit_log": ADMIN,
 }
 
 

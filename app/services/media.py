@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import Settings
 from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget, TargetStatus
+from app.security import signing_keys
+from app.storage import object_store
 
 MB = 1024 * 1024
 
@@ -51,7 +53,15 @@ def storage_root(settings: Settings) -> Path:
 
 
 def media_path(settings: Settings, media: Media) -> Path:
-    return storage_root(settings) / media.storage_key
+    """A local file with the media's bytes: the file itself on local storage, a copy
+    fetched once into the cache with object storage."""
+    store = object_store(settings)
+    if store is None:
+        return storage_root(settings) / media.storage_key
+    cached = storage_root(settings) / "cache" / media.storage_key
+    if not cached.is_file() or cached.stat().st_size != media.size_bytes:
+        store.download(media.storage_key, cached)
+    return cached
 
 
 def sniff(head: bytes) -> str | None:
@@ -74,7 +84,7 @@ def inspect_media(path: Path, mime_type: str) -> MediaFacts:
                 code="payload_too_large",
                 status=413,
             ) from exc
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as exc:
             raise ValidationError(
                 "The file looks like an image but cannot be read; it may be truncated.",
                 details={"file": ["Unreadable image."]},
@@ -110,7 +120,16 @@ def _mp4_track_size(path: Path) -> tuple[int | None, int | None]:
         return _walk_boxes(handle, path.stat().st_size)
 
 
-def _walk_boxes(handle: BinaryIO | IO[bytes], end: int) -> tuple[int | None, int | None]:
+# A track header sits at moov/trak/tkhd; real files never nest containers deeply, and a
+# file that does must not exhaust the stack.
+MAX_BOX_DEPTH = 8
+# tkhd is 92 bytes (version 0) or 104 (version 1); a larger one is not a track header.
+MAX_TKHD_BYTES = 256
+
+
+def _walk_boxes(
+    handle: BinaryIO | IO[bytes], end: int, depth: int = 0
+) -> tuple[int | None, int | None]:
     while handle.tell() + 8 <= end:
         start = handle.tell()
         header = handle.read(8)
@@ -118,23 +137,51 @@ def _walk_boxes(handle: BinaryIO | IO[bytes], end: int) -> tuple[int | None, int
             break
         size, box = struct.unpack(">I4s", header)
         if size == 1:
-            size = struct.unpack(">Q", handle.read(8))[0]
+            large = handle.read(8)
+            if len(large) < 8:
+                break
+            size = struct.unpack(">Q", large)[0]
         elif size == 0:
             size = end - start
-        if size < 8 or start + size > end:
+        body_start = handle.tell()
+        if size < body_start - start or start + size > end:
             break
         if box in _CONTAINER_BOXES:
-            found = _walk_boxes(handle, start + size)
-            if found != (None, None):
-                return found
-        elif box == b"tkhd":
-            body = handle.read(size - (handle.tell() - start))
-            width = struct.unpack(">I", body[-8:-4])[0] >> 16
-            height = struct.unpack(">I", body[-4:])[0] >> 16
-            if width and height:
-                return width, height
+            if depth < MAX_BOX_DEPTH:
+                found = _walk_boxes(handle, start + size, depth + 1)
+                if found != (None, None):
+                    return found
+        elif box == b"tkhd" and size - (body_start - start) <= MAX_TKHD_BYTES:
+            body = handle.read(size - (body_start - start))
+            # Width and height are the last two 16.16 fixed-point fields.
+            if len(body) >= 8:
+                width = struct.unpack(">I", body[-8:-4])[0] >> 16
+                height = struct.unpack(">I", body[-4:])[0] >> 16
+                if width and height:
+                    return width, height
         handle.seek(start + size)
     return None, None
+
+
+def probe_file(staging: Path, size: int) -> tuple[str, str, MediaFacts]:
+    """Sniff and inspect a complete file: (mime type, extension, facts), or the API error
+    that refuses it."""
+    if size == 0:
+        raise ValidationError("The uploaded file is empty.", details={"file": ["Empty file."]})
+    with staging.open("rb") as handle:
+        mime_type = sniff(handle.read(8192))
+    extension = IMAGE_TYPES.get(mime_type or "") or VIDEO_TYPES.get(mime_type or "")
+    if extension is None:
+        raise unsupported_type(mime_type)
+    assert mime_type is not None
+    if mime_type in IMAGE_TYPES and size > IMAGE_MAX_BYTES:
+        raise ApiError(
+            f"Images may be at most {IMAGE_MAX_BYTES // MB} MB; this one is {size / MB:.1f} MB.",
+            code="payload_too_large",
+            status=413,
+        )
+    facts = inspect_media(staging, mime_type)
+    return mime_type, extension, facts
 
 
 @dataclass(frozen=True)
@@ -168,26 +215,15 @@ def store_chunks(
                     )
                 digest.update(chunk)
                 out.write(chunk)
-        if size == 0:
-            raise ValidationError("The uploaded file is empty.", details={"file": ["Empty file."]})
-        with staging.open("rb") as handle:
-            mime_type = sniff(handle.read(8192))
-        extension = IMAGE_TYPES.get(mime_type or "") or VIDEO_TYPES.get(mime_type or "")
-        if extension is None:
-            raise unsupported_type(mime_type)
-        assert mime_type is not None
-        if mime_type in IMAGE_TYPES and size > IMAGE_MAX_BYTES:
-            raise ApiError(
-                f"Images may be at most {IMAGE_MAX_BYTES // MB} MB; this one is "
-                f"{size / MB:.1f} MB.",
-                code="payload_too_large",
-                status=413,
-            )
-        facts = inspect_media(staging, mime_type)
+        mime_type, extension, facts = probe_file(staging, size)
         storage_key = f"{organisation_id}/{media_id}{extension}"
-        final = root / storage_key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(staging, final)
+        store = object_store(settings)
+        if store is not None:
+            store.put_file(staging, storage_key, mime_type)
+        else:
+            final = root / storage_key
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(staging, final)
     finally:
         staging.unlink(missing_ok=True)
     return StoredFile(size, digest.hexdigest(), facts, storage_key)
@@ -254,17 +290,24 @@ def _mentions_media(session: Session, media_id: uuid.UUID) -> ColumnElement[bool
     return cast(Post.media_ids, String).like(f'%"{media_id}"%')
 
 
-def get_media(session: Session, organisation_id: int, media_id: str) -> Media:
+def get_media(
+    session: Session, organisation_id: int, media_id: str, *, lock: bool = False
+) -> Media:
     try:
         key = uuid.UUID(media_id)
     except ValueError as exc:
         raise NotFound("Media not found.") from exc
-    media = session.scalar(
-        select(Media).where(Media.id == key, Media.organisation_id == organisation_id)
-    )
+    statement = select(Media).where(Media.id == key, Media.organisation_id == organisation_id)
+    media = session.scalar(statement.with_for_update() if lock else statement)
     if media is None:
         raise NotFound("Media not found.")
     return media
+
+
+@dataclass(frozen=True)
+class DeletedMedia:
+    detached_from_posts: list[str]
+    storage_key: str | None
 
 
 def delete_media(
@@ -274,13 +317,13 @@ def delete_media(
     media_id: str,
     *,
     force: bool = False,
-) -> list[str]:
-    """Delete media; with `force`, first detach it from posts not yet publishing.
-
-    Returns the ids of the posts it was detached from. Media of a post being published
-    right now is never pulled from under it.
+) -> DeletedMedia:
+    """Delete the row, locked against posts being created with it; with `force`, first
+    detach it from posts not yet publishing. Media of a post being published right now is
+    never pulled from under it. The file goes once the caller has committed
+    (remove_media_file), never before.
     """
-    media = get_media(session, organisation_id, media_id)
+    media = get_media(session, organisation_id, media_id, lock=True)
     users = session.scalars(
         select(Post)
         .where(
@@ -309,19 +352,40 @@ def delete_media(
         if post.cover_photo == str(media.id):
             post.cover_photo = None
         detached.append(str(post.id))
-    if media.storage_key:
-        media_path(settings, media).unlink(missing_ok=True)
+    deleted = DeletedMedia(detached, media.storage_key or None)
     session.delete(media)
     session.flush()
-    return detached
+    return deleted
+
+
+def remove_media_file(settings: Settings, storage_key: str | None) -> None:
+    """After the commit: a failed removal leaves an orphan file, never a row without one."""
+    if not storage_key:
+        return
+    store = object_store(settings)
+    if store is not None:
+        store.delete(storage_key)
+        (storage_root(settings) / "cache" / storage_key).unlink(missing_ok=True)
+    else:
+        (storage_root(settings) / storage_key).unlink(missing_ok=True)
 
 
 def _link_serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt="crier-media-link")
+    """HMAC-SHA256 under a key derived for media links from each secret: links signed
+    before a rotation stay valid for their lifetime while the old secret is still listed."""
+    keys = signing_keys(settings.secret_key, "media-links")
+    return URLSafeTimedSerializer(
+        list(reversed(keys)),  # itsdangerous signs with the last and verifies with any
+        salt="crier-media-link",
+        signer_kwargs={"key_derivation": "none", "digest_method": hashlib.sha256},
+    )
 
 
 def signed_media_url(settings: Settings, media: Media) -> str:
     """A link a platform can pull the file from, valid for MEDIA_LINK_MAX_AGE."""
+    store = object_store(settings)
+    if store is not None:
+        return store.presigned_get(media.storage_key, MEDIA_LINK_MAX_AGE)
     token = _link_serializer(settings).dumps(str(media.id))
     return f"{settings.public_base_url}/media/public/{token}{Path(media.storage_key).suffix}"
 

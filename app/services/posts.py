@@ -266,6 +266,20 @@ def _check_media(
 # ------------------------------------------------------------------------------ lookups
 
 
+PRELOADED_ACCOUNTS = "crier.preloaded_accounts"
+
+
+def preload_accounts(session: Session, organisation_id: int, account_ids: set[int]) -> None:
+    """One query for the accounts of many posts (a bulk create): load_accounts then finds
+    them here instead of asking once per post."""
+    rows = session.scalars(
+        select(Account).where(
+            Account.id.in_(account_ids), Account.organisation_id == organisation_id
+        )
+    ).all()
+    session.info[PRELOADED_ACCOUNTS] = {a.id: a for a in rows}
+
+
 def load_accounts(
     session: Session,
     organisation_id: int,
@@ -277,14 +291,22 @@ def load_accounts(
     unique_ids = list(dict.fromkeys(account_ids))
     if len(unique_ids) != len(account_ids):
         errors.add("account_ids", "Each account may appear only once.")
-    query = select(Account).where(
-        Account.id.in_(unique_ids),
-        Account.organisation_id == organisation_id,
-        Account.status != AccountStatus.DISCONNECTED,
-    )
-    if profile_id is not None:
-        query = query.where(Account.profile_id == profile_id)
-    rows = session.scalars(query).all()
+    preloaded: dict[int, Account] = session.info.get(PRELOADED_ACCOUNTS, {})
+    wanted = [i for i in unique_ids if i not in preloaded]
+    rows = [preloaded[i] for i in unique_ids if i in preloaded]
+    if wanted:
+        rows += session.scalars(
+            select(Account).where(
+                Account.id.in_(wanted), Account.organisation_id == organisation_id
+            )
+        ).all()
+    # Removed accounts, and (with a profile) other profiles' accounts, do not exist here.
+    rows = [
+        a
+        for a in rows
+        if a.status != AccountStatus.DISCONNECTED
+        and (profile_id is None or a.profile_id == profile_id)
+    ]
     by_id = {a.id: a for a in rows}
     # Another organisation's account reads exactly like one that does not exist.
     missing = [i for i in unique_ids if i not in by_id]
@@ -312,12 +334,16 @@ def load_media(
     profile_id: int | None = None,
 ) -> list[Media]:
     """The post's media; with a profile, that profile's media or media of no profile."""
+    if not media_ids:
+        return []
     if len(set(media_ids)) != len(media_ids):
         errors.add("media_ids", "Each media id may appear only once.")
     query = select(Media).where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
     if profile_id is not None:
         query = query.where((Media.profile_id == profile_id) | Media.profile_id.is_(None))
-    rows = session.scalars(query).all()
+    # FOR SHARE: a deletion of this media waits for this post's commit (and then sees
+    # the post), or this post waits for the deletion (and then finds no media).
+    rows = session.scalars(query.with_for_update(read=True)).all()
     by_id = {m.id: m for m in rows}
     missing = [str(i) for i in media_ids if i not in by_id]
     if missing:

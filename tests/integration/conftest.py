@@ -9,14 +9,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
 from flask import Flask
 
-from workers.celery_app import MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, publish_queue
+from tests.secrets_guard import assert_no_tokens
+from workers.celery_app import MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, celery_init_app, publish_queue
 
 ALL_QUEUES = ",".join(
     [
@@ -90,6 +92,7 @@ class Stack:
         queues: str = ALL_QUEUES,
         concurrency: int = 8,
         extra_env: dict[str, str] | None = None,
+        pool: str = "threads",
     ) -> Proc:
         proc = self.spawn(
             name,
@@ -105,7 +108,7 @@ class Stack:
                 "-n",
                 f"{name}@%h",
                 "--pool",
-                "threads",
+                pool,
                 "-c",
                 str(concurrency),
                 "--without-mingle",
@@ -146,8 +149,71 @@ class Stack:
 
 
 @pytest.fixture
+def broker_url() -> str | None:
+    """The Celery broker of the test's stack: None is Redis at the suite's REDIS_URL.
+    A module overrides it (tests/integration/test_delivery.py runs on both brokers)."""
+    return None
+
+
+def broker_queues() -> list[str]:
+    names = [publish_queue(p) for p in ("instagram", "facebook", "threads", "x")]
+    names += [publish_queue(p) for p in ("linkedin", "tiktok", "youtube")]
+    return [*names, MAINTENANCE_QUEUE]
+
+
+def delete_amqp_queues(url: str) -> None:
+    """Drop our queues and Celery's delay queues from a scratch vhost: every test starts
+    with an empty broker, as it does on Redis after the db is flushed."""
+    from kombu import Connection
+    from kombu.transport.native_delayed_delivery import level_name
+
+    with Connection(url) as conn:
+        channel = conn.channel()
+        for name in [*broker_queues(), *(level_name(n) for n in range(28))]:
+            channel.queue_delete(name)
+
+
+@pytest.fixture
+def app_broker(app: Flask, broker_url: str | None) -> Iterator[str | None]:
+    """Point the in-process API's Celery app at the test's broker for the test."""
+    if broker_url is None:
+        yield None
+        return
+    delete_amqp_queues(broker_url)
+    original = app.extensions["celery"]
+    celery = celery_init_app(app, replace(app.config["CRIER"], broker_url=broker_url))
+    drop_pools(celery)
+    try:
+        yield broker_url
+    finally:
+        drop_pools(celery)
+        celery.close()
+        app.extensions["celery"] = original
+        original.set_default()
+
+
+def drop_pools(celery: Celery) -> None:
+    """kombu pools broker connections process-wide, by URL: a test that cut them or dropped
+    the queues (pooled connections remember what they declared, and RabbitMQ drops a
+    message no queue is bound for) must not hand them to the next test."""
+    from kombu import pools
+    from kombu.utils.collections import eqhash
+
+    key = eqhash(celery.connection_for_write())
+    for group in (pools.producers, pools.connections):
+        pool = dict.pop(group, key, None)
+        if pool is not None:
+            pool.force_close_all()
+
+
+@pytest.fixture
 def stack(
-    app: Flask, app_settings: dict[str, Any], sandbox_url: str, live_url: str, tmp_path: Path
+    app: Flask,
+    app_settings: dict[str, Any],
+    sandbox_url: str,
+    live_url: str,
+    tmp_path: Path,
+    app_broker: str | None,
 ) -> Iterator[Stack]:
     """Environment for worker processes that share the test app's database and secrets;
     their signed media links point at the test API server, so the sandbox can pull them."""
@@ -173,9 +239,14 @@ def stack(
         "CRIER_WEBHOOK_RETRY_CAP_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     }
+    env.pop("CELERY_BROKER_URL", None)
+    if app_broker is not None:
+        env["CELERY_BROKER_URL"] = app_broker
     stack = Stack(env, tmp_path)
     yield stack
     stack.stop_all()
+    for proc in stack.procs:
+        assert_no_tokens(proc.log().splitlines(), f"the log of {proc.name}")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:

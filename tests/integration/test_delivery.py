@@ -1,4 +1,5 @@
-"""Issue 3's guarantees with real worker processes, real Redis and real PostgreSQL."""
+"""Issue 3's guarantees with real worker processes, real Redis and real PostgreSQL, with
+Redis and then RabbitMQ as the Celery broker (issue 12)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,40 @@ from app.db import get_db
 from app.dispatch import DueTarget, mark_queued, send_publish
 from app.models import PostTarget, PublishAttempt, TargetStatus
 from tests.conftest import CLAIM_KEY, Tenant
-from tests.integration.conftest import Stack, wait_until
+from tests.integration.conftest import Stack, broker_queues, delete_amqp_queues, wait_until
 from tests.scratch import PG_ADMIN_URL
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> str | None:
+    """Every test here runs once on each broker; quotas, holds and the limiter stay in
+    Redis either way."""
+    if request.param == "redis":
+        return None
+    return request.getfixturevalue("rabbitmq_url")
+
+
+def queue_depth(app: Flask, name: str) -> int:
+    """Messages ready in a broker queue (not counting those a worker holds)."""
+    celery = app.extensions["celery"]
+    with celery.connection_for_read() as conn:
+        if conn.transport.driver_type == "redis":
+            return conn.default_channel.client.llen(name)
+        return conn.default_channel.queue_declare(name, passive=True).message_count
+
+
+def on_rabbitmq(app: Flask) -> bool:
+    return str(app.extensions["celery"].conf.broker_url).startswith("amqp")
+
+
+def lose_every_message(app: Flask) -> None:
+    """What losing the broker's data does: Redis flushed, or RabbitMQ's queues dropped."""
+    if on_rabbitmq(app):
+        delete_amqp_queues(str(app.extensions["celery"].conf.broker_url))
+        return
+    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
+    client.flushdb()
+    client.set(CLAIM_KEY, "flushed-by-test")
 
 
 def iso(moment: datetime) -> str:
@@ -217,14 +250,50 @@ def test_redis_flushed_while_queued_sweeper_restores(
     for n in range(3):
         create(tenant, [account_id], f"Lost message {n}", datetime.now(UTC) + timedelta(seconds=1))
     assert {t.status for t in targets(app)} == {"queued"}
-    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
-    client.flushdb()
-    client.set(CLAIM_KEY, "flushed-by-test")
+    lose_every_message(app)
     stack.worker()
     stack.beat()
     wait_until(lambda: all_final(app, 3), timeout=60)
     assert {t.status for t in targets(app)} == {"published"}
     assert sorted(e["text"] for e in ledger(sandbox)) == [f"Lost message {n}" for n in range(3)]
+
+
+def cut_broker_connections(app: Flask) -> None:
+    """What a broker restart does to its clients: every connection is dropped at once.
+    RabbitMQ: close the scratch vhost's connections. Redis: kill the suite db's clients."""
+    if on_rabbitmq(app):
+        vhost = str(app.extensions["celery"].conf.broker_url).rsplit("/", 1)[1]
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "broker restart"],
+            check=True,
+            timeout=60,
+        )
+        return
+    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    me = str(client.client_id())
+    for entry in client.client_list():
+        if str(entry["db"]) == str(db) and str(entry["id"]) != me:
+            client.client_kill_filter(_id=entry["id"])
+
+
+def test_broker_connections_cut_mid_burst_each_post_published_once(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    worker = stack.worker(concurrency=8)
+    stack.beat()
+    account_id = make_account(tenant, "x")
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    for n in range(8):
+        create(tenant, [account_id], f"Across a broker restart {n}", due)
+    time.sleep(1.5)  # held by the worker (Redis) or in RabbitMQ's delay queues
+    cut_broker_connections(app)
+    worker.wait_for("Connection to broker lost", timeout=15)
+    wait_until(lambda: all_final(app, 8), timeout=90)
+    assert {t.status for t in targets(app)} == {"published"}
+    entries = ledger(sandbox)
+    assert sorted(e["text"] for e in entries) == [f"Across a broker restart {n}" for n in range(8)]
+    assert min(parse_ts(e["received_at"]) for e in entries) >= due
 
 
 def test_workers_survive_lost_database_connections(
@@ -262,9 +331,9 @@ def test_far_future_post_costs_no_worker_memory(
     create(tenant, [account_id], "Next week", datetime.now(UTC) + timedelta(days=3))
     [target] = targets(app)
     assert target.status == "scheduled" and target.dispatch_token is None
-    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
-    assert client.llen("publish.x") == 0
-    assert client.hlen("unacked") == 0
+    assert all(queue_depth(app, name) == 0 for name in broker_queues())
+    if not on_rabbitmq(app):
+        assert redis.Redis.from_url(app.config["CRIER"].redis_url).hlen("unacked") == 0
     scheduled = app.extensions["celery"].control.inspect(timeout=3).scheduled() or {}
     assert scheduled and all(tasks == [] for tasks in scheduled.values())
 
@@ -315,22 +384,21 @@ def test_a_restarted_worker_hands_back_its_eta_tasks(
     due = datetime.now(UTC) + timedelta(seconds=8)
     for n in range(3):
         create(tenant, [account_id], f"Held across a restart {n}", due)
-    scheduled = wait_until(
-        lambda: (
-            sum(
-                len(tasks)
-                for tasks in (
-                    app.extensions["celery"].control.inspect(timeout=2).scheduled() or {}
-                ).values()
-            )
-            == 3
-        ),
-        timeout=20,
-    )
-    assert scheduled
-    first.stop()  # SIGTERM: a warm shutdown gives the held messages back to the broker
-    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
-    assert client.llen("publish.x") == 3
+
+    def held_by_workers() -> int:
+        inspect = app.extensions["celery"].control.inspect(timeout=2)
+        return sum(len(tasks) for tasks in (inspect.scheduled() or {}).values())
+
+    if on_rabbitmq(app):
+        # Native delayed delivery: RabbitMQ keeps the messages until their instant, so
+        # no worker holds them and a restart has nothing to hand back.
+        time.sleep(2)
+        assert held_by_workers() == 0
+        first.stop()
+    else:
+        assert wait_until(lambda: held_by_workers() == 3, timeout=20)
+        first.stop()  # SIGTERM: a warm shutdown gives the held messages back to the broker
+        assert queue_depth(app, "publish.x") == 3
     stack.worker("second")
     wait_until(lambda: all_final(app, 3), timeout=30)
     entries = ledger(sandbox)

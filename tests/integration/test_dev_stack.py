@@ -55,12 +55,20 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
         )
         assert "using the embedded SQLite file" in output
         assert "in-process Redis-compatible server" in output
-        assert f"Flower:  http://127.0.0.1:{flower}" in output
+        flower_login = re.search(
+            rf"Flower:  http://127.0.0.1:{flower}   \(user:password (\w+):(\S+)\)", output
+        )
+        assert flower_login, output
+        auth = flower_login.groups()
+        assert len(auth[1]) >= 12
+        assert "FLOWER_UNAUTHENTICATED_API" not in output
         command = re.search(r"curl -s -X POST (\S+) -H '([^']+)' -H '([^']+)' -d '(.+)'", output)
         assert command, output
-        url, auth, _content_type, body = command.groups()
-        api = httpx.Client(headers=dict([auth.split(": ", 1)]), timeout=10)
+        url, bearer, _content_type, body = command.groups()
+        api = httpx.Client(headers=dict([bearer.split(": ", 1)]), timeout=10)
         wait_until(lambda: _answers(f"http://127.0.0.1:{web}/health"), timeout=60)
+        # Flower records only the task events it receives: let it connect first.
+        wait_until(lambda: _flower_workers(flower, auth), timeout=60, interval=1)
         response = api.post(url, content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 201, response.text
         post_id = response.json()["data"]["post_id"]
@@ -82,10 +90,13 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
                 assert entry["media"][0]["url"].startswith(f"http://127.0.0.1:{web}/media/public/")
                 assert len(entry["media"][0]["sha256"]) == 64, entry
         # Flower, on the same broker, lists the worker and the publish tasks.
-        tasks = wait_until(lambda: _flower_tasks(flower), timeout=30, interval=1)
-        assert sum(1 for t in tasks.values() if t["name"] == "crier.publish_target") >= 7
+        assert httpx.get(f"http://127.0.0.1:{flower}/api/workers", timeout=10).status_code == 401
+        tasks = wait_until(lambda: _flower_tasks(flower, auth), timeout=30, interval=1)
+        # Each publish is named by its platform, account and post (issue 12).
+        platforms = {t["name"].split()[1] for t in tasks.values() if _is_publish(t)}
+        assert len(platforms) == 7, tasks
         assert all(str(t["worker"]).startswith("dev@") for t in tasks.values())
-        workers = wait_until(lambda: _flower_workers(flower), timeout=30, interval=1)
+        workers = wait_until(lambda: _flower_workers(flower, auth), timeout=30, interval=1)
         assert any(name.startswith("dev@") for name in workers)
         # The printed connect link works in a browser: the sandbox consents, Crier shows
         # the Page selection, and the client lands back with two connected Pages.
@@ -123,18 +134,24 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _flower_tasks(port: int) -> dict | None:
+def _flower_tasks(port: int, auth: tuple[str, str]) -> dict | None:
     try:
-        tasks = httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5).json()
+        tasks = httpx.get(f"http://127.0.0.1:{port}/api/tasks", auth=auth, timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
-    published = [t for t in tasks.values() if t.get("name") == "crier.publish_target"]
+    published = [t for t in tasks.values() if _is_publish(t)]
     return tasks if len(published) >= 7 else None
 
 
-def _flower_workers(port: int) -> dict | None:
+def _is_publish(task: dict) -> bool:
+    return re.fullmatch(r"publish \w+ account=\d+ post=\w+…", task.get("name") or "") is not None
+
+
+def _flower_workers(port: int, auth: tuple[str, str]) -> dict | None:
     try:
-        response = httpx.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=10)
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/workers?refresh=1", auth=auth, timeout=10
+        )
         return response.json() or None
     except (httpx.HTTPError, ValueError):
         return None

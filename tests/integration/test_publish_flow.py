@@ -41,14 +41,19 @@ def test_publish_now_to_x(
     assert target["url"].endswith(f"/status/{ledger[0]['id']}")
 
 
-def test_health_reports_database_redis_and_workers(stack: Stack, live_url: str) -> None:
-    before = httpx.get(f"{live_url}/health").json()["data"]
+def test_health_reports_database_redis_workers_and_beat(stack: Stack, tenant: Tenant) -> None:
+    """Details for a key holder (anonymous callers get up/down only)."""
+    before = tenant.api.get("/health").json()["data"]
     assert before["checks"]["database"]["ok"] and before["checks"]["redis"]["ok"]
     assert before["checks"]["workers"]["ok"] is False
+    assert before["checks"]["beat"]["ok"] is False
     stack.worker("healthy")
+    stack.beat()
     after = wait_until(
         lambda: (
-            (d := httpx.get(f"{live_url}/health").json()["data"])["checks"]["workers"]["ok"] and d
+            (d := tenant.api.get("/health").json()["data"])["checks"]["workers"]["ok"]
+            and d["checks"]["beat"]["ok"]
+            and d
         ),
         timeout=20,
     )

@@ -358,3 +358,18 @@ def test_bookkeeping_errors_after_the_platform_accepted_never_rewrite_the_outcom
     assert row.status == "published" and row.error_code is None
     assert [a.outcome for a in attempts_of(app, target_id)] == ["published"]
     assert len(ledger(sandbox)) == 1
+
+
+def test_a_token_revoked_at_publish_flags_the_account(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """LinkedIn says "revoked" on the publish itself, with no refresh to try first."""
+    account_id = make_account(
+        tenant, "linkedin", access_token="li-gone", external_id="urn:li:person:gone1"
+    )
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    sandbox.post("/_faults", json={"linkedin": {"revoked_tokens": ["li-gone"]}})
+    assert publish_target(deps, target_id, token) == "auth_revoked"
+    health = tenant.api.get(f"/accounts/{account_id}").json()["data"]["health"]
+    assert health["needs_reconnect"] is True and health["can_post"] is False
+    assert ledger(sandbox) == []

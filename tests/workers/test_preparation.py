@@ -11,14 +11,15 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from app.db import get_db
-from app.models import PostTarget
+from app.models import Account, DiscardedHandle, PostTarget
 from tests.conftest import Tenant
-from tests.media_samples import jpeg_bytes
+from tests.media_samples import jpeg_bytes, mp4_bytes
 from tests.workers.conftest import target_row
 from tests.workers.test_pipeline import current_token, ledger, queue_now
 from workers.pipeline import PipelineDeps, publish_target
-from workers.preparation import prepare_target
+from workers.preparation import discard_handles, prepare_target
 from workers.sweeper import sweep_due_targets
+from workers.tokens import account_credentials
 
 
 def image_post(tenant: Tenant, account_id: int, text: str, minutes: float) -> tuple[str, str]:
@@ -151,3 +152,47 @@ def test_the_publish_overtakes_a_preparation_still_under_way(
     assert prepare_target(deps, target_id, token) == "stale"
     assert len(ledger(sandbox)) == 1
     assert current_token(app, target_id) is None
+
+
+def test_what_was_staged_for_edited_content_is_deleted_on_the_platform(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """YouTube stages a video as private: an edit drops it, and it is deleted there."""
+    account_id = make_account(tenant, "youtube", external_id="UCsandbox0000000000000042")
+    video = tenant.api.post("/media/upload", files={"file": ("clip.mp4", mp4_bytes())})
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    created = tenant.api.post(
+        "/posts",
+        json={
+            "content": "old description",
+            "account_ids": [account_id],
+            "media_ids": [video.json()["data"]["id"]],
+            "scheduled_at": at,
+            "platform_content": {"youtube": {"settings": {"title": "Staged"}}},
+        },
+    )
+    post_id = created.json()["data"]["post_id"]
+    token = sweep_prepares(app)
+    assert prepare_target(deps, the_target(app, post_id).id, token) == "prepared"
+    staged = the_target(app, post_id).platform_handle["video_id"]
+    adapter = deps.adapter_for("youtube")
+    with get_db(app).session() as session:
+        credentials = account_credentials(deps.settings, session.get(Account, account_id))
+
+    def on_youtube() -> bool:
+        response = adapter.http.get(
+            adapter.url("/youtube/v3/videos"),
+            params={"id": staged, "part": "status"},
+            headers={"Authorization": f"Bearer {credentials.access_token}"},
+        )
+        return bool(response.json()["items"])
+
+    assert on_youtube()
+    edited = tenant.api.patch(f"/posts/{post_id}", json={"content": "new description"})
+    assert edited.status_code == 200, edited.text
+    assert discard_handles(deps) == {"discarded": 1, "retry": 0, "gave_up": 0}
+    assert not on_youtube()
+    with get_db(app).session() as session:
+        [row] = session.scalars(select(DiscardedHandle)).all()
+        assert row.finished_at is not None and row.outcome == "deleted 1"
+    assert ledger(sandbox) == []

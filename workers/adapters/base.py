@@ -92,8 +92,8 @@ class AccountCredentials:
     platform: str
     name: str
     external_id: str | None
-    access_token: str
-    refresh_token: str | None = None
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
     token_expires_at: datetime | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -154,9 +154,10 @@ class ReconcileResult:
 
 @dataclass(frozen=True)
 class TokenSet:
-    access_token: str
+    # Tokens never appear in a repr: credential objects end up in logs and tracebacks.
+    access_token: str = field(repr=False)
     # None keeps the stored refresh token: an empty answer never overwrites a good one.
-    refresh_token: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
     expires_at: datetime | None = None
 
 

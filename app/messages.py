@@ -1,0 +1,97 @@
+"""What a publish message carries besides its arguments: the name and argument text that
+Flower and the worker logs show, and an ETA the broker can honour.
+
+The task's arguments are a target id and a dispatch token. The token is a capability (the
+worker's claim matches on it), so it never appears in `argsrepr`: operators see
+`publish x account=42 post=9f3c…` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from flask import has_app_context
+from sqlalchemy import select
+
+from app.db import get_db, utcnow
+from app.models import PostTarget
+
+log = logging.getLogger(__name__)
+
+# Celery's native delayed delivery (RabbitMQ quorum queues) delays by whole seconds and
+# rejects a countdown under one second, so a shorter wait is handled by the worker.
+NATIVE_DELAY_MIN = timedelta(seconds=1.05)
+# Below this, a message goes out at once: the pipeline sleeps the rest before its claim
+# (ETA_HEAD_START + this stays within workers.pipeline.EARLY_TOLERANCE).
+WORKER_SLEEP_MAX = timedelta(seconds=0.5)
+
+
+def uses_native_delayed_delivery(celery: Celery) -> bool:
+    broker = str(celery.conf.broker_url or "")
+    if broker.split("://", 1)[0] not in ("amqp", "amqps", "pyamqp"):
+        return False
+    return any(
+        (queue.queue_arguments or {}).get("x-queue-type") == "quorum"
+        for queue in celery.amqp.queues.values()
+    )
+
+
+def broker_eta(
+    celery: Celery, eta: datetime | None, now: datetime | None = None
+) -> datetime | None:
+    """The ETA to send: unchanged on Redis; on RabbitMQ's native delayed delivery a wait
+    under one second is either left to the worker or rounded up to one second."""
+    if eta is None or not uses_native_delayed_delivery(celery):
+        return eta
+    wait = eta - (now or utcnow())
+    if wait <= WORKER_SLEEP_MAX:
+        return None
+    if wait < NATIVE_DELAY_MIN:
+        return (now or utcnow()) + NATIVE_DELAY_MIN
+    return eta
+
+
+def short_id(value: object, length: int = 8) -> str:
+    text = str(value)
+    return text if len(text) <= length else text[:length] + "…"
+
+
+def publish_label(
+    platform: str, target_id: int, account_id: int | None, post_id: object | None
+) -> tuple[str, str]:
+    """(shadow name, argsrepr) for one publish message; nothing secret goes in."""
+    if account_id is None or post_id is None:
+        return f"publish {platform} target={target_id}", f"target={target_id}"
+    args = f"account={account_id} post={short_id(post_id)} target={target_id}"
+    return f"publish {platform} account={account_id} post={short_id(post_id)}", args
+
+
+def _target_owner(target_id: int) -> tuple[int | None, object | None]:
+    if not has_app_context():
+        return None, None
+    try:
+        with get_db().engine.connect() as conn:
+            row = conn.execute(
+                select(PostTarget.account_id, PostTarget.post_id).where(PostTarget.id == target_id)
+            ).first()
+    except Exception:  # a label must never stop a send
+        log.debug("no label for target %s", target_id, exc_info=True)
+        return None, None
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+def publish_message_options(
+    celery: Celery, target_id: int, platform: str, eta: datetime | None
+) -> dict[str, Any]:
+    """Keyword arguments for `send_task` of a publish: shadow, argsrepr, kwargsrepr, eta."""
+    account_id, post_id = _target_owner(target_id)
+    shadow, argsrepr = publish_label(platform, target_id, account_id, post_id)
+    return {
+        "shadow": shadow,
+        "argsrepr": argsrepr,
+        "kwargsrepr": "{}",
+        "eta": broker_eta(celery, eta),
+    }
