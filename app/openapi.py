@@ -77,6 +77,12 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "media.complete_media_upload": (None, schemas.MediaOut, 201),
     "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
 }
+# Other successes of an operation, with the same body as its main one.
+ALSO_SUCCESS = {
+    "accounts.create_account": {
+        200: "An account already known by platform and external_id was reconnected: same id."
+    },
+}
 # Routes a browser walks during a connect flow: redirects and small HTML pages, no key.
 BROWSER = {
     "connect.open_connect_link": "Redirect to the platform's consent page.",
@@ -247,6 +253,11 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     name: {"operationId": target, "parameters": {param: source}}
                     for name, (target, param, source) in LINKS[endpoint].items()
                 }
+            for code, description in ALSO_SUCCESS.get(endpoint, {}).items():
+                operation["responses"][str(code)] = {
+                    "description": description,
+                    "content": {"application/json": {"schema": _envelope(data)}},
+                }
             for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
                 operation["responses"][str(code)] = {
                     "description": name,
@@ -310,14 +321,22 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
 
 def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     page = endpoint == "connect.choose_pages"
+    html = {"text/html": {"schema": {"type": "string"}}}
     response: dict[str, Any] = {"description": BROWSER[endpoint]}
     if page:
-        response["content"] = {"text/html": {"schema": {"type": "string"}}}
+        response["content"] = html
+    responses: dict[str, Any] = {"200" if page else "302": response}
+    if page:
+        responses["302"] = {"description": "Redirect to redirect_url with the error code."}
+    # A link, state or selection that matches nothing gets a small HTML page: there is no
+    # redirect_url to send the browser back to.
+    responses["400"] = {"description": "An invalid state or selection link.", "content": html}
+    responses["404"] = {"description": "An unknown link or platform.", "content": html}
     operation: dict[str, Any] = {
         "summary": doc,
         "operationId": endpoint.replace(".", "_"),
         "tags": ["connect"],
-        "responses": {"200" if page else "302": response},
+        "responses": responses,
     }
     names = re.findall(r"{(\w+)}", path)
     if names:
