@@ -115,7 +115,8 @@ def _on_shutdown(**_: Any) -> None:
 def _on_received(request: Any = None, **_: Any) -> None:
     # Held messages (reserved, waiting for their ETA) are reported with the heartbeat, so
     # a dead worker's can be sent again at once instead of after the visibility timeout.
-    if request is None or getattr(request, "name", None) != PUBLISH_TASK:
+    # type: the registered name (`name` is the shadow Flower shows).
+    if request is None or getattr(request, "type", None) != PUBLISH_TASK:
         return
     try:
         target_id, token = request.args[:2]

@@ -49,8 +49,13 @@ def declare_queue(name: str, amqp: bool) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
-def route_to(name: str) -> dict[str, str]:
-    return {"queue": name, "exchange": name, "routing_key": name}
+def route_to(name: str, amqp: bool = True) -> dict[str, str]:
+    """On RabbitMQ through the queue's own exchange (native delayed delivery needs it); on
+    Redis straight to the queue's list (kombu's anonymous exchange), so a message never
+    depends on binding keys that a flushed or restarted Redis has lost."""
+    if amqp:
+        return {"queue": name, "exchange": name, "routing_key": name}
+    return {"queue": name, "routing_key": name}
 
 
 _DEFAULT_ROUTES = {
@@ -65,13 +70,17 @@ _DEFAULT_ROUTES = {
 }
 
 
-def route_task(name: str, args: Any, kwargs: Any, options: dict[str, Any], **_: Any) -> dict:
-    """Send through the chosen queue's own exchange with its own key (a publish names its
-    platform's queue; other tasks have a fixed one)."""
-    queue = options.get("queue")
-    return route_to(
-        queue.name if queue is not None else _DEFAULT_ROUTES.get(name, MAINTENANCE_QUEUE)
-    )
+def task_router(amqp: bool) -> Any:
+    def route_task(
+        name: str, args: Any, kwargs: Any, options: dict[str, Any], **_: Any
+    ) -> dict[str, str]:
+        """To the chosen queue alone (a publish names its platform's queue; other tasks
+        have a fixed one)."""
+        queue = options.get("queue")
+        chosen = queue.name if queue is not None else _DEFAULT_ROUTES.get(name, MAINTENANCE_QUEUE)
+        return route_to(chosen, amqp)
+
+    return route_task
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -90,7 +99,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_exchange": MAINTENANCE_QUEUE,
         "task_default_exchange_type": "topic" if amqp else "direct",
         "task_default_routing_key": MAINTENANCE_QUEUE,
-        "task_routes": (route_task,),
+        "task_routes": (task_router(amqp),),
         # A worker killed mid-task loses nothing: the message is acked only when the
         # task returns, and a lost worker puts it back.
         "task_acks_late": True,

@@ -177,14 +177,15 @@ def test_rabbitmq_sub_second_eta_is_sent(rabbit_celery: tuple[Celery, Connection
 def test_redis_bindings_left_by_older_versions_are_dropped(
     redis_url: str, redis_celery: tuple[Celery, Connection]
 ) -> None:
-    """Every queue used to be bound to `maintenance` with the key `maintenance`; left in
-    Redis, those bindings would copy a sweep into every queue."""
+    """Every queue used to be bound to `maintenance` with the key `maintenance`. On Redis
+    a message now goes straight to its queue, so such bindings copy nothing; they are
+    dropped all the same."""
     celery, conn = redis_celery
     client = redis.Redis.from_url(redis_url)
     binding = f"_kombu.binding.{MAINTENANCE_QUEUE}"
     client.sadd(binding, *(SEP.join([MAINTENANCE_QUEUE, "", name]) for name in QUEUES))
     celery.send_task(SWEEP_TASK)
-    assert depths(conn) == {name: 1 for name in QUEUES}  # the copies this prevents
+    assert depths(conn) == {name: 0 for name in QUEUES} | {MAINTENANCE_QUEUE: 1}
     client.delete(*QUEUES)
     assert drop_stale_bindings(celery) == len(QUEUES) - 1
     assert {m.decode() for m in client.smembers(binding)} == {
@@ -192,3 +193,20 @@ def test_redis_bindings_left_by_older_versions_are_dropped(
     }
     celery.send_task(SWEEP_TASK)
     assert depths(conn) == {name: 0 for name in QUEUES} | {MAINTENANCE_QUEUE: 1}
+
+
+def test_redis_messages_need_no_binding_keys(
+    redis_url: str, redis_celery: tuple[Celery, Connection]
+) -> None:
+    """A flushed Redis loses kombu's binding keys while clients still think them declared:
+    a message must reach its queue all the same, not kombu's dead-letter list."""
+    celery, conn = redis_celery
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*[key for key in client.scan_iter("_kombu.binding.*")])
+    celery.send_task(PUBLISH_TASK, args=[1, "token"], queue=publish_queue("linkedin"))
+    celery.send_task(SWEEP_TASK)
+    expected = {name: 0 for name in QUEUES} | {
+        publish_queue("linkedin"): 1,
+        MAINTENANCE_QUEUE: 1,
+    }
+    assert depths(conn) == expected

@@ -36,8 +36,9 @@ def test_sigkilled_worker_messages_are_redelivered_at_once(
     account_id = make_account(tenant, "x")
     for n in range(3):
         create(tenant, [account_id], f"Held by a dying worker {n}")
+    # The handle X saves as it sends the tweet: each POST is in flight, held 8 s.
     wait_until(
-        lambda: all(t.irreversible_started_at is not None for t in targets(app)) or None,
+        lambda: all("posted_at" in (t.platform_handle or {}) for t in targets(app)) or None,
         timeout=20,
         interval=0.05,
     )
