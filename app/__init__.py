@@ -36,7 +36,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
     from workers.celery_app import celery_init_app
 
     celery_init_app(app, settings)
-
+    # The OAuth connect flows live beside the adapters; loading them registers each
+    # with app.oauth, where the API finds them (nothing else in app/ imports workers/).
+    import workers.adapters.oauth  # noqa: F401
     from app.api import register_blueprints
     from app.api.auth import authenticate
     from app.api.envelope import register_error_handlers

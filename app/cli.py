@@ -292,7 +292,7 @@ def sandbox(port: int, host: str, fetch_media: bool) -> None:
     """Serve the seven platforms' publishing APIs locally."""
     from werkzeug.serving import run_simple
 
-    from workers.sandbox import create_sandbox_app
+    from sandbox import create_sandbox_app
 
     pulling = "pulls media from public URLs" if fetch_media else "does not pull media"
     click.echo(f"sandbox on http://{host}:{port} (ledger at /_ledger; {pulling})", err=True)

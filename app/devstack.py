@@ -74,6 +74,8 @@ class Demo:
     account_ids: dict[str, int]
     video_id: str
     image_id: str
+    # A connect link for a Facebook Page (the sandbox consents; a page selection follows).
+    connect_url: str | None = None
 
 
 def seed_demo() -> Demo:
@@ -82,11 +84,14 @@ def seed_demo() -> Demo:
 
     from app import create_app
     from app.db import get_db
-    from app.models import Account, Media
+    from app.models import Account, Media, Profile
+    from app.oauth import client_app
     from app.samples import jpeg_bytes, mp4_bytes
     from app.services.accounts import add_account
+    from app.services.connect import create_link
     from app.services.keys import create_api_key, find_api_key, get_or_create_organisation
     from app.services.media import save_upload
+    from app.services.profiles import create_profile
 
     app = create_app()
     settings = app.config["CRIER"]
@@ -141,8 +146,25 @@ def seed_demo() -> Demo:
                 "demo-photo.jpg",
             )
             media["image"] = str(photo.id)
+        connect_url = None
+        if client_app("facebook", "") is not None:
+            profile = session.scalar(
+                select(Profile).where(
+                    Profile.organisation_id == organisation.id, Profile.name == "Demo client"
+                )
+            ) or create_profile(session, organisation.id, {"name": "Demo client"})
+            _link, token = create_link(
+                session,
+                organisation_id=organisation.id,
+                profile_id=profile.id,
+                platform="facebook",
+                redirect_url=f"{settings.public_base_url}/health",
+                client_state="crier-dev",
+                account_id=None,
+            )
+            connect_url = f"{settings.public_base_url}/connect/{token}"
         session.commit()
-    return Demo(api_key, accounts, media["video"], media["image"])
+    return Demo(api_key, accounts, media["video"], media["image"], connect_url)
 
 
 def demo_post_body(demo: Demo) -> dict[str, Any]:
@@ -186,6 +208,13 @@ def run_dev() -> None:
         sandbox_port = _free_port(int(env.get("CRIER_SANDBOX_PORT", "8090")))
         env["CRIER_PLATFORM_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}"
         processes["sandbox"] = [python, "-m", "app.cli", "sandbox", "--port", str(sandbox_port)]
+        # The sandbox plays each platform's consent side for any client id: connect links
+        # work at once.
+        for platform in Platform:
+            env.setdefault(f"CRIER_{platform.value.upper()}_CLIENT_ID", f"sandbox-{platform.value}")
+            env.setdefault(
+                f"CRIER_{platform.value.upper()}_CLIENT_SECRET", f"sandbox-{platform.value}-secret"
+            )
         notes.append(
             f"no real platform configured: adapters talk to the sandbox on port {sandbox_port}"
         )
@@ -296,4 +325,10 @@ def _print_banner(
         f"{os.environ['CRIER_PLATFORM_BASE_URL']}/_ledger",
         "",
     ]
+    if demo.connect_url:
+        lines += [
+            "Connect a Facebook Page as an end client would (open in a browser; valid 1 hour):",
+            f"  {demo.connect_url}",
+            "",
+        ]
     click.echo("\n".join(lines))

@@ -44,6 +44,8 @@ class AccountStatus(StrEnum):
     ACTIVE = "active"
     NEEDS_RECONNECT = "needs_reconnect"
     DISABLED = "disabled"
+    # Removed by DELETE /accounts/{id}: tokens wiped, hidden; kept only for its history.
+    DISCONNECTED = "disconnected"
 
 
 class PostStatus(StrEnum):
@@ -104,8 +106,30 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the key may do (app.api.scopes) and, when set, the one profile it may touch.
+    scopes: Mapped[list[str]] = mapped_column(JSONType, default=lambda: ["admin"])
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="CASCADE"), index=True
+    )
 
     organisation: Mapped[Organisation] = relationship()
+
+
+class Profile(Base):
+    """One end client of an organisation (an agency's customer)."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    external_ref: Mapped[str | None] = mapped_column(String(200))
+    # `metadata` is taken by SQLAlchemy's declarative base.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Account(Base):
@@ -114,6 +138,9 @@ class Account(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     organisation_id: Mapped[int] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
     )
     platform: Mapped[str] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(String(200))
@@ -139,6 +166,9 @@ class Media(Base):
     organisation_id: Mapped[int] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
+    )
     filename: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(10))  # image | video
     mime_type: Mapped[str] = mapped_column(String(100))
@@ -162,6 +192,9 @@ class Post(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
+    )
     content: Mapped[str] = mapped_column(Text)
     scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # True when the caller gave no scheduled_at: publish as soon as possible.
@@ -344,7 +377,9 @@ class WebhookEventType(StrEnum):
     POST_PLATFORM_FAILED = "post.platform.failed"
     POST_PLATFORM_UNCONFIRMED = "post.platform.unconfirmed"
     MEDIA_PROCESSED = "media.processed"
+    ACCOUNT_CONNECTED = "account.connected"
     ACCOUNT_DISCONNECTED = "account.disconnected"
+    ACCOUNT_NEEDS_RECONNECT = "account.needs_reconnect"
     # Sent only by POST /webhooks/{id}/test, to that endpoint alone.
     WEBHOOK_TEST = "webhook.test"
 
@@ -362,6 +397,9 @@ class WebhookEndpoint(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     organisation_id: Mapped[int] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
     )
     url: Mapped[str] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(String(200))
@@ -445,12 +483,46 @@ class Campaign(Base):
     organisation_id: Mapped[int] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     color: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ConnectLink(Base):
+    """A connect link handed to an end client: `/connect/{token}` starts the platform's
+    OAuth flow; the callback consumes it once (the `state` names it)."""
+
+    __tablename__ = "connect_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    # Reconnecting an existing account keeps its id.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(20))
+    redirect_url: Mapped[str] = mapped_column(Text)
+    # The caller's own opaque value, echoed back on redirect_url.
+    client_state: Mapped[str | None] = mapped_column(String(500))
+    # SHA-256 of the link token; the token is in the URL only.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Fernet-encrypted PKCE verifier, written when the authorize redirect is made.
+    pkce_verifier_encrypted: Mapped[str | None] = mapped_column(Text)
+    state_nonce: Mapped[str | None] = mapped_column(String(64))
+    # Fernet-encrypted JSON of the pages/accounts waiting for the user's choice.
+    pending_choices_encrypted: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    result: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class DiscardedHandle(Base):

@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from app import openapi_extra as extra
 from app import schemas, webhook_schemas
-from app.api import campaigns
+from app.api import accounts, campaigns, connect, keys, profiles
 from app.openapi_examples import EXAMPLES
 from app.services.uploads import UploadRequest
 
@@ -60,9 +60,39 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "campaigns.delete_campaign": (None, extra.CampaignDeletedOut, 200),
     "me.me": (None, extra.MeOut, 200),
     "me.platform_rules": (None, extra.PlatformRulesOut, 200),
+    # onboarding: profiles, keys, accounts over HTTP, connect links
+    "profiles.list_profiles": (None, extra.ProfileOut(many=True), 200),
+    "profiles.create_profile": (profiles.ProfileCreateSchema, extra.ProfileOut, 201),
+    "profiles.get_profile": (None, extra.ProfileOut, 200),
+    "profiles.update_profile": (profiles.ProfileUpdateSchema, extra.ProfileOut, 200),
+    "profiles.delete_profile": (None, extra.ProfileDeletedOut, 200),
+    "keys.list_keys": (None, extra.KeyOut(many=True), 200),
+    "keys.create_key": (keys.KeyCreateSchema, extra.KeyCreatedOut, 201),
+    "keys.revoke_key": (None, extra.KeyOut, 200),
+    "accounts.create_account": (accounts.AccountCreateSchema, schemas.AccountOut, 201),
+    "accounts.update_account": (accounts.AccountUpdateSchema, schemas.AccountOut, 200),
+    "accounts.delete_account": (None, extra.AccountDeletedOut, 200),
+    "connect.create_connect_link": (connect.ConnectLinkSchema, extra.ConnectLinkOut, 201),
     "media.start_media_upload": (UploadRequest, None, 201),
     "media.complete_media_upload": (None, schemas.MediaOut, 201),
     "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
+}
+# Other successes of an operation, with the same body as its main one.
+ALSO_SUCCESS = {
+    "accounts.create_account": {
+        200: "An account already known by platform and external_id was reconnected: same id."
+    },
+}
+# Routes a browser walks during a connect flow: redirects and small HTML pages, no key.
+BROWSER = {
+    "connect.open_connect_link": "Redirect to the platform's consent page.",
+    "connect.oauth_callback": "Redirect to redirect_url with status=connected&account_id="
+    "…&account_ids=…&platform=…&profile_id=…&state=…, or status=error&error=<code>&"
+    "error_description=… (access_denied, state_replayed, state_invalid, link_expired, "
+    "pkce_mismatch, platform_error, no_accounts, account_mismatch); or to the page "
+    "selection when several Pages were granted.",
+    "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
+    "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
 }
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
@@ -73,6 +103,9 @@ QUERY_SCHEMAS = {
     "webhooks.list_webhooks": schemas.PageQuery,
     "webhooks.list_deliveries": webhook_schemas.DeliveriesQuery,
     "campaigns.list_campaigns": campaigns.CampaignsQuery,
+    "profiles.list_profiles": extra.ProfilesQuery,
+    "profiles.delete_profile": extra.DeleteProfileQuery,
+    "keys.list_keys": schemas.PageQuery,
     "audit.list_audit_log": schemas.AuditLogQuery,
 }
 PUBLIC = {
@@ -81,6 +114,7 @@ PUBLIC = {
     "meta.docs",
     "media.public_file",
     "metrics.metrics",
+    *BROWSER,
 }
 # Errors of the public endpoints (the others document every code in ERROR_CODES).
 PUBLIC_ERRORS = {
@@ -111,6 +145,7 @@ RAW_SUCCESS = {
 ERROR_CODES = {
     400: "validation_error",
     401: "invalid_api_key",
+    403: "insufficient_scope (the key lacks the route's scope)",
     404: "not_found",
     409: "conflict",
     413: "payload_too_large",
@@ -188,6 +223,11 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
     for endpoint, path, methods, doc, integer_params in rules:
         body, data, status = OPERATIONS.get(endpoint, (None, None, 200))
         for method in methods:
+            if endpoint in BROWSER:
+                spec.path(
+                    path=path, operations={method.lower(): _browser_operation(endpoint, doc, path)}
+                )
+                continue
             operation: dict[str, Any] = {
                 "summary": doc,
                 "operationId": endpoint.replace(".", "_"),
@@ -212,6 +252,11 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                 operation["responses"][str(status)]["links"] = {
                     name: {"operationId": target, "parameters": {param: source}}
                     for name, (target, param, source) in LINKS[endpoint].items()
+                }
+            for code, description in ALSO_SUCCESS.get(endpoint, {}).items():
+                operation["responses"][str(code)] = {
+                    "description": description,
+                    "content": {"application/json": {"schema": _envelope(data)}},
                 }
             for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
                 operation["responses"][str(code)] = {
@@ -272,6 +317,33 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                 operation["parameters"] = parameters
             spec.path(path=path, operations={method.lower(): operation})
     return spec.to_dict()
+
+
+def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
+    page = endpoint == "connect.choose_pages"
+    html = {"text/html": {"schema": {"type": "string"}}}
+    response: dict[str, Any] = {"description": BROWSER[endpoint]}
+    if page:
+        response["content"] = html
+    responses: dict[str, Any] = {"200" if page else "302": response}
+    if page:
+        responses["302"] = {"description": "Redirect to redirect_url with the error code."}
+    # A link, state or selection that matches nothing gets a small HTML page: there is no
+    # redirect_url to send the browser back to.
+    responses["400"] = {"description": "An invalid state or selection link.", "content": html}
+    responses["404"] = {"description": "An unknown link or platform.", "content": html}
+    operation: dict[str, Any] = {
+        "summary": doc,
+        "operationId": endpoint.replace(".", "_"),
+        "tags": ["connect"],
+        "responses": responses,
+    }
+    names = re.findall(r"{(\w+)}", path)
+    if names:
+        operation["parameters"] = [
+            {"in": "path", "name": n, "required": True, "schema": {"type": "string"}} for n in names
+        ]
+    return operation
 
 
 # The docs page's own script and Swagger UI's files: served for /docs, not API operations.

@@ -114,7 +114,105 @@ CAMPAIGN: dict[str, Any] = {
     "updated_at": TS,
 }
 
+PROFILE: dict[str, Any] = {
+    "id": 7,
+    "name": "Rosa's Bakery",
+    "external_ref": "crm-1042",
+    "metadata": {"plan": "growth"},
+    "created_at": TS,
+    "updated_at": TS,
+}
+KEY: dict[str, Any] = {
+    "id": 31,
+    "name": "bakery publisher",
+    "prefix": "crier_Xa81Qe",
+    "scopes": ["posts:write", "media:write"],
+    "profile_id": 7,
+    "created_at": TS,
+    "last_used_at": None,
+    "revoked_at": None,
+}
+ACCOUNT: dict[str, Any] = {
+    "id": 2281,
+    "platform": "facebook",
+    "name": "Rosa's Bakery",
+    "external_id": "108234567890123",
+    "profile_id": 7,
+    "status": "active",
+    "created_at": TS,
+    "health": {
+        "can_post": True,
+        "needs_reconnect": False,
+        "reason": None,
+        "token_expires_at": None,
+        "has_refresh_token": False,
+        "refresh_failures": 0,
+        "last_refresh_error": None,
+    },
+}
+
 EXAMPLES: dict[str, tuple[Any, Any]] = {
+    "profiles.list_profiles": (None, [PROFILE]),
+    "profiles.create_profile": (
+        {"name": "Rosa's Bakery", "external_ref": "crm-1042", "metadata": {"plan": "growth"}},
+        PROFILE,
+    ),
+    "profiles.get_profile": (None, PROFILE),
+    "profiles.update_profile": (
+        {"name": "Rosa's Bakery Ltd"},
+        {**PROFILE, "name": "Rosa's Bakery Ltd"},
+    ),
+    "profiles.delete_profile": (
+        None,
+        {"id": 7, "deleted": True, "accounts": 2, "scheduled_targets": 5, "scheduled_posts": 3},
+    ),
+    "keys.list_keys": (None, [KEY]),
+    "keys.create_key": (
+        {"name": "bakery publisher", "scopes": ["posts:write", "media:write"], "profile_id": 7},
+        {**KEY, "key": "crier_Xa81Qe…(shown once)"},
+    ),
+    "keys.revoke_key": (None, {**KEY, "revoked_at": TS}),
+    "accounts.create_account": (
+        {
+            "platform": "x",
+            "name": "@rosasbakery",
+            "access_token": "<token from your own OAuth app>",
+            "refresh_token": "<refresh token>",
+            "external_id": "2244994945",
+            "profile_id": 7,
+        },
+        {**ACCOUNT, "id": 2282, "platform": "x", "name": "@rosasbakery"},
+    ),
+    "accounts.update_account": ({"name": "Rosa's Bakery (main)", "profile_id": 7}, ACCOUNT),
+    "accounts.delete_account": (
+        None,
+        {
+            "id": 2281,
+            "deleted": True,
+            "revoked": True,
+            "revoke_error": None,
+            "cancelled_targets": 2,
+        },
+    ),
+    "accounts.list_accounts": (None, [ACCOUNT]),
+    "accounts.get_account": (None, ACCOUNT),
+    "connect.create_connect_link": (
+        {
+            "platform": "facebook",
+            "profile_id": 7,
+            "redirect_url": "https://agency.example/clients/1042/connected",
+            "state": "onboarding-1042",
+        },
+        {
+            "id": "5f0c2a9e-1b7d-4c3e-9a8f-2d6e4b1c0a97",
+            "url": "https://crier.example.com/connect/q3J9…",
+            "platform": "facebook",
+            "profile_id": 7,
+            "account_id": None,
+            "redirect_url": "https://agency.example/clients/1042/connected",
+            "expires_at": TS,
+        },
+    ),
     "posts.create_post": (
         {
             "content": "Excited to share our latest update!",

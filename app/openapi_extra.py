@@ -93,3 +93,74 @@ class DeletePostQuery(Schema):
             "as `platform_deletion`."
         }
     )
+
+
+# ---------------------------------------------------------------- onboarding (issue 9)
+
+
+class ProfileOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    external_ref = fields.String(allow_none=True)
+    metadata = fields.Dict()
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+class ProfileDeletedOut(Schema):
+    id = fields.Integer()
+    deleted = fields.Boolean()
+    accounts = fields.Integer(metadata={"description": "Accounts disconnected."})
+    scheduled_targets = fields.Integer(metadata={"description": "Publications cancelled."})
+    scheduled_posts = fields.Integer()
+
+
+class DeleteProfileQuery(Schema):
+    force = fields.Boolean(
+        metadata={
+            "description": "Without it, a profile with accounts or scheduled posts answers "
+            "409 profile_in_use, saying what would be disconnected and cancelled."
+        }
+    )
+
+
+class ProfilesQuery(Schema):
+    external_ref = fields.String(metadata={"description": "Find a profile by your reference."})
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+class KeyOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    scopes = fields.List(fields.String())
+    profile_id = fields.Integer(allow_none=True)
+    created_at = fields.String()
+    last_used_at = fields.String(allow_none=True)
+    revoked_at = fields.String(allow_none=True)
+
+
+class KeyCreatedOut(KeyOut):
+    key = fields.String(metadata={"description": "The key itself, shown only in this answer."})
+
+
+class ConnectLinkOut(Schema):
+    id = fields.UUID()
+    url = fields.String(metadata={"description": "Send the end client's browser here."})
+    platform = fields.String()
+    profile_id = fields.Integer(allow_none=True)
+    account_id = fields.Integer(allow_none=True)
+    redirect_url = fields.String()
+    expires_at = fields.String()
+
+
+class AccountDeletedOut(Schema):
+    id = fields.Integer()
+    deleted = fields.Boolean()
+    revoked = fields.Boolean(
+        allow_none=True,
+        metadata={"description": "null where the platform has no revoke call."},
+    )
+    revoke_error = fields.String(allow_none=True)
+    cancelled_targets = fields.Integer()

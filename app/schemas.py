@@ -243,6 +243,14 @@ class CreatePostSchema(StrictSchema):
         error_messages={"invalid_uuid": "Not a valid UUID."},
         metadata={"description": "An image media id used as the video cover where supported."},
     )
+    profile_id = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "The profile (GET /profiles) the post belongs to; its accounts must "
+            "be that profile's. Defaults to the key's profile, or the accounts' common one."
+        },
+    )
 
     @pre_load
     def _alias_scheduled_for(self, data: Any, **_: Any) -> Any:
@@ -263,6 +271,7 @@ class UpdatePostSchema(CreatePostSchema):
 
     class Meta:
         unknown = RAISE
+        exclude = ("profile_id",)
 
     content = fields.String(validate=validate.Length(max=MAX_CONTENT_CHARS))
     account_ids = fields.List(
@@ -309,6 +318,10 @@ class ListPostsQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    profile_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Only this profile's rows (GET /profiles)."},
+    )
     status = CommaList(POST_STATUSES, metadata={"description": "One status or a comma list."})
     platform = CommaList(PLATFORM_KEYS, metadata={"description": "One platform or a comma list."})
     account_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
@@ -396,6 +409,10 @@ class ListMediaQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    profile_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Only this profile's rows (GET /profiles)."},
+    )
     type = fields.String(validate=one_of("image", "video"))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
@@ -404,12 +421,17 @@ class ListMediaQuery(Schema):
 class UploadFromUrlSchema(StrictSchema):
     url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
     filename = fields.String(allow_none=True, validate=validate.Length(max=255))
+    profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class PageQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    profile_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Only this profile's rows (GET /profiles)."},
+    )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
@@ -440,6 +462,7 @@ class PostOut(Schema):
     platform_content = fields.Dict()
     accounts_count = fields.Integer()
     campaign_id = fields.Integer(allow_none=True)
+    profile_id = fields.Integer(allow_none=True)
     cover_photo = fields.UUID(allow_none=True)
     created_at = fields.String()
     updated_at = fields.String()
@@ -460,6 +483,7 @@ class AccountOut(Schema):
     platform = fields.String()
     name = fields.String()
     external_id = fields.String(allow_none=True)
+    profile_id = fields.Integer(allow_none=True)
     status = fields.String()
     created_at = fields.String()
     health = fields.Dict()
@@ -478,6 +502,7 @@ class MediaOut(Schema):
     media_status = fields.String(metadata={"description": "ready, uploading or failed"})
     status_reason = fields.String(allow_none=True)
     source_url = fields.String(allow_none=True)
+    profile_id = fields.Integer(allow_none=True)
     created_at = fields.String()
 
 

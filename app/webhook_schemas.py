@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from app.schemas import StrictBoolean, StrictSchema, one_of
+from app.schemas import StrictBoolean, StrictInteger, StrictSchema, one_of
 from app.services.webhooks import SUBSCRIBABLE_EVENTS
 
 MAX_URL_CHARS = 2048
@@ -20,9 +20,17 @@ class WebhookCreateSchema(StrictSchema):
     name = fields.String(allow_none=True, validate=validate.Length(max=200))
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
     is_active = StrictBoolean()
+    profile_id = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=2**63 - 1),
+        metadata={"description": "Receive only this profile's events (default: all)."},
+    )
 
 
 class WebhookUpdateSchema(WebhookCreateSchema):
+    class Meta:
+        exclude = ("profile_id",)
+
     url = fields.String(validate=validate.Length(min=1, max=MAX_URL_CHARS))
 
 
@@ -41,6 +49,7 @@ class WebhookOut(Schema):
     name = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
     events = fields.List(fields.String())
+    profile_id = fields.Integer(allow_none=True)
     is_active = fields.Boolean()
     consecutive_failures = fields.Integer()
     disabled_reason = fields.String(allow_none=True)

@@ -476,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from app import create_app
     from app.db import get_db
+    from sandbox import create_sandbox_app
     from tests.servers import serve_wsgi
-    from workers.sandbox import create_sandbox_app
 
     began = time.monotonic()
     print(

@@ -26,9 +26,9 @@ from app.db import get_db
 from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
+from sandbox import create_sandbox_app
 from tests.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from tests.servers import serve_wsgi
-from workers.sandbox import create_sandbox_app
 
 pytest_plugins = ["tests.secrets_guard"]
 
@@ -49,6 +49,8 @@ TABLES = (
     "accounts",
     "api_keys",
     "campaigns",
+    "connect_links",
+    "profiles",
     "organisations",
 )
 

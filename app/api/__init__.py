@@ -6,7 +6,20 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import accounts, audit, campaigns, me, media, meta, metrics, posts, webhooks
+    from app.api import (
+        accounts,
+        audit,
+        campaigns,
+        connect,
+        keys,
+        me,
+        media,
+        meta,
+        metrics,
+        posts,
+        profiles,
+        webhooks,
+    )
 
     app.register_blueprint(meta.blueprint)
     app.register_blueprint(posts.blueprint)
@@ -15,5 +28,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(campaigns.blueprint)
     app.register_blueprint(me.blueprint)
+    app.register_blueprint(profiles.blueprint)
+    app.register_blueprint(keys.blueprint)
+    app.register_blueprint(connect.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(audit.blueprint)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app, g, request
 from sqlalchemy import select, update
 
-from app.api.envelope import ApiError, Unauthorized
+from app.api.envelope import ApiError, NotFound, Unauthorized
+from app.api.scopes import check_scope, query_profile, resolve_profile
 from app.db import get_session, utcnow
 from app.models import ApiKey
 from app.ratelimit import LimitState, RequestLimiter, retry_after_seconds
@@ -24,6 +26,12 @@ PUBLIC_ENDPOINTS = {
     "media.public_file",
     "metrics.metrics",
     "static",
+    # The connect flow is walked by the end client's browser, with no key: the link's
+    # token and the signed state are its credentials.
+    "connect.open_connect_link",
+    "connect.oauth_callback",
+    "connect.choose_pages",
+    "connect.submit_pages",
 }
 
 
@@ -31,6 +39,25 @@ PUBLIC_ENDPOINTS = {
 class Caller:
     organisation_id: int
     api_key_id: int
+    scopes: tuple[str, ...] = ("admin",)
+    # Set for a key restricted to one profile: everything else reads as absent (404).
+    profile_id: int | None = None
+
+    def sees(self, row: Any) -> bool:
+        """Whether a row of the organisation is within this key's profile."""
+        return self.profile_id is None or getattr(row, "profile_id", None) == self.profile_id
+
+    def check_visible(self, row: Any, message: str) -> None:
+        if not self.sees(row):
+            raise NotFound(message)
+
+    def profile_for_list(self) -> int | None:
+        """The profile a list is narrowed to (`?profile_id=`, or the key's own)."""
+        return query_profile(self.organisation_id, self.profile_id)
+
+    def profile_for_create(self, requested: Any) -> int | None:
+        """The profile a new row belongs to (`profile_id` in the body, or the key's own)."""
+        return resolve_profile(self.organisation_id, self.profile_id, requested)
 
 
 def current_caller() -> Caller:
@@ -63,8 +90,15 @@ def authenticate() -> None:
     if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1):
         session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
         session.commit()
-    g.caller = Caller(organisation_id=api_key.organisation_id, api_key_id=api_key.id)
+    scopes = tuple(api_key.scopes or ())
+    g.caller = Caller(
+        organisation_id=api_key.organisation_id,
+        api_key_id=api_key.id,
+        scopes=scopes,
+        profile_id=api_key.profile_id,
+    )
     _apply_rate_limits(api_key.id)
+    check_scope(request.endpoint, list(scopes))
 
 
 def _apply_rate_limits(api_key_id: int) -> None:

@@ -14,7 +14,7 @@ from app.api.envelope import NotFound, ValidationError, envelope
 from app.api.serializers import ts
 from app.db import get_session, utcnow
 from app.models import Campaign, Post
-from app.schemas import MAX_ID, StrictSchema, one_of
+from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
 
 blueprint = Blueprint("campaigns", __name__)
 
@@ -27,9 +27,13 @@ class CampaignCreateSchema(StrictSchema):
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
     color = fields.String(allow_none=True, validate=COLOR)
     status = fields.String(validate=one_of(*CAMPAIGN_STATUSES))
+    profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class CampaignUpdateSchema(CampaignCreateSchema):
+    class Meta:
+        exclude = ("profile_id",)
+
     name = fields.String(validate=validate.Length(min=1, max=200))
 
 
@@ -38,6 +42,7 @@ class CampaignsQuery(Schema):
         unknown = EXCLUDE
 
     status = fields.String(validate=one_of(*CAMPAIGN_STATUSES))
+    profile_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
@@ -48,6 +53,7 @@ class CampaignOut(Schema):
     description = fields.String(allow_none=True)
     color = fields.String(allow_none=True)
     status = fields.String()
+    profile_id = fields.Integer(allow_none=True)
     posts_count = fields.Integer()
     created_at = fields.String()
     updated_at = fields.String()
@@ -65,6 +71,7 @@ def campaign_to_dict(campaign: Campaign, posts_count: int) -> dict[str, Any]:
         "description": campaign.description,
         "color": campaign.color,
         "status": campaign.status,
+        "profile_id": campaign.profile_id,
         "posts_count": posts_count,
         "created_at": ts(campaign.created_at),
         "updated_at": ts(campaign.updated_at),
@@ -83,13 +90,14 @@ def _posts_count(campaign_id: int) -> int:
 def _campaign(campaign_id: int) -> Campaign:
     if campaign_id > MAX_ID:
         raise NotFound("Campaign not found.")
+    caller = current_caller()
     campaign = get_session().scalar(
         select(Campaign).where(
             Campaign.id == campaign_id,
-            Campaign.organisation_id == current_caller().organisation_id,
+            Campaign.organisation_id == caller.organisation_id,
         )
     )
-    if campaign is None:
+    if campaign is None or not caller.sees(campaign):
         raise NotFound("Campaign not found.")
     return campaign
 
@@ -99,7 +107,11 @@ def list_campaigns() -> Response:
     """The organisation's campaigns, newest first."""
     query = load_query(campaigns_query)
     session = get_session()
-    statement = select(Campaign).where(Campaign.organisation_id == current_caller().organisation_id)
+    caller = current_caller()
+    statement = select(Campaign).where(Campaign.organisation_id == caller.organisation_id)
+    profile_id = caller.profile_for_list()
+    if profile_id is not None:
+        statement = statement.where(Campaign.profile_id == profile_id)
     if query.get("status"):
         statement = statement.where(Campaign.status == query["status"])
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
@@ -125,8 +137,10 @@ def create_campaign() -> Response:
     data = load_json(campaign_create_schema, json_body())
     session = get_session()
     now = utcnow()
+    caller = current_caller()
     campaign = Campaign(
-        organisation_id=current_caller().organisation_id,
+        organisation_id=caller.organisation_id,
+        profile_id=caller.profile_for_create(data.get("profile_id")),
         name=data["name"],
         description=data.get("description"),
         color=data.get("color"),

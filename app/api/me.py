@@ -13,7 +13,7 @@ from app.api.auth import current_caller
 from app.api.envelope import envelope
 from app.api.serializers import ts
 from app.db import get_session, utcnow
-from app.models import Account, ApiKey, Campaign, Media, Post, WebhookEndpoint
+from app.models import Account, AccountStatus, ApiKey, Campaign, Media, Post, WebhookEndpoint
 from app.platforms import PLATFORMS, MediaRule, PlatformRules
 from app.schemas import MAX_ACCOUNTS_PER_POST, MAX_CONTENT_CHARS, MAX_MEDIA_PER_POST
 
@@ -36,7 +36,11 @@ def me() -> Response:
     settings = current_app.config["CRIER"]
     month_ago = utcnow() - timedelta(days=30)
     usage = {
-        "accounts": _count(select(func.count(Account.id)).where(Account.organisation_id == org)),
+        "accounts": _count(
+            select(func.count(Account.id)).where(
+                Account.organisation_id == org, Account.status != AccountStatus.DISCONNECTED
+            )
+        ),
         "posts": _count(select(func.count(Post.id)).where(Post.organisation_id == org)),
         "posts_last_30_days": _count(
             select(func.count(Post.id)).where(
@@ -63,6 +67,8 @@ def me() -> Response:
                 "id": key.id,
                 "name": key.name,
                 "prefix": key.prefix,
+                "scopes": list(key.scopes or []),
+                "profile_id": key.profile_id,
                 "created_at": ts(key.created_at),
                 "last_used_at": ts(key.last_used_at),
             },

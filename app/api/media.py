@@ -37,11 +37,15 @@ def upload_media() -> Response:
             "Missing required field: file is required (multipart field `file`).",
             details={"file": ["Missing data for required field."]},
         )
+    profile_id = caller.profile_for_create(
+        request.form.get("profile_id") or request.args.get("profile_id")
+    )
     settings = current_app.config["CRIER"]
     session = get_session()
     media = media_service.save_upload(
         session, settings, caller.organisation_id, upload.stream, upload.filename or ""
     )
+    media.profile_id = profile_id
     session.commit()
     response = envelope(media_to_dict(media), status=201)
     response.headers["Location"] = f"/media/{media.id}"
@@ -53,12 +57,14 @@ def upload_media_from_url() -> Response:
     """Import media from a URL: images are ready at once, videos are fetched on a worker."""
     caller = current_caller()
     data = load_json(upload_from_url_schema, json_body())
+    profile_id = caller.profile_for_create(data.get("profile_id"))
     settings = current_app.config["CRIER"]
     session = get_session()
     with httpx.Client(follow_redirects=False) as client:
         media, pending = media_import.import_from_url(
             session, settings, client, caller.organisation_id, data["url"], data.get("filename")
         )
+    media.profile_id = profile_id
     session.commit()
     if pending:
         media_import.enqueue_import(current_app.extensions["celery"], media.id)
@@ -90,6 +96,8 @@ def complete_media_upload(media_id: str) -> Response:
     media = uploads.complete_upload(
         session, settings, redis_client(settings.redis_url), caller.organisation_id, media_id
     )
+    if caller.profile_id is not None:  # a restricted key's upload belongs to its profile
+        media.profile_id = caller.profile_id
     session.commit()
     return envelope({**media_to_dict(media), "status": "ready"}, status=201)
 
@@ -97,10 +105,13 @@ def complete_media_upload(media_id: str) -> Response:
 @blueprint.get("/media")
 def list_media() -> Response:
     """The organisation's media, newest first; `type` keeps images or videos."""
-    organisation_id = current_caller().organisation_id
+    caller = current_caller()
     query = load_query(list_media_query)
     session = get_session()
-    statement = select(Media).where(Media.organisation_id == organisation_id)
+    statement = select(Media).where(Media.organisation_id == caller.organisation_id)
+    profile_id = caller.profile_for_list()
+    if profile_id is not None:
+        statement = statement.where(Media.profile_id == profile_id)
     if query.get("type"):
         statement = statement.where(Media.kind == query["type"])
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
@@ -116,7 +127,9 @@ def list_media() -> Response:
 @blueprint.get("/media/<media_id>")
 def get_media(media_id: str) -> Response:
     """One media item."""
-    media = media_service.get_media(get_session(), current_caller().organisation_id, media_id)
+    caller = current_caller()
+    media = media_service.get_media(get_session(), caller.organisation_id, media_id)
+    caller.check_visible(media, "Media not found.")
     return envelope(media_to_dict(media))
 
 
@@ -127,6 +140,9 @@ def delete_media(media_id: str) -> Response:
     if force not in ("true", "false", "1", "0"):
         raise ValidationError("force must be true or false.", details={"force": ["Not a boolean."]})
     session = get_session()
+    caller = current_caller()
+    media = media_service.get_media(session, caller.organisation_id, media_id)
+    caller.check_visible(media, "Media not found.")
     deleted = media_service.delete_media(
         session,
         current_app.config["CRIER"],

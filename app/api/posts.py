@@ -51,7 +51,17 @@ def _validated_create(body: Any) -> dict[str, Any]:
     missing = _missing_fields_error(body)
     if missing is not None:
         raise missing
-    return load_json(create_post_schema, body)
+    data = load_json(create_post_schema, body)
+    data["profile_id"] = current_caller().profile_for_create(data.get("profile_id"))
+    return data
+
+
+def _guard(post_id: str) -> None:
+    """A post outside the key's profile reads as absent, before any change is tried."""
+    caller = current_caller()
+    if caller.profile_id is not None:
+        post = post_service.get_post(get_session(), caller.organisation_id, post_id)
+        caller.check_visible(post, "Post not found.")
 
 
 def _idempotency_key() -> str | None:
@@ -211,6 +221,9 @@ _TIME_FILTERS = (
 def _filtered_posts(organisation_id: int, query: dict[str, Any]) -> Select[tuple[Post]]:
     """Each filter narrows an (organisation_id, column) index of posts (see app.models)."""
     statement = select(Post).where(Post.organisation_id == organisation_id)
+    profile_id = current_caller().profile_for_list()
+    if profile_id is not None:
+        statement = statement.where(Post.profile_id == profile_id)
     if query.get("status"):
         statement = statement.where(Post.status.in_(query["status"]))
     if query.get("campaign_id"):
@@ -263,6 +276,7 @@ def list_posts() -> Response:
 @blueprint.get("/posts/<post_id>")
 def get_post(post_id: str) -> Response:
     """One post with each account's outcome."""
+    _guard(post_id)
     post = post_service.get_post(get_session(), current_caller().organisation_id, post_id)
     return envelope(post_to_dict(post))
 
@@ -270,6 +284,7 @@ def get_post(post_id: str) -> Response:
 @blueprint.get("/posts/<post_id>/results")
 def get_post_results(post_id: str) -> Response:
     """Per-account results of a post."""
+    _guard(post_id)
     post = post_service.get_post(get_session(), current_caller().organisation_id, post_id)
     targets = [target_to_dict(t) for t in post.targets]
     summary: dict[str, int] = {}
@@ -283,6 +298,7 @@ def get_post_results(post_id: str) -> Response:
 @blueprint.patch("/posts/<post_id>")
 def update_post(post_id: str) -> Response:
     """Change a post while nothing of it has been published."""
+    _guard(post_id)
     caller = current_caller()
     data = load_json(update_post_schema, json_body())
     if not data:
@@ -297,6 +313,7 @@ def update_post(post_id: str) -> Response:
 @blueprint.delete("/posts/<post_id>")
 def cancel_post(post_id: str) -> Response:
     """Cancel what is not yet published; `delete_on_platforms` also removes published copies."""
+    _guard(post_id)
     raw = request.args.get("delete_on_platforms", "").strip()
     session = get_session()
     if not raw:
@@ -349,6 +366,7 @@ def _optional_body() -> Any:
 @blueprint.post("/posts/<post_id>/retry")
 def retry_post(post_id: str) -> Response:
     """Send failed accounts of a post (all, or those in `account_ids`) back to the queue."""
+    _guard(post_id)
     data = load_json(retry_post_schema, _optional_body())
     session = get_session()
     post, _retried = post_service.retry_post(
@@ -363,6 +381,7 @@ def retry_post(post_id: str) -> Response:
 def retry_failed_posts() -> Response:
     """Re-queue failed accounts matching the filters; skips accounts needing reconnection."""
     data = load_json(retry_failed_schema, json_body())
+    data["profile_id"] = current_caller().profile_id
     session = get_session()
     result = post_service.retry_failed(session, current_caller().organisation_id, data)
     session.commit()
@@ -394,6 +413,7 @@ def retry_failed_posts() -> Response:
 @blueprint.post("/posts/<post_id>/schedule")
 def schedule_post(post_id: str) -> Response:
     """Make a draft live: at `scheduled_for`, or now with `publish_now: true`."""
+    _guard(post_id)
     data = load_json(schedule_post_schema, json_body())
     session = get_session()
     post = post_service.schedule_draft(session, current_caller().organisation_id, post_id, data)

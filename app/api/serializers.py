@@ -68,6 +68,7 @@ def post_to_dict(post: Post) -> dict[str, Any]:
         "platform_content": post.platform_content,
         "accounts_count": len(live) or len(post.targets),
         "campaign_id": post.campaign_id,
+        "profile_id": post.profile_id,
         "cover_photo": post.cover_photo,
         "created_at": ts(post.created_at),
         "updated_at": ts(post.updated_at),
@@ -102,6 +103,7 @@ def account_to_dict(account: Account) -> dict[str, Any]:
         "platform": account.platform,
         "name": account.name,
         "external_id": account.external_id,
+        "profile_id": account.profile_id,
         "status": account.status,
         "created_at": ts(account.created_at),
         "health": health,
@@ -122,5 +124,6 @@ def media_to_dict(media: Media) -> dict[str, Any]:
         "media_status": media.status,
         "status_reason": media.status_reason,
         "source_url": media.source_url,
+        "profile_id": media.profile_id,
         "created_at": ts(media.created_at),
     }

@@ -30,6 +30,7 @@ def webhook_to_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "name": endpoint.name,
         "description": endpoint.description,
         "events": list(endpoint.events or []),
+        "profile_id": endpoint.profile_id,
         "is_active": endpoint.is_active,
         "consecutive_failures": endpoint.consecutive_failures,
         "disabled_reason": endpoint.disabled_reason,
@@ -69,10 +70,9 @@ def _checked_url(url: str) -> str:
 
 
 def _endpoint(webhook_id: str) -> WebhookEndpoint:
-    endpoint = webhook_service.get_endpoint(
-        get_session(), current_caller().organisation_id, webhook_id
-    )
-    if endpoint is None:
+    caller = current_caller()
+    endpoint = webhook_service.get_endpoint(get_session(), caller.organisation_id, webhook_id)
+    if endpoint is None or not caller.sees(endpoint):
         raise NotFound("Webhook not found.")
     return endpoint
 
@@ -82,9 +82,13 @@ def list_webhooks() -> Response:
     """The organisation's webhook endpoints."""
     query = load_query(page_query)
     session = get_session()
+    caller = current_caller()
     statement = select(WebhookEndpoint).where(
-        WebhookEndpoint.organisation_id == current_caller().organisation_id
+        WebhookEndpoint.organisation_id == caller.organisation_id
     )
+    profile_id = caller.profile_for_list()
+    if profile_id is not None:
+        statement = statement.where(WebhookEndpoint.profile_id == profile_id)
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
     rows = session.scalars(
         statement.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
@@ -99,6 +103,7 @@ def list_webhooks() -> Response:
 def create_webhook() -> Response:
     """Register an endpoint; the answer carries its signing secret, shown only once."""
     data = load_json(webhook_create_schema, json_body())
+    data["profile_id"] = current_caller().profile_for_create(data.get("profile_id"))
     _checked_url(data["url"])
     session = get_session()
     settings = current_app.config["CRIER"]

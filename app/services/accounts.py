@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.models import Account, AccountStatus, Organisation, Platform
+from app.models import (
+    Account,
+    AccountStatus,
+    Organisation,
+    Platform,
+    Post,
+    PostTarget,
+    TargetStatus,
+    WebhookEventType,
+)
 from app.security import decrypt_token, encrypt_token, reencrypt_token
 from app.services.keys import find_api_key
 
@@ -29,6 +39,8 @@ def add_account(
     external_id: str | None = None,
     api_key: str | None = None,
     organisation: Organisation | None = None,
+    profile_id: int | None = None,
+    token_expires_at: datetime | None = None,
 ) -> Account:
     if platform not in {p.value for p in Platform}:
         raise AccountError(
@@ -56,6 +68,8 @@ def add_account(
         ),
         status=AccountStatus.ACTIVE,
         settings={},
+        profile_id=profile_id,
+        token_expires_at=token_expires_at,
     )
     session.add(account)
     session.flush()
@@ -141,3 +155,117 @@ def account_health(account: Account, now: datetime) -> dict[str, Any]:
         "refresh_failures": account.refresh_failures or 0,
         "last_refresh_error": account.last_refresh_error,
     }
+
+
+# ------------------------------------------------------------------ removal and profiles
+
+ACCOUNT_REMOVED_CODE = "account_disconnected"
+
+
+def cancel_account_targets(session: Session, account: Account, message: str) -> list[PostTarget]:
+    """Cancel what the account still has to publish, each with a clear error.
+
+    Targets being published right now (or whose irreversible request may have left) are
+    left to settle: they are not ours to cancel behind the platform's back.
+    """
+    from app.services.posts import refresh_post_status
+
+    targets = session.scalars(
+        select(PostTarget)
+        .where(
+            PostTarget.account_id == account.id,
+            PostTarget.status.in_(
+                (TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)
+            ),
+            PostTarget.irreversible_started_at.is_(None),
+        )
+        .order_by(PostTarget.id)
+        .with_for_update()
+    ).all()
+    posts: dict[Any, Post] = {}
+    for target in targets:
+        target.status = TargetStatus.CANCELLED
+        target.dispatch_token = None
+        target.prepare_token = None
+        target.error_code = ACCOUNT_REMOVED_CODE
+        target.error_message = message
+        posts[target.post_id] = target.post
+    for post in posts.values():
+        refresh_post_status(post)
+    session.flush()
+    return list(targets)
+
+
+def remove_account(session: Session, account: Account, reason: str) -> None:
+    """Forget the account's tokens and hide it. An account with history keeps its row
+    (post targets point to it) with the status `disconnected`; one without is deleted."""
+    from app.services.webhooks import record_account_event
+
+    cancel_account_targets(session, account, reason)
+    record_account_event(session, account, WebhookEventType.ACCOUNT_DISCONNECTED, reason="removed")
+    has_history = session.scalar(
+        select(PostTarget.id).where(PostTarget.account_id == account.id).limit(1)
+    )
+    if has_history is None:
+        session.delete(account)
+    else:
+        account.status = AccountStatus.DISCONNECTED
+        account.status_reason = reason
+        account.access_token_encrypted = ""
+        account.refresh_token_encrypted = None
+        account.token_expires_at = None
+    session.flush()
+
+
+def visible_accounts(organisation_id: int) -> Any:
+    """Accounts a caller sees: removed ones are kept only for their posts' history."""
+    return select(Account).where(
+        Account.organisation_id == organisation_id,
+        Account.status != AccountStatus.DISCONNECTED,
+    )
+
+
+def reconnect_account(
+    session: Session,
+    settings: Settings,
+    account: Account,
+    *,
+    access_token: str,
+    refresh_token: str | None,
+    expires_at: datetime | None,
+    name: str | None = None,
+    profile_id: int | None = None,
+) -> None:
+    """New tokens for a known account: same id, same scheduled posts and history."""
+    account.access_token_encrypted = encrypt_token(settings.secret_key, access_token)
+    account.refresh_token_encrypted = (
+        encrypt_token(settings.secret_key, refresh_token) if refresh_token else None
+    )
+    account.token_expires_at = expires_at
+    account.status = AccountStatus.ACTIVE
+    account.status_reason = None
+    account.refresh_failures = 0
+    account.last_refresh_error = None
+    if name:
+        account.name = name
+    account.profile_id = profile_id
+    session.flush()
+
+
+def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | None, str | None]:
+    """(revoked, error): True when the platform revoked the token, None where it has no
+    revoke call (the token is forgotten), False with the reason when the call failed."""
+    from app.oauth import OAuthError, client_app, flow_classes, get_flow
+
+    flow_class = flow_classes().get(account.platform)
+    if flow_class is None or not flow_class.has_revoke or not account.access_token_encrypted:
+        return None, None
+    access, _refresh = account_tokens(settings, account)
+    client = client_app(account.platform, "")
+    with httpx.Client() as http:
+        flow = get_flow(account.platform, http, settings.platform_base_url)
+        try:
+            flow.revoke(client, access)
+        except OAuthError as exc:
+            return False, exc.message
+    return True, None

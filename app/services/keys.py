@@ -19,15 +19,28 @@ def get_or_create_organisation(session: Session, name: str) -> Organisation:
     return organisation
 
 
-def create_api_key(session: Session, name: str, organisation_name: str) -> tuple[str, ApiKey]:
-    """Returns the plain key (shown once) and its stored row, which holds only a hash."""
-    organisation = get_or_create_organisation(session, organisation_name)
+def create_api_key(
+    session: Session,
+    name: str,
+    organisation_name: str | None = None,
+    *,
+    organisation: Organisation | None = None,
+    scopes: list[str] | None = None,
+    profile_id: int | None = None,
+) -> tuple[str, ApiKey]:
+    """Returns the plain key (shown once) and its stored row, which holds only a hash.
+    Without scopes the key is its organisation's admin key (what the CLI makes)."""
+    if organisation is None:
+        assert organisation_name is not None
+        organisation = get_or_create_organisation(session, organisation_name)
     plain = generate_api_key()
     api_key = ApiKey(
         organisation=organisation,
         name=name,
         key_hash=hash_api_key(plain),
         prefix=display_prefix(plain),
+        scopes=list(scopes) if scopes else ["admin"],
+        profile_id=profile_id,
     )
     session.add(api_key)
     session.flush()

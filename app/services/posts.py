@@ -281,8 +281,13 @@ def preload_accounts(session: Session, organisation_id: int, account_ids: set[in
 
 
 def load_accounts(
-    session: Session, organisation_id: int, account_ids: list[int], errors: ErrorBag
+    session: Session,
+    organisation_id: int,
+    account_ids: list[int],
+    errors: ErrorBag,
+    profile_id: int | None = None,
 ) -> list[Account]:
+    """The accounts a post goes to; with a profile, only that profile's accounts exist."""
     unique_ids = list(dict.fromkeys(account_ids))
     if len(unique_ids) != len(account_ids):
         errors.add("account_ids", "Each account may appear only once.")
@@ -295,6 +300,13 @@ def load_accounts(
                 Account.id.in_(wanted), Account.organisation_id == organisation_id
             )
         ).all()
+    # Removed accounts, and (with a profile) other profiles' accounts, do not exist here.
+    rows = [
+        a
+        for a in rows
+        if a.status != AccountStatus.DISCONNECTED
+        and (profile_id is None or a.profile_id == profile_id)
+    ]
     by_id = {a.id: a for a in rows}
     # Another organisation's account reads exactly like one that does not exist.
     missing = [i for i in unique_ids if i not in by_id]
@@ -315,19 +327,23 @@ def load_accounts(
 
 
 def load_media(
-    session: Session, organisation_id: int, media_ids: list[uuid.UUID], errors: ErrorBag
+    session: Session,
+    organisation_id: int,
+    media_ids: list[uuid.UUID],
+    errors: ErrorBag,
+    profile_id: int | None = None,
 ) -> list[Media]:
+    """The post's media; with a profile, that profile's media or media of no profile."""
     if not media_ids:
         return []
     if len(set(media_ids)) != len(media_ids):
         errors.add("media_ids", "Each media id may appear only once.")
-    rows = session.scalars(
-        select(Media)
-        .where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
-        # FOR SHARE: a deletion of this media waits for this post's commit (and then sees
-        # the post), or this post waits for the deletion (and then finds no media).
-        .with_for_update(read=True)
-    ).all()
+    query = select(Media).where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
+    if profile_id is not None:
+        query = query.where((Media.profile_id == profile_id) | Media.profile_id.is_(None))
+    # FOR SHARE: a deletion of this media waits for this post's commit (and then sees
+    # the post), or this post waits for the deletion (and then finds no media).
+    rows = session.scalars(query.with_for_update(read=True)).all()
     by_id = {m.id: m for m in rows}
     missing = [str(i) for i in media_ids if i not in by_id]
     if missing:
@@ -486,8 +502,13 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
     scheduled_at, publish_now = parse_schedule(data.get("scheduled_at"), data.get("timezone"), now)
     if draft:
         publish_now = False  # a draft's time is only a suggestion until it is scheduled
-    accounts = load_accounts(session, organisation_id, data["account_ids"], errors)
-    media = load_media(session, organisation_id, data.get("media_ids") or [], errors)
+    profile_id = data.get("profile_id")
+    accounts = load_accounts(session, organisation_id, data["account_ids"], errors, profile_id)
+    media = load_media(session, organisation_id, data.get("media_ids") or [], errors, profile_id)
+    if profile_id is None:
+        # A post to one profile's accounts belongs to that profile.
+        profiles = {a.profile_id for a in accounts}
+        profile_id = profiles.pop() if len(profiles) == 1 else None
     check_extras(session, organisation_id, data, errors)
     platform_content = data.get("platform_content") or {}
     content = data["content"]
@@ -516,6 +537,7 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
             else PostStatus.SCHEDULED
         ),
         campaign_id=data.get("campaign_id"),
+        profile_id=profile_id,
         cover_photo=str(data["cover_photo"]) if data.get("cover_photo") else None,
         created_at=now,
         updated_at=now,
@@ -695,7 +717,9 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
     live = [t for t in post.targets if t.status != TargetStatus.CANCELLED]
     accounts = [t.account for t in live]
     if "account_ids" in data:
-        accounts = load_accounts(session, organisation_id, data["account_ids"], errors)
+        accounts = load_accounts(
+            session, organisation_id, data["account_ids"], errors, post.profile_id
+        )
     if not post.content.strip() and not media:
         errors.add("content", "content must not be empty when no media is attached.")
     if not errors.errors:
@@ -861,6 +885,8 @@ def retry_failed(
         .join(Post, Post.id == PostTarget.post_id)
         .where(Post.organisation_id == organisation_id, PostTarget.status == TargetStatus.FAILED)
     )
+    if filters.get("profile_id"):
+        query = query.where(Post.profile_id == filters["profile_id"])
     if filters.get("post_ids"):
         query = query.where(PostTarget.post_id.in_(filters["post_ids"]))
     if filters.get("account_id"):

@@ -106,6 +106,7 @@ def create_endpoint(
         events=list(data.get("events") or SUBSCRIBABLE_EVENTS),
         secret_encrypted=encrypt_token(secret_key, secret),
         is_active=data.get("is_active", True),
+        profile_id=data.get("profile_id"),
         consecutive_failures=0,
         created_at=now,
         updated_at=now,
@@ -171,6 +172,9 @@ def record_event(
             )
         ).all()
         endpoints = [e for e in endpoints if event_type in (e.events or ())]
+        # An endpoint of one profile hears only that profile's events.
+        profile_id = data.get("profile_id")
+        endpoints = [e for e in endpoints if e.profile_id is None or e.profile_id == profile_id]
     endpoints = list(endpoints)
     if not endpoints:
         return None
@@ -235,23 +239,38 @@ def record_target_events(session: Session, post_id: uuid.UUID, target_ids: Itera
 def platform_event_data(target: PostTarget) -> dict[str, Any]:
     from app.api.serializers import target_to_dict
 
-    return {"post_id": str(target.post_id), **target_to_dict(target)}
+    return {
+        "post_id": str(target.post_id),
+        "profile_id": target.post.profile_id if target.post is not None else None,
+        **target_to_dict(target),
+    }
 
 
 def record_account_disconnected(
     session: Session, account: Account, previous_status: str | None
 ) -> None:
-    """`account.disconnected` when an account turns to needing reconnection."""
+    """`account.needs_reconnect` when an account turns to needing reconnection; the older
+    `account.disconnected` is written too (reason `needs_reconnect`), as before."""
     if account.status != AccountStatus.NEEDS_RECONNECT or previous_status == account.status:
         return
     from app.api.serializers import account_to_dict
 
+    data = account_to_dict(account)
+    record_event(session, account.organisation_id, WebhookEventType.ACCOUNT_NEEDS_RECONNECT, data)
     record_event(
         session,
         account.organisation_id,
         WebhookEventType.ACCOUNT_DISCONNECTED,
-        account_to_dict(account),
+        {**data, "reason": "needs_reconnect"},
     )
+
+
+def record_account_event(session: Session, account: Account, event_type: str, **extra: Any) -> None:
+    """`account.connected` / `account.disconnected` (removed) for one account."""
+    from app.api.serializers import account_to_dict
+
+    data = {**account_to_dict(account), **extra}
+    record_event(session, account.organisation_id, event_type, data)
 
 
 def record_media_processed(session: Session, media: Media) -> None:

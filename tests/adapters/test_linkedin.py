@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox.linkedin import render_little_text
 from tests.adapters.conftest import make_request
 from workers.adapters.base import (
     AuthExpiredError,
@@ -24,7 +25,6 @@ from workers.adapters.base import (
     TransientError,
 )
 from workers.adapters.linkedin import LinkedInAdapter, escape_little_text, next_utc_midnight
-from workers.sandbox.linkedin import render_little_text
 
 MEMBER = "urn:li:person:8675309"
 

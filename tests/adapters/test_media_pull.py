@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox import create_sandbox_app
+from sandbox.core import PulledMedia, PullFailure, pull_media
 from tests.adapters.conftest import make_request
 from tests.media_samples import jpeg_bytes, mp4_bytes
 from tests.servers import serve_wsgi
@@ -23,8 +25,6 @@ from workers.adapters.base import MediaItem, NullContext, PermanentError, Transi
 from workers.adapters.facebook import FacebookAdapter
 from workers.adapters.instagram import InstagramAdapter
 from workers.adapters.threads import ThreadsAdapter
-from workers.sandbox import create_sandbox_app
-from workers.sandbox.core import PulledMedia, PullFailure, pull_media
 
 USER = "1784140000000001"
 JPEG = jpeg_bytes(64, 48)

@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox import create_sandbox_app
+from sandbox.core import SandboxState
 from tests.adapters.conftest import make_request
 from tests.adapters.test_interface import EXTERNAL_IDS, RecordingContext, adapter_for
 from tests.servers import serve_wsgi
@@ -35,8 +37,6 @@ from workers.adapters.base import (
     ReconcileStatus,
     TransientError,
 )
-from workers.sandbox import create_sandbox_app
-from workers.sandbox.core import SandboxState
 
 DAY = 24 * 60 * 60
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sandbox.x import USER_DAILY_LIMIT
 from tests.adapters.conftest import make_request
 from workers.adapters.base import (
     AuthExpiredError,
@@ -23,7 +24,6 @@ from workers.adapters.base import (
     TransientError,
 )
 from workers.adapters.x import XAdapter, normalize_post_text
-from workers.sandbox.x import USER_DAILY_LIMIT
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def test_list_accounts_with_pagination(tenant: Tenant, make_account: Any) -> Non
         "platform",
         "name",
         "external_id",
+        "profile_id",
         "status",
         "created_at",
         "health",

@@ -52,6 +52,7 @@ def test_upload_jpeg_records_its_facts(tenant: Tenant, app: Flask) -> None:
         "media_status": "ready",
         "status_reason": None,
         "source_url": None,
+        "profile_id": None,
     }
     assert TIMESTAMP.match(media["created_at"])
     path = stored_path(app, media["id"])

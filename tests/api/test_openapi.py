@@ -100,6 +100,8 @@ def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> N
         "draft",
         "campaign_id",
         "cover_photo",
+        # Onboarding (issue 9).
+        "profile_id",
     }
     assert sorted(schema["required"]) == ["account_ids", "content"]
     assert schema["additionalProperties"] is False
@@ -153,7 +155,8 @@ def test_operations_are_well_formed(spec: dict[str, Any]) -> None:
             operation_ids.append(operation["operationId"])
             assert operation["summary"], (path, method)
             responses = operation["responses"]
-            assert any(code.startswith("2") for code in responses), (path, method)
+            # Success is a 2xx, or a redirect for the browser's side of a connect flow.
+            assert any(code[0] in "23" for code in responses), (path, method)
             for code, response in responses.items():
                 assert re.fullmatch(r"[1-5]\d\d|default", code)
                 assert response["description"], (path, method, code)
@@ -205,7 +208,22 @@ def test_docs_page(live_url: str) -> None:
 
 
 # The seed product's routes beyond POST /posts (issue 8), each with schemas and examples.
+ONBOARDING_ROUTES = [
+    ("/profiles", "get"),
+    ("/profiles", "post"),
+    ("/profiles/{profile_id}", "get"),
+    ("/profiles/{profile_id}", "patch"),
+    ("/profiles/{profile_id}", "delete"),
+    ("/keys", "get"),
+    ("/keys", "post"),
+    ("/keys/{key_id}", "delete"),
+    ("/accounts", "post"),
+    ("/accounts/{account_id}", "patch"),
+    ("/accounts/{account_id}", "delete"),
+    ("/accounts/connect", "post"),
+]
 SEED_PRODUCT_ROUTES = [
+    *ONBOARDING_ROUTES,
     ("/me", "get"),
     ("/platform-rules", "get"),
     ("/accounts/{account_id}/health", "get"),
@@ -235,8 +253,11 @@ SEED_PRODUCT_ROUTES = [
 def test_seed_product_routes_have_schemas_and_examples(spec: dict[str, Any]) -> None:
     for path, method in SEED_PRODUCT_ROUTES:
         operation = spec["paths"][path][method]
+        # The main success (POST /accounts also documents 200 for a reconnect).
         [(_status, response)] = [
-            (code, r) for code, r in operation["responses"].items() if code.startswith("2")
+            (code, r)
+            for code, r in operation["responses"].items()
+            if code.startswith("2") and "example" in r["content"].get("application/json", {})
         ]
         content = response["content"]["application/json"]
         data = content["schema"]["properties"]["data"]
@@ -259,3 +280,13 @@ def test_seed_product_routes_have_schemas_and_examples(spec: dict[str, Any]) -> 
         "order",
         "campaign_id",
     } <= names
+
+
+def test_connect_browser_routes_are_documented_as_redirects(spec: dict[str, Any]) -> None:
+    callback = spec["paths"]["/oauth/{platform}/callback"]["get"]
+    assert "302" in callback["responses"] and "security" not in callback
+    assert "pkce_mismatch" in callback["responses"]["302"]["description"]
+    assert "302" in spec["paths"]["/connect/{token}"]["get"]["responses"]
+    page = spec["paths"]["/connect/select/{choice_token}"]["get"]["responses"]["200"]
+    assert "text/html" in page["content"]
+    assert "403" in spec["paths"]["/posts"]["post"]["responses"]

@@ -98,6 +98,11 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
         assert all(str(t["worker"]).startswith("dev@") for t in tasks.values())
         workers = wait_until(lambda: _flower_workers(flower, auth), timeout=30, interval=1)
         assert any(name.startswith("dev@") for name in workers)
+        # The printed connect link works in a browser: the sandbox consents, Crier shows
+        # the Page selection, and the client lands back with two connected Pages.
+        link = re.search(r"valid 1 hour\):\n  (\S+)", output)
+        assert link, output
+        _connect_through(link.group(1), f"http://127.0.0.1:{web}/health")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -106,6 +111,20 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert (tmp_path / "var" / "crier.sqlite3").exists()
+
+
+def _connect_through(link: str, landing: str) -> None:
+    with httpx.Client(timeout=20, follow_redirects=True) as browser:
+        page = browser.get(link)
+        assert page.status_code == 200 and "/connect/select/" in str(page.url), page.text
+        action = re.search(r"action='([^']+)'", page.text)
+        choices = re.findall(r"name='choice' value='([^']+)'", page.text)
+        assert action and len(choices) == 2, page.text
+        done = browser.post(
+            str(page.url.join(action.group(1))), data={"choice": choices}, follow_redirects=False
+        )
+    assert done.headers["location"].startswith(landing + "?"), done.headers
+    assert "status=connected" in done.headers["location"]
 
 
 def _answers(url: str) -> bool:

@@ -115,6 +115,23 @@ def test_revoked_account_writes_account_disconnected(
     assert event.data["id"] == account_id and event.data["health"]["needs_reconnect"]
 
 
+def test_revoked_account_writes_account_needs_reconnect(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+) -> None:
+    hook(tenant, "http://127.0.0.1:9/never", events=["account.needs_reconnect"])
+    account_id = make_account(tenant, "x", access_token="gone", refresh_token="gone-too")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    sandbox.post("/_faults", json={"x": {"revoked_tokens": ["gone", "gone-too"]}})
+    publish_target(deps, target_id, token)
+    [event] = events(app, tenant.organisation_id)
+    assert event.type == "account.needs_reconnect"
+    assert event.data["id"] == account_id and event.data["status"] == "needs_reconnect"
+
+
 def test_no_subscriber_means_no_outbox_rows(
     app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any
 ) -> None:

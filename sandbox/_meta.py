@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     PullFailure,
     SandboxState,

@@ -1,6 +1,6 @@
 """The sandbox's shared machinery: ledger, faults, per-platform state, fault injection.
 
-Each platform module (`workers/sandbox/<platform>.py`) defines a blueprint served under
+Each platform module (`sandbox/<platform>.py`) defines a blueprint served under
 `/<platform>` with the platform's real paths, and a `FaultStyle` that renders injected
 faults the way that platform does (Meta reports limits in the body, X in headers, ...).
 """
@@ -49,6 +49,8 @@ class PlatformFaults:
     # Download media from the URLs a post names, as the platform does (off by default so
     # adapter tests can name URLs nobody serves).
     fetch_media: bool = False
+    # The OAuth token endpoints answer this HTTP status with an error (connect flows).
+    oauth_error_status: int = 0
     counter: int = 0
 
     @classmethod
@@ -65,6 +67,7 @@ class PlatformFaults:
             processing_seconds=float(data.get("processing_seconds", 0.0)),
             lose_response_every=int(data.get("lose_response_every", 0)),
             fetch_media=_as_bool(data.get("fetch_media", fetch_media_default)),
+            oauth_error_status=int(data.get("oauth_error_status", 0)),
         )
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from app.platforms import PLATFORMS, count_threads
-from workers.sandbox._meta import (
+from sandbox._meta import (
     MEDIA_NOT_READY,
     ContainerPlatform,
     GraphGuard,
@@ -28,7 +27,8 @@ from workers.sandbox._meta import (
     refresh_long_lived_token,
     shortcode,
 )
-from workers.sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.rules import PLATFORMS, count_threads
 
 PLATFORM = "threads"
 USAGE_TYPE = "threads"

@@ -6,7 +6,8 @@ import importlib
 
 from flask import Flask, Response, request
 
-from workers.sandbox.core import SandboxState, json_response
+from sandbox import oauth
+from sandbox.core import SandboxState, json_response
 
 SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
 
@@ -24,12 +25,14 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
 
     for platform in SANDBOX_PLATFORMS:
         try:
-            module = importlib.import_module(f"workers.sandbox.{platform}")
+            module = importlib.import_module(f"sandbox.{platform}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"workers.sandbox.{platform}":
+            if exc.name != f"sandbox.{platform}":
                 raise
             continue
         app.register_blueprint(module.make_blueprint(state), url_prefix=f"/{platform}")
+        # Consent pages, code exchange, identities and revocation (connect flows).
+        app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 
     @app.get("/_ledger")
     def ledger() -> Response:
@@ -58,6 +61,20 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
                     return json_response({"error": f"unknown platform {platform!r}"}, 400)
                 state.set_faults(platform, config)
         return json_response({"ok": True})
+
+    @app.get("/_oauth")
+    def oauth_state() -> Response:
+        """What the consent side saw: tokens revoked, codes issued and used."""
+        with state.lock:
+            data = state.store("_oauth")
+            codes = data.get("codes", {})
+            return json_response(
+                {
+                    "revoked": list(data.get("revoked", [])),
+                    "codes_issued": len(codes),
+                    "codes_used": sum(1 for c in codes.values() if c["used"]),
+                }
+            )
 
     @app.post("/_reset")
     def reset() -> Response:

@@ -9,8 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from app.platforms import PLATFORMS, count_hashtags, count_mentions
-from workers.sandbox._meta import (
+from sandbox._meta import (
     DAY_SECONDS,
     MEDIA_NOT_READY,
     ContainerPlatform,
@@ -33,7 +32,8 @@ from workers.sandbox._meta import (
     requested_fields,
     shortcode,
 )
-from workers.sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.rules import PLATFORMS, count_hashtags, count_mentions
 
 PLATFORM = "instagram"
 USAGE_TYPE = "instagram"

@@ -20,8 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 
-from app.platforms import MB, MP4_MOV_WEBM, PLATFORMS, count_utf16
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     authorize_bearer,
@@ -29,6 +28,8 @@ from workers.sandbox.core import (
     json_response,
     should_lose_response,
 )
+from sandbox.oauth import exchange_response
+from sandbox.rules import MB, MP4_MOV_WEBM, PLATFORMS, count_utf16
 
 PLATFORM = "tiktok"
 PUBLIC_PRIVACY_OPTIONS = ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "SELF_ONLY"]
@@ -399,6 +400,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
         if fault is not None:
             return fault
+        if request.form.get("grant_type") == "authorization_code":
+            return exchange_response(state, PLATFORM)
         form = request.form
         if form.get("grant_type") != "refresh_token":
             return _oauth_error("unsupported_grant_type", "Only refresh_token is served here.")

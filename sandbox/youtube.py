@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, request, url_for
 
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     authorize_bearer,
@@ -37,6 +37,7 @@ from workers.sandbox.core import (
     json_response,
     should_lose_response,
 )
+from sandbox.oauth import exchange_response
 
 PLATFORM = "youtube"
 QUOTA_TIMEZONE = ZoneInfo("America/Los_Angeles")
@@ -462,6 +463,7 @@ def make_blueprint(state: SandboxState) -> Blueprint:
                     {
                         "kind": "youtube#channel",
                         "id": channel,
+                        "snippet": {"title": f"Sandbox channel {channel[-6:]}"},
                         "contentDetails": {
                             "relatedPlaylists": {"likes": "", "uploads": "UU" + channel[2:]}
                         },
@@ -525,6 +527,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
         if fault is not None:
             return fault
+        if request.form.get("grant_type") == "authorization_code":
+            return exchange_response(state, PLATFORM)
         form = request.form
         if form.get("grant_type") != "refresh_token":
             return json_response({"error": "unsupported_grant_type"}, 400)

@@ -21,8 +21,7 @@ from typing import Any
 import filetype
 from flask import Blueprint, Response, request
 
-from app.platforms import PLATFORMS, count_x_weighted
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     bearer_token,
@@ -31,6 +30,8 @@ from workers.sandbox.core import (
     should_lose_response,
     sniffed_media_kind,
 )
+from sandbox.oauth import exchange_response
+from sandbox.rules import PLATFORMS, count_x_weighted
 
 PLATFORM = "x"
 TEXT_LIMIT = PLATFORMS["x"].text_limit
@@ -456,6 +457,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
         if fault:
             return fault
+        if request.form.get("grant_type") == "authorization_code":
+            return exchange_response(state, PLATFORM)
         if request.form.get("grant_type") != "refresh_token":
             return json_response(
                 {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400

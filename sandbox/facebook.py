@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 
-from workers.sandbox._meta import (
+from sandbox._meta import (
     DAY_SECONDS,
     GraphGuard,
     answer_published,
@@ -30,7 +30,7 @@ from workers.sandbox._meta import (
     quota_exhausted,
     requested_fields,
 )
-from workers.sandbox.core import PullFailure, SandboxState, json_response, media_entry
+from sandbox.core import PullFailure, SandboxState, json_response, media_entry
 
 PLATFORM = "facebook"
 USAGE_TYPE = "pages"

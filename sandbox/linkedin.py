@@ -19,8 +19,7 @@ from typing import Any
 import filetype
 from flask import Blueprint, Response, request, url_for
 
-from app.platforms import PLATFORMS
-from workers.sandbox.core import (
+from sandbox.core import (
     FaultStyle,
     SandboxState,
     bearer_token,
@@ -29,6 +28,8 @@ from workers.sandbox.core import (
     should_lose_response,
     sniffed_media_kind,
 )
+from sandbox.oauth import exchange_response
+from sandbox.rules import PLATFORMS
 
 PLATFORM = "linkedin"
 # Versions older than this are sunset here; versions after the current month do not exist.
@@ -544,6 +545,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
         if fault:
             return fault
+        if request.form.get("grant_type") == "authorization_code":
+            return exchange_response(state, PLATFORM)
         if request.form.get("grant_type") != "refresh_token":
             return json_response(
                 {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400

@@ -1,0 +1,299 @@
+"""Connect links: `POST /accounts/connect` (API), then the browser's side of the flow:
+`/connect/{token}` → the platform's consent → `/oauth/{platform}/callback` → (a page
+selection on Crier when several Pages were granted) → the caller's `redirect_url`.
+
+The browser routes take no API key: the link's token and the signed state are their
+credentials. They answer with redirects or small HTML pages, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from flask import Blueprint, Response, current_app, redirect, request
+from marshmallow import fields, validate
+
+from app.api.auth import current_caller
+from app.api.bodies import json_body, load_json
+from app.api.envelope import ApiError, NotFound, ValidationError, envelope, format_timestamp
+from app.config import Settings
+from app.db import get_session, utcnow
+from app.models import Account, AccountStatus, ConnectLink
+from app.oauth import OAuthError, OAuthFlow, client_app, flow_classes, get_flow
+from app.platforms import PLATFORM_KEYS
+from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
+from app.services import connect as connect_service
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("connect", __name__)
+
+
+class ConnectLinkSchema(StrictSchema):
+    platform = fields.String(required=True, validate=one_of(*PLATFORM_KEYS))
+    profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+    redirect_url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    state = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "Your own value, echoed back on redirect_url."},
+    )
+    account_id = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Reconnect this account (it keeps its id and its posts)."},
+    )
+
+
+connect_link_schema = ConnectLinkSchema()
+
+
+def _settings() -> Settings:
+    return current_app.config["CRIER"]
+
+
+def _callback_uri(platform: str) -> str:
+    return f"{_settings().public_base_url}/oauth/{platform}/callback"
+
+
+def _flow(platform: str, http: httpx.Client) -> OAuthFlow:
+    return get_flow(platform, http, _settings().platform_base_url)
+
+
+@blueprint.post("/accounts/connect")
+def create_connect_link() -> Response:
+    """A connect link for an end client: send them to `url`; they come back on redirect_url."""
+    caller = current_caller()
+    data = load_json(connect_link_schema, json_body())
+    parts = urlsplit(data["redirect_url"])
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        message = "redirect_url must be an absolute http(s) URL."
+        raise ValidationError(message, details={"redirect_url": [message]})
+    platform = data["platform"]
+    if platform not in flow_classes() or client_app(platform, "") is None:
+        raise ApiError(
+            f"Connecting {platform} accounts is not configured on this server: set "
+            f"CRIER_{platform.upper()}_CLIENT_ID and CRIER_{platform.upper()}_CLIENT_SECRET.",
+            code="platform_not_configured",
+            status=409,
+        )
+    profile_id = caller.profile_for_create(data.get("profile_id"))
+    session = get_session()
+    account_id = data.get("account_id")
+    if account_id is not None:
+        account = session.get(Account, account_id)
+        if (
+            account is None
+            or account.organisation_id != caller.organisation_id
+            or account.status == AccountStatus.DISCONNECTED
+            or not caller.sees(account)
+        ):
+            raise NotFound("Account not found.")
+        if account.platform != platform:
+            message = f"Account {account_id} is a {account.platform} account, not {platform}."
+            raise ValidationError(message, details={"account_id": [message]})
+        if profile_id is None:
+            profile_id = account.profile_id
+    link, token = connect_service.create_link(
+        session,
+        organisation_id=caller.organisation_id,
+        profile_id=profile_id,
+        platform=platform,
+        redirect_url=data["redirect_url"],
+        client_state=data.get("state"),
+        account_id=account_id,
+    )
+    session.commit()
+    return envelope(
+        {
+            "id": str(link.id),
+            "url": f"{_settings().public_base_url}/connect/{token}",
+            "platform": platform,
+            "profile_id": profile_id,
+            "account_id": account_id,
+            "redirect_url": link.redirect_url,
+            "expires_at": format_timestamp(link.expires_at),
+        },
+        status=201,
+    )
+
+
+# ------------------------------------------------------------------------ browser side
+
+
+def _page(title: str, body: str, status: int = 200) -> Response:
+    document = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
+        "padding:0 1rem;color:#1a1a1a}label{display:block;padding:.6rem;border:1px solid #ccc;"
+        "border-radius:6px;margin:.5rem 0}button{padding:.6rem 1.2rem;font-size:1rem}"
+        "small{color:#666}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return Response(document, status=status, mimetype="text/html")
+
+
+def _finish(link: ConnectLink, code: str, message: str) -> Response:
+    if link.result != "connected":
+        link.result = code
+    get_session().commit()
+    log.info("connect link %s ended with %s: %s", link.id, code, message)
+    return redirect(
+        connect_service.result_url(link, status="error", error=code, error_description=message)
+    )
+
+
+def _connected(link: ConnectLink, accounts: list[Account]) -> Response:
+    get_session().commit()
+    ids = ",".join(str(a.id) for a in accounts)
+    return redirect(
+        connect_service.result_url(
+            link, status="connected", account_id=accounts[0].id, account_ids=ids
+        )
+    )
+
+
+@blueprint.get("/connect/<token>")
+def open_connect_link(token: str) -> Response:
+    """Start the flow: redirect to the platform's consent page with a fresh signed state."""
+    session = get_session()
+    link = connect_service.find_link(session, token)
+    if link is None:
+        return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
+    if link.consumed_at is not None:
+        return _finish(link, "link_used", "This connect link has already been used.")
+    if link.expires_at <= utcnow():
+        return _finish(link, "link_expired", "This connect link has expired; ask for a new one.")
+    client = client_app(link.platform, _callback_uri(link.platform))
+    if client is None:
+        return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
+    with httpx.Client() as http:
+        flow = _flow(link.platform, http)
+        state, challenge = connect_service.start(_settings(), link, flow.pkce)
+        target = flow.authorize_url(client, state, challenge)
+    session.commit()
+    return redirect(target)
+
+
+@blueprint.get("/oauth/<platform>/callback")
+def oauth_callback(platform: str) -> Response:
+    """The platform sends the user back here with a code (or an error) and our state."""
+    if platform not in flow_classes():
+        return _page("Unknown platform", "<p>No such platform.</p>", 404)
+    session = get_session()
+    settings = _settings()
+    check = connect_service.check_state(session, settings, request.args.get("state", ""), platform)
+    link = check.link
+    if link is None:
+        session.rollback()
+        return _page(
+            "Invalid request",
+            "<p>This sign-in answer cannot be matched to a connect link "
+            "(<code>state_invalid</code>). Start again from your app.</p>",
+            400,
+        )
+    if check.error:
+        return _finish(link, check.error, _STATE_ERRORS[check.error])
+    # The state is spent before the platform is called: a failure below cannot revive it.
+    session.commit()
+    error = request.args.get("error")
+    if error:
+        code = "access_denied" if error in ("access_denied", "user_denied") else "platform_error"
+        description = request.args.get("error_description") or error
+        return _finish(link, code, description)
+    code = request.args.get("code")
+    if not code:
+        return _finish(link, "platform_error", "The platform sent neither a code nor an error.")
+    client = client_app(platform, _callback_uri(platform))
+    if client is None:
+        return _finish(link, "platform_not_configured", f"{platform} is not configured.")
+    try:
+        with httpx.Client() as http:
+            flow = _flow(platform, http)
+            identities = flow.connect(client, code, connect_service.verifier_of(settings, link))
+        if not identities:
+            raise OAuthError("no_accounts", "The platform granted no account.")
+        if len(identities) > 1 and flow.offers_choice and link.account_id is None:
+            choice = connect_service.hold_choices(settings, link, identities)
+            session.commit()
+            return redirect(f"/connect/select/{choice}")
+        accounts = connect_service.save_identities(session, settings, link, identities)
+    except OAuthError as exc:
+        session.rollback()
+        return _finish(_reload(link), exc.code, exc.message)
+    except Exception:  # a platform answering nonsense must not show a stack trace
+        log.exception("connect flow for %s failed", platform)
+        session.rollback()
+        return _finish(_reload(link), "platform_error", "The platform's answer was not understood.")
+    return _connected(link, accounts)
+
+
+def _reload(link: ConnectLink) -> ConnectLink:
+    found = get_session().get(ConnectLink, link.id)
+    assert found is not None
+    return found
+
+
+_STATE_ERRORS = {
+    "link_expired": "This connect link has expired; ask for a new one.",
+    "state_replayed": "This sign-in answer was already used; start again from your app.",
+    "state_invalid": "This sign-in answer cannot be matched to a connect link.",
+}
+
+
+def _choice_form(choice_token: str, link: ConnectLink, choices: list[Any]) -> Response:
+    items = "".join(
+        f"<label><input type='checkbox' name='choice' value='{html.escape(c.external_id)}' "
+        f"{'checked' if i == 0 else ''}> {html.escape(c.name)} <small>({html.escape(c.kind)})"
+        "</small></label>"
+        for i, c in enumerate(choices)
+    )
+    body = (
+        f"<p>You granted access to {len(choices)} {html.escape(link.platform)} accounts. "
+        "Pick the ones to connect.</p>"
+        f"<form method='post' action='/connect/select/{html.escape(choice_token)}'>"
+        f"{items}<p><button type='submit' id='connect'>Connect</button></p></form>"
+    )
+    return _page("Choose the accounts to connect", body)
+
+
+@blueprint.get("/connect/select/<choice_token>")
+def choose_pages(choice_token: str) -> Response:
+    """The page selection: one checkbox per Page (or organisation) the user granted."""
+    session = get_session()
+    link, choices, error = connect_service.pending_choices(session, _settings(), choice_token)
+    if link is None:
+        return _page("Invalid request", "<p>This selection link is not valid.</p>", 400)
+    if error:
+        return _finish(link, error, _STATE_ERRORS[error])
+    return _choice_form(choice_token, link, choices)
+
+
+@blueprint.post("/connect/select/<choice_token>")
+def submit_pages(choice_token: str) -> Response:
+    """Store the accounts picked on the selection page, then go back to redirect_url."""
+    session = get_session()
+    settings = _settings()
+    link, choices, error = connect_service.pending_choices(session, settings, choice_token)
+    if link is None:
+        return _page("Invalid request", "<p>This selection link is not valid.</p>", 400)
+    if error:
+        return _finish(link, error, _STATE_ERRORS[error])
+    picked = set(request.form.getlist("choice"))
+    chosen = [c for c in choices if c.external_id in picked]
+    if not chosen:
+        return _finish(link, "no_accounts_selected", "No account was selected.")
+    if not connect_service.take_choices(session, link):
+        return _finish(link, "state_replayed", _STATE_ERRORS["state_replayed"])
+    try:
+        accounts = connect_service.save_identities(session, settings, link, chosen)
+    except OAuthError as exc:
+        session.rollback()
+        return _finish(_reload(link), exc.code, exc.message)
+    return _connected(link, accounts)

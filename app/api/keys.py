@@ -1,0 +1,110 @@
+"""API keys of the caller's organisation, over HTTP: list, create with scopes, revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+from marshmallow import fields, validate
+from sqlalchemy import func, select
+
+from app.api.auth import current_caller
+from app.api.bodies import json_body, load_json, load_query
+from app.api.envelope import NotFound, envelope
+from app.api.scopes import SCOPES
+from app.api.serializers import ts
+from app.db import get_session, utcnow
+from app.models import ApiKey, Organisation
+from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of, page_query
+from app.services.keys import create_api_key
+
+blueprint = Blueprint("keys", __name__)
+
+
+class KeyCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    scopes = fields.List(
+        fields.String(validate=one_of(*SCOPES)),
+        load_default=lambda: ["admin"],
+        validate=validate.Length(min=1, max=len(SCOPES)),
+        metadata={"description": "What the key may do; `admin` is everything."},
+    )
+    profile_id = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Restrict the key to one profile: others read as absent."},
+    )
+
+
+key_create_schema = KeyCreateSchema()
+
+
+def key_to_dict(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": list(key.scopes or []),
+        "profile_id": key.profile_id,
+        "created_at": ts(key.created_at),
+        "last_used_at": ts(key.last_used_at),
+        "revoked_at": ts(key.revoked_at),
+    }
+
+
+@blueprint.get("/keys")
+def list_keys() -> Response:
+    """The organisation's API keys (never the keys themselves: prefix only)."""
+    caller = current_caller()
+    query = load_query(page_query)
+    statement = select(ApiKey).where(ApiKey.organisation_id == caller.organisation_id)
+    profile_id = caller.profile_for_list()
+    if profile_id is not None:
+        statement = statement.where(ApiKey.profile_id == profile_id)
+    session = get_session()
+    total = session.scalar(select(func.count()).select_from(statement.subquery()))
+    rows = session.scalars(
+        statement.order_by(ApiKey.id).limit(query["limit"]).offset(query["offset"])
+    ).all()
+    pagination = {"limit": query["limit"], "offset": query["offset"], "total": total}
+    return envelope([key_to_dict(k) for k in rows], meta={"pagination": pagination})
+
+
+@blueprint.post("/keys")
+def create_key() -> Response:
+    """Create a key with scopes and an optional profile; the key is shown only in this answer."""
+    caller = current_caller()
+    data = load_json(key_create_schema, json_body())
+    profile_id = caller.profile_for_create(data.get("profile_id"))
+    session = get_session()
+    plain, key = create_api_key(
+        session,
+        data["name"],
+        organisation=session.get(Organisation, caller.organisation_id),
+        scopes=sorted(set(data["scopes"])),
+        profile_id=profile_id,
+    )
+    session.commit()
+    response = envelope({**key_to_dict(key), "key": plain}, status=201)
+    response.headers["Location"] = f"/keys/{key.id}"
+    return response
+
+
+@blueprint.delete("/keys/<int:key_id>")
+def revoke_key(key_id: int) -> Response:
+    """Revoke a key: it stops working at once; the row stays, so its prefix still explains logs."""
+    caller = current_caller()
+    session = get_session()
+    key = None
+    if key_id <= MAX_ID:
+        key = session.scalar(
+            select(ApiKey).where(
+                ApiKey.id == key_id, ApiKey.organisation_id == caller.organisation_id
+            )
+        )
+    if key is None or not caller.sees(key):
+        raise NotFound("API key not found.")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    session.commit()
+    return envelope(key_to_dict(key))

@@ -1,0 +1,193 @@
+"""The interface of a platform's OAuth connect flow, and the registry the API reads.
+
+The flows themselves live beside each platform's adapter (`workers/adapters/oauth/`),
+since they speak the platform's HTTP API as the adapters do. The app looks them up here
+by platform; `create_app` loads that package once, so nothing in `app/` imports it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class ClientApp:
+    """Crier's app at the platform: CRIER_<PLATFORM>_CLIENT_ID / _CLIENT_SECRET."""
+
+    client_id: str
+    client_secret: str | None
+    redirect_uri: str
+
+
+@dataclass(frozen=True)
+class ConnectedIdentity:
+    """One account the user granted: a member, a Page, an organisation, a channel."""
+
+    external_id: str
+    name: str
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: datetime | None = None
+    kind: str = "account"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class OAuthError(Exception):
+    """A flow that cannot finish; `code` lands on the caller's redirect_url."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def client_app(platform: str, redirect_uri: str) -> ClientApp | None:
+    prefix = f"CRIER_{platform.upper()}_"
+    client_id = os.environ.get(prefix + "CLIENT_ID")
+    if not client_id:
+        return None
+    return ClientApp(client_id, os.environ.get(prefix + "CLIENT_SECRET"), redirect_uri)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(verifier, S256 challenge), RFC 7636."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def expires_at(seconds: Any) -> datetime | None:
+    try:
+        value = int(seconds)
+    except (TypeError, ValueError):
+        return None
+    return datetime.now(UTC) + timedelta(seconds=value) if value > 0 else None
+
+
+class OAuthFlow(ABC):
+    """One platform's authorization-code flow: the authorize URL, the code exchange
+    (ending in the accounts the user granted), and the revoke call where there is one."""
+
+    platform: str
+    # The platform's real hosts, by role ("authorize", "api", ...).
+    hosts: dict[str, str]
+    scopes: tuple[str, ...]
+    scope_separator: str = " "
+    # PKCE (S256) is required by the platform (X, TikTok).
+    pkce: bool = False
+    # Facebook Pages (and LinkedIn pages) may be several: the user picks on Crier.
+    offers_choice: bool = False
+    has_revoke: bool = False
+
+    def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/") if base_url else None
+
+    def url(self, path: str, host: str = "api") -> str:
+        """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set."""
+        if self.base_url:
+            return f"{self.base_url}/{self.platform}{path}"
+        return f"https://{self.hosts[host]}{path}"
+
+    def authorize_params(
+        self, client: ClientApp, state: str, code_challenge: str | None
+    ) -> dict[str, str]:
+        params = {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uri,
+            "scope": self.scope_separator.join(self.scopes),
+            "state": state,
+        }
+        if code_challenge:
+            params["code_challenge"] = code_challenge
+            params["code_challenge_method"] = "S256"
+        return params
+
+    @property
+    @abstractmethod
+    def authorize_path(self) -> tuple[str, str]:
+        """(host role, path) of the platform's consent page."""
+
+    def authorize_url(self, client: ClientApp, state: str, code_challenge: str | None) -> str:
+        host, path = self.authorize_path
+        query = urlencode(self.authorize_params(client, state, code_challenge))
+        return f"{self.url(path, host)}?{query}"
+
+    @abstractmethod
+    def connect(
+        self, client: ClientApp, code: str, code_verifier: str | None
+    ) -> list[ConnectedIdentity]:
+        """Exchange the code and read who granted what: the accounts to add."""
+
+    def revoke(self, client: ClientApp | None, identity_token: str) -> bool:
+        """Revoke the token at the platform; False where the platform has no revoke call."""
+        return False
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def call(self, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        """One request; anything but a JSON object from a 2xx is a platform error."""
+        try:
+            response = self.http.request(method, url, timeout=TIMEOUT, **kwargs)
+        except httpx.HTTPError as exc:
+            raise OAuthError(
+                "platform_unreachable", f"{self.platform}: {what} failed: {exc}"
+            ) from exc
+        if response.is_success and not response.content:
+            return {}  # revoke calls often answer 200 with no body
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not response.is_success or not isinstance(body, dict):
+            raise token_error(self.platform, what, response.status_code, body)
+        return body
+
+
+def token_error(platform: str, what: str, status: int, body: Any) -> OAuthError:
+    """The platform refused: a PKCE mismatch, a bad code, or its own error."""
+    detail = ""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):  # Graph and TikTok v2 shapes
+            detail = str(error.get("message") or error.get("code") or "")
+        else:
+            detail = " ".join(str(x) for x in (error, body.get("error_description")) if x) or str(
+                body.get("message") or ""
+            )
+    message = f"{platform}: {what} answered HTTP {status}" + (f": {detail}" if detail else "")
+    lowered = detail.lower()
+    if "verifier" in lowered or "code_challenge" in lowered or "pkce" in lowered:
+        return OAuthError("pkce_mismatch", message)
+    if status in (400, 401) and "invalid_grant" in lowered:
+        return OAuthError("invalid_grant", message)
+    return OAuthError("platform_error", message)
+
+
+_FLOWS: dict[str, type[OAuthFlow]] = {}
+
+
+def register_flow(cls: type[OAuthFlow]) -> type[OAuthFlow]:
+    _FLOWS[cls.platform] = cls
+    return cls
+
+
+def flow_classes() -> dict[str, type[OAuthFlow]]:
+    return dict(_FLOWS)
+
+
+def get_flow(platform: str, http: httpx.Client, base_url: str | None) -> OAuthFlow:
+    return _FLOWS[platform](http, base_url)

@@ -1,0 +1,457 @@
+"""The platforms' side of the connect flows: consent pages, token, refresh and revoke
+endpoints, and who a token belongs to (the user, their Pages and organisations).
+
+Each authorize page consents at once and sends the browser back with a code; with
+`?sandbox_deny=1` it sends `error=access_denied` instead. `sandbox_user=<login>` picks
+the sandbox user (default "sandbox"); `sandbox_pages=<n>` how many Facebook Pages the user
+grants (default 2). `POST /_faults {"<platform>": {"oauth_error_status": 500}}` makes the
+token endpoint fail. Paths are the platforms' real ones under `/<platform>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Response, redirect, request
+
+from sandbox.core import SandboxState, json_response
+
+CODE_SECONDS = 600
+GRAPH = "v25.0"
+
+# The consent page of each platform, and what it calls the client id.
+AUTHORIZE = {
+    "x": ("/i/oauth2/authorize", "client_id", True),
+    "tiktok": ("/v2/auth/authorize/", "client_key", True),
+    "youtube": ("/o/oauth2/v2/auth", "client_id", False),
+    "linkedin": ("/oauth/v2/authorization", "client_id", False),
+    "facebook": (f"/{GRAPH}/dialog/oauth", "client_id", False),
+    "instagram": ("/oauth/authorize", "client_id", False),
+    "threads": ("/oauth/authorize", "client_id", False),
+}
+# How long an access token lives, per platform (seconds; None: no expiry).
+ACCESS_SECONDS = {
+    "x": 7200,
+    "tiktok": 7200,
+    "youtube": 3599,
+    "linkedin": 5_184_000,
+    "facebook": 5_183_944,
+    "instagram": 3600,
+    "threads": 3600,
+}
+
+
+def _digits(seed: str, length: int) -> str:
+    number = int(hashlib.sha256(seed.encode()).hexdigest(), 16)
+    return str(number)[:length]
+
+
+def identity(platform: str, login: str) -> dict[str, Any]:
+    """The sandbox user `login` as the platform sees them: stable ids from the login."""
+    if platform == "x":
+        return {"id": str(10**18 + int(_digits(f"x:{login}", 18))), "username": login}
+    if platform == "tiktok":
+        return {"open_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"tiktok-user:{login}"))}
+    if platform == "youtube":
+        raw = base64.urlsafe_b64encode(hashlib.sha256(f"yt:{login}".encode()).digest()).decode()
+        return {"channel": "UC" + raw[:22], "title": f"{login} channel"}
+    if platform == "linkedin":
+        return {
+            "sub": "li" + _digits(f"li:{login}", 8),
+            "name": f"{login.title()} Member",
+            "orgs": [{"id": _digits(f"li-org:{login}", 8), "name": f"{login.title()} Inc."}],
+        }
+    if platform == "facebook":
+        return {"id": _digits(f"fb:{login}", 15), "name": f"{login.title()}"}
+    if platform == "instagram":
+        return {"user_id": "17841" + _digits(f"ig:{login}", 11), "username": login}
+    return {"id": _digits(f"th:{login}", 17), "username": login}
+
+
+def facebook_pages(login: str, count: int) -> list[dict[str, str]]:
+    names = ("Bakery", "Books", "Bikes", "Boats", "Beans")
+    return [
+        {"id": "1" + _digits(f"fb-page:{login}:{n}", 14), "name": f"{login.title()} {names[n]}"}
+        for n in range(count)
+    ]
+
+
+def _store(state: SandboxState) -> dict[str, Any]:
+    data = state.store("_oauth")
+    data.setdefault("codes", {})
+    data.setdefault("tokens", {})
+    data.setdefault("revoked", [])
+    return data
+
+
+def _challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _back(redirect_uri: str, **params: str) -> Response:
+    joiner = "&" if urlsplit(redirect_uri).query else "?"
+    return redirect(redirect_uri + joiner + urlencode(params))
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> Response:
+    return json_response({"error": error, "error_description": description}, status)
+
+
+def issue(state: SandboxState, platform: str, login: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """New access and refresh tokens for the user, remembered as theirs; the platform's
+    own stores learn the token's owner too (its publishing endpoints read them)."""
+    access = f"{platform}-at-{secrets.token_urlsafe(18)}"
+    refresh = f"{platform}-rt-{secrets.token_urlsafe(18)}"
+    who = identity(platform, login)
+    with state.lock:
+        tokens = _store(state)["tokens"]
+        grant = {"platform": platform, "login": login, **extra}
+        tokens[access] = tokens[refresh] = grant  # one grant: revoking either ends both
+        own = state.store(platform)
+        if platform == "x":
+            users = own.setdefault("token_users", {})
+            users[access] = users[refresh] = who["id"]
+        elif platform == "tiktok":
+            known = own.setdefault("tokens", {})
+            known[access] = known[refresh] = who["open_id"]
+        elif platform == "youtube":
+            channels = own.setdefault("channels", {})
+            channels[access] = channels[refresh] = who["channel"]
+    return {"access_token": access, "refresh_token": refresh, "identity": who}
+
+
+def owner(state: SandboxState, token: str | None) -> dict[str, Any] | None:
+    if not token:
+        return None
+    with state.lock:
+        data = _store(state)
+        if token in data["revoked"]:
+            return None
+        return data["tokens"].get(token)
+
+
+def exchange_code(state: SandboxState, platform: str, values: Any) -> dict[str, Any] | Response:
+    """The authorization-code grant: the code must be fresh, for this client and
+    redirect_uri, and match the PKCE challenge where one was sent. Returns the user's
+    new tokens, or the platform's error answer."""
+    status = state.faults_for(platform).oauth_error_status
+    if status:
+        return _oauth_error(
+            "server_error", "The sandbox was told to fail (oauth_error_status).", status
+        )
+    code = values.get("code", "")
+    client_param = AUTHORIZE[platform][1]
+    with state.lock:
+        grant = _store(state)["codes"].get(code)
+        if grant is None or grant["used"] or grant["expires"] < time.time():
+            return _oauth_error("invalid_grant", "The authorization code is invalid or expired.")
+        if values.get("redirect_uri") != grant["redirect_uri"]:
+            return _oauth_error("invalid_grant", "redirect_uri does not match the authorize call.")
+        if values.get(client_param) and values.get(client_param) != grant["client_id"]:
+            return _oauth_error("invalid_client", "The code was issued to another client.")
+        if grant["challenge"]:
+            verifier = values.get("code_verifier", "")
+            if not verifier or _challenge(verifier) != grant["challenge"]:
+                return _oauth_error(
+                    "invalid_request",
+                    "Value passed for the code verifier did not match the code challenge.",
+                )
+        grant["used"] = True
+    return issue(state, platform, grant["login"], {"pages": grant["pages"]})
+
+
+def exchange_response(state: SandboxState, platform: str) -> Response:
+    """The token endpoints' answer to grant_type=authorization_code (X, TikTok, YouTube,
+    LinkedIn call this from their existing token routes)."""
+    issued = exchange_code(state, platform, request.form)
+    if isinstance(issued, Response):
+        return issued
+    body: dict[str, Any] = {
+        "access_token": issued["access_token"],
+        "refresh_token": issued["refresh_token"],
+        "expires_in": ACCESS_SECONDS[platform],
+        "token_type": "bearer",
+    }
+    if platform == "tiktok":
+        body["open_id"] = issued["identity"]["open_id"]
+        body["refresh_expires_in"] = 15_552_000
+        body["scope"] = "user.info.basic,video.publish,video.upload"
+    if platform == "linkedin":
+        body["refresh_token_expires_in"] = 31_536_000
+    return json_response(body)
+
+
+def _revoke(state: SandboxState, platform: str, token: str) -> None:
+    with state.lock:
+        data = _store(state)
+        data["revoked"].append(token)
+        info = data["tokens"].get(token)
+        # Revoking one token of a grant revokes the grant: its pair goes too.
+        siblings = [t for t, i in data["tokens"].items() if info is not None and i is info]
+        data["revoked"].extend(t for t in siblings if t != token)
+    faults = state.faults_for(platform)
+    faults.revoked_tokens.add(token)
+    faults.revoked_tokens.update(siblings)
+
+
+def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
+    bp = Blueprint(f"oauth_{platform}", __name__)
+    path, client_param, needs_pkce = AUTHORIZE[platform]
+
+    @bp.get(path)
+    def authorize() -> Response:
+        args = request.args
+        redirect_uri = args.get("redirect_uri", "")
+        client_id = args.get(client_param, "")
+        if not redirect_uri.startswith(("http://", "https://")) or not client_id:
+            return Response(
+                f"<h1>{platform}: invalid request</h1><p>{client_param} and redirect_uri are "
+                "required.</p>",
+                400,
+                mimetype="text/html",
+            )
+        oauth_state = args.get("state", "")
+        if args.get("response_type") != "code":
+            return _back(redirect_uri, error="unsupported_response_type", state=oauth_state)
+        challenge = args.get("code_challenge", "")
+        if needs_pkce and (not challenge or args.get("code_challenge_method") != "S256"):
+            return _back(
+                redirect_uri,
+                error="invalid_request",
+                error_description="PKCE (code_challenge, S256) is required",
+                state=oauth_state,
+            )
+        if args.get("sandbox_deny") == "1":
+            return _back(
+                redirect_uri,
+                error="access_denied",
+                error_description="The user denied the request.",
+                state=oauth_state,
+            )
+        code = secrets.token_urlsafe(24)
+        with state.lock:
+            _store(state)["codes"][code] = {
+                "client_id": client_id,
+                "redirect_uri": redirect_uri,
+                "challenge": challenge,
+                "login": args.get("sandbox_user", "sandbox"),
+                "pages": int(args.get("sandbox_pages", "2")),
+                "scope": args.get("scope", ""),
+                "used": False,
+                "expires": time.time() + CODE_SECONDS,
+            }
+        return _back(redirect_uri, code=code, state=oauth_state)
+
+    if platform in ("instagram", "threads"):
+        _meta_login_routes(bp, state, platform)
+    elif platform == "facebook":
+        _facebook_routes(bp, state)
+    elif platform == "linkedin":
+        _linkedin_routes(bp, state)
+    elif platform == "tiktok":
+        _tiktok_routes(bp, state)
+    elif platform == "x":
+
+        @bp.post("/2/oauth2/revoke")
+        def x_revoke() -> Response:
+            _revoke(state, "x", request.form.get("token", ""))
+            return json_response({"revoked": True})
+
+    elif platform == "youtube":
+
+        @bp.post("/revoke")
+        def google_revoke() -> Response:
+            token = request.form.get("token") or request.args.get("token", "")
+            if owner(state, token) is None:
+                return _oauth_error("invalid_token", "Token expired or revoked.")
+            _revoke(state, "youtube", token)
+            return Response(status=200)
+
+    return bp
+
+
+def _graph_error(message: str, code: int = 190, status: int = 400) -> Response:
+    return json_response(
+        {"error": {"message": message, "type": "OAuthException", "code": code}}, status
+    )
+
+
+def _meta_login_routes(bp: Blueprint, state: SandboxState, platform: str) -> None:
+    exchange_grant = "ig_exchange_token" if platform == "instagram" else "th_exchange_token"
+    me_path = f"/{GRAPH}/me" if platform == "instagram" else "/v1.0/me"
+
+    @bp.post("/oauth/access_token")
+    def short_token() -> Response:
+        issued = exchange_code(state, platform, request.form)
+        if isinstance(issued, Response):
+            return issued
+        who = issued["identity"]
+        return json_response(
+            {
+                "access_token": issued["access_token"],
+                "user_id": who.get("user_id") or who.get("id"),
+                "permissions": ["basic", "content_publish"],
+            }
+        )
+
+    @bp.get("/access_token")
+    def long_lived() -> Response:
+        if request.args.get("grant_type") != exchange_grant:
+            return _graph_error(f"Unsupported grant_type; expected {exchange_grant}", 100)
+        info = owner(state, request.args.get("access_token"))
+        if info is None:
+            return _graph_error("Error validating access token: invalid token")
+        issued = issue(state, platform, info["login"], {})
+        return json_response(
+            {
+                "access_token": issued["access_token"],
+                "token_type": "bearer",
+                "expires_in": 5_183_944,
+            }
+        )
+
+    @bp.get(me_path)
+    def me() -> Response:
+        info = owner(state, request.args.get("access_token") or _bearer())
+        if info is None:
+            return _graph_error("Error validating access token: invalid token")
+        return json_response(identity(platform, info["login"]))
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.startswith("Bearer ") else None
+
+
+def _facebook_routes(bp: Blueprint, state: SandboxState) -> None:
+    @bp.get(f"/{GRAPH}/oauth/access_token")
+    def access_token() -> Response:
+        args = request.args
+        if args.get("grant_type") == "fb_exchange_token":
+            info = owner(state, args.get("fb_exchange_token"))
+            if info is None:
+                return _graph_error("Error validating access token: invalid token")
+            issued = issue(state, "facebook", info["login"], {"pages": info.get("pages", 2)})
+            return json_response(
+                {
+                    "access_token": issued["access_token"],
+                    "token_type": "bearer",
+                    "expires_in": ACCESS_SECONDS["facebook"],
+                }
+            )
+        issued = exchange_code(state, "facebook", args)
+        if isinstance(issued, Response):
+            return issued
+        return json_response(
+            {"access_token": issued["access_token"], "token_type": "bearer", "expires_in": 5400}
+        )
+
+    @bp.get(f"/{GRAPH}/me/accounts")
+    def pages() -> Response:
+        info = owner(state, request.args.get("access_token") or _bearer())
+        if info is None:
+            return _graph_error("Error validating access token: invalid token")
+        data = []
+        for page in facebook_pages(info["login"], int(info.get("pages", 2))):
+            token = f"EAAP{secrets.token_urlsafe(24)}"
+            with state.lock:
+                _store(state)["tokens"][token] = {
+                    "platform": "facebook",
+                    "login": info["login"],
+                    "page": page["id"],
+                }
+            data.append({**page, "access_token": token, "category": "Local business"})
+        return json_response({"data": data, "paging": {}})
+
+    @bp.delete(f"/{GRAPH}/me/permissions")
+    def revoke() -> Response:
+        token = request.args.get("access_token") or _bearer() or ""
+        if owner(state, token) is None:
+            return _graph_error("Error validating access token: invalid token")
+        _revoke(state, "facebook", token)
+        return json_response({"success": True})
+
+
+def _linkedin_routes(bp: Blueprint, state: SandboxState) -> None:
+    def who() -> dict[str, Any] | None:
+        info = owner(state, _bearer())
+        return identity("linkedin", info["login"]) if info else None
+
+    def unauthorized() -> Response:
+        return json_response(
+            {"status": 401, "serviceErrorCode": 65600, "message": "Invalid access token"}, 401
+        )
+
+    @bp.get("/v2/userinfo")
+    def userinfo() -> Response:
+        member = who()
+        if member is None:
+            return unauthorized()
+        return json_response({"sub": member["sub"], "name": member["name"], "locale": "en_US"})
+
+    @bp.get("/rest/organizationAcls")
+    def acls() -> Response:
+        member = who()
+        if member is None:
+            return unauthorized()
+        elements = [
+            {
+                "organization": f"urn:li:organization:{org['id']}",
+                "role": "ADMINISTRATOR",
+                "state": "APPROVED",
+                "roleAssignee": f"urn:li:person:{member['sub']}",
+            }
+            for org in member["orgs"]
+        ]
+        return json_response({"paging": {"start": 0, "count": 10}, "elements": elements})
+
+    @bp.get("/rest/organizations/<org_id>")
+    def organization(org_id: str) -> Response:
+        member = who()
+        if member is None:
+            return unauthorized()
+        for org in member["orgs"]:
+            if org["id"] == org_id:
+                return json_response({"id": int(org_id), "localizedName": org["name"]})
+        return json_response({"status": 404, "message": "Not found"}, 404)
+
+    @bp.post("/oauth/v2/revoke")
+    def revoke() -> Response:
+        _revoke(state, "linkedin", request.form.get("token", ""))
+        return Response(status=200)
+
+
+def _tiktok_routes(bp: Blueprint, state: SandboxState) -> None:
+    @bp.get("/v2/user/info/")
+    def user_info() -> Response:
+        info = owner(state, _bearer())
+        if info is None:
+            return json_response(
+                {"data": {}, "error": {"code": "access_token_invalid", "message": "invalid"}},
+                401,
+            )
+        user = identity("tiktok", info["login"])
+        return json_response(
+            {
+                "data": {
+                    "user": {
+                        "open_id": user["open_id"],
+                        "display_name": info["login"].title(),
+                        "username": info["login"],
+                    }
+                },
+                "error": {"code": "ok", "message": "", "log_id": secrets.token_hex(8)},
+            }
+        )
+
+    @bp.post("/v2/oauth/revoke/")
+    def revoke() -> Response:
+        _revoke(state, "tiktok", request.form.get("token", ""))
+        return json_response({})

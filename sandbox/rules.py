@@ -1,0 +1,330 @@
+"""The platforms' own published limits and counting rules, as the sandbox enforces them.
+
+A copy of the facts in shared/PLATFORMS.md that the sandbox needs to answer as each
+platform does. It is deliberately not imported from Crier (`app.platforms`): the sandbox
+stands in for the outside world and must not share Crier's domain code, so a bug in
+Crier's rules cannot hide behind the same bug in the stand-in. A test checks the two
+tables agree on the numbers both use.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from twitter_text import parse_tweet
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MediaRule:
+    """How many media of which kinds a post (or a content type) may carry."""
+
+    required: bool = False
+    max_images: int = 0
+    max_videos: int = 0
+    # May images and videos be mixed in one post (carousels)?
+    mixed: bool = False
+    image_mime_types: frozenset[str] = frozenset()
+    video_mime_types: frozenset[str] = frozenset()
+    image_max_bytes: int = 0
+    video_max_bytes: int = 0
+    video_min_seconds: float | None = None
+    video_max_seconds: float | None = None
+    # Human phrase used in messages, e.g. "one video".
+    needs: str = ""
+
+
+@dataclass(frozen=True)
+class PlatformRules:
+    name: str
+    label: str
+    text_limit: int
+    count_text: Callable[[str], int] = len
+    text_unit: str = "characters"
+    max_hashtags: int | None = None
+    max_mentions: int | None = None
+    media: MediaRule = field(default_factory=MediaRule)
+    # Per content type overrides (Instagram's Story/Reels/Trial Reel).
+    content_types: dict[str, MediaRule] = field(default_factory=dict)
+    # Requests per rolling window and posts per day that we enforce before calling.
+    daily_post_cap: int | None = None
+    window_requests: tuple[int, int] | None = None  # (requests, seconds)
+    # Whether uploads and processing can be done ahead of the instant without making
+    # anything public (TikTok's Direct Post publishes as soon as processing ends).
+    prepares_ahead: bool = True
+
+
+JPEG = frozenset({"image/jpeg"})
+JPEG_PNG = frozenset({"image/jpeg", "image/png"})
+WEB_IMAGES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+MP4_MOV = frozenset({"video/mp4", "video/quicktime"})
+MP4_MOV_WEBM = frozenset({"video/mp4", "video/quicktime", "video/webm"})
+
+_URL_RE = re.compile(r"https?://[^\s]+", re.IGNORECASE)
+_HASHTAG_RE = re.compile(r"(?<![\w#])#\w+", re.UNICODE)
+_MENTION_RE = re.compile(r"(?<![\w@])@[\w.]+", re.UNICODE)
+
+
+# twitter-text's URL pattern backtracks badly on long dotted runs ("a.a.a.…"): 500
+# characters of them cost a second. Texts past these bounds, which are far over X's 280
+# anyway unless made of long URLs, are counted by the linear approximation below.
+TWITTER_TEXT_MAX_INPUT = 1000
+TWITTER_TEXT_MAX_DOTS_PER_WORD = 32
+
+
+def count_x_weighted(text: str) -> int:
+    """X's weighted length by twitter-text v3 (the twitter-text-parser package): URLs,
+    bare domains included, count 23; emoji, ZWJ sequences included, count 2; CJK 2."""
+    text = unicodedata.normalize("NFC", text)
+    if len(text) <= TWITTER_TEXT_MAX_INPUT and all(
+        word.count(".") <= TWITTER_TEXT_MAX_DOTS_PER_WORD for word in text.split()
+    ):
+        return int(parse_tweet(text).weightedLength)
+    return _approximate_x_weight(text)
+
+
+def _approximate_x_weight(text: str) -> int:
+    """Linear: explicit http(s) URLs count 23, other characters by twitter-text's ranges."""
+    total = 0
+    position = 0
+    for match in _URL_RE.finditer(text):
+        total += _weigh(text[position : match.start()]) + 23
+        position = match.end()
+    return total + _weigh(text[position:])
+
+
+def _weigh(chunk: str) -> int:
+    weight = 0
+    for char in chunk:
+        code = ord(char)
+        light = code <= 4351 or 8192 <= code <= 8205 or 8208 <= code <= 8223 or 8242 <= code <= 8247
+        weight += 1 if light else 2
+    return weight
+
+
+def count_threads(text: str) -> int:
+    """Threads counts emoji by their UTF-8 bytes, other characters as one."""
+    return sum(len(c.encode()) if ord(c) > 0xFFFF else 1 for c in text)
+
+
+def count_utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def count_utf8_bytes(text: str) -> int:
+    return len(text.encode())
+
+
+def count_hashtags(text: str) -> int:
+    return len(_HASHTAG_RE.findall(text))
+
+
+def count_mentions(text: str) -> int:
+    return len(_MENTION_RE.findall(text))
+
+
+PLATFORMS: dict[str, PlatformRules] = {
+    "instagram": PlatformRules(
+        name="instagram",
+        label="Instagram",
+        text_limit=2200,
+        # The API reference still says 30, but the product cap is 5 since Dec 2025.
+        max_hashtags=5,
+        max_mentions=20,
+        media=MediaRule(
+            required=True,
+            max_images=10,
+            max_videos=10,
+            mixed=True,
+            image_mime_types=JPEG,
+            video_mime_types=MP4_MOV,
+            image_max_bytes=8 * MB,
+            video_max_bytes=300 * MB,
+            video_min_seconds=3,
+            video_max_seconds=15 * 60,
+            needs="at least one image or video",
+        ),
+        content_types={
+            "Post": MediaRule(
+                required=True,
+                max_images=10,
+                max_videos=10,
+                mixed=True,
+                image_mime_types=JPEG,
+                video_mime_types=MP4_MOV,
+                image_max_bytes=8 * MB,
+                video_max_bytes=300 * MB,
+                video_min_seconds=3,
+                video_max_seconds=15 * 60,
+                needs="at least one image or video",
+            ),
+            "Story": MediaRule(
+                required=True,
+                max_images=1,
+                max_videos=1,
+                image_mime_types=JPEG,
+                video_mime_types=MP4_MOV,
+                image_max_bytes=8 * MB,
+                video_max_bytes=100 * MB,
+                video_min_seconds=3,
+                video_max_seconds=60,
+                needs="exactly one image or video",
+            ),
+            "Reels": MediaRule(
+                required=True,
+                max_videos=1,
+                video_mime_types=MP4_MOV,
+                video_max_bytes=300 * MB,
+                video_min_seconds=3,
+                video_max_seconds=15 * 60,
+                needs="exactly one video",
+            ),
+            "Trial Reel": MediaRule(
+                required=True,
+                max_videos=1,
+                video_mime_types=MP4_MOV,
+                video_max_bytes=300 * MB,
+                video_min_seconds=3,
+                video_max_seconds=15 * 60,
+                needs="exactly one video",
+            ),
+        },
+        # 100 (guide) vs 50 (reference) vs 25 (old): the reference's 50 until the
+        # account's content_publishing_limit says otherwise.
+        daily_post_cap=50,
+    ),
+    "facebook": PlatformRules(
+        name="facebook",
+        label="Facebook",
+        text_limit=63206,
+        media=MediaRule(
+            max_images=10,
+            max_videos=1,
+            image_mime_types=JPEG_PNG,
+            video_mime_types=MP4_MOV,
+            image_max_bytes=4 * MB,
+            video_max_bytes=1024 * MB,
+            needs="up to 10 images or one video",
+        ),
+        content_types={
+            "reel": MediaRule(
+                required=True,
+                max_videos=1,
+                video_mime_types=MP4_MOV,
+                video_max_bytes=1024 * MB,
+                video_min_seconds=3,
+                video_max_seconds=90,
+                needs="exactly one video",
+            ),
+            "video": MediaRule(
+                required=True,
+                max_videos=1,
+                video_mime_types=MP4_MOV,
+                video_max_bytes=1024 * MB,
+                needs="exactly one video",
+            ),
+        },
+        daily_post_cap=None,
+    ),
+    "threads": PlatformRules(
+        name="threads",
+        label="Threads",
+        text_limit=500,
+        count_text=count_threads,
+        media=MediaRule(
+            max_images=20,
+            max_videos=20,
+            mixed=True,
+            image_mime_types=JPEG_PNG,
+            video_mime_types=MP4_MOV,
+            image_max_bytes=8 * MB,
+            video_max_bytes=1024 * MB,
+            video_max_seconds=300,
+            needs="up to 20 images or videos",
+        ),
+        daily_post_cap=250,
+    ),
+    "x": PlatformRules(
+        name="x",
+        label="X",
+        text_limit=280,
+        count_text=count_x_weighted,
+        text_unit="weighted characters",
+        media=MediaRule(
+            max_images=4,
+            max_videos=1,
+            image_mime_types=WEB_IMAGES,
+            video_mime_types=frozenset({"video/mp4", "video/quicktime"}),
+            image_max_bytes=5 * MB,
+            video_max_bytes=512 * MB,
+            video_min_seconds=0.5,
+            video_max_seconds=140,
+            needs="up to 4 images or one video",
+        ),
+        window_requests=(100, 15 * 60),
+    ),
+    "linkedin": PlatformRules(
+        name="linkedin",
+        label="LinkedIn",
+        text_limit=3000,
+        media=MediaRule(
+            max_images=20,
+            max_videos=1,
+            image_mime_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
+            video_mime_types=frozenset({"video/mp4"}),
+            image_max_bytes=36 * MB,
+            video_max_bytes=500 * MB,
+            video_min_seconds=3,
+            video_max_seconds=30 * 60,
+            needs="up to 20 images or one video",
+        ),
+        daily_post_cap=150,
+    ),
+    "tiktok": PlatformRules(
+        name="tiktok",
+        label="TikTok",
+        text_limit=2200,
+        count_text=count_utf16,
+        text_unit="UTF-16 code units",
+        media=MediaRule(
+            required=True,
+            max_videos=1,
+            video_mime_types=MP4_MOV_WEBM,
+            video_max_bytes=4096 * MB,
+            video_min_seconds=3,
+            video_max_seconds=600,
+            needs="exactly one video",
+        ),
+        daily_post_cap=15,
+        prepares_ahead=False,
+    ),
+    "youtube": PlatformRules(
+        name="youtube",
+        label="YouTube",
+        # The description is the post text: at most 5000 bytes.
+        text_limit=5000,
+        count_text=count_utf8_bytes,
+        text_unit="bytes",
+        media=MediaRule(
+            required=True,
+            max_videos=1,
+            video_mime_types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+            video_max_bytes=256 * 1024 * MB,
+            needs="exactly one video",
+        ),
+        daily_post_cap=100,
+    ),
+}
+
+PLATFORM_KEYS = tuple(PLATFORMS)
+
+
+def media_rule_for(platform: str, content_type: str | None) -> MediaRule:
+    rules = PLATFORMS[platform]
+    if content_type and content_type in rules.content_types:
+        return rules.content_types[content_type]
+    return rules.media

@@ -1,0 +1,17 @@
+"""OAuth connect flows, one module per platform, beside the publishing adapters.
+
+Importing this package registers every flow with `app.oauth` (see its docstring).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+
+def load_all() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+load_all()

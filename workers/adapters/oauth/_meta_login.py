@@ -1,0 +1,57 @@
+"""Instagram Login and Threads share Meta's shape: code → short token (POST), then a
+long-lived token (GET `grant_type=<exchange>`), then `/me`. Neither has a revoke call."""
+
+from __future__ import annotations
+
+from app.oauth import ClientApp, ConnectedIdentity, OAuthFlow, expires_at
+
+
+class MetaLoginFlow(OAuthFlow):
+    scope_separator = ","
+    exchange_grant: str
+    me_path: str
+    me_fields: str
+    id_field: str
+    kind: str
+
+    def connect(
+        self, client: ClientApp, code: str, code_verifier: str | None
+    ) -> list[ConnectedIdentity]:
+        short = self.call(
+            "POST",
+            self.url("/oauth/access_token", "oauth"),
+            "the token exchange",
+            data={
+                "client_id": client.client_id,
+                "client_secret": client.client_secret or "",
+                "grant_type": "authorization_code",
+                "redirect_uri": client.redirect_uri,
+                "code": code,
+            },
+        )
+        long_lived = self.call(
+            "GET",
+            self.url("/access_token"),
+            "the long-lived token exchange",
+            params={
+                "grant_type": self.exchange_grant,
+                "client_secret": client.client_secret or "",
+                "access_token": short["access_token"],
+            },
+        )
+        me = self.call(
+            "GET",
+            self.url(self.me_path),
+            "reading the account",
+            params={"fields": self.me_fields, "access_token": long_lived["access_token"]},
+        )
+        external_id = str(me.get(self.id_field) or short.get("user_id"))
+        return [
+            ConnectedIdentity(
+                external_id=external_id,
+                name=f"@{me['username']}" if me.get("username") else external_id,
+                access_token=long_lived["access_token"],
+                expires_at=expires_at(long_lived.get("expires_in")),
+                kind=self.kind,
+            )
+        ]
