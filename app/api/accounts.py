@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app
 from marshmallow import fields, validate
 from sqlalchemy import func, select
 
+from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, NotFound, ValidationError, envelope
@@ -184,6 +185,13 @@ def create_account() -> Response:
         )
         status = 201
     record_account_event(session, account, WebhookEventType.ACCOUNT_CONNECTED)
+    session.flush()
+    record_request_event(
+        "account.reconnected" if status == 200 else "account.connected",
+        subject_type="account",
+        subject_id=account.id,
+        details={"platform": account.platform, "via": "token"},
+    )
     session.commit()
     response = envelope(account_to_dict(account), status=status)
     response.headers["Location"] = f"/accounts/{account.id}"
@@ -224,6 +232,12 @@ def delete_account(account_id: int) -> Response:
     reason = "The account was removed (DELETE /accounts) before this could be published."
     cancelled = len(cancel_account_targets(session, account, reason))
     remove_account(session, account, reason)
+    record_request_event(
+        "account.removed",
+        subject_type="account",
+        subject_id=account_id,
+        details={"platform": account.platform, "revoked": revoked, "cancelled": cancelled},
+    )
     session.commit()
     return envelope(
         {

@@ -8,6 +8,7 @@ from flask import Blueprint, Response
 from marshmallow import fields, validate
 from sqlalchemy import func, select
 
+from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import NotFound, envelope
@@ -84,6 +85,13 @@ def create_key() -> Response:
         scopes=sorted(set(data["scopes"])),
         profile_id=profile_id,
     )
+    session.flush()
+    record_request_event(
+        "api_key.created",
+        subject_type="api_key",
+        subject_id=key.id,
+        details={"name": key.name, "scopes": key.scopes, "profile_id": profile_id},
+    )
     session.commit()
     response = envelope({**key_to_dict(key), "key": plain}, status=201)
     response.headers["Location"] = f"/keys/{key.id}"
@@ -106,5 +114,6 @@ def revoke_key(key_id: int) -> Response:
         raise NotFound("API key not found.")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        record_request_event("api_key.revoked", subject_type="api_key", subject_id=key.id)
     session.commit()
     return envelope(key_to_dict(key))

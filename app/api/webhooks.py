@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import NotFound, ValidationError, envelope
@@ -110,6 +111,13 @@ def create_webhook() -> Response:
     endpoint, secret = webhook_service.create_endpoint(
         session, settings.secret_key, current_caller().organisation_id, data
     )
+    session.flush()
+    record_request_event(
+        "webhook.created",
+        subject_type="webhook",
+        subject_id=endpoint.id,
+        details={"url": endpoint.url, "events": endpoint.events},
+    )
     session.commit()
     response = envelope({**webhook_to_dict(endpoint), "secret": secret}, status=201)
     response.headers["Location"] = f"/webhooks/{endpoint.id}"
@@ -133,6 +141,12 @@ def update_webhook(webhook_id: str) -> Response:
     endpoint = _endpoint(webhook_id)
     webhook_service.update_endpoint(endpoint, data)
     session = get_session()
+    record_request_event(
+        "webhook.updated",
+        subject_type="webhook",
+        subject_id=endpoint.id,
+        details={"fields": sorted(data)},
+    )
     session.commit()
     return envelope(webhook_to_dict(endpoint))
 
@@ -143,6 +157,7 @@ def delete_webhook(webhook_id: str) -> Response:
     endpoint = _endpoint(webhook_id)
     session = get_session()
     session.delete(endpoint)
+    record_request_event("webhook.deleted", subject_type="webhook", subject_id=endpoint.id)
     session.commit()
     return envelope({"id": str(endpoint.id), "deleted": True})
 

@@ -22,6 +22,7 @@ from app.db import utcnow
 from app.models import Account, AccountStatus, ConnectLink, Organisation, WebhookEventType
 from app.oauth import ConnectedIdentity, OAuthError, pkce_pair
 from app.security import decrypt_token, encrypt_token, signing_key
+from app.services import audit
 from app.services.accounts import add_account, reconnect_account
 from app.services.webhooks import record_account_event
 
@@ -238,6 +239,7 @@ def save_identities(
         )
         if link.account_id is not None:
             existing = session.get(Account, link.account_id)
+        reconnected = existing is not None
         if existing is not None:
             reconnect_account(
                 session,
@@ -269,6 +271,16 @@ def save_identities(
         assert account.status == AccountStatus.ACTIVE
         record_account_event(
             session, account, WebhookEventType.ACCOUNT_CONNECTED, connect_link=str(link.id)
+        )
+        session.flush()
+        audit.record(
+            session,
+            "account.reconnected" if reconnected else "account.connected",
+            organisation_id=link.organisation_id,
+            actor=f"connect_link:{link.id}",
+            subject_type="account",
+            subject_id=account.id,
+            details={"platform": account.platform, "via": "connect_link"},
         )
         saved.append(account)
     link.result = "connected"

@@ -112,3 +112,39 @@ def test_api_deletions_are_recorded_with_key_and_address(
     assert events(make_tenant("stranger").api) == []
     assert_error(tenant.api.get("/audit-log", params={"action": "nope"}), 400, "validation_error")
     assert_error(httpx.get(str(tenant.api.base_url) + "/audit-log"), 401, "invalid_api_key")
+
+
+def test_changes_over_http_to_keys_accounts_and_webhooks_are_recorded(
+    tenant: Tenant, app: Flask
+) -> None:
+    webhook = ok_data(
+        tenant.api.post(
+            "/webhooks", json={"url": "https://hooks.example.com/crier", "events": ["post.failed"]}
+        ),
+        201,
+    )
+    ok_data(tenant.api.patch(f"/webhooks/{webhook['id']}", json={"name": "renamed"}))
+    ok_data(tenant.api.delete(f"/webhooks/{webhook['id']}"))
+    key = ok_data(tenant.api.post("/keys", json={"name": "client", "scopes": ["posts:read"]}), 201)
+    ok_data(tenant.api.delete(f"/keys/{key['id']}"))
+    body = {
+        "platform": "x",
+        "name": "brought",
+        "access_token": "own-token",
+        "external_id": "x-audited-1",
+    }
+    account = ok_data(tenant.api.post("/accounts", json=body), 201)
+    ok_data(tenant.api.post("/accounts", json=body))  # the same platform account again
+    ok_data(tenant.api.delete(f"/accounts/{account['id']}"))
+    recorded = [(e["action"], e["subject_id"]) for e in events(tenant.api)][::-1]
+    assert recorded == [
+        ("webhook.created", webhook["id"]),
+        ("webhook.updated", webhook["id"]),
+        ("webhook.deleted", webhook["id"]),
+        ("api_key.created", str(key["id"])),
+        ("api_key.revoked", str(key["id"])),
+        ("account.connected", str(account["id"])),
+        ("account.reconnected", str(account["id"])),
+        ("account.removed", str(account["id"])),
+    ]
+    assert events(tenant.api, action="webhook.updated")[0]["details"] == {"fields": ["name"]}
