@@ -464,9 +464,13 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
         return
     hold = deps.quotas.current_wait(target.platform, target.account_id)
     if hold is not None and hold.until > delivery.due.timestamp():
-        # A wait the platform imposed that outlasts the instant.
-        delivery.decision = _hold_decision(hold, "rate_limited")
-        return
+        if hold.until - delivery.due.timestamp() <= ETA_HEAD_START.total_seconds():
+            # A wait the platform imposed that ends just after the instant: the claim
+            # is kept and the call fires as soon as the wait is over.
+            delivery.due = datetime.fromtimestamp(hold.until, UTC)
+        else:
+            delivery.decision = _hold_decision(hold, "rate_limited")
+            return
     try:
         request = build_request(deps, session, target)
     except PlatformError as error:
