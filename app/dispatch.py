@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.messages import publish_message_options
+from app.messages import Owner, publish_message_options, target_owners
 from app.models import PostTarget, TargetStatus
 from workers.celery_app import PUBLISH_TASK, publish_queue
 
@@ -95,11 +95,13 @@ def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]
     """Send committed dispatches; on a broker error put the rest back for the sweeper."""
     sent = 0
     breaker = broker_breaker(celery)
+    owners = target_owners([d.target.id for d in dispatches]) if dispatches else {}
     for index, dispatch in enumerate(dispatches):
         try:
             if breaker.is_open():
                 raise ConnectionError("broker marked unavailable after a recent failure")
-            send_publish(celery, dispatch.target, dispatch.token)
+            owner = owners.get(dispatch.target.id, (None, None))
+            send_publish(celery, dispatch.target, dispatch.token, owner)
             sent += 1
         except Exception as exc:  # kombu raises many kinds; all mean "not sent"
             if not breaker.is_open():
@@ -129,7 +131,7 @@ def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> i
 ETA_HEAD_START = timedelta(seconds=2)
 
 
-def send_publish(celery: Celery, target: DueTarget, token: str) -> None:
+def send_publish(celery: Celery, target: DueTarget, token: str, owner: Owner | None = None) -> None:
     eta = target.due_at - ETA_HEAD_START
     eta = eta if eta > utcnow() else None
     celery.send_task(
@@ -138,7 +140,7 @@ def send_publish(celery: Celery, target: DueTarget, token: str) -> None:
         queue=publish_queue(target.platform),
         retry=False,
         # issue 12: Flower's name and args (never the token), an ETA the broker can honour
-        **publish_message_options(celery, target.id, target.platform, eta),
+        **publish_message_options(celery, target.id, target.platform, eta, owner),
     )
 
 
