@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import update
+from sqlalchemy import Integer, String, bindparam, column, update, values
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -30,6 +30,13 @@ class DueTarget:
     id: int
     platform: str
     due_at: datetime
+    # Flower's label (account, post), when the caller has them at hand; else looked up.
+    account_id: int | None = None
+    post_id: object | None = None
+
+    @property
+    def owner(self) -> Owner | None:
+        return None if self.account_id is None else (self.account_id, self.post_id)
 
 
 @dataclass(frozen=True)
@@ -41,31 +48,72 @@ class Dispatch:
 def due_within_horizon(targets: list[PostTarget], horizon_seconds: int) -> list[DueTarget]:
     limit = utcnow() + timedelta(seconds=horizon_seconds)
     return [
-        DueTarget(t.id, t.platform, t.next_attempt_at)
+        DueTarget(t.id, t.platform, t.next_attempt_at, t.account_id, t.post_id)
         for t in targets
         if t.status == TargetStatus.SCHEDULED and t.next_attempt_at <= limit
     ]
 
 
-def mark_queued(session: Session, due: list[DueTarget], from_status: str) -> list[Dispatch]:
-    """Give each target a new token and status `queued`, in the caller's transaction."""
-    dispatches = []
+def queue_new_targets(targets: list[PostTarget], horizon_seconds: int) -> None:
+    """New targets due within the horizon are written `queued` with their token in the
+    transaction that creates them, so intake costs one write per target, not an insert
+    and an update; their messages go out once it commits (`new_dispatches`)."""
+    limit = utcnow() + timedelta(seconds=horizon_seconds)
     now = utcnow()
-    for target in due:
-        token = str(uuid.uuid4())
-        changed = session.execute(
+    for target in targets:
+        if target.status == TargetStatus.SCHEDULED and target.next_attempt_at <= limit:
+            target.status = TargetStatus.QUEUED
+            target.dispatch_token = str(uuid.uuid4())
+            target.queued_at = now
+
+
+def new_dispatches(targets: list[PostTarget]) -> list[Dispatch]:
+    """The dispatches `queue_new_targets` wrote, once the rows have their ids."""
+    return [
+        Dispatch(
+            DueTarget(t.id, t.platform, t.next_attempt_at, t.account_id, t.post_id),
+            t.dispatch_token,
+        )
+        for t in targets
+        if t.status == TargetStatus.QUEUED and t.dispatch_token
+    ]
+
+
+def mark_queued(session: Session, due: list[DueTarget], from_status: str) -> list[Dispatch]:
+    """Give each target a new token and status `queued`, in the caller's transaction:
+    one UPDATE for the batch, which skips a target whose status moved meanwhile."""
+    if not due:
+        return []
+    tokens = {target.id: str(uuid.uuid4()) for target in due}
+    fresh = values(
+        column("id", Integer), column("token", String), name="fresh_tokens"
+    ).data(list(tokens.items()))
+    changed = set(
+        session.execute(
             update(PostTarget)
-            .where(PostTarget.id == target.id, PostTarget.status == from_status)
+            .where(PostTarget.id == fresh.c.id, PostTarget.status == bindparam("from_status"))
             .values(
                 status=TargetStatus.QUEUED,
-                dispatch_token=token,
-                queued_at=now,
+                dispatch_token=fresh.c.token,
+                queued_at=utcnow(),
                 lease_expires_at=None,
             )
-        ).rowcount
-        if changed:
-            dispatches.append(Dispatch(target, token))
-    return dispatches
+            .returning(PostTarget.id)
+            .execution_options(synchronize_session=False),
+            {"from_status": from_status},
+        ).scalars()
+    )
+    _expire_changed(session, changed)
+    return [Dispatch(target, tokens[target.id]) for target in due if target.id in changed]
+
+
+def _expire_changed(session: Session, target_ids: set[int]) -> None:
+    """Loaded targets the batch UPDATE changed are read again on next access."""
+    if not target_ids:
+        return
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, PostTarget) and obj.id in target_ids:
+            session.expire(obj, ["status", "dispatch_token", "queued_at", "lease_expires_at"])
 
 
 class _BrokerBreaker:
@@ -95,12 +143,13 @@ def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]
     """Send committed dispatches; on a broker error put the rest back for the sweeper."""
     sent = 0
     breaker = broker_breaker(celery)
-    owners = target_owners([d.target.id for d in dispatches]) if dispatches else {}
+    unlabelled = [d.target.id for d in dispatches if d.target.owner is None]
+    owners = target_owners(unlabelled) if unlabelled else {}
     for index, dispatch in enumerate(dispatches):
         try:
             if breaker.is_open():
                 raise ConnectionError("broker marked unavailable after a recent failure")
-            owner = owners.get(dispatch.target.id, (None, None))
+            owner = dispatch.target.owner or owners.get(dispatch.target.id, (None, None))
             send_publish(celery, dispatch.target, dispatch.token, owner)
             sent += 1
         except Exception as exc:  # kombu raises many kinds; all mean "not sent"

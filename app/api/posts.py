@@ -77,6 +77,13 @@ def _idempotency_key() -> str | None:
     return key
 
 
+def _send_new(posts: list[Post]) -> None:
+    """Send the messages of targets created `queued` by a transaction that committed."""
+    dispatches = dispatch.new_dispatches([t for post in posts for t in post.targets])
+    if dispatches:
+        dispatch.send_dispatches(get_session(), current_app.extensions["celery"], dispatches)
+
+
 def _enqueue_after_commit(posts: list[Post]) -> None:
     settings = current_app.config["CRIER"]
     due = [
@@ -106,6 +113,7 @@ def create_post() -> Response:
             idempotency_key=key,
             fingerprint=fingerprint,
             idempotency_ttl=settings.idempotency_ttl,
+            enqueue_horizon=settings.enqueue_horizon,
         )
         session.commit()
     except IntegrityError:
@@ -120,11 +128,12 @@ def create_post() -> Response:
             idempotency_key=key,
             fingerprint=fingerprint,
             idempotency_ttl=settings.idempotency_ttl,
+            enqueue_horizon=settings.enqueue_horizon,
         )
         if not result.replayed:
             raise
     if not result.replayed:
-        _enqueue_after_commit([result.post])
+        _send_new([result.post])
     response = envelope(post_created_to_dict(result.post), status=201)
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -178,12 +187,16 @@ def bulk_create_posts() -> Response:
                 results.append(
                     {"index": index, "status": error.status, "data": None, "error": payload}
                 )
+    dispatch.queue_new_targets(
+        [t for post in created for t in post.targets],
+        current_app.config["CRIER"].enqueue_horizon,
+    )
     session.flush()
     for result in results:
         if result["data"] is not None:
             result["data"] = post_created_to_dict(result["data"])
     session.commit()
-    _enqueue_after_commit(created)
+    _send_new(created)
     failed = sum(1 for r in results if r["error"])
     status = 201 if not failed else (207 if created else 422)
     response = envelope(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, object_session, selectinload
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import prepare_window
 from app.db import utcnow
+from app.dispatch import queue_new_targets
 from app.models import (
     FINAL_TARGET_STATUSES,
     OPEN_TARGET_STATUSES,
@@ -608,7 +609,10 @@ def create_post(
     idempotency_key: str | None = None,
     fingerprint: str = "",
     idempotency_ttl: int = 24 * 3600,
+    enqueue_horizon: int | None = None,
 ) -> CreateResult:
+    """Build and flush a post; with `enqueue_horizon`, its targets due within it are
+    written `queued` (the caller sends their messages after commit)."""
     now = utcnow()
     if idempotency_key:
         existing = find_idempotent_post(
@@ -617,6 +621,8 @@ def create_post(
         if existing is not None:
             return CreateResult(existing, replayed=True)
     post = build_post(session, organisation_id, data, now)
+    if enqueue_horizon is not None:
+        queue_new_targets(post.targets, enqueue_horizon)
     session.flush()
     if idempotency_key:
         session.add(
