@@ -85,9 +85,9 @@ def mark_queued(session: Session, due: list[DueTarget], from_status: str) -> lis
     if not due:
         return []
     tokens = {target.id: str(uuid.uuid4()) for target in due}
-    fresh = values(
-        column("id", Integer), column("token", String), name="fresh_tokens"
-    ).data(list(tokens.items()))
+    fresh = values(column("id", Integer), column("token", String), name="fresh_tokens").data(
+        list(tokens.items())
+    )
     changed = set(
         session.execute(
             update(PostTarget)
