@@ -266,6 +266,19 @@ COUNTS = (
 )
 
 
+FIRED = (
+    "SELECT extract(epoch FROM a.started_at) FROM publish_attempts a "
+    "JOIN post_targets t ON t.id = a.target_id JOIN posts p ON p.id = t.post_id "
+    "WHERE p.organisation_id = %s"
+)
+
+
+def fired_moments(database_url: str, organisation_id: int) -> list[float]:
+    """When each attempt's delivery fired, by the worker's clock: beside the ledger's
+    received_at, it tells Crier's share of the lateness from the sandbox's."""
+    return [float(row[0]) for row in sql(database_url, FIRED, (organisation_id,))]
+
+
 def target_counts(database_url: str, organisation_id: int) -> dict[str, int]:
     return {status: count for status, count in sql(database_url, COUNTS, (organisation_id,))}
 

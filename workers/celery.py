@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -45,9 +47,10 @@ app.conf.include = [
 ]
 # Importing the task modules registers their tasks.
 from workers import media_import, platform_delete, tasks, webhooks  # noqa: E402,F401
-from workers.tasks import stop_firing  # noqa: E402
+from workers.tasks import stop_firing, warm_up  # noqa: E402
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
+log = logging.getLogger("crier.worker")
 
 
 @worker_init.connect
@@ -64,9 +67,13 @@ def _serve_metrics(**_: Any) -> None:
         start_worker_metrics_server(int(port))
 
 
+_concurrency = 0
+
+
 @worker_init.connect
 def _size_pool(sender: Any = None, **_: Any) -> None:
-    concurrency = int(getattr(sender, "concurrency", 0) or 0)
+    global _concurrency
+    concurrency = _concurrency = int(getattr(sender, "concurrency", 0) or 0)
     if concurrency:
         # Pool threads ready deliveries; the heartbeat and the outcome writer take one
         # each, and a firing thread one only when a handle comes at the call itself.
@@ -101,6 +108,24 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     claims = process_claims(_WORKER_NAME)
     _heartbeat = Heartbeat(get_db(flask_app), flask_app.config["CRIER"], claims)
     _heartbeat.start()
+    threading.Thread(target=_warm_up, name="crier-warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    """A publish worker makes its HTTP client, adapters and database connections now,
+    not in its first burst."""
+    platforms = [
+        name.removeprefix("publish.")
+        for name in app.amqp.queues.consume_from or {}
+        if name.startswith("publish.")
+    ]
+    if not platforms:
+        return
+    try:
+        with flask_app.app_context():
+            warm_up(platforms, _concurrency)
+    except Exception as exc:  # only a head start; the first tasks do it otherwise
+        log.warning("warm-up failed: %s", exc)
 
 
 @worker_shutdown.connect

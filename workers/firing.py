@@ -5,7 +5,8 @@ request, quota) and hands it here. A timer thread wakes at each instant and hand
 delivery to a thread of its own pool, so a burst fires together instead of queueing behind
 a pool busy sleeping, and the precision is the timer's (a millisecond or so), not Celery's
 `worker_timer_precision`. Outcomes are written in batches by one writer thread: a burst
-costs one transaction per batch, not one per target.
+costs one transaction per batch, not one per target, and the writer waits while the line
+is firing, so the calls do not share the interpreter with it.
 
 The Celery message is acknowledged once the delivery is readied: from then on the claim,
 renewed by the process's heartbeat, is what keeps it safe. If the process dies before the
@@ -26,6 +27,9 @@ from typing import Any
 
 log = logging.getLogger("crier.firing")
 
+# A job due this soon makes the line busy: its thread must find the interpreter free.
+QUIET_AHEAD = 0.05
+
 
 class FiringLine:
     """Runs each job at its wall-clock instant on a pool of `threads`."""
@@ -36,6 +40,8 @@ class FiringLine:
         self._wake = threading.Condition()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="crier-fire")
         self._stopped = False
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
         self._timer = threading.Thread(target=self._run, name="crier-fire-timer", daemon=True)
         self._timer.start()
 
@@ -50,6 +56,14 @@ class FiringLine:
         with self._wake:
             return len(self._heap)
 
+    def busy(self, ahead: float = QUIET_AHEAD) -> bool:
+        """Whether jobs are running, or one is due within `ahead` seconds: work that can
+        wait (writing outcomes) then leaves the interpreter to the calls."""
+        if self._in_flight:
+            return True
+        with self._wake:
+            return bool(self._heap) and self._heap[0][0] <= time.time() + ahead
+
     def _run(self) -> None:
         while True:
             with self._wake:
@@ -62,8 +76,17 @@ class FiringLine:
                 now = time.time()
                 while self._heap and self._heap[0][0] <= now:
                     due.append(heapq.heappop(self._heap)[2])
+            with self._count_lock:
+                self._in_flight += len(due)
             for job in due:
-                self._pool.submit(_guarded, job)
+                self._pool.submit(self._run_job, job)
+
+    def _run_job(self, job: Callable[[], Any]) -> None:
+        try:
+            _guarded(job)
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
 
     def stop(self) -> list[Any]:
         """Stop the timer and wait for running jobs; returns the items of the jobs that
@@ -92,9 +115,18 @@ class BatchWriter:
     the load and a lone outcome is written at once.
     """
 
-    def __init__(self, write_batch: Callable[[list[Any]], None], max_batch: int = 200) -> None:
+    def __init__(
+        self,
+        write_batch: Callable[[list[Any]], None],
+        max_batch: int = 200,
+        busy: Callable[[], bool] | None = None,
+        max_delay: float = 2.0,
+    ) -> None:
         self._write_batch = write_batch
         self._max_batch = max_batch
+        # While `busy()` (a burst firing), writes wait up to `max_delay` seconds.
+        self._busy = busy
+        self._max_delay = max_delay
         self._items: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="crier-outcomes", daemon=True)
         self._thread.start()
@@ -109,6 +141,12 @@ class BatchWriter:
     def _run(self) -> None:
         while True:
             batch = [self._items.get()]
+            if self._busy is not None:
+                # The calls of a burst go first: an outcome written a second later
+                # costs nothing, a call made a second late is a late post.
+                deadline = time.monotonic() + self._max_delay
+                while self._busy() and time.monotonic() < deadline:
+                    time.sleep(0.005)
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._items.get_nowait())

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +37,8 @@ class LiveClaims:
         self._lock = threading.Lock()
         self._claims: dict[int, str] = {}
         self._held: dict[str, tuple[int, str]] = {}
+        # time.monotonic() when the last heartbeat that committed had begun; None before.
+        self.beat_began: float | None = None
 
     def claimed(self, target_id: int, token: str) -> None:
         with self._lock:
@@ -56,6 +59,17 @@ class LiveClaims:
     def snapshot(self) -> tuple[list[int], list[list[Any]]]:
         with self._lock:
             return list(self._claims), [[t, token] for t, token in self._held.values()]
+
+    def beaten(self, began: float) -> None:
+        self.beat_began = began
+
+    def alive_for_sure(self, worker_timeout: float) -> bool:
+        """Whether no sweeper can have declared this process dead, so its claims still
+        stand without asking the database: its last heartbeat committed well within
+        the timeout the sweeper judges by (half of it, for clock skew between hosts).
+        A heartbeat also renews every lease, so none of them has run out either."""
+        began = self.beat_began
+        return began is not None and time.monotonic() - began < worker_timeout / 2
 
 
 def owner_name(hostname: str) -> str:
@@ -81,6 +95,7 @@ def process_claims(hostname: str | None = None) -> LiveClaims:
 
 def beat(db: Database, settings: Settings, claims: LiveClaims) -> None:
     """Renew this process's leases and say what it holds, in one transaction."""
+    began = time.monotonic()
     now = utcnow()
     claimed, held = claims.snapshot()
     with db.session() as session:
@@ -111,6 +126,7 @@ def beat(db: Database, settings: Settings, claims: LiveClaims) -> None:
             )
         )
         session.commit()
+    claims.beaten(began)
 
 
 def forget(db: Database, claims: LiveClaims) -> None:

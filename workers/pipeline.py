@@ -42,7 +42,11 @@ from app.services.posts import (
     platform_text,
     refresh_post_status,
 )
-from app.services.webhooks import record_account_disconnected, record_target_events
+from app.services.webhooks import (
+    endpoints_memo,
+    record_account_disconnected,
+    record_target_events,
+)
 from workers.adapters.base import (
     PREPARED_KEY,
     Adapter,
@@ -136,14 +140,21 @@ class TargetContext:
         return func.coalesce(PostTarget.irreversible_started_at, utcnow())
 
     def mark_irreversible(self) -> None:
-        if self.pending_handle is not None:
+        if self.premarked and self.deps.claims.alive_for_sure(self.deps.settings.worker_timeout):
+            # Marked at the claim, and this process's heartbeat proves the claim still
+            # stands: the call needs no write at the instant. A handle made at the call
+            # itself goes in with the outcome; a crash before that only means the
+            # reconciliation looks for the post without it (it does for any premark).
+            pass
+        elif self.pending_handle is not None:
             # Handles of steps done at the call itself go in with the mark.
             self._update(
                 irreversible_started_at=self.earliest_start(),
                 platform_handle=self.pending_handle,
             )
             self.pending_handle = None
-        elif not self.premarked:
+        else:
+            # Not marked ahead, or no proof of life: the write is the fence (LostClaim).
             self._update(irreversible_started_at=self.earliest_start())
         self.marked = True
         self.marked_at = self.marked_at or utcnow()
@@ -791,16 +802,18 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> No
             ended.setdefault(target.post_id, []).append(target.id)
     session.add_all(attempts)
     session.flush()
-    # Webhooks: each account's outcome event joins this transaction's outbox.
-    for post_id, target_ids in ended.items():
-        record_target_events(session, post_id, target_ids)
-    for post in session.scalars(
+    posts = session.scalars(
         select(Post)
         .where(Post.id.in_(post_ids))
         .options(selectinload(Post.targets))
         .execution_options(populate_existing=True)
-    ):
-        refresh_post_status(post)
+    ).all()
+    with endpoints_memo(session):
+        for post in posts:
+            # Webhooks: each account's outcome event joins this transaction's outbox.
+            if post.id in ended:
+                record_target_events(session, post.id, ended[post.id], post)
+            refresh_post_status(post)
     session.commit()
     if dispatches:
         send_dispatches(session, deps.celery, dispatches)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from functools import cache, lru_cache
+from functools import lru_cache
 
 import httpx
 from celery import Task, shared_task
@@ -32,22 +32,51 @@ from workers.quotas import SharedQuotas
 from workers.sweeper import sweep_due_targets
 from workers.tokens import refresh_expiring_tokens
 
+_adapters_lock = threading.Lock()
+_http_clients: dict[float, httpx.Client] = {}
+_adapters: dict[tuple[str, float, str | None], Adapter] = {}
 
-@lru_cache(maxsize=1)
+
 def _http_client(timeout: float) -> httpx.Client:
-    # One pooled client per worker process; thread-safe for concurrent publishes.
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout, connect=10.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        follow_redirects=False,
-    )
+    """One pooled client per worker process; thread-safe for concurrent publishes."""
+    with _adapters_lock:
+        client = _http_clients.get(timeout)
+        if client is None:
+            # Made once under the lock: a burst's first tasks would otherwise each build
+            # a client (and its TLS context, tens of milliseconds of CPU) at once.
+            client = _http_clients[timeout] = httpx.Client(
+                timeout=httpx.Timeout(timeout, connect=10.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+                follow_redirects=False,
+            )
+        return client
 
 
-@cache
 def _adapter(platform: str, timeout: float, base_url: str | None) -> Adapter:
-    # One per platform per process: adapters keep no per-publish state, and per-account
-    # caches (X's users/me) then outlive a task.
-    return get_adapter(platform, _http_client(timeout), base_url)
+    """One per platform per process: adapters keep no per-publish state, and per-account
+    caches (X's users/me) then outlive a task."""
+    key = (platform, timeout, base_url)
+    adapter = _adapters.get(key)
+    if adapter is None:
+        client = _http_client(timeout)
+        with _adapters_lock:
+            adapter = _adapters.setdefault(key, get_adapter(platform, client, base_url))
+    return adapter
+
+
+def warm_up(platforms: list[str], connections: int) -> None:
+    """Before the first burst: the HTTP client and adapters, and `connections` database
+    connections opened together, so the first due targets pay for none of them."""
+    deps = pipeline_deps()
+    for platform in platforms:
+        deps.adapter_for(platform)
+    held = []
+    try:
+        for _ in range(connections):
+            held.append(deps.db.engine.connect())
+    finally:
+        for connection in held:
+            connection.close()
 
 
 def pipeline_deps() -> PipelineDeps:
@@ -99,8 +128,9 @@ def firing(deps: PipelineDeps) -> tuple[FiringLine, BatchWriter]:
     global _firing
     with _firing_lock:
         if _firing is None:
-            writer = BatchWriter(lambda batch: record_outcomes(deps, batch))
-            _firing = (FiringLine(deps.settings.fire_threads), writer)
+            line = FiringLine(deps.settings.fire_threads)
+            writer = BatchWriter(lambda batch: record_outcomes(deps, batch), busy=line.busy)
+            _firing = (line, writer)
         return _firing
 
 

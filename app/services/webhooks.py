@@ -13,7 +13,8 @@ import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -150,6 +151,45 @@ def get_endpoint(
 # ------------------------------------------------------------------------------- outbox
 
 
+_ENDPOINT_MEMO = "crier.webhook_endpoints"
+
+
+@contextmanager
+def endpoints_memo(session: Session) -> Iterator[None]:
+    """Within the block, each organisation's active endpoints are read once: a batch
+    of outcomes records hundreds of events against the same few endpoints."""
+    session.info[_ENDPOINT_MEMO] = {}
+    try:
+        yield
+    finally:
+        session.info.pop(_ENDPOINT_MEMO, None)
+
+
+def subscribers(
+    session: Session, organisation_id: int, event_type: str, profile_id: int | None
+) -> list[WebhookEndpoint]:
+    """The active endpoints that hear `event_type` for this profile."""
+    memo: dict[int, list[WebhookEndpoint]] | None = session.info.get(_ENDPOINT_MEMO)
+    active = memo.get(organisation_id) if memo is not None else None
+    if active is None:
+        active = list(
+            session.scalars(
+                select(WebhookEndpoint).where(
+                    WebhookEndpoint.organisation_id == organisation_id,
+                    WebhookEndpoint.is_active.is_(True),
+                )
+            )
+        )
+        if memo is not None:
+            memo[organisation_id] = active
+    # An endpoint of one profile hears only that profile's events.
+    return [
+        e
+        for e in active
+        if event_type in (e.events or ()) and (e.profile_id is None or e.profile_id == profile_id)
+    ]
+
+
 def record_event(
     session: Session,
     organisation_id: int,
@@ -165,16 +205,7 @@ def record_event(
     subscribes to the type: the outbox holds only what someone will receive.
     """
     if endpoints is None:
-        endpoints = session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.organisation_id == organisation_id,
-                WebhookEndpoint.is_active.is_(True),
-            )
-        ).all()
-        endpoints = [e for e in endpoints if event_type in (e.events or ())]
-        # An endpoint of one profile hears only that profile's events.
-        profile_id = data.get("profile_id")
-        endpoints = [e for e in endpoints if e.profile_id is None or e.profile_id == profile_id]
+        endpoints = subscribers(session, organisation_id, event_type, data.get("profile_id"))
     endpoints = list(endpoints)
     if not endpoints:
         return None
@@ -209,22 +240,26 @@ def record_post_status_change(session: Session, post: Post, previous_status: str
     record_event(session, post.organisation_id, event_type, post_to_dict(post))
 
 
-def record_target_events(session: Session, post_id: uuid.UUID, target_ids: Iterable[int]) -> None:
+def record_target_events(
+    session: Session, post_id: uuid.UUID, target_ids: Iterable[int], post: Post | None = None
+) -> None:
     """Per-account events for targets that just reached an end state.
 
     For the publishing pipeline: call it inside the transaction that wrote the targets'
-    outcomes, after the write, with the ids of the targets that changed. Targets not in
-    an end state (requeued, waiting) produce nothing.
+    outcomes, after the write, with the ids of the targets that changed (and the post,
+    freshly loaded with its targets, when the caller has it). Targets not in an end
+    state (requeued, waiting) produce nothing.
     """
-    ids = list(target_ids)
+    ids = set(target_ids)
     if not ids:
         return
-    post = session.scalar(
-        select(Post)
-        .where(Post.id == post_id)
-        .options(selectinload(Post.targets))
-        .execution_options(populate_existing=True)
-    )
+    if post is None:
+        post = session.scalar(
+            select(Post)
+            .where(Post.id == post_id)
+            .options(selectinload(Post.targets))
+            .execution_options(populate_existing=True)
+        )
     if post is None:
         return
     for target in post.targets:
@@ -233,7 +268,15 @@ def record_target_events(session: Session, post_id: uuid.UUID, target_ids: Itera
         event_type = TARGET_FINAL_EVENTS.get(target.status)  # type: ignore[call-overload]
         if event_type is None:
             continue
-        record_event(session, post.organisation_id, event_type, platform_event_data(target))
+        endpoints = subscribers(session, post.organisation_id, event_type, post.profile_id)
+        if endpoints:
+            record_event(
+                session,
+                post.organisation_id,
+                event_type,
+                platform_event_data(target),
+                endpoints=endpoints,
+            )
 
 
 def platform_event_data(target: PostTarget) -> dict[str, Any]:
