@@ -64,17 +64,20 @@ from benchmarks.harness import (
     due_in,
     epoch,
     fired_moments,
+    free_port,
     insert_far_posts,
     iso,
     lateness_stats,
     note_claim,
     procfile,
+    procfile_args,
     rate_between,
     read_ledger,
     reset_sandbox,
     rss_kib,
     set_faults,
     sql,
+    wait_http,
     wait_until_final,
     worker_pool,
     worker_queues,
@@ -257,6 +260,7 @@ def run_intake(stack: Stack, options: Options) -> dict[str, Any]:
         result = {
             "clients": CLIENTS,
             "single": baselines.concurrent_rate(CLIENTS, options.intake_seconds, single),
+            "http_ceiling": http_ceiling(stack, options, body),
             "bulk": baselines.concurrent_rate(CLIENTS, options.intake_seconds, bulk),
             "floor_single": baselines.intake_floor(
                 stack.database_url,
@@ -289,6 +293,42 @@ def run_intake(stack: Stack, options: Options) -> dict[str, Any]:
             if client.type(key) == b"list":
                 client.delete(key)
     return result
+
+
+def http_ceiling(
+    stack: Stack, options: Options, body: Callable[[int, int], dict[str, Any]]
+) -> dict[str, Any]:
+    """POST /posts per second against benchmarks.noop_web under the same gunicorn line
+    and the same clients: the framework's own ceiling on this machine."""
+    port = free_port()
+    command = procfile()["web"].replace("'app.wsgi:app'", "'benchmarks.noop_web:app'")
+    proc = stack.procs.spawn("noop-web", procfile_args(command), {**stack.env, "PORT": str(port)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", proc=proc)
+        clients: list[httpx.Client] = []
+
+        def make(index: int) -> Callable[[], int]:
+            api = httpx.Client(base_url=url, timeout=60)
+            clients.append(api)
+            counter = iter(range(10**9))
+
+            def call() -> int:
+                response = api.post("/posts", json=body(index, next(counter)))
+                if response.status_code != 201:
+                    raise RuntimeError(f"noop POST /posts {response.status_code}")
+                return 1
+
+            return call
+
+        try:
+            baselines.concurrent_rate(CLIENTS, min(1.0, options.intake_seconds), make)
+            return baselines.concurrent_rate(CLIENTS, options.intake_seconds, make)
+        finally:
+            for api in clients:
+                api.close()
+    finally:
+        stack.procs.stop(proc)
 
 
 def worker_rss(stack: Stack) -> dict[str, int]:
@@ -707,6 +747,17 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _verdict(bool(single and floor and single >= floor / 3)),
             )
         )
+        ceiling = (intake.get("http_ceiling") or {}).get("per_second")
+        if ceiling:
+            rows.append(
+                (
+                    "  same clients, no-op Flask app on the same gunicorn",
+                    f"{ceiling} /s",
+                    "",
+                    "",
+                    "",
+                )
+            )
         bulk, floor_bulk = intake["bulk"]["per_second"], intake["floor_bulk"]["per_second"]
         rows.append(
             (

@@ -41,6 +41,12 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             entries = [e for e in state.ledger if platform is None or e["platform"] == platform]
         return json_response(entries)
 
+    @app.get("/_arrived")
+    def arrived() -> Response:
+        """Publishing requests that arrived per platform, answered or still in flight."""
+        with state.lock:
+            return json_response(dict(state.arrived))
+
     @app.get("/_uploads")
     def uploads() -> Response:
         platform = request.args.get("platform")

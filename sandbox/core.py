@@ -104,6 +104,9 @@ class SandboxState:
             self.faults: dict[str, PlatformFaults] = {}
             # Free-form per-platform state (containers, upload sessions, tokens, ...).
             self.platform: dict[str, dict[str, Any]] = {}
+            # Publishing requests that arrived, per platform, counted before any added
+            # latency: a test sees a request in flight before it is answered.
+            self.arrived: dict[str, int] = {}
             self.id_counter = int(time.time() * 1000) % 10**9 * 1000
 
     def next_id(self) -> int:
@@ -183,6 +186,9 @@ def inject_faults(
 ) -> Response | None:
     """Apply the configured faults to one request; a Response means answer with it."""
     faults = state.faults_for(platform)
+    if publishing:
+        with state.lock:
+            state.arrived[platform] = state.arrived.get(platform, 0) + 1
     if faults.latency_ms:
         time.sleep(faults.latency_ms / 1000)
     if token is not None:

@@ -14,7 +14,14 @@ from flask import Flask
 
 from tests.conftest import Tenant
 from tests.integration.conftest import Stack, wait_until
-from tests.integration.test_delivery import all_final, attempts, create, ledger, targets
+from tests.integration.test_delivery import (
+    all_final,
+    arrived,
+    attempts,
+    create,
+    ledger,
+    targets,
+)
 from tests.integration.test_metrics import scrape, value
 
 RECEIVED = re.compile(r"\[([0-9a-f-]{36})\] received")
@@ -36,12 +43,8 @@ def test_sigkilled_worker_messages_are_redelivered_at_once(
     account_id = make_account(tenant, "x")
     for n in range(3):
         create(tenant, [account_id], f"Held by a dying worker {n}")
-    # The handle X saves as it sends the tweet: each POST is in flight, held 8 s.
-    wait_until(
-        lambda: all("posted_at" in (t.platform_handle or {}) for t in targets(app)) or None,
-        timeout=20,
-        interval=0.05,
-    )
+    # Each tweet's POST has reached the sandbox, which holds it 8 s.
+    wait_until(lambda: arrived(sandbox, "x") == 3, timeout=20, interval=0.05)
     time.sleep(0.5)
     held = set(RECEIVED.findall(victim.log()))
     assert len(held) == 3
