@@ -133,9 +133,13 @@ def _instagram_host_tokens(state: SandboxState) -> TokenRule:
 
 def _facebook_host_tokens(state: SandboxState) -> TokenRule:
     """graph.facebook.com takes Facebook tokens: an Instagram Login token is refused, and
-    a Page token acts only for the Instagram account linked to its Page."""
+    a Page token acts only for the Instagram account linked to its Page (and not once the
+    user's grant is revoked)."""
+    revoked_answer = _fault_style().auth_revoked
 
     def rule(token: str, account: str | None) -> Response | None:
+        if oauth.revoked(state, token):
+            return revoked_answer()
         grant = oauth.owner(state, token)
         if grant is None:
             return None

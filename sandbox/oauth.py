@@ -160,6 +160,11 @@ def owner(state: SandboxState, token: str | None) -> dict[str, Any] | None:
         return data["tokens"].get(token)
 
 
+def revoked(state: SandboxState, token: str | None) -> bool:
+    with state.lock:
+        return bool(token) and token in _store(state)["revoked"]
+
+
 def exchange_code(state: SandboxState, platform: str, values: Any) -> dict[str, Any] | Response:
     """The authorization-code grant: the code must be fresh, for this client and
     redirect_uri, and match the PKCE challenge where one was sent. Returns the user's

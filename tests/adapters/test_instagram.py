@@ -501,3 +501,16 @@ def test_a_page_token_is_never_refreshed_with_ig_refresh_token(
         with pytest.raises(AuthRevokedError) as caught:
             offline.refresh_token(request.account)
     assert caught.value.code == "instagram_reconnect_required"
+
+
+def test_a_revoked_page_token_is_auth_revoked_on_graph_facebook(
+    sandbox: httpx.Client, adapter: InstagramAdapter, image_item: MediaItem
+) -> None:
+    request = facebook_login_request(sandbox, media=[image_item])
+    token = request.account.access_token
+    assert sandbox.delete(
+        "/facebook/v25.0/me/permissions", params={"access_token": token}
+    ).is_success
+    with pytest.raises(AuthRevokedError):
+        adapter.publish(request, NullContext())
+    assert ledger(sandbox) == []

@@ -361,3 +361,25 @@ def test_an_expired_page_token_asks_for_reconnecting_without_a_refresh(
     # No ig_refresh_token was tried: the Page token is the one stored, untouched.
     assert after["access_token_encrypted"] == row["access_token_encrypted"]
     assert after["refresh_failures"] == 0
+
+
+def test_reconnecting_an_account_by_id_through_facebook_login_needs_no_selection(
+    app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client
+) -> None:
+    walk(ig_link(tenant.api)["url"], pick=lambda c: c[1:2])  # @sandbox_books
+    [books] = accounts(app)
+    sql(app, "UPDATE accounts SET status = 'needs_reconnect', status_reason = 'auth_expired'")
+
+    again = walk(ig_link(tenant.api, account_id=books["id"])["url"])
+    assert again.result["status"] == "connected" and not again.pages
+    assert again.result["account_ids"] == str(books["id"])
+    [row] = accounts(app)
+    assert row["status"] == "active" and row["external_id"] == books["external_id"]
+    assert row["access_token_encrypted"] != books["access_token_encrypted"]
+
+    # The user no longer links that account to a granted Page: nothing is changed.
+    gone = walk(
+        ig_link(tenant.api, account_id=books["id"])["url"], authorize_extra="sandbox_instagram=1"
+    )
+    assert gone.result["error"] == "account_mismatch"
+    assert accounts(app)[0]["access_token_encrypted"] == row["access_token_encrypted"]
