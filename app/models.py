@@ -508,6 +508,9 @@ class ConnectLink(Base):
     # Reconnecting an existing account keeps its id.
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     platform: Mapped[str] = mapped_column(String(20))
+    # The sign-in the link goes through where the platform has several (Instagram:
+    # "facebook" for Facebook Login); None is the platform's own.
+    login: Mapped[str | None] = mapped_column(String(20))
     redirect_url: Mapped[str] = mapped_column(Text)
     # The caller's own opaque value, echoed back on redirect_url.
     client_state: Mapped[str | None] = mapped_column(String(500))

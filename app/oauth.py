@@ -81,6 +81,14 @@ class OAuthFlow(ABC):
     (ending in the accounts the user granted), and the revoke call where there is one."""
 
     platform: str
+    # Which sign-in this is, where a platform has several (Instagram: "instagram" for
+    # Instagram Login, "facebook" for Facebook Login by way of the linked Pages); empty
+    # means the platform's own, which is also its default.
+    login: str = ""
+    # The platform whose app (CRIER_<X>_CLIENT_ID / _SECRET) and hosts the flow uses, when
+    # that is another platform's: Instagram through Facebook Login is Facebook's app and
+    # graph.facebook.com (and, under CRIER_PLATFORM_BASE_URL, the paths under /facebook).
+    app_platform: str = ""
     # The platform's real hosts, by role ("authorize", "api", ...).
     hosts: dict[str, str]
     scopes: tuple[str, ...]
@@ -95,10 +103,19 @@ class OAuthFlow(ABC):
         self.http = http
         self.base_url = base_url.rstrip("/") if base_url else None
 
+    @classmethod
+    def login_name(cls) -> str:
+        return cls.login or cls.platform
+
+    @classmethod
+    def client_platform(cls) -> str:
+        """Whose app credentials this flow signs in with."""
+        return cls.app_platform or cls.platform
+
     def url(self, path: str, host: str = "api") -> str:
         """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set."""
         if self.base_url:
-            return f"{self.base_url}/{self.platform}{path}"
+            return f"{self.base_url}/{self.client_platform()}{path}"
         return f"https://{self.hosts[host]}{path}"
 
     def authorize_params(
@@ -177,17 +194,28 @@ def token_error(platform: str, what: str, status: int, body: Any) -> OAuthError:
     return OAuthError("platform_error", message)
 
 
-_FLOWS: dict[str, type[OAuthFlow]] = {}
+# platform → login → flow; a platform's own login (keyed by its name) is its default.
+_FLOWS: dict[str, dict[str, type[OAuthFlow]]] = {}
 
 
 def register_flow(cls: type[OAuthFlow]) -> type[OAuthFlow]:
-    _FLOWS[cls.platform] = cls
+    _FLOWS.setdefault(cls.platform, {})[cls.login_name()] = cls
     return cls
 
 
 def flow_classes() -> dict[str, type[OAuthFlow]]:
-    return dict(_FLOWS)
+    """Each platform's default flow (its own login)."""
+    return {p: logins[p] for p, logins in _FLOWS.items() if p in logins}
 
 
-def get_flow(platform: str, http: httpx.Client, base_url: str | None) -> OAuthFlow:
-    return _FLOWS[platform](http, base_url)
+def flow_class(platform: str, login: str | None = None) -> type[OAuthFlow] | None:
+    return _FLOWS.get(platform, {}).get(login or platform)
+
+
+def get_flow(
+    platform: str, http: httpx.Client, base_url: str | None, login: str | None = None
+) -> OAuthFlow:
+    cls = flow_class(platform, login)
+    if cls is None:
+        raise KeyError(f"no {login or platform} login flow for {platform}")
+    return cls(http, base_url)

@@ -198,7 +198,8 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
     "accounts.get_account": (None, ACCOUNT),
     "connect.create_connect_link": (
         {
-            "platform": "facebook",
+            "platform": "instagram",
+            "login": "facebook",
             "profile_id": 7,
             "redirect_url": "https://agency.example/clients/1042/connected",
             "state": "onboarding-1042",
@@ -206,7 +207,8 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
         {
             "id": "5f0c2a9e-1b7d-4c3e-9a8f-2d6e4b1c0a97",
             "url": "https://crier.example.com/connect/q3J9…",
-            "platform": "facebook",
+            "platform": "instagram",
+            "login": "facebook",
             "profile_id": 7,
             "account_id": None,
             "redirect_url": "https://agency.example/clients/1042/connected",

@@ -149,6 +149,11 @@ class ConnectLinkOut(Schema):
     id = fields.UUID()
     url = fields.String(metadata={"description": "Send the end client's browser here."})
     platform = fields.String()
+    login = fields.String(
+        metadata={
+            "description": "The sign-in the link goes through (the platform's own unless asked)."
+        }
+    )
     profile_id = fields.Integer(allow_none=True)
     account_id = fields.Integer(allow_none=True)
     redirect_url = fields.String()

@@ -319,6 +319,16 @@ PLATFORMS: dict[str, PlatformRules] = {
 
 PLATFORM_KEYS = tuple(PLATFORMS)
 
+# The sign-ins an account of a platform can connect through (`login` on POST
+# /accounts/connect), the platform's own first (the default). Instagram professional
+# accounts also connect through Facebook Login, by the Facebook Pages they are linked to;
+# they then publish on graph.facebook.com with the Page's token.
+CONNECT_LOGINS: dict[str, tuple[str, ...]] = {"instagram": ("instagram", "facebook")}
+
+
+def connect_logins(platform: str) -> tuple[str, ...]:
+    return CONNECT_LOGINS.get(platform, (platform,))
+
 
 def media_rule_for(platform: str, content_type: str | None) -> MediaRule:
     rules = PLATFORMS[platform]

@@ -126,29 +126,41 @@ def missing_token() -> Response:
     return graph_error("An access token is required to request this resource.", 104)
 
 
+# A host's own rule on the token it was given, after the usual checks: (token, the account
+# the path names or None) → None to proceed, else the answer to give.
+TokenRule = Callable[[str, str | None], Response | None]
+
+
 @dataclass(frozen=True)
 class GraphGuard:
     """The checks every Graph call of a platform starts with, in Graph's order: the version
-    in the path, the injected faults, then that a token came at all."""
+    in the path, the injected faults, then that a token came at all (and, where the host
+    has one, its `token_rule`)."""
 
     state: SandboxState
     platform: str
     style: FaultStyle
+    token_rule: TokenRule | None = None
 
-    def check(self, version: str | None, publishing: bool) -> tuple[str, Response | None]:
+    def check(
+        self, version: str | None, publishing: bool, account: str | None = None
+    ) -> tuple[str, Response | None]:
         """(token, None) when the call may proceed, else (token or "", the answer to give)."""
         token = access_token()
         failure = (bad_version(version) if version else None) or check_faults_then_token(
             self.state, self.platform, self.style, token, publishing, missing_token
         )
+        if failure is None and self.token_rule is not None:
+            failure = self.token_rule(token or "", account)
         return token or "", failure
 
     def check_account(
         self, version: str, account_id: str, publishing: bool
     ) -> tuple[str, Response | None]:
         """As `check`, but yields the account the path names (`me`: the token's)."""
-        token, failure = self.check(version, publishing)
-        return resolve_user(account_id, token), failure
+        owner = resolve_user(account_id, access_token())
+        _, failure = self.check(version, publishing, owner)
+        return owner, failure
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -548,10 +560,26 @@ class ContainerPlatform:
     deletable: bool = False
 
 
-def add_container_routes(bp: Blueprint, guard: GraphGuard, api: ContainerPlatform) -> None:
+# GET /{id} for a container or a published media object: (version, id) → the answer, or
+# None when the id is neither (a host serving other objects too answers for those).
+ObjectReader = Callable[[str, str], Response | None]
+
+
+def add_container_routes(
+    bp: Blueprint,
+    guard: GraphGuard,
+    api: ContainerPlatform,
+    *,
+    serve_reads: bool = True,
+    endpoint_prefix: str = "",
+) -> ObjectReader:
     """Serve the container lifecycle: POST /{user-id}/{create_edge} (create), POST
     /{user-id}/{publish_edge} (publish, under the 24 h cap), GET /{id} (a container's status
-    or a published media object) and GET /{user-id}/{create_edge} (the published media)."""
+    or a published media object) and GET /{user-id}/{create_edge} (the published media).
+
+    A host that serves other objects at GET /{id} too (graph.facebook.com: Pages' posts,
+    and Instagram's containers for accounts connected through Facebook Login) passes
+    `serve_reads=False` and asks the returned reader first."""
     state = guard.state
 
     def create_container(version: str, user_id: str) -> Response:
@@ -595,19 +623,27 @@ def add_container_routes(bp: Blueprint, guard: GraphGuard, api: ContainerPlatfor
         usage = buc_usage(owner, api.usage_type, percent)
         return answer_published(state, api.platform, {"id": media["id"]}, usage)
 
-    def read_object(version: str, object_id: str) -> Response:
-        _, failure = guard.check(version, publishing=False)
+    def find_object(version: str, object_id: str) -> Response | None:
+        container = get_container(state, api.platform, object_id)
+        media = get_media(state, api.platform, object_id) if container is None else None
+        if container is None and media is None:
+            return None
+        owner = (container or media or {}).get("owner")
+        _, failure = guard.check(version, publishing=False, account=owner)
         if failure is not None:
             return failure
-        container = get_container(state, api.platform, object_id)
         if container is not None:
             status = container_status(state, api.platform, container)
             item = {"id": object_id, **api.status_fields(container, status)}
             return json_response(pick_fields(item, requested_fields(("id",))))
-        media = get_media(state, api.platform, object_id)
-        if media is None:
-            return object_not_found(object_id)
-        return json_response(pick_fields(media, requested_fields(("id",))))
+        return json_response(pick_fields(media or {}, requested_fields(("id",))))
+
+    def read_object(version: str, object_id: str) -> Response:
+        found = find_object(version, object_id)
+        if found is not None:
+            return found
+        _, failure = guard.check(version, publishing=False)
+        return failure or object_not_found(object_id)
 
     def list_published(version: str, user_id: str) -> Response:
         owner, failure = guard.check_account(version, user_id, publishing=False)
@@ -618,11 +654,15 @@ def add_container_routes(bp: Blueprint, guard: GraphGuard, api: ContainerPlatfor
         return listing(shown, requested_fields(("id",)))
 
     user_edge = "/<version>/<user_id>/"
+    name = endpoint_prefix
     bp.add_url_rule(
-        user_edge + api.create_edge, "create_container", create_container, methods=["POST"]
+        user_edge + api.create_edge, name + "create_container", create_container, methods=["POST"]
     )
-    bp.add_url_rule(user_edge + api.publish_edge, api.publish_edge, publish, methods=["POST"])
-    bp.add_url_rule("/<version>/<object_id>", "read_object", read_object, methods=["GET"])
+    bp.add_url_rule(
+        user_edge + api.publish_edge, name + api.publish_edge, publish, methods=["POST"]
+    )
+    if serve_reads:
+        bp.add_url_rule("/<version>/<object_id>", "read_object", read_object, methods=["GET"])
     if api.deletable:
 
         def delete_media(version: str, object_id: str) -> Response:
@@ -638,8 +678,12 @@ def add_container_routes(bp: Blueprint, guard: GraphGuard, api: ContainerPlatfor
 
         bp.add_url_rule("/<version>/<object_id>", "delete_media", delete_media, methods=["DELETE"])
     bp.add_url_rule(
-        user_edge + api.create_edge, f"list_{api.create_edge}", list_published, methods=["GET"]
+        user_edge + api.create_edge,
+        f"{name}list_{api.create_edge}",
+        list_published,
+        methods=["GET"],
     )
+    return find_object
 
 
 def _publish_container(

@@ -1,6 +1,8 @@
 """Facebook Pages under /facebook (PLATFORMS.md section 2): feed posts (with attached
 unpublished photos), photos, videos, the three-phase reels flow with its rupload host,
-object reads (permalink_url, reel status) and the Page's post and video listings."""
+object reads (permalink_url, reel status) and the Page's post and video listings. This
+host also serves Instagram's publishing calls for accounts connected through Facebook
+Login (`sandbox/instagram.py`)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from sandbox._meta import (
     requested_fields,
 )
 from sandbox.core import PullFailure, SandboxState, json_response, media_entry
+from sandbox.instagram import add_facebook_host_routes
 
 PLATFORM = "facebook"
 USAGE_TYPE = "pages"
@@ -52,6 +55,8 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         "page_id",
     )
     guard = GraphGuard(state, PLATFORM, style)
+    # Instagram accounts connected through Facebook Login publish on this host.
+    instagram_object = add_facebook_host_routes(bp, state)
 
     def usage_headers(page: str) -> dict[str, str]:
         recent = [o for o in _page_posts(state, page) if o["created_at"] > time.time() - 3600]
@@ -266,6 +271,9 @@ def make_blueprint(state: SandboxState) -> Blueprint:
 
     @bp.get("/<version>/<object_id>")
     def read_object(version: str, object_id: str) -> Response:
+        answer = instagram_object(version, object_id)  # an Instagram container or media
+        if answer is not None:
+            return answer
         _, failure = guard.check(version, publishing=False)
         if failure is not None:
             return failure

@@ -1,6 +1,13 @@
 """Instagram's content publishing API under /instagram (PLATFORMS.md section 1): containers
 with their status lifecycle, media_publish with the 24 h posting cap, media reads and
-listings, and the long-lived token refresh."""
+listings, and the long-lived token refresh.
+
+The same calls are served on graph.facebook.com (under /facebook, beside the Pages API)
+for accounts connected through Facebook Login, with the token of the Page the account is
+linked to. Both hosts share one store, so a post is the same ledger entry whichever host
+it came through. Each host refuses the other login's tokens, as Meta does; a token the
+sandbox did not issue (tests, `crier accounts add`) is taken on either.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,14 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from sandbox import oauth
 from sandbox._meta import (
     DAY_SECONDS,
     MEDIA_NOT_READY,
     ContainerPlatform,
     GraphGuard,
+    ObjectReader,
+    TokenRule,
     add_container_routes,
     carousel_children,
     graph_error,
@@ -24,6 +34,7 @@ from sandbox._meta import (
     listing,
     media_of,
     meta_fault_style,
+    object_not_found,
     parse_bool,
     parse_id_list,
     parse_json_param,
@@ -32,7 +43,7 @@ from sandbox._meta import (
     requested_fields,
     shortcode,
 )
-from sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.core import FaultStyle, PullFailure, SandboxState, media_entry
 from sandbox.rules import PLATFORMS, count_hashtags, count_mentions
 
 PLATFORM = "instagram"
@@ -53,34 +64,45 @@ STATUS_TEXT = {
 }
 
 
-def make_blueprint(state: SandboxState) -> Blueprint:
-    bp = Blueprint(PLATFORM, __name__)
-    style = meta_fault_style(
+def _fault_style() -> FaultStyle:
+    return meta_fault_style(
         80002,
         "(#80002) There have been too many calls to this Instagram account. "
         "Wait a bit and try again.",
         USAGE_TYPE,
         "user_id",
     )
-    guard = GraphGuard(state, PLATFORM, style)
-    # POST and GET /<version>/<user_id>/media, POST .../media_publish, GET /<version>/<id>.
-    containers = ContainerPlatform(
-        platform=PLATFORM,
-        usage_type=USAGE_TYPE,
-        daily_post_cap=DAILY_POST_CAP,
-        quota_subcode=2207042,
-        create_edge="media",
-        publish_edge="media_publish",
-        text_field="caption",
-        validate=_validate_container,
-        published_media=_published_media,
-        status_refusals={"IN_PROGRESS": _not_ready, "EXPIRED": _expired},
-        status_fields=_status_fields,
-        listed=_in_feed,
-    )
-    add_container_routes(bp, guard, containers)
 
-    @bp.get("/<version>/<user_id>/stories")
+
+def make_blueprint(state: SandboxState) -> Blueprint:
+    bp = Blueprint(PLATFORM, __name__)
+    style = _fault_style()
+    guard = GraphGuard(state, PLATFORM, style, token_rule=_instagram_host_tokens(state))
+    add_container_routes(bp, guard, CONTAINERS)
+    _add_stories_route(bp, guard)
+
+    @bp.get("/refresh_access_token")
+    def refresh_access_token() -> Response:
+        return refresh_long_lived_token(state, PLATFORM, style, "ig_refresh_token", "IGAA")
+
+    return bp
+
+
+def add_facebook_host_routes(bp: Blueprint, state: SandboxState) -> ObjectReader:
+    """The same publishing calls on graph.facebook.com (the Facebook blueprint), for
+    accounts connected through Facebook Login; returns the reader of containers and media,
+    which the Facebook blueprint's GET /{id} asks before its own objects."""
+    guard = GraphGuard(state, PLATFORM, _fault_style(), token_rule=_facebook_host_tokens(state))
+    reader = add_container_routes(
+        bp, guard, CONTAINERS, serve_reads=False, endpoint_prefix="instagram_"
+    )
+    _add_stories_route(bp, guard, endpoint="instagram_stories")
+    return reader
+
+
+def _add_stories_route(bp: Blueprint, guard: GraphGuard, endpoint: str = "list_stories") -> None:
+    state = guard.state
+
     def list_stories(version: str, user_id: str) -> Response:
         owner, failure = guard.check_account(version, user_id, publishing=False)
         if failure is not None:
@@ -90,11 +112,44 @@ def make_blueprint(state: SandboxState) -> Blueprint:
         live = [m for m in owned if m["media_product_type"] == "STORY" and m["created_at"] > cutoff]
         return listing(live, requested_fields(("id",)))
 
-    @bp.get("/refresh_access_token")
-    def refresh_access_token() -> Response:
-        return refresh_long_lived_token(state, PLATFORM, style, "ig_refresh_token", "IGAA")
+    bp.add_url_rule("/<version>/<user_id>/stories", endpoint, list_stories, methods=["GET"])
 
-    return bp
+
+def _cannot_parse() -> Response:
+    return graph_error("Invalid OAuth access token - Cannot parse access token", 190)
+
+
+def _instagram_host_tokens(state: SandboxState) -> TokenRule:
+    """graph.instagram.com takes Instagram user tokens: a Facebook token is refused."""
+
+    def rule(token: str, account: str | None) -> Response | None:
+        grant = oauth.owner(state, token)
+        if grant is not None and grant["platform"] == "facebook":
+            return _cannot_parse()
+        return None
+
+    return rule
+
+
+def _facebook_host_tokens(state: SandboxState) -> TokenRule:
+    """graph.facebook.com takes Facebook tokens: an Instagram Login token is refused, and
+    a Page token acts only for the Instagram account linked to its Page (and not once the
+    user's grant is revoked)."""
+    revoked_answer = _fault_style().auth_revoked
+
+    def rule(token: str, account: str | None) -> Response | None:
+        if oauth.revoked(state, token):
+            return revoked_answer()
+        grant = oauth.owner(state, token)
+        if grant is None:
+            return None
+        if grant["platform"] != "facebook":
+            return _cannot_parse()
+        if account is not None and "page" in grant and grant.get("instagram") != account:
+            return object_not_found(account)
+        return None
+
+    return rule
 
 
 def _published_media(container: dict[str, Any], media_id: str, now: float) -> dict[str, Any]:
@@ -290,3 +345,21 @@ def _platform_fields(
             )
         params["trial_params"] = trial
     return None
+
+
+# POST and GET /<version>/<user_id>/media, POST .../media_publish, GET /<version>/<id>:
+# served on both hosts, over the one store.
+CONTAINERS = ContainerPlatform(
+    platform=PLATFORM,
+    usage_type=USAGE_TYPE,
+    daily_post_cap=DAILY_POST_CAP,
+    quota_subcode=2207042,
+    create_edge="media",
+    publish_edge="media_publish",
+    text_field="caption",
+    validate=_validate_container,
+    published_media=_published_media,
+    status_refusals={"IN_PROGRESS": _not_ready, "EXPIRED": _expired},
+    status_fields=_status_fields,
+    listed=_in_feed,
+)

@@ -4,7 +4,11 @@ endpoints, and who a token belongs to (the user, their Pages and organisations).
 Each authorize page consents at once and sends the browser back with a code; with
 `?sandbox_deny=1` it sends `error=access_denied` instead. `sandbox_user=<login>` picks
 the sandbox user (default "sandbox"); `sandbox_pages=<n>` how many Facebook Pages the user
-grants (default 2). `POST /_faults {"<platform>": {"oauth_error_status": 500}}` makes the
+grants (default 2); `sandbox_instagram=<k>` how many of those (the first k; default all)
+have an Instagram professional account linked, which /me/accounts shows when the grant
+has instagram_basic and the call asks for `instagram_business_account`. The first Page's
+account is the user's own Instagram account (the one Instagram Login connects), so both
+logins reach the same account. `POST /_faults {"<platform>": {"oauth_error_status": 500}}` makes the
 token endpoint fail. Paths are the platforms' real ones under `/<platform>`.
 """
 
@@ -74,12 +78,31 @@ def identity(platform: str, login: str) -> dict[str, Any]:
     return {"id": _digits(f"th:{login}", 17), "username": login}
 
 
+PAGE_NAMES = ("Bakery", "Books", "Bikes", "Boats", "Beans")
+
+
 def facebook_pages(login: str, count: int) -> list[dict[str, str]]:
-    names = ("Bakery", "Books", "Bikes", "Boats", "Beans")
     return [
-        {"id": "1" + _digits(f"fb-page:{login}:{n}", 14), "name": f"{login.title()} {names[n]}"}
+        {
+            "id": "1" + _digits(f"fb-page:{login}:{n}", 14),
+            "name": f"{login.title()} {PAGE_NAMES[n]}",
+        }
         for n in range(count)
     ]
+
+
+def linked_instagram(login: str, n: int) -> dict[str, str]:
+    """The Instagram professional account linked to the user's Page number n: their own
+    account for the first Page, one per business for the others."""
+    if n == 0:
+        own = identity("instagram", login)
+        return {"id": own["user_id"], "username": own["username"], "name": login.title()}
+    username = f"{login}_{PAGE_NAMES[n].lower()}"
+    return {
+        "id": "17841" + _digits(f"ig-page:{login}:{n}", 11),
+        "username": username,
+        "name": f"{login.title()} {PAGE_NAMES[n]}",
+    }
 
 
 def _store(state: SandboxState) -> dict[str, Any]:
@@ -137,6 +160,11 @@ def owner(state: SandboxState, token: str | None) -> dict[str, Any] | None:
         return data["tokens"].get(token)
 
 
+def revoked(state: SandboxState, token: str | None) -> bool:
+    with state.lock:
+        return bool(token) and token in _store(state)["revoked"]
+
+
 def exchange_code(state: SandboxState, platform: str, values: Any) -> dict[str, Any] | Response:
     """The authorization-code grant: the code must be fresh, for this client and
     redirect_uri, and match the PKCE challenge where one was sent. Returns the user's
@@ -164,7 +192,12 @@ def exchange_code(state: SandboxState, platform: str, values: Any) -> dict[str, 
                     "Value passed for the code verifier did not match the code challenge.",
                 )
         grant["used"] = True
-    return issue(state, platform, grant["login"], {"pages": grant["pages"]})
+    return issue(state, platform, grant["login"], _grant_extras(grant))
+
+
+def _grant_extras(grant: dict[str, Any]) -> dict[str, Any]:
+    """What a grant carries from the consent to the tokens made from it (Facebook)."""
+    return {k: grant[k] for k in ("pages", "instagram", "scope") if k in grant}
 
 
 def exchange_response(state: SandboxState, platform: str) -> Response:
@@ -243,6 +276,7 @@ def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
                 "challenge": challenge,
                 "login": args.get("sandbox_user", "sandbox"),
                 "pages": int(args.get("sandbox_pages", "2")),
+                "instagram": int(args.get("sandbox_instagram", args.get("sandbox_pages", "2"))),
                 "scope": args.get("scope", ""),
                 "used": False,
                 "expires": time.time() + CODE_SECONDS,
@@ -338,7 +372,7 @@ def _facebook_routes(bp: Blueprint, state: SandboxState) -> None:
             info = owner(state, args.get("fb_exchange_token"))
             if info is None:
                 return _graph_error("Error validating access token: invalid token")
-            issued = issue(state, "facebook", info["login"], {"pages": info.get("pages", 2)})
+            issued = issue(state, "facebook", info["login"], _grant_extras(info))
             return json_response(
                 {
                     "access_token": issued["access_token"],
@@ -358,16 +392,29 @@ def _facebook_routes(bp: Blueprint, state: SandboxState) -> None:
         info = owner(state, request.args.get("access_token") or _bearer())
         if info is None:
             return _graph_error("Error validating access token: invalid token")
+        fields = request.args.get("fields", "")
+        # Graph shows a Page's linked Instagram account when asked, to a grant that has
+        # instagram_basic.
+        show_instagram = "instagram_business_account" in fields and "instagram_basic" in str(
+            info.get("scope", "")
+        )
         data = []
-        for page in facebook_pages(info["login"], int(info.get("pages", 2))):
+        pages = facebook_pages(info["login"], int(info.get("pages", 2)))
+        linked_count = int(info.get("instagram", len(pages)))
+        for n, page in enumerate(pages):
             token = f"EAAP{secrets.token_urlsafe(24)}"
+            linked = linked_instagram(info["login"], n) if n < linked_count else None
             with state.lock:
                 _store(state)["tokens"][token] = {
                     "platform": "facebook",
                     "login": info["login"],
                     "page": page["id"],
+                    "instagram": linked["id"] if linked else None,
                 }
-            data.append({**page, "access_token": token, "category": "Local business"})
+            entry: dict[str, Any] = {**page, "access_token": token, "category": "Local business"}
+            if show_instagram and linked is not None:
+                entry["instagram_business_account"] = linked
+            data.append(entry)
         return json_response({"data": data, "paging": {}})
 
     @bp.delete(f"/{GRAPH}/me/permissions")

@@ -573,10 +573,7 @@ def _publish(
                 details=result.details or None,
             )
         except AuthExpiredError as error:
-            can_refresh = adapter.supports_refresh and (
-                request.account.refresh_token or adapter.refreshes_access_token
-            )
-            if refreshed or not can_refresh:
+            if refreshed or not adapter.can_refresh(request.account):
                 return _auth_failure(deps, target, error)
             try:
                 fresh = refresh_account(deps.db, deps.settings, adapter, request.account)

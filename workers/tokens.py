@@ -131,9 +131,9 @@ def refresh_expiring_tokens(
     for account_id, platform in accounts:
         try:
             adapter = adapter_for(platform)
-            if not adapter.supports_refresh:
-                continue
             credentials = account_credentials(settings, stored[account_id])
+            if not adapter.can_refresh(credentials):
+                continue
             refresh_account(db, settings, adapter, credentials)
             report["refreshed"] += 1
         except AuthRevokedError:

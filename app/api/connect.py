@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 from flask import Blueprint, Response, current_app, redirect, request
-from marshmallow import fields, validate
+from marshmallow import ValidationError as SchemaError
+from marshmallow import fields, validate, validates_schema
 
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json
@@ -23,8 +24,16 @@ from app.api.envelope import ApiError, NotFound, ValidationError, envelope, form
 from app.config import Settings
 from app.db import get_session, utcnow
 from app.models import Account, AccountStatus, ConnectLink
-from app.oauth import OAuthError, OAuthFlow, client_app, flow_classes, get_flow
-from app.platforms import PLATFORM_KEYS
+from app.oauth import (
+    ClientApp,
+    OAuthError,
+    OAuthFlow,
+    client_app,
+    flow_class,
+    flow_classes,
+    get_flow,
+)
+from app.platforms import CONNECT_LOGINS, PLATFORM_KEYS, PLATFORMS, connect_logins
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
 from app.services import connect as connect_service
 
@@ -47,6 +56,31 @@ class ConnectLinkSchema(StrictSchema):
         validate=validate.Range(min=1, max=MAX_ID),
         metadata={"description": "Reconnect this account (it keeps its id and its posts)."},
     )
+    login = fields.String(
+        allow_none=True,
+        validate=one_of(*sorted({lg for logins in CONNECT_LOGINS.values() for lg in logins})),
+        metadata={
+            "description": "The sign-in to go through, where the platform has several. "
+            'Instagram: "instagram" (Instagram Login, the default) or "facebook" (Facebook '
+            "Login: the user picks among the Instagram professional accounts linked to the "
+            "Facebook Pages they grant; those accounts publish on graph.facebook.com with "
+            "the Page's token). Every other platform has only its own login."
+        },
+    )
+
+    @validates_schema
+    def _login_fits_platform(self, data: dict[str, Any], **_: Any) -> None:
+        login, platform = data.get("login"), data.get("platform")
+        if login is None or platform is None:
+            return
+        allowed = connect_logins(platform)
+        if login not in allowed:
+            message = (
+                f"{platform} accounts connect through their own login only; leave login out."
+                if len(allowed) == 1
+                else f"{platform} accounts connect through one of: {', '.join(allowed)}."
+            )
+            raise SchemaError(message, field_name="login")
 
 
 connect_link_schema = ConnectLinkSchema()
@@ -60,8 +94,14 @@ def _callback_uri(platform: str) -> str:
     return f"{_settings().public_base_url}/oauth/{platform}/callback"
 
 
-def _flow(platform: str, http: httpx.Client) -> OAuthFlow:
-    return get_flow(platform, http, _settings().platform_base_url)
+def _flow(link: ConnectLink, http: httpx.Client) -> OAuthFlow:
+    return get_flow(link.platform, http, _settings().platform_base_url, link.login)
+
+
+def _client(link: ConnectLink, flow: type[OAuthFlow] | OAuthFlow) -> ClientApp | None:
+    """The app the flow signs in with (Facebook's for Instagram via Facebook Login); the
+    callback is the platform's either way."""
+    return client_app(flow.client_platform(), _callback_uri(link.platform))
 
 
 @blueprint.post("/accounts/connect")
@@ -74,10 +114,15 @@ def create_connect_link() -> Response:
         message = "redirect_url must be an absolute http(s) URL."
         raise ValidationError(message, details={"redirect_url": [message]})
     platform = data["platform"]
-    if platform not in flow_classes() or client_app(platform, "") is None:
+    # The platform's own login is stored as None: links made before `login` existed read so.
+    login = data.get("login") if data.get("login") != platform else None
+    flow = flow_class(platform, login)
+    if flow is None or client_app(flow.client_platform(), "") is None:
+        app_name = (flow.client_platform() if flow else platform).upper()
+        via = f" through {login.title()} Login" if login else ""
         raise ApiError(
-            f"Connecting {platform} accounts is not configured on this server: set "
-            f"CRIER_{platform.upper()}_CLIENT_ID and CRIER_{platform.upper()}_CLIENT_SECRET.",
+            f"Connecting {platform} accounts{via} is not configured on this server: set "
+            f"CRIER_{app_name}_CLIENT_ID and CRIER_{app_name}_CLIENT_SECRET.",
             code="platform_not_configured",
             status=409,
         )
@@ -103,6 +148,7 @@ def create_connect_link() -> Response:
         organisation_id=caller.organisation_id,
         profile_id=profile_id,
         platform=platform,
+        login=login,
         redirect_url=data["redirect_url"],
         client_state=data.get("state"),
         account_id=account_id,
@@ -113,6 +159,7 @@ def create_connect_link() -> Response:
             "id": str(link.id),
             "url": f"{_settings().public_base_url}/connect/{token}",
             "platform": platform,
+            "login": flow.login_name(),
             "profile_id": profile_id,
             "account_id": account_id,
             "redirect_url": link.redirect_url,
@@ -170,11 +217,12 @@ def open_connect_link(token: str) -> Response:
         return _finish(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _finish(link, "link_expired", "This connect link has expired; ask for a new one.")
-    client = client_app(link.platform, _callback_uri(link.platform))
-    if client is None:
+    cls = flow_class(link.platform, link.login)
+    client = _client(link, cls) if cls is not None else None
+    if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
     with httpx.Client() as http:
-        flow = _flow(link.platform, http)
+        flow = _flow(link, http)
         state, challenge = connect_service.start(_settings(), link, flow.pkce)
         target = flow.authorize_url(client, state, challenge)
     session.commit()
@@ -210,12 +258,13 @@ def oauth_callback(platform: str) -> Response:
     code = request.args.get("code")
     if not code:
         return _finish(link, "platform_error", "The platform sent neither a code nor an error.")
-    client = client_app(platform, _callback_uri(platform))
-    if client is None:
+    cls = flow_class(platform, link.login)
+    client = _client(link, cls) if cls is not None else None
+    if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{platform} is not configured.")
     try:
         with httpx.Client() as http:
-            flow = _flow(platform, http)
+            flow = _flow(link, http)
             identities = flow.connect(client, code, connect_service.verifier_of(settings, link))
         if not identities:
             raise OAuthError("no_accounts", "The platform granted no account.")
@@ -247,15 +296,28 @@ _STATE_ERRORS = {
 }
 
 
+def _label(platform: str) -> str:
+    rules = PLATFORMS.get(platform)
+    return rules.label if rules else platform
+
+
+def _choice_label(choice: Any) -> str:
+    """The account's name and kind; for an Instagram account reached through Facebook
+    Login, the Page it is linked to as well."""
+    detail = choice.kind.replace("_", " ")
+    if page := choice.settings.get("page_name"):
+        detail += f" · Page: {page}"
+    return f"{html.escape(choice.name)} <small>({html.escape(detail)})</small>"
+
+
 def _choice_form(choice_token: str, link: ConnectLink, choices: list[Any]) -> Response:
     items = "".join(
         f"<label><input type='checkbox' name='choice' value='{html.escape(c.external_id)}' "
-        f"{'checked' if i == 0 else ''}> {html.escape(c.name)} <small>({html.escape(c.kind)})"
-        "</small></label>"
+        f"{'checked' if i == 0 else ''}> {_choice_label(c)}</label>"
         for i, c in enumerate(choices)
     )
     body = (
-        f"<p>You granted access to {len(choices)} {html.escape(link.platform)} accounts. "
+        f"<p>You granted access to {len(choices)} {html.escape(_label(link.platform))} accounts. "
         "Pick the ones to connect.</p>"
         f"<form method='post' action='/connect/select/{html.escape(choice_token)}'>"
         f"{items}<p><button type='submit' id='connect'>Connect</button></p></form>"

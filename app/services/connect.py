@@ -48,6 +48,7 @@ def create_link(
     redirect_url: str,
     client_state: str | None,
     account_id: int | None,
+    login: str | None = None,
 ) -> tuple[ConnectLink, str]:
     token = secrets.token_urlsafe(32)
     now = utcnow()
@@ -57,6 +58,7 @@ def create_link(
         profile_id=profile_id,
         account_id=account_id,
         platform=platform,
+        login=login,
         redirect_url=redirect_url,
         client_state=client_state,
         token_hash=token_hash(token),
@@ -252,7 +254,10 @@ def save_identities(
                 profile_id=link.profile_id if link.profile_id is not None else existing.profile_id,
             )
             existing.external_id = identity.external_id
-            existing.settings = {**(existing.settings or {}), "kind": identity.kind}
+            # The flow's settings replace their earlier values (an Instagram account that
+            # comes back through the other login publishes on that login's host).
+            merged = {**(existing.settings or {}), **identity.settings, "kind": identity.kind}
+            existing.settings = {k: v for k, v in merged.items() if v is not None}
             account = existing
         else:
             account = add_account(
@@ -267,7 +272,8 @@ def save_identities(
                 profile_id=link.profile_id,
                 token_expires_at=identity.expires_at,
             )
-            account.settings = {"kind": identity.kind, **identity.settings}
+            initial = {"kind": identity.kind, **identity.settings}
+            account.settings = {k: v for k, v in initial.items() if v is not None}
         assert account.status == AccountStatus.ACTIVE
         record_account_event(
             session, account, WebhookEventType.ACCOUNT_CONNECTED, connect_link=str(link.id)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from workers.adapters.base import (
     MediaItem,
     NullContext,
     PermanentError,
+    PublishRequest,
     QuotaExhaustedError,
     RateLimitedError,
     ReconcileStatus,
@@ -387,3 +389,128 @@ def test_carousel_waits_for_its_children_and_resume_reuses_them(
     result = adapter.publish(retry, resumed)
     assert resumed.handle is not None and resumed.handle["children"] == children
     assert [e["id"] for e in ledger(sandbox)] == [result.platform_post_id]
+
+
+# -- accounts connected through Facebook Login: graph.facebook.com, the Page's token ------
+
+REDIRECT = "https://crier.example/oauth/instagram/callback"
+
+
+def linked_account(sandbox: httpx.Client, page: int = 0) -> tuple[str, str, str]:
+    """(Page token, Page id, linked Instagram account id), obtained from the sandbox as the
+    Facebook Login flow does: consent, code, long-lived user token, /me/accounts."""
+    consent = sandbox.get(
+        "/facebook/v25.0/dialog/oauth",
+        params={
+            "response_type": "code",
+            "client_id": "crier-facebook-client",
+            "redirect_uri": REDIRECT,
+            "scope": "instagram_basic,instagram_content_publish,pages_show_list",
+            "state": "s",
+        },
+    )
+    code = consent.headers["location"].split("code=")[1].split("&")[0]
+    short = sandbox.get(
+        "/facebook/v25.0/oauth/access_token",
+        params={"client_id": "crier-facebook-client", "redirect_uri": REDIRECT, "code": code},
+    ).json()["access_token"]
+    user = sandbox.get(
+        "/facebook/v25.0/oauth/access_token",
+        params={"grant_type": "fb_exchange_token", "fb_exchange_token": short},
+    ).json()["access_token"]
+    pages = sandbox.get(
+        "/facebook/v25.0/me/accounts",
+        params={
+            "fields": "id,name,access_token,instagram_business_account{id,username}",
+            "access_token": user,
+        },
+    ).json()["data"]
+    chosen = pages[page]
+    return chosen["access_token"], chosen["id"], chosen["instagram_business_account"]["id"]
+
+
+def facebook_login_request(sandbox: httpx.Client, *args: Any, **kwargs: Any) -> PublishRequest:
+    token, page_id, ig_user = linked_account(sandbox)
+    request = make_request(
+        "instagram", *args, access_token=token, refresh_token=None, external_id=ig_user, **kwargs
+    )
+    settings = {"login": "facebook", "page_id": page_id}
+    return dataclasses.replace(
+        request, account=dataclasses.replace(request.account, settings=settings)
+    )
+
+
+def test_facebook_login_account_publishes_on_graph_facebook_with_the_page_token(
+    sandbox: httpx.Client, adapter: InstagramAdapter, image_item: MediaItem
+) -> None:
+    request = facebook_login_request(sandbox, "Via the Page", {"altText": "Kite"}, [image_item])
+    context = NullContext()
+    result = adapter.publish(request, context)
+
+    [entry] = ledger(sandbox)
+    assert entry["account"] == request.account.external_id and entry["text"] == "Via the Page"
+    assert entry["params"] == {"media_type": "IMAGE", "alt_text": "Kite"}
+    assert set(entry) == {"platform", "account", "id", "text", "media", "params", "received_at"}
+    assert result.platform_post_id == entry["id"] and context.handle is not None
+    assert result.url is not None and result.url.startswith("https://www.instagram.com/p/")
+    # The Page token is refused on graph.instagram.com: the same call there fails.
+    plain = dataclasses.replace(request, account=dataclasses.replace(request.account, settings={}))
+    with pytest.raises(AuthExpiredError):
+        adapter.publish(plain, NullContext())
+    assert len(ledger(sandbox)) == 1
+
+
+def test_facebook_login_carousel_story_and_reconcile_go_through_graph_facebook(
+    sandbox: httpx.Client,
+    adapter: InstagramAdapter,
+    image_item: MediaItem,
+    video_item: MediaItem,
+) -> None:
+    carousel = facebook_login_request(sandbox, "Album", media=[image_item, video_item])
+    adapter.publish(carousel, NullContext())
+    set_faults(sandbox, lose_response_every=1)
+    story = facebook_login_request(sandbox, "ignored", {"contentType": "Story"}, [image_item])
+    context = NullContext()
+    with pytest.raises(TransientError):
+        adapter.publish(story, context)
+    set_faults(sandbox)
+
+    album, posted_story = ledger(sandbox)
+    assert album["params"]["media_type"] == "CAROUSEL" and len(album["media"]) == 2
+    assert posted_story["params"] == {"media_type": "STORIES"}
+    # Found again by the container and in the story listing, both on graph.facebook.com.
+    found = adapter.reconcile(dataclasses.replace(story, handle=context.handle))
+    assert found.status is ReconcileStatus.FOUND and found.result is not None
+    assert found.result.platform_post_id == posted_story["id"]
+    listed = adapter.reconcile(
+        dataclasses.replace(story, handle=None, irreversible_started_at=datetime.now(UTC))
+    )
+    assert listed.status is ReconcileStatus.FOUND and listed.result is not None
+    assert listed.result.platform_post_id == posted_story["id"]
+
+
+def test_a_page_token_is_never_refreshed_with_ig_refresh_token(
+    sandbox: httpx.Client, adapter: InstagramAdapter, image_item: MediaItem
+) -> None:
+    request = facebook_login_request(sandbox, media=[image_item])
+    assert not adapter.can_refresh(request.account)
+    assert adapter.can_refresh(make_request("instagram").account)  # Instagram Login's can
+    # Pointed at a port nobody serves: any HTTP call would be a network error instead.
+    with httpx.Client(timeout=2) as http:
+        offline = InstagramAdapter(http, base_url="http://127.0.0.1:9")
+        with pytest.raises(AuthRevokedError) as caught:
+            offline.refresh_token(request.account)
+    assert caught.value.code == "instagram_reconnect_required"
+
+
+def test_a_revoked_page_token_is_auth_revoked_on_graph_facebook(
+    sandbox: httpx.Client, adapter: InstagramAdapter, image_item: MediaItem
+) -> None:
+    request = facebook_login_request(sandbox, media=[image_item])
+    token = request.account.access_token
+    assert sandbox.delete(
+        "/facebook/v25.0/me/permissions", params={"access_token": token}
+    ).is_success
+    with pytest.raises(AuthRevokedError):
+        adapter.publish(request, NullContext())
+    assert ledger(sandbox) == []

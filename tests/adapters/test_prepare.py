@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from workers.adapters.base import (
 )
 
 DAY = 24 * 60 * 60
+FACEBOOK_LOGIN = {"login": "facebook", "page_id": "100000000000001"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Case:
     kind: str
     settings: dict[str, Any]
     media: tuple[str, ...]  # "image" | "image2" | "video"
+    # The account's settings: Instagram through Facebook Login publishes on the other host.
+    account: dict[str, Any] = field(default_factory=dict)
 
 
 CASES = [
@@ -67,6 +70,15 @@ CASES = [
     Case("instagram", "carousel", {"contentType": "Post"}, ("image", "video")),
     Case("instagram", "reel", {"contentType": "Reels"}, ("video",)),
     Case("instagram", "story", {"contentType": "Story"}, ("image",)),
+    Case("instagram", "fb-login-image", {"contentType": "Post"}, ("image",), FACEBOOK_LOGIN),
+    Case(
+        "instagram",
+        "fb-login-carousel",
+        {"contentType": "Post"},
+        ("image", "video"),
+        FACEBOOK_LOGIN,
+    ),
+    Case("instagram", "fb-login-story", {"contentType": "Story"}, ("image",), FACEBOOK_LOGIN),
     Case("threads", "text", {}, ()),
     Case("threads", "image", {}, ("image",)),
     Case("threads", "video", {}, ("video",)),
@@ -111,7 +123,7 @@ def second_image(tmp_path: Path, image_item: MediaItem) -> MediaItem:
 
 
 def _request(case: Case, media: dict[str, MediaItem], text: str | None = None) -> PublishRequest:
-    return make_request(
+    request = make_request(
         case.platform,
         text=text or f"Prepared {case.kind} on {case.platform}",
         settings=dict(case.settings),
@@ -119,6 +131,7 @@ def _request(case: Case, media: dict[str, MediaItem], text: str | None = None) -
         access_token=f"{case.platform}-prepare-token",
         external_id=EXTERNAL_IDS[case.platform],
     )
+    return replace(request, account=replace(request.account, settings=dict(case.account)))
 
 
 def _ledger(control: httpx.Client, platform: str) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """A real browser clicks through a Facebook connect flow: headless Chromium (Debian's
 `chromium` and `chromium-driver`, installed by .ci/run) opens the connect link, consents
 at the sandbox, ticks a second Page on Crier's selection page and lands on redirect_url.
-A screenshot of the selection page is kept in var/test-artifacts/."""
+The same for Instagram through Facebook Login, where the choices are the Instagram
+accounts linked to the Pages. A screenshot of each selection page is kept in
+var/test-artifacts/."""
 
 from __future__ import annotations
 
@@ -47,14 +49,29 @@ def browser() -> Any:
         driver.quit()
 
 
+# (platform, connect link options, screenshot name)
+FLOWS = [
+    ("facebook", {}, "connect-facebook-page-selection.png"),
+    ("instagram", {"login": "facebook"}, "connect-instagram-facebook-login-selection.png"),
+]
+
+
+@pytest.mark.parametrize(("platform", "options", "shot_name"), FLOWS, ids=["facebook", "ig-fb"])
 def test_a_browser_clicks_through_the_facebook_connect_flow(
-    app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client, browser: Any
+    platform: str,
+    options: dict[str, str],
+    shot_name: str,
+    app: Flask,
+    connect_env: str,
+    tenant: Tenant,
+    sandbox: httpx.Client,
+    browser: Any,
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     done_url = f"{connect_env}/health"
-    link = connect_link(tenant.api, "facebook", redirect_url=done_url, state="browser")
+    link = connect_link(tenant.api, platform, redirect_url=done_url, state="browser", **options)
 
     browser.get(link["url"])  # → the sandbox's consent page → Crier's callback → selection
     WebDriverWait(browser, 20).until(lambda d: "/connect/select/" in d.current_url)
@@ -63,7 +80,7 @@ def test_a_browser_clicks_through_the_facebook_connect_flow(
     assert len(boxes) == 2 and boxes[0].is_selected() and not boxes[1].is_selected()
     boxes[1].click()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "connect-facebook-page-selection.png"
+    shot = ARTIFACTS / shot_name
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 1000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -73,4 +90,4 @@ def test_a_browser_clicks_through_the_facebook_connect_flow(
     assert result["status"] == "connected" and result["state"] == "browser"
     rows = sql(app, "SELECT id, name, platform FROM accounts ORDER BY id")
     assert [str(r["id"]) for r in rows] == result["account_ids"].split(",")
-    assert len(rows) == 2 and {r["platform"] for r in rows} == {"facebook"}
+    assert len(rows) == 2 and {r["platform"] for r in rows} == {platform}

@@ -146,3 +146,21 @@ def test_one_bad_account_never_stops_the_others_refreshing(
     assert health[undecryptable]["refresh_failures"] == 1
     assert health[undecryptable]["last_refresh_error"] == "ValueError while refreshing the token"
     assert all(health[a]["refresh_failures"] == 0 for a in good)
+
+
+def test_instagram_page_tokens_are_left_alone_and_instagram_tokens_refreshed(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """An Instagram account connected through Facebook Login holds its Page's token: no
+    ig_refresh_token for it, even with an expiry on record; Instagram Login's is refreshed."""
+    own = make_account(tenant, "instagram", access_token="ig-user-a", refresh_token=None)
+    paged = make_account(tenant, "instagram", access_token="EAAP-page-a", refresh_token=None)
+    with get_db(app).session() as session:
+        session.get(Account, paged).settings = {"login": "facebook", "page_id": "1001"}
+        session.commit()
+    for account_id in (own, paged):
+        set_expiry(app, account_id, datetime.now(UTC) + timedelta(hours=1))
+    report = refresh_expiring_tokens(deps.db, deps.settings, deps.adapter_for)
+    assert report == {"refreshed": 1, "revoked": 0, "failed": 0}
+    assert tokens_of(app, own)[0] != "ig-user-a"
+    assert tokens_of(app, paged) == ("EAAP-page-a", None, "active")

@@ -454,12 +454,25 @@ class GraphContainerAdapter(Adapter):
 
     # -- helpers -------------------------------------------------------------------------
 
-    def graph_url(self, path: str) -> str:
-        return self.url(f"/{self.api_version}{path}")
+    def api_host(self, account: AccountCredentials) -> str:
+        """The host role this account's calls go to (Instagram: by the login it came
+        through)."""
+        return "api"
 
-    def call(self, method: str, path: str, token: str, **kwargs: Any) -> GraphResponse:
+    def graph_url(self, path: str, account: AccountCredentials) -> str:
+        return self.url(f"/{self.api_version}{path}", self.api_host(account))
+
+    def call(
+        self, method: str, path: str, account: AccountCredentials, **kwargs: Any
+    ) -> GraphResponse:
+        """One Graph call for the account: its host, its token."""
         return graph_call(
-            self.http, self.platform, method, self.graph_url(path), token=token, **kwargs
+            self.http,
+            self.platform,
+            method,
+            self.graph_url(path, account),
+            token=account.access_token,
+            **kwargs,
         )
 
     # Whether DELETE /{media-id} exists (Threads: yes; Instagram's API has none).
@@ -468,15 +481,15 @@ class GraphContainerAdapter(Adapter):
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         if not self.deletable:
             super().delete_post(account, platform_post_id)
-        self.call("DELETE", f"/{platform_post_id}", account.access_token)
+        self.call("DELETE", f"/{platform_post_id}", account)
 
     def user_path(self, request: PublishRequest) -> str:
         """The account id for paths; `me` resolves to the token's user."""
         return f"/{request.account.external_id or 'me'}"
 
-    def container_state(self, token: str, container_id: str) -> tuple[str, str]:
+    def container_state(self, account: AccountCredentials, container_id: str) -> tuple[str, str]:
         fields = f"{self.status_field},{self.status_detail_field},id"
-        body = self.call("GET", f"/{container_id}", token, params={"fields": fields}).body
+        body = self.call("GET", f"/{container_id}", account, params={"fields": fields}).body
         return str(body.get(self.status_field) or ""), str(body.get(self.status_detail_field) or "")
 
     def prepared_until(self, handle: dict[str, Any]) -> float | None:
@@ -489,11 +502,11 @@ class GraphContainerAdapter(Adapter):
     # -- publish -------------------------------------------------------------------------
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
-        token = request.account.access_token
+        account = request.account
         handle = working_handle(request)
         state = ""
         if handle.get("container_id"):
-            state, _ = self.container_state(token, handle["container_id"])
+            state, _ = self.container_state(account, handle["container_id"])
             if state == "PUBLISHED":
                 return self._adopt_published(request, handle)
             if state in DEAD_CONTAINER_STATES:
@@ -505,14 +518,14 @@ class GraphContainerAdapter(Adapter):
             state = ""
         container_id = handle["container_id"]
         if state != "FINISHED":  # a prepared container was just seen FINISHED: publish now
-            self._wait_finished(token, container_id, deadline)
+            self._wait_finished(account, container_id, deadline)
 
         context.save_handle(handle)
         context.mark_irreversible()
         response = self.call(
             "POST",
             f"{self.user_path(request)}/{self.publish_edge}",
-            token,
+            account,
             data={"creation_id": container_id},
         )
         media_id = str(response.body.get("id") or "")
@@ -521,7 +534,7 @@ class GraphContainerAdapter(Adapter):
             return self._adopt_published(request, handle)
         handle["media_id"] = media_id
         context.save_handle(handle)
-        return self._result(token, media_id, handle, response.headers)
+        return self._result(account, media_id, handle, response.headers)
 
     def _create_containers(
         self,
@@ -532,43 +545,49 @@ class GraphContainerAdapter(Adapter):
     ) -> dict[str, Any]:
         """Create the carousel children (or reuse an earlier attempt's), then the
         container to publish, saving the handle after each step."""
-        token = request.account.access_token
+        account = request.account
         plan = self.container_plan(request)
         create_path = f"{self.user_path(request)}/{self.create_edge}"
         parent = dict(plan.parent)
         handle: dict[str, Any] = {"created_at": previous.get("created_at") or time.time()}
         if plan.children:
-            child_ids = self._reusable_children(token, previous)
+            child_ids = self._reusable_children(account, previous)
             if child_ids is None:
                 child_ids = [
-                    str(self.call("POST", create_path, token, data=child).body["id"])
+                    str(self.call("POST", create_path, account, data=child).body["id"])
                     for child in plan.children
                 ]
             handle["children"] = child_ids
             context.save_handle(handle)
             for child_id in child_ids:
-                self._wait_finished(token, child_id, deadline)
+                self._wait_finished(account, child_id, deadline)
             parent["children"] = ",".join(child_ids)
-        handle["container_id"] = str(self.call("POST", create_path, token, data=parent).body["id"])
+        handle["container_id"] = str(
+            self.call("POST", create_path, account, data=parent).body["id"]
+        )
         context.save_handle(handle)
         return handle
 
-    def _reusable_children(self, token: str, previous: dict[str, Any]) -> list[str] | None:
+    def _reusable_children(
+        self, account: AccountCredentials, previous: dict[str, Any]
+    ) -> list[str] | None:
         """Children an earlier attempt created, if none of them died since."""
         child_ids = previous.get("children")
         if not child_ids or previous.get("container_id"):
             return None
         for child_id in child_ids:
-            state, _ = self.container_state(token, child_id)
+            state, _ = self.container_state(account, child_id)
             if state in DEAD_CONTAINER_STATES:
                 return None
         return list(child_ids)
 
-    def _wait_finished(self, token: str, container_id: str, deadline: float) -> None:
+    def _wait_finished(
+        self, account: AccountCredentials, container_id: str, deadline: float
+    ) -> None:
         """Poll until FINISHED; still processing at the deadline is a TransientError and
         the saved handle lets the next attempt resume this very container."""
         while True:
-            state, detail = self.container_state(token, container_id)
+            state, detail = self.container_state(account, container_id)
             if state in ("FINISHED", "PUBLISHED"):
                 return
             if state == "ERROR":
@@ -589,9 +608,8 @@ class GraphContainerAdapter(Adapter):
             time.sleep(self.poll_interval)
 
     def _adopt_published(self, request: PublishRequest, handle: dict[str, Any]) -> PublishResult:
-        token = request.account.access_token
         if handle.get("media_id"):
-            return self._result(token, str(handle["media_id"]), handle)
+            return self._result(request.account, str(handle["media_id"]), handle)
         entry = self._find_in_listing(request, handle)
         if entry is None:
             raise DuplicateError(
@@ -604,7 +622,7 @@ class GraphContainerAdapter(Adapter):
 
     def _result(
         self,
-        token: str,
+        account: AccountCredentials,
         media_id: str,
         handle: dict[str, Any],
         headers: httpx.Headers | None = None,
@@ -615,7 +633,7 @@ class GraphContainerAdapter(Adapter):
             details["rate_limit"] = usage
         try:
             body = self.call(
-                "GET", f"/{media_id}", token, params={"fields": self.permalink_fields}
+                "GET", f"/{media_id}", account, params={"fields": self.permalink_fields}
             ).body
         except PlatformError as exc:
             details["permalink_error"] = exc.code
@@ -635,14 +653,14 @@ class GraphContainerAdapter(Adapter):
 
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         """By the saved container's status; else among the account's recent posts."""
-        token = request.account.access_token
+        account = request.account
         handle = dict(request.handle or {})
         if handle.get("media_id"):
-            result = self._result(token, str(handle["media_id"]), handle)
+            result = self._result(account, str(handle["media_id"]), handle)
             return ReconcileResult(ReconcileStatus.FOUND, result, "media id saved")
         container_id = handle.get("container_id")
         if container_id:
-            state, _ = self.container_state(token, container_id)
+            state, _ = self.container_state(account, container_id)
             if state != "PUBLISHED":
                 return ReconcileResult(
                     ReconcileStatus.NOT_FOUND, reason=f"container {container_id} is {state}"
@@ -667,7 +685,7 @@ class GraphContainerAdapter(Adapter):
         body = self.call(
             "GET",
             f"{self.user_path(request)}/{self.listing_edge(request)}",
-            request.account.access_token,
+            request.account,
             params={"fields": fields, "limit": LISTING_PAGE_SIZE},
         ).body
         entries = [e for e in body.get("data") or [] if isinstance(e, dict) and e.get("id")]

@@ -270,6 +270,10 @@ class Adapter(ABC):
     platform: str
     # The platform's real hosts, by role, e.g. {"api": "api.x.com"}.
     hosts: dict[str, str]
+    # Roles whose host is another platform's API (Instagram accounts connected through
+    # Facebook Login publish on graph.facebook.com): under CRIER_PLATFORM_BASE_URL their
+    # paths go under that platform's prefix, where the sandbox serves that host.
+    host_platforms: dict[str, str] = {}
     supports_refresh: bool = False
     # Instagram and Threads exchange the long-lived access token itself: no refresh token.
     refreshes_access_token: bool = False
@@ -286,10 +290,16 @@ class Adapter(ABC):
         self.base_url = base_url.rstrip("/") if base_url else None
 
     def url(self, path: str, host: str = "api") -> str:
-        """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set."""
+        """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set
+        (the host's own platform for a host in `host_platforms`)."""
         if self.base_url:
-            return f"{self.base_url}/{self.platform}{path}"
+            return f"{self.base_url}/{self.host_platforms.get(host, self.platform)}{path}"
         return f"https://{self.hosts[host]}{path}"
+
+    def can_refresh(self, account: AccountCredentials) -> bool:
+        """Whether this account's token can be refreshed at all (the publish path asks
+        before trying once on an auth error)."""
+        return self.supports_refresh and bool(account.refresh_token or self.refreshes_access_token)
 
     def send(
         self,

@@ -1,5 +1,10 @@
-"""Instagram (Instagram Login, graph.instagram.com): container → status → media_publish →
-permalink (PLATFORMS.md section 1).
+"""Instagram: container → status → media_publish → permalink (PLATFORMS.md section 1).
+
+Two hosts, by the login the account connected through (its settings' `login`): Instagram
+Login accounts call graph.instagram.com with their Instagram user token, refreshed with
+ig_refresh_token; Facebook Login accounts (an Instagram professional account linked to a
+Facebook Page) call graph.facebook.com with the Page's token, which does not expire and
+has no refresh. The calls themselves are the same on both.
 
 Media go by public URL (image_url / video_url), which both login paths support; a single
 video is always a reel (feed VIDEO is gone since 2023), several media are a carousel.
@@ -22,6 +27,7 @@ from workers.adapters._meta import (
 )
 from workers.adapters.base import (
     AccountCredentials,
+    AuthRevokedError,
     MediaItem,
     PermanentError,
     PlatformError,
@@ -31,6 +37,10 @@ from workers.adapters.base import (
 )
 
 GRAPH_VERSION = "v25.0"
+# An account's settings["login"]: how it connected, hence where it publishes. Accounts
+# without one (added by token, or before Facebook Login existed) are Instagram Login's.
+INSTAGRAM_LOGIN = "instagram"
+FACEBOOK_LOGIN = "facebook"
 CONTENT_TYPES = ("Post", "Story", "Reels", "Trial Reel")
 TRIAL_GRADUATION_STRATEGY = "MANUAL"
 
@@ -38,7 +48,8 @@ TRIAL_GRADUATION_STRATEGY = "MANUAL"
 @register
 class InstagramAdapter(GraphContainerAdapter):
     platform = "instagram"
-    hosts = {"api": "graph.instagram.com"}
+    hosts = {"api": "graph.instagram.com", "facebook": "graph.facebook.com"}
+    host_platforms = {"facebook": "facebook"}
     supports_refresh = True
     refreshes_access_token = True
 
@@ -49,6 +60,13 @@ class InstagramAdapter(GraphContainerAdapter):
     status_field = "status_code"
     status_detail_field = "status"
     permalink_fields = "permalink,shortcode,media_type,media_product_type"
+
+    def api_host(self, account: AccountCredentials) -> str:
+        return "facebook" if via_facebook_login(account) else "api"
+
+    def can_refresh(self, account: AccountCredentials) -> bool:
+        # A Page token from a long-lived user token does not expire: only reconnecting helps.
+        return not via_facebook_login(account) and super().can_refresh(account)
 
     def container_plan(self, request: PublishRequest) -> ContainerPlan:
         content_type = request.settings.get("contentType") or "Post"
@@ -129,10 +147,22 @@ class InstagramAdapter(GraphContainerAdapter):
         return None if request.settings.get("contentType") == "Story" else "caption"
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
-        """GET /refresh_access_token?grant_type=ig_refresh_token: 60 more days."""
+        """GET /refresh_access_token?grant_type=ig_refresh_token: 60 more days. A Page
+        token (Facebook Login) has no refresh: when it stops working (password changed,
+        Page role removed) the account must connect again."""
+        if via_facebook_login(account):
+            raise AuthRevokedError(
+                "this Instagram account publishes with its Facebook Page's token, which has "
+                "no refresh; reconnect it through Facebook Login",
+                code="instagram_reconnect_required",
+            )
         return refresh_long_lived_token(
             self, "/refresh_access_token", "ig_refresh_token", account.access_token
         )
+
+
+def via_facebook_login(account: AccountCredentials) -> bool:
+    return (account.settings or {}).get("login") == FACEBOOK_LOGIN
 
 
 def _with_caption(params: dict[str, str], caption: str) -> dict[str, str]:

@@ -3,6 +3,8 @@ long-lived token (GET `grant_type=<exchange>`), then `/me`. Neither has a revoke
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from app.oauth import ClientApp, ConnectedIdentity, OAuthFlow, expires_at
 
 
@@ -13,6 +15,8 @@ class MetaLoginFlow(OAuthFlow):
     me_fields: str
     id_field: str
     kind: str
+    # Settings each connected account gets (None removes a key a reconnect carried over).
+    identity_settings: ClassVar[dict[str, Any]] = {}
 
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
@@ -53,5 +57,6 @@ class MetaLoginFlow(OAuthFlow):
                 access_token=long_lived["access_token"],
                 expires_at=expires_at(long_lived.get("expires_in")),
                 kind=self.kind,
+                settings=dict(self.identity_settings),
             )
         ]
