@@ -51,8 +51,9 @@ class Settings:
     # A dead worker's publish request may still be landing: this long after it started,
     # the platform is asked whether the post is there (before that it could miss it).
     inflight_grace: float = 15.0
-    # Threads per worker process that fire readied deliveries at their instant.
-    fire_threads: int = 64
+    # Threads per worker process that fire readied deliveries at their instant: as many
+    # as the HTTP client keeps connections, so the calls of a burst leave together.
+    fire_threads: int = 200
     # Redis transport redelivers unacked messages after this; must stay well above the horizon.
     visibility_timeout: int = 7200
     media_dir: str = "var/media"

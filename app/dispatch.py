@@ -176,8 +176,11 @@ def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> i
 
 # Messages reach a worker this long before their instant: the worker readies the delivery
 # (claim, credentials, request, quota) and fires it at the instant on its firing line
-# (workers.firing), so a burst needs no Celery round trip at the instant itself.
-ETA_HEAD_START = timedelta(seconds=2)
+# (workers.firing), so a burst needs no Celery round trip at the instant itself. Five
+# seconds let one worker process ready a burst of 1,000 (make bench); a readied target
+# can no longer be edited or cancelled, so this is also how long before its instant a
+# post is locked.
+ETA_HEAD_START = timedelta(seconds=5)
 
 
 def send_publish(celery: Celery, target: DueTarget, token: str, owner: Owner | None = None) -> None:
