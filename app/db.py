@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,7 +9,6 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -46,32 +44,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# A pooled connection idle for longer than this is pinged before use (a restarted
-# PostgreSQL left it dead); one in steady use is not, so a busy process pays no extra
-# round trip per unit of work, as `pool_pre_ping` would make it.
-PING_AFTER_IDLE = 1.0
-
-
-def _ping_when_idle(engine: Engine) -> None:
-    """SQLAlchemy's pessimistic disconnect handling, for idle connections only."""
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        idle_since = record.info.pop("idle_since", None)
-        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_conn)
-        except Exception as exc:
-            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
-        if not alive:
-            raise DisconnectionError("pooled connection is dead")
-
-
 class Database:
     """Owns the engine; pool size follows the concurrency of the process using it."""
 
@@ -94,15 +66,14 @@ class Database:
                 cursor.close()
 
             return engine
-        engine = create_engine(
+        return create_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
+            pool_pre_ping=True,
             pool_recycle=1800,
             connect_args={"connect_timeout": 5},
         )
-        _ping_when_idle(engine)
-        return engine
 
     @contextmanager
     def session(self) -> Iterator[Session]:

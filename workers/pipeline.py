@@ -787,6 +787,8 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> No
                 PostTarget.status == from_status,
             )
             .values(**values)
+            # The targets were loaded by other sessions: nothing here to keep in step.
+            .execution_options(synchronize_session=False)
         ).rowcount
         if not changed:
             log_event("publish.lost_claim", target_id=target.id)
