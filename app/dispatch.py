@@ -33,6 +33,8 @@ class DueTarget:
     # Flower's label (account, post), when the caller has them at hand; else looked up.
     account_id: int | None = None
     post_id: object | None = None
+    # How long before due_at the worker gets the message; ETA_HEAD_START unless set.
+    head_start: timedelta | None = None
 
     @property
     def owner(self) -> Owner | None:
@@ -181,10 +183,12 @@ def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> i
 # can no longer be edited or cancelled, so this is also how long before its instant a
 # post is locked.
 ETA_HEAD_START = timedelta(seconds=5)
+# A retry is one target, readied in milliseconds: it need not lock its post that long.
+RETRY_HEAD_START = timedelta(seconds=1)
 
 
 def send_publish(celery: Celery, target: DueTarget, token: str, owner: Owner | None = None) -> None:
-    eta = target.due_at - ETA_HEAD_START
+    eta = target.due_at - (target.head_start or ETA_HEAD_START)
     eta = eta if eta > utcnow() else None
     celery.send_task(
         PUBLISH_TASK,

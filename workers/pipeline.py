@@ -24,7 +24,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
-from app.dispatch import ETA_HEAD_START, Dispatch, DueTarget, send_dispatches
+from app.dispatch import (
+    ETA_HEAD_START,
+    RETRY_HEAD_START,
+    Dispatch,
+    DueTarget,
+    send_dispatches,
+)
 from app.models import (
     Account,
     AccountStatus,
@@ -853,7 +859,15 @@ def _outcome_values(
         if requeue.at <= horizon:
             new_token = str(uuid.uuid4())
             values.update(status=TargetStatus.QUEUED, dispatch_token=new_token, queued_at=now)
-            dispatch = Dispatch(DueTarget(target.id, target.platform, requeue.at), new_token)
+            due = DueTarget(
+                target.id,
+                target.platform,
+                requeue.at,
+                target.account_id,
+                target.post_id,
+                head_start=RETRY_HEAD_START,
+            )
+            dispatch = Dispatch(due, new_token)
         else:
             # Long waits go back to PostgreSQL; the sweeper enqueues them when due.
             values.update(status=TargetStatus.SCHEDULED, dispatch_token=None, queued_at=None)

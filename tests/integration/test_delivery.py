@@ -384,7 +384,9 @@ def test_a_restarted_worker_hands_back_its_eta_tasks(
 ) -> None:
     first = stack.worker("first")
     account_id = make_account(tenant, "x")
-    due = datetime.now(UTC) + timedelta(seconds=8)
+    # Far enough that the messages are not yet due to be readied (ETA_HEAD_START) when
+    # the first worker stops.
+    due = datetime.now(UTC) + timedelta(seconds=12)
     for n in range(3):
         create(tenant, [account_id], f"Held across a restart {n}", due)
 
