@@ -1,5 +1,5 @@
-"""The baselines measured in the same run: bare Celery draining no-op tasks, and the
-intake floor (a bare INSERT + LPUSH)."""
+"""The baselines measured in the same run: bare Celery draining no-op tasks, the intake
+floor (a bare INSERT + LPUSH), and the sandbox's own ceiling."""
 
 from __future__ import annotations
 
@@ -9,15 +9,29 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import psycopg
 import redis
 
-from benchmarks.harness import BIN, Proc, Procs, connect, note_claim, plain_url, rate_between
+from benchmarks.harness import (
+    BIN,
+    Proc,
+    Procs,
+    connect,
+    epoch,
+    lateness_stats,
+    note_claim,
+    plain_url,
+    rate_between,
+    read_ledger,
+    reset_sandbox,
+)
 
 
 @dataclass
@@ -219,3 +233,53 @@ def intake_floor(
         redis.Redis.from_url(redis_url).delete(FLOOR_QUEUE)
         with connect(database_url) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+
+
+# -- the sandbox alone ----------------------------------------------------------------------
+
+
+def sandbox_ceiling(sandbox_url: str, count: int, threads: int, per_token: int) -> dict[str, Any]:
+    """How fast the stand-in platform itself takes `count` tweets sent at once from
+    `threads` threads of this process (as many as a worker fires with), `per_token` a
+    token: lateness of each `received_at` after the moment they were all let go. A burst
+    through Crier cannot land sooner than this on the same machine."""
+    reset_sandbox(sandbox_url)
+    client = httpx.Client(
+        base_url=sandbox_url,
+        timeout=60,
+        limits=httpx.Limits(max_connections=threads, max_keepalive_connections=threads),
+    )
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            # Open the connections first, as a warm worker holds them.
+            list(pool.map(lambda _: client.get("/_arrived"), range(threads)))
+            gate = threading.Barrier(threads + 1)
+
+            def send(index: int) -> None:
+                if index < threads:
+                    gate.wait()
+                token = f"ceiling-token-{index // per_token}"
+                client.post(
+                    "/x/2/tweets",
+                    json={"text": f"Ceiling {count} post {index}"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+
+            futures = [pool.submit(send, index) for index in range(count)]
+            time.sleep(0.2)  # every thread is waiting at the gate
+            released = time.time()
+            gate.wait()
+            for future in futures:
+                future.result()
+        entries = read_ledger(sandbox_url, "x")
+    finally:
+        client.close()
+        reset_sandbox(sandbox_url)
+    moments = [epoch(e["received_at"]) for e in entries]
+    return {
+        "calls": count,
+        "received": len(entries),
+        "threads": threads,
+        "lateness": lateness_stats([m - released for m in moments]),
+        "throughput": rate_between(moments),
+    }

@@ -88,6 +88,8 @@ CLIENTS = 8
 BULK_SIZE = 50
 # Posts per X or LinkedIn token in a burst: under the sandbox's per-token caps.
 PER_TOKEN = 50
+# A worker's firing threads (CRIER_FIRE_THREADS): the sandbox-alone baseline sends as many.
+FIRE_THREADS = 200
 VIDEO_ACCOUNTS = 5
 
 
@@ -418,6 +420,9 @@ def run_burst_size(
     }
     if noop is not None:
         result["bare_celery"] = noop.drain(size)
+    result["sandbox_alone"] = baselines.sandbox_ceiling(
+        stack.sandbox_url, size, int(stack.env.get("CRIER_FIRE_THREADS", FIRE_THREADS)), PER_TOKEN
+    )
     return result
 
 
@@ -688,6 +693,17 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _verdict(ok and complete),
             )
         )
+        alone = burst.get("sandbox_alone") or {}
+        if alone.get("received"):
+            rows.append(
+                (
+                    f"  the sandbox alone, {alone['calls']} calls let go at once",
+                    _lateness(alone["lateness"]),
+                    "",
+                    "",
+                    "",
+                )
+            )
         if burst.get("fired_lateness", {}).get("count"):
             rows.append(
                 (
