@@ -25,8 +25,8 @@ SUBNET = "10.231"  # 10.231.<n>.0/24, one /30 per host inside it
 
 class Relay:
     """Plain TCP forwarding on an asyncio loop of its own thread: each listening address
-    forwards to one port on 127.0.0.1. A connection whose peer went silent (a cut link)
-    just stalls, as it would through a switch."""
+    forwards to one server. A connection whose peer went silent (a cut link) just stalls,
+    as it would through a switch."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -35,25 +35,25 @@ class Relay:
         self.servers: list[asyncio.Server] = []
         self.writers: set[asyncio.StreamWriter] = set()
 
-    def forward(self, host: str, target_port: int) -> int:
-        """Listen on `host` (a free port); returns the port."""
-        return asyncio.run_coroutine_threadsafe(self._listen(host, target_port), self.loop).result(
+    def forward(self, host: str, target: tuple[str, int]) -> int:
+        """Listen on `host` (a free port) and forward to `target`; returns the port."""
+        return asyncio.run_coroutine_threadsafe(self._listen(host, target), self.loop).result(
             timeout=10
         )
 
-    async def _listen(self, host: str, target_port: int) -> int:
+    async def _listen(self, host: str, target: tuple[str, int]) -> int:
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._connect(reader, writer, target_port)
+            await self._connect(reader, writer, target)
 
         server = await asyncio.start_server(accept, host, 0)
         self.servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
     async def _connect(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target_port: int
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: tuple[str, int]
     ) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+            up_reader, up_writer = await asyncio.open_connection(*target)
         except OSError:
             writer.close()
             return
@@ -94,7 +94,8 @@ class Host:
     link: str  # the root side of the veth pair: taking it down cuts the host off
     gateway: str
     address: str
-    ports: dict[int, int] = field(default_factory=dict)  # 127.0.0.1 port -> relay port
+    # (server host, port) -> the relay's port on `gateway` that forwards to it
+    ports: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def cut(self) -> None:
         ip("link", "set", self.link, "down")
@@ -142,9 +143,10 @@ def require_netns() -> None:
 
 
 @contextmanager
-def namespaced_hosts(names: list[str], relayed_ports: list[int]) -> Iterator[list[Host]]:
-    """Hosts `names`, each with the given 127.0.0.1 ports relayed to its gateway; all of
-    it (namespaces, veths, relay) is removed at the end, even after a failure."""
+def namespaced_hosts(names: list[str], servers: list[tuple[str, int]]) -> Iterator[list[Host]]:
+    """Hosts `names`, each reaching the `servers` (host, port) through a relay on its
+    gateway; all of it (namespaces, veths, relay) is removed at the end, even after a
+    failure."""
     require_netns()
     octet = _free_subnet()
     tag = str(os.getpid())
@@ -174,8 +176,8 @@ def namespaced_hosts(names: list[str], relayed_ports: list[int]) -> Iterator[lis
             ip("-n", host.netns, "link", "set", inner, "up")
             ip("-n", host.netns, "link", "set", "lo", "up")
             ip("-n", host.netns, "route", "add", "default", "via", host.gateway)
-            for port in relayed_ports:
-                host.ports[port] = relay.forward(host.gateway, port)
+            for server in servers:
+                host.ports[server] = relay.forward(host.gateway, server)
         yield hosts
     finally:
         relay.close()

@@ -63,12 +63,17 @@ PUBLISH_QUEUES = ",".join(
 )
 
 
+def server(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
 def relayed(url: str, host: Host) -> str:
     """The same URL as seen from inside `host`: its gateway, on the relay's port."""
     parts = urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@" if userinfo else ""
-    netloc += f"{host.gateway}:{host.ports[parts.port or 80]}"
+    netloc += f"{host.gateway}:{host.ports[server(url)]}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -78,8 +83,7 @@ def hosts(
 ) -> Iterator[list[Host]]:
     """Hosts a and b; every process started in them is killed before they go away."""
     urls = [app_settings["database_url"], app_settings["redis_url"], sandbox_url, live_url]
-    ports = [urlsplit(u).port or 80 for u in urls]
-    with namespaced_hosts(["a", "b"], ports) as made:
+    with namespaced_hosts(["a", "b"], [server(u) for u in urls]) as made:
         try:
             yield made
         finally:
@@ -95,6 +99,7 @@ def host_env(host: Host, stack: Stack) -> dict[str, str]:
         "CRIER_PLATFORM_BASE_URL": relayed(stack.env["CRIER_PLATFORM_BASE_URL"], host),
         "CRIER_PUBLIC_URL": relayed(stack.env["CRIER_PUBLIC_URL"], host),
         **{k: str(v) for k, v in SETTINGS.items()},
+        "CRIER_LOG_FORMAT": "keyvalue",  # the test reads the workers' event lines
     }
 
 
