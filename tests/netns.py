@@ -164,6 +164,9 @@ def namespaced_hosts(names: list[str], servers: list[tuple[str, int]]) -> Iterat
             )
             hosts.append(host)
             inner = f"cr{tag}{n}n"
+            # Left by an earlier run that had our pid and was killed before its cleanup.
+            ip("link", "del", host.link, check=False)
+            ip("netns", "del", host.netns, check=False)
             try:
                 ip("netns", "add", host.netns)
                 ip("link", "add", host.link, "type", "veth", "peer", "name", inner)
