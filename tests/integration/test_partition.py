@@ -29,7 +29,14 @@ from app.dispatch import ETA_HEAD_START
 from app.models import WorkerHeartbeat
 from tests.conftest import Tenant
 from tests.integration.conftest import Proc, Stack, wait_until
-from tests.integration.test_delivery import all_final, attempts, create, ledger, targets
+from tests.integration.test_delivery import (
+    all_final,
+    arrived,
+    attempts,
+    create,
+    ledger,
+    targets,
+)
 from tests.netns import Host, namespaced_hosts
 from workers.celery_app import publish_queue
 
@@ -160,7 +167,8 @@ def test_a_host_cut_off_mid_publish_is_fenced_off_and_the_other_finishes(
     held_by_a = {i for i, owner in owners.items() if owner.startswith("a-publish@")}
     held_by_b = {i for i, owner in owners.items() if owner.startswith("b-publish@")}
     assert len(held_by_a) == len(held_by_b) == PER_HOST, owners
-    time.sleep(0.5)  # the requests are inside the sandbox, each held for LATENCY_S
+    # The eight requests are inside the sandbox, each held there for LATENCY_S.
+    wait_until(lambda: arrived(sandbox, "linkedin") == 2 * PER_HOST, timeout=5, interval=0.05)
 
     # Cut just after A's heartbeat committed, so no transaction of A's is left open (a
     # cut-off transaction would keep its row locks until PostgreSQL drops the session).
