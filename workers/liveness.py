@@ -95,10 +95,14 @@ def process_claims(hostname: str | None = None) -> LiveClaims:
 
 def beat(db: Database, settings: Settings, claims: LiveClaims) -> None:
     """Renew this process's leases and say what it holds, in one transaction."""
-    began = time.monotonic()
-    now = utcnow()
-    claimed, held = claims.snapshot()
+    began = time.monotonic()  # what alive_for_sure counts from: never later than the row
     with db.session() as session:
+        # The row's time is taken once the database answers: a beat that waited out a
+        # network partition must not stamp the moment it began, or the sweeper, seeing an
+        # old beat, declares this live worker dead again and takes its new claims.
+        session.connection()
+        now = utcnow()
+        claimed, held = claims.snapshot()
         if claimed:
             session.execute(
                 update(PostTarget)

@@ -373,16 +373,24 @@ def record_outcomes(
         )
         items.append((target, delivery.token, decision.next, decision))
         results.append(decision.outcome)
+    written: set[int] = set()
     try:
         if items:
             with deps.db.session() as session:
-                _finish(deps, session, items)
+                written = _finish(deps, session, items)
     finally:
         for delivery, _ in outcomes:
             deps.claims.released(delivery.target.id)
-    for (delivery, decision), outcome in zip(outcomes, results, strict=True):
+    for n, (delivery, decision) in enumerate(outcomes):
         if decision is None:
             continue
+        if delivery.target.id not in written:
+            # Handed on while this delivery waited for its answer (a worker cut off from
+            # the database, declared dead): its outcome was refused, so it reports none.
+            results[n] = "lost_claim"
+            metrics.observe_publish(delivery.target.platform, "lost_claim")
+            continue
+        outcome = results[n]
         log_event(
             f"publish.{outcome}",
             **delivery.fields,
@@ -769,10 +777,10 @@ def _auth_failure(deps: PipelineDeps, target: PostTarget, error: PlatformError) 
 FinishItem = tuple[PostTarget, str, "_Requeue | None", "_Decision | None"]
 
 
-def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> None:
+def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> set[int]:
     """One transaction for many targets: their posts locked (in id order, as the API
     locks them), each target updated only if its token still holds, the attempt rows,
-    and the posts' statuses."""
+    and the posts' statuses. Returns the targets written; the others were handed on."""
     session.rollback()
     post_ids = sorted({target.post_id for target, *_ in items})
     session.execute(
@@ -782,6 +790,7 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> No
     dispatches: list[Dispatch] = []
     attempts: list[PublishAttempt] = []
     ended: dict[uuid.UUID, list[int]] = {}
+    written: set[int] = set()
     for target, token, requeue, decision in items:
         values, dispatch = _outcome_values(deps, target, requeue, decision, now)
         from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
@@ -797,8 +806,10 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> No
             .execution_options(synchronize_session=False)
         ).rowcount
         if not changed:
-            log_event("publish.lost_claim", target_id=target.id)
+            refused = decision.outcome if decision is not None else "requeue"
+            log_event("publish.lost_claim", target_id=target.id, refused=refused)
             continue
+        written.add(target.id)
         if dispatch is not None:
             dispatches.append(dispatch)
         if decision is not None and decision.attempt is not None:
@@ -822,6 +833,7 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> No
     session.commit()
     if dispatches:
         send_dispatches(session, deps.celery, dispatches)
+    return written
 
 
 def _outcome_values(

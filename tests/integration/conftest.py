@@ -71,11 +71,19 @@ class Stack:
     tmp: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None) -> Proc:
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None,
+        netns: str | None = None,
+    ) -> Proc:
+        """Start a process, inside the network namespace `netns` when one is named (the
+        two-host partition test runs each host's workers in its own)."""
         log_path = self.tmp / f"{name}-{len(self.procs)}.log"
         handle = log_path.open("wb")
         popen = subprocess.Popen(
-            args,
+            [*(["ip", "netns", "exec", netns] if netns else []), *args],
             cwd=ROOT,
             env={**self.env, **(extra_env or {})},
             stdout=handle,
@@ -93,6 +101,7 @@ class Stack:
         concurrency: int = 8,
         extra_env: dict[str, str] | None = None,
         pool: str = "threads",
+        netns: str | None = None,
     ) -> Proc:
         proc = self.spawn(
             name,
@@ -118,11 +127,12 @@ class Stack:
                 "INFO",
             ],
             extra_env,
+            netns,
         )
         proc.wait_for("ready.")
         return proc
 
-    def beat(self, extra_env: dict[str, str] | None = None) -> Proc:
+    def beat(self, extra_env: dict[str, str] | None = None, netns: str | None = None) -> Proc:
         schedule = self.tmp / f"beat-{len(self.procs)}"
         proc = self.spawn(
             "beat",
@@ -139,6 +149,7 @@ class Stack:
                 "INFO",
             ],
             extra_env,
+            netns,
         )
         proc.wait_for("beat: Starting")
         return proc

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.db import get_db
 from app.dispatch import DueTarget, mark_queued
@@ -19,7 +19,14 @@ from app.models import Account, PostTarget, PublishAttempt, TargetStatus
 from app.services.accounts import account_tokens
 from tests.conftest import Tenant
 from tests.workers.conftest import target_row
-from workers.pipeline import PipelineDeps, publish_target
+from workers.pipeline import (
+    Delivery,
+    PipelineDeps,
+    fire_delivery,
+    publish_target,
+    ready_delivery,
+    record_outcomes,
+)
 from workers.quotas import SharedQuotas
 
 
@@ -87,6 +94,33 @@ def test_a_token_publishes_once(
     assert len(ledger(sandbox)) == 1
     row = target_row(app, target_id)
     assert row.status == "published" and row.attempts == 1 and row.dispatch_token is None
+
+
+def test_an_outcome_heard_after_the_claim_was_handed_on_is_refused(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """A worker cut off from the database is declared dead and its claim handed on; when
+    the platform's answer reaches it later, it writes nothing and reports `lost_claim`,
+    not the outcome it heard (tests/integration/test_partition.py does it across hosts)."""
+    account_id = make_account(tenant, "x")
+    target_id, token = queue_now(app, create_target(tenant, account_id))
+    delivery = ready_delivery(deps, target_id, token)
+    assert isinstance(delivery, Delivery)
+    decision = fire_delivery(deps, delivery)
+    assert decision is not None and decision.outcome == "published"
+    with get_db(app).session() as session:  # as the sweeper recovers a dead owner's claim
+        session.execute(
+            update(PostTarget)
+            .where(PostTarget.id == target_id)
+            .values(status=TargetStatus.QUEUED, dispatch_token="the-new-token", claim_owner=None)
+        )
+        session.commit()
+    assert record_outcomes(deps, [(delivery, decision)]) == ["lost_claim"]
+    row = target_row(app, target_id)
+    assert row.status == "queued" and row.dispatch_token == "the-new-token"
+    assert row.platform_post_id is None and row.attempts == 0
+    assert attempts_of(app, target_id) == []
+    assert len(ledger(sandbox)) == 1
 
 
 def test_stale_and_cancelled_messages_publish_nothing(
