@@ -44,6 +44,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# A client cut off by the network mid-transaction (issue 12's partition) would keep its
+# row locks until the server notices, two hours with PostgreSQL's defaults: the server
+# probes an idle client's socket after 30 s and drops it after 3 missed probes, and no
+# transaction of ours sits idle for 5 minutes.
+SERVER_SIDE_LIMITS = (
+    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 "
+    "-c idle_in_transaction_session_timeout=300000"
+)
+
+
 class Database:
     """Owns the engine; pool size follows the concurrency of the process using it."""
 
@@ -72,7 +82,7 @@ class Database:
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_recycle=1800,
-            connect_args={"connect_timeout": 5},
+            connect_args={"connect_timeout": 5, "options": SERVER_SIDE_LIMITS},
         )
 
     @contextmanager

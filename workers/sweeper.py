@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.config import Settings
 from app.db import Database, utcnow
-from app.dispatch import Dispatch, DueTarget, mark_queued, send_dispatches
+from app.dispatch import RETRY_HEAD_START, Dispatch, DueTarget, mark_queued, send_dispatches
 from app.models import (
     PostTarget,
     PublishAttempt,
@@ -150,8 +150,15 @@ def _recover_claims(
         if row.irreversible_started_at is not None:
             # The dead worker's request may still be landing on the platform: give it
             # time before looking for the post, or the look would miss it and send again.
+            # The look is made when the delivery is readied, its head start before the
+            # due instant: so the instant is the grace's end plus that head start.
             landed = row.irreversible_started_at + timedelta(seconds=settings.inflight_grace)
-            due = DueTarget(due.id, due.platform, max(due.due_at, landed))
+            due = DueTarget(
+                due.id,
+                due.platform,
+                max(due.due_at, landed + RETRY_HEAD_START),
+                head_start=RETRY_HEAD_START,
+            )
         changed = session.execute(
             update(PostTarget)
             .where(PostTarget.id == row.id, PostTarget.status == TargetStatus.PUBLISHING)

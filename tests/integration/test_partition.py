@@ -25,7 +25,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.db import get_db
-from app.dispatch import ETA_HEAD_START
+from app.dispatch import RETRY_HEAD_START
 from app.models import WorkerHeartbeat
 from tests.conftest import Tenant
 from tests.integration.conftest import Proc, Stack, wait_until
@@ -43,14 +43,12 @@ from workers.celery_app import publish_queue
 LATENCY_S = 6.0  # each LinkedIn request sits this long in the sandbox
 PER_HOST = 4  # publishes in flight per host (its concurrency; prefetch is 1 per thread)
 # Liveness as the stack fixture shortens it, and a grace that covers the latency: a
-# recovered claim is looked for on the platform only once its request has landed. Its
-# message reaches a worker up to ETA_HEAD_START before that instant, and the look is
-# made as soon as it arrives, so the grace covers the head start as well.
+# recovered claim is looked for on the platform only once its request has landed.
 SETTINGS = {
     "CRIER_SWEEP_INTERVAL": 1.0,
     "CRIER_HEARTBEAT_INTERVAL": 1.0,
     "CRIER_WORKER_TIMEOUT": 4.0,
-    "CRIER_INFLIGHT_GRACE": LATENCY_S + ETA_HEAD_START.total_seconds() + 2,
+    "CRIER_INFLIGHT_GRACE": LATENCY_S + 2,
 }
 # From the cut: A is declared dead once silent for the timeout at a sweep (its last beat
 # may be an interval old, and sweeps come every interval), and its claims are looked for
@@ -60,7 +58,8 @@ RECOVERY_BOUND_S = (
         SETTINGS["CRIER_WORKER_TIMEOUT"]
         + SETTINGS["CRIER_HEARTBEAT_INTERVAL"]
         + 2 * SETTINGS["CRIER_SWEEP_INTERVAL"],
-        SETTINGS["CRIER_INFLIGHT_GRACE"],
+        # The look is made at the grace's end, the resend due a retry's head start later.
+        SETTINGS["CRIER_INFLIGHT_GRACE"] + RETRY_HEAD_START.total_seconds(),
     )
     + 5.0
 )
