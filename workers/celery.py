@@ -67,13 +67,9 @@ def _serve_metrics(**_: Any) -> None:
         start_worker_metrics_server(int(port))
 
 
-_concurrency = 0
-
-
 @worker_init.connect
 def _size_pool(sender: Any = None, **_: Any) -> None:
-    global _concurrency
-    concurrency = _concurrency = int(getattr(sender, "concurrency", 0) or 0)
+    concurrency = int(getattr(sender, "concurrency", 0) or 0)
     if concurrency:
         # Pool threads ready deliveries; the heartbeat and the outcome writer take one
         # each, and a firing thread one only when a handle comes at the call itself.
@@ -112,8 +108,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 
 
 def _warm_up() -> None:
-    """A publish worker makes its HTTP client, adapters and database connections now,
-    not in its first burst."""
+    """A publish worker makes its HTTP client and adapters now, not in its first burst."""
     platforms = [
         name.removeprefix("publish.")
         for name in app.amqp.queues.consume_from or {}
@@ -123,7 +118,7 @@ def _warm_up() -> None:
         return
     try:
         with flask_app.app_context():
-            warm_up(platforms, _concurrency)
+            warm_up(platforms)
     except Exception as exc:  # only a head start; the first tasks do it otherwise
         log.warning("warm-up failed: %s", exc)
 

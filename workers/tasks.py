@@ -64,19 +64,12 @@ def _adapter(platform: str, timeout: float, base_url: str | None) -> Adapter:
     return adapter
 
 
-def warm_up(platforms: list[str], connections: int) -> None:
-    """Before the first burst: the HTTP client and adapters, and `connections` database
-    connections opened together, so the first due targets pay for none of them."""
+def warm_up(platforms: list[str]) -> None:
+    """Before the first burst: the HTTP client (its TLS context) and the adapters, so the
+    first due targets do not all build them at once."""
     deps = pipeline_deps()
     for platform in platforms:
         deps.adapter_for(platform)
-    held = []
-    try:
-        for _ in range(connections):
-            held.append(deps.db.engine.connect())
-    finally:
-        for connection in held:
-            connection.close()
 
 
 def pipeline_deps() -> PipelineDeps:
