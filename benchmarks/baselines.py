@@ -253,10 +253,11 @@ def sandbox_ceiling(sandbox_url: str, count: int, threads: int, per_token: int) 
         with ThreadPoolExecutor(threads) as pool:
             # Open the connections first, as a warm worker holds them.
             list(pool.map(lambda _: client.get("/_arrived"), range(threads)))
-            gate = threading.Barrier(threads + 1)
+            first_wave = min(threads, count)
+            gate = threading.Barrier(first_wave + 1)
 
             def send(index: int) -> None:
-                if index < threads:
+                if index < first_wave:
                     gate.wait()
                 token = f"ceiling-token-{index // per_token}"
                 client.post(
