@@ -228,6 +228,8 @@ class Post(Base):
 PREPARE_PENDING = (
     "prepare_due_at IS NOT NULL AND prepare_state IS NULL AND status IN ('scheduled', 'queued')"
 )
+# Preparations on their way or running: the sweeper looks among these for stuck ones.
+PREPARE_IN_FLIGHT = "prepare_state IN ('pending', 'preparing')"
 
 
 class PostTarget(Base):
@@ -296,6 +298,13 @@ class PostTarget(Base):
             "prepare_due_at",
             postgresql_where=text(PREPARE_PENDING),
             sqlite_where=text(PREPARE_PENDING),
+        ),
+        # ... and for preparations stuck on their way or with a dead preparer.
+        Index(
+            "ix_post_targets_prepare_in_flight",
+            "prepared_at",
+            postgresql_where=text(PREPARE_IN_FLIGHT),
+            sqlite_where=text(PREPARE_IN_FLIGHT),
         ),
     )
 

@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.config import Settings
@@ -104,14 +104,24 @@ def beat(db: Database, settings: Settings, claims: LiveClaims) -> None:
         now = utcnow()
         claimed, held = claims.snapshot()
         if claimed:
-            session.execute(
-                update(PostTarget)
+            # A row another transaction holds (the outcome writer finishing it) is left
+            # alone: waiting for it could deadlock, and its claim is ending anyway.
+            free = (
+                select(PostTarget.id)
                 .where(
                     PostTarget.id.in_(claimed),
                     PostTarget.claim_owner == claims.owner,
                     PostTarget.status == TargetStatus.PUBLISHING,
                 )
+                .order_by(PostTarget.id)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            session.execute(
+                update(PostTarget)
+                .where(PostTarget.id.in_(free))
                 .values(lease_expires_at=now + timedelta(seconds=settings.publish_lease))
+                .execution_options(synchronize_session=False)
             )
         dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
         row = {

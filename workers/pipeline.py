@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 from celery import Celery
+from psycopg.errors import DeadlockDetected, SerializationFailure
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -376,8 +378,7 @@ def record_outcomes(
     written: set[int] = set()
     try:
         if items:
-            with deps.db.session() as session:
-                written = _finish(deps, session, items)
+            written = _finish_retrying(deps, items)
     finally:
         for delivery, _ in outcomes:
             deps.claims.released(delivery.target.id)
@@ -776,6 +777,23 @@ def _auth_failure(deps: PipelineDeps, target: PostTarget, error: PlatformError) 
 
 FinishItem = tuple[PostTarget, str, "_Requeue | None", "_Decision | None"]
 
+# A batch that lost a deadlock is written again: the transaction left nothing behind.
+FINISH_TRIES = 3
+
+
+def _finish_retrying(deps: PipelineDeps, items: list[FinishItem]) -> set[int]:
+    for attempt in range(1, FINISH_TRIES + 1):
+        try:
+            with deps.db.session() as session:
+                return _finish(deps, session, items)
+        except OperationalError as exc:
+            if attempt == FINISH_TRIES or not isinstance(
+                exc.orig, DeadlockDetected | SerializationFailure
+            ):
+                raise
+            log.warning("outcome batch of %d lost a deadlock, writing it again", len(items))
+    raise AssertionError("unreachable")
+
 
 def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> set[int]:
     """One transaction for many targets: their posts locked (in id order, as the API
@@ -791,7 +809,8 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> se
     attempts: list[PublishAttempt] = []
     ended: dict[uuid.UUID, list[int]] = {}
     written: set[int] = set()
-    for target, token, requeue, decision in items:
+    # Targets in id order, as every other batch locks them.
+    for target, token, requeue, decision in sorted(items, key=lambda item: item[0].id):
         values, dispatch = _outcome_values(deps, target, requeue, decision, now)
         from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
         changed = session.execute(
