@@ -636,6 +636,9 @@ def run(options: Options) -> dict[str, Any]:
             "crier_per_second": crier,
             "bare_celery_per_second": bare,
             "ratio": round(crier / bare, 3) if crier and bare else None,
+            "sandbox_alone_per_second": (
+                (largest.get("sandbox_alone") or {}).get("throughput") or {}
+            ).get("per_second"),
         }
     results["meta"]["seconds"] = round(time.monotonic() - began, 1)
     results["meta"]["claimed"] = CLAIMED
@@ -751,6 +754,8 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 + (f" ({ratio * 100:.0f} %)" if ratio else ""),
             )
         )
+        if t.get("sandbox_alone_per_second"):
+            rows.append(("  the sandbox alone", f"{t['sandbox_alone_per_second']} /s", "", "", ""))
     if "intake" in results:
         intake = results["intake"]
         single, floor = intake["single"]["per_second"], intake["floor_single"]["per_second"]

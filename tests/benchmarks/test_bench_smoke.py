@@ -90,6 +90,12 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
     assert_lateness(burst["lateness"], int(size))
     assert burst["throughput"]["count"] == int(size)
     assert_bare_celery(burst["bare_celery"], int(size))
+    # When each delivery fired (one attempt each), and the sandbox taking the same
+    # number of calls straight from as many threads as a worker fires with.
+    assert_lateness(burst["fired_lateness"], int(size))
+    alone = burst["sandbox_alone"]
+    assert alone["calls"] == alone["received"] == int(size)
+    assert alone["lateness"]["count"] == int(size) and alone["lateness"]["min"] >= 0
 
     video = results["video"]
     n = video["posts_per_platform"]
@@ -105,7 +111,7 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
     assert throughput["ratio"] > 0
 
     intake = results["intake"]
-    for figure in ("single", "bulk", "floor_single", "floor_bulk"):
+    for figure in ("single", "bulk", "floor_single", "floor_bulk", "http_ceiling"):
         assert intake[figure]["clients"] == 8
         assert intake[figure]["items"] > 0 and intake[figure]["per_second"] > 0
         assert intake[figure]["errors"] == []
