@@ -40,6 +40,23 @@ class DueTarget:
     def owner(self) -> Owner | None:
         return None if self.account_id is None else (self.account_id, self.post_id)
 
+    @classmethod
+    def of(
+        cls,
+        target: PostTarget,
+        due_at: datetime | None = None,
+        head_start: timedelta | None = None,
+    ) -> DueTarget:
+        """A loaded target, labelled, due at `due_at` (its next attempt unless given)."""
+        return cls(
+            target.id,
+            target.platform,
+            due_at or target.next_attempt_at,
+            target.account_id,
+            target.post_id,
+            head_start,
+        )
+
 
 @dataclass(frozen=True)
 class Dispatch:
@@ -50,7 +67,7 @@ class Dispatch:
 def due_within_horizon(targets: list[PostTarget], horizon_seconds: int) -> list[DueTarget]:
     limit = utcnow() + timedelta(seconds=horizon_seconds)
     return [
-        DueTarget(t.id, t.platform, t.next_attempt_at, t.account_id, t.post_id)
+        DueTarget.of(t)
         for t in targets
         if t.status == TargetStatus.SCHEDULED and t.next_attempt_at <= limit
     ]
@@ -72,10 +89,7 @@ def queue_new_targets(targets: list[PostTarget], horizon_seconds: int) -> None:
 def new_dispatches(targets: list[PostTarget]) -> list[Dispatch]:
     """The dispatches `queue_new_targets` wrote, once the rows have their ids."""
     return [
-        Dispatch(
-            DueTarget(t.id, t.platform, t.next_attempt_at, t.account_id, t.post_id),
-            t.dispatch_token,
-        )
+        Dispatch(DueTarget.of(t), t.dispatch_token)
         for t in targets
         if t.status == TargetStatus.QUEUED and t.dispatch_token
     ]

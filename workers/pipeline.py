@@ -319,9 +319,7 @@ def hand_back(deps: PipelineDeps, deliveries: list[Delivery]) -> None:
                 )
             ).rowcount
             if changed:
-                dispatches.append(
-                    Dispatch(DueTarget(target.id, target.platform, delivery.due), token)
-                )
+                dispatches.append(Dispatch(DueTarget.of(target, delivery.due), token))
             deps.claims.released(target.id)
         session.commit()
         send_dispatches(session, deps.celery, dispatches)
@@ -847,7 +845,7 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> se
         for post in posts:
             # Webhooks: each account's outcome event joins this transaction's outbox.
             if post.id in ended:
-                record_target_events(session, post.id, ended[post.id], post)
+                record_target_events(session, post, ended[post.id])
             refresh_post_status(post)
     session.commit()
     if dispatches:
@@ -890,14 +888,7 @@ def _outcome_values(
         if requeue.at <= horizon:
             new_token = str(uuid.uuid4())
             values.update(status=TargetStatus.QUEUED, dispatch_token=new_token, queued_at=now)
-            due = DueTarget(
-                target.id,
-                target.platform,
-                requeue.at,
-                target.account_id,
-                target.post_id,
-                head_start=RETRY_HEAD_START,
-            )
+            due = DueTarget.of(target, requeue.at, head_start=RETRY_HEAD_START)
             dispatch = Dispatch(due, new_token)
         else:
             # Long waits go back to PostgreSQL; the sweeper enqueues them when due.

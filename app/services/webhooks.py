@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import (
@@ -240,28 +240,15 @@ def record_post_status_change(session: Session, post: Post, previous_status: str
     record_event(session, post.organisation_id, event_type, post_to_dict(post))
 
 
-def record_target_events(
-    session: Session, post_id: uuid.UUID, target_ids: Iterable[int], post: Post | None = None
-) -> None:
+def record_target_events(session: Session, post: Post, target_ids: Iterable[int]) -> None:
     """Per-account events for targets that just reached an end state.
 
     For the publishing pipeline: call it inside the transaction that wrote the targets'
-    outcomes, after the write, with the ids of the targets that changed (and the post,
-    freshly loaded with its targets, when the caller has it). Targets not in an end
-    state (requeued, waiting) produce nothing.
+    outcomes, after the write, with the post freshly loaded with its targets and the ids
+    of the targets that changed. Targets not in an end state (requeued, waiting) produce
+    nothing.
     """
     ids = set(target_ids)
-    if not ids:
-        return
-    if post is None:
-        post = session.scalar(
-            select(Post)
-            .where(Post.id == post_id)
-            .options(selectinload(Post.targets))
-            .execution_options(populate_existing=True)
-        )
-    if post is None:
-        return
     for target in post.targets:
         if target.id not in ids:
             continue
