@@ -290,14 +290,13 @@ def rotate_secrets() -> None:
 )
 def sandbox(port: int, host: str, fetch_media: bool) -> None:
     """Serve the seven platforms' publishing APIs locally."""
-    from werkzeug.serving import run_simple
-
     from sandbox import create_sandbox_app
+    from sandbox.server import serve
 
     pulling = "pulls media from public URLs" if fetch_media else "does not pull media"
     click.echo(f"sandbox on http://{host}:{port} (ledger at /_ledger; {pulling})", err=True)
     app = create_sandbox_app(fetch_media=fetch_media)
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    serve(app, host, port)
 
 
 @main.command(

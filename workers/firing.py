@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("crier.firing")
@@ -161,3 +161,46 @@ class BatchWriter:
             finally:
                 for _ in batch:
                     self._items.task_done()
+
+
+class BatchCaller:
+    """Calls from many threads served in batches by one thread, each caller waiting for
+    its own result: a Celery pool's threads claiming their targets share one transaction
+    instead of running one each.
+
+    `call_batch(items)` returns one result per item, in order; if it raises, every caller
+    of that batch gets the exception.
+    """
+
+    def __init__(
+        self, call_batch: Callable[[list[Any]], list[Any]], max_batch: int = 100, name: str = ""
+    ) -> None:
+        self._call_batch = call_batch
+        self._max_batch = max_batch
+        self._calls: queue.SimpleQueue[tuple[Any, Future[Any]]] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name=f"crier-batch-{name}".rstrip("-"), daemon=True
+        )
+        self._thread.start()
+
+    def __call__(self, item: Any) -> Any:
+        result: Future[Any] = Future()
+        self._calls.put((item, result))
+        return result.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._calls.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._calls.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                results = self._call_batch([item for item, _ in batch])
+            except BaseException as exc:  # the callers raise it; this thread goes on
+                for _, result in batch:
+                    result.set_exception(exc)
+                continue
+            for (_, result), value in zip(batch, results, strict=True):
+                result.set_result(value)

@@ -19,12 +19,13 @@ from workers.celery_app import (
     REFRESH_TOKENS_TASK,
     SWEEP_TASK,
 )
-from workers.firing import BatchWriter, FiringLine
+from workers.firing import BatchCaller, BatchWriter, FiringLine
 from workers.pipeline import (
     PipelineDeps,
+    claim_deliveries,
     fire_delivery,
     hand_back,
-    ready_delivery,
+    ready_claimed,
     record_outcomes,
 )
 from workers.preparation import discard_handles, prepare_target
@@ -93,7 +94,11 @@ def _quotas(redis_url: str) -> SharedQuotas:
 @shared_task(name=PUBLISH_TASK, bind=True, ignore_result=True)
 def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
     deps = pipeline_deps()
-    delivery = ready_delivery(deps, target_id, dispatch_token, task_id=self.request.id)
+    # The claim joins those of the pool's other threads in one transaction.
+    claimed = claiming(deps)((target_id, dispatch_token, self.request.id))
+    if isinstance(claimed, str):
+        return claimed
+    delivery = ready_claimed(deps, claimed)
     if isinstance(delivery, str):
         return delivery
     line, writer = firing(deps)
@@ -113,7 +118,17 @@ def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
 
 
 _firing: tuple[FiringLine, BatchWriter] | None = None
+_claiming: BatchCaller | None = None
 _firing_lock = threading.Lock()
+
+
+def claiming(deps: PipelineDeps) -> BatchCaller:
+    """This process's claimer: (target id, token, task id) in, claimed delivery out."""
+    global _claiming
+    with _firing_lock:
+        if _claiming is None:
+            _claiming = BatchCaller(lambda batch: claim_deliveries(deps, batch), name="claims")
+        return _claiming
 
 
 def firing(deps: PipelineDeps) -> tuple[FiringLine, BatchWriter]:

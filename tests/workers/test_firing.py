@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from workers.firing import BatchWriter, FiringLine
+from workers.firing import BatchCaller, BatchWriter, FiringLine
 
 
 def test_jobs_fire_at_their_instant_never_before_and_together() -> None:
@@ -84,3 +84,46 @@ def test_a_failed_batch_is_logged_and_the_writer_goes_on() -> None:
     writer.put(1)
     writer.flush()
     assert written == [1]
+
+
+def test_calls_from_many_threads_are_served_in_batches_each_with_its_own_result() -> None:
+    batches: list[list[int]] = []
+    gate = threading.Event()
+
+    def call_batch(items: list[int]) -> list[int]:
+        gate.wait(5)  # the first batch holds until the others have queued behind it
+        batches.append(items)
+        return [item * 10 for item in items]
+
+    caller = BatchCaller(call_batch, max_batch=100)
+    results: dict[int, int] = {}
+
+    def call(n: int) -> None:
+        results[n] = caller(n)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.002)
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert results == {n: n * 10 for n in range(30)}
+    assert sorted(item for batch in batches for item in batch) == list(range(30))
+    assert len(batches) < 30 and max(len(batch) for batch in batches) > 1
+
+
+def test_a_failed_batch_raises_in_each_of_its_callers_and_the_next_is_served() -> None:
+    def call_batch(items: list[int]) -> list[int]:
+        if 0 in items:
+            raise RuntimeError("database gone")
+        return items
+
+    caller = BatchCaller(call_batch)
+    try:
+        caller(0)
+    except RuntimeError as exc:
+        assert str(exc) == "database gone"
+    else:
+        raise AssertionError("the caller did not get the batch's exception")
+    assert caller(7) == 7

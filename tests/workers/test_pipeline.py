@@ -22,8 +22,10 @@ from tests.workers.conftest import target_row
 from workers.pipeline import (
     Delivery,
     PipelineDeps,
+    claim_deliveries,
     fire_delivery,
     publish_target,
+    ready_claimed,
     ready_delivery,
     record_outcomes,
 )
@@ -121,6 +123,69 @@ def test_an_outcome_heard_after_the_claim_was_handed_on_is_refused(
     assert row.platform_post_id is None and row.attempts == 0
     assert attempts_of(app, target_id) == []
     assert len(ledger(sandbox)) == 1
+
+
+def test_a_batch_of_claims_is_one_transaction_that_takes_only_what_its_tokens_hold(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """As a worker's pool threads claim together: every target whose token holds is
+    claimed and marked, the others are told why not, and only claimed posts change."""
+    first, second = make_account(tenant, "x"), make_account(tenant, "linkedin")
+    both = tenant.api.post(
+        "/posts",
+        json={"content": "Batch", "account_ids": [first, second], "scheduled_at": far_future()},
+    ).json()["data"]["post_id"]
+    stale_post = create_target(tenant, first, "Stale token")
+    early_post = create_target(tenant, second, "Early")
+    with get_db(app).session() as session:
+        rows = session.scalars(
+            select(PostTarget).where(PostTarget.post_id.in_([both, stale_post, early_post]))
+        ).all()
+        now = datetime.now(UTC)
+        due = []
+        for row in rows:
+            at = now + timedelta(hours=1) if str(row.post_id) == early_post else now
+            row.next_attempt_at = at
+            due.append(DueTarget(row.id, row.platform, at))
+        session.flush()
+        tokens = {d.target.id: d.token for d in mark_queued(session, due, TargetStatus.SCHEDULED)}
+        by_post = {(str(r.post_id), r.platform): r.id for r in rows}
+        session.commit()
+    a, b = by_post[(both, "x")], by_post[(both, "linkedin")]
+    stale, early = by_post[(stale_post, "x")], by_post[(early_post, "linkedin")]
+    results = claim_deliveries(
+        deps,
+        [
+            (a, tokens[a], "task-a"),
+            (stale, "not-the-token", "task-stale"),
+            (b, tokens[b], "task-b"),
+            (a, tokens[a], "task-a-again"),  # a duplicate message in the same batch
+            (early, tokens[early], "task-early"),
+        ],
+    )
+    assert [r if isinstance(r, str) else r.target.id for r in results] == [
+        a,
+        "stale",
+        b,
+        "stale",
+        "early",
+    ]
+    for target_id in (a, b):
+        row = target_row(app, target_id)
+        assert row.status == "publishing" and row.claim_owner == deps.claims.owner
+        # Nothing to do before the call (no media): marked for it at the claim.
+        assert row.irreversible_started_at is not None
+    assert target_row(app, stale).status == "queued"
+    early_row = target_row(app, early)
+    # Put back for its instant, an hour away: beyond the horizon, so PostgreSQL holds it.
+    assert early_row.status == "scheduled" and early_row.dispatch_token is None
+    posts = {p["post_id"]: p["status"] for p in tenant.api.get("/posts").json()["data"]}
+    assert posts[both] == "publishing" and posts[stale_post] == "scheduled"
+    # Readied and fired one by one, as the pool threads do: each publishes once.
+    deliveries = [ready_claimed(deps, r) for r in results if not isinstance(r, str)]
+    outcomes = [(d, fire_delivery(deps, d)) for d in deliveries if isinstance(d, Delivery)]
+    assert record_outcomes(deps, outcomes) == ["published", "published"]
+    assert sorted(e["platform"] for e in ledger(sandbox)) == ["linkedin", "x"]
 
 
 def test_stale_and_cancelled_messages_publish_nothing(
