@@ -598,7 +598,16 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
         if found is not None:
             delivery.decision = found
             return
-    delivery.request = request
+    delivery.request = _look_ahead(deps, request)
+
+
+def _look_ahead(deps: PipelineDeps, request: PublishRequest) -> PublishRequest:
+    """What publish() would look at on the platform before its irreversible request (a
+    prepared container's status), looked at now, so the instant has only that request."""
+    try:
+        return deps.adapter_for(request.platform).check_prepared(request)
+    except (PlatformError, httpx.TransportError):
+        return request  # publish() looks again at the instant, and handles what it finds
 
 
 def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> _Decision:

@@ -27,6 +27,8 @@ from tests.servers import serve_wsgi
 from workers.adapters import adapter_classes
 from workers.adapters import x as x_adapter
 from workers.adapters.base import (
+    CHECK_FRESH_SECONDS,
+    CHECKED_KEY,
     PREPARED_KEY,
     Adapter,
     DuplicateError,
@@ -406,8 +408,9 @@ def test_a_lost_answer_at_the_instant_is_found_and_never_published_twice(
     assert len(_ledger(control, case.platform)) == 1
 
 
-# Requests a resumed publish may make before its irreversible one: Instagram and Threads
-# read the container's status (it may have expired), a Facebook reel its upload status.
+# Requests a resumed publish makes before its irreversible one unless `check_prepared`
+# made them just before the instant: Instagram and Threads read the container's status
+# (it may have expired), a Facebook reel its upload status.
 LOOKS_BEFORE_PUBLISHING = {("instagram", None), ("threads", None), ("facebook", "reel")}
 
 
@@ -429,19 +432,79 @@ def test_at_the_instant_only_the_irreversible_request_is_left(
         request = _request(case, media)
         handle = _prepare(adapter, request)
         sent.clear()
+        # As the pipeline readies the delivery, a few seconds before the instant.
+        checked = adapter.check_prepared(replace(request, handle=handle))
+        looks = len(sent)
+        sent.clear()
         context = RecordingContext()
         marks: list[int] = []
         context.mark_irreversible = lambda: marks.append(len(sent))  # type: ignore[method-assign]
 
-        adapter.publish(replace(request, handle=handle), context)
+        adapter.publish(checked, context)
 
     [before] = marks
-    allowed = int(
-        (case.platform, None) in LOOKS_BEFORE_PUBLISHING
-        or (case.platform, case.kind) in LOOKS_BEFORE_PUBLISHING
-    )
-    assert before == allowed, sent[:before]
+    assert before == 0, sent[:before]
+    looker = (case.platform, None) in LOOKS_BEFORE_PUBLISHING or (
+        case.platform,
+        case.kind,
+    ) in LOOKS_BEFORE_PUBLISHING
+    assert looks == int(looker)
+    assert (CHECKED_KEY in (checked.handle or {})) == looker
+    # The stamp is the request's alone: the handle saved with the outcome never has it.
+    assert CHECKED_KEY not in (context.handle or {})
     assert len(_ledger(control, case.platform)) == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if (c.platform, None) in LOOKS_BEFORE_PUBLISHING or c.kind == "reel"],
+    ids=lambda c: f"{c.platform}-{c.kind}",
+)
+def test_without_a_recent_check_publish_looks_before_its_irreversible_request(
+    case: Case, state_sandbox_url: str, control: httpx.Client, media: Any
+) -> None:
+    """A check older than CHECK_FRESH_SECONDS (a delivery held past its instant) is not
+    trusted: publish() reads the status again before the irreversible request."""
+    sent: list[str] = []
+    with httpx.Client(
+        timeout=10, event_hooks={"request": [lambda r: sent.append(r.url.path)]}
+    ) as http:
+        adapter = adapter_for(case.platform, http, state_sandbox_url)
+        request = _request(case, media)
+        checked = adapter.check_prepared(replace(request, handle=_prepare(adapter, request)))
+        stale = dict(checked.handle or {})
+        stale[CHECKED_KEY] = {**stale[CHECKED_KEY], "at": time.time() - CHECK_FRESH_SECONDS - 1}
+        sent.clear()
+        context = RecordingContext()
+        marks: list[int] = []
+        context.mark_irreversible = lambda: marks.append(len(sent))  # type: ignore[method-assign]
+        adapter.publish(replace(checked, handle=stale), context)
+    assert marks == [1]
+    assert len(_ledger(control, case.platform)) == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.platform in ("instagram", "threads")],
+    ids=lambda c: f"{c.platform}-{c.kind}",
+)
+def test_a_check_that_finds_the_container_expired_leaves_the_rebuild_to_publish(
+    case: Case,
+    http: httpx.Client,
+    state_sandbox_url: str,
+    control: httpx.Client,
+    sandbox_state: SandboxState,
+    media: Any,
+) -> None:
+    adapter = adapter_for(case.platform, http, state_sandbox_url)
+    request = _request(case, media)
+    handle = _prepare(adapter, request)
+    _age_containers(sandbox_state, case.platform, DAY + 60)  # prepared over 24 h ago
+    checked = adapter.check_prepared(replace(request, handle=handle))
+    assert CHECKED_KEY not in (checked.handle or {})
+    result = adapter.publish(checked, RecordingContext())
+    [entry] = _ledger(control, case.platform)
+    assert entry["id"] == result.platform_post_id
 
 
 @pytest.mark.parametrize("case", PREPARABLE_MEDIA, ids=lambda c: f"{c.platform}-{c.kind}")

@@ -3,6 +3,7 @@ sandbox; the publish at the instant resumes from what was prepared."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,16 @@ from tests.conftest import Tenant
 from tests.media_samples import jpeg_bytes, mp4_bytes
 from tests.workers.conftest import target_row
 from tests.workers.test_pipeline import current_token, ledger, queue_now
-from workers.pipeline import PipelineDeps, publish_target
+from workers.adapters import get_adapter
+from workers.adapters.instagram import GRAPH_VERSION
+from workers.pipeline import (
+    Delivery,
+    PipelineDeps,
+    fire_delivery,
+    publish_target,
+    ready_delivery,
+    record_outcomes,
+)
 from workers.preparation import discard_handles, prepare_target
 from workers.sweeper import sweep_due_targets
 from workers.tokens import account_credentials
@@ -196,3 +206,37 @@ def test_what_was_staged_for_edited_content_is_deleted_on_the_platform(
         [row] = session.scalars(select(DiscardedHandle)).all()
         assert row.finished_at is not None and row.outcome == "deleted 1"
     assert ledger(sandbox) == []
+
+
+def test_a_prepared_container_is_looked_at_when_readied_not_at_the_instant(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+    sandbox_url: str,
+) -> None:
+    """Readying, seconds ahead, reads the Instagram container's status; at the instant
+    the first request is `media_publish`, the one that makes the post public."""
+    account_id = make_account(tenant, "instagram")
+    post_id, _ = image_post(tenant, account_id, "a container ahead", minutes=60)
+    token = sweep_prepares(app)
+    assert prepare_target(deps, the_target(app, post_id).id, token) == "prepared"
+    sent: list[str] = []
+    hooks = {"request": [lambda request: sent.append(f"{request.method} {request.url.path}")]}
+    with httpx.Client(timeout=10, event_hooks=hooks) as http:
+        counting = replace(
+            deps, adapter_for=lambda platform: get_adapter(platform, http, sandbox_url)
+        )
+        target_id, dispatch_token = queue_now(app, post_id)
+        delivery = ready_delivery(counting, target_id, dispatch_token)
+        assert isinstance(delivery, Delivery)
+        readying = list(sent)
+        sent.clear()
+        decision = fire_delivery(counting, delivery)
+        at_the_instant = list(sent)
+        assert record_outcomes(counting, [(delivery, decision)]) == ["published"]
+    container = the_target(app, post_id).platform_handle["container_id"]
+    assert readying == [f"GET /instagram/{GRAPH_VERSION}/{container}"]
+    assert at_the_instant[0].endswith("/media_publish"), at_the_instant
+    assert len(ledger(sandbox)) == 1

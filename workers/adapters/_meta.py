@@ -36,7 +36,10 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    checked_state,
     json_body,
+    resuming_prepared,
+    stamp_checked,
     working_handle,
 )
 
@@ -501,11 +504,22 @@ class GraphContainerAdapter(Adapter):
 
     # -- publish -------------------------------------------------------------------------
 
+    def check_prepared(self, request: PublishRequest) -> PublishRequest:
+        handle = request.handle or {}
+        if not resuming_prepared(request) or not handle.get("container_id"):
+            return request
+        state, _ = self.container_state(request.account, handle["container_id"])
+        # Anything but FINISHED (expired, failed, still processing) is publish()'s to handle.
+        return stamp_checked(request, state) if state == "FINISHED" else request
+
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         account = request.account
+        checked = checked_state(request)
         handle = working_handle(request)
         state = ""
-        if handle.get("container_id"):
+        if handle.get("container_id") and checked == "FINISHED":
+            state = checked  # seen FINISHED by check_prepared a moment before the instant
+        elif handle.get("container_id"):
             state, _ = self.container_state(account, handle["container_id"])
             if state == "PUBLISHED":
                 return self._adopt_published(request, handle)

@@ -11,7 +11,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -251,11 +251,38 @@ def resuming_prepared(request: PublishRequest) -> bool:
 
 
 def working_handle(request: PublishRequest) -> dict[str, Any]:
-    """A copy of the request's handle to carry on from, without the prepare stamp: a
-    handle saved from here on belongs to a delivery that may send the irreversible call."""
+    """A copy of the request's handle to carry on from, without the prepare and check
+    stamps: a handle saved from here on belongs to a delivery that may send the
+    irreversible call."""
     handle = dict(request.handle or {})
     handle.pop(PREPARED_KEY, None)
+    handle.pop(CHECKED_KEY, None)
     return handle
+
+
+# Set by `Adapter.check_prepared` in the handle of the request it returns (never saved):
+# {"at": unix time, "state": what the look on the platform found}.
+CHECKED_KEY = "checked"
+# A look this recent stands in for the one publish() would make before its irreversible
+# request: a prepared container or upload does not change state unseen in a minute,
+# except by expiring after a day or by being published, which only Crier does.
+CHECK_FRESH_SECONDS = 60.0
+
+
+def stamp_checked(request: PublishRequest, state: Any) -> PublishRequest:
+    """The request with what `check_prepared` just saw on the platform."""
+    checked = {"at": time.time(), "state": state}
+    return replace(request, handle={**(request.handle or {}), CHECKED_KEY: checked})
+
+
+def checked_state(request: PublishRequest) -> Any:
+    """What `check_prepared` saw, if it looked within CHECK_FRESH_SECONDS; else None."""
+    checked = (request.handle or {}).get(CHECKED_KEY)
+    if not isinstance(checked, dict):
+        return None
+    if time.time() - float(checked.get("at") or 0) > CHECK_FRESH_SECONDS:
+        return None
+    return checked.get("state")
 
 
 def client_credentials(platform: str) -> tuple[str | None, str | None]:
@@ -406,6 +433,15 @@ class Adapter(ABC):
     @abstractmethod
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         """Publish, or raise a PlatformError. Resume from `request.handle` when given."""
+
+    def check_prepared(self, request: PublishRequest) -> PublishRequest:
+        """Before the instant: look on the platform at what a prepared handle names, where
+        publish() would otherwise look at the instant (a container's status, an upload's
+        phase), so that only the irreversible request is left then. Returns the request
+        to publish with, stamped (`stamp_checked`) when everything was found usable; as it
+        was otherwise, and publish() looks again. Platforms with nothing to look at keep
+        this default."""
+        return request
 
     def prepared_until(self, handle: dict[str, Any]) -> float | None:
         """The unix time until which a prepared handle can be published as it is; None

@@ -45,7 +45,9 @@ from workers.adapters.base import (
     ReconcileResult,
     ReconcileStatus,
     TransientError,
+    checked_state,
     resuming_prepared,
+    stamp_checked,
     working_handle,
 )
 
@@ -203,14 +205,33 @@ class FacebookAdapter(Adapter):
             )
         return self._result(token, video_id, "video", response.headers)
 
+    def check_prepared(self, request: PublishRequest) -> PublishRequest:
+        handle = request.handle or {}
+        if not resuming_prepared(request) or handle.get("kind") != "reel":
+            return request
+        if not handle.get("video_id"):
+            return request
+        status = self._video_status(request.account.access_token, handle["video_id"])
+        uploaded = (status.get("uploading_phase") or {}).get("status") == "complete"
+        settled = _publish_status(status) in REEL_DONE_STATES
+        if not uploaded or settled or status.get("video_status") in DEAD_VIDEO_STATES:
+            return request  # publish() looks again and takes it from there
+        return stamp_checked(request, status)
+
     def _publish_reel(
         self, request: PublishRequest, context: PublishContext, handle: dict[str, Any]
     ) -> PublishResult:
         page = self._page_id(request)
         token = request.account.access_token
         status: dict[str, Any] = {}
+        checked = checked_state(request)
         if handle.get("kind") == "reel" and handle.get("video_id"):
-            status = self._video_status(token, handle["video_id"])
+            # Read by check_prepared a moment before the instant, or now.
+            status = (
+                checked
+                if isinstance(checked, dict)
+                else self._video_status(token, handle["video_id"])
+            )
             if _publish_status(status) in REEL_DONE_STATES:
                 return self._result(token, handle["video_id"], "reel")
             if status.get("video_status") in DEAD_VIDEO_STATES:
