@@ -101,8 +101,12 @@ def mark_queued(session: Session, due: list[DueTarget], from_status: str) -> lis
     if not due:
         return []
     tokens = {target.id: str(uuid.uuid4()) for target in due}
-    fresh = values(column("id", Integer), column("token", String), name="fresh_tokens").data(
-        list(tokens.items())
+    # A CTE, not `(VALUES …) AS t (id, token)`: SQLite (the embedded default) has no
+    # column list on a derived table.
+    fresh = (
+        values(column("id", Integer), column("token", String), name="fresh_tokens")
+        .data(list(tokens.items()))
+        .cte("fresh_tokens")
     )
     changed = set(
         session.execute(

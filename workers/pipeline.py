@@ -255,7 +255,7 @@ def _claim_deliveries(
             ).unique()
         }
         now = utcnow()
-        to_claim: list[tuple[PostTarget, str, str | None, bool]] = []
+        to_claim: list[tuple[int, PostTarget, str, str | None, bool]] = []
         for n, (target_id, token, task_id) in enumerate(wanted):
             target = loaded.get(target_id)
             if (
@@ -277,12 +277,11 @@ def _claim_deliveries(
                 results[n] = "early"
             else:
                 premark = not target.post.media_ids or _prepared(target)
-                to_claim.append((target, token, task_id, premark))
-        claimed = _claim(deps, session, [(t, token, premark) for t, token, _, premark in to_claim])
+                to_claim.append((n, target, token, task_id, premark))
+        claimed = _claim(deps, session, [(t, token, mark) for _, t, token, _, mark in to_claim])
     if early:
         _finish_retrying(deps, early)
-    for target, token, task_id, premark in to_claim:
-        n = next(i for i, (target_id, *_) in enumerate(wanted) if target_id == target.id)
+    for n, target, token, task_id, premark in to_claim:
         if target.id not in claimed:
             results[n] = "stale"
             continue
@@ -486,13 +485,21 @@ def _claim(
         .order_by(Post.id)
         .with_for_update()
     )
-    claims = values(
-        column("id", Integer), column("token", String), column("premark", Boolean), name="claims"
-    ).data(
-        [
-            (target.id, token, premark)
-            for target, token, premark in sorted(wanted, key=lambda item: item[0].id)
-        ]
+    claims = (
+        values(
+            column("id", Integer),
+            column("token", String),
+            column("premark", Boolean),
+            name="claims",
+        )
+        .data(
+            [
+                (target.id, token, premark)
+                for target, token, premark in sorted(wanted, key=lambda item: item[0].id)
+            ]
+        )
+        # A CTE names its columns on SQLite (the embedded default) too.
+        .cte("claims")
     )
     claimed = set(
         session.scalars(
