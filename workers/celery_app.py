@@ -116,7 +116,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "visibility_timeout": settings.visibility_timeout,
                 "socket_connect_timeout": 2,
                 "socket_timeout": 5,
-                "retry_on_timeout": True,
+                # A command that timed out fails rather than being sent again: a resent
+                # LPUSH could queue a message twice, and kombu pipelines a batch of
+                # messages (app.dispatch.send_dispatches) only where nothing is resent.
+                "retry_on_timeout": False,
             }
         ),
         "broker_connection_retry_on_startup": True,

@@ -53,12 +53,18 @@ class SharedQuotas:
         self.redis.pexpireat(key, int(longest * 1000) + 1000)
 
     def current_wait(self, platform: str, account_id: int) -> Hold | None:
+        scopes = ((account_id, "account"), (None, "app"))
+        # Both scopes in one round trip: every delivery asks, a burst's thousand of them.
+        pipe = self.redis.pipeline(transaction=False)
+        for scope_account, _ in scopes:
+            pipe.zscore(_wait_key(platform, scope_account), "until")
+        scores = pipe.execute()
         now = time.time()
-        holds = []
-        for scope_account, label in ((account_id, "account"), (None, "app")):
-            score = self.redis.zscore(_wait_key(platform, scope_account), "until")
-            if score is not None and score > now:
-                holds.append(Hold(score, f"{platform} asked us to wait ({label} limit)"))
+        holds = [
+            Hold(score, f"{platform} asked us to wait ({label} limit)")
+            for score, (_, label) in zip(scores, scopes, strict=True)
+            if score is not None and score > now
+        ]
         return max(holds, key=lambda h: h.until) if holds else None
 
     # -------------------------------------------------------------------- our caps
