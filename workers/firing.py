@@ -107,6 +107,17 @@ def _guarded(job: Callable[[], Any]) -> None:
         log.exception("firing job failed")
 
 
+def _take_waiting(
+    items: queue.Queue[Any] | queue.SimpleQueue[Any], batch: list[Any], size: int
+) -> None:
+    """Add to `batch` what is already waiting in `items`, up to `size` in all."""
+    while len(batch) < size:
+        try:
+            batch.append(items.get_nowait())
+        except queue.Empty:
+            return
+
+
 class BatchWriter:
     """Collects outcomes from many threads and writes them in batches on one thread.
 
@@ -147,11 +158,7 @@ class BatchWriter:
                 deadline = time.monotonic() + self._max_delay
                 while self._busy() and time.monotonic() < deadline:
                     time.sleep(0.005)
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._items.get_nowait())
-                except queue.Empty:
-                    break
+            _take_waiting(self._items, batch, self._max_batch)
             try:
                 self._write_batch(batch)
             except Exception:
@@ -191,11 +198,7 @@ class BatchCaller:
     def _run(self) -> None:
         while True:
             batch = [self._calls.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._calls.get_nowait())
-                except queue.Empty:
-                    break
+            _take_waiting(self._calls, batch, self._max_batch)
             try:
                 results = self._call_batch([item for item, _ in batch])
             except BaseException as exc:  # the callers raise it; this thread goes on

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from celery import Celery
@@ -216,32 +216,30 @@ def ready_delivery(
     return claimed if isinstance(claimed, str) else ready_claimed(deps, claimed)
 
 
-# Deadlocks a claim batch can lose: it locks posts in id order, as the API and the outcome
-# writer do, but the sweeper's and heartbeat's target updates take no post lock first.
-CLAIM_TRIES = 3
-
-
 def claim_deliveries(
     deps: PipelineDeps, wanted: list[tuple[int, str, str | None]]
 ) -> list[Delivery | str]:
     """Load and claim many targets (id, dispatch token, task id) in one transaction: a
     burst readied ahead costs a few statements per batch, not per target. Each result is
-    the claimed delivery, to be readied by `ready_claimed`, or what happened instead."""
-    for attempt in range(1, CLAIM_TRIES + 1):
+    the claimed delivery, to be readied by `ready_claimed`, or what happened instead.
+
+    It locks posts in id order, as the API and the outcome writer do, but the sweeper's
+    and the heartbeat's target updates take no post lock first: a deadlock is possible."""
+    results, early = _again_after_deadlock(
+        lambda: _claim_deliveries(deps, wanted), f"claim batch of {len(wanted)}"
+    )
+    if early:
         try:
-            return _claim_deliveries(deps, wanted)
-        except OperationalError as exc:
-            if attempt == CLAIM_TRIES or not isinstance(
-                exc.orig, DeadlockDetected | SerializationFailure
-            ):
-                raise
-            log.warning("claim batch of %d lost a deadlock, claiming again", len(wanted))
-    raise AssertionError("unreachable")
+            _finish_retrying(deps, early)
+        except Exception:  # the claims stand; the sweeper resends what stayed queued
+            log.exception("early messages of %d targets not put back", len(early))
+    return results
 
 
 def _claim_deliveries(
     deps: PipelineDeps, wanted: list[tuple[int, str, str | None]]
-) -> list[Delivery | str]:
+) -> tuple[list[Delivery | str], list[FinishItem]]:
+    """The claims, committed, and the targets whose messages came early (not claimed)."""
     results: dict[int, Delivery | str] = {}
     early: list[FinishItem] = []
     with deps.db.session() as session:
@@ -279,8 +277,6 @@ def _claim_deliveries(
                 premark = not target.post.media_ids or _prepared(target)
                 to_claim.append((n, target, token, task_id, premark))
         claimed = _claim(deps, session, [(t, token, mark) for _, t, token, _, mark in to_claim])
-    if early:
-        _finish_retrying(deps, early)
     for n, target, token, task_id, premark in to_claim:
         if target.id not in claimed:
             results[n] = "stale"
@@ -301,7 +297,7 @@ def _claim_deliveries(
         )
         log_event("publish.claimed", **delivery.fields)
         results[n] = delivery
-    return [results[n] for n in range(len(wanted))]
+    return [results[n] for n in range(len(wanted))], early
 
 
 def ready_claimed(deps: PipelineDeps, delivery: Delivery) -> Delivery | str:
@@ -876,22 +872,30 @@ def _auth_failure(deps: PipelineDeps, target: PostTarget, error: PlatformError) 
 
 FinishItem = tuple[PostTarget, str, "_Requeue | None", "_Decision | None"]
 
-# A batch that lost a deadlock is written again: the transaction left nothing behind.
-FINISH_TRIES = 3
+# A batch that lost a deadlock is run again: its transaction left nothing behind.
+BATCH_TRIES = 3
+T = TypeVar("T")
 
 
-def _finish_retrying(deps: PipelineDeps, items: list[FinishItem]) -> set[int]:
-    for attempt in range(1, FINISH_TRIES + 1):
+def _again_after_deadlock(run: Callable[[], T], batch: str) -> T:
+    for attempt in range(1, BATCH_TRIES + 1):
         try:
-            with deps.db.session() as session:
-                return _finish(deps, session, items)
+            return run()
         except OperationalError as exc:
-            if attempt == FINISH_TRIES or not isinstance(
+            if attempt == BATCH_TRIES or not isinstance(
                 exc.orig, DeadlockDetected | SerializationFailure
             ):
                 raise
-            log.warning("outcome batch of %d lost a deadlock, writing it again", len(items))
+            log.warning("%s lost a deadlock, running it again", batch)
     raise AssertionError("unreachable")
+
+
+def _finish_retrying(deps: PipelineDeps, items: list[FinishItem]) -> set[int]:
+    def write() -> set[int]:
+        with deps.db.session() as session:
+            return _finish(deps, session, items)
+
+    return _again_after_deadlock(write, f"outcome batch of {len(items)}")
 
 
 def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> set[int]:
