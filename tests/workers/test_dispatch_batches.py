@@ -1,0 +1,103 @@
+"""Sending dispatches in pipelined batches (app.dispatch.send_dispatches) on the real
+Redis broker: one round trip for many, and after a failed one nothing lost or doubled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import select
+
+from app.db import get_db
+from app.dispatch import DueTarget, broker_breaker, mark_queued, send_dispatches
+from app.models import PostTarget, TargetStatus
+from tests.conftest import Tenant
+from tests.workers.test_pipeline import create_target
+from workers.pipeline import PipelineDeps, publish_target
+
+
+def queued_targets(app: Flask, post_ids: list[str]) -> tuple[list[Any], list[Any]]:
+    """The posts' targets due now, queued with fresh tokens (committed, not yet sent)."""
+    with get_db(app).session() as session:
+        rows = session.scalars(select(PostTarget).where(PostTarget.post_id.in_(post_ids))).all()
+        now = datetime.now(UTC)
+        for row in rows:
+            row.next_attempt_at = now
+        session.flush()
+        dispatches = mark_queued(session, [DueTarget.of(r, now) for r in rows], "scheduled")
+        session.commit()
+    return rows, dispatches
+
+
+def publish_messages(app: Flask) -> int:
+    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
+    return client.llen("publish.x")
+
+
+@pytest.fixture(autouse=True)
+def closed_breaker(app: Flask) -> Any:
+    breaker = broker_breaker(app.extensions["celery"])
+    breaker.open_until = 0.0
+    yield
+    breaker.open_until = 0.0
+
+
+def test_many_dispatches_go_in_one_pipelined_round_trip(
+    app: Flask, tenant: Tenant, make_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account_id = make_account(tenant, "x")
+    posts = [create_target(tenant, account_id, f"Batched {n}") for n in range(31)]
+    _, dispatches = queued_targets(app, posts)
+    with get_db(app).session() as session:  # the first send declares the queue's binding
+        assert send_dispatches(session, app.extensions["celery"], dispatches[:1]) == 1
+    round_trips: list[int] = []
+    execute = redis.client.Pipeline.execute
+
+    def counting(pipeline: Any, *args: Any, **kwargs: Any) -> Any:
+        round_trips.append(len(pipeline.command_stack))
+        return execute(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    with get_db(app).session() as session:
+        assert send_dispatches(session, app.extensions["celery"], dispatches[1:]) == 30
+    # The 30 messages and their 30 task-sent events, in one pipeline.
+    assert round_trips == [60]
+    assert publish_messages(app) == 31
+
+
+def test_a_batch_that_fails_after_it_went_out_loses_nothing_and_doubles_nothing(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline runs, then the connection drops before the answer: whether the
+    messages went is unknown, so every target goes back to the sweeper, and a message
+    that did go is stale."""
+    account_id = make_account(tenant, "x")
+    posts = [create_target(tenant, account_id, f"Unsure {n}") for n in range(3)]
+    rows, dispatches = queued_targets(app, posts)
+    execute = redis.client.Pipeline.execute
+
+    def lost_answer(pipeline: Any, *args: Any, **kwargs: Any) -> Any:
+        execute(pipeline, *args, **kwargs)
+        raise redis.ConnectionError("connection dropped before the answer")
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", lost_answer)
+    with get_db(app).session() as session:
+        assert send_dispatches(session, app.extensions["celery"], dispatches) == 0
+    monkeypatch.undo()
+    assert publish_messages(app) == 3  # they went after all
+    with get_db(app).session() as session:
+        states = session.execute(
+            select(PostTarget.status, PostTarget.dispatch_token).where(
+                PostTarget.id.in_([r.id for r in rows])
+            )
+        ).all()
+    assert states == [(TargetStatus.SCHEDULED, None)] * 3  # the sweeper sends them again
+    for dispatch in dispatches:  # the messages that went change nothing
+        assert publish_target(deps, dispatch.target.id, dispatch.token) == "stale"
