@@ -254,13 +254,14 @@ def _claim_deliveries(
         }
         now = utcnow()
         to_claim: list[tuple[int, PostTarget, str, str | None, bool]] = []
+        seen: set[int] = set()  # a message twice in one batch: the second is stale
         for n, (target_id, token, task_id) in enumerate(wanted):
             target = loaded.get(target_id)
             if (
                 target is None
                 or target.status != TargetStatus.QUEUED
                 or target.dispatch_token != token
-                or any(target_id == other for other, _, _ in wanted[:n])
+                or target_id in seen
             ):
                 log_event(
                     "publish.skipped",
@@ -276,6 +277,7 @@ def _claim_deliveries(
             else:
                 premark = not target.post.media_ids or _prepared(target)
                 to_claim.append((n, target, token, task_id, premark))
+            seen.add(target_id)
         claimed = _claim(deps, session, [(t, token, mark) for _, t, token, _, mark in to_claim])
     for n, target, token, task_id, premark in to_claim:
         if target.id not in claimed:
