@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,6 @@ class Settings:
     webhook_drain_interval: float = 2.0
     # Events whose deliveries are all finished are deleted after this many days.
     webhook_retention_days: int = 30
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.database_url.startswith("postgresql")
 
     @classmethod
     def from_env(cls) -> Settings:
