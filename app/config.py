@@ -34,7 +34,7 @@ class Settings:
     rate_limit: str = "600/minute;20000/day"
     posts_rate_limit: str = "120/minute;5000/day"
     # Targets due within this many seconds are enqueued with an ETA; later ones wait in
-    # PostgreSQL for the sweeper (DESIGN.md "ETA within a horizon").
+    # PostgreSQL for the sweeper (docs/delivery.md, "Horizon").
     enqueue_horizon: int = 600
     sweep_interval: float = 5.0
     # A queued target this long past its due time, held by no live worker while its queue

@@ -1,4 +1,4 @@
-"""The Celery app, built from the same settings as the API (DESIGN.md "Late acks")."""
+"""The Celery app, built from the same settings as the API (docs/delivery.md, "Late acks")."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_keys_create_defaults_the_organisation_to_the_name(crier: Any, app: Flas
     )
     assert rows == [{"name": "solo", "org": "solo"}, {"name": "second", "org": "solo"}]
     assert sql(app, "SELECT count(*) AS n FROM organisations") == [{"n": 1}]
-    # The CLI makes admin keys, restricted to no profile (issue 9's scopes).
+    # The CLI makes admin keys, restricted to no profile (see API key scopes).
     assert (
         sql(app, "SELECT scopes, profile_id FROM api_keys")
         == [{"scopes": ["admin"], "profile_id": None}] * 2

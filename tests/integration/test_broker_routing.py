@@ -1,5 +1,5 @@
 """Every queue has an exchange and a routing key of its own: a message reaches exactly the
-queue it was sent to, on Redis and on RabbitMQ (issue 12, "declare the routing explicitly")."""
+queue it was sent to, on Redis and on RabbitMQ (routing declared explicitly)."""
 
 from __future__ import annotations
 
