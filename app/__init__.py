@@ -55,10 +55,6 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
     return app
 
 
-def settings_of(app: Flask) -> Settings:
-    return app.config["CRIER"]
-
-
 def _configure_logging() -> None:
     from app.logs import configure_logging
 

@@ -46,12 +46,24 @@ def main() -> None:
 
 @main.command()
 def migrate() -> None:
-    """Bring the database schema up to date (Alembic)."""
+    """Bring the database schema up to date (Alembic), then tidy what older versions left
+    in the broker (once per release, not at every worker start)."""
+    import redis
+
     from app.migrations import upgrade_database
+    from app.migrations.broker import drop_stale_bindings
 
     settings = Settings.from_env()
     upgrade_database(settings.database_url)
     click.echo("database is up to date")
+    try:
+        dropped = drop_stale_bindings(settings.broker_url or settings.redis_url)
+    except redis.RedisError as exc:
+        # The release step must not depend on the broker being up; the bindings are inert.
+        click.echo(f"broker not reachable ({exc}); stale queue bindings left for the next migrate")
+    else:
+        if dropped:
+            click.echo(f"dropped {dropped} stale queue bindings from the broker")
 
 
 @main.group()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ class Settings:
     rate_limit: str = "600/minute;20000/day"
     posts_rate_limit: str = "120/minute;5000/day"
     # Targets due within this many seconds are enqueued with an ETA; later ones wait in
-    # PostgreSQL for the sweeper (DESIGN.md "ETA within a horizon").
+    # PostgreSQL for the sweeper (docs/delivery.md, "Horizon").
     enqueue_horizon: int = 600
     sweep_interval: float = 5.0
     # A queued target this long past its due time, held by no live worker while its queue
@@ -77,11 +77,6 @@ class Settings:
     webhook_drain_interval: float = 2.0
     # Events whose deliveries are all finished are deleted after this many days.
     webhook_retention_days: int = 30
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.database_url.startswith("postgresql")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -44,7 +44,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# A client cut off by the network mid-transaction (issue 12's partition) would keep its
+# A client cut off by the network mid-transaction (a host partitioned away) would keep its
 # row locks until the server notices, two hours with PostgreSQL's defaults: the server
 # probes an idle client's socket after 30 s and drops it after 3 missed probes, and no
 # transaction of ours sits idle for 5 minutes.

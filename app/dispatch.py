@@ -230,7 +230,7 @@ def send_publish(
         queue=publish_queue(target.platform),
         retry=False,
         producer=producer,
-        # issue 12: Flower's name and args (never the token), an ETA the broker can honour
+        # Flower's name and args (never the token), an ETA the broker can honour
         **publish_message_options(celery, target.id, target.platform, eta, owner),
     )
 

@@ -89,10 +89,6 @@ def log_format() -> str:
     return chosen
 
 
-def formatter_for(chosen: str) -> logging.Formatter:
-    return CrierJsonFormatter() if chosen == "json" else logging.Formatter(KEY_VALUE_FORMAT)
-
-
 def configure_logging() -> None:
     """Give the root logger one stream handler in the chosen format (once per process);
     a handler installed by someone else (pytest, gunicorn) only gets the format."""

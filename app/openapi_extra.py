@@ -1,4 +1,4 @@
-"""Response and query schemas that document the seed product's routes (OpenAPI only)."""
+"""Response and query schemas that document the API contract's routes (OpenAPI only)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class DeletePostQuery(Schema):
     )
 
 
-# ---------------------------------------------------------------- onboarding (issue 9)
+# ---------------------------------------------------- onboarding (profiles, keys, accounts)
 
 
 class ProfileOut(Schema):

@@ -1,7 +1,7 @@
 """What each platform accepts: one table of data, read by intake validation and adapters.
 
-Numbers come from shared/PLATFORMS.md; where sources conflict the safer figure is used
-and noted. Keep platform facts here, not in code paths.
+Numbers come from the platforms' own docs (docs/platforms.md); where sources conflict the
+safer figure is used and noted. Keep platform facts here, not in code paths.
 """
 
 from __future__ import annotations

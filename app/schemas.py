@@ -194,7 +194,7 @@ PlatformContentSchema = type(
 
 
 class CreatePostSchema(StrictSchema):
-    """POST /posts, as in the seed."""
+    """POST /posts, as in the API contract."""
 
     content = fields.String(
         required=True,

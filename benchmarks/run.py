@@ -1,4 +1,4 @@
-"""`make bench`: every figure of issue 10 beside its baseline, measured in one run.
+"""`make bench`: every delivery goal's figure beside its baseline, measured in one run.
 
     python -m benchmarks.run [--only burst,video,intake,memory,sweep] [--sizes 100,500,1000]
                              [--smoke] [--output var/bench/results.json] ...

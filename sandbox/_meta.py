@@ -372,7 +372,7 @@ def quota_exhausted(
 
 
 def media_fetch_failure(url: str, failure: PullFailure) -> dict[str, Any]:
-    """9004 / 2207052 (PLATFORMS.md 1.6): the URL could not be downloaded."""
+    """9004 / 2207052: the URL could not be downloaded (docs/platforms.md, Instagram)."""
     return {
         "message": "Only photo or video can be accepted as media type.",
         "code": 9004,

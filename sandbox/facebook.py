@@ -1,4 +1,4 @@
-"""Facebook Pages under /facebook (PLATFORMS.md section 2): feed posts (with attached
+"""Facebook Pages under /facebook (docs/platforms.md): feed posts (with attached
 unpublished photos), photos, videos, the three-phase reels flow with its rupload host,
 object reads (permalink_url, reel status) and the Page's post and video listings. This
 host also serves Instagram's publishing calls for accounts connected through Facebook

@@ -1,4 +1,4 @@
-"""Instagram's content publishing API under /instagram (PLATFORMS.md section 1): containers
+"""Instagram's content publishing API under /instagram (docs/platforms.md): containers
 with their status lifecycle, media_publish with the 24 h posting cap, media reads and
 listings, and the long-lived token refresh.
 

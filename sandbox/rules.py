@@ -1,6 +1,6 @@
 """The platforms' own published limits and counting rules, as the sandbox enforces them.
 
-A copy of the facts in shared/PLATFORMS.md that the sandbox needs to answer as each
+A copy of the platform facts (docs/platforms.md) that the sandbox needs to answer as each
 platform does. It is deliberately not imported from Crier (`app.platforms`): the sandbox
 stands in for the outside world and must not share Crier's domain code, so a bug in
 Crier's rules cannot hide behind the same bug in the stand-in. A test checks the two

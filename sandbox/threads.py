@@ -1,4 +1,4 @@
-"""Threads' publishing API under /threads (PLATFORMS.md section 3): containers (TEXT, IMAGE,
+"""Threads' publishing API under /threads (docs/platforms.md): containers (TEXT, IMAGE,
 VIDEO, CAROUSEL) with their status, threads_publish with the 250-per-24 h cap, reads,
 the profile's thread listing, and the long-lived token refresh."""
 

@@ -1,4 +1,4 @@
-"""TikTok Content Posting API stand-in (PLATFORMS.md section 6): creator_info, Direct Post
+"""TikTok Content Posting API stand-in (docs/platforms.md): creator_info, Direct Post
 init, the chunked FILE_UPLOAD, status/fetch, the Display API's video list and OAuth refresh
 with rotating refresh tokens.
 

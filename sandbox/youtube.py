@@ -1,4 +1,4 @@
-"""YouTube Data API v3 stand-in (PLATFORMS.md section 7): the resumable videos.insert
+"""YouTube Data API v3 stand-in (docs/platforms.md): the resumable videos.insert
 (session POST, byte PUTs with 308 Resume Incomplete and `bytes */N` status queries), the
 channel's uploads playlist for reconciliation, videos.list by id, videos.update of the
 status (privacy), videos.delete, and Google's OAuth refresh.

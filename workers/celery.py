@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -29,7 +28,7 @@ from app.db import get_db
 from app.metrics import start_worker_metrics_server
 from app.redis_client import redis_client
 from app.security import InsecureSecretKey
-from workers.celery_app import PUBLISH_TASK, drop_stale_bindings
+from workers.celery_app import PUBLISH_TASK
 from workers.liveness import Heartbeat, process_claims
 
 try:
@@ -51,13 +50,6 @@ from workers.tasks import stop_firing, warm_up  # noqa: E402
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"
 log = logging.getLogger("crier.worker")
-
-
-@worker_init.connect
-def _drop_stale_bindings(**_: Any) -> None:
-    # The broker may still be starting; the worker retries connecting on its own.
-    with contextlib.suppress(Exception):
-        drop_stale_bindings(app)
 
 
 @worker_init.connect

@@ -1,4 +1,4 @@
-"""The Celery app, built from the same settings as the API (DESIGN.md "Late acks")."""
+"""The Celery app, built from the same settings as the API (docs/delivery.md, "Late acks")."""
 
 from __future__ import annotations
 
@@ -176,28 +176,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
         },
     }
-
-
-_BINDING_SEP = "\x06\x16"  # kombu's field separator in Redis binding sets
-
-
-def drop_stale_bindings(celery: Celery) -> int:
-    """Before each queue had its own exchange, every queue was bound to `maintenance` with
-    the key `maintenance`. On Redis those bindings outlive an upgrade and would copy each
-    maintenance message into every queue: drop them (workers do at start)."""
-    if uses_amqp(str(celery.conf.broker_url)):
-        return 0
-    with celery.connection_for_write() as conn:
-        client = conn.default_channel.client
-        key = f"_kombu.binding.{MAINTENANCE_QUEUE}"
-        stale = [
-            member
-            for member in client.smembers(key)
-            if member.decode(errors="replace").split(_BINDING_SEP)[-1] != MAINTENANCE_QUEUE
-        ]
-        if stale:
-            client.srem(key, *stale)
-        return len(stale)
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:

@@ -5,7 +5,7 @@ messages it holds but has not finished (reserved, or waiting for their ETA). A h
 thread writes both to PostgreSQL every few seconds and renews the lease of each claim, so
 a claim never expires under a live worker however long an upload or a platform's
 processing takes. When the heartbeat stops, the sweeper knows within seconds which claims
-to recover and which held messages to send again (DESIGN.md "Live claims").
+to recover and which held messages to send again (docs/delivery.md, "Live claims").
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class LostClaim(Exception):
 def log_event(event: str, **fields: Any) -> None:
     """One line per event, `key=value` pairs: ids only, never tokens or post text."""
     rendered = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-    log.info("%s %s", event, rendered, extra={"crier": {"event": event, **fields}})  # issue 12
+    log.info("%s %s", event, rendered, extra={"crier": {"event": event, **fields}})
 
 
 @dataclass
@@ -465,7 +465,7 @@ def record_outcomes(
 def _claim(
     deps: PipelineDeps, session: Session, wanted: list[tuple[PostTarget, str, bool]]
 ) -> set[int]:
-    """Conditional UPDATEs decide which delivery wins (DESIGN.md "Dispatch token"); returns
+    """Conditional UPDATEs decide which delivery wins (docs/delivery.md, "Dispatch tokens"); returns
     the ids of the targets claimed, committed.
 
     With `premark`, nothing is left to do before a target's irreversible call, and the
@@ -1036,7 +1036,7 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
         path, messages = next(iter(problems.errors.items()))
         raise PermanentError(f"{path}: {messages[0]}", code="content_rejected")
     media = [_media_item(deps.settings, media_rows[i]) for i in post.media_ids]
-    # cover_photo (issue 8): the video's cover image, for platforms that take one.
+    # cover_photo: the video's cover image, for platforms that take one.
     cover_row = session.get(Media, uuid.UUID(post.cover_photo)) if post.cover_photo else None
     return PublishRequest(
         target_id=target.id,

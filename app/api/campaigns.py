@@ -1,4 +1,4 @@
-"""Campaigns: named groups of posts (integer ids), as in the seed product."""
+"""Campaigns: named groups of posts (integer ids), as in the API contract."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The response envelope of the seed: `{"data", "error", "meta"}` on every response."""
+"""The API contract's response envelope: `{"data", "error", "meta"}` on every response."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
 def format_timestamp(moment: datetime) -> str:
-    """`2026-04-10T12:00:00.000Z`, the seed's format."""
+    """`2026-04-10T12:00:00.000Z`, the API contract's format."""
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class ApiError(Exception):
-    """An error the caller should see, with the seed's code and an HTTP status."""
+    """An error the caller should see, with the API contract's code and an HTTP status."""
 
     status = 400
     code = "bad_request"

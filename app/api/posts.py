@@ -203,7 +203,7 @@ def bulk_create_posts() -> Response:
         {"results": results, "created": len(created), "failed": failed}, status=status
     )
     if status == 422:
-        # The seed product answers 422 when every item of a bulk request fails.
+        # The API contract answers 422 when every item of a bulk request fails.
         response = envelope(
             None,
             {
@@ -266,7 +266,7 @@ def _filtered_posts(organisation_id: int, query: dict[str, Any]) -> Select[tuple
 
 @blueprint.get("/posts")
 def list_posts() -> Response:
-    """List posts (newest first by default) with the seed product's filters and paging."""
+    """List posts (newest first by default) with the API contract's filters and paging."""
     caller = current_caller()
     query = load_query(list_posts_query)
     session = get_session()

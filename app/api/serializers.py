@@ -39,12 +39,12 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
         "attempts": target.attempts,
         "platform_post_id": target.platform_post_id,
         "url": target.url,
-        # The seed product's name for `url`.
+        # The API contract's name for `url`.
         "platform_post_url": target.url,
         "error": error,
         "published_at": ts(target.published_at),
         "next_attempt_at": ts(target.next_attempt_at) if waiting else None,
-        # The seed product's field: set only while a failed attempt waits for its retry.
+        # The API contract's field: set only while a failed attempt waits for its retry.
         "next_retry_at": ts(target.next_attempt_at) if waiting and target.attempts else None,
         "platform_deletion": {
             "status": target.platform_delete_status,

@@ -123,14 +123,6 @@ def rotate_account_tokens(session: Session, settings: Settings) -> int:
     return count
 
 
-def organisation_accounts(session: Session, organisation_id: int) -> list[Account]:
-    return list(
-        session.scalars(
-            select(Account).where(Account.organisation_id == organisation_id).order_by(Account.id)
-        )
-    )
-
-
 def account_health(account: Account, now: datetime) -> dict[str, Any]:
     """Whether the account can post, and if not the reason a person can act on."""
     expired = account.token_expires_at is not None and account.token_expires_at <= now

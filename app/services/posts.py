@@ -397,7 +397,7 @@ def get_post(
 
 
 def derive_post_status(post: Post) -> str:
-    """A post's status follows from its targets (DESIGN.md "The unit of work")."""
+    """A post's status follows from its targets (docs/architecture.md, "Posts and targets")."""
     statuses = [t.status for t in post.targets]
     live = [s for s in statuses if s != TargetStatus.CANCELLED]
     if not live:
@@ -580,7 +580,7 @@ def discard_prepared(session: Session, target: PostTarget) -> None:
 
 
 def set_prepare_due(post: Post, media: list[Media]) -> None:
-    """When each target's media is to be prepared on its platform (DESIGN.md "Prepare
+    """When each target's media is to be prepared on its platform (docs/delivery.md, "Prepare
     ahead"); nothing to prepare without media, or where the platform cannot stage."""
     kinds = {m.kind for m in media}
     window = prepare_window("video" if "video" in kinds else "image") if kinds else None

@@ -68,7 +68,7 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def verify_signature(secret: str, body: bytes, header: str) -> bool:
-    """What a receiver does; kept here so the README and the tests use the same rule."""
+    """What a receiver does; kept here so docs/webhooks.md and the tests use the same rule."""
     return hmac.compare_digest(sign(secret, body), header.strip())
 
 

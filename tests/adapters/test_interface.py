@@ -1,7 +1,7 @@
 """The contract every registered adapter honours, checked the same way for all seven.
 
 Each adapter is a registered `Adapter` subclass with the interface's attributes, builds its
-URLs as DESIGN.md says, publishes the simplest post its platform allows against the
+URLs under CRIER_PLATFORM_BASE_URL, publishes the simplest post its platform allows against the
 sandbox, finds that post again by reconcile, and reports a broken platform as a
 classified `PlatformError`, never a bare exception.
 """

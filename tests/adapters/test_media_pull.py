@@ -341,7 +341,7 @@ def test_threads_image_link_missing_is_permanent(
 def test_threads_video_download_failure_is_retryable_as_documented(
     sandbox: httpx.Client, threads: ThreadsAdapter, video_at: Callable[[str], MediaItem]
 ) -> None:
-    """FAILED_DOWNLOADING_VIDEO is retryable (PLATFORMS.md 3.2): the next attempt makes a
+    """FAILED_DOWNLOADING_VIDEO is retryable (Threads' own docs): the next attempt makes a
     new container with a freshly signed link."""
     fetch_on(sandbox, "threads")
     context = NullContext()

@@ -54,7 +54,7 @@ def upload(api: httpx.Client, name: str, data: bytes) -> str:
 
 
 def future(days: float = 3) -> str:
-    """An instant `days` from now, in the seed's `...000Z` format."""
+    """An instant `days` from now, in the API contract's `...000Z` format."""
     moment = datetime.now(UTC) + timedelta(days=days)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 

@@ -1,7 +1,8 @@
 """Redis away: intake still answers, loses nothing, and leaves the work for the sweeper.
 
-DESIGN.md: "If the enqueue fails (Redis down), the request still succeeds; the sweeper
-enqueues it." The rate limiter fails open meanwhile, and says so in the log.
+If the enqueue fails (Redis down), the request still succeeds; the sweeper enqueues it
+(docs/delivery.md, "Enqueue after commit"). The rate limiter fails open meanwhile, and
+says so in the log.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_keys_create_defaults_the_organisation_to_the_name(crier: Any, app: Flas
     )
     assert rows == [{"name": "solo", "org": "solo"}, {"name": "second", "org": "solo"}]
     assert sql(app, "SELECT count(*) AS n FROM organisations") == [{"n": 1}]
-    # The CLI makes admin keys, restricted to no profile (issue 9's scopes).
+    # The CLI makes admin keys, restricted to no profile (see API key scopes).
     assert (
         sql(app, "SELECT scopes, profile_id FROM api_keys")
         == [{"scopes": ["admin"], "profile_id": None}] * 2
@@ -178,3 +178,42 @@ def test_accounts_add_records_when_the_token_expires(crier: Any, app: Flask) -> 
     assert result.exit_code == 0, result.output
     [row] = sql(app, "SELECT token_expires_at FROM accounts")
     assert row["token_expires_at"].isoformat() == "2030-01-02T02:04:05+00:00"
+
+
+def test_migrate_drops_the_bindings_older_versions_left_in_redis(
+    crier: Any, redis_url: str
+) -> None:
+    """Older versions bound every queue to the `maintenance` exchange; the release step
+    drops those bindings once (workers no longer do it at every start) and keeps the
+    queue's own binding."""
+    import redis
+
+    from app.migrations.broker import STALE_BINDINGS_KEY
+
+    sep = "\x06\x16"
+    own = sep.join(["maintenance", "", "maintenance"])
+    stale = [sep.join(["maintenance", "", q]) for q in ("publish.x", "publish.linkedin")]
+    client = redis.Redis.from_url(redis_url)
+    client.sadd(STALE_BINDINGS_KEY, own, *stale)
+    try:
+        result = crier("migrate")
+        assert result.exit_code == 0, result.output
+        assert "dropped 2 stale queue bindings" in result.output
+        assert client.smembers(STALE_BINDINGS_KEY) == {own.encode()}
+        again = crier("migrate")
+        assert again.exit_code == 0 and "stale" not in again.output
+    finally:
+        client.delete(STALE_BINDINGS_KEY)
+
+
+def test_migrate_does_not_need_the_broker(app_settings: dict[str, Any]) -> None:
+    """The release step upgrades the database even while the broker is still starting."""
+    env = {
+        "DATABASE_URL": app_settings["database_url"],
+        "REDIS_URL": "redis://127.0.0.1:9/0",  # nothing listens on the discard port
+        "CELERY_BROKER_URL": None,
+    }
+    result = CliRunner().invoke(main, ["migrate"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "database is up to date" in result.output
+    assert "broker not reachable" in result.output

@@ -1,4 +1,4 @@
-"""The seed's envelope on every response, request ids, and rate-limit headers.
+"""The API contract's envelope on every response, request ids, and rate-limit headers.
 
 Callers parse one shape whatever happened, so routing errors and crashes must be envelopes
 too, never an HTML page.

@@ -1,4 +1,4 @@
-"""/openapi.json describes every route, and POST /posts with the seed's request fields.
+"""/openapi.json describes every route, and POST /posts with the API contract's request fields.
 
 No validator package is a dependency, so the structural rules of OpenAPI 3.0 that matter
 to generators (resolvable refs, declared path parameters, unique operation ids, no siblings
@@ -96,11 +96,11 @@ def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> N
         "timezone",
         "media_ids",
         "platform_content",
-        # The seed product's fields beyond this page (issue 8).
+        # The API contract's fields beyond the basic create.
         "draft",
         "campaign_id",
         "cover_photo",
-        # Onboarding (issue 9).
+        # Onboarding: profiles.
         "profile_id",
     }
     assert sorted(schema["required"]) == ["account_ids", "content"]
@@ -207,7 +207,7 @@ def test_docs_page(live_url: str) -> None:
     assert httpx.get(f"{live_url}/docs/static/index.j2").status_code == 404
 
 
-# The seed product's routes beyond POST /posts (issue 8), each with schemas and examples.
+# The API contract's routes beyond POST /posts, each with schemas and examples.
 ONBOARDING_ROUTES = [
     ("/profiles", "get"),
     ("/profiles", "post"),

@@ -1,4 +1,4 @@
-"""Every example of shared/seed/create-post-api.txt, through real HTTP, PostgreSQL and Redis."""
+"""Every example of the POST /posts API contract, through real HTTP, PostgreSQL and Redis."""
 
 from __future__ import annotations
 

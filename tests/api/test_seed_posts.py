@@ -1,4 +1,4 @@
-"""The seed product's post calls: drafts and scheduling them, retry-failed, retry by
+"""The API contract's post calls: drafts and scheduling them, retry-failed, retry by
 account, the list filters as its client sends them, and its extra result fields."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Every queue has an exchange and a routing key of its own: a message reaches exactly the
-queue it was sent to, on Redis and on RabbitMQ (issue 12, "declare the routing explicitly")."""
+queue it was sent to, on Redis and on RabbitMQ (routing declared explicitly)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from kombu.transport.native_delayed_delivery import (
 
 from app.config import Settings
 from app.messages import broker_eta
+from app.migrations.broker import drop_stale_bindings
 from app.models import Platform
 from workers.celery_app import (
     MAINTENANCE_QUEUE,
     PUBLISH_TASK,
     SWEEP_TASK,
     celery_config,
-    drop_stale_bindings,
     publish_queue,
 )
 
@@ -179,7 +179,7 @@ def test_redis_bindings_left_by_older_versions_are_dropped(
 ) -> None:
     """Every queue used to be bound to `maintenance` with the key `maintenance`. On Redis
     a message now goes straight to its queue, so such bindings copy nothing; they are
-    dropped all the same."""
+    dropped all the same, once, by `crier migrate`."""
     celery, conn = redis_celery
     client = redis.Redis.from_url(redis_url)
     binding = f"_kombu.binding.{MAINTENANCE_QUEUE}"
@@ -187,7 +187,7 @@ def test_redis_bindings_left_by_older_versions_are_dropped(
     celery.send_task(SWEEP_TASK)
     assert depths(conn) == {name: 0 for name in QUEUES} | {MAINTENANCE_QUEUE: 1}
     client.delete(*QUEUES)
-    assert drop_stale_bindings(celery) == len(QUEUES) - 1
+    assert drop_stale_bindings(redis_url) == len(QUEUES) - 1
     assert {m.decode() for m in client.smembers(binding)} == {
         SEP.join([MAINTENANCE_QUEUE, "", MAINTENANCE_QUEUE])
     }

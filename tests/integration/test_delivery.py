@@ -1,5 +1,5 @@
-"""Issue 3's guarantees with real worker processes, real Redis and real PostgreSQL, with
-Redis and then RabbitMQ as the Celery broker (issue 12)."""
+"""The delivery guarantees with real worker processes, real Redis and real PostgreSQL, with
+Redis and then RabbitMQ as the Celery broker."""
 
 from __future__ import annotations
 

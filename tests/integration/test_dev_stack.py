@@ -92,7 +92,7 @@ def test_dev_stack_publishes_the_demo_post_to_all_seven(tmp_path: Path) -> None:
         # Flower, on the same broker, lists the worker and the publish tasks.
         assert httpx.get(f"http://127.0.0.1:{flower}/api/workers", timeout=10).status_code == 401
         tasks = wait_until(lambda: _flower_tasks(flower, auth), timeout=30, interval=1)
-        # Each publish is named by its platform, account and post (issue 12).
+        # Each publish is named by its platform, account and post.
         platforms = {t["name"].split()[1] for t in tasks.values() if _is_publish(t)}
         assert len(platforms) == 7, tasks
         assert all(str(t["worker"]).startswith("dev@") for t in tasks.values())

@@ -1,5 +1,5 @@
 """CRIER_LOG_FORMAT=json: one JSON object per line with ids, event, platform, outcome and
-latency; key=value stays the default (issue 12, "Structured logs")."""
+latency; key=value stays the default."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """/metrics on the web process and on a worker's port: posts published through faults are
-counted back from the metrics (issue 12, "Metrics")."""
+counted back from the metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Across hosts (issue 12): two hosts as network namespaces, one cut off mid-publish.
+"""Across hosts: two hosts as network namespaces, one cut off mid-publish.
 
 Host A and host B each run a publish worker group; B also runs the maintenance worker
 and beat. PostgreSQL, Redis and the sandbox stay on the host side, reached through the

@@ -1,5 +1,5 @@
 """Prepare ahead with real workers: videos whose platform processing takes seconds are
-uploaded and processed before their instant, and go live at it (issue 10)."""
+uploaded and processed before their instant, and go live at it."""
 
 from __future__ import annotations
 

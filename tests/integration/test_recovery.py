@@ -1,9 +1,9 @@
-"""Recovery in seconds (issue 7), with real worker processes, PostgreSQL and Redis.
+"""Recovery in seconds, with real worker processes, PostgreSQL and Redis.
 
 Claims live exactly as long as their worker: a dead worker's claims and the messages it
 held are recovered as soon as its heartbeat is missed; a broker that lost its data is
 noticed from its epoch key; long uploads never lose their claim. Timings are printed, not
-asserted beyond the bounds the issue sets.
+asserted beyond the bounds docs/delivery.md states.
 """
 
 from __future__ import annotations

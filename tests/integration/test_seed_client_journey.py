@@ -1,4 +1,4 @@
-"""The seed product's client journey over real HTTP against real workers: who am I, the
+"""The API contract's client journey over real HTTP against real workers: who am I, the
 rules, a campaign, a webhook, media from a URL, a draft scheduled to publish now, its
 events arriving signed, then the failed account retried once reconnected."""
 

@@ -1,6 +1,6 @@
 """One scheduled post to all seven platforms through the whole pipeline: API → PostgreSQL →
 Redis → a real Celery worker → the seven adapters → the sandbox, on time, with every setting
-of the seed's table arriving under the platform's own field name.
+of the API contract's platform_content table arriving under the platform's own field name.
 
 One video post reaches all seven (Instagram as a reel, Facebook as a reel, TikTok and
 YouTube need exactly one video). Instagram's altText applies to images only, so a second
@@ -41,8 +41,8 @@ VIDEO_TEXT = "Seven platforms, one instant."
 THREADS_TEXT = "Seven platforms, one instant. (Threads edition)"
 IMAGE_TEXT = "The still frame, with a description."
 
-# Every setting of the seed's table, each with a value other than its default, so the
-# ledger shows it was sent rather than assumed.
+# Every platform_content setting of the API contract, each with a value other than its
+# default, so the ledger shows it was sent rather than assumed.
 VIDEO_CONTENT: dict[str, Any] = {
     "instagram": {"contentType": "Reels", "settings": {"coverPhotoTimestamp": 2.5}},
     "facebook": {"settings": {"videoType": "reel"}},
@@ -226,7 +226,7 @@ def test_scheduled_post_reaches_all_seven_platforms_on_time_with_every_setting(
     assert ledger_of["threads"]["params"]["media_type"] == "VIDEO"
     assert ledger_of["x"]["params"]["reply_settings"] == "following"
     assert ledger_of["x"]["media"][0]["media_category"] == "tweet_video"
-    # LinkedIn's Posts API calls the seed's LOGGED_IN_MEMBERS "LOGGED_IN".
+    # LinkedIn's Posts API calls the API contract's LOGGED_IN_MEMBERS "LOGGED_IN".
     assert ledger_of["linkedin"]["params"]["visibility"] == "LOGGED_IN"
 
     tiktok = ledger_of["tiktok"]["params"]

@@ -25,12 +25,6 @@ def test_the_sandbox_imports_nothing_of_crier() -> None:
     assert result.stdout.strip() == "[]", result.stdout
 
 
-def test_the_old_import_path_still_works() -> None:
-    from workers.sandbox import create_sandbox_app
-
-    assert create_sandbox_app().name == "crier-sandbox"
-
-
 def test_the_sandbox_limits_agree_with_crier() -> None:
     assert set(sandbox_rules.PLATFORMS) == set(crier_rules.PLATFORMS)
 

@@ -3,7 +3,7 @@ usage headers, one HTTP call helper, and the container → poll → publish flow
 
 Meta reports limits, auth failures and most publishing errors in the JSON body with HTTP
 400, so classification reads `error.code`, `error.error_subcode` and `is_transient`
-(PLATFORMS.md 1.5, 1.6, 2.4, 3.4, 8), never the status alone.
+(docs/platforms.md, Meta's Graph API), never the status alone.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from workers.adapters.base import (
 
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
-# Throttling codes (PLATFORMS.md 1.5): 4 app, 17 user, 32 Pages (user token), 613 custom,
+# Throttling codes: 4 app, 17 user, 32 Pages (user token), 613 custom,
 # 80001 Pages (Page token), 80002 Instagram. Code 4 binds every account of the app.
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002})
 APP_WIDE_THROTTLE_CODES = frozenset({4})
@@ -63,7 +63,7 @@ TRANSIENT_CODES = frozenset({1, 2, 341})
 DUPLICATE_CODES = frozenset({506})
 PERMISSION_CODES = frozenset({10, *range(200, 300)})
 
-# Subcodes whose class the table in PLATFORMS.md 1.6 / 2.4 pins down, by stable name.
+# Subcodes whose class Meta's error tables pin down, by stable name.
 TRANSIENT_SUBCODES: dict[int, str] = {
     2207001: "server_error",
     2207003: "media_download_timeout",

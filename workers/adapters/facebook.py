@@ -1,4 +1,4 @@
-"""Facebook Pages (PLATFORMS.md section 2): feed text posts, photos (several photos are
+"""Facebook Pages (docs/platforms.md): feed text posts, photos (several photos are
 unpublished uploads attached to one feed post), videos (file_url), and reels
 (video_reels start → bytes to rupload → finish; bytes rather than a hosted file_url,
 which rupload refuses when robots.txt blocks its crawler).
@@ -62,7 +62,7 @@ REEL_DONE_STATES = frozenset({"published", "scheduled"})
 @register
 class FacebookAdapter(Adapter):
     platform = "facebook"
-    # graph-video.facebook.com is deprecated for uploads (PLATFORMS.md 2.2): same host.
+    # graph-video.facebook.com is deprecated for uploads: same host.
     hosts = {"api": "graph.facebook.com", "video": "graph.facebook.com"}
     supports_refresh = False
 

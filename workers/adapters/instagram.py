@@ -1,4 +1,4 @@
-"""Instagram: container → status → media_publish → permalink (PLATFORMS.md section 1).
+"""Instagram: container → status → media_publish → permalink (docs/platforms.md).
 
 Two hosts, by the login the account connected through (its settings' `login`): Instagram
 Login accounts call graph.instagram.com with their Instagram user token, refreshed with

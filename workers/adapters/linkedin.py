@@ -61,7 +61,7 @@ DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60
 RECONCILE_LOOKBACK = timedelta(hours=24)
 RECONCILE_CLOCK_SKEW = timedelta(minutes=2)
 RECONCILE_PAGE_SIZE = 50
-# The seed's visibility names to the Posts API's.
+# The API contract's visibility names to the Posts API's.
 VISIBILITY = {"PUBLIC": "PUBLIC", "CONNECTIONS": "CONNECTIONS", "LOGGED_IN_MEMBERS": "LOGGED_IN"}
 AUTHOR_URN_PREFIXES = ("urn:li:person:", "urn:li:organization:")
 

@@ -1,5 +1,5 @@
 """Threads (graph.threads.net/v1.0): container (TEXT/IMAGE/VIDEO/CAROUSEL) → status →
-threads_publish → permalink (PLATFORMS.md section 3)."""
+threads_publish → permalink (docs/platforms.md)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class ThreadsAdapter(GraphContainerAdapter):
         message = f"Threads could not process the media: {reason}"
         details = {"container_id": container_id, "error_message": reason}
         if reason == "FAILED_DOWNLOADING_VIDEO":
-            # Retryable (PLATFORMS.md 3.2): each attempt sends a freshly signed link.
+            # Retryable by Threads' docs: each attempt sends a freshly signed link.
             return TransientError(
                 f"{message} ({MEDIA_FETCH_HINT})",
                 code="threads_media_fetch_failed",

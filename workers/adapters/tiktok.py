@@ -1,4 +1,4 @@
-"""TikTok Content Posting API: Direct Post of one video by FILE_UPLOAD (PLATFORMS.md section 6).
+"""TikTok Content Posting API: Direct Post of one video by FILE_UPLOAD (docs/platforms.md).
 
 creator_info (privacy options, the creator's interaction switches) → video/init → PUT the
 chunks to upload_url → poll status/fetch until PUBLISH_COMPLETE. TikTok has no idempotency:
@@ -62,7 +62,7 @@ CAP_CODES = frozenset({"spam_risk_too_many_posts", "reached_active_user_cap"})
 RECONSENT_CODES = frozenset({"scope_not_authorized", "scope_permission_missed"})
 TRANSIENT_FAIL_REASONS = frozenset({"internal", "video_pull_failed", "photo_pull_failed"})
 INTERACTIONS = (
-    # (seed setting, creator_info switch, post_info field, label)
+    # (API contract setting, creator_info switch, post_info field, label)
     ("allowComments", "comment_disabled", "disable_comment", "comments"),
     ("allowDuet", "duet_disabled", "disable_duet", "duet"),
     ("allowStitch", "stitch_disabled", "disable_stitch", "stitch"),
@@ -294,7 +294,7 @@ class TikTokAdapter(Adapter):
 def _post_info(
     request: PublishRequest, creator: dict[str, Any], video: MediaItem
 ) -> dict[str, Any]:
-    """post_info from the seed's settings, checked against what creator_info allows."""
+    """post_info from the API contract's settings, checked against what creator_info allows."""
     settings = request.settings
     privacy_level = settings.get("privacyLevel")
     if not privacy_level:
@@ -324,7 +324,7 @@ def _post_info(
                 f"{setting} was requested but the creator has turned {label} off",
                 code=f"tiktok_{label}_disabled_by_creator",
             )
-        # Unset means the seed's default (allowed) unless the creator turned it off.
+        # Unset means the API contract's default (allowed) unless the creator turned it off.
         post_info[field] = not settings.get(setting, not disabled_by_creator)
     return post_info
 

@@ -58,7 +58,7 @@ DEFAULT_RATE_LIMIT_WAIT_SECONDS = 15 * 60
 RECONCILE_LOOKBACK = timedelta(hours=24)
 RECONCILE_CLOCK_SKEW = timedelta(minutes=2)
 RECONCILE_PAGE_SIZE = 100
-# The seed's replySettings value that means "no restriction": X wants the field omitted.
+# The API contract's replySettings value that means "no restriction": X wants the field omitted.
 REPLY_EVERYONE = "everyone"
 
 _URL_RE = re.compile(r"https?://\S+", re.IGNORECASE)

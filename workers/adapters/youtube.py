@@ -1,4 +1,4 @@
-"""YouTube Data API v3 videos.insert by the resumable upload protocol (PLATFORMS.md section 7).
+"""YouTube Data API v3 videos.insert by the resumable upload protocol (docs/platforms.md).
 
 POST the video resource to open an upload session (its Location is the session URI) → save
 the URI → PUT the bytes. YouTube has no idempotency key and a second insert of the same
@@ -478,7 +478,7 @@ def _snake(name: str) -> str:
 
 
 def _error(response: httpx.Response) -> PlatformError:
-    """Classify by status and the first `error.errors[].reason` (PLATFORMS.md 7.5)."""
+    """Classify by status and the first `error.errors[].reason` (YouTube's error table)."""
     status = response.status_code
     error = json_body(response).get("error")
     error = error if isinstance(error, dict) else {}

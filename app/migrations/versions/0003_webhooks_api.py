@@ -1,4 +1,4 @@
-"""webhooks outbox, campaigns, drafts and the seed product's post and media fields
+"""webhooks outbox, campaigns, drafts and the API contract's post and media fields
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""Instagram's two connect flows (PLATFORMS.md 1.1, 1.7):
+"""Instagram's two connect flows (docs/onboarding.md):
 
 - Instagram Login (the default): the Instagram user's own long-lived token, used on
   graph.instagram.com and refreshed with ig_refresh_token.
