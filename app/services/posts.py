@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, object_session, selectinload
+from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import prepare_window
@@ -369,14 +369,16 @@ def get_post(
         key = post_id if isinstance(post_id, uuid.UUID) else uuid.UUID(str(post_id))
     except ValueError as exc:
         raise NotFound("Post not found.") from exc
-    query = (
-        select(Post)
-        .where(Post.id == key, Post.organisation_id == organisation_id)
-        .options(selectinload(Post.targets))
-    )
+    query = select(Post).where(Post.id == key, Post.organisation_id == organisation_id)
     if lock:
-        query = query.with_for_update()
-    post = session.scalar(query)
+        # FOR UPDATE takes no outer join; the targets are read again below, locked.
+        query = query.options(selectinload(Post.targets)).with_for_update()
+    else:
+        # One statement, so one snapshot: the post's status and its targets' are those of
+        # the same commits (read in two, an outcome committed in between shows every
+        # target published under a post still publishing).
+        query = query.options(joinedload(Post.targets))
+    post = session.scalars(query).unique().one_or_none()
     if post is None:
         raise NotFound("Post not found.")
     if lock:
