@@ -422,6 +422,28 @@ def derive_post_status(post: Post) -> str:
     return PostStatus.FAILED
 
 
+def lock_posts(session: Session, post_ids: Any) -> dict[uuid.UUID, Post]:
+    """Lock posts before ending any of their targets, and read them with their targets
+    afresh. Every writer of a post's status (the claim and outcome batches, the API's
+    changes, removals) locks posts first, in id order, then targets: a status derived
+    under the lock sees every outcome committed before it, and a writer that comes later
+    waits and derives from what this one wrote. `post_ids`: ids, or a SELECT of them."""
+    locked = list(
+        session.scalars(
+            select(Post.id).where(Post.id.in_(post_ids)).order_by(Post.id).with_for_update()
+        )
+    )
+    if not locked:
+        return {}
+    posts = session.scalars(
+        select(Post)
+        .where(Post.id.in_(locked))
+        .options(selectinload(Post.targets))
+        .execution_options(populate_existing=True)
+    )
+    return {post.id: post for post in posts}
+
+
 def refresh_post_status(post: Post) -> None:
     """Derive the status again; reaching an end state writes its webhook event (outbox)."""
     previous = post.status
