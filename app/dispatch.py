@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from celery import Celery
 from kombu import Producer
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import Integer, String, bindparam, column, update, values
 from sqlalchemy.orm import Session
 
@@ -160,6 +161,19 @@ def broker_breaker(celery: Celery) -> _BrokerBreaker:
     return _breakers.setdefault(str(celery.conf.broker_url), _BrokerBreaker())
 
 
+def broker_unreachable(celery: Celery, exc: BaseException) -> bool:
+    """Whether a failed send says the broker cannot be reached, which is worth skipping
+    it for a while; a message refused on its own (Celery rejecting its delay, a bug) says
+    nothing about the broker, and must not send everyone else's to the sweeper."""
+    if isinstance(exc, OSError | KombuOperationalError):
+        return True
+    try:
+        errors = celery.connection_for_write().connection_errors
+    except Exception:  # cannot even tell: treat as down
+        return True
+    return isinstance(exc, errors)
+
+
 # Commands per round trip when the broker takes a pipeline (Redis): each message is two,
 # itself and its task-sent event for Flower.
 SEND_BATCH_COMMANDS = 1000
@@ -186,10 +200,16 @@ def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]
                 send_publish(celery, dispatch.target, dispatch.token, owner, producer=producer)
                 published += 0 if batched else 1
     except Exception as exc:  # kombu raises many kinds; all mean "maybe not sent"
-        if not breaker.is_open():
+        unreachable = broker_unreachable(celery, exc)
+        if unreachable and not breaker.is_open():
             breaker.trip()
         unsent = dispatches[published:]
-        log.warning("broker unavailable, %d targets left for the sweeper: %s", len(unsent), exc)
+        log.warning(
+            "%s, %d targets left for the sweeper: %s",
+            "broker unavailable" if unreachable else "message refused",
+            len(unsent),
+            exc,
+        )
         for dispatch in unsent:
             unqueue(session, dispatch)
         session.commit()

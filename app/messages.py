@@ -39,19 +39,23 @@ def uses_native_delayed_delivery(celery: Celery) -> bool:
     )
 
 
-def broker_eta(
+def broker_delay(
     celery: Celery, eta: datetime | None, now: datetime | None = None
-) -> datetime | None:
-    """The ETA to send: unchanged on Redis; on RabbitMQ's native delayed delivery a wait
-    under one second is either left to the worker or rounded up to one second."""
+) -> dict[str, Any]:
+    """How `send_task` is told to hold the message until `eta`: the ETA itself on Redis.
+
+    On RabbitMQ's native delayed delivery it is a countdown of at least one second, a wait
+    under half a second being left to the worker. Celery turns a countdown into the delay
+    exchange's routing key as it is; an ETA it turns into a countdown again on its own
+    clock, later, and truncates to whole seconds: a sender held up for a few milliseconds
+    after choosing a wait just over one second got `countdown must be a positive number`.
+    """
     if eta is None or not uses_native_delayed_delivery(celery):
-        return eta
+        return {"eta": eta}
     wait = eta - (now or utcnow())
     if wait <= WORKER_SLEEP_MAX:
-        return None
-    if wait < NATIVE_DELAY_MIN:
-        return (now or utcnow()) + NATIVE_DELAY_MIN
-    return eta
+        return {"eta": None}
+    return {"eta": None, "countdown": max(wait, NATIVE_DELAY_MIN).total_seconds()}
 
 
 def short_id(value: object, length: int = 8) -> str:
@@ -96,8 +100,9 @@ def publish_message_options(
     eta: datetime | None,
     owner: Owner | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `send_task` of a publish: shadow, argsrepr, kwargsrepr, eta.
-    `owner` is the target's (account id, post id), looked up when not given."""
+    """Keyword arguments for `send_task` of a publish: shadow, argsrepr, kwargsrepr and its
+    delay (`broker_delay`). `owner` is the target's (account id, post id), looked up when
+    not given."""
     if owner is None:
         owner = target_owners([target_id]).get(target_id, (None, None))
     account_id, post_id = owner
@@ -106,5 +111,5 @@ def publish_message_options(
         "shadow": shadow,
         "argsrepr": argsrepr,
         "kwargsrepr": "{}",
-        "eta": broker_eta(celery, eta),
+        **broker_delay(celery, eta),
     }

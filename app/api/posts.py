@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from app import dispatch
 from app.api.audit import record_request_event
@@ -276,12 +276,14 @@ def list_posts() -> Response:
     ordering = column.asc() if query["order"] == "asc" else column.desc()
     if query["sort"] == "published_at":
         ordering = ordering.nulls_last()
-    rows = session.scalars(
-        statement.options(selectinload(Post.targets))
+    # Joined, not a second SELECT: each post with its targets from one snapshot.
+    page = (
+        statement.options(joinedload(Post.targets))
         .order_by(ordering, Post.id)
         .limit(query["limit"])
         .offset(query["offset"])
-    ).all()
+    )
+    rows = session.scalars(page).unique().all()
     pagination = {"limit": query["limit"], "offset": query["offset"], "total": total}
     return envelope([post_to_dict(p) for p in rows], meta={"pagination": pagination})
 

@@ -160,29 +160,31 @@ def cancel_account_targets(session: Session, account: Account, message: str) -> 
     Targets being published right now (or whose irreversible request may have left) are
     left to settle: they are not ours to cancel behind the platform's back.
     """
-    from app.services.posts import refresh_post_status
+    from app.services.posts import lock_posts, refresh_post_status
 
+    open_targets = (
+        PostTarget.account_id == account.id,
+        PostTarget.status.in_((TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)),
+        PostTarget.irreversible_started_at.is_(None),
+    )
+    # The posts first: another account's outcome on one of them waits for this commit.
+    posts = lock_posts(session, select(PostTarget.post_id).where(*open_targets))
     targets = session.scalars(
         select(PostTarget)
-        .where(
-            PostTarget.account_id == account.id,
-            PostTarget.status.in_(
-                (TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)
-            ),
-            PostTarget.irreversible_started_at.is_(None),
-        )
+        .where(*open_targets, PostTarget.post_id.in_(list(posts)))
         .order_by(PostTarget.id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
-    posts: dict[Any, Post] = {}
+    changed: dict[Any, Post] = {}
     for target in targets:
         target.status = TargetStatus.CANCELLED
         target.dispatch_token = None
         target.prepare_token = None
         target.error_code = ACCOUNT_REMOVED_CODE
         target.error_message = message
-        posts[target.post_id] = target.post
-    for post in posts.values():
+        changed[target.post_id] = posts[target.post_id]
+    for post in changed.values():
         refresh_post_status(post)
     session.flush()
     return list(targets)

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, object_session, selectinload
+from sqlalchemy.orm import Session, joinedload, object_session, selectinload
 
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import prepare_window
@@ -369,14 +369,16 @@ def get_post(
         key = post_id if isinstance(post_id, uuid.UUID) else uuid.UUID(str(post_id))
     except ValueError as exc:
         raise NotFound("Post not found.") from exc
-    query = (
-        select(Post)
-        .where(Post.id == key, Post.organisation_id == organisation_id)
-        .options(selectinload(Post.targets))
-    )
+    query = select(Post).where(Post.id == key, Post.organisation_id == organisation_id)
     if lock:
-        query = query.with_for_update()
-    post = session.scalar(query)
+        # FOR UPDATE takes no outer join; the targets are read again below, locked.
+        query = query.options(selectinload(Post.targets)).with_for_update()
+    else:
+        # One statement, so one snapshot: the post's status and its targets' are those of
+        # the same commits (read in two, an outcome committed in between shows every
+        # target published under a post still publishing).
+        query = query.options(joinedload(Post.targets))
+    post = session.scalars(query).unique().one_or_none()
     if post is None:
         raise NotFound("Post not found.")
     if lock:
@@ -418,6 +420,28 @@ def derive_post_status(post: Post) -> str:
     if published or any(s == TargetStatus.UNCONFIRMED for s in live):
         return PostStatus.PARTIALLY_PUBLISHED
     return PostStatus.FAILED
+
+
+def lock_posts(session: Session, post_ids: Any) -> dict[uuid.UUID, Post]:
+    """Lock posts before ending any of their targets, and read them with their targets
+    afresh. Every writer of a post's status (the claim and outcome batches, the API's
+    changes, removals) locks posts first, in id order, then targets: a status derived
+    under the lock sees every outcome committed before it, and a writer that comes later
+    waits and derives from what this one wrote. `post_ids`: ids, or a SELECT of them."""
+    locked = list(
+        session.scalars(
+            select(Post.id).where(Post.id.in_(post_ids)).order_by(Post.id).with_for_update()
+        )
+    )
+    if not locked:
+        return {}
+    posts = session.scalars(
+        select(Post)
+        .where(Post.id.in_(locked))
+        .options(selectinload(Post.targets))
+        .execution_options(populate_existing=True)
+    )
+    return {post.id: post for post in posts}
 
 
 def refresh_post_status(post: Post) -> None:

@@ -94,31 +94,45 @@ def delete_profile(session: Session, profile: Profile) -> ProfileFootprint:
     """Disconnect its accounts (cancelling what they had scheduled), cancel the rest of
     its posts' open targets, delete its webhook endpoints and its restricted keys (the
     foreign key cascades), then the profile; posts, media and campaigns stay, unassigned."""
-    from app.services.posts import refresh_post_status
+    from app.services.posts import lock_posts, refresh_post_status
 
     done = footprint(session, profile)
     reason = f"The profile {profile.name!r} was deleted, and its accounts with it."
-    for account in _live_accounts(session, profile):
+    accounts = _live_accounts(session, profile)
+    # Every post this ends targets of, locked first and at once (in id order, before any
+    # target): another account's outcome on one of them waits for this commit.
+    posts = lock_posts(
+        session,
+        select(PostTarget.post_id)
+        .join(Post, Post.id == PostTarget.post_id)
+        .where(
+            PostTarget.status.in_(OPEN_STATUSES),
+            (Post.profile_id == profile.id) | PostTarget.account_id.in_([a.id for a in accounts]),
+        ),
+    )
+    for account in accounts:
         remove_account(session, account, reason)
     leftover = session.scalars(
         select(PostTarget)
         .join(Post, Post.id == PostTarget.post_id)
         .where(
             Post.profile_id == profile.id,
+            PostTarget.post_id.in_(list(posts)),
             PostTarget.status.in_(OPEN_STATUSES),
             PostTarget.irreversible_started_at.is_(None),
         )
         .with_for_update(of=PostTarget)
+        .execution_options(populate_existing=True)
     ).all()
-    posts: dict[Any, Post] = {}
+    changed: dict[Any, Post] = {}
     for target in leftover:
         target.status = TargetStatus.CANCELLED
         target.dispatch_token = None
         target.prepare_token = None
         target.error_code = "profile_deleted"
         target.error_message = reason
-        posts[target.post_id] = target.post
-    for post in posts.values():
+        changed[target.post_id] = posts[target.post_id]
+    for post in changed.values():
         refresh_post_status(post)
     # A profile's webhook endpoints go with it: left without a profile they would start
     # receiving every event of the organisation.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from celery import Celery
 
 from app.config import Settings
-from app.messages import broker_eta, publish_label
+from app.messages import broker_delay, publish_label
 from workers.celery_app import celery_config
 
 
@@ -29,15 +29,19 @@ def test_redis_keeps_every_eta() -> None:
     celery = celery_for(None)
     for wait in (0.2, 0.8, 5.0):
         eta = now + timedelta(seconds=wait)
-        assert broker_eta(celery, eta, now) == eta
+        assert broker_delay(celery, eta, now) == {"eta": eta}
 
 
-def test_rabbitmq_eta_fits_native_delayed_delivery() -> None:
-    """Celery's native delayed delivery rejects a countdown under one second."""
+def test_rabbitmq_delay_fits_native_delayed_delivery() -> None:
+    """Celery's native delayed delivery rejects a countdown under one second; the wait
+    goes as a countdown, which Celery does not measure again on its own clock."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     celery = celery_for("amqp://guest:guest@127.0.0.1:5672//")
-    assert broker_eta(celery, now + timedelta(seconds=0.3), now) is None
-    assert broker_eta(celery, now + timedelta(seconds=0.8), now) == now + timedelta(seconds=1.05)
+    assert broker_delay(celery, now + timedelta(seconds=0.3), now) == {"eta": None}
+    assert broker_delay(celery, now + timedelta(seconds=0.8), now) == {
+        "eta": None,
+        "countdown": 1.05,
+    }
     later = now + timedelta(seconds=7.5)
-    assert broker_eta(celery, later, now) == later
-    assert broker_eta(celery, None, now) is None
+    assert broker_delay(celery, later, now) == {"eta": None, "countdown": 7.5}
+    assert broker_delay(celery, None, now) == {"eta": None}

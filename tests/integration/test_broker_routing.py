@@ -18,7 +18,8 @@ from kombu.transport.native_delayed_delivery import (
 )
 
 from app.config import Settings
-from app.messages import broker_eta
+from app.dispatch import ETA_HEAD_START, DueTarget, send_publish
+from app.messages import broker_delay
 from app.migrations.broker import drop_stale_bindings
 from app.models import Platform
 from workers.celery_app import (
@@ -157,7 +158,7 @@ def test_rabbitmq_eta_waits_in_the_broker_not_the_worker(
 
 def test_rabbitmq_sub_second_eta_is_sent(rabbit_celery: tuple[Celery, Connection]) -> None:
     """Celery refuses a native delay under one second (`countdown must be a positive
-    number`); app.messages.broker_eta keeps such sends working."""
+    number`); app.messages.broker_delay keeps such sends working."""
     celery, conn = rabbit_celery
     declare_native_delayed_delivery_exchanges_and_queues(conn, "quorum")
     for queue in celery.amqp.queues.values():
@@ -167,7 +168,7 @@ def test_rabbitmq_sub_second_eta_is_sent(rabbit_celery: tuple[Celery, Connection
         eta = datetime.now(UTC) + timedelta(seconds=wait)
         with pytest.raises(ValueError, match="countdown"):
             celery.send_task(PUBLISH_TASK, args=[1, "token"], queue=name, eta=eta)
-        celery.send_task(PUBLISH_TASK, args=[1, "token"], queue=name, eta=broker_eta(celery, eta))
+        celery.send_task(PUBLISH_TASK, args=[1, "token"], queue=name, **broker_delay(celery, eta))
     deadline = time.monotonic() + 5
     while depths(conn)[name] < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -210,3 +211,26 @@ def test_redis_messages_need_no_binding_keys(
         MAINTENANCE_QUEUE: 1,
     }
     assert depths(conn) == expected
+
+
+@pytest.mark.parametrize("wait", [0.8, 1.06, 1.9])
+def test_rabbitmq_delay_is_sent_however_late_the_sender_reads_the_clock(
+    rabbit_celery: tuple[Celery, Connection], monkeypatch: pytest.MonkeyPatch, wait: float
+) -> None:
+    """A sender held up between deciding the delay and Celery's own look at the clock (a
+    busy two-core box does that for tens of milliseconds): a wait just over one second
+    must not become Celery's `countdown must be a positive number`, which left the target
+    to the sweeper and closed the broker to every send for seconds."""
+    celery, conn = rabbit_celery
+    declare_native_delayed_delivery_exchanges_and_queues(conn, "quorum")
+    for queue in celery.amqp.queues.values():
+        bind_queue_to_native_delayed_delivery_exchange(conn, queue)
+    clock = celery.now
+    monkeypatch.setattr(celery, "now", lambda: clock() + timedelta(milliseconds=100))
+    due = datetime.now(UTC) + ETA_HEAD_START + timedelta(seconds=wait)
+    send_publish(celery, DueTarget(1, "x", due, 42, "post"), "token")
+    name = publish_queue("x")
+    deadline = time.monotonic() + 5
+    while depths(conn)[name] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert depths(conn)[name] == 1

@@ -11,6 +11,7 @@ import redis
 from flask import Flask
 from sqlalchemy import select
 
+from app import dispatch as dispatch_module
 from app.db import get_db
 from app.dispatch import DueTarget, broker_breaker, mark_queued, send_dispatches
 from app.models import PostTarget, TargetStatus
@@ -101,3 +102,60 @@ def test_a_batch_that_fails_after_it_went_out_loses_nothing_and_doubles_nothing(
     assert states == [(TargetStatus.SCHEDULED, None)] * 3  # the sweeper sends them again
     for dispatch in dispatches:  # the messages that went change nothing
         assert publish_target(deps, dispatch.target.id, dispatch.token) == "stale"
+
+
+def test_a_message_refused_on_its_own_leaves_the_broker_open_to_the_next(
+    app: Flask, tenant: Tenant, make_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send that fails for a reason of its own (Celery refusing the message's delay) is
+    left to the sweeper, but says nothing about the broker: the next post's messages go
+    at once, not to the sweeper for the seconds an unreachable broker is skipped."""
+    account_id = make_account(tenant, "x")
+    posts = [create_target(tenant, account_id, f"Refused {n}") for n in range(2)]
+    rows, dispatches = queued_targets(app, posts)
+    refused = dispatches[0].target.id
+    send = dispatch_module.send_publish
+
+    def refuse_one(celery: Any, target: DueTarget, *args: Any, **kwargs: Any) -> None:
+        if target.id == refused:
+            raise ValueError("countdown must be a positive number")
+        send(celery, target, *args, **kwargs)
+
+    monkeypatch.setattr(dispatch_module, "send_publish", refuse_one)
+    celery = app.extensions["celery"]
+    with get_db(app).session() as session:
+        assert send_dispatches(session, celery, dispatches[:1]) == 0
+    with get_db(app).session() as session:
+        assert send_dispatches(session, celery, dispatches[1:]) == 1
+    assert publish_messages(app) == 1
+    with get_db(app).session() as session:
+        statuses = dict(
+            session.execute(
+                select(PostTarget.id, PostTarget.status).where(
+                    PostTarget.id.in_([r.id for r in rows])
+                )
+            ).all()
+        )
+    assert statuses == {refused: TargetStatus.SCHEDULED, dispatches[1].target.id: "queued"}
+
+
+def test_an_unreachable_broker_is_skipped_for_a_while(
+    app: Flask, tenant: Tenant, make_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection error does say the broker is down: the sends after it within the
+    pause skip the broker (no connection timeout per request) and go to the sweeper."""
+    account_id = make_account(tenant, "x")
+    posts = [create_target(tenant, account_id, f"Unreachable {n}") for n in range(2)]
+    _, dispatches = queued_targets(app, posts)
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr(dispatch_module, "send_publish", unreachable)
+    celery = app.extensions["celery"]
+    with get_db(app).session() as session:
+        assert send_dispatches(session, celery, dispatches[:1]) == 0
+    monkeypatch.undo()
+    with get_db(app).session() as session:
+        assert send_dispatches(session, celery, dispatches[1:]) == 0
+    assert publish_messages(app) == 0
