@@ -120,6 +120,18 @@ def reencrypt_token(secret_key: str, ciphertext: str) -> str:
         raise ValueError(f"token cannot be decrypted with {SECRET_ENV}") from exc
 
 
+def encrypted_with_newest(secret_key: str, ciphertext: str) -> bool:
+    """Whether the newest secret alone decrypts it: a rotation has nothing left to do."""
+    keys = secret_keys(secret_key)
+    if not keys:
+        raise InsecureSecretKey(f"{SECRET_ENV} is not set: generate one with `crier secret`.")
+    try:
+        _single_fernet(keys[0]).decrypt(ciphertext.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
 def signing_key(secret: str, purpose: str) -> bytes:
     """A key for one purpose (media links, ...) derived from one secret."""
     return HKDF(
