@@ -94,6 +94,17 @@ BROWSER = {
     "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
     "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
 }
+# How a receiver checks a delivery (app/services/webhooks.py signs them).
+WEBHOOK_DELIVERIES = (
+    "Each event is POSTed as JSON `{id, type, created_at, data}` with the headers "
+    "`X-Crier-Event`, `X-Crier-Delivery`, `X-Crier-Timestamp` (unix seconds), "
+    "`X-Crier-Signature: sha256=<hex HMAC-SHA256 of the raw body>` and "
+    '`X-Crier-Signature-V2: t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`, '
+    "both keyed with the endpoint's secret (`whsec_…`). To refuse replays, verify V2: "
+    "split the header on commas into `t` and `v1`, compute the HMAC of the bytes "
+    '`t + "." + raw body`, compare it with `v1` in constant time, and refuse a `t` more '
+    "than 5 minutes from your clock (and, ideally, an `X-Crier-Delivery` already seen)."
+)
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
     "accounts.list_accounts": schemas.PageQuery,
@@ -195,6 +206,7 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
         plugins=[MarshmallowPlugin()],
         info={"description": "Publish social media posts on time, once, to seven platforms."},
     )
+    spec.tag({"name": "webhooks", "description": WEBHOOK_DELIVERIES})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme(
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,39 +26,12 @@ from app.services import rotation
 from app.services.webhooks import verify_signature, verify_signature_v2
 from tests.api.helpers import sql
 from tests.conftest import Tenant
-from tests.servers import serve_wsgi
+from tests.workers.conftest import Receiver
 from tests.workers.test_pipeline import create_target, queue_now
 from workers.pipeline import PipelineDeps, publish_target
 from workers.webhooks import claim_due, deliver_webhook
 
 CRIER = str(Path(sys.executable).parent / "crier")
-
-
-class Receiver:
-    """A webhook receiver that keeps each request's headers and body."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        headers = {
-            key[5:].replace("_", "-").title(): value
-            for key, value in environ.items()
-            if key.startswith("HTTP_")
-        }
-        with self.lock:
-            self.requests.append((headers, body))
-        start_response("204 No Content", [])
-        return [b""]
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    hook = Receiver()
-    with serve_wsgi(hook) as url:
-        yield hook, url
 
 
 def run_rotate(
