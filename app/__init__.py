@@ -10,7 +10,12 @@ from flask import Flask, Response, g
 from app import db
 from app.config import Settings
 from app.ratelimit import RequestLimiter
-from app.security import check_secret_key, check_service_urls
+from app.security import (
+    InsecureSecretKey,
+    check_secret_key,
+    check_service_urls,
+    is_placeholder,
+)
 
 
 def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
@@ -30,6 +35,11 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
                 "CELERY_BROKER_URL": settings.broker_url,
             }
         )
+        if settings.metrics_token and is_placeholder(settings.metrics_token):
+            raise InsecureSecretKey(
+                "CRIER_METRICS_TOKEN is a placeholder value: set a random one "
+                "(`crier secret` makes one), or unset it."
+            )
     app = Flask(__name__)
     app.config["CRIER"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes

@@ -75,6 +75,13 @@ def test_placeholder_looking_secrets_are_refused(value: str) -> None:
         check_service_urls({"REDIS_URL": f"redis://:{value}@redis:6379/0"})
 
 
+def test_a_placeholder_metrics_token_is_refused(app_settings: dict[str, Any]) -> None:
+    from app import create_app
+
+    with pytest.raises(InsecureSecretKey, match="CRIER_METRICS_TOKEN is a placeholder"):
+        create_app({**app_settings, "metrics_token": "change-me"})
+
+
 def test_real_values_pass() -> None:
     check_secret_key(generate_secret_key())
     assert check_flower_auth({"FLOWER_BASIC_AUTH": "ops:" + generate_secret_key()}) == "basic"
