@@ -85,11 +85,15 @@ ALSO_SUCCESS = {
 }
 # Routes a browser walks during a connect flow: redirects and small HTML pages, no key.
 BROWSER = {
-    "connect.open_connect_link": "Redirect to the platform's consent page.",
+    "connect.open_connect_link": "Redirect to the platform's consent page, setting the "
+    "cookie that binds the flow to this browser (HttpOnly, SameSite=Lax, scoped to the "
+    "callback). A used or expired link answers an HTML page (410), never a redirect.",
     "connect.oauth_callback": "Redirect to redirect_url with status=connected&account_id="
     "…&account_ids=…&platform=…&profile_id=…&state=…, or status=error&error=<code>&"
     "error_description=… (access_denied, state_replayed, state_invalid, link_expired, "
-    "pkce_mismatch, platform_error, no_accounts, account_mismatch); or to the page "
+    "browser_mismatch (the consent came back to another browser than the one that "
+    "opened the link), pkce_mismatch, platform_error, no_accounts, account_mismatch); "
+    "or to the page "
     "selection when several Pages were granted.",
     "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
     "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
@@ -344,6 +348,8 @@ def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     # redirect_url to send the browser back to.
     responses["400"] = {"description": "An invalid state or selection link.", "content": html}
     responses["404"] = {"description": "An unknown link or platform.", "content": html}
+    if endpoint == "connect.open_connect_link":
+        responses["410"] = {"description": "A used or expired link.", "content": html}
     operation: dict[str, Any] = {
         "summary": doc,
         "operationId": endpoint.replace(".", "_"),
