@@ -156,9 +156,7 @@ def check_state(
         return StateCheck(link, "state_replayed")
     presented = (cookies or {}).get(browser_cookie(link), "")
     expected = payload.get("b")
-    if not isinstance(expected, str) or not hmac.compare_digest(
-        _nonce_hash(presented), expected
-    ):
+    if not isinstance(expected, str) or not hmac.compare_digest(_nonce_hash(presented), expected):
         return StateCheck(link, "browser_mismatch")
     consumed = session.execute(
         update(ConnectLink)
