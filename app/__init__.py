@@ -10,18 +10,36 @@ from flask import Flask, Response, g
 from app import db
 from app.config import Settings
 from app.ratelimit import RequestLimiter
-from app.security import check_secret_key
+from app.security import (
+    InsecureSecretKey,
+    check_secret_key,
+    check_service_urls,
+    is_placeholder,
+)
 
 
 def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
     """The app for the web process, the workers and the CLI.
 
-    Refuses (InsecureSecretKey) when CRIER_SECRET_KEY is unset, short or a known default;
-    only CLI commands that never touch a token or a signed link pass require_secret=False.
+    Refuses (InsecureSecretKey) when CRIER_SECRET_KEY is unset, short, a known default or
+    a placeholder, or a service URL carries a placeholder password; only CLI commands that
+    never touch a token or a signed link pass require_secret=False.
     """
     settings = Settings.from_env().with_overrides(overrides)
     if require_secret:
         check_secret_key(settings.secret_key)
+        check_service_urls(
+            {
+                "DATABASE_URL": settings.database_url,
+                "REDIS_URL": settings.redis_url,
+                "CELERY_BROKER_URL": settings.broker_url,
+            }
+        )
+        if settings.metrics_token and is_placeholder(settings.metrics_token):
+            raise InsecureSecretKey(
+                "CRIER_METRICS_TOKEN is a placeholder value: set a random one "
+                "(`crier secret` makes one), or unset it."
+            )
     app = Flask(__name__)
     app.config["CRIER"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes

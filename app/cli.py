@@ -259,35 +259,57 @@ def secret() -> None:
 
 
 @main.command("rotate-secrets")
-def rotate_secrets() -> None:
-    """Re-encrypt every stored token under the first key of CRIER_SECRET_KEY.
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows re-encrypted per transaction.",
+)
+def rotate_secrets(batch_size: int) -> None:
+    """Re-encrypt every stored secret under the first key of CRIER_SECRET_KEY.
 
-    Rotation: put a new key (`crier secret`) in front of CRIER_SECRET_KEY, separated by a
-    comma, restart every process, run this, then drop the old key once no signed media
-    link made before the rotation is needed any more.
+    Every column the models mark as encrypted is covered: platform tokens, webhook
+    signing secrets, connect links' PKCE verifiers and pending choices. Rotation: put a
+    new key (`crier secret`) in front of CRIER_SECRET_KEY, separated by a comma, restart
+    every process, run this, then drop the old key once no signed media link made before
+    the rotation is needed any more. Safe to run again, or after a crash midway.
     """
     from app.security import secret_keys
     from app.services import audit
-    from app.services.accounts import rotate_account_tokens
+    from app.services.rotation import MissingKey
+    from app.services.rotation import rotate_secrets as rotate
 
     with _session() as session:
-        try:
-            count = rotate_account_tokens(session, current_app.config["CRIER"])
-        except ValueError as exc:
-            click.echo(f"error: {exc}; a secret that encrypted a stored token is missing", err=True)
-            sys.exit(2)
         settings = current_app.config["CRIER"]
+        try:
+            report = rotate(session, settings.secret_key, batch_size)
+        except MissingKey as exc:
+            click.echo(f"error: {exc}; a secret that encrypted a stored value is missing", err=True)
+            sys.exit(2)
+        for column in report.columns:
+            click.echo(
+                f"{column.name}: {column.rotated} re-encrypted, "
+                f"{column.current} already under the newest secret"
+            )
         audit.record(
             session,
             "secrets.rotated",
             organisation_id=None,
             actor=audit.cli_actor(),
             subject_type="instance",
-            details={"accounts": count, "secrets": len(secret_keys(settings.secret_key))},
+            details={
+                "rotated": report.rotated,
+                "columns": report.as_dict(),
+                "secrets": len(secret_keys(settings.secret_key)),
+            },
             source="cli",
         )
         session.commit()
-    click.echo(f"re-encrypted the tokens of {count} accounts under the newest secret")
+    click.echo(
+        f"re-encrypted {report.rotated} stored values in {len(report.columns)} columns "
+        "under the newest secret"
+    )
 
 
 @main.command()

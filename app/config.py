@@ -77,6 +77,11 @@ class Settings:
     webhook_drain_interval: float = 2.0
     # Events whose deliveries are all finished are deleted after this many days.
     webhook_retention_days: int = 30
+    # When set, GET /metrics asks for `Authorization: Bearer <token>` (open otherwise).
+    metrics_token: str | None = None
+    # How long a scrape's reading of PostgreSQL, the broker and Redis is reused by the
+    # scrapes that follow in the same process: a storm costs one reading per interval.
+    metrics_cache_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -127,6 +132,10 @@ class Settings:
             ),
             webhook_retention_days=_env_int(
                 "CRIER_WEBHOOK_RETENTION_DAYS", defaults.webhook_retention_days
+            ),
+            metrics_token=(env.get("CRIER_METRICS_TOKEN") or "").strip() or None,
+            metrics_cache_seconds=_env_float(
+                "CRIER_METRICS_CACHE_SECONDS", defaults.metrics_cache_seconds
             ),
         )
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from app.security import is_placeholder
+
 MIN_FLOWER_PASSWORD = 12
 OAUTH_PROVIDERS = ("google", "github", "gitlab", "okta")
 
@@ -27,6 +29,11 @@ def check_flower_auth(env: Mapping[str, str]) -> str:
                 raise FlowerAuthMissing(
                     "FLOWER_BASIC_AUTH must be user:password pairs, comma separated, each "
                     f"password at least {MIN_FLOWER_PASSWORD} characters"
+                )
+            if is_placeholder(password) or len(set(password)) < 6:
+                raise FlowerAuthMissing(
+                    f"FLOWER_BASIC_AUTH: the password of {user!r} is a placeholder or too "
+                    "uniform to be secret; set a random one (`crier secret` makes one)"
                 )
         return "basic"
     provider = (env.get("FLOWER_AUTH_PROVIDER") or "").lower()

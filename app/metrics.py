@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -192,6 +193,40 @@ def render_metrics(app: Flask) -> bytes:
 # ----------------------------------------------------------------- state at scrape time
 
 
+class StateReading:
+    """The last reading of the state, shared by this process's scrapes for a few seconds.
+
+    One scrape reads (three GROUP BY queries, the broker, Redis) while the scrapes that
+    arrive meanwhile wait for it and reuse its answer, so a burst of scrapes, or several
+    Prometheus servers, cost one reading per CRIER_METRICS_CACHE_SECONDS.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fresh_until = 0.0
+        self.metrics: list[Metric] = []
+
+    def get(self, ttl: float, read: Callable[[], list[Metric]]) -> list[Metric]:
+        with self.lock:
+            now = time.monotonic()
+            if now >= self.fresh_until:
+                self.metrics = read()
+                self.fresh_until = now + ttl
+            return self.metrics
+
+
+def state_reading(app: Flask) -> StateReading:
+    reading = app.extensions.get("crier.metrics_state")
+    if reading is None:
+        reading = app.extensions.setdefault("crier.metrics_state", StateReading())
+    return reading
+
+
+def forget_state(app: Flask) -> None:
+    """Drop the cached reading: the next scrape reads afresh."""
+    app.extensions.pop("crier.metrics_state", None)
+
+
 class StateCollector(Collector):
     """Targets by status, accounts by status, broker queue depth and the age of the oldest
     due message, and beat's last tick: read when Prometheus scrapes the web process."""
@@ -200,9 +235,11 @@ class StateCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._database()
-        yield from self._broker()
-        yield from self._beat()
+        ttl = self.app.config["CRIER"].metrics_cache_seconds
+        yield from state_reading(self.app).get(ttl, self.read)
+
+    def read(self) -> list[Metric]:
+        return [*self._database(), *self._broker(), *self._beat()]
 
     def _database(self) -> Iterator[Metric]:
 

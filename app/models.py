@@ -28,6 +28,10 @@ from app.db import Base, UTCDateTime, utcnow
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+# The marker of a column holding Fernet ciphertext under CRIER_SECRET_KEY (app.security).
+# `crier rotate-secrets` finds every column to re-encrypt by it (app/services/rotation.py),
+# so a new encrypted column only needs `info=ENCRYPTED` to be rotated too.
+ENCRYPTED: dict[str, Any] = {"encrypted": True}
 
 
 class Platform(StrEnum):
@@ -146,8 +150,8 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     external_id: Mapped[str | None] = mapped_column(String(200))
     # Fernet tokens (app.security); never the plain platform tokens.
-    access_token_encrypted: Mapped[str] = mapped_column(Text)
-    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    access_token_encrypted: Mapped[str] = mapped_column(Text, info=ENCRYPTED)
+    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text, info=ENCRYPTED)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default=AccountStatus.ACTIVE)
     status_reason: Mapped[str | None] = mapped_column(Text)
@@ -415,7 +419,7 @@ class WebhookEndpoint(Base):
     description: Mapped[str | None] = mapped_column(Text)
     events: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Fernet-encrypted (app.security): the secret must be read back to sign each body.
-    secret_encrypted: Mapped[str] = mapped_column(Text)
+    secret_encrypted: Mapped[str] = mapped_column(Text, info=ENCRYPTED)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Failed attempts in a row; at CRIER_WEBHOOK_DISABLE_AFTER the endpoint is disabled.
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -526,10 +530,10 @@ class ConnectLink(Base):
     # SHA-256 of the link token; the token is in the URL only.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # Fernet-encrypted PKCE verifier, written when the authorize redirect is made.
-    pkce_verifier_encrypted: Mapped[str | None] = mapped_column(Text)
+    pkce_verifier_encrypted: Mapped[str | None] = mapped_column(Text, info=ENCRYPTED)
     state_nonce: Mapped[str | None] = mapped_column(String(64))
     # Fernet-encrypted JSON of the pages/accounts waiting for the user's choice.
-    pending_choices_encrypted: Mapped[str | None] = mapped_column(Text)
+    pending_choices_encrypted: Mapped[str | None] = mapped_column(Text, info=ENCRYPTED)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

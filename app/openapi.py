@@ -85,15 +85,30 @@ ALSO_SUCCESS = {
 }
 # Routes a browser walks during a connect flow: redirects and small HTML pages, no key.
 BROWSER = {
-    "connect.open_connect_link": "Redirect to the platform's consent page.",
+    "connect.open_connect_link": "Redirect to the platform's consent page, setting the "
+    "cookie that binds the flow to this browser (HttpOnly, SameSite=Lax, scoped to the "
+    "callback). A used or expired link answers an HTML page (410), never a redirect.",
     "connect.oauth_callback": "Redirect to redirect_url with status=connected&account_id="
     "…&account_ids=…&platform=…&profile_id=…&state=…, or status=error&error=<code>&"
     "error_description=… (access_denied, state_replayed, state_invalid, link_expired, "
-    "pkce_mismatch, platform_error, no_accounts, account_mismatch); or to the page "
+    "browser_mismatch (the consent came back to another browser than the one that "
+    "opened the link), pkce_mismatch, platform_error, no_accounts, account_mismatch); "
+    "or to the page "
     "selection when several Pages were granted.",
     "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
     "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
 }
+# How a receiver checks a delivery (app/services/webhooks.py signs them).
+WEBHOOK_DELIVERIES = (
+    "Each event is POSTed as JSON `{id, type, created_at, data}` with the headers "
+    "`X-Crier-Event`, `X-Crier-Delivery`, `X-Crier-Timestamp` (unix seconds), "
+    "`X-Crier-Signature: sha256=<hex HMAC-SHA256 of the raw body>` and "
+    '`X-Crier-Signature-V2: t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`, '
+    "both keyed with the endpoint's secret (`whsec_…`). To refuse replays, verify V2: "
+    "split the header on commas into `t` and `v1`, compute the HMAC of the bytes "
+    '`t + "." + raw body`, compare it with `v1` in constant time, and refuse a `t` more '
+    "than 5 minutes from your clock (and, ideally, an `X-Crier-Delivery` already seen)."
+)
 QUERY_SCHEMAS = {
     "posts.list_posts": schemas.ListPostsQuery,
     "accounts.list_accounts": schemas.PageQuery,
@@ -195,6 +210,7 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
         plugins=[MarshmallowPlugin()],
         info={"description": "Publish social media posts on time, once, to seven platforms."},
     )
+    spec.tag({"name": "webhooks", "description": WEBHOOK_DELIVERIES})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme(
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
@@ -332,6 +348,8 @@ def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     # redirect_url to send the browser back to.
     responses["400"] = {"description": "An invalid state or selection link.", "content": html}
     responses["404"] = {"description": "An unknown link or platform.", "content": html}
+    if endpoint == "connect.open_connect_link":
+        responses["410"] = {"description": "A used or expired link.", "content": html}
     operation: dict[str, Any] = {
         "summary": doc,
         "operationId": endpoint.replace(".", "_"),

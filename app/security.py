@@ -11,6 +11,7 @@ import base64
 import hashlib
 import secrets
 from functools import lru_cache
+from urllib.parse import unquote, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -33,12 +34,38 @@ KNOWN_DEFAULT_SECRETS = frozenset(
         "secret_key",
         "your-secret-key",
         "please-change-me",
+        # deploy/k8s/base/secret.yaml
+        "change-me-to-64-random-characters",
     }
+)
+# Words that mark a value as a placeholder wherever they appear in it ("change-me-to-…",
+# "replace-with-your-key"): nobody generates a real secret containing them.
+PLACEHOLDER_MARKERS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "change-this",
+    "replace-me",
+    "replaceme",
+    "replace-with",
+    "placeholder",
+    "your-secret",
+    "insecure",
 )
 
 
 class InsecureSecretKey(RuntimeError):
-    """CRIER_SECRET_KEY is unset, too short or a published default."""
+    """A secret setting (CRIER_SECRET_KEY above all) is unset, weak or a placeholder."""
+
+
+class PlaceholderCredential(InsecureSecretKey):
+    """A password in a service URL is a placeholder from the shipped manifests."""
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether a secret is a published default or reads as a placeholder."""
+    lowered = value.strip().lower()
+    return lowered in KNOWN_DEFAULT_SECRETS or any(m in lowered for m in PLACEHOLDER_MARKERS)
 
 
 def generate_secret_key() -> str:
@@ -60,6 +87,8 @@ def check_secret_key(secret_key: str | None) -> None:
         which = f"{SECRET_ENV}" if len(keys) == 1 else f"{SECRET_ENV} (key {position})"
         if key.lower() in KNOWN_DEFAULT_SECRETS:
             raise InsecureSecretKey(f"{which} is a published default value: {hint}.")
+        if is_placeholder(key):
+            raise InsecureSecretKey(f"{which} is a placeholder value: {hint}.")
         if len(key) < MIN_SECRET_LENGTH:
             raise InsecureSecretKey(
                 f"{which} is too short ({len(key)} characters, at least "
@@ -67,6 +96,23 @@ def check_secret_key(secret_key: str | None) -> None:
             )
         if len(set(key)) < 8:
             raise InsecureSecretKey(f"{which} has too little variety to be secret: {hint}.")
+
+
+def check_service_urls(urls: dict[str, str | None]) -> None:
+    """Refuse a database, Redis or broker URL whose password is a placeholder (the shipped
+    manifests say `change-me`): such a service is open to anyone who read them."""
+    for name, url in urls.items():
+        if not url:
+            continue
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password and is_placeholder(unquote(password)):
+            raise PlaceholderCredential(
+                f"{name} has a placeholder password ({unquote(password)!r}): set the real "
+                "password of that service."
+            )
 
 
 def generate_api_key() -> str:
@@ -118,6 +164,18 @@ def reencrypt_token(secret_key: str, ciphertext: str) -> str:
         return _fernet(secret_key).rotate(ciphertext.encode()).decode()
     except InvalidToken as exc:
         raise ValueError(f"token cannot be decrypted with {SECRET_ENV}") from exc
+
+
+def encrypted_with_newest(secret_key: str, ciphertext: str) -> bool:
+    """Whether the newest secret alone decrypts it: a rotation has nothing left to do."""
+    keys = secret_keys(secret_key)
+    if not keys:
+        raise InsecureSecretKey(f"{SECRET_ENV} is not set: generate one with `crier secret`.")
+    try:
+        _single_fernet(keys[0]).decrypt(ciphertext.encode())
+    except InvalidToken:
+        return False
+    return True
 
 
 def signing_key(secret: str, purpose: str) -> bytes:

@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.db import get_db
+from app.metrics import forget_state
 from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
@@ -112,6 +113,7 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         with get_db(app).engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
         reset_redis(app.config["CRIER"].redis_url)
+        forget_state(app)  # a scrape's cached reading must not outlive the test's data
     yield
     if "app" in request.fixturenames or "api" in request.fixturenames:
         # What the test left in error fields must not hold a platform token.

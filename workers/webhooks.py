@@ -34,7 +34,7 @@ from app.config import Settings
 from app.db import Database, get_db, utcnow
 from app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.services.outbound import UnsafeURLError, safe_stream
-from app.services.webhooks import endpoint_secret, event_body, sign
+from app.services.webhooks import endpoint_secret, event_body, sign, sign_v2
 from workers.celery_app import (
     WEBHOOK_DELIVER_TASK,
     WEBHOOK_DRAIN_TASK,
@@ -48,6 +48,11 @@ DRAIN_BATCH = 500
 # How much of a receiver's answer is kept as the error text.
 ERROR_BODY_BYTES = 300
 USER_AGENT = "Crier-Webhooks/1"
+UNDECRYPTABLE_SECRET = (
+    "The endpoint's signing secret cannot be decrypted with CRIER_SECRET_KEY (the key "
+    "that encrypted it was dropped before `crier rotate-secrets` re-encrypted it). Put "
+    "that key back and redeliver, or create a new endpoint."
+)
 
 
 def claim_lease(settings: Settings) -> timedelta:
@@ -196,11 +201,14 @@ def send_once(
     event: WebhookEvent,
     delivery_id: uuid.UUID,
 ) -> AttemptResult:
+    timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Crier-Signature": sign(secret, body),
-        "X-Crier-Timestamp": str(int(time.time())),
+        # The same HMAC over "<timestamp>.<body>", so a receiver can refuse a replay.
+        "X-Crier-Signature-V2": sign_v2(secret, timestamp, body),
+        "X-Crier-Timestamp": str(timestamp),
         "X-Crier-Event": event.type,
         "X-Crier-Delivery": str(delivery_id),
     }
@@ -249,7 +257,10 @@ def _record(
     endpoint_id: uuid.UUID,
     token: str,
     result: AttemptResult,
+    *,
+    final: bool = False,
 ) -> bool:
+    """Write the attempt's outcome if the claim still stands; `final` fails it for good."""
     now = utcnow()
     attempts = delivery.attempts + 1
     values: dict[str, Any] = {
@@ -263,7 +274,7 @@ def _record(
     }
     if result.ok:
         values.update(status=DeliveryStatus.SUCCEEDED, delivered_at=now, next_attempt_at=None)
-    elif attempts >= settings.webhook_max_attempts:
+    elif final or attempts >= settings.webhook_max_attempts:
         values.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
     else:
         values.update(
@@ -333,11 +344,21 @@ def deliver_webhook(
             return "stale"
         delivery, endpoint, event = started
         url, endpoint_id = endpoint.url, endpoint.id
-        secret = endpoint_secret(settings.secret_key, endpoint)
+        try:
+            secret: str | None = endpoint_secret(settings.secret_key, endpoint)
+        except ValueError:
+            secret = None
         body = event_body(event)
         session.commit()  # never hold a transaction while a receiver answers
-        result = send_once(client, settings, url, secret, body, event, key)
-        recorded = _record(session, settings, delivery, endpoint_id, token, result)
+        if secret is None:
+            # Retrying cannot help until an operator puts the key back: say so, and stop.
+            log.error("webhook secret undecryptable endpoint_id=%s", endpoint_id)
+            result = AttemptResult(False, None, 0, UNDECRYPTABLE_SECRET)
+        else:
+            result = send_once(client, settings, url, secret, body, event, key)
+        recorded = _record(
+            session, settings, delivery, endpoint_id, token, result, final=secret is None
+        )
         log.info(
             "webhook delivery_id=%s event=%s status=%s ok=%s latency_ms=%s",
             delivery_id,

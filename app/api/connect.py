@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from flask import Blueprint, Response, current_app, redirect, request
+from flask import Blueprint, Response, after_this_request, current_app, redirect, request
 from marshmallow import ValidationError as SchemaError
 from marshmallow import fields, validate, validates_schema
 
@@ -206,27 +206,68 @@ def _connected(link: ConnectLink, accounts: list[Account]) -> Response:
     )
 
 
+def _dead_link(link: ConnectLink, code: str, message: str) -> Response:
+    """A used or expired link answers a page of its own and never redirects: whoever holds
+    an old link must not be able to bounce browsers to its redirect_url."""
+    if link.result is None:
+        link.result = code
+    get_session().commit()
+    body = f"<p>{html.escape(message)} (<code>{code}</code>)</p>"
+    return _page("Link no longer valid", body, 410)
+
+
+def _cookie_path(platform: str) -> str:
+    """Only the platform's callback receives the browser cookie."""
+    return f"{urlsplit(_settings().public_base_url).path.rstrip('/')}/oauth/{platform}/callback"
+
+
+def _bind_browser(response: Response, link: ConnectLink, nonce: str) -> Response:
+    seconds = max(int((link.expires_at - utcnow()).total_seconds()), 1)
+    response.set_cookie(
+        connect_service.browser_cookie(link),
+        nonce,
+        max_age=seconds,
+        path=_cookie_path(link.platform),
+        secure=_settings().public_base_url.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+def _forget_browser(response: Response, link: ConnectLink) -> Response:
+    response.delete_cookie(
+        connect_service.browser_cookie(link),
+        path=_cookie_path(link.platform),
+        secure=_settings().public_base_url.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
 @blueprint.get("/connect/<token>")
 def open_connect_link(token: str) -> Response:
-    """Start the flow: redirect to the platform's consent page with a fresh signed state."""
+    """Start the flow: redirect to the platform's consent page with a fresh signed state,
+    and keep in this browser the nonce the callback will ask for."""
     session = get_session()
     link = connect_service.find_link(session, token)
     if link is None:
         return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
     if link.consumed_at is not None:
-        return _finish(link, "link_used", "This connect link has already been used.")
+        return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
-        return _finish(link, "link_expired", "This connect link has expired; ask for a new one.")
+        return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
     cls = flow_class(link.platform, link.login)
     client = _client(link, cls) if cls is not None else None
     if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
     with httpx.Client() as http:
         flow = _flow(link, http)
-        state, challenge = connect_service.start(_settings(), link, flow.pkce)
-        target = flow.authorize_url(client, state, challenge)
+        started = connect_service.start(_settings(), link, flow.pkce)
+        target = flow.authorize_url(client, started.state, started.challenge)
     session.commit()
-    return redirect(target)
+    return _bind_browser(redirect(target), link, started.browser_nonce)
 
 
 @blueprint.get("/oauth/<platform>/callback")
@@ -236,7 +277,9 @@ def oauth_callback(platform: str) -> Response:
         return _page("Unknown platform", "<p>No such platform.</p>", 404)
     session = get_session()
     settings = _settings()
-    check = connect_service.check_state(session, settings, request.args.get("state", ""), platform)
+    check = connect_service.check_state(
+        session, settings, request.args.get("state", ""), platform, request.cookies
+    )
     link = check.link
     if link is None:
         session.rollback()
@@ -250,6 +293,8 @@ def oauth_callback(platform: str) -> Response:
         return _finish(link, check.error, _STATE_ERRORS[check.error])
     # The state is spent before the platform is called: a failure below cannot revive it.
     session.commit()
+    spent = link
+    after_this_request(lambda response: _forget_browser(response, spent))
     error = request.args.get("error")
     if error:
         code = "access_denied" if error in ("access_denied", "user_denied") else "platform_error"
@@ -293,6 +338,8 @@ _STATE_ERRORS = {
     "link_expired": "This connect link has expired; ask for a new one.",
     "state_replayed": "This sign-in answer was already used; start again from your app.",
     "state_invalid": "This sign-in answer cannot be matched to a connect link.",
+    "browser_mismatch": "This sign-in was finished in another browser than the one that "
+    "opened the connect link; open the link again and finish in that same browser.",
 }
 
 

@@ -20,7 +20,7 @@ from app.models import (
     TargetStatus,
     WebhookEventType,
 )
-from app.security import decrypt_token, encrypt_token, reencrypt_token
+from app.security import decrypt_token, encrypt_token
 from app.services.keys import find_api_key
 
 
@@ -101,26 +101,6 @@ def store_tokens(
     if account.status == AccountStatus.NEEDS_RECONNECT:
         account.status = AccountStatus.ACTIVE
         account.status_reason = None
-
-
-def rotate_account_tokens(session: Session, settings: Settings) -> int:
-    """Re-encrypt every stored token under the newest secret; returns how many accounts.
-
-    Rows are locked while they change, so a token refreshed meanwhile is not overwritten
-    with its older value.
-    """
-    count = 0
-    for account in session.scalars(select(Account).order_by(Account.id).with_for_update()):
-        account.access_token_encrypted = reencrypt_token(
-            settings.secret_key, account.access_token_encrypted
-        )
-        if account.refresh_token_encrypted:
-            account.refresh_token_encrypted = reencrypt_token(
-                settings.secret_key, account.refresh_token_encrypted
-            )
-        count += 1
-    session.flush()
-    return count
 
 
 def account_health(account: Account, now: datetime) -> dict[str, Any]:

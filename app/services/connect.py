@@ -5,9 +5,11 @@ with the link, and is good for one callback only (its nonce is consumed atomical
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -74,28 +76,60 @@ def find_link(session: Session, token: str) -> ConnectLink | None:
     return session.scalar(select(ConnectLink).where(ConnectLink.token_hash == token_hash(token)))
 
 
-def start(settings: Settings, link: ConnectLink, pkce: bool) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class Started:
+    """One opening of a link: the signed state for the platform, the PKCE challenge, and
+    the nonce the opening browser keeps in a cookie (the state carries only its hash)."""
+
+    state: str
+    challenge: str | None
+    browser_nonce: str
+
+
+def browser_cookie(link: ConnectLink) -> str:
+    """The cookie holding the nonce of the browser that opened this link."""
+    return f"crier_connect_{link.id.hex}"
+
+
+def _nonce_hash(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def start(settings: Settings, link: ConnectLink, pkce: bool) -> Started:
     """A fresh signed state (and PKCE verifier) for this opening of the link; opening it
-    again supersedes the previous state. Returns (state, PKCE challenge or None)."""
+    again supersedes the previous state. The state names the opening browser by the hash
+    of a nonce that only that browser holds, so a consent finished anywhere else (a
+    victim sent the authorize URL) cannot connect its accounts to the link."""
     link.state_nonce = secrets.token_urlsafe(16)
     link.started_at = utcnow()
     challenge = None
     if pkce:
         verifier, challenge = pkce_pair()
         link.pkce_verifier_encrypted = encrypt_token(settings.secret_key, verifier)
-    state = _serializer(settings, STATE_SALT).dumps({"l": str(link.id), "n": link.state_nonce})
-    return state, challenge
+    browser_nonce = secrets.token_urlsafe(32)
+    state = _serializer(settings, STATE_SALT).dumps(
+        {"l": str(link.id), "n": link.state_nonce, "b": _nonce_hash(browser_nonce)}
+    )
+    return Started(state, challenge, browser_nonce)
 
 
 @dataclass
 class StateCheck:
     link: ConnectLink | None
-    error: str | None  # state_invalid | link_expired | state_replayed
+    error: str | None  # state_invalid | link_expired | state_replayed | browser_mismatch
 
 
-def check_state(session: Session, settings: Settings, state: str, platform: str) -> StateCheck:
-    """Verify the signature and age, then consume the nonce: a second callback with the
-    same state finds it gone (`state_replayed`)."""
+def check_state(
+    session: Session,
+    settings: Settings,
+    state: str,
+    platform: str,
+    cookies: Mapping[str, str] | None = None,
+) -> StateCheck:
+    """Verify the signature and age and that this browser opened the link (its cookie's
+    nonce matches the state's hash), then consume the nonce: a second callback with the
+    same state finds it gone (`state_replayed`). A browser mismatch consumes nothing, so
+    the client can still open the link again in the right browser."""
     serializer = _serializer(settings, STATE_SALT)
     expired = False
     try:
@@ -118,6 +152,12 @@ def check_state(session: Session, settings: Settings, state: str, platform: str)
         return StateCheck(None, "state_invalid")
     if expired or link.expires_at <= utcnow():
         return StateCheck(link, "link_expired")
+    if link.consumed_at is not None or link.state_nonce != payload.get("n"):
+        return StateCheck(link, "state_replayed")
+    presented = (cookies or {}).get(browser_cookie(link), "")
+    expected = payload.get("b")
+    if not isinstance(expected, str) or not hmac.compare_digest(_nonce_hash(presented), expected):
+        return StateCheck(link, "browser_mismatch")
     consumed = session.execute(
         update(ConnectLink)
         .where(

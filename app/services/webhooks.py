@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -70,6 +71,35 @@ def sign(secret: str, body: bytes) -> str:
 def verify_signature(secret: str, body: bytes, header: str) -> bool:
     """What a receiver does; kept here so docs/webhooks.md and the tests use the same rule."""
     return hmac.compare_digest(sign(secret, body), header.strip())
+
+
+def sign_v2(secret: str, timestamp: int, body: bytes) -> str:
+    """`t=<timestamp>,v1=<hex>`: HMAC-SHA256 of `<timestamp>.<raw body>` with the secret.
+
+    The timestamp is inside the signed bytes, so a receiver that refuses old timestamps
+    refuses a captured delivery sent again (`X-Crier-Signature` signs the body alone).
+    """
+    signed = f"{timestamp}.".encode() + body
+    return f"t={timestamp},v1=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def verify_signature_v2(
+    secret: str, body: bytes, header: str, *, tolerance: float = 300, now: float | None = None
+) -> bool:
+    """What a receiver of `X-Crier-Signature-V2` does: recompute the HMAC over
+    `<t>.<body>` and accept only a timestamp within `tolerance` seconds of its clock."""
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        fields.setdefault(name, []).append(value)
+    try:
+        timestamp = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        return False
+    expected = sign_v2(secret, timestamp, body).split(",v1=", 1)[1]
+    return any(hmac.compare_digest(expected, v) for v in fields.get("v1", []))
 
 
 def endpoint_secret(secret_key: str, endpoint: WebhookEndpoint) -> str:

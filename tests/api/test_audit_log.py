@@ -65,7 +65,8 @@ def test_operator_commands_are_recorded(app: Flask, app_settings: dict[str, Any]
         assert datetime.fromisoformat(event["created_at"]) > datetime.now(UTC) - timedelta(
             minutes=5
         )
-    assert rotated["details"] == {"accounts": 1, "secrets": 2}
+    assert rotated["details"]["secrets"] == 2 and rotated["details"]["rotated"] == 1
+    assert rotated["details"]["columns"]["accounts.access_token_encrypted"] == 1
     assert rotated["subject_type"] == "instance"
     assert connected["subject_id"] == account_id
     assert connected["details"] == {"platform": "x", "name": "Audited X", "external_id": None}

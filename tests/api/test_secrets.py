@@ -150,12 +150,12 @@ def test_rotate_secrets_leaves_no_token_under_the_old_key(
     # Without the old key the stored tokens cannot be read: the command says so.
     refused = CliRunner().invoke(main, ["rotate-secrets"], env={**env, "CRIER_SECRET_KEY": new})
     assert refused.exit_code == 2
-    assert "a secret that encrypted a stored token is missing" in refused.stderr
+    assert "a secret that encrypted a stored value is missing" in refused.stderr
     done = CliRunner().invoke(
         main, ["rotate-secrets"], env={**env, "CRIER_SECRET_KEY": f"{new},{old}"}
     )
     assert done.exit_code == 0, done.output
-    assert "re-encrypted the tokens of 4 accounts" in done.stdout
+    assert "accounts.access_token_encrypted: 4 re-encrypted" in done.stdout
     rows = sql(app, "SELECT id, access_token_encrypted, refresh_token_encrypted FROM accounts")
     assert len(rows) == 4
     for row in rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -52,6 +52,12 @@ class Walk:
     final: str
     hops: list[str]
     pages: list[str]
+    # The browser's cookies where it stopped (the connect link's nonce among them).
+    cookies: httpx.Cookies = field(default_factory=httpx.Cookies)
+
+    def browser(self) -> httpx.Client:
+        """The same browser, to go on from where the walk stopped."""
+        return httpx.Client(follow_redirects=False, timeout=20, cookies=self.cookies)
 
     @property
     def result(self) -> dict[str, str]:
@@ -82,14 +88,14 @@ def walk(
             if response.is_redirect:
                 target = urljoin(str(response.url), response.headers["location"])
                 if target.startswith(REDIRECT_URL.split("?")[0]):
-                    return Walk(target, hops, pages)
+                    return Walk(target, hops, pages, httpx.Cookies(browser.cookies))
                 opened_link = "/connect/" in str(response.url) and "/select/" not in str(
                     response.url
                 )
                 if opened_link and authorize_extra:  # this redirect goes to the consent page
                     target += "&" + authorize_extra
                 if stop_at_callback and "/oauth/" in target and "/callback" in target:
-                    return Walk(target, hops, pages)
+                    return Walk(target, hops, pages, httpx.Cookies(browser.cookies))
                 response = browser.get(target)
                 continue
             pages.append(response.text)

@@ -3,6 +3,7 @@ the sandbox over HTTP (no worker process: where a worker is the point, see integ
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from flask import Flask
 
 from app.db import get_db
+from tests.servers import serve_wsgi
 from workers.adapters import get_adapter
 from workers.pipeline import PipelineDeps
 from workers.quotas import SharedQuotas
@@ -36,3 +38,30 @@ def target_row(app: Flask, target_id: int) -> Any:
         target = session.get(PostTarget, target_id)
         session.expunge(target)
         return target
+
+
+class Receiver:
+    """A webhook receiver that keeps each request's headers and body."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = {
+            key[5:].replace("_", "-").title(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        with self.lock:
+            self.requests.append((headers, body))
+        start_response("204 No Content", [])
+        return [b""]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    hook = Receiver()
+    with serve_wsgi(hook) as url:
+        yield hook, url
