@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database, get_db, utcnow
+from app.http_deadline import deadline_client
 from app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.services.outbound import UnsafeURLError, safe_stream
 from app.services.webhooks import endpoint_secret, event_body, sign
@@ -50,9 +51,16 @@ ERROR_BODY_BYTES = 300
 USER_AGENT = "Crier-Webhooks/1"
 
 
+# What a claim lasts beyond the attempt's total deadline: reading the delivery, and
+# recording its outcome.
+LEASE_MARGIN = 15.0
+
+
 def claim_lease(settings: Settings) -> timedelta:
-    """How long a claimed delivery may wait in Redis and run before it is claimed again."""
-    return timedelta(seconds=settings.webhook_timeout * 2 + 5)
+    """How long a claimed delivery may wait in Redis and run before it is claimed again.
+    It outlasts the attempt's total deadline (CRIER_WEBHOOK_TIMEOUT, enforced on the
+    connection), so a slow receiver never has a delivery handed out twice at once."""
+    return timedelta(seconds=settings.webhook_timeout + LEASE_MARGIN)
 
 
 def backoff_seconds(settings: Settings, attempts: int) -> float:
@@ -215,6 +223,8 @@ def send_once(
             "POST",
             url,
             allow_private=settings.allow_private_urls,
+            ports=settings.outbound_ports,
+            deadline=settings.webhook_timeout,
             content=body,
             headers=headers,
             timeout=httpx.Timeout(settings.webhook_timeout),
@@ -391,8 +401,8 @@ def prune_webhook_outbox(db: Database, settings: Settings) -> int:
 @lru_cache(maxsize=1)
 def _client() -> httpx.Client:
     # Certificates are checked against the URL's host (SNI), not the pinned address.
-    return httpx.Client(
-        follow_redirects=False,
+    return deadline_client(
+        current_app.config["CRIER"].webhook_timeout,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=0),
     )
 
