@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -75,7 +76,9 @@ class TrickleServer:
             conn.settimeout(60)
             self._read_request(conn)
             for byte in self.response:
-                if self.closing.wait(self.interval):
+                # Waiting, notice at once when the client hangs up (it reads nothing more).
+                readable, _, _ = select.select([conn], [], [], self.interval)
+                if self.closing.is_set() or (readable and not conn.recv(1)):
                     return
                 conn.sendall(bytes([byte]))
         except OSError:

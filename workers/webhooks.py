@@ -119,10 +119,25 @@ def claim_due(
     if endpoint_id is not None:
         inflight_query = inflight_query.where(WebhookDelivery.endpoint_id == endpoint_id)
         due_query = due_query.where(WebhookDelivery.endpoint_id == endpoint_id)
-    inflight: dict[uuid.UUID, int] = dict(session.execute(inflight_query).all())
+    due = session.execute(due_query).all()
+    owners = sorted({owner for _delivery, owner in due})
+    if not owners:
+        return []
+    # Claimers (the drain, and each finished delivery taking its endpoint's next) take
+    # their endpoints' rows in one order before counting what is in flight: two of them
+    # never both see a free slot and fill it twice.
+    session.execute(
+        select(WebhookEndpoint.id)
+        .where(WebhookEndpoint.id.in_(owners))
+        .order_by(WebhookEndpoint.id)
+        .with_for_update()
+    )
+    inflight: dict[uuid.UUID, int] = dict(
+        session.execute(inflight_query.where(WebhookDelivery.endpoint_id.in_(owners))).all()
+    )
     claimed: list[Claimed] = []
     lease_until = now + claim_lease(settings)
-    for delivery_id, owner in session.execute(due_query).all():
+    for delivery_id, owner in due:
         if inflight.get(owner, 0) >= settings.webhook_concurrency:
             continue
         inflight[owner] = inflight.get(owner, 0) + 1
@@ -398,13 +413,18 @@ def prune_webhook_outbox(db: Database, settings: Settings) -> int:
 # -------------------------------------------------------------------------------- tasks
 
 
-@lru_cache(maxsize=1)
-def _client() -> httpx.Client:
-    # Certificates are checked against the URL's host (SNI), not the pinned address.
+def webhook_client(settings: Settings) -> httpx.Client:
+    """Each attempt ends within CRIER_WEBHOOK_TIMEOUT, however slowly the receiver answers.
+    Certificates are checked against the URL's host (SNI), not the pinned address."""
     return deadline_client(
-        current_app.config["CRIER"].webhook_timeout,
+        settings.webhook_timeout,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=0),
     )
+
+
+@lru_cache(maxsize=1)
+def _client() -> httpx.Client:
+    return webhook_client(current_app.config["CRIER"])
 
 
 @shared_task(name=WEBHOOK_DRAIN_TASK, ignore_result=True)

@@ -1,9 +1,8 @@
-"""Media imported from a URL, end to end: an image and a video fetched (the video on a
-real worker), then published together as an Instagram Reel with its cover on the sandbox."""
+"""Media imported from a URL, end to end: an image and a video fetched on a real worker,
+then published together as an Instagram Reel with its cover on the sandbox."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,21 +17,13 @@ from tests.servers import serve_wsgi
 
 
 class Source:
-    """Serves files; `/once.mp4` answers the first GET only, then 404 (a vanished file)."""
+    """Serves files; any other path is 404 (a vanished file)."""
 
     def __init__(self) -> None:
         self.files = {"/cover.jpg": jpeg_bytes(1080, 1920), "/reel.mp4": mp4_bytes(12.0)}
-        self.once_served = False
-        self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        path = environ["PATH_INFO"]
-        with self.lock:
-            if path == "/once.mp4":
-                body = None if self.once_served else mp4_bytes(8.0)
-                self.once_served = True
-            else:
-                body = self.files.get(path)
+        body = self.files.get(environ["PATH_INFO"])
         if body is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"gone"]
@@ -63,8 +54,8 @@ def test_image_and_video_from_urls_become_a_published_reel(
     with serve_wsgi(receiver) as hook_url:
         create_webhook(tenant, f"{hook_url}/in", events=["media.processed"])
         cover = tenant.api.post("/media/upload-from-url", json={"url": f"{source}/cover.jpg"})
-        assert cover.status_code == 201, cover.text
-        assert cover.json()["data"]["media_status"] == "ready"
+        assert cover.status_code == 202, cover.text
+        assert cover.json()["data"]["media_status"] == "uploading"
         video = tenant.api.post(
             "/media/upload-from-url", json={"url": f"{source}/reel.mp4", "filename": "reel.mp4"}
         )
@@ -77,6 +68,11 @@ def test_image_and_video_from_urls_become_a_published_reel(
         assert ready["duration_seconds"] == pytest.approx(12.0)
         assert (ready["width"], ready["height"]) == (1080, 1920)
         assert ready["size_bytes"] == len(mp4_bytes(12.0))
+        cover_id = cover.json()["data"]["id"]
+        image = wait_until(
+            lambda: (m := media_of(tenant, cover_id))["media_status"] == "ready" and m
+        )
+        assert (image["kind"], image["width"], image["height"]) == ("image", 1080, 1920)
 
         processed = wait_until(lambda: len(receiver.delivered()) >= 2 and receiver.delivered())
         events = {r.event["data"]["id"]: r.event for r in processed}
@@ -117,7 +113,7 @@ def test_a_video_that_vanishes_is_failed_with_its_reason(
     stack: Stack, tenant: Tenant, source: str
 ) -> None:
     stack.worker()
-    response = tenant.api.post("/media/upload-from-url", json={"url": f"{source}/once.mp4"})
+    response = tenant.api.post("/media/upload-from-url", json={"url": f"{source}/gone.mp4"})
     assert response.status_code == 202, response.text
     media_id = response.json()["data"]["id"]
     failed = wait_until(
