@@ -107,7 +107,7 @@ def address_problem(address: str) -> str | None:
             inner = address_problem(str(ip.ipv4_mapped))
             return f"an IPv4-mapped address of {inner}" if inner else "an IPv4-mapped address"
         for network in EMBEDDING_NETWORKS:
-            if ip in network:
+            if ip in network and not (ip.is_loopback or ip.is_unspecified):
                 return f"an address in {network} (embedded IPv4 or site-local)"
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
