@@ -4,9 +4,12 @@ DELETE /media/{id}?force=true."""
 
 from __future__ import annotations
 
+import struct
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,12 +19,13 @@ from flask import Flask
 from app import create_app
 from app.db import get_db
 from app.http_deadline import deadline_client
+from app.services.media import inspect_media
 from app.services.outbound import REFUSED
 from tests.api.helpers import assert_error, future, ok_data, sql
 from tests.conftest import Tenant, make_key_client
 from tests.media_samples import jpeg_bytes, mp4_bytes
 from tests.servers import TrickleServer, serve_wsgi
-from workers.media_import import finish_import
+from workers.media_import import count_try, finish_import
 
 
 def file_server(files: dict[str, tuple[int, str, bytes]]) -> Any:
@@ -204,3 +208,46 @@ def test_force_delete_detaches_from_scheduled_posts(
     assert deleted["detached_from_posts"] == [post["post_id"]]
     assert ok_data(tenant.api.get(f"/posts/{post['post_id']}"))["media_ids"] == []
     assert_error(tenant.api.delete(f"/media/{image['id']}?force=maybe"), 400, "validation_error")
+
+
+def crafted_mp4(claimed: int = 400 * 1024 * 1024) -> bytes:
+    """A small MP4 whose `hdlr` box claims hundreds of MB."""
+    data = mp4_bytes()
+    at = data.index(b"hdlr")
+    return data[: at - 4] + struct.pack(">I", claimed) + data[at:]
+
+
+def test_a_box_that_claims_hundreds_of_mb_is_not_allocated(
+    tenant: Tenant, app: Flask, tmp_path: Path
+) -> None:
+    path = tmp_path / "crafted.mp4"
+    path.write_bytes(crafted_mp4())
+    tracemalloc.start()
+    try:
+        facts = inspect_media(path, "video/mp4")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024, peak
+    assert (facts.width, facts.height, facts.duration_seconds) == (1080, 1920, 12.0)
+    with serve_wsgi(file_server({"/crafted.mp4": (200, "video/mp4", crafted_mp4())})) as url:
+        media = imported(tenant, app, {"url": f"{url}/crafted.mp4"})
+    assert media["media_status"] == "ready" and media["duration_seconds"] == 12.0
+
+
+def test_an_import_that_keeps_stopping_its_worker_ends_failed(
+    tenant: Tenant, source: str, app: Flask
+) -> None:
+    """Each try is counted before the fetch: tries that ended their worker (killed, out
+    of memory) leave their count behind, and the one past the limit settles the media."""
+    settings = app.config["CRIER"]
+    started = ok_data(
+        tenant.api.post("/media/upload-from-url", json={"url": f"{source}/clip.mp4"}), 202
+    )
+    for _ in range(settings.media_import_max_tries):
+        count_try(settings, started["id"])  # as a try that died mid-fetch leaves it
+    assert run_import(app, started["id"]) == "failed"
+    failed = ok_data(tenant.api.get(f"/media/{started['id']}"))
+    assert failed["status_reason"].startswith(
+        f"Importing this file stopped its worker {settings.media_import_max_tries} times"
+    )
