@@ -20,6 +20,16 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw not in (None, "") else default
 
 
+def _env_ports(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    ports = tuple(int(part) for part in raw.split(",") if part.strip())
+    if not ports or any(not 0 < port < 65536 for port in ports):
+        raise ValueError(f"{name} must list TCP ports (1-65535), comma separated: {raw!r}")
+    return ports
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
@@ -63,9 +73,23 @@ class Settings:
     max_upload_bytes: int = 512 * 1024 * 1024
     idempotency_ttl: int = 24 * 3600
     http_timeout: float = 30.0
-    # Lets webhooks and media imports reach loopback/private addresses (tests, `crier dev`).
+    # Total wall-clock deadlines of one outbound call (app/http_deadline.py), however
+    # slowly the other side answers: a platform API call (token refreshes included; an
+    # upload adds its size at upload_min_rate bytes per second), an OAuth exchange on the
+    # connect callback, and the whole fetch of a media import.
+    platform_call_deadline: float = 60.0
+    upload_min_rate: float = 256 * 1024
+    oauth_deadline: float = 30.0
+    media_import_deadline: float = 600.0
+    # Tries a media import gets when each one ends its worker (killed, out of memory)
+    # before it is marked failed.
+    media_import_max_tries: int = 3
+    # Lets webhooks and media imports reach loopback/private addresses, on any port
+    # (tests, `crier dev`).
     allow_private_urls: bool = False
-    # Webhook delivery: each attempt's timeout, attempts in flight per endpoint, the retry
+    # Ports webhooks and media imports may connect to (CRIER_OUTBOUND_PORTS, comma separated).
+    outbound_ports: tuple[int, ...] = (80, 443)
+    # Webhook delivery: each attempt's total deadline, attempts in flight per endpoint, the retry
     # schedule (exponential with jitter, about a day by default), and the run of
     # consecutive failures after which an endpoint is disabled.
     webhook_timeout: float = 10.0
@@ -111,8 +135,20 @@ class Settings:
             s3_endpoint_url=env.get("CRIER_S3_ENDPOINT_URL") or None,
             max_upload_bytes=_env_int("CRIER_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
             http_timeout=_env_float("CRIER_HTTP_TIMEOUT", defaults.http_timeout),
+            platform_call_deadline=_env_float(
+                "CRIER_PLATFORM_CALL_DEADLINE", defaults.platform_call_deadline
+            ),
+            upload_min_rate=_env_float("CRIER_UPLOAD_MIN_RATE", defaults.upload_min_rate),
+            oauth_deadline=_env_float("CRIER_OAUTH_DEADLINE", defaults.oauth_deadline),
+            media_import_deadline=_env_float(
+                "CRIER_MEDIA_IMPORT_DEADLINE", defaults.media_import_deadline
+            ),
+            media_import_max_tries=_env_int(
+                "CRIER_MEDIA_IMPORT_MAX_TRIES", defaults.media_import_max_tries
+            ),
             allow_private_urls=env.get("CRIER_ALLOW_PRIVATE_URLS", "").strip().lower()
             in ("1", "true", "yes"),
+            outbound_ports=_env_ports("CRIER_OUTBOUND_PORTS", defaults.outbound_ports),
             webhook_timeout=_env_float("CRIER_WEBHOOK_TIMEOUT", defaults.webhook_timeout),
             webhook_concurrency=_env_int("CRIER_WEBHOOK_CONCURRENCY", defaults.webhook_concurrency),
             webhook_max_attempts=_env_int(

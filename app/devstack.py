@@ -231,7 +231,9 @@ def run_dev() -> None:
     upgrade_database(env["DATABASE_URL"])
     demo = seed_demo()
 
-    queues = ",".join([*(f"publish.{p.value}" for p in Platform), "maintenance", "webhooks"])
+    queues = ",".join(
+        [*(f"publish.{p.value}" for p in Platform), "maintenance", "webhooks", "media_import"]
+    )
     processes.update(
         {
             "web": [

@@ -19,7 +19,16 @@ from urllib.parse import urlencode
 
 import httpx
 
+from app.config import Settings
+from app.http_deadline import deadline_client
+
 TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+
+
+def oauth_client(settings: Settings) -> httpx.Client:
+    """The client a flow talks to the platform with: each call (a code exchange, a
+    revoke) ends within CRIER_OAUTH_DEADLINE, however slowly the platform answers."""
+    return deadline_client(settings.oauth_deadline, timeout=TIMEOUT, follow_redirects=False)
 
 
 @dataclass(frozen=True)

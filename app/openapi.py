@@ -33,7 +33,7 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "accounts.get_account": (None, schemas.AccountOut, 200),
     "accounts.get_account_health": (None, extra.AccountHealthOut, 200),
     "media.upload_media": ("multipart", schemas.MediaOut, 201),
-    "media.upload_media_from_url": (schemas.UploadFromUrlSchema, schemas.MediaOut, 201),
+    "media.upload_media_from_url": (schemas.UploadFromUrlSchema, schemas.MediaOut, 202),
     "media.list_media": (None, schemas.MediaOut(many=True), 200),
     "media.get_media": (None, schemas.MediaOut, 200),
     "media.delete_media": (None, extra.MediaDeletedOut, 200),

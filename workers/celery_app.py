@@ -10,6 +10,7 @@ from kombu import Exchange, Queue
 
 from app.config import Settings
 from app.models import Platform
+from app.services.media_import import IMPORT_QUEUE, IMPORT_TASK
 
 PUBLISH_TASK = "crier.publish_target"
 PREPARE_TASK = "crier.prepare_target"
@@ -18,6 +19,10 @@ SWEEP_TASK = "crier.sweep_due_targets"
 REFRESH_TOKENS_TASK = "crier.refresh_expiring_tokens"
 MAINTENANCE_QUEUE = "maintenance"
 WEBHOOKS_QUEUE = "webhooks"
+# Media imports from URLs: never on the sweeper's queue, whatever a source does.
+MEDIA_IMPORT_QUEUE = IMPORT_QUEUE
+MEDIA_IMPORT_TASK = IMPORT_TASK
+MEDIA_RESUME_TASK = "crier.resume_media_imports"
 WEBHOOK_DRAIN_TASK = "crier.drain_webhook_outbox"
 WEBHOOK_DELIVER_TASK = "crier.deliver_webhook"
 WEBHOOK_PRUNE_TASK = "crier.prune_webhook_outbox"
@@ -28,7 +33,11 @@ def publish_queue(platform: str) -> str:
 
 
 def queue_names() -> list[str]:
-    return [publish_queue(p.value) for p in Platform] + [MAINTENANCE_QUEUE, WEBHOOKS_QUEUE]
+    return [publish_queue(p.value) for p in Platform] + [
+        MAINTENANCE_QUEUE,
+        WEBHOOKS_QUEUE,
+        MEDIA_IMPORT_QUEUE,
+    ]
 
 
 def uses_amqp(broker_url: str) -> bool:
@@ -67,6 +76,8 @@ _DEFAULT_ROUTES = {
     WEBHOOK_DRAIN_TASK: WEBHOOKS_QUEUE,
     WEBHOOK_DELIVER_TASK: WEBHOOKS_QUEUE,
     WEBHOOK_PRUNE_TASK: WEBHOOKS_QUEUE,
+    MEDIA_IMPORT_TASK: MEDIA_IMPORT_QUEUE,
+    MEDIA_RESUME_TASK: MEDIA_IMPORT_QUEUE,
 }
 
 
@@ -154,7 +165,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": 3600.0},
             },
             "resume-media-imports": {
-                "task": "crier.resume_media_imports",
+                "task": MEDIA_RESUME_TASK,
                 "schedule": 60.0,
                 "options": {"expires": 60.0},
             },

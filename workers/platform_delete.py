@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from functools import lru_cache
 
-import httpx
 from celery import Celery, shared_task
 from flask import current_app
 from sqlalchemy import select, update
@@ -24,6 +22,7 @@ from app.models import Account, PostTarget
 from app.services.posts import DELETE_ON_PLATFORM_TASK, enqueue_platform_deletes
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter, AuthExpiredError, PlatformError
+from workers.tasks import platform_http_client
 from workers.tokens import account_credentials, refresh_account
 
 log = logging.getLogger("crier.platform_delete")
@@ -81,11 +80,6 @@ def resume_stalled_deletes(db: Database, celery: Celery) -> int:
     return enqueue_platform_deletes(celery, list(ids))
 
 
-@lru_cache(maxsize=1)
-def _http(timeout: float) -> httpx.Client:
-    return httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False)
-
-
 @shared_task(name=DELETE_ON_PLATFORM_TASK, ignore_result=True)
 def delete_on_platform_task(target_id: int) -> str:
     settings = current_app.config["CRIER"]
@@ -93,7 +87,7 @@ def delete_on_platform_task(target_id: int) -> str:
         get_db(),
         settings,
         lambda platform: get_adapter(
-            platform, _http(settings.http_timeout), settings.platform_base_url
+            platform, platform_http_client(settings), settings.platform_base_url
         ),
         target_id,
     )

@@ -9,7 +9,9 @@ import httpx
 from celery import Task, shared_task
 from flask import current_app
 
+from app.config import Settings
 from app.db import get_db, utcnow
+from app.http_deadline import deadline_client
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter
 from workers.celery_app import (
@@ -34,34 +36,44 @@ from workers.sweeper import sweep_due_targets
 from workers.tokens import refresh_expiring_tokens
 
 _adapters_lock = threading.Lock()
-_http_clients: dict[float, httpx.Client] = {}
-_adapters: dict[tuple[str, float, str | None], Adapter] = {}
+_http_clients: dict[tuple[float, float, float], httpx.Client] = {}
+_adapters: dict[tuple[str, tuple[float, float, float], str | None], Adapter] = {}
 
 
-def _http_client(timeout: float) -> httpx.Client:
-    """One pooled client per worker process; thread-safe for concurrent publishes."""
+def _client_key(settings: Settings) -> tuple[float, float, float]:
+    return (settings.http_timeout, settings.platform_call_deadline, settings.upload_min_rate)
+
+
+def platform_http_client(settings: Settings) -> httpx.Client:
+    """One pooled client per worker process; thread-safe for concurrent publishes. Each
+    platform call ends within CRIER_PLATFORM_CALL_DEADLINE (an upload: plus its size at
+    CRIER_UPLOAD_MIN_RATE), however slowly the platform answers."""
+    key = _client_key(settings)
     with _adapters_lock:
-        client = _http_clients.get(timeout)
+        client = _http_clients.get(key)
         if client is None:
             # Made once under the lock: a burst's first tasks would otherwise each build
             # a client (and its TLS context, tens of milliseconds of CPU) at once.
-            client = _http_clients[timeout] = httpx.Client(
-                timeout=httpx.Timeout(timeout, connect=10.0),
+            client = _http_clients[key] = deadline_client(
+                settings.platform_call_deadline,
+                bytes_per_second=settings.upload_min_rate,
+                timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
-                follow_redirects=False,
             )
         return client
 
 
-def _adapter(platform: str, timeout: float, base_url: str | None) -> Adapter:
+def _adapter(platform: str, settings: Settings) -> Adapter:
     """One per platform per process: adapters keep no per-publish state, and per-account
     caches (X's users/me) then outlive a task."""
-    key = (platform, timeout, base_url)
+    key = (platform, _client_key(settings), settings.platform_base_url)
     adapter = _adapters.get(key)
     if adapter is None:
-        client = _http_client(timeout)
+        client = platform_http_client(settings)
         with _adapters_lock:
-            adapter = _adapters.setdefault(key, get_adapter(platform, client, base_url))
+            adapter = _adapters.setdefault(
+                key, get_adapter(platform, client, settings.platform_base_url)
+            )
     return adapter
 
 
@@ -80,9 +92,7 @@ def pipeline_deps() -> PipelineDeps:
         settings=settings,
         celery=current_app.extensions["celery"],
         quotas=_quotas(settings.redis_url),
-        adapter_for=lambda platform: _adapter(
-            platform, settings.http_timeout, settings.platform_base_url
-        ),
+        adapter_for=lambda platform: _adapter(platform, settings),
     )
 
 

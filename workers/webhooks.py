@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database, get_db, utcnow
+from app.http_deadline import deadline_client
 from app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.services.outbound import UnsafeURLError, safe_stream
 from app.services.webhooks import endpoint_secret, event_body, sign, sign_v2
@@ -55,9 +56,16 @@ UNDECRYPTABLE_SECRET = (
 )
 
 
+# What a claim lasts beyond the attempt's total deadline: reading the delivery, and
+# recording its outcome.
+LEASE_MARGIN = 15.0
+
+
 def claim_lease(settings: Settings) -> timedelta:
-    """How long a claimed delivery may wait in Redis and run before it is claimed again."""
-    return timedelta(seconds=settings.webhook_timeout * 2 + 5)
+    """How long a claimed delivery may wait in Redis and run before it is claimed again.
+    It outlasts the attempt's total deadline (CRIER_WEBHOOK_TIMEOUT, enforced on the
+    connection), so a slow receiver never has a delivery handed out twice at once."""
+    return timedelta(seconds=settings.webhook_timeout + LEASE_MARGIN)
 
 
 def backoff_seconds(settings: Settings, attempts: int) -> float:
@@ -116,10 +124,25 @@ def claim_due(
     if endpoint_id is not None:
         inflight_query = inflight_query.where(WebhookDelivery.endpoint_id == endpoint_id)
         due_query = due_query.where(WebhookDelivery.endpoint_id == endpoint_id)
-    inflight: dict[uuid.UUID, int] = dict(session.execute(inflight_query).all())
+    due = session.execute(due_query).all()
+    owners = sorted({owner for _delivery, owner in due})
+    if not owners:
+        return []
+    # Claimers (the drain, and each finished delivery taking its endpoint's next) take
+    # their endpoints' rows in one order before counting what is in flight: two of them
+    # never both see a free slot and fill it twice.
+    session.execute(
+        select(WebhookEndpoint.id)
+        .where(WebhookEndpoint.id.in_(owners))
+        .order_by(WebhookEndpoint.id)
+        .with_for_update()
+    )
+    inflight: dict[uuid.UUID, int] = dict(
+        session.execute(inflight_query.where(WebhookDelivery.endpoint_id.in_(owners))).all()
+    )
     claimed: list[Claimed] = []
     lease_until = now + claim_lease(settings)
-    for delivery_id, owner in session.execute(due_query).all():
+    for delivery_id, owner in due:
         if inflight.get(owner, 0) >= settings.webhook_concurrency:
             continue
         inflight[owner] = inflight.get(owner, 0) + 1
@@ -223,6 +246,8 @@ def send_once(
             "POST",
             url,
             allow_private=settings.allow_private_urls,
+            ports=settings.outbound_ports,
+            deadline=settings.webhook_timeout,
             content=body,
             headers=headers,
             timeout=httpx.Timeout(settings.webhook_timeout),
@@ -409,13 +434,18 @@ def prune_webhook_outbox(db: Database, settings: Settings) -> int:
 # -------------------------------------------------------------------------------- tasks
 
 
-@lru_cache(maxsize=1)
-def _client() -> httpx.Client:
-    # Certificates are checked against the URL's host (SNI), not the pinned address.
-    return httpx.Client(
-        follow_redirects=False,
+def webhook_client(settings: Settings) -> httpx.Client:
+    """Each attempt ends within CRIER_WEBHOOK_TIMEOUT, however slowly the receiver answers.
+    Certificates are checked against the URL's host (SNI), not the pinned address."""
+    return deadline_client(
+        settings.webhook_timeout,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=0),
     )
+
+
+@lru_cache(maxsize=1)
+def _client() -> httpx.Client:
+    return webhook_client(current_app.config["CRIER"])
 
 
 @shared_task(name=WEBHOOK_DRAIN_TASK, ignore_result=True)

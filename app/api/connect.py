@@ -32,6 +32,7 @@ from app.oauth import (
     flow_class,
     flow_classes,
     get_flow,
+    oauth_client,
 )
 from app.platforms import CONNECT_LOGINS, PLATFORM_KEYS, PLATFORMS, connect_logins
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
@@ -262,7 +263,7 @@ def open_connect_link(token: str) -> Response:
     client = _client(link, cls) if cls is not None else None
     if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
-    with httpx.Client() as http:
+    with oauth_client(_settings()) as http:
         flow = _flow(link, http)
         started = connect_service.start(_settings(), link, flow.pkce)
         target = flow.authorize_url(client, started.state, started.challenge)
@@ -308,7 +309,7 @@ def oauth_callback(platform: str) -> Response:
     if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{platform} is not configured.")
     try:
-        with httpx.Client() as http:
+        with oauth_client(_settings()) as http:
             flow = _flow(link, http)
             identities = flow.connect(client, code, connect_service.verifier_of(settings, link))
         if not identities:

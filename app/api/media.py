@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import func, select
 
@@ -54,21 +53,20 @@ def upload_media() -> Response:
 
 @blueprint.post("/media/upload-from-url")
 def upload_media_from_url() -> Response:
-    """Import media from a URL: images are ready at once, videos are fetched on a worker."""
+    """Import media from a URL: 202 at once, `uploading` until a worker has fetched and
+    probed it (the request never waits on the source)."""
     caller = current_caller()
     data = load_json(upload_from_url_schema, json_body())
     profile_id = caller.profile_for_create(data.get("profile_id"))
     settings = current_app.config["CRIER"]
     session = get_session()
-    with httpx.Client(follow_redirects=False) as client:
-        media, pending = media_import.import_from_url(
-            session, settings, client, caller.organisation_id, data["url"], data.get("filename")
-        )
+    media = media_import.start_import(
+        session, settings, caller.organisation_id, data["url"], data.get("filename")
+    )
     media.profile_id = profile_id
     session.commit()
-    if pending:
-        media_import.enqueue_import(current_app.extensions["celery"], media.id)
-    response = envelope(media_to_dict(media), status=202 if pending else 201)
+    media_import.enqueue_import(current_app.extensions["celery"], media.id)
+    response = envelope(media_to_dict(media), status=202)
     response.headers["Location"] = f"/media/{media.id}"
     return response
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -229,14 +228,14 @@ def reconnect_account(
 def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | None, str | None]:
     """(revoked, error): True when the platform revoked the token, None where it has no
     revoke call (the token is forgotten), False with the reason when the call failed."""
-    from app.oauth import OAuthError, client_app, flow_classes, get_flow
+    from app.oauth import OAuthError, client_app, flow_classes, get_flow, oauth_client
 
     flow_class = flow_classes().get(account.platform)
     if flow_class is None or not flow_class.has_revoke or not account.access_token_encrypted:
         return None, None
     access, _refresh = account_tokens(settings, account)
     client = client_app(account.platform, "")
-    with httpx.Client() as http:
+    with oauth_client(settings) as http:
         flow = get_flow(account.platform, http, settings.platform_base_url)
         try:
             flow.revoke(client, access)

@@ -97,70 +97,84 @@ def inspect_media(path: Path, mime_type: str) -> MediaFacts:
 def _video_facts(path: Path, mime_type: str) -> tuple[int | None, int | None, float | None]:
     if mime_type not in ("video/mp4", "video/quicktime"):
         return None, None, None
-    duration: float | None = None
-    try:
-        from mutagen.mp4 import MP4, MP4StreamInfoError
-
-        try:
-            duration = MP4(path).info.length or None
-        except (MP4StreamInfoError, Exception):
-            duration = None
-    except ImportError:  # pragma: no cover - mutagen is a dependency
-        duration = None
-    width, height = _mp4_track_size(path)
-    return width, height, duration
+    with path.open("rb") as handle:
+        facts = _Mp4Facts()
+        _walk_boxes(handle, path.stat().st_size, facts)
+    return facts.width, facts.height, facts.duration
 
 
 _CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 
-
-def _mp4_track_size(path: Path) -> tuple[int | None, int | None]:
-    """Width and height from the first video track header (`tkhd`) with a size."""
-    with path.open("rb") as handle:
-        return _walk_boxes(handle, path.stat().st_size)
-
-
-# A track header sits at moov/trak/tkhd; real files never nest containers deeply, and a
-# file that does must not exhaust the stack.
+# The probe reads box headers and two small boxes (mvhd, tkhd), never a box's whole
+# body: a box may claim any size (hundreds of MB in a file of a few KB), and nothing
+# here allocates what it claims. A track header sits at moov/trak/tkhd; real files never
+# nest containers deeply, and a file that does must not exhaust the stack.
 MAX_BOX_DEPTH = 8
-# tkhd is 92 bytes (version 0) or 104 (version 1); a larger one is not a track header.
-MAX_TKHD_BYTES = 256
+# Boxes looked at per file: a file of millions of tiny boxes must not keep a worker busy.
+MAX_BOXES = 10_000
+# mvhd is 108 bytes (version 0) or 120 (version 1); tkhd 92 or 104. Larger ones are not.
+MAX_HEADER_BOX_BYTES = 256
 
 
-def _walk_boxes(
-    handle: BinaryIO | IO[bytes], end: int, depth: int = 0
-) -> tuple[int | None, int | None]:
-    while handle.tell() + 8 <= end:
+@dataclass
+class _Mp4Facts:
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    boxes: int = 0
+
+    def complete(self) -> bool:
+        return self.width is not None and self.duration is not None
+
+
+def _mvhd_duration(body: bytes) -> float | None:
+    """Seconds from a movie header: version, flags, then times, timescale, duration."""
+    if len(body) < 4:
+        return None
+    if body[0] == 1 and len(body) >= 32:
+        timescale, duration = struct.unpack(">IQ", body[20:32])
+    elif body[0] == 0 and len(body) >= 20:
+        timescale, duration = struct.unpack(">II", body[12:20])
+    else:
+        return None
+    return duration / timescale if timescale and duration else None
+
+
+def _walk_boxes(handle: BinaryIO | IO[bytes], end: int, facts: _Mp4Facts, depth: int = 0) -> None:
+    while handle.tell() + 8 <= end and not facts.complete():
+        facts.boxes += 1
+        if facts.boxes > MAX_BOXES:
+            return
         start = handle.tell()
         header = handle.read(8)
         if len(header) < 8:
-            break
+            return
         size, box = struct.unpack(">I4s", header)
         if size == 1:
             large = handle.read(8)
             if len(large) < 8:
-                break
+                return
             size = struct.unpack(">Q", large)[0]
         elif size == 0:
             size = end - start
         body_start = handle.tell()
-        if size < body_start - start or start + size > end:
-            break
+        body_size = size - (body_start - start)
+        if body_size < 0 or start + size > end:
+            return
         if box in _CONTAINER_BOXES:
             if depth < MAX_BOX_DEPTH:
-                found = _walk_boxes(handle, start + size, depth + 1)
-                if found != (None, None):
-                    return found
-        elif box == b"tkhd" and size - (body_start - start) <= MAX_TKHD_BYTES:
-            body = handle.read(size - (body_start - start))
+                _walk_boxes(handle, start + size, facts, depth + 1)
+        elif box == b"mvhd" and facts.duration is None and body_size <= MAX_HEADER_BOX_BYTES:
+            facts.duration = _mvhd_duration(handle.read(body_size))
+        elif box == b"tkhd" and facts.width is None and body_size <= MAX_HEADER_BOX_BYTES:
+            body = handle.read(body_size)
             # Width and height are the last two 16.16 fixed-point fields.
             if len(body) >= 8:
                 width = struct.unpack(">I", body[-8:-4])[0] >> 16
                 height = struct.unpack(">I", body[-4:])[0] >> 16
                 if width and height:
-                    return width, height
+                    facts.width, facts.height = width, height
         handle.seek(start + size)
-    return None, None
 
 
 def probe_file(staging: Path, size: int) -> tuple[str, str, MediaFacts]:

@@ -1,10 +1,11 @@
 """Media imported from a URL (POST /media/upload-from-url).
 
-The source is fetched under the outbound rules (app.services.outbound), streamed with the
-upload size cap and timeouts, and sniffed like an upload. An image is stored during the
-request and is ready at once. A video only has its first bytes read here: it is saved as
-`uploading` and fetched, stored and probed by a worker (workers/media_import.py), which
-marks it `ready` or `failed` with a reason and writes `media.processed`.
+The request thread never talks to the source: the intake checks the URL (scheme, port,
+literal address), saves the media as `uploading` and answers 202 at once. A worker on
+the `media_import` queue (workers/media_import.py) fetches the source under the outbound
+rules (app.services.outbound) within CRIER_MEDIA_IMPORT_DEADLINE, with the upload size
+cap, sniffs, stores and probes it like an upload, then marks the media `ready` or
+`failed` with a reason and writes `media.processed`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -24,23 +24,25 @@ from app.api.envelope import ApiError, ValidationError
 from app.config import Settings
 from app.db import utcnow
 from app.models import Media
-from app.services import webhooks
 from app.services.media import (
     IMAGE_TYPES,
     VIDEO_TYPES,
-    apply_stored,
+    StoredFile,
     sniff,
     store_chunks,
     unsupported_type,
 )
 from app.services.outbound import UnsafeURLError, check_literal_host, safe_stream
 
-# The worker task that fetches a video import; the name lives here so app/ need not
-# import workers/ (workers/media_import.py registers it).
+# The worker task that fetches an import; the names live here so app/ need not import
+# workers/ (workers/media_import.py registers it). Imports have a queue of their own: a
+# slow source must never hold the sweeper's threads.
 IMPORT_TASK = "crier.import_media"
-IMPORT_QUEUE = "maintenance"
+IMPORT_QUEUE = "media_import"
 SNIFF_BYTES = 8192
 CHUNK = 1024 * 1024
+# What an import is listed as until its bytes say otherwise, by the name's extension.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm"})
 
 
 class FetchError(ApiError):
@@ -54,7 +56,9 @@ def fetch_timeout(settings: Settings) -> httpx.Timeout:
 
 def check_source_url(settings: Settings, url: str) -> None:
     try:
-        check_literal_host(url, allow_private=settings.allow_private_urls)
+        check_literal_host(
+            url, allow_private=settings.allow_private_urls, ports=settings.outbound_ports
+        )
     except UnsafeURLError as exc:
         raise ValidationError(exc.args[0], details={"url": [exc.args[0]]}) from exc
 
@@ -68,6 +72,8 @@ def open_source(client: httpx.Client, settings: Settings, url: str) -> Iterator[
             "GET",
             url,
             allow_private=settings.allow_private_urls,
+            ports=settings.outbound_ports,
+            deadline=settings.media_import_deadline,
             timeout=fetch_timeout(settings),
         ) as response:
             if 300 <= response.status_code < 400:
@@ -88,18 +94,9 @@ def open_source(client: httpx.Client, settings: Settings, url: str) -> Iterator[
     except UnsafeURLError as exc:
         raise ValidationError(exc.args[0], details={"url": [exc.args[0]]}) from exc
     except httpx.TimeoutException as exc:
-        raise FetchError("Fetching the URL timed out.") from exc
+        raise FetchError(f"Fetching the URL timed out: {exc}.") from exc
     except httpx.HTTPError as exc:
         raise FetchError(f"Fetching the URL failed: {exc}.") from exc
-
-
-def _head(chunks: Iterator[bytes]) -> bytes:
-    head = b""
-    for chunk in chunks:
-        head += chunk
-        if len(head) >= SNIFF_BYTES:
-            break
-    return head
 
 
 def filename_from(url: str, given: str | None) -> str:
@@ -108,59 +105,67 @@ def filename_from(url: str, given: str | None) -> str:
     return PurePosixPath(unquote(urlsplit(url).path)).name
 
 
-def import_from_url(
+def start_import(
     session: Session,
     settings: Settings,
-    client: httpx.Client,
     organisation_id: int,
     url: str,
     filename: str | None,
-) -> tuple[Media, bool]:
-    """The new media, and whether a worker must still fetch it (videos)."""
+) -> Media:
+    """The new media, `uploading` until a worker has fetched it (nothing is fetched here)."""
     check_source_url(settings, url)
     media_id = uuid.uuid4()
-    name = filename_from(url, filename)
-    with open_source(client, settings, url) as response:
-        chunks = response.iter_bytes(CHUNK)
-        head = _head(chunks)
-        if not head:
-            raise ValidationError("The file at the URL is empty.", details={"url": ["Empty file."]})
-        mime_type = sniff(head[:SNIFF_BYTES])
-        if mime_type in VIDEO_TYPES:
-            media = Media(
-                id=media_id,
-                organisation_id=organisation_id,
-                filename=name[:255] or f"{media_id}{VIDEO_TYPES[mime_type]}",
-                kind="video",
-                mime_type=mime_type,
-                size_bytes=0,
-                sha256="",
-                storage_key="",
-                status="uploading",
-                source_url=url,
-                created_at=utcnow(),
-            )
-            session.add(media)
-            session.flush()
-            return media, True
-        if mime_type not in IMAGE_TYPES:
-            raise unsupported_type(mime_type)
-        try:
-            stored = store_chunks(settings, organisation_id, media_id, chain([head], chunks))
-        except httpx.HTTPError as exc:
-            raise FetchError(f"Fetching the URL failed: {exc}.") from exc
+    name = filename_from(url, filename)[:255]
+    kind = "video" if PurePosixPath(name.lower()).suffix in VIDEO_EXTENSIONS else "image"
     media = Media(
         id=media_id,
         organisation_id=organisation_id,
-        status="ready",
+        filename=name or str(media_id),
+        kind=kind,
+        mime_type="",
+        size_bytes=0,
+        sha256="",
+        storage_key="",
+        status="uploading",
         source_url=url,
         created_at=utcnow(),
     )
-    apply_stored(media, stored, name)
     session.add(media)
     session.flush()
-    webhooks.record_media_processed(session, media)
-    return media, False
+    return media
+
+
+def _with_head(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks, refusing an empty file or one whose first bytes are no accepted media
+    before the rest is downloaded."""
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= SNIFF_BYTES:
+            break
+    if not head:
+        raise ValidationError("The file at the URL is empty.", details={"url": ["Empty file."]})
+    mime_type = sniff(head[:SNIFF_BYTES])
+    if mime_type not in IMAGE_TYPES and mime_type not in VIDEO_TYPES:
+        raise unsupported_type(mime_type)
+    yield head
+    yield from chunks
+
+
+def fetch_and_store(
+    client: httpx.Client, settings: Settings, organisation_id: int, media_id: uuid.UUID, url: str
+) -> StoredFile:
+    """Fetch the source and store it like an upload, or raise the ApiError that says why
+    not (its message becomes the media's status_reason)."""
+    with open_source(client, settings, url) as response:
+        try:
+            return store_chunks(
+                settings, organisation_id, media_id, _with_head(response.iter_bytes(CHUNK))
+            )
+        except httpx.TimeoutException as exc:
+            raise FetchError(f"Fetching the URL timed out: {exc}.") from exc
+        except httpx.HTTPError as exc:
+            raise FetchError(f"Fetching the URL failed: {exc}.") from exc
 
 
 def enqueue_import(celery: Any, media_id: uuid.UUID) -> bool:

@@ -18,7 +18,13 @@ from celery import Celery
 from flask import Flask
 
 from tests.secrets_guard import assert_no_tokens
-from workers.celery_app import MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, celery_init_app, publish_queue
+from workers.celery_app import (
+    MAINTENANCE_QUEUE,
+    MEDIA_IMPORT_QUEUE,
+    WEBHOOKS_QUEUE,
+    celery_init_app,
+    publish_queue,
+)
 
 ALL_QUEUES = ",".join(
     [
@@ -28,6 +34,7 @@ ALL_QUEUES = ",".join(
         ),
         MAINTENANCE_QUEUE,
         WEBHOOKS_QUEUE,
+        MEDIA_IMPORT_QUEUE,
     ]
 )
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +176,7 @@ def broker_url() -> str | None:
 def broker_queues() -> list[str]:
     names = [publish_queue(p) for p in ("instagram", "facebook", "threads", "x")]
     names += [publish_queue(p) for p in ("linkedin", "tiktok", "youtube")]
-    return [*names, MAINTENANCE_QUEUE]
+    return [*names, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, MEDIA_IMPORT_QUEUE]
 
 
 def delete_amqp_queues(url: str) -> None:

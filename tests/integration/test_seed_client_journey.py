@@ -53,7 +53,9 @@ def test_the_client_journey(
 
     with serve_wsgi(receiver) as hook_base, serve_wsgi(source) as files_base:
         hook = create_webhook(tenant, f"{hook_base}/in")
-        media = ok(api.post("/media/upload-from-url", json={"url": f"{files_base}/pic.jpg"}), 201)
+        media = ok(api.post("/media/upload-from-url", json={"url": f"{files_base}/pic.jpg"}), 202)
+        assert media["media_status"] == "uploading"  # a worker fetches it
+        wait_until(lambda: ok(api.get(f"/media/{media['id']}"))["media_status"] == "ready")
         sandbox.post("/_faults", json={"linkedin": {"error_rate": 1.0, "error_status": 400}})
         draft = ok(
             api.post(

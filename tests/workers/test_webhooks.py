@@ -286,7 +286,7 @@ def test_public_addresses_and_the_allow_switch() -> None:
     assert address_problem("93.184.216.34") is None
     assert resolve("https://93.184.216.34/hook", allow_private=False).address == "93.184.216.34"
     assert resolve("http://127.0.0.1:9/x", allow_private=True).address == "127.0.0.1"
-    with pytest.raises(UnsafeURLError, match="loopback"):
+    with pytest.raises(UnsafeURLError, match=r"^Refused"):
         resolve("http://localhost/x", allow_private=False)
     for bad in ("ftp://example.com/x", "file:///etc/passwd", "http:///nohost", "gopher://a/"):
         with pytest.raises(UnsafeURLError):
