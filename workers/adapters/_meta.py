@@ -42,6 +42,7 @@ from workers.adapters.base import (
     stamp_checked,
     working_handle,
 )
+from workers.adapters.kit import ErrorCodes, classify_status, poll_until, reconcile_since
 
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
@@ -115,9 +116,7 @@ MEDIA_FETCH_HINT = (
 )
 
 # How far around a saved timestamp a listing match may fall (clock skew, processing).
-MATCH_SLACK_SECONDS = 300.0
-# Without a saved timestamp, how far back reconciliation looks among recent posts.
-RECONCILE_LOOKBACK_SECONDS = 24 * 3600.0
+MATCH_SLACK = timedelta(seconds=300)
 # A container not published within 24 h of its creation expires (status EXPIRED).
 CONTAINER_LIFETIME_SECONDS = 24 * 3600.0
 LISTING_PAGE_SIZE = 50
@@ -248,29 +247,18 @@ def _classify_without_graph_error(
             http_status=status,
             details={"upload_error_type": debug.get("type")},
         )
-    if status >= 500 or status in (408, 425):
-        return TransientError(
-            f"{platform} answered HTTP {status}",
-            code=f"{platform}_server_error",
-            http_status=status,
-        )
-    if status == 429:
-        return RateLimitedError(
-            f"{platform} answered HTTP 429",
-            code=f"{platform}_rate_limited",
-            http_status=status,
-            retry_after=THROTTLE_FALLBACK_SECONDS,
-        )
-    if status == 401:
-        return AuthExpiredError(
-            f"{platform} refused the token (HTTP 401)",
-            code=f"{platform}_auth_expired",
-            http_status=status,
-        )
-    return PermanentError(
+    codes = ErrorCodes(
+        rate_limited=f"{platform}_rate_limited",
+        auth_expired=f"{platform}_auth_expired",
+        server_error=f"{platform}_server_error",
+        rejected=f"{platform}_http_{status}",
+    )
+    return classify_status(
+        status,
         f"{platform} answered HTTP {status} without an error body",
-        code=f"{platform}_http_{status}",
-        http_status=status,
+        codes,
+        rate_limit_wait=THROTTLE_FALLBACK_SECONDS,
+        transient_statuses=(408, 425),
     )
 
 
@@ -374,12 +362,11 @@ def lower_time_bound(request: PublishRequest, handle: dict[str, Any]) -> float:
     """Listing matches must be made at or after this attempt's irreversible start (or,
     without one, the start saved in the handle; else a lookback): an older post with
     the same text is never adopted."""
-    if request.irreversible_started_at is not None:
-        return request.irreversible_started_at.timestamp() - MATCH_SLACK_SECONDS
-    started = handle.get("started_at") or handle.get("created_at")
-    if isinstance(started, int | float):
-        return float(started) - MATCH_SLACK_SECONDS
-    return time.time() - RECONCILE_LOOKBACK_SECONDS
+    started = request.irreversible_started_at
+    if started is None:
+        saved = handle.get("started_at") or handle.get("created_at")
+        started = saved if isinstance(saved, int | float) else None
+    return reconcile_since(started, MATCH_SLACK).timestamp()
 
 
 def refresh_long_lived_token(adapter: Adapter, path: str, grant_type: str, token: str) -> TokenSet:
@@ -600,10 +587,11 @@ class GraphContainerAdapter(Adapter):
     ) -> None:
         """Poll until FINISHED; still processing at the deadline is a TransientError and
         the saved handle lets the next attempt resume this very container."""
-        while True:
+        state = ""
+
+        def look() -> bool | None:
+            nonlocal state
             state, detail = self.container_state(account, container_id)
-            if state in ("FINISHED", "PUBLISHED"):
-                return
             if state == "ERROR":
                 raise self.container_failure(container_id, detail)
             if state == "EXPIRED":
@@ -612,14 +600,19 @@ class GraphContainerAdapter(Adapter):
                     code=f"{self.platform}_container_expired",
                     details={"container_id": container_id},
                 )
-            if time.monotonic() + self.poll_interval > deadline:
-                raise TransientError(
-                    f"{self.platform} container {container_id} is still "
-                    f"{state or 'processing'}; the next attempt resumes it",
-                    code=f"{self.platform}_media_not_ready",
-                    details={"container_id": container_id},
-                )
-            time.sleep(self.poll_interval)
+            return True if state in ("FINISHED", "PUBLISHED") else None
+
+        poll_until(
+            look,
+            interval=self.poll_interval,
+            deadline=deadline,
+            still_processing=lambda: TransientError(
+                f"{self.platform} container {container_id} is still "
+                f"{state or 'processing'}; the next attempt resumes it",
+                code=f"{self.platform}_media_not_ready",
+                details={"container_id": container_id},
+            ),
+        )
 
     def _adopt_published(self, request: PublishRequest, handle: dict[str, Any]) -> PublishResult:
         if handle.get("media_id"):
