@@ -7,7 +7,7 @@ import importlib
 from flask import Flask, Response, request
 
 from sandbox import oauth
-from sandbox.core import SandboxState, json_response
+from sandbox.core import SandboxState, blueprint, json_response
 
 SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
 
@@ -30,7 +30,8 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             if exc.name != f"sandbox.{platform}":
                 raise
             continue
-        app.register_blueprint(module.make_blueprint(state), url_prefix=f"/{platform}")
+        routes = blueprint(module.BLUEPRINT_NAME, module.ROUTES)
+        app.register_blueprint(routes, url_prefix=f"/{platform}")
         # Consent pages, code exchange, identities and revocation (connect flows).
         app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 

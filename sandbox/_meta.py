@@ -1,7 +1,8 @@
 """Graph-API-style pieces the Instagram, Facebook and Threads sandboxes share: the error
 body, the usage headers, parameters in any of Graph's three styles, token handling and the
 guard every call starts with, and the container lifecycle (IN_PROGRESS → FINISHED →
-PUBLISHED, or EXPIRED after 24 h) with the handlers Instagram and Threads both serve."""
+PUBLISHED, or EXPIRED after 24 h) whose handlers Instagram and Threads both serve
+(`sandbox._containers`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Response, request
 
 from sandbox.core import (
     FaultStyle,
@@ -527,175 +528,3 @@ def listing(items: list[dict[str, Any]], fields: list[str]) -> Response:
 
 
 # -- the container API's handlers (Instagram, Threads) -------------------------------------
-
-
-@dataclass(frozen=True)
-class ContainerPlatform:
-    """Where Instagram's container API and Threads' differ; `add_container_routes` serves
-    both with the same handlers."""
-
-    platform: str
-    usage_type: str
-    daily_post_cap: int
-    # The subcode of the posts-per-24 h cap's error (None: the platform names none).
-    quota_subcode: int | None
-    # POST /{user-id}/{create_edge} makes a container; GET on it lists published media.
-    create_edge: str
-    # POST /{user-id}/{publish_edge} publishes a container (also the endpoint's name).
-    publish_edge: str
-    # The container field holding the post's text, which the ledger records.
-    text_field: str
-    # One create call's parameters checked: the container's fields, or the error.
-    validate: Callable[[SandboxState, str, dict[str, Any]], dict[str, Any] | Response]
-    # The media object publishing makes of a container: (container, media id, time).
-    published_media: Callable[[dict[str, Any], str, float], dict[str, Any]]
-    # Statuses that publishing refuses with the platform's own error; any other status
-    # but FINISHED (or ERROR from a failed pull) gets a plain invalid parameter.
-    status_refusals: Mapping[str, Callable[[], Response]]
-    # What GET /{container-id} shows besides the id: (container, status) -> fields.
-    status_fields: Callable[[dict[str, Any], str], dict[str, Any]]
-    # Which published media the create edge's listing shows (None: all of them).
-    listed: Callable[[dict[str, Any]], bool] | None = None
-    # Whether DELETE /{media-id} takes a published post down (Threads yes, Instagram no).
-    deletable: bool = False
-
-
-# GET /{id} for a container or a published media object: (version, id) → the answer, or
-# None when the id is neither (a host serving other objects too answers for those).
-ObjectReader = Callable[[str, str], Response | None]
-
-
-def add_container_routes(
-    bp: Blueprint,
-    guard: GraphGuard,
-    api: ContainerPlatform,
-    *,
-    serve_reads: bool = True,
-    endpoint_prefix: str = "",
-) -> ObjectReader:
-    """Serve the container lifecycle: POST /{user-id}/{create_edge} (create), POST
-    /{user-id}/{publish_edge} (publish, under the 24 h cap), GET /{id} (a container's status
-    or a published media object) and GET /{user-id}/{create_edge} (the published media).
-
-    A host that serves other objects at GET /{id} too (graph.facebook.com: Pages' posts,
-    and Instagram's containers for accounts connected through Facebook Login) passes
-    `serve_reads=False` and asks the returned reader first."""
-    state = guard.state
-
-    def create_container(version: str, user_id: str) -> Response:
-        owner, failure = guard.check_account(version, user_id, publishing=True)
-        if failure is not None:
-            return failure
-        fields = api.validate(state, owner, graph_params())
-        if isinstance(fields, Response):
-            return fields
-        container = new_container(state, api.platform, owner, fields)
-        return json_response({"id": container["id"]})
-
-    def publish(version: str, user_id: str) -> Response:
-        owner, failure = guard.check_account(version, user_id, publishing=True)
-        if failure is not None:
-            return failure
-        creation_id = str(graph_params().get("creation_id") or "")
-        if not creation_id:
-            return invalid_parameter("The parameter creation_id is required")
-        container = get_container(state, api.platform, creation_id)
-        if container is None or container["owner"] != owner:
-            return object_not_found(creation_id, "post")
-        if container["params"].get("is_carousel_item"):
-            return invalid_parameter("A carousel item cannot be published on its own")
-        with state.lock:
-            stamps = publishes_in_window(state, api.platform, owner)
-            status = container_status(state, api.platform, container)
-            refusal = api.status_refusals.get(status)
-            if refusal is not None:
-                return refusal()
-            failed = failed_container_error(state, api.platform, container)
-            if status == "ERROR" and failed is not None:
-                return failed  # its media could not be pulled
-            if status != "FINISHED":
-                return invalid_parameter(f"The media container is {status} and cannot be published")
-            cap = api.daily_post_cap
-            if len(stamps) >= cap:
-                return quota_exhausted(owner, api.usage_type, stamps[0], cap, api.quota_subcode)
-            media = _publish_container(state, api, container)
-        percent = min(99, (len(stamps) + 1) * 100 // cap)
-        usage = buc_usage(owner, api.usage_type, percent)
-        return answer_published(state, api.platform, {"id": media["id"]}, usage)
-
-    def find_object(version: str, object_id: str) -> Response | None:
-        container = get_container(state, api.platform, object_id)
-        media = get_media(state, api.platform, object_id) if container is None else None
-        if container is None and media is None:
-            return None
-        owner = (container or media or {}).get("owner")
-        _, failure = guard.check(version, publishing=False, account=owner)
-        if failure is not None:
-            return failure
-        if container is not None:
-            status = container_status(state, api.platform, container)
-            item = {"id": object_id, **api.status_fields(container, status)}
-            return json_response(pick_fields(item, requested_fields(("id",))))
-        return json_response(pick_fields(media or {}, requested_fields(("id",))))
-
-    def read_object(version: str, object_id: str) -> Response:
-        found = find_object(version, object_id)
-        if found is not None:
-            return found
-        _, failure = guard.check(version, publishing=False)
-        return failure or object_not_found(object_id)
-
-    def list_published(version: str, user_id: str) -> Response:
-        owner, failure = guard.check_account(version, user_id, publishing=False)
-        if failure is not None:
-            return failure
-        owned = media_of(state, api.platform, owner)
-        shown = owned if api.listed is None else [m for m in owned if api.listed(m)]
-        return listing(shown, requested_fields(("id",)))
-
-    user_edge = "/<version>/<user_id>/"
-    name = endpoint_prefix
-    bp.add_url_rule(
-        user_edge + api.create_edge, name + "create_container", create_container, methods=["POST"]
-    )
-    bp.add_url_rule(
-        user_edge + api.publish_edge, name + api.publish_edge, publish, methods=["POST"]
-    )
-    if serve_reads:
-        bp.add_url_rule("/<version>/<object_id>", "read_object", read_object, methods=["GET"])
-    if api.deletable:
-
-        def delete_media(version: str, object_id: str) -> Response:
-            _owner, failure = guard.check(version, publishing=False)
-            if failure is not None:
-                return failure
-            with state.lock:
-                media = state.store(api.platform).setdefault("media", {}).pop(object_id, None)
-            if media is None:
-                return object_not_found(object_id)
-            state.delete(api.platform, object_id)
-            return json_response({"success": True})
-
-        bp.add_url_rule("/<version>/<object_id>", "delete_media", delete_media, methods=["DELETE"])
-    bp.add_url_rule(
-        user_edge + api.create_edge,
-        f"{name}list_{api.create_edge}",
-        list_published,
-        methods=["GET"],
-    )
-    return find_object
-
-
-def _publish_container(
-    state: SandboxState, api: ContainerPlatform, container: dict[str, Any]
-) -> dict[str, Any]:
-    """Turn a FINISHED container into published media: once, under the state lock."""
-    media_id = str(state.next_id())
-    media = api.published_media(container, media_id, time.time())
-    owner = container["owner"]
-    container["media_id"] = media_id
-    store_media(state, api.platform, media)
-    note_publish(state, api.platform, owner)
-    text = container[api.text_field]
-    state.record(api.platform, owner, media_id, text, container["media"], container["params"])
-    return media

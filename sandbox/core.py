@@ -1,8 +1,10 @@
 """The sandbox's shared machinery: ledger, faults, per-platform state, fault injection.
 
-Each platform module (`sandbox/<platform>.py`) defines a blueprint served under
-`/<platform>` with the platform's real paths, and a `FaultStyle` that renders injected
-faults the way that platform does (Meta reports limits in the body, X in headers, ...).
+Each platform module (`sandbox/<platform>.py`) is plain handler functions and a `ROUTES`
+table, served under `/<platform>` with the platform's real paths, and a `FaultStyle` that
+renders injected faults the way that platform does (Meta reports limits in the body, X
+in headers, ...). Handlers reach the state of the app serving the request through
+`state`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import filetype
 import httpx
-from flask import Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.local import LocalProxy
 
 # Pulling media from a public URL, as Meta's crawler does: one GET, no redirects followed,
 # a bounded wait and a bounded size (Threads' 1 GB video limit is the largest we need).
@@ -179,6 +182,35 @@ class SandboxState:
                     entry["deleted_at"] = now_iso()
                     return True
         return False
+
+
+def _serving_state() -> SandboxState:
+    state: SandboxState = current_app.extensions["sandbox.state"]
+    return state
+
+
+# The state of the sandbox app serving the current request. Handlers are module-level
+# functions; each app (the tests start several) keeps its own state.
+state: SandboxState = LocalProxy(_serving_state)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One row of a platform's routing table: method, the platform's path, handler."""
+
+    method: str
+    path: str
+    view: Callable[..., Response]
+    endpoint: str = ""
+
+
+def blueprint(name: str, routes: Iterable[Route]) -> Blueprint:
+    """A platform's blueprint from its routing table."""
+    bp = Blueprint(name, __name__)
+    for route in routes:
+        endpoint = route.endpoint or route.view.__name__
+        bp.add_url_rule(route.path, endpoint, route.view, methods=[route.method])
+    return bp
 
 
 def inject_faults(

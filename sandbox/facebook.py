@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, request, url_for
+from flask import Response, request, url_for
 
 from sandbox._meta import (
     DAY_SECONDS,
@@ -32,8 +32,8 @@ from sandbox._meta import (
     quota_exhausted,
     requested_fields,
 )
-from sandbox.core import PullFailure, SandboxState, json_response, media_entry
-from sandbox.instagram import add_facebook_host_routes
+from sandbox.core import PullFailure, Route, SandboxState, json_response, media_entry, state
+from sandbox.instagram import FACEBOOK_HOST_ROUTES, instagram_object
 
 PLATFORM = "facebook"
 USAGE_TYPE = "pages"
@@ -44,271 +44,263 @@ REEL_SCHEDULE_MAX_SECONDS = 29 * DAY_SECONDS
 PUBLISH_STATUS = {"PUBLISHED": "published", "SCHEDULED": "scheduled", "DRAFT": "draft"}
 
 
-def make_blueprint(state: SandboxState) -> Blueprint:
-    bp = Blueprint(PLATFORM, __name__)
-    style = meta_fault_style(
-        80001,
-        "(#80001) There have been too many calls to this Page account. Wait a bit and try "
-        "again. For more info, please refer to "
-        "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
-        USAGE_TYPE,
-        "page_id",
-    )
-    guard = GraphGuard(state, PLATFORM, style)
-    # Instagram accounts connected through Facebook Login publish on this host.
-    instagram_object = add_facebook_host_routes(bp, state)
+STYLE = meta_fault_style(
+    80001,
+    "(#80001) There have been too many calls to this Page account. Wait a bit and try "
+    "again. For more info, please refer to "
+    "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
+    USAGE_TYPE,
+    "page_id",
+)
+GUARD = GraphGuard(state, PLATFORM, STYLE)
 
-    def usage_headers(page: str) -> dict[str, str]:
-        recent = [o for o in _page_posts(state, page) if o["created_at"] > time.time() - 3600]
-        return buc_usage(page, USAGE_TYPE, min(99, len(recent)))
 
-    @bp.post("/<version>/<page_id>/feed")
-    def create_feed_post(version: str, page_id: str) -> Response:
-        page, failure = guard.check_account(version, page_id, publishing=True)
-        if failure is not None:
-            return failure
-        params = graph_params()
-        message = str(params.get("message") or "")
-        link = params.get("link")
-        fbids = _attached_media_ids(params)
-        if fbids is None:
-            return invalid_parameter("(#100) attached_media must be a list of {media_fbid}")
-        if not (message or link or fbids):
-            return invalid_parameter("(#100) Missing message or attachment")
-        with state.lock:
-            photos = [_objects(state).get(fbid) for fbid in fbids]
-            for fbid, photo in zip(fbids, photos, strict=True):
-                if (
-                    photo is None
-                    or photo["kind"] != "photo"
-                    or photo["page"] != page
-                    or photo["published"]
-                    or photo.get("attached_to")
-                ):
-                    return invalid_parameter(f"(#100) Invalid media_fbid {fbid} in attached_media")
-            repeated = _refuse_repeated_message(state, page, message)
-            if repeated is not None:
-                return repeated
-            post = _new_post(state, page, message, "status")
-            for photo in photos:
-                if photo is not None:
-                    photo["attached_to"] = post["id"]
-            post_params: dict[str, Any] = {}
-            if fbids:
-                post_params["attached_media"] = [{"media_fbid": fbid} for fbid in fbids]
-            if link:
-                post_params["link"] = link
-            media = [p["media"] for p in photos if p is not None]
-            state.record(PLATFORM, page, post["id"], message, media, post_params)
-        return answer_published(state, PLATFORM, {"id": post["id"]}, usage_headers(page))
+def usage_headers(page: str) -> dict[str, str]:
+    recent = [o for o in _page_posts(state, page) if o["created_at"] > time.time() - 3600]
+    return buc_usage(page, USAGE_TYPE, min(99, len(recent)))
 
-    @bp.post("/<version>/<page_id>/photos")
-    def create_photo(version: str, page_id: str) -> Response:
-        page, failure = guard.check_account(version, page_id, publishing=True)
-        if failure is not None:
-            return failure
-        params = graph_params()
-        url = params.get("url")
-        if not url and "source" not in request.files:
-            return graph_error("(#324) Requires upload file", 324)
-        if url and not is_public_url(url):
-            return invalid_parameter("(#100) url should represent a valid URL")
-        published = parse_bool(params.get("published"))
-        caption = str(params.get("caption") or params.get("message") or "")
-        # Facebook downloads `url` before it answers (with fetch_media on, so do we).
-        entry = media_entry(state, PLATFORM, "image", url) if url else None
-        if isinstance(entry, PullFailure):
-            return graph_error("(#324) Missing or invalid image file", 324)
-        photo = {
-            "kind": "photo",
-            "id": str(state.next_id()),
-            "page": page,
-            "url": url or "multipart:source",
-            "media": entry or {"kind": "image", "url": "multipart:source"},
-            "published": published is not False,
-            "created_at": time.time(),
-        }
-        with state.lock:
-            _store_object(state, photo)
-            if not photo["published"]:
-                return json_response({"id": photo["id"]})
-            repeated = _refuse_repeated_message(state, page, caption)
-            if repeated is not None:
-                return repeated
-            post = _new_post(state, page, caption, "photo")
-            photo["attached_to"] = post["id"]
-            state.record(
-                PLATFORM,
-                page,
-                post["id"],
-                caption,
-                [photo["media"]],
-                {"published": True},
+
+def create_feed_post(version: str, page_id: str) -> Response:
+    page, failure = GUARD.check_account(version, page_id, publishing=True)
+    if failure is not None:
+        return failure
+    params = graph_params()
+    message = str(params.get("message") or "")
+    link = params.get("link")
+    fbids = _attached_media_ids(params)
+    if fbids is None:
+        return invalid_parameter("(#100) attached_media must be a list of {media_fbid}")
+    if not (message or link or fbids):
+        return invalid_parameter("(#100) Missing message or attachment")
+    with state.lock:
+        photos = [_objects(state).get(fbid) for fbid in fbids]
+        for fbid, photo in zip(fbids, photos, strict=True):
+            if (
+                photo is None
+                or photo["kind"] != "photo"
+                or photo["page"] != page
+                or photo["published"]
+                or photo.get("attached_to")
+            ):
+                return invalid_parameter(f"(#100) Invalid media_fbid {fbid} in attached_media")
+        repeated = _refuse_repeated_message(state, page, message)
+        if repeated is not None:
+            return repeated
+        post = _new_post(state, page, message, "status")
+        for photo in photos:
+            if photo is not None:
+                photo["attached_to"] = post["id"]
+        post_params: dict[str, Any] = {}
+        if fbids:
+            post_params["attached_media"] = [{"media_fbid": fbid} for fbid in fbids]
+        if link:
+            post_params["link"] = link
+        media = [p["media"] for p in photos if p is not None]
+        state.record(PLATFORM, page, post["id"], message, media, post_params)
+    return answer_published(state, PLATFORM, {"id": post["id"]}, usage_headers(page))
+
+
+def create_photo(version: str, page_id: str) -> Response:
+    page, failure = GUARD.check_account(version, page_id, publishing=True)
+    if failure is not None:
+        return failure
+    params = graph_params()
+    url = params.get("url")
+    if not url and "source" not in request.files:
+        return graph_error("(#324) Requires upload file", 324)
+    if url and not is_public_url(url):
+        return invalid_parameter("(#100) url should represent a valid URL")
+    published = parse_bool(params.get("published"))
+    caption = str(params.get("caption") or params.get("message") or "")
+    # Facebook downloads `url` before it answers (with fetch_media on, so do we).
+    entry = media_entry(state, PLATFORM, "image", url) if url else None
+    if isinstance(entry, PullFailure):
+        return graph_error("(#324) Missing or invalid image file", 324)
+    photo = {
+        "kind": "photo",
+        "id": str(state.next_id()),
+        "page": page,
+        "url": url or "multipart:source",
+        "media": entry or {"kind": "image", "url": "multipart:source"},
+        "published": published is not False,
+        "created_at": time.time(),
+    }
+    with state.lock:
+        _store_object(state, photo)
+        if not photo["published"]:
+            return json_response({"id": photo["id"]})
+        repeated = _refuse_repeated_message(state, page, caption)
+        if repeated is not None:
+            return repeated
+        post = _new_post(state, page, caption, "photo")
+        photo["attached_to"] = post["id"]
+        state.record(
+            PLATFORM,
+            page,
+            post["id"],
+            caption,
+            [photo["media"]],
+            {"published": True},
+        )
+    body = {"id": photo["id"], "post_id": post["id"]}
+    return answer_published(state, PLATFORM, body, usage_headers(page))
+
+
+def create_video(version: str, page_id: str) -> Response:
+    page, failure = GUARD.check_account(version, page_id, publishing=True)
+    if failure is not None:
+        return failure
+    params = graph_params()
+    file_url = params.get("file_url")
+    has_file = bool(file_url or params.get("fbuploader_video_file_chunk"))
+    if not has_file and "source" not in request.files:
+        return invalid_parameter(
+            "(#100) One of file_url, source or fbuploader_video_file_chunk is required"
+        )
+    if file_url and not is_public_url(file_url):
+        return invalid_parameter("(#100) file_url should represent a valid URL")
+    description = str(params.get("description") or "")
+    # Facebook downloads `file_url` before it answers (with fetch_media on, so do we).
+    entry = media_entry(state, PLATFORM, "video", file_url) if file_url else None
+    if isinstance(entry, PullFailure):
+        if entry.wrong_kind:
+            return graph_error(
+                "(#352) Sorry, the video file you selected is in a format that we don't support.",
+                352,
             )
-        body = {"id": photo["id"], "post_id": post["id"]}
-        return answer_published(state, PLATFORM, body, usage_headers(page))
+        return graph_error("(#389) Unable to fetch video file from URL.", 389)
+    published = parse_bool(params.get("published")) is not False
+    with state.lock:
+        video = _new_video(state, page, reel=False)
+        state.note_upload(PLATFORM, "video", str(video["id"]))
+        video.update(
+            description=description,
+            file_url=file_url,
+            uploaded=True,
+            processing_from=time.time(),
+            media_entry=entry or {"kind": "video", "url": "upload"},
+            ledger_params={"edge": "videos"}
+            | ({"title": params["title"]} if params.get("title") else {}),
+            published=False,
+        )
+        if not published:
+            # Unpublished: uploaded and processed, on no timeline until POST /{video-id}.
+            return json_response({"id": video["id"]})
+        _publish_video(state, video)
+    return answer_published(state, PLATFORM, {"id": video["id"]}, usage_headers(page))
 
-    @bp.post("/<version>/<page_id>/videos")
-    def create_video(version: str, page_id: str) -> Response:
-        page, failure = guard.check_account(version, page_id, publishing=True)
-        if failure is not None:
-            return failure
-        params = graph_params()
-        file_url = params.get("file_url")
-        has_file = bool(file_url or params.get("fbuploader_video_file_chunk"))
-        if not has_file and "source" not in request.files:
-            return invalid_parameter(
-                "(#100) One of file_url, source or fbuploader_video_file_chunk is required"
-            )
-        if file_url and not is_public_url(file_url):
-            return invalid_parameter("(#100) file_url should represent a valid URL")
-        description = str(params.get("description") or "")
-        # Facebook downloads `file_url` before it answers (with fetch_media on, so do we).
-        entry = media_entry(state, PLATFORM, "video", file_url) if file_url else None
-        if isinstance(entry, PullFailure):
-            if entry.wrong_kind:
-                return graph_error(
-                    "(#352) Sorry, the video file you selected is in a format that we don't "
-                    "support.",
-                    352,
-                )
-            return graph_error("(#389) Unable to fetch video file from URL.", 389)
-        published = parse_bool(params.get("published")) is not False
-        with state.lock:
-            video = _new_video(state, page, reel=False)
-            state.note_upload(PLATFORM, "video", str(video["id"]))
-            video.update(
-                description=description,
-                file_url=file_url,
-                uploaded=True,
-                processing_from=time.time(),
-                media_entry=entry or {"kind": "video", "url": "upload"},
-                ledger_params={"edge": "videos"}
-                | ({"title": params["title"]} if params.get("title") else {}),
-                published=False,
-            )
-            if not published:
-                # Unpublished: uploaded and processed, on no timeline until POST /{video-id}.
-                return json_response({"id": video["id"]})
-            _publish_video(state, video)
-        return answer_published(state, PLATFORM, {"id": video["id"]}, usage_headers(page))
 
-    @bp.post("/<version>/<object_id>")
-    def update_object(version: str, object_id: str) -> Response:
-        """Updating a video: `published=true` publishes an unpublished video (once; again
-        it changes nothing). Other objects and fields are not served."""
-        _, failure = guard.check(version, publishing=True)
-        if failure is not None:
-            return failure
-        params = graph_params()
-        with state.lock:
-            video = _objects(state).get(object_id)
-            if video is None or video["kind"] != "video" or video["reel"]:
-                return object_not_found(object_id, "post")
-            if parse_bool(params.get("published")) is not True:
-                return invalid_parameter("(#100) The sandbox updates published=true only")
-            if video.get("published"):
-                return json_response({"success": True})
-            if params.get("description") is not None:
-                video["description"] = str(params["description"])
-            _publish_video(state, video)
-        return answer_published(state, PLATFORM, {"success": True}, usage_headers(video["page"]))
+def update_object(version: str, object_id: str) -> Response:
+    """Updating a video: `published=true` publishes an unpublished video (once; again
+    it changes nothing). Other objects and fields are not served."""
+    _, failure = GUARD.check(version, publishing=True)
+    if failure is not None:
+        return failure
+    params = graph_params()
+    with state.lock:
+        video = _objects(state).get(object_id)
+        if video is None or video["kind"] != "video" or video["reel"]:
+            return object_not_found(object_id, "post")
+        if parse_bool(params.get("published")) is not True:
+            return invalid_parameter("(#100) The sandbox updates published=true only")
+        if video.get("published"):
+            return json_response({"success": True})
+        if params.get("description") is not None:
+            video["description"] = str(params["description"])
+        _publish_video(state, video)
+    return answer_published(state, PLATFORM, {"success": True}, usage_headers(video["page"]))
 
-    @bp.post("/<version>/<page_id>/video_reels")
-    def video_reels(version: str, page_id: str) -> Response:
-        page, failure = guard.check_account(version, page_id, publishing=True)
-        if failure is not None:
-            return failure
-        params = graph_params()
-        phase = params.get("upload_phase")
-        if phase == "start":
-            video = _new_video(state, page, reel=True)
-            upload_url = url_for(
-                f"{PLATFORM}.rupload", version=version, video_id=video["id"], _external=True
-            )
-            return json_response({"video_id": video["id"], "upload_url": upload_url})
-        if phase != "finish":
-            return invalid_parameter("(#100) upload_phase must be start or finish")
-        return _finish_reel(state, page, params)
 
-    @bp.post("/video-upload/<version>/<video_id>")
-    def rupload(version: str, video_id: str) -> Response:
-        _, failure = guard.check(version, publishing=True)
-        if failure is not None:
-            return failure
-        video = _objects(state).get(video_id)
-        if video is None or video["kind"] != "video" or not video["reel"]:
-            return _upload_error("NotFoundError", f"No upload session for video {video_id}")
-        # WSGI servers drop headers spelled with "_" (file_url, file_size), so a hosted
-        # file cannot be announced here; bytes are checked by `offset` and their length.
-        offset = request.headers.get("offset", type=int)
-        body = request.get_data()
-        with state.lock:
-            if offset is None or offset != video.get("bytes_transferred", 0):
-                return _upload_error("OffsetInvalidError", "offset does not match the upload")
-            if not body:
-                return _upload_error("PartialRequestError", "the request carried no bytes")
-            file_size = request.headers.get("file_size", type=int) or offset + len(body)
-            if offset + len(body) > file_size:
-                return _upload_error("PartialRequestError", "more bytes than file_size")
-            video["bytes_transferred"] = offset + len(body)
-            video["file_size"] = file_size
-            video["uploaded"] = video["bytes_transferred"] == file_size
-        return json_response({"success": True})
+def video_reels(version: str, page_id: str) -> Response:
+    page, failure = GUARD.check_account(version, page_id, publishing=True)
+    if failure is not None:
+        return failure
+    params = graph_params()
+    phase = params.get("upload_phase")
+    if phase == "start":
+        video = _new_video(state, page, reel=True)
+        upload_url = url_for(
+            f"{PLATFORM}.rupload", version=version, video_id=video["id"], _external=True
+        )
+        return json_response({"video_id": video["id"], "upload_url": upload_url})
+    if phase != "finish":
+        return invalid_parameter("(#100) upload_phase must be start or finish")
+    return _finish_reel(state, page, params)
 
-    @bp.delete("/<version>/<object_id>")
-    def delete_object(version: str, object_id: str) -> Response:
-        """Deleting a photo, video or post: it no longer reads, lists or attaches (the
-        ledger keeps what was published, as a record of what went out)."""
-        _, failure = guard.check(version, publishing=False)
-        if failure is not None:
-            return failure
-        with state.lock:
-            if _objects(state).pop(object_id, None) is None:
-                return object_not_found(object_id, "delete")
-        state.delete(PLATFORM, object_id)
-        return json_response({"success": True})
 
-    @bp.get("/<version>/<object_id>")
-    def read_object(version: str, object_id: str) -> Response:
-        answer = instagram_object(version, object_id)  # an Instagram container or media
-        if answer is not None:
-            return answer
-        _, failure = guard.check(version, publishing=False)
-        if failure is not None:
-            return failure
-        item = _objects(state).get(object_id)
-        if item is None:
-            return object_not_found(object_id)
-        if item["kind"] == "video":
-            item = {**item, "status": _video_status(state, item)}
-        return json_response(pick_fields(item, requested_fields(("id",))))
+def rupload(version: str, video_id: str) -> Response:
+    _, failure = GUARD.check(version, publishing=True)
+    if failure is not None:
+        return failure
+    video = _objects(state).get(video_id)
+    if video is None or video["kind"] != "video" or not video["reel"]:
+        return _upload_error("NotFoundError", f"No upload session for video {video_id}")
+    # WSGI servers drop headers spelled with "_" (file_url, file_size), so a hosted
+    # file cannot be announced here; bytes are checked by `offset` and their length.
+    offset = request.headers.get("offset", type=int)
+    body = request.get_data()
+    with state.lock:
+        if offset is None or offset != video.get("bytes_transferred", 0):
+            return _upload_error("OffsetInvalidError", "offset does not match the upload")
+        if not body:
+            return _upload_error("PartialRequestError", "the request carried no bytes")
+        file_size = request.headers.get("file_size", type=int) or offset + len(body)
+        if offset + len(body) > file_size:
+            return _upload_error("PartialRequestError", "more bytes than file_size")
+        video["bytes_transferred"] = offset + len(body)
+        video["file_size"] = file_size
+        video["uploaded"] = video["bytes_transferred"] == file_size
+    return json_response({"success": True})
 
-    def list_posts(version: str, page_id: str) -> Response:
-        page, failure = guard.check_account(version, page_id, publishing=False)
-        if failure is not None:
-            return failure
-        since = request.args.get("since", type=int) or 0
-        posts = [p for p in _page_posts(state, page) if p["created_at"] >= since]
-        return listing(posts, requested_fields(("id", "message", "created_time")))
 
-    bp.add_url_rule("/<version>/<page_id>/posts", "list_posts", list_posts, methods=["GET"])
-    bp.add_url_rule("/<version>/<page_id>/feed", "list_feed", list_posts, methods=["GET"])
+def delete_object(version: str, object_id: str) -> Response:
+    """Deleting a photo, video or post: it no longer reads, lists or attaches (the
+    ledger keeps what was published, as a record of what went out)."""
+    _, failure = GUARD.check(version, publishing=False)
+    if failure is not None:
+        return failure
+    with state.lock:
+        if _objects(state).pop(object_id, None) is None:
+            return object_not_found(object_id, "delete")
+    state.delete(PLATFORM, object_id)
+    return json_response({"success": True})
 
-    @bp.get("/<version>/<page_id>/videos")
-    def list_videos(version: str, page_id: str) -> Response:
-        page, failure = guard.check_account(version, page_id, publishing=False)
-        if failure is not None:
-            return failure
-        since = request.args.get("since", type=int) or 0
-        videos = [
-            v
-            for v in _page_objects(state, page, "video")
-            if v.get("finished") and v["created_at"] >= since
-        ]
-        return listing(videos, requested_fields(("id", "description", "created_time")))
 
-    return bp
+def read_object(version: str, object_id: str) -> Response:
+    answer = instagram_object(version, object_id)  # an Instagram container or media
+    if answer is not None:
+        return answer
+    _, failure = GUARD.check(version, publishing=False)
+    if failure is not None:
+        return failure
+    item = _objects(state).get(object_id)
+    if item is None:
+        return object_not_found(object_id)
+    if item["kind"] == "video":
+        item = {**item, "status": _video_status(state, item)}
+    return json_response(pick_fields(item, requested_fields(("id",))))
+
+
+def list_posts(version: str, page_id: str) -> Response:
+    page, failure = GUARD.check_account(version, page_id, publishing=False)
+    if failure is not None:
+        return failure
+    since = request.args.get("since", type=int) or 0
+    posts = [p for p in _page_posts(state, page) if p["created_at"] >= since]
+    return listing(posts, requested_fields(("id", "message", "created_time")))
+
+
+def list_videos(version: str, page_id: str) -> Response:
+    page, failure = GUARD.check_account(version, page_id, publishing=False)
+    if failure is not None:
+        return failure
+    since = request.args.get("since", type=int) or 0
+    videos = [
+        v
+        for v in _page_objects(state, page, "video")
+        if v.get("finished") and v["created_at"] >= since
+    ]
+    return listing(videos, requested_fields(("id", "description", "created_time")))
 
 
 def _finish_reel(state: SandboxState, page: str, params: dict[str, Any]) -> Response:
@@ -522,3 +514,22 @@ def _upload_error(error_type: str, message: str) -> Response:
     return json_response(
         {"debug_info": {"retriable": False, "type": error_type, "message": message}}, 400
     )
+
+
+# The platform's paths, served under /facebook; first the Instagram publishing calls
+# that accounts connected through Facebook Login make on this host.
+ROUTES = (
+    *FACEBOOK_HOST_ROUTES,
+    Route("POST", "/<version>/<page_id>/feed", create_feed_post),
+    Route("POST", "/<version>/<page_id>/photos", create_photo),
+    Route("POST", "/<version>/<page_id>/videos", create_video),
+    Route("POST", "/<version>/<object_id>", update_object),
+    Route("POST", "/<version>/<page_id>/video_reels", video_reels),
+    Route("POST", "/video-upload/<version>/<video_id>", rupload),
+    Route("DELETE", "/<version>/<object_id>", delete_object),
+    Route("GET", "/<version>/<object_id>", read_object),
+    Route("GET", "/<version>/<page_id>/posts", list_posts, endpoint="list_posts"),
+    Route("GET", "/<version>/<page_id>/feed", list_posts, endpoint="list_feed"),
+    Route("GET", "/<version>/<page_id>/videos", list_videos),
+)
+BLUEPRINT_NAME = PLATFORM

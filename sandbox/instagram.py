@@ -12,19 +12,17 @@ sandbox did not issue (tests, `crier accounts add`) is taken on either.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Response
 
 from sandbox import oauth
+from sandbox._containers import ContainerPlatform, container_routes
 from sandbox._meta import (
     DAY_SECONDS,
     MEDIA_NOT_READY,
-    ContainerPlatform,
     GraphGuard,
-    ObjectReader,
-    TokenRule,
-    add_container_routes,
     carousel_children,
     graph_error,
     graph_failure,
@@ -43,7 +41,7 @@ from sandbox._meta import (
     requested_fields,
     shortcode,
 )
-from sandbox.core import FaultStyle, PullFailure, SandboxState, media_entry
+from sandbox.core import PullFailure, Route, SandboxState, media_entry, state
 from sandbox.rules import PLATFORMS, count_hashtags, count_mentions
 
 PLATFORM = "instagram"
@@ -64,92 +62,54 @@ STATUS_TEXT = {
 }
 
 
-def _fault_style() -> FaultStyle:
-    return meta_fault_style(
-        80002,
-        "(#80002) There have been too many calls to this Instagram account. "
-        "Wait a bit and try again.",
-        USAGE_TYPE,
-        "user_id",
-    )
-
-
-def make_blueprint(state: SandboxState) -> Blueprint:
-    bp = Blueprint(PLATFORM, __name__)
-    style = _fault_style()
-    guard = GraphGuard(state, PLATFORM, style, token_rule=_instagram_host_tokens(state))
-    add_container_routes(bp, guard, CONTAINERS)
-    _add_stories_route(bp, guard)
-
-    @bp.get("/refresh_access_token")
-    def refresh_access_token() -> Response:
-        return refresh_long_lived_token(state, PLATFORM, style, "ig_refresh_token", "IGAA")
-
-    return bp
-
-
-def add_facebook_host_routes(bp: Blueprint, state: SandboxState) -> ObjectReader:
-    """The same publishing calls on graph.facebook.com (the Facebook blueprint), for
-    accounts connected through Facebook Login; returns the reader of containers and media,
-    which the Facebook blueprint's GET /{id} asks before its own objects."""
-    guard = GraphGuard(state, PLATFORM, _fault_style(), token_rule=_facebook_host_tokens(state))
-    reader = add_container_routes(
-        bp, guard, CONTAINERS, serve_reads=False, endpoint_prefix="instagram_"
-    )
-    _add_stories_route(bp, guard, endpoint="instagram_stories")
-    return reader
-
-
-def _add_stories_route(bp: Blueprint, guard: GraphGuard, endpoint: str = "list_stories") -> None:
-    state = guard.state
-
-    def list_stories(version: str, user_id: str) -> Response:
-        owner, failure = guard.check_account(version, user_id, publishing=False)
-        if failure is not None:
-            return failure
-        cutoff = time.time() - DAY_SECONDS
-        owned = media_of(state, PLATFORM, owner)
-        live = [m for m in owned if m["media_product_type"] == "STORY" and m["created_at"] > cutoff]
-        return listing(live, requested_fields(("id",)))
-
-    bp.add_url_rule("/<version>/<user_id>/stories", endpoint, list_stories, methods=["GET"])
+STYLE = meta_fault_style(
+    80002,
+    "(#80002) There have been too many calls to this Instagram account. Wait a bit and try again.",
+    USAGE_TYPE,
+    "user_id",
+)
 
 
 def _cannot_parse() -> Response:
     return graph_error("Invalid OAuth access token - Cannot parse access token", 190)
 
 
-def _instagram_host_tokens(state: SandboxState) -> TokenRule:
+def _instagram_host_token(token: str, account: str | None) -> Response | None:
     """graph.instagram.com takes Instagram user tokens: a Facebook token is refused."""
-
-    def rule(token: str, account: str | None) -> Response | None:
-        grant = oauth.owner(state, token)
-        if grant is not None and grant["platform"] == "facebook":
-            return _cannot_parse()
-        return None
-
-    return rule
+    grant = oauth.owner(state, token)
+    if grant is not None and grant["platform"] == "facebook":
+        return _cannot_parse()
+    return None
 
 
-def _facebook_host_tokens(state: SandboxState) -> TokenRule:
+def _facebook_host_token(token: str, account: str | None) -> Response | None:
     """graph.facebook.com takes Facebook tokens: an Instagram Login token is refused, and
     a Page token acts only for the Instagram account linked to its Page (and not once the
     user's grant is revoked)."""
-    revoked_answer = _fault_style().auth_revoked
-
-    def rule(token: str, account: str | None) -> Response | None:
-        if oauth.revoked(state, token):
-            return revoked_answer()
-        grant = oauth.owner(state, token)
-        if grant is None:
-            return None
-        if grant["platform"] != "facebook":
-            return _cannot_parse()
-        if account is not None and "page" in grant and grant.get("instagram") != account:
-            return object_not_found(account)
+    if oauth.revoked(state, token):
+        return STYLE.auth_revoked()
+    grant = oauth.owner(state, token)
+    if grant is None:
         return None
+    if grant["platform"] != "facebook":
+        return _cannot_parse()
+    if account is not None and "page" in grant and grant.get("instagram") != account:
+        return object_not_found(account)
+    return None
 
-    return rule
+
+def list_stories(guard: GraphGuard, version: str, user_id: str) -> Response:
+    owner, failure = guard.check_account(version, user_id, publishing=False)
+    if failure is not None:
+        return failure
+    cutoff = time.time() - DAY_SECONDS
+    owned = media_of(state, PLATFORM, owner)
+    live = [m for m in owned if m["media_product_type"] == "STORY" and m["created_at"] > cutoff]
+    return listing(live, requested_fields(("id",)))
+
+
+def refresh_access_token() -> Response:
+    return refresh_long_lived_token(state, PLATFORM, STYLE, "ig_refresh_token", "IGAA")
 
 
 def _published_media(container: dict[str, Any], media_id: str, now: float) -> dict[str, Any]:
@@ -363,3 +323,30 @@ CONTAINERS = ContainerPlatform(
     status_fields=_status_fields,
     listed=_in_feed,
 )
+
+
+GUARD = GraphGuard(state, PLATFORM, STYLE, token_rule=_instagram_host_token)
+# The same publishing calls on graph.facebook.com (served by the Facebook blueprint) for
+# accounts connected through Facebook Login; Facebook's GET /{id} asks `instagram_object`
+# before its own objects.
+FACEBOOK_HOST_GUARD = GraphGuard(state, PLATFORM, STYLE, token_rule=_facebook_host_token)
+_FACEBOOK_HOST_CONTAINERS, instagram_object = container_routes(
+    FACEBOOK_HOST_GUARD, CONTAINERS, serve_reads=False, endpoint_prefix="instagram_"
+)
+FACEBOOK_HOST_ROUTES = (
+    *_FACEBOOK_HOST_CONTAINERS,
+    Route(
+        "GET",
+        "/<version>/<user_id>/stories",
+        partial(list_stories, FACEBOOK_HOST_GUARD),
+        "instagram_stories",
+    ),
+)
+
+# The platform's paths, served under /instagram.
+ROUTES = (
+    *container_routes(GUARD, CONTAINERS)[0],
+    Route("GET", "/<version>/<user_id>/stories", partial(list_stories, GUARD), "list_stories"),
+    Route("GET", "/refresh_access_token", refresh_access_token),
+)
+BLUEPRINT_NAME = PLATFORM

@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Response
 
+from sandbox._containers import ContainerPlatform, container_routes
 from sandbox._meta import (
     MEDIA_NOT_READY,
-    ContainerPlatform,
     GraphGuard,
-    add_container_routes,
     carousel_children,
     graph_error,
     graph_failure,
@@ -27,7 +26,7 @@ from sandbox._meta import (
     refresh_long_lived_token,
     shortcode,
 )
-from sandbox.core import PullFailure, SandboxState, media_entry
+from sandbox.core import PullFailure, Route, SandboxState, media_entry, state
 from sandbox.rules import PLATFORMS, count_threads
 
 PLATFORM = "threads"
@@ -49,36 +48,6 @@ REPLY_CONTROLS = frozenset(
 )
 LISTED_MEDIA_TYPES = {"TEXT": "TEXT_POST", "CAROUSEL": "CAROUSEL_ALBUM"}
 _LINK_RE = re.compile(r"https?://\S+", re.IGNORECASE)
-
-
-def make_blueprint(state: SandboxState) -> Blueprint:
-    bp = Blueprint(PLATFORM, __name__)
-    # Threads' call budget is the app-user pair's; the canonical throttle is code 4.
-    style = meta_fault_style(4, "(#4) Application request limit reached", USAGE_TYPE, "user_id")
-    # POST and GET /<version>/<user_id>/threads, POST .../threads_publish, GET /<version>/<id>.
-    containers = ContainerPlatform(
-        platform=PLATFORM,
-        usage_type=USAGE_TYPE,
-        daily_post_cap=DAILY_POST_CAP,
-        # The docs name no code for the 250-post cap; it mirrors Instagram's code 9.
-        quota_subcode=None,
-        create_edge="threads",
-        publish_edge="threads_publish",
-        text_field="text",
-        validate=_validate_container,
-        published_media=_published_media,
-        # An EXPIRED container gets the plain "cannot be published" error.
-        status_refusals={"IN_PROGRESS": _not_ready},
-        status_fields=_status_fields,
-        deletable=True,
-    )
-    add_container_routes(bp, GraphGuard(state, PLATFORM, style), containers)
-
-    @bp.get("/refresh_access_token")
-    def refresh_access_token() -> Response:
-        return refresh_long_lived_token(state, PLATFORM, style, "th_refresh_token", "THAA")
-
-    return bp
 
 
 def _published_media(container: dict[str, Any], media_id: str, now: float) -> dict[str, Any]:
@@ -190,3 +159,35 @@ def _pull(state: SandboxState, fields: dict[str, Any]) -> Response | None:
     fields["error"] = "FAILED_PROCESSING_VIDEO" if entry.wrong_kind else "FAILED_DOWNLOADING_VIDEO"
     fields["failure"] = failure
     return None
+
+
+def refresh_access_token() -> Response:
+    return refresh_long_lived_token(state, PLATFORM, STYLE, "th_refresh_token", "THAA")
+
+
+# Threads' call budget is the app-user pair's; the canonical throttle is code 4.
+STYLE = meta_fault_style(4, "(#4) Application request limit reached", USAGE_TYPE, "user_id")
+# POST and GET /<version>/<user_id>/threads, POST .../threads_publish, GET /<version>/<id>.
+CONTAINERS = ContainerPlatform(
+    platform=PLATFORM,
+    usage_type=USAGE_TYPE,
+    daily_post_cap=DAILY_POST_CAP,
+    # The docs name no code for the 250-post cap; it mirrors Instagram's code 9.
+    quota_subcode=None,
+    create_edge="threads",
+    publish_edge="threads_publish",
+    text_field="text",
+    validate=_validate_container,
+    published_media=_published_media,
+    # An EXPIRED container gets the plain "cannot be published" error.
+    status_refusals={"IN_PROGRESS": _not_ready},
+    status_fields=_status_fields,
+    deletable=True,
+)
+
+# The platform's paths, served under /threads.
+ROUTES = (
+    *container_routes(GraphGuard(state, PLATFORM, STYLE), CONTAINERS)[0],
+    Route("GET", "/refresh_access_token", refresh_access_token),
+)
+BLUEPRINT_NAME = PLATFORM

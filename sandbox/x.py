@@ -19,16 +19,18 @@ from http import HTTPStatus
 from typing import Any
 
 import filetype
-from flask import Blueprint, Response, request
+from flask import Response, request
 
 from sandbox.core import (
     FaultStyle,
+    Route,
     SandboxState,
     bearer_token,
     inject_faults,
     json_response,
     should_lose_response,
     sniffed_media_kind,
+    state,
 )
 from sandbox.oauth import exchange_response
 from sandbox.rules import PLATFORMS, count_x_weighted
@@ -146,357 +148,358 @@ def _display_text(entry: dict[str, Any]) -> str:
     return text
 
 
-def make_blueprint(state: SandboxState) -> Blueprint:
-    bp = Blueprint("sandbox_x", __name__)
+def store() -> dict[str, Any]:
+    return state.store(PLATFORM)
 
-    def store() -> dict[str, Any]:
-        return state.store(PLATFORM)
 
-    def user_for(token: str) -> str:
-        with state.lock:
-            users = store().setdefault("token_users", {})
-            return users.setdefault(token, _derived_user_id(token))
+def user_for(token: str) -> str:
+    with state.lock:
+        users = store().setdefault("token_users", {})
+        return users.setdefault(token, _derived_user_id(token))
 
-    def authorize(publishing: bool) -> tuple[str, Response | None]:
-        token = bearer_token()
-        if token is None:
-            return "", _unauthorized()
-        return token, inject_faults(state, PLATFORM, STYLE, token, publishing)
 
-    def new_media(owner: str, kind: str, mime: str, category: str, total: int) -> dict[str, Any]:
-        media_id = _snowflake(state)
-        # X's media_key prefixes: 3 photo, 7 video, 16 animated GIF.
-        prefix = "16" if category.endswith("_gif") else {"image": "3", "video": "7"}[kind]
-        media = {
-            "id": media_id,
-            "media_key": f"{prefix}_{media_id}",
-            "owner": owner,
-            "kind": kind,
-            "mime_type": mime,
-            "category": category,
-            "total_bytes": total,
-            "segments": {},
-            "head": b"",
-            "state": "uploading",
-            "finalized_at": 0.0,
-            "ready_at": 0.0,
-            "expires_at": time.time() + MEDIA_EXPIRES_SECONDS,
-        }
-        with state.lock:
-            store().setdefault("media", {})[media_id] = media
-        return media
+def authorize(publishing: bool) -> tuple[str, Response | None]:
+    token = bearer_token()
+    if token is None:
+        return "", _unauthorized()
+    return token, inject_faults(state, PLATFORM, STYLE, token, publishing)
 
-    def find_media(media_id: str, owner: str) -> dict[str, Any] | None:
-        with state.lock:
-            media = store().get("media", {}).get(str(media_id))
-        if media is None or media["owner"] != owner or media["expires_at"] < time.time():
-            return None
-        return media
 
-    def media_data(media: dict[str, Any]) -> dict[str, Any]:
-        data = {
-            "id": media["id"],
-            "media_key": media["media_key"],
-            "size": media["total_bytes"],
-            "expires_after_secs": max(0, int(media["expires_at"] - time.time())),
-        }
-        info = _processing_info(media, time.time())
-        if info:
-            data["processing_info"] = info
-        return data
+def new_media(owner: str, kind: str, mime: str, category: str, total: int) -> dict[str, Any]:
+    media_id = _snowflake(state)
+    # X's media_key prefixes: 3 photo, 7 video, 16 animated GIF.
+    prefix = "16" if category.endswith("_gif") else {"image": "3", "video": "7"}[kind]
+    media = {
+        "id": media_id,
+        "media_key": f"{prefix}_{media_id}",
+        "owner": owner,
+        "kind": kind,
+        "mime_type": mime,
+        "category": category,
+        "total_bytes": total,
+        "segments": {},
+        "head": b"",
+        "state": "uploading",
+        "finalized_at": 0.0,
+        "ready_at": 0.0,
+        "expires_at": time.time() + MEDIA_EXPIRES_SECONDS,
+    }
+    with state.lock:
+        store().setdefault("media", {})[media_id] = media
+    return media
 
-    def check_category(kind: str, category: str | None, mime: str, size: int) -> str | None:
-        """The reason X would refuse this media, or None."""
-        rules = PLATFORMS["x"].media
-        allowed = rules.image_mime_types if kind == "image" else rules.video_mime_types
-        if mime not in allowed:
-            return f"media_type {mime!r} is not supported"
-        if category not in (IMAGE_CATEGORIES if kind == "image" else VIDEO_CATEGORIES):
-            return f"media_category {category!r} does not fit {mime}"
-        limit = rules.image_max_bytes if kind == "image" else rules.video_max_bytes
-        if category.endswith("_gif"):
-            limit = GIF_MAX_BYTES
-        if size <= 0 or size > limit:
-            return f"total_bytes must be between 1 and {limit}"
+
+def find_media(media_id: str, owner: str) -> dict[str, Any] | None:
+    with state.lock:
+        media = store().get("media", {}).get(str(media_id))
+    if media is None or media["owner"] != owner or media["expires_at"] < time.time():
         return None
+    return media
 
-    # -- users -----------------------------------------------------------------------------
 
-    @bp.get("/2/users/me")
-    def users_me() -> Response:
-        token, fault = authorize(publishing=False)
-        if fault:
-            return fault
-        user_id = user_for(token)
-        username = f"sandbox_{user_id[-6:]}"
-        return json_response(
-            {"data": {"id": user_id, "name": "Sandbox User", "username": username}}
-        )
+def media_data(media: dict[str, Any]) -> dict[str, Any]:
+    data = {
+        "id": media["id"],
+        "media_key": media["media_key"],
+        "size": media["total_bytes"],
+        "expires_after_secs": max(0, int(media["expires_at"] - time.time())),
+    }
+    info = _processing_info(media, time.time())
+    if info:
+        data["processing_info"] = info
+    return data
 
-    @bp.get("/2/users/<user_id>/tweets")
-    def user_tweets(user_id: str) -> Response:
-        _, fault = authorize(publishing=False)
-        if fault:
-            return fault
-        try:
-            max_results = int(request.args.get("max_results", 10))
-        except ValueError:
-            return _invalid("max_results must be a number")
-        if not 5 <= max_results <= 100:
-            return _invalid("The `max_results` query parameter value must be between 5 and 100")
-        try:
-            start = request.args.get("start_time")
-            start_at = datetime.fromisoformat(start) if start else None
-        except ValueError:
-            return _invalid("start_time must be an RFC 3339 timestamp")
-        fields = set(filter(None, request.args.get("tweet.fields", "").split(",")))
-        entries = [
-            entry
-            for entry in reversed(state.posts_of(PLATFORM, user_id))
-            if start_at is None or datetime.fromisoformat(entry["received_at"]) >= start_at
-        ][:max_results]
-        posts = []
-        for entry in entries:
-            post: dict[str, Any] = {
-                "id": entry["id"],
-                "text": _display_text(entry),
-                "edit_history_tweet_ids": [entry["id"]],
-            }
-            if "created_at" in fields:
-                post["created_at"] = entry["received_at"]
-            if "attachments" in fields and entry["media"]:
-                post["attachments"] = {"media_keys": [m["media_key"] for m in entry["media"]]}
-            posts.append(post)
-        meta: dict[str, Any] = {"result_count": len(posts)}
-        if posts:
-            meta.update(newest_id=posts[0]["id"], oldest_id=posts[-1]["id"])
-            return json_response({"data": posts, "meta": meta})
-        return json_response({"meta": meta})
 
-    # -- media -----------------------------------------------------------------------------
+def check_category(kind: str, category: str | None, mime: str, size: int) -> str | None:
+    """The reason X would refuse this media, or None."""
+    rules = PLATFORMS["x"].media
+    allowed = rules.image_mime_types if kind == "image" else rules.video_mime_types
+    if mime not in allowed:
+        return f"media_type {mime!r} is not supported"
+    if category not in (IMAGE_CATEGORIES if kind == "image" else VIDEO_CATEGORIES):
+        return f"media_category {category!r} does not fit {mime}"
+    limit = rules.image_max_bytes if kind == "image" else rules.video_max_bytes
+    if category.endswith("_gif"):
+        limit = GIF_MAX_BYTES
+    if size <= 0 or size > limit:
+        return f"total_bytes must be between 1 and {limit}"
+    return None
 
-    @bp.post("/2/media/upload")
-    def upload_one_shot() -> Response:
-        token, fault = authorize(publishing=True)
-        if fault:
-            return fault
-        upload = request.files.get("media")
-        if upload is None:
-            return _invalid("The `media` field is required")
-        data = upload.read()
-        kind = sniffed_media_kind(data)
-        if kind != "image":
-            return _invalid("Only images and GIFs can be uploaded in one request; use chunks")
-        mime = request.form.get("media_type") or filetype.guess_mime(data)
-        category = request.form.get("media_category")
-        reason = check_category("image", category, mime, len(data))
-        if reason:
-            return _invalid(reason)
-        media = new_media(user_for(token), "image", mime, category, len(data))
-        state.note_upload(PLATFORM, "image", str(media["id"]))
-        media["state"] = "succeeded"
+
+# -- users -----------------------------------------------------------------------------
+
+
+def users_me() -> Response:
+    token, fault = authorize(publishing=False)
+    if fault:
+        return fault
+    user_id = user_for(token)
+    username = f"sandbox_{user_id[-6:]}"
+    return json_response({"data": {"id": user_id, "name": "Sandbox User", "username": username}})
+
+
+def user_tweets(user_id: str) -> Response:
+    _, fault = authorize(publishing=False)
+    if fault:
+        return fault
+    try:
+        max_results = int(request.args.get("max_results", 10))
+    except ValueError:
+        return _invalid("max_results must be a number")
+    if not 5 <= max_results <= 100:
+        return _invalid("The `max_results` query parameter value must be between 5 and 100")
+    try:
+        start = request.args.get("start_time")
+        start_at = datetime.fromisoformat(start) if start else None
+    except ValueError:
+        return _invalid("start_time must be an RFC 3339 timestamp")
+    fields = set(filter(None, request.args.get("tweet.fields", "").split(",")))
+    entries = [
+        entry
+        for entry in reversed(state.posts_of(PLATFORM, user_id))
+        if start_at is None or datetime.fromisoformat(entry["received_at"]) >= start_at
+    ][:max_results]
+    posts = []
+    for entry in entries:
+        post: dict[str, Any] = {
+            "id": entry["id"],
+            "text": _display_text(entry),
+            "edit_history_tweet_ids": [entry["id"]],
+        }
+        if "created_at" in fields:
+            post["created_at"] = entry["received_at"]
+        if "attachments" in fields and entry["media"]:
+            post["attachments"] = {"media_keys": [m["media_key"] for m in entry["media"]]}
+        posts.append(post)
+    meta: dict[str, Any] = {"result_count": len(posts)}
+    if posts:
+        meta.update(newest_id=posts[0]["id"], oldest_id=posts[-1]["id"])
+        return json_response({"data": posts, "meta": meta})
+    return json_response({"meta": meta})
+
+
+# -- media -----------------------------------------------------------------------------
+
+
+def upload_one_shot() -> Response:
+    token, fault = authorize(publishing=True)
+    if fault:
+        return fault
+    upload = request.files.get("media")
+    if upload is None:
+        return _invalid("The `media` field is required")
+    data = upload.read()
+    kind = sniffed_media_kind(data)
+    if kind != "image":
+        return _invalid("Only images and GIFs can be uploaded in one request; use chunks")
+    mime = request.form.get("media_type") or filetype.guess_mime(data)
+    category = request.form.get("media_category")
+    reason = check_category("image", category, mime, len(data))
+    if reason:
+        return _invalid(reason)
+    media = new_media(user_for(token), "image", mime, category, len(data))
+    state.note_upload(PLATFORM, "image", str(media["id"]))
+    media["state"] = "succeeded"
+    return json_response({"data": media_data(media)})
+
+
+def upload_status() -> Response:
+    token, fault = authorize(publishing=False)
+    if fault:
+        return fault
+    if request.args.get("command", "STATUS") != "STATUS":
+        return _invalid("command must be STATUS")
+    with state.lock:
+        media = find_media(request.args.get("media_id", ""), user_for(token))
+        if media is None:
+            return _invalid("Invalid media_id")
         return json_response({"data": media_data(media)})
 
-    @bp.get("/2/media/upload")
-    def upload_status() -> Response:
-        token, fault = authorize(publishing=False)
-        if fault:
-            return fault
-        if request.args.get("command", "STATUS") != "STATUS":
-            return _invalid("command must be STATUS")
-        with state.lock:
-            media = find_media(request.args.get("media_id", ""), user_for(token))
-            if media is None:
-                return _invalid("Invalid media_id")
-            return json_response({"data": media_data(media)})
 
-    @bp.post("/2/media/upload/initialize")
-    def upload_initialize() -> Response:
-        token, fault = authorize(publishing=True)
-        if fault:
-            return fault
-        body = request.get_json(silent=True) or {}
-        mime = str(body.get("media_type", ""))
-        kind = mime.split("/")[0]
-        if kind not in ("image", "video"):
-            return _invalid("media_type must be an image or video MIME type")
-        try:
-            total = int(body.get("total_bytes", 0))
-        except (TypeError, ValueError):
-            return _invalid("total_bytes must be an integer")
-        reason = check_category(kind, body.get("media_category"), mime, total)
-        if reason:
-            return _invalid(reason)
-        media = new_media(user_for(token), kind, mime, body["media_category"], total)
-        state.note_upload(PLATFORM, kind, str(media["id"]))
-        data = {k: media_data(media)[k] for k in ("id", "media_key", "expires_after_secs")}
-        return json_response({"data": data})
+def upload_initialize() -> Response:
+    token, fault = authorize(publishing=True)
+    if fault:
+        return fault
+    body = request.get_json(silent=True) or {}
+    mime = str(body.get("media_type", ""))
+    kind = mime.split("/")[0]
+    if kind not in ("image", "video"):
+        return _invalid("media_type must be an image or video MIME type")
+    try:
+        total = int(body.get("total_bytes", 0))
+    except (TypeError, ValueError):
+        return _invalid("total_bytes must be an integer")
+    reason = check_category(kind, body.get("media_category"), mime, total)
+    if reason:
+        return _invalid(reason)
+    media = new_media(user_for(token), kind, mime, body["media_category"], total)
+    state.note_upload(PLATFORM, kind, str(media["id"]))
+    data = {k: media_data(media)[k] for k in ("id", "media_key", "expires_after_secs")}
+    return json_response({"data": data})
 
-    @bp.post("/2/media/upload/<media_id>/append")
-    def upload_append(media_id: str) -> Response:
-        token, fault = authorize(publishing=True)
-        if fault:
-            return fault
-        upload = request.files.get("media")
-        try:
-            index = int(request.form.get("segment_index", ""))
-        except ValueError:
-            return _invalid("segment_index must be an integer")
-        if upload is None or not 0 <= index <= MAX_SEGMENT_INDEX:
-            return _invalid(f"media and a segment_index of 0..{MAX_SEGMENT_INDEX} are required")
-        chunk = upload.read()
-        with state.lock:
-            media = find_media(media_id, user_for(token))
-            if media is None or media["state"] != "uploading":
-                return _invalid("Invalid media_id or the upload is already finalized")
-            media["segments"][index] = len(chunk)
-            if index == 0:
-                media["head"] = chunk[:262]
-            return json_response({"data": {"expires_at": int(media["expires_at"])}})
 
-    @bp.post("/2/media/upload/<media_id>/finalize")
-    def upload_finalize(media_id: str) -> Response:
-        token, fault = authorize(publishing=True)
-        if fault:
-            return fault
-        processing = state.faults_for(PLATFORM).processing_seconds
-        with state.lock:
-            media = find_media(media_id, user_for(token))
-            if media is None or media["state"] != "uploading":
-                return _invalid("Invalid media_id or the upload is already finalized")
-            if sum(media["segments"].values()) != media["total_bytes"]:
-                return _invalid("Segments do not add up to provided total file size.")
-            now = time.time()
-            media["finalized_at"] = now
-            if sniffed_media_kind(media["head"]) != media["kind"]:
-                media["state"] = "failed"
-            elif media["kind"] == "video" and processing > 0:
-                media.update(state="pending", ready_at=now + processing)
-            else:
-                media["state"] = "succeeded"
-            return json_response({"data": media_data(media)})
+def upload_append(media_id: str) -> Response:
+    token, fault = authorize(publishing=True)
+    if fault:
+        return fault
+    upload = request.files.get("media")
+    try:
+        index = int(request.form.get("segment_index", ""))
+    except ValueError:
+        return _invalid("segment_index must be an integer")
+    if upload is None or not 0 <= index <= MAX_SEGMENT_INDEX:
+        return _invalid(f"media and a segment_index of 0..{MAX_SEGMENT_INDEX} are required")
+    chunk = upload.read()
+    with state.lock:
+        media = find_media(media_id, user_for(token))
+        if media is None or media["state"] != "uploading":
+            return _invalid("Invalid media_id or the upload is already finalized")
+        media["segments"][index] = len(chunk)
+        if index == 0:
+            media["head"] = chunk[:262]
+        return json_response({"data": {"expires_at": int(media["expires_at"])}})
 
-    # -- posts -----------------------------------------------------------------------------
 
-    @bp.post("/2/tweets")
-    def create_post() -> Response:
-        token, fault = authorize(publishing=True)
-        if fault:
-            return fault
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _invalid("The request body must be a JSON object")
-        text = body.get("text", "")
-        media_ids = (body.get("media") or {}).get("media_ids") or []
-        if not isinstance(text, str) or not isinstance(media_ids, list):
-            return _invalid("text must be a string and media.media_ids a list")
-        if not text and not media_ids:
-            return _invalid("Either text or media is required")
-        if count_x_weighted(text) > TEXT_LIMIT:
-            return _invalid(f"Your Tweet text is longer than {TEXT_LIMIT} weighted characters")
-        reply_settings = body.get("reply_settings")
-        if reply_settings is not None and reply_settings not in REPLY_SETTINGS:
-            return _invalid(f"reply_settings must be one of {sorted(REPLY_SETTINGS)}")
-        if len(media_ids) > MAX_MEDIA_PER_POST:
-            return _invalid(f"A post can have at most {MAX_MEDIA_PER_POST} media")
-        user_id = user_for(token)
-        with state.lock:
-            found = [find_media(media_id, user_id) for media_id in media_ids]
-            for item in found:
-                if item is not None:
-                    _processing_info(item, time.time())
-            media = [item for item in found if item is not None and item["state"] == "succeeded"]
-            if len(media) != len(found):
-                return _invalid("Your media IDs are invalid.")
-            if any(item["kind"] == "video" for item in media) and len(media) > 1:
-                return _invalid("A post can have one video, or up to 4 images, not both")
-            if text and any(entry["text"] == text for entry in state.posts_of(PLATFORM, user_id)):
-                return _problem(
-                    403, "You are not allowed to create a Tweet with duplicate content."
-                )
-            now = time.time()
-            history = store().setdefault("posted_at", {})
-            posted = [t for t in history.get(user_id, []) if t > now - DAY_SECONDS]
-            history[user_id] = posted
-            headers = _limit_headers(posted, now)
-            if len(posted) >= USER_DAILY_LIMIT or headers["x-rate-limit-remaining"] == "0":
-                return _problem(429, "Too Many Requests", headers=headers)
-            post_id = _snowflake(state)
-            params = {key: value for key, value in body.items() if key != "text"}
-            ledger_media = [
-                {
-                    "kind": item["kind"],
-                    "mime_type": item["mime_type"],
-                    "size": item["total_bytes"],
-                    "media_key": item["media_key"],
-                    "media_category": item["category"],
-                }
-                for item in media
-            ]
-            state.record(PLATFORM, user_id, post_id, text, ledger_media, params)
-            posted.append(now)
-            headers = _limit_headers(posted, now)
-        if should_lose_response(state, PLATFORM):
-            return _problem(504, "Gateway Timeout")
-        data = {"id": post_id, "text": text, "edit_history_post_ids": [post_id]}
-        return json_response({"data": data}, 201, headers)
+def upload_finalize(media_id: str) -> Response:
+    token, fault = authorize(publishing=True)
+    if fault:
+        return fault
+    processing = state.faults_for(PLATFORM).processing_seconds
+    with state.lock:
+        media = find_media(media_id, user_for(token))
+        if media is None or media["state"] != "uploading":
+            return _invalid("Invalid media_id or the upload is already finalized")
+        if sum(media["segments"].values()) != media["total_bytes"]:
+            return _invalid("Segments do not add up to provided total file size.")
+        now = time.time()
+        media["finalized_at"] = now
+        if sniffed_media_kind(media["head"]) != media["kind"]:
+            media["state"] = "failed"
+        elif media["kind"] == "video" and processing > 0:
+            media.update(state="pending", ready_at=now + processing)
+        else:
+            media["state"] = "succeeded"
+        return json_response({"data": media_data(media)})
 
-    @bp.delete("/2/tweets/<tweet_id>")
-    def delete_post(tweet_id: str) -> Response:
-        token, fault = authorize(publishing=False)
-        if fault:
-            return fault
-        if not state.delete(PLATFORM, tweet_id, user_for(token)):
-            return _problem(404, "Not Found")
-        return json_response({"data": {"deleted": True}})
 
-    # -- OAuth 2 ---------------------------------------------------------------------------
+# -- posts -----------------------------------------------------------------------------
 
-    @bp.post("/2/oauth2/token")
-    def oauth_token() -> Response:
-        fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
-        if fault:
-            return fault
-        if request.form.get("grant_type") == "authorization_code":
-            return exchange_response(state, PLATFORM)
-        if request.form.get("grant_type") != "refresh_token":
-            return json_response(
-                {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
-            )
-        refresh_token = request.form.get("refresh_token", "")
-        revoked = state.faults_for(PLATFORM).revoked_tokens
-        if refresh_token in state.faults_for(PLATFORM).malformed_refresh_tokens:
-            # What a misbehaving proxy in front of the token endpoint answers.
-            return Response("<html><body>Service temporarily unavailable</body></html>", 200)
-        with state.lock:
-            used = store().setdefault("used_refresh_tokens", set())
-            if not refresh_token or refresh_token in used or refresh_token in revoked:
-                return json_response(
-                    {
-                        "error": "invalid_request",
-                        "error_description": "Value passed for the token was invalid.",
-                    },
-                    400,
-                )
-            # Refresh tokens are single-use: the new pair replaces this one for good.
-            used.add(refresh_token)
-            users = store().setdefault("token_users", {})
-            user_id = users.get(refresh_token) or _derived_user_id(refresh_token)
-            access_token = f"x-at-{secrets.token_urlsafe(18)}"
-            new_refresh_token = f"x-rt-{secrets.token_urlsafe(18)}"
-            users[access_token] = user_id
-            users[new_refresh_token] = user_id
-        return json_response(
+
+def create_post() -> Response:
+    token, fault = authorize(publishing=True)
+    if fault:
+        return fault
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _invalid("The request body must be a JSON object")
+    text = body.get("text", "")
+    media_ids = (body.get("media") or {}).get("media_ids") or []
+    if not isinstance(text, str) or not isinstance(media_ids, list):
+        return _invalid("text must be a string and media.media_ids a list")
+    if not text and not media_ids:
+        return _invalid("Either text or media is required")
+    if count_x_weighted(text) > TEXT_LIMIT:
+        return _invalid(f"Your Tweet text is longer than {TEXT_LIMIT} weighted characters")
+    reply_settings = body.get("reply_settings")
+    if reply_settings is not None and reply_settings not in REPLY_SETTINGS:
+        return _invalid(f"reply_settings must be one of {sorted(REPLY_SETTINGS)}")
+    if len(media_ids) > MAX_MEDIA_PER_POST:
+        return _invalid(f"A post can have at most {MAX_MEDIA_PER_POST} media")
+    user_id = user_for(token)
+    with state.lock:
+        found = [find_media(media_id, user_id) for media_id in media_ids]
+        for item in found:
+            if item is not None:
+                _processing_info(item, time.time())
+        media = [item for item in found if item is not None and item["state"] == "succeeded"]
+        if len(media) != len(found):
+            return _invalid("Your media IDs are invalid.")
+        if any(item["kind"] == "video" for item in media) and len(media) > 1:
+            return _invalid("A post can have one video, or up to 4 images, not both")
+        if text and any(entry["text"] == text for entry in state.posts_of(PLATFORM, user_id)):
+            return _problem(403, "You are not allowed to create a Tweet with duplicate content.")
+        now = time.time()
+        history = store().setdefault("posted_at", {})
+        posted = [t for t in history.get(user_id, []) if t > now - DAY_SECONDS]
+        history[user_id] = posted
+        headers = _limit_headers(posted, now)
+        if len(posted) >= USER_DAILY_LIMIT or headers["x-rate-limit-remaining"] == "0":
+            return _problem(429, "Too Many Requests", headers=headers)
+        post_id = _snowflake(state)
+        params = {key: value for key, value in body.items() if key != "text"}
+        ledger_media = [
             {
-                "token_type": "bearer",
-                "expires_in": ACCESS_TOKEN_SECONDS,
-                "access_token": access_token,
-                "scope": TOKEN_SCOPE,
-                "refresh_token": new_refresh_token,
+                "kind": item["kind"],
+                "mime_type": item["mime_type"],
+                "size": item["total_bytes"],
+                "media_key": item["media_key"],
+                "media_category": item["category"],
             }
-        )
+            for item in media
+        ]
+        state.record(PLATFORM, user_id, post_id, text, ledger_media, params)
+        posted.append(now)
+        headers = _limit_headers(posted, now)
+    if should_lose_response(state, PLATFORM):
+        return _problem(504, "Gateway Timeout")
+    data = {"id": post_id, "text": text, "edit_history_post_ids": [post_id]}
+    return json_response({"data": data}, 201, headers)
 
-    return bp
+
+def delete_post(tweet_id: str) -> Response:
+    token, fault = authorize(publishing=False)
+    if fault:
+        return fault
+    if not state.delete(PLATFORM, tweet_id, user_for(token)):
+        return _problem(404, "Not Found")
+    return json_response({"data": {"deleted": True}})
+
+
+# -- OAuth 2 ---------------------------------------------------------------------------
+
+
+def oauth_token() -> Response:
+    fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
+    if fault:
+        return fault
+    if request.form.get("grant_type") == "authorization_code":
+        return exchange_response(state, PLATFORM)
+    if request.form.get("grant_type") != "refresh_token":
+        return json_response(
+            {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
+        )
+    refresh_token = request.form.get("refresh_token", "")
+    revoked = state.faults_for(PLATFORM).revoked_tokens
+    if refresh_token in state.faults_for(PLATFORM).malformed_refresh_tokens:
+        # What a misbehaving proxy in front of the token endpoint answers.
+        return Response("<html><body>Service temporarily unavailable</body></html>", 200)
+    with state.lock:
+        used = store().setdefault("used_refresh_tokens", set())
+        if not refresh_token or refresh_token in used or refresh_token in revoked:
+            return json_response(
+                {
+                    "error": "invalid_request",
+                    "error_description": "Value passed for the token was invalid.",
+                },
+                400,
+            )
+        # Refresh tokens are single-use: the new pair replaces this one for good.
+        used.add(refresh_token)
+        users = store().setdefault("token_users", {})
+        user_id = users.get(refresh_token) or _derived_user_id(refresh_token)
+        access_token = f"x-at-{secrets.token_urlsafe(18)}"
+        new_refresh_token = f"x-rt-{secrets.token_urlsafe(18)}"
+        users[access_token] = user_id
+        users[new_refresh_token] = user_id
+    return json_response(
+        {
+            "token_type": "bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "access_token": access_token,
+            "scope": TOKEN_SCOPE,
+            "refresh_token": new_refresh_token,
+        }
+    )
 
 
 def _limit_headers(posted: list[float], now: float) -> dict[str, str]:
@@ -512,3 +515,19 @@ def _limit_headers(posted: list[float], now: float) -> dict[str, str]:
         "x-user-limit-24hour-remaining": str(max(0, USER_DAILY_LIMIT - len(posted))),
         "x-user-limit-24hour-reset": str(int(day_reset)),
     }
+
+
+# The platform's paths, served under /<platform>.
+ROUTES = (
+    Route("GET", "/2/users/me", users_me),
+    Route("GET", "/2/users/<user_id>/tweets", user_tweets),
+    Route("POST", "/2/media/upload", upload_one_shot),
+    Route("GET", "/2/media/upload", upload_status),
+    Route("POST", "/2/media/upload/initialize", upload_initialize),
+    Route("POST", "/2/media/upload/<media_id>/append", upload_append),
+    Route("POST", "/2/media/upload/<media_id>/finalize", upload_finalize),
+    Route("POST", "/2/tweets", create_post),
+    Route("DELETE", "/2/tweets/<tweet_id>", delete_post),
+    Route("POST", "/2/oauth2/token", oauth_token),
+)
+BLUEPRINT_NAME = "sandbox_x"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
 
@@ -50,11 +49,11 @@ from workers.adapters.base import (
     stamp_checked,
     working_handle,
 )
+from workers.adapters.kit import stream_file
 
 GRAPH_VERSION = "v25.0"
 FACEBOOK_WEB = "https://www.facebook.com"
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
-UPLOAD_CHUNK_BYTES = 1024 * 1024
 DEAD_VIDEO_STATES = frozenset({"error", "expired", "upload_failed"})
 REEL_DONE_STATES = frozenset({"published", "scheduled"})
 
@@ -278,7 +277,7 @@ class FacebookAdapter(Adapter):
             "POST",
             upload_url,
             token=token,
-            content=_file_chunks(item.path, offset),
+            content=stream_file(item.path, offset),
             headers={
                 "offset": str(offset),
                 "file_size": str(size),
@@ -385,13 +384,6 @@ class FacebookAdapter(Adapter):
         if url is None and kind != "video":
             url = f"{FACEBOOK_WEB}/{post_id}"
         return PublishResult(post_id, url, {"kind": kind, "adopted": True})
-
-
-def _file_chunks(path: str, offset: int) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        while chunk := handle.read(UPLOAD_CHUNK_BYTES):
-            yield chunk
 
 
 def _publish_status(status: dict[str, Any]) -> str | None:

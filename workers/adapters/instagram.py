@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 
 from workers.adapters import register
+from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
 from workers.adapters._meta import (
     MEDIA_FETCH_ERRORS,
     MEDIA_FETCH_HINT,
     PERMANENT_SUBCODES,
     TRANSIENT_SUBCODES,
-    ContainerPlan,
-    GraphContainerAdapter,
     refresh_long_lived_token,
     subcode_in,
 )

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +29,6 @@ from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
-    AuthExpiredError,
     AuthRevokedError,
     DuplicateError,
     MediaItem,
@@ -38,7 +38,6 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     QuotaExhaustedError,
-    RateLimitedError,
     ReconcileResult,
     ReconcileStatus,
     TokenSet,
@@ -47,6 +46,14 @@ from workers.adapters.base import (
     json_body,
     resuming_prepared,
     working_handle,
+)
+from workers.adapters.kit import (
+    ErrorCodes,
+    classify_status,
+    file_parts,
+    poll_until,
+    reconcile_since,
+    retry_after_seconds,
 )
 
 # The monthly API version (YYYYMM); versions live about a year. Override without a release.
@@ -58,9 +65,14 @@ VIDEO_POLL_SECONDS = 5.0
 VIDEO_PROCESSING_TIMEOUT_SECONDS = 600.0
 # The wait after a 429 that is not LinkedIn's daily throttle and names no Retry-After.
 DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60
-RECONCILE_LOOKBACK = timedelta(hours=24)
 RECONCILE_CLOCK_SKEW = timedelta(minutes=2)
 RECONCILE_PAGE_SIZE = 50
+ERROR_CODES = ErrorCodes(
+    rate_limited="linkedin_rate_limited",
+    auth_expired="linkedin_token_expired",
+    server_error="linkedin_server_error",
+    rejected="linkedin_access_denied",
+)
 # The API contract's visibility names to the Posts API's.
 VISIBILITY = {"PUBLIC": "PUBLIC", "CONNECTIONS": "CONNECTIONS", "LOGGED_IN_MEMBERS": "LOGGED_IN"}
 AUTHOR_URN_PREFIXES = ("urn:li:person:", "urn:li:organization:")
@@ -208,17 +220,14 @@ class LinkedInAdapter(Adapter):
                 }
             },
         ).json()["value"]
-        etags = []
-        with open(item.path, "rb") as source:
-            for part in value["uploadInstructions"]:
-                first, last = int(part["firstByte"]), int(part["lastByte"])
-                source.seek(first)
-                response = self._put(
-                    part["uploadUrl"],
-                    source.read(last - first + 1),
-                    {"Content-Type": "application/octet-stream"},
-                )
-                etags.append(response.headers.get("etag", ""))
+        parts = value["uploadInstructions"]
+        ranges = [(int(part["firstByte"]), int(part["lastByte"])) for part in parts]
+        etags = [
+            self._put(
+                part["uploadUrl"], content, {"Content-Type": "application/octet-stream"}
+            ).headers.get("etag", "")
+            for part, (_, _, content) in zip(parts, file_parts(item.path, ranges), strict=True)
+        ]
         self._call(
             "POST",
             self.url("/rest/videos"),
@@ -236,23 +245,28 @@ class LinkedInAdapter(Adapter):
 
     def _await_video(self, token: str, urn: str) -> None:
         """A post may only use a video LinkedIn has finished processing (AVAILABLE)."""
-        deadline = time.monotonic() + VIDEO_PROCESSING_TIMEOUT_SECONDS
-        while True:
+        status = ""
+
+        def look() -> bool | None:
+            nonlocal status
             video = self._call("GET", self.url(f"/rest/videos/{quote(urn, safe='')}"), token).json()
             status = video.get("status")
-            if status == "AVAILABLE":
-                return
             if status == "PROCESSING_FAILED":
                 raise PermanentError(
                     f"LinkedIn could not process the video: {video.get('processingFailureReason')}",
                     code="linkedin_media_processing_failed",
                 )
-            if time.monotonic() + self.video_poll_seconds > deadline:
-                raise TransientError(
-                    f"LinkedIn is still processing the video ({status})",
-                    code="linkedin_media_processing_timeout",
-                )
-            time.sleep(self.video_poll_seconds)
+            return True if status == "AVAILABLE" else None
+
+        poll_until(
+            look,
+            interval=self.video_poll_seconds,
+            deadline=time.monotonic() + VIDEO_PROCESSING_TIMEOUT_SECONDS,
+            still_processing=lambda: TransientError(
+                f"LinkedIn is still processing the video ({status})",
+                code="linkedin_media_processing_timeout",
+            ),
+        )
 
     def _put(self, url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """PUT bytes to an upload URL LinkedIn handed out (used as given)."""
@@ -297,10 +311,7 @@ class LinkedInAdapter(Adapter):
         Without read permission (403) a resumed publish goes on (LinkedIn's duplicate check
         still names an existing post); reconcile (`strict`) lets the 403 through.
         """
-        if handle.get("posted_at"):
-            since = datetime.fromisoformat(handle["posted_at"]) - RECONCILE_CLOCK_SKEW
-        else:
-            since = datetime.now(UTC) - RECONCILE_LOOKBACK
+        since = reconcile_since(handle.get("posted_at"), RECONCILE_CLOCK_SKEW)
         url = (
             self.url("/rest/posts")
             + f"?author={quote(author, safe='')}&q=author&count={RECONCILE_PAGE_SIZE}"
@@ -373,30 +384,15 @@ def classify(response: httpx.Response) -> PlatformError:
     body = json_body(response)
     code = _error_code(body)
     message = str(body.get("message") or response.reason_phrase)
-    if status == 401:
-        if code == "REVOKED_ACCESS_TOKEN" or "revoked" in message.lower():
-            return AuthRevokedError(message, code="linkedin_token_revoked", http_status=status)
-        return AuthExpiredError(message, code="linkedin_token_expired", http_status=status)
-    if status == 426 or code in ("NONEXISTENT_VERSION", "VERSION_MISSING"):
+    if status == 401 and (code == "REVOKED_ACCESS_TOKEN" or "revoked" in message.lower()):
+        return AuthRevokedError(message, code="linkedin_token_revoked", http_status=status)
+    if status != 401 and (status == 426 or code in ("NONEXISTENT_VERSION", "VERSION_MISSING")):
         # The operator must move LinkedIn-Version (CRIER_LINKEDIN_VERSION) to a live one.
         config_code = f"linkedin_config_{(code or 'nonexistent_version').lower()}"
         return PermanentError(message, code=config_code, http_status=status)
-    if status == 429:
-        if code == "TOO_MANY_REQUESTS" or "throttle" in message.lower():
-            return QuotaExhaustedError(
-                message,
-                code="linkedin_daily_limit",
-                http_status=status,
-                retry_at=next_utc_midnight(),
-            )
-        retry_after = response.headers.get("retry-after", "")
-        return RateLimitedError(
-            message,
-            code="linkedin_rate_limited",
-            http_status=status,
-            retry_after=float(retry_after)
-            if retry_after.isdigit()
-            else DEFAULT_RATE_LIMIT_WAIT_SECONDS,
+    if status == 429 and (code == "TOO_MANY_REQUESTS" or "throttle" in message.lower()):
+        return QuotaExhaustedError(
+            message, code="linkedin_daily_limit", http_status=status, retry_at=next_utc_midnight()
         )
     if status == 422 and "duplicate" in message.lower():
         match = _DUPLICATE_URN_RE.search(message)
@@ -410,12 +406,11 @@ def classify(response: httpx.Response) -> PlatformError:
         return TransientError(message, code="linkedin_media_waiting_upload", http_status=status)
     if status == 409:
         return TransientError(message, code="linkedin_conflict", http_status=status)
-    if status >= 500:
-        return TransientError(message, code="linkedin_server_error", http_status=status)
-    if status == 403:
-        return PermanentError(message, code="linkedin_access_denied", http_status=status)
-    suffix = code.lower() if code else f"http_{status}"
-    return PermanentError(message, code=f"linkedin_{suffix}", http_status=status)
+    # A 4xx is coded by LinkedIn's own symbolic code where it names one.
+    refused = "access_denied" if status == 403 else code.lower() if code else f"http_{status}"
+    codes = replace(ERROR_CODES, rejected=f"linkedin_{refused}")
+    wait = retry_after_seconds(response.headers, DEFAULT_RATE_LIMIT_WAIT_SECONDS)
+    return classify_status(status, message, codes, rate_limit_wait=wait)
 
 
 def _error_code(body: dict[str, Any]) -> str:

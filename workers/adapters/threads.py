@@ -4,10 +4,9 @@ threads_publish → permalink (docs/platforms.md)."""
 from __future__ import annotations
 
 from workers.adapters import register
+from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
 from workers.adapters._meta import (
     MEDIA_FETCH_HINT,
-    ContainerPlan,
-    GraphContainerAdapter,
     refresh_long_lived_token,
 )
 from workers.adapters.base import (

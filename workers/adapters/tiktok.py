@@ -19,7 +19,6 @@ from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
-    AuthExpiredError,
     AuthRevokedError,
     MediaItem,
     PermanentError,
@@ -28,7 +27,6 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     QuotaExhaustedError,
-    RateLimitedError,
     ReconcileResult,
     ReconcileStatus,
     TokenSet,
@@ -36,6 +34,14 @@ from workers.adapters.base import (
     client_credentials,
     json_body,
     single_video,
+)
+from workers.adapters.kit import (
+    ErrorCodes,
+    chunk_ranges,
+    classify_status,
+    file_parts,
+    poll_until,
+    reconcile_since,
 )
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -54,8 +60,7 @@ UPLOAD_URL_TTL_SECONDS = 3600
 RATE_LIMIT_WINDOW_SECONDS = 60.0
 # spam_risk_too_many_posts: about 15 posts per creator per rolling 24 h, no reset hint.
 POST_CAP_WINDOW = timedelta(hours=24)
-RECONCILE_LOOKBACK = timedelta(hours=24)
-CLOCK_SKEW_SECONDS = 300
+CLOCK_SKEW = timedelta(seconds=300)
 VIDEO_LIST_MAX_COUNT = 20  # the endpoint's maximum page size
 
 CAP_CODES = frozenset({"spam_risk_too_many_posts", "reached_active_user_cap"})
@@ -166,40 +171,45 @@ class TikTokAdapter(Adapter):
             handle["chunk_size"],
             handle["total_chunk_count"],
         )
-        with open(video.path, "rb") as source:
-            for index in range(min(uploaded_bytes // chunk_size, count - 1), count):
-                first = index * chunk_size
-                last = size - 1 if index == count - 1 else first + chunk_size - 1
-                source.seek(first)
-                response = self._send(
-                    "PUT",
-                    handle["upload_url"],
-                    content=source.read(last - first + 1),
-                    headers={
-                        "Content-Type": video.mime_type,
-                        "Content-Range": f"bytes {first}-{last}/{size}",
-                    },
-                    timeout=UPLOAD_TIMEOUT,
-                )
-                _check(response)
+        first_chunk = min(uploaded_bytes // chunk_size, count - 1)
+        ranges = chunk_ranges(size, chunk_size, count, start=first_chunk)
+        for first, last, content in file_parts(video.path, ranges):
+            response = self._send(
+                "PUT",
+                handle["upload_url"],
+                content=content,
+                headers={
+                    "Content-Type": video.mime_type,
+                    "Content-Range": f"bytes {first}-{last}/{size}",
+                },
+                timeout=UPLOAD_TIMEOUT,
+            )
+            _check(response)
 
     def _await_completion(self, handle: dict[str, Any], token: str) -> PublishResult:
         publish_id = handle["publish_id"]
-        deadline = time.monotonic() + self.status_poll_timeout
-        while True:
+        state = None
+
+        def look() -> PublishResult | None:
+            nonlocal state
             status = self._fetch_status(token, publish_id)
             state = status.get("status")
             if state == "PUBLISH_COMPLETE":
                 return _result(handle, status)
             if state == "FAILED":
                 raise _fail_reason_error(status.get("fail_reason") or "unknown", publish_id)
-            if time.monotonic() >= deadline:
-                raise TransientError(
-                    f"TikTok is still processing publish {publish_id} ({state})",
-                    code="tiktok_still_processing",
-                    details={"publish_id": publish_id, "status": state},
-                )
-            time.sleep(self.status_poll_interval)
+            return None
+
+        return poll_until(
+            look,
+            interval=self.status_poll_interval,
+            deadline=time.monotonic() + self.status_poll_timeout,
+            still_processing=lambda: TransientError(
+                f"TikTok is still processing publish {publish_id} ({state})",
+                code="tiktok_still_processing",
+                details={"publish_id": publish_id, "status": state},
+            ),
+        )
 
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         handle = request.handle or {}
@@ -219,12 +229,10 @@ class TikTokAdapter(Adapter):
                 ReconcileStatus.NOT_FOUND,
                 reason=f"publish {publish_id} is {state}; publishing again resumes it",
             )
-        since = (
-            handle.get("init_started_at") or (datetime.now(UTC) - RECONCILE_LOOKBACK).timestamp()
-        )
+        since = reconcile_since(handle.get("init_started_at"), CLOCK_SKEW).timestamp()
         no_bytes = "no publish_id was saved, so no bytes were uploaded and no post exists"
         try:
-            found = self._find_in_video_list(token, request.text, since - CLOCK_SKEW_SECONDS)
+            found = self._find_in_video_list(token, request.text, since)
         except AuthRevokedError:  # the token lacks video.list: the FILE_UPLOAD argument stands
             return ReconcileResult(ReconcileStatus.NOT_FOUND, reason=no_bytes)
         if found is not None:
@@ -366,14 +374,13 @@ def _check(response: httpx.Response) -> dict[str, Any]:
 
 
 def _api_error(status: int, code: str | None, message: str) -> PlatformError:
+    """TikTok's `error.code` decides, since it fails with HTTP 200 too: caps and lost
+    scopes are its own signals; the rest read as the status the code stands for."""
     code = code or ("internal_error" if status >= 500 else f"http_{status}")
     text = f"TikTok {code} (HTTP {status}): {message}".rstrip(": ")
     stable = f"tiktok_{code}"
-    if code == "rate_limit_exceeded" or status == 429:
-        return RateLimitedError(
-            text, code=stable, http_status=status, retry_after=RATE_LIMIT_WINDOW_SECONDS
-        )
-    if code in CAP_CODES:
+    rate_limited = code == "rate_limit_exceeded" or status == 429
+    if code in CAP_CODES and not rate_limited:
         return QuotaExhaustedError(
             text,
             code=stable,
@@ -381,13 +388,23 @@ def _api_error(status: int, code: str | None, message: str) -> PlatformError:
             retry_at=datetime.now(UTC) + POST_CAP_WINDOW,
             scope="app" if code == "reached_active_user_cap" else "account",
         )
-    if code == "access_token_invalid":
-        return AuthExpiredError(text, code=stable, http_status=status)
-    if code in RECONSENT_CODES:
+    if code in RECONSENT_CODES and not rate_limited:
         return AuthRevokedError(text, code=stable, http_status=status)
-    if status >= 500 or code == "internal_error":
-        return TransientError(text, code=stable, http_status=status)
-    return PermanentError(text, code=stable, http_status=status)
+    if rate_limited:
+        meaning = 429
+    elif code == "access_token_invalid":
+        meaning = 401
+    elif status >= 500 or code == "internal_error":
+        meaning = 500
+    else:
+        meaning = 400  # any other code, whatever the status, is final
+    return classify_status(
+        meaning,
+        text,
+        ErrorCodes.single(stable),
+        rate_limit_wait=RATE_LIMIT_WINDOW_SECONDS,
+        http_status=status,
+    )
 
 
 def _fail_reason_error(reason: str, publish_id: str) -> PlatformError:

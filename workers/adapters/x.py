@@ -15,7 +15,6 @@ import unicodedata
 from base64 import b64encode
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -34,7 +33,6 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     QuotaExhaustedError,
-    RateLimitedError,
     ReconcileResult,
     ReconcileStatus,
     TokenSet,
@@ -43,6 +41,14 @@ from workers.adapters.base import (
     json_body,
     resuming_prepared,
     working_handle,
+)
+from workers.adapters.kit import (
+    ErrorCodes,
+    classify_status,
+    poll_until,
+    reconcile_since,
+    reset_wait_seconds,
+    stream_file,
 )
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -55,7 +61,14 @@ MEDIA_PROCESSING_TIMEOUT_SECONDS = 300.0
 MEDIA_REUSE_MARGIN_SECONDS = 600
 # X's user request window: the wait when a 429 carries no x-rate-limit-reset.
 DEFAULT_RATE_LIMIT_WAIT_SECONDS = 15 * 60
-RECONCILE_LOOKBACK = timedelta(hours=24)
+ERROR_CODES = ErrorCodes(
+    rate_limited="x_rate_limited",
+    auth_expired="x_unauthorized",
+    server_error="x_server_error",
+    rejected="x_invalid_request",
+)
+# Final refusals X names by status alone.
+REFUSALS = {402: "x_payment_required", 403: "x_forbidden", 404: "x_not_found"}
 RECONCILE_CLOCK_SKEW = timedelta(minutes=2)
 RECONCILE_PAGE_SIZE = 100
 # The API contract's replySettings value that means "no restriction": X wants the field omitted.
@@ -220,18 +233,15 @@ class XAdapter(Adapter):
             },
         ).json()["data"]
         media_id = str(initialized["id"])
-        with open(item.path, "rb") as source:
-            segment_index = 0
-            while chunk := source.read(self.upload_chunk_bytes):
-                self._call(
-                    "POST",
-                    self.url(f"/2/media/upload/{media_id}/append"),
-                    token,
-                    files={"media": ("chunk", chunk, "application/octet-stream")},
-                    data={"segment_index": str(segment_index)},
-                    timeout=UPLOAD_TIMEOUT,
-                )
-                segment_index += 1
+        for segment_index, chunk in enumerate(stream_file(item.path, 0, self.upload_chunk_bytes)):
+            self._call(
+                "POST",
+                self.url(f"/2/media/upload/{media_id}/append"),
+                token,
+                files={"media": ("chunk", chunk, "application/octet-stream")},
+                data={"segment_index": str(segment_index)},
+                timeout=UPLOAD_TIMEOUT,
+            )
         finalized = self._call(
             "POST", self.url(f"/2/media/upload/{media_id}/finalize"), token
         ).json()["data"]
@@ -248,26 +258,35 @@ class XAdapter(Adapter):
         )
 
     def _await_processing(self, token: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Poll the upload status as X asks (check_after_secs) until it succeeds or fails."""
-        deadline = time.monotonic() + MEDIA_PROCESSING_TIMEOUT_SECONDS
+        """Poll the upload status as X asks (check_after_secs) until it succeeds or fails;
+        the first look reads the answer the upload already gave."""
         info = data.get("processing_info")
-        while info and info.get("state") != "succeeded":
+        fresh = True
+
+        def look() -> dict[str, Any] | None:
+            nonlocal data, info, fresh
+            if not fresh:
+                status = self._media_status(token, str(data["id"]))
+                data, info = {**data, **status}, status.get("processing_info")
+            fresh = False
+            if not info or info.get("state") == "succeeded":
+                return data
             if info.get("state") == "failed":
                 error = info.get("error") or {}
                 raise PermanentError(
                     f"X could not process the media: {error.get('message') or error.get('name')}",
                     code="x_media_processing_failed",
                 )
-            wait = float(info.get("check_after_secs") or 1)
-            if time.monotonic() + wait > deadline:
-                raise TransientError(
-                    "X is still processing the media", code="x_media_processing_timeout"
-                )
-            time.sleep(wait)
-            status = self._media_status(token, str(data["id"]))
-            data = {**data, **status}
-            info = status.get("processing_info")
-        return data
+            return None
+
+        return poll_until(
+            look,
+            interval=lambda: float((info or {}).get("check_after_secs") or 1),
+            deadline=time.monotonic() + MEDIA_PROCESSING_TIMEOUT_SECONDS,
+            still_processing=lambda: TransientError(
+                "X is still processing the media", code="x_media_processing_timeout"
+            ),
+        )
 
     # -- reconcile -------------------------------------------------------------------------
 
@@ -297,10 +316,7 @@ class XAdapter(Adapter):
         username: str | None,
     ) -> PublishResult | None:
         """The author's post since the attempt started whose text (and media) match ours."""
-        if handle.get("posted_at"):
-            since = datetime.fromisoformat(handle["posted_at"]) - RECONCILE_CLOCK_SKEW
-        else:
-            since = datetime.now(UTC) - RECONCILE_LOOKBACK
+        since = reconcile_since(handle.get("posted_at"), RECONCILE_CLOCK_SKEW)
         response = self._call(
             "GET",
             self.url(f"/2/users/{user_id}/tweets"),
@@ -402,26 +418,18 @@ def rate_limit_details(headers: httpx.Headers) -> dict[str, int] | None:
 
 
 def classify(response: httpx.Response) -> PlatformError:
-    """X's status and problem JSON to a PlatformError."""
+    """X's status and problem JSON to a PlatformError. X answers a revoked token exactly
+    like an expired one (401): refresh decides."""
     status = response.status_code
     body = json_body(response)
     message = _problem_message(body) or response.reason_phrase
     if status == 429:
         return _limit_error(response, body, message)
-    if status == 401:
-        # X answers a revoked token exactly like an expired one: refresh decides.
-        return AuthExpiredError(message, code="x_unauthorized", http_status=status)
     if status == 403 and "duplicate content" in message.lower():
         return DuplicateError(message, code="x_duplicate_content", http_status=status)
-    if status == 403:
-        return PermanentError(message, code="x_forbidden", http_status=status)
-    if status == 402:
-        return PermanentError(message, code="x_payment_required", http_status=status)
-    if status >= 500:
-        return TransientError(message, code="x_server_error", http_status=status)
-    if status == 404:
-        return PermanentError(message, code="x_not_found", http_status=status)
-    return PermanentError(message, code="x_invalid_request", http_status=status)
+    if status in REFUSALS:
+        return PermanentError(message, code=REFUSALS[status], http_status=status)
+    return classify_status(status, message, ERROR_CODES, rate_limit_wait=0.0)
 
 
 def _limit_error(response: httpx.Response, body: dict[str, Any], message: str) -> PlatformError:
@@ -445,20 +453,8 @@ def _limit_error(response: httpx.Response, body: dict[str, Any], message: str) -
             retry_at=datetime.fromtimestamp(int(reset), UTC) if reset else None,
             scope="app",
         )
-    retry_after = float(DEFAULT_RATE_LIMIT_WAIT_SECONDS)
-    if reset:
-        retry_after = max(0.0, int(reset) - _server_now(response))
-    return RateLimitedError(
-        message, code="x_rate_limited", http_status=429, retry_after=retry_after
-    )
-
-
-def _server_now(response: httpx.Response) -> float:
-    """X's clock (Date header), so the reset epoch is measured without our clock's skew."""
-    try:
-        return parsedate_to_datetime(response.headers["date"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return time.time()
+    wait = reset_wait_seconds(response, "x-rate-limit-reset", DEFAULT_RATE_LIMIT_WAIT_SECONDS)
+    return classify_status(429, message, ERROR_CODES, rate_limit_wait=wait)
 
 
 def _problem_message(body: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
@@ -30,7 +29,6 @@ from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
-    AuthExpiredError,
     AuthRevokedError,
     MediaItem,
     PermanentError,
@@ -39,7 +37,6 @@ from workers.adapters.base import (
     PublishRequest,
     PublishResult,
     QuotaExhaustedError,
-    RateLimitedError,
     ReconcileResult,
     ReconcileStatus,
     TokenSet,
@@ -49,6 +46,7 @@ from workers.adapters.base import (
     single_video,
     working_handle,
 )
+from workers.adapters.kit import ErrorCodes, classify_status, reconcile_since, stream_file
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -66,9 +64,7 @@ RATE_LIMIT_WAIT_SECONDS = 60.0
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "tooManyRequests"})
 # The token lacks the scope: only a new consent helps.
 RECONSENT_REASONS = frozenset({"insufficientPermissions"})
-READ_BLOCK_BYTES = 1024 * 1024
 MAX_UPLOAD_ROUNDS = 3  # PUTs answered 308 within one attempt before leaving it to the next
-RECONCILE_LOOKBACK = timedelta(hours=24)
 CLOCK_SKEW = timedelta(minutes=5)
 PLAYLIST_PAGE_SIZE = 50
 PRIVACY_STATUSES = ("public", "private", "unlisted")
@@ -198,7 +194,7 @@ class YouTubeAdapter(Adapter):
             response = self._send(
                 "PUT",
                 session_uri,
-                content=_file_blocks(video.path, offset),
+                content=stream_file(video.path, offset),
                 headers={
                     **_auth(token),
                     "Content-Type": video.mime_type,
@@ -257,12 +253,7 @@ class YouTubeAdapter(Adapter):
                 )
         if video_id:
             return self._reconcile_video(token, str(video_id), privacy)
-        started = handle.get("started_at")
-        since = (
-            datetime.fromtimestamp(started, UTC)
-            if started
-            else datetime.now(UTC) - RECONCILE_LOOKBACK
-        ) - CLOCK_SKEW
+        since = reconcile_since(handle.get("started_at"), CLOCK_SKEW)
         try:
             found = self._find_in_uploads(token, request, since, privacy)
         except AuthRevokedError:  # a youtube.upload-only token may not read the channel
@@ -459,14 +450,6 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _file_blocks(path: str, offset: int) -> Iterator[bytes]:
-    """The file from `offset` on, streamed so a large video is never held in memory."""
-    with open(path, "rb") as source:
-        source.seek(offset)
-        while block := source.read(READ_BLOCK_BYTES):
-            yield block
-
-
 def _received_bytes(response: httpx.Response) -> int:
     """A 308's `Range: bytes=0-N` means N+1 bytes arrived; no Range means none did."""
     match = re.fullmatch(r"bytes=0-(\d+)", response.headers.get("Range", ""))
@@ -498,14 +481,17 @@ def _error(response: httpx.Response) -> PlatformError:
             http_status=status,
             retry_at=datetime.now(UTC) + CHANNEL_UPLOAD_WINDOW,
         )
-    if status == 429 or reason in RATE_LIMIT_REASONS:
-        return RateLimitedError(
-            message, code=code, http_status=status, retry_after=RATE_LIMIT_WAIT_SECONDS
-        )
-    if status == 401 and reason != "youtubeSignupRequired":
-        return AuthExpiredError(message, code=code, http_status=status)
-    if reason in RECONSENT_REASONS:
+    # Google answers some rate limits with 403; a 401 for an account without a channel
+    # is final, since no token fixes it.
+    rate_limited = status == 429 or reason in RATE_LIMIT_REASONS
+    expired = status == 401 and reason != "youtubeSignupRequired"
+    if reason in RECONSENT_REASONS and not (rate_limited or expired):
         return AuthRevokedError(message, code=code, http_status=status)
-    if status >= 500:
-        return TransientError(message, code=code, http_status=status)
-    return PermanentError(message, code=code, http_status=status)
+    meaning = 429 if rate_limited else 401 if expired else 403 if status == 401 else status
+    return classify_status(
+        meaning,
+        message,
+        ErrorCodes.single(code),
+        rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
+        http_status=status,
+    )
