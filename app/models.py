@@ -336,18 +336,32 @@ class PublishAttempt(Base):
 
 
 class IdempotencyRecord(Base):
-    """Remembers an `Idempotency-Key` so a retried create returns the first post."""
+    """Remembers an `Idempotency-Key` so a retried create returns the first post.
+
+    A key's values are its organisation's and its profile's (null for a key of the whole
+    organisation): another profile sending the same value is another request."""
 
     __tablename__ = "idempotency_records"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
     post_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("organisation_id", "key", name="uq_idempotency_org_key"),)
+    # One value per (organisation, profile); coalesce makes the organisation's own (null)
+    # one scope too, where a plain unique constraint would let nulls repeat.
+    __table_args__ = (
+        Index(
+            "uq_idempotency_org_profile_key",
+            "organisation_id",
+            text("coalesce(profile_id, 0)"),
+            "key",
+            unique=True,
+        ),
+    )
 
 
 class WorkerHeartbeat(Base):

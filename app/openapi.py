@@ -74,7 +74,7 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "accounts.delete_account": (None, extra.AccountDeletedOut, 200),
     "connect.create_connect_link": (connect.ConnectLinkSchema, extra.ConnectLinkOut, 201),
     "media.start_media_upload": (UploadRequest, None, 201),
-    "media.complete_media_upload": (None, schemas.MediaOut, 201),
+    "media.complete_media_upload": (None, extra.MediaCompletedOut, 201),
     "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
 }
 # Other successes of an operation, with the same body as its main one.

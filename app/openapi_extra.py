@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields
 
+from app import schemas
+
 
 class RetriedTargetOut(Schema):
     post_id = fields.UUID()
@@ -169,3 +171,9 @@ class AccountDeletedOut(Schema):
     )
     revoke_error = fields.String(allow_none=True)
     cancelled_targets = fields.Integer()
+
+
+class MediaCompletedOut(schemas.MediaOut):
+    status = fields.String(
+        metadata={"description": "`ready`: the upload was probed and can be posted."}
+    )

@@ -6,10 +6,11 @@ from flask import Blueprint, Response, current_app
 from marshmallow import fields, validate
 from sqlalchemy import func, select
 
+from app import access
 from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
-from app.api.envelope import Conflict, NotFound, ValidationError, envelope
+from app.api.envelope import Conflict, ValidationError, envelope
 from app.api.serializers import account_to_dict, ts
 from app.db import get_session, utcnow
 from app.models import Account, Organisation, PostTarget, TargetStatus, WebhookEventType
@@ -32,13 +33,9 @@ blueprint = Blueprint("accounts", __name__)
 @blueprint.get("/accounts")
 def list_accounts() -> Response:
     """The organisation's connected accounts, with their health; `profile_id` narrows."""
-    caller = current_caller()
     query = load_query(page_query)
     session = get_session()
-    statement = visible_accounts(caller.organisation_id)
-    profile_id = caller.profile_for_list()
-    if profile_id is not None:
-        statement = statement.where(Account.profile_id == profile_id)
+    statement = visible_accounts(current_caller().list_scope())
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
     rows = session.scalars(
         statement.order_by(Account.id).limit(query["limit"]).offset(query["offset"])
@@ -48,15 +45,7 @@ def list_accounts() -> Response:
 
 
 def _account(account_id: int) -> Account:
-    if account_id > MAX_ID:  # no such row, and PostgreSQL would refuse the number
-        raise NotFound("Account not found.")
-    caller = current_caller()
-    account = get_session().scalar(
-        visible_accounts(caller.organisation_id).where(Account.id == account_id)
-    )
-    if account is None or not caller.sees(account):
-        raise NotFound("Account not found.")
-    return account
+    return access.account(get_session(), current_caller().scope, account_id)
 
 
 @blueprint.get("/accounts/<int:account_id>")
@@ -153,7 +142,7 @@ def create_account() -> Response:
                 Account.external_id == data["external_id"],
             )
         )
-        if existing is not None and not caller.sees(existing):
+        if existing is not None and not caller.scope.sees(existing):
             raise Conflict(
                 "This platform account is already connected outside your profile.",
                 code="account_exists",

@@ -9,8 +9,9 @@ from typing import Any
 from flask import current_app, g, request
 from sqlalchemy import select, update
 
-from app.api.envelope import ApiError, NotFound, Unauthorized
-from app.api.scopes import check_scope, query_profile, resolve_profile
+from app.access import Scope
+from app.api.envelope import ApiError, Unauthorized
+from app.api.scopes import check_scope, effective_scopes, query_profile, resolve_profile
 from app.db import get_session, utcnow
 from app.models import ApiKey
 from app.ratelimit import LimitState, RequestLimiter, retry_after_seconds
@@ -43,13 +44,14 @@ class Caller:
     # Set for a key restricted to one profile: everything else reads as absent (404).
     profile_id: int | None = None
 
-    def sees(self, row: Any) -> bool:
-        """Whether a row of the organisation is within this key's profile."""
-        return self.profile_id is None or getattr(row, "profile_id", None) == self.profile_id
+    @property
+    def scope(self) -> Scope:
+        """What this key may touch (app.access loads every object a request names)."""
+        return Scope(self.organisation_id, self.profile_id)
 
-    def check_visible(self, row: Any, message: str) -> None:
-        if not self.sees(row):
-            raise NotFound(message)
+    def list_scope(self) -> Scope:
+        """What a list shows: the key's scope, narrowed by `?profile_id=` if asked."""
+        return Scope(self.organisation_id, self.profile_for_list())
 
     def profile_for_list(self) -> int | None:
         """The profile a list is narrowed to (`?profile_id=`, or the key's own)."""
@@ -90,7 +92,8 @@ def authenticate() -> None:
     if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1):
         session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
         session.commit()
-    scopes = tuple(api_key.scopes or ())
+    # A profile key never holds `admin`, whatever its row says (app.api.scopes).
+    scopes = effective_scopes(api_key.scopes or (), api_key.profile_id)
     g.caller = Caller(
         organisation_id=api_key.organisation_id,
         api_key_id=api_key.id,

@@ -8,9 +8,10 @@ from flask import Blueprint, Response
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import func, select, update
 
+from app import access
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
-from app.api.envelope import NotFound, ValidationError, envelope
+from app.api.envelope import ValidationError, envelope
 from app.api.serializers import ts
 from app.db import get_session, utcnow
 from app.models import Campaign, Post
@@ -79,27 +80,19 @@ def campaign_to_dict(campaign: Campaign, posts_count: int) -> dict[str, Any]:
 
 
 def _posts_count(campaign_id: int) -> int:
+    """The campaign's posts the key sees."""
     return (
         get_session().scalar(
-            select(func.count()).select_from(Post).where(Post.campaign_id == campaign_id)
+            select(func.count())
+            .select_from(Post)
+            .where(Post.campaign_id == campaign_id, *current_caller().scope.where(Post))
         )
         or 0
     )
 
 
 def _campaign(campaign_id: int) -> Campaign:
-    if campaign_id > MAX_ID:
-        raise NotFound("Campaign not found.")
-    caller = current_caller()
-    campaign = get_session().scalar(
-        select(Campaign).where(
-            Campaign.id == campaign_id,
-            Campaign.organisation_id == caller.organisation_id,
-        )
-    )
-    if campaign is None or not caller.sees(campaign):
-        raise NotFound("Campaign not found.")
-    return campaign
+    return access.campaign(get_session(), current_caller().scope, campaign_id)
 
 
 @blueprint.get("/campaigns")
@@ -108,10 +101,7 @@ def list_campaigns() -> Response:
     query = load_query(campaigns_query)
     session = get_session()
     caller = current_caller()
-    statement = select(Campaign).where(Campaign.organisation_id == caller.organisation_id)
-    profile_id = caller.profile_for_list()
-    if profile_id is not None:
-        statement = statement.where(Campaign.profile_id == profile_id)
+    statement = caller.list_scope().select(Campaign)
     if query.get("status"):
         statement = statement.where(Campaign.status == query["status"])
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
@@ -121,7 +111,7 @@ def list_campaigns() -> Response:
     counts = dict(
         session.execute(
             select(Post.campaign_id, func.count())
-            .where(Post.campaign_id.in_([c.id for c in rows]))
+            .where(Post.campaign_id.in_([c.id for c in rows]), *caller.scope.where(Post))
             .group_by(Post.campaign_id)
         ).all()
     )

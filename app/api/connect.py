@@ -18,12 +18,13 @@ from flask import Blueprint, Response, after_this_request, current_app, redirect
 from marshmallow import ValidationError as SchemaError
 from marshmallow import fields, validate, validates_schema
 
+from app import access
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json
-from app.api.envelope import ApiError, NotFound, ValidationError, envelope, format_timestamp
+from app.api.envelope import ApiError, ValidationError, envelope, format_timestamp
 from app.config import Settings
 from app.db import get_session, utcnow
-from app.models import Account, AccountStatus, ConnectLink
+from app.models import Account, ConnectLink
 from app.oauth import (
     ClientApp,
     OAuthError,
@@ -131,19 +132,19 @@ def create_connect_link() -> Response:
     session = get_session()
     account_id = data.get("account_id")
     if account_id is not None:
-        account = session.get(Account, account_id)
-        if (
-            account is None
-            or account.organisation_id != caller.organisation_id
-            or account.status == AccountStatus.DISCONNECTED
-            or not caller.sees(account)
-        ):
-            raise NotFound("Account not found.")
+        account = access.account(session, caller.scope, account_id)
         if account.platform != platform:
             message = f"Account {account_id} is a {account.platform} account, not {platform}."
             raise ValidationError(message, details={"account_id": [message]})
         if profile_id is None:
             profile_id = account.profile_id
+        elif profile_id != account.profile_id:
+            # A reconnect keeps the account where it is (save_identities refuses a move).
+            message = (
+                f"Account {account_id} is not in profile {profile_id}; a reconnect keeps "
+                "it in its profile (move it with PATCH /accounts/{id})."
+            )
+            raise ValidationError(message, details={"profile_id": [message]})
     link, token = connect_service.create_link(
         session,
         organisation_id=caller.organisation_id,

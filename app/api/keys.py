@@ -8,11 +8,12 @@ from flask import Blueprint, Response
 from marshmallow import fields, validate
 from sqlalchemy import func, select
 
+from app import access
 from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
-from app.api.envelope import NotFound, envelope
-from app.api.scopes import SCOPES
+from app.api.envelope import envelope
+from app.api.scopes import PROFILE_DEFAULT_SCOPES, SCOPES, effective_scopes, scopes_for_new_key
 from app.api.serializers import ts
 from app.db import get_session, utcnow
 from app.models import ApiKey, Organisation
@@ -26,14 +27,21 @@ class KeyCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     scopes = fields.List(
         fields.String(validate=one_of(*SCOPES)),
-        load_default=lambda: ["admin"],
         validate=validate.Length(min=1, max=len(SCOPES)),
-        metadata={"description": "What the key may do; `admin` is everything."},
+        metadata={
+            "description": "What the key may do; `admin` is everything, organisation-wide. "
+            "Default: `admin` for a key of the whole organisation, "
+            f"{' + '.join(PROFILE_DEFAULT_SCOPES)} for a key with a `profile_id`. "
+            "A profile key cannot have `admin` (400 validation_error)."
+        },
     )
     profile_id = StrictInteger(
         allow_none=True,
         validate=validate.Range(min=1, max=MAX_ID),
-        metadata={"description": "Restrict the key to one profile: others read as absent."},
+        metadata={
+            "description": "Restrict the key to one profile: other profiles' objects read as "
+            "absent, and organisation-wide routes (keys, profiles, audit log) answer 403."
+        },
     )
 
 
@@ -45,7 +53,7 @@ def key_to_dict(key: ApiKey) -> dict[str, Any]:
         "id": key.id,
         "name": key.name,
         "prefix": key.prefix,
-        "scopes": list(key.scopes or []),
+        "scopes": list(effective_scopes(key.scopes, key.profile_id)),
         "profile_id": key.profile_id,
         "created_at": ts(key.created_at),
         "last_used_at": ts(key.last_used_at),
@@ -56,12 +64,8 @@ def key_to_dict(key: ApiKey) -> dict[str, Any]:
 @blueprint.get("/keys")
 def list_keys() -> Response:
     """The organisation's API keys (never the keys themselves: prefix only)."""
-    caller = current_caller()
     query = load_query(page_query)
-    statement = select(ApiKey).where(ApiKey.organisation_id == caller.organisation_id)
-    profile_id = caller.profile_for_list()
-    if profile_id is not None:
-        statement = statement.where(ApiKey.profile_id == profile_id)
+    statement = current_caller().list_scope().select(ApiKey)
     session = get_session()
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
     rows = session.scalars(
@@ -77,12 +81,13 @@ def create_key() -> Response:
     caller = current_caller()
     data = load_json(key_create_schema, json_body())
     profile_id = caller.profile_for_create(data.get("profile_id"))
+    scopes = scopes_for_new_key(data.get("scopes"), profile_id)
     session = get_session()
     plain, key = create_api_key(
         session,
         data["name"],
         organisation=session.get(Organisation, caller.organisation_id),
-        scopes=sorted(set(data["scopes"])),
+        scopes=scopes,
         profile_id=profile_id,
     )
     session.flush()
@@ -101,17 +106,8 @@ def create_key() -> Response:
 @blueprint.delete("/keys/<int:key_id>")
 def revoke_key(key_id: int) -> Response:
     """Revoke a key: it stops working at once; the row stays, so its prefix still explains logs."""
-    caller = current_caller()
     session = get_session()
-    key = None
-    if key_id <= MAX_ID:
-        key = session.scalar(
-            select(ApiKey).where(
-                ApiKey.id == key_id, ApiKey.organisation_id == caller.organisation_id
-            )
-        )
-    if key is None or not caller.sees(key):
-        raise NotFound("API key not found.")
+    key = access.api_key(session, current_caller().scope, key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         record_request_event("api_key.revoked", subject_type="api_key", subject_id=key.id)

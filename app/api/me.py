@@ -32,29 +32,28 @@ def me() -> Response:
     key = session.get(ApiKey, caller.api_key_id)
     assert key is not None
     organisation = key.organisation
-    org = caller.organisation_id
+    # What the key sees: a profile key counts its profile's rows only.
+    scope = caller.scope
     settings = current_app.config["CRIER"]
     month_ago = utcnow() - timedelta(days=30)
     usage = {
         "accounts": _count(
             select(func.count(Account.id)).where(
-                Account.organisation_id == org, Account.status != AccountStatus.DISCONNECTED
+                *scope.where(Account), Account.status != AccountStatus.DISCONNECTED
             )
         ),
-        "posts": _count(select(func.count(Post.id)).where(Post.organisation_id == org)),
+        "posts": _count(select(func.count(Post.id)).where(*scope.where(Post))),
         "posts_last_30_days": _count(
-            select(func.count(Post.id)).where(
-                Post.organisation_id == org, Post.created_at >= month_ago
-            )
+            select(func.count(Post.id)).where(*scope.where(Post), Post.created_at >= month_ago)
         ),
-        "media": _count(select(func.count(Media.id)).where(Media.organisation_id == org)),
+        "media": _count(select(func.count(Media.id)).where(*scope.where(Media))),
         "media_bytes": _count(
-            select(func.coalesce(func.sum(Media.size_bytes), 0)).where(Media.organisation_id == org)
+            select(func.coalesce(func.sum(Media.size_bytes), 0)).where(*scope.where(Media))
         ),
         "webhooks": _count(
-            select(func.count(WebhookEndpoint.id)).where(WebhookEndpoint.organisation_id == org)
+            select(func.count(WebhookEndpoint.id)).where(*scope.where(WebhookEndpoint))
         ),
-        "campaigns": _count(select(func.count(Campaign.id)).where(Campaign.organisation_id == org)),
+        "campaigns": _count(select(func.count(Campaign.id)).where(*scope.where(Campaign))),
     }
     return envelope(
         {
@@ -67,7 +66,7 @@ def me() -> Response:
                 "id": key.id,
                 "name": key.name,
                 "prefix": key.prefix,
-                "scopes": list(key.scopes or []),
+                "scopes": list(caller.scopes),
                 "profile_id": key.profile_id,
                 "created_at": ts(key.created_at),
                 "last_used_at": ts(key.last_used_at),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import func, select
 
+from app import access
 from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
@@ -76,9 +77,14 @@ def start_media_upload() -> Response:
     """Start a presigned upload: PUT the file to the returned URL, then complete it."""
     caller = current_caller()
     request_data = load_json(uploads.UploadRequest(), json_body())
+    profile_id = caller.profile_for_create(request_data.pop("profile_id", None))
     settings = current_app.config["CRIER"]
     started = uploads.start_upload(
-        settings, redis_client(settings.redis_url), caller.organisation_id, request_data
+        settings,
+        redis_client(settings.redis_url),
+        caller.organisation_id,
+        request_data,
+        profile_id=profile_id,
     )
     response = envelope(started, status=201)
     response.headers["Location"] = f"/media/{started['id']}"
@@ -91,11 +97,11 @@ def complete_media_upload(media_id: str) -> Response:
     caller = current_caller()
     settings = current_app.config["CRIER"]
     session = get_session()
+    # The media belongs to the profile the upload was started in; completing it never
+    # moves anything (another profile's upload reads as absent).
     media = uploads.complete_upload(
-        session, settings, redis_client(settings.redis_url), caller.organisation_id, media_id
+        session, settings, redis_client(settings.redis_url), caller.scope, media_id
     )
-    if caller.profile_id is not None:  # a restricted key's upload belongs to its profile
-        media.profile_id = caller.profile_id
     session.commit()
     return envelope({**media_to_dict(media), "status": "ready"}, status=201)
 
@@ -106,10 +112,7 @@ def list_media() -> Response:
     caller = current_caller()
     query = load_query(list_media_query)
     session = get_session()
-    statement = select(Media).where(Media.organisation_id == caller.organisation_id)
-    profile_id = caller.profile_for_list()
-    if profile_id is not None:
-        statement = statement.where(Media.profile_id == profile_id)
+    statement = caller.list_scope().select(Media)
     if query.get("type"):
         statement = statement.where(Media.kind == query["type"])
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
@@ -125,9 +128,7 @@ def list_media() -> Response:
 @blueprint.get("/media/<media_id>")
 def get_media(media_id: str) -> Response:
     """One media item."""
-    caller = current_caller()
-    media = media_service.get_media(get_session(), caller.organisation_id, media_id)
-    caller.check_visible(media, "Media not found.")
+    media = access.media(get_session(), current_caller().scope, media_id)
     return envelope(media_to_dict(media))
 
 
@@ -138,13 +139,10 @@ def delete_media(media_id: str) -> Response:
     if force not in ("true", "false", "1", "0"):
         raise ValidationError("force must be true or false.", details={"force": ["Not a boolean."]})
     session = get_session()
-    caller = current_caller()
-    media = media_service.get_media(session, caller.organisation_id, media_id)
-    caller.check_visible(media, "Media not found.")
     deleted = media_service.delete_media(
         session,
         current_app.config["CRIER"],
-        current_caller().organisation_id,
+        current_caller().scope,
         media_id,
         force=force in ("true", "1"),
     )

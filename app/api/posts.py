@@ -9,7 +9,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from app import dispatch
+from app import access, dispatch
 from app.api.audit import record_request_event
 from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
@@ -56,14 +56,6 @@ def _validated_create(body: Any) -> dict[str, Any]:
     return data
 
 
-def _guard(post_id: str) -> None:
-    """A post outside the key's profile reads as absent, before any change is tried."""
-    caller = current_caller()
-    if caller.profile_id is not None:
-        post = post_service.get_post(get_session(), caller.organisation_id, post_id)
-        caller.check_visible(post, "Post not found.")
-
-
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -108,7 +100,7 @@ def create_post() -> Response:
     try:
         result = post_service.create_post(
             session,
-            caller.organisation_id,
+            caller.scope,
             data,
             idempotency_key=key,
             fingerprint=fingerprint,
@@ -123,7 +115,7 @@ def create_post() -> Response:
             raise
         result = post_service.create_post(
             session,
-            caller.organisation_id,
+            caller.scope,
             data,
             idempotency_key=key,
             fingerprint=fingerprint,
@@ -170,14 +162,14 @@ def bulk_create_posts() -> Response:
         for i in item["account_ids"]
         if isinstance(i, int) and not isinstance(i, bool)
     }
-    post_service.preload_accounts(session, caller.organisation_id, account_ids)
+    post_service.preload_accounts(session, caller.scope, account_ids)
     # Each post is validated on its own and refused before it touches the session; the
     # accepted ones are written together in one flush.
     with session.no_autoflush:
         for index, item in enumerate(items):
             try:
                 data = _validated_create(item)
-                post = post_service.build_post(session, caller.organisation_id, data, now)
+                post = post_service.build_post(session, caller.scope, data, now)
                 created.append(post)
                 results.append({"index": index, "status": 201, "data": post, "error": None})
             except ApiError as error:
@@ -231,12 +223,9 @@ _TIME_FILTERS = (
 )
 
 
-def _filtered_posts(organisation_id: int, query: dict[str, Any]) -> Select[tuple[Post]]:
+def _filtered_posts(query: dict[str, Any]) -> Select[tuple[Post]]:
     """Each filter narrows an (organisation_id, column) index of posts (see app.models)."""
-    statement = select(Post).where(Post.organisation_id == organisation_id)
-    profile_id = current_caller().profile_for_list()
-    if profile_id is not None:
-        statement = statement.where(Post.profile_id == profile_id)
+    statement = current_caller().list_scope().select(Post)
     if query.get("status"):
         statement = statement.where(Post.status.in_(query["status"]))
     if query.get("campaign_id"):
@@ -267,10 +256,9 @@ def _filtered_posts(organisation_id: int, query: dict[str, Any]) -> Select[tuple
 @blueprint.get("/posts")
 def list_posts() -> Response:
     """List posts (newest first by default) with the API contract's filters and paging."""
-    caller = current_caller()
     query = load_query(list_posts_query)
     session = get_session()
-    statement = _filtered_posts(caller.organisation_id, query)
+    statement = _filtered_posts(query)
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
     column = getattr(Post, query["sort"])
     ordering = column.asc() if query["order"] == "asc" else column.desc()
@@ -291,16 +279,14 @@ def list_posts() -> Response:
 @blueprint.get("/posts/<post_id>")
 def get_post(post_id: str) -> Response:
     """One post with each account's outcome."""
-    _guard(post_id)
-    post = post_service.get_post(get_session(), current_caller().organisation_id, post_id)
+    post = access.post(get_session(), current_caller().scope, post_id)
     return envelope(post_to_dict(post))
 
 
 @blueprint.get("/posts/<post_id>/results")
 def get_post_results(post_id: str) -> Response:
     """Per-account results of a post."""
-    _guard(post_id)
-    post = post_service.get_post(get_session(), current_caller().organisation_id, post_id)
+    post = access.post(get_session(), current_caller().scope, post_id)
     targets = [target_to_dict(t) for t in post.targets]
     summary: dict[str, int] = {}
     for target in targets:
@@ -313,13 +299,11 @@ def get_post_results(post_id: str) -> Response:
 @blueprint.patch("/posts/<post_id>")
 def update_post(post_id: str) -> Response:
     """Change a post while nothing of it has been published."""
-    _guard(post_id)
-    caller = current_caller()
     data = load_json(update_post_schema, json_body())
     if not data:
         raise ValidationError("Nothing to change: send at least one field.")
     session = get_session()
-    post = post_service.update_post(session, caller.organisation_id, post_id, data)
+    post = post_service.update_post(session, current_caller().scope, post_id, data)
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))
@@ -328,11 +312,10 @@ def update_post(post_id: str) -> Response:
 @blueprint.delete("/posts/<post_id>")
 def cancel_post(post_id: str) -> Response:
     """Cancel what is not yet published; `delete_on_platforms` also removes published copies."""
-    _guard(post_id)
     raw = request.args.get("delete_on_platforms", "").strip()
     session = get_session()
     if not raw:
-        post = post_service.cancel_post(session, current_caller().organisation_id, post_id)
+        post = post_service.cancel_post(session, current_caller().scope, post_id)
         record_request_event(
             "post.deleted", subject_type="post", subject_id=post.id, details={"status": post.status}
         )
@@ -347,9 +330,7 @@ def cancel_post(post_id: str) -> Response:
             f"Use a comma list of {', '.join(PLATFORM_KEYS)}, or all."
         )
         raise ValidationError(message, details={"delete_on_platforms": [message]})
-    post, marked = post_service.delete_post(
-        session, current_caller().organisation_id, post_id, platforms
-    )
+    post, marked = post_service.delete_post(session, current_caller().scope, post_id, platforms)
     record_request_event(
         "post.deleted",
         subject_type="post",
@@ -381,11 +362,10 @@ def _optional_body() -> Any:
 @blueprint.post("/posts/<post_id>/retry")
 def retry_post(post_id: str) -> Response:
     """Send failed accounts of a post (all, or those in `account_ids`) back to the queue."""
-    _guard(post_id)
     data = load_json(retry_post_schema, _optional_body())
     session = get_session()
     post, _retried = post_service.retry_post(
-        session, current_caller().organisation_id, post_id, data.get("account_ids")
+        session, current_caller().scope, post_id, data.get("account_ids")
     )
     session.commit()
     _enqueue_after_commit([post])
@@ -396,9 +376,8 @@ def retry_post(post_id: str) -> Response:
 def retry_failed_posts() -> Response:
     """Re-queue failed accounts matching the filters; skips accounts needing reconnection."""
     data = load_json(retry_failed_schema, json_body())
-    data["profile_id"] = current_caller().profile_id
     session = get_session()
-    result = post_service.retry_failed(session, current_caller().organisation_id, data)
+    result = post_service.retry_failed(session, current_caller().scope, data)
     session.commit()
     _enqueue_after_commit(result.posts)
     retried = [
@@ -428,10 +407,9 @@ def retry_failed_posts() -> Response:
 @blueprint.post("/posts/<post_id>/schedule")
 def schedule_post(post_id: str) -> Response:
     """Make a draft live: at `scheduled_for`, or now with `publish_now: true`."""
-    _guard(post_id)
     data = load_json(schedule_post_schema, json_body())
     session = get_session()
-    post = post_service.schedule_draft(session, current_caller().organisation_id, post_id, data)
+    post = post_service.schedule_draft(session, current_caller().scope, post_id, data)
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))

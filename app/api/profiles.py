@@ -8,13 +8,14 @@ from flask import Blueprint, Response, request
 from marshmallow import fields, validate
 from sqlalchemy import func, select
 
+from app import access
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
-from app.api.envelope import Conflict, NotFound, ValidationError, envelope
+from app.api.envelope import Conflict, ValidationError, envelope
 from app.api.serializers import ts
 from app.db import get_session
 from app.models import Profile
-from app.schemas import MAX_ID, StrictSchema, page_query
+from app.schemas import StrictSchema, page_query
 from app.services import profiles as profile_service
 
 blueprint = Blueprint("profiles", __name__)
@@ -46,27 +47,14 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
 
 
 def _profile(profile_id: int) -> Profile:
-    caller = current_caller()
-    if profile_id > MAX_ID or (caller.profile_id is not None and caller.profile_id != profile_id):
-        raise NotFound("Profile not found.")
-    profile = get_session().scalar(
-        select(Profile).where(
-            Profile.id == profile_id, Profile.organisation_id == caller.organisation_id
-        )
-    )
-    if profile is None:
-        raise NotFound("Profile not found.")
-    return profile
+    return access.profile(get_session(), current_caller().scope, profile_id)
 
 
 @blueprint.get("/profiles")
 def list_profiles() -> Response:
     """The organisation's profiles (a restricted key sees only its own)."""
-    caller = current_caller()
     query = load_query(page_query)
-    statement = select(Profile).where(Profile.organisation_id == caller.organisation_id)
-    if caller.profile_id is not None:
-        statement = statement.where(Profile.id == caller.profile_id)
+    statement = current_caller().scope.select(Profile)
     if request.args.get("external_ref"):
         statement = statement.where(Profile.external_ref == request.args["external_ref"])
     session = get_session()

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from app import access
 from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
@@ -71,11 +72,7 @@ def _checked_url(url: str) -> str:
 
 
 def _endpoint(webhook_id: str) -> WebhookEndpoint:
-    caller = current_caller()
-    endpoint = webhook_service.get_endpoint(get_session(), caller.organisation_id, webhook_id)
-    if endpoint is None or not caller.sees(endpoint):
-        raise NotFound("Webhook not found.")
-    return endpoint
+    return access.webhook(get_session(), current_caller().scope, webhook_id)
 
 
 @blueprint.get("/webhooks")
@@ -83,13 +80,7 @@ def list_webhooks() -> Response:
     """The organisation's webhook endpoints."""
     query = load_query(page_query)
     session = get_session()
-    caller = current_caller()
-    statement = select(WebhookEndpoint).where(
-        WebhookEndpoint.organisation_id == caller.organisation_id
-    )
-    profile_id = caller.profile_for_list()
-    if profile_id is not None:
-        statement = statement.where(WebhookEndpoint.profile_id == profile_id)
+    statement = current_caller().list_scope().select(WebhookEndpoint)
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
     rows = session.scalars(
         statement.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)

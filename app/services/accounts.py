@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.access import Scope
 from app.config import Settings
 from app.models import (
     Account,
@@ -190,12 +191,9 @@ def remove_account(session: Session, account: Account, reason: str) -> None:
     session.flush()
 
 
-def visible_accounts(organisation_id: int) -> Any:
-    """Accounts a caller sees: removed ones are kept only for their posts' history."""
-    return select(Account).where(
-        Account.organisation_id == organisation_id,
-        Account.status != AccountStatus.DISCONNECTED,
-    )
+def visible_accounts(scope: Scope) -> Any:
+    """Accounts a caller lists: removed ones are kept only for their posts' history."""
+    return scope.select(Account).where(Account.status != AccountStatus.DISCONNECTED)
 
 
 def reconnect_account(

@@ -281,6 +281,18 @@ def save_identities(
         )
         if link.account_id is not None:
             existing = session.get(Account, link.account_id)
+        if (
+            existing is not None
+            and link.profile_id is not None
+            and existing.profile_id != link.profile_id
+        ):
+            # A profile's link never takes an account out of another profile (nor out of
+            # the organisation's own): POST /accounts answers 409 account_exists for the
+            # same case. Nothing of this consent is saved; the account stays where it is.
+            raise OAuthError(
+                "account_exists",
+                "This platform account is already connected outside this profile.",
+            )
         reconnected = existing is not None
         if existing is not None:
             reconnect_account(

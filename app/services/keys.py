@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.scopes import scopes_for_new_key
 from app.db import utcnow
 from app.models import ApiKey, Organisation
 from app.security import display_prefix, generate_api_key, hash_api_key
@@ -29,7 +30,9 @@ def create_api_key(
     profile_id: int | None = None,
 ) -> tuple[str, ApiKey]:
     """Returns the plain key (shown once) and its stored row, which holds only a hash.
-    Without scopes the key is its organisation's admin key (what the CLI makes)."""
+    Without scopes the key is its organisation's admin key (what the CLI makes), or,
+    with a profile, a posts:write + media:write key: a profile key is never admin
+    (app.api.scopes.scopes_for_new_key raises ValidationError if asked)."""
     if organisation is None:
         assert organisation_name is not None
         organisation = get_or_create_organisation(session, organisation_name)
@@ -39,7 +42,7 @@ def create_api_key(
         name=name,
         key_hash=hash_api_key(plain),
         prefix=display_prefix(plain),
-        scopes=list(scopes) if scopes else ["admin"],
+        scopes=scopes_for_new_key(list(scopes) if scopes else None, profile_id),
         profile_id=profile_id,
     )
     session.add(api_key)

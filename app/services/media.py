@@ -20,6 +20,8 @@ from sqlalchemy import ColumnElement, String, cast, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from app import access
+from app.access import Scope
 from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import Settings
 from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget, TargetStatus
@@ -304,20 +306,6 @@ def _mentions_media(session: Session, media_id: uuid.UUID) -> ColumnElement[bool
     return cast(Post.media_ids, String).like(f'%"{media_id}"%')
 
 
-def get_media(
-    session: Session, organisation_id: int, media_id: str, *, lock: bool = False
-) -> Media:
-    try:
-        key = uuid.UUID(media_id)
-    except ValueError as exc:
-        raise NotFound("Media not found.") from exc
-    statement = select(Media).where(Media.id == key, Media.organisation_id == organisation_id)
-    media = session.scalar(statement.with_for_update() if lock else statement)
-    if media is None:
-        raise NotFound("Media not found.")
-    return media
-
-
 @dataclass(frozen=True)
 class DeletedMedia:
     detached_from_posts: list[str]
@@ -327,7 +315,7 @@ class DeletedMedia:
 def delete_media(
     session: Session,
     settings: Settings,
-    organisation_id: int,
+    scope: Scope,
     media_id: str,
     *,
     force: bool = False,
@@ -337,11 +325,11 @@ def delete_media(
     never pulled from under it. The file goes once the caller has committed
     (remove_media_file), never before.
     """
-    media = get_media(session, organisation_id, media_id, lock=True)
+    media = access.media(session, scope, media_id, lock=True)
     users = session.scalars(
         select(Post)
         .where(
-            Post.organisation_id == organisation_id,
+            Post.organisation_id == scope.organisation_id,
             _mentions_media(session, media.id),
             Post.id.in_(
                 select(PostTarget.post_id).where(
@@ -357,8 +345,11 @@ def delete_media(
         busy = any(t.status == TargetStatus.PUBLISHING for t in post.targets)
         if not force or busy:
             why = "is being published right now" if busy else "has not finished publishing"
+            # A post the key does not see is not named (an unrestricted key's post may
+            # use a profile's media).
+            which = f"post {post.id}" if scope.sees(post) else "a post outside your profile"
             raise Conflict(
-                f"This media is attached to post {post.id}, which {why}.",
+                f"This media is attached to {which}, which {why}.",
                 code="media_in_use",
                 details=None if busy else {"force": ["force=true detaches it from such posts."]},
             )

@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, joinedload, object_session, selectinload
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.orm import Session, object_session, selectinload
 
-from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
+from app import access
+from app.access import Scope, may_reference, reference_filter
+from app.api.envelope import ApiError, Conflict, ValidationError
 from app.config import prepare_window
 from app.db import utcnow
 from app.dispatch import queue_new_targets
@@ -270,25 +272,22 @@ def _check_media(
 PRELOADED_ACCOUNTS = "crier.preloaded_accounts"
 
 
-def preload_accounts(session: Session, organisation_id: int, account_ids: set[int]) -> None:
+def preload_accounts(session: Session, scope: Scope, account_ids: set[int]) -> None:
     """One query for the accounts of many posts (a bulk create): load_accounts then finds
     them here instead of asking once per post."""
-    rows = session.scalars(
-        select(Account).where(
-            Account.id.in_(account_ids), Account.organisation_id == organisation_id
-        )
-    ).all()
+    rows = session.scalars(scope.select(Account).where(Account.id.in_(account_ids))).all()
     session.info[PRELOADED_ACCOUNTS] = {a.id: a for a in rows}
 
 
 def load_accounts(
     session: Session,
-    organisation_id: int,
+    scope: Scope,
     account_ids: list[int],
     errors: ErrorBag,
     profile_id: int | None = None,
 ) -> list[Account]:
-    """The accounts a post goes to; with a profile, only that profile's accounts exist."""
+    """The accounts a post of `profile_id` goes to: accounts the key sees and, for a
+    post of a profile, that profile's (app.access.may_reference); no other exists here."""
     unique_ids = list(dict.fromkeys(account_ids))
     if len(unique_ids) != len(account_ids):
         errors.add("account_ids", "Each account may appear only once.")
@@ -296,17 +295,13 @@ def load_accounts(
     wanted = [i for i in unique_ids if i not in preloaded]
     rows = [preloaded[i] for i in unique_ids if i in preloaded]
     if wanted:
-        rows += session.scalars(
-            select(Account).where(
-                Account.id.in_(wanted), Account.organisation_id == organisation_id
-            )
-        ).all()
-    # Removed accounts, and (with a profile) other profiles' accounts, do not exist here.
+        rows += session.scalars(scope.select(Account).where(Account.id.in_(wanted))).all()
+    # Removed accounts, and accounts outside the key's or the post's profile, do not exist.
     rows = [
         a
         for a in rows
         if a.status != AccountStatus.DISCONNECTED
-        and (profile_id is None or a.profile_id == profile_id)
+        and may_reference(scope, a, profile_id, shared=False)
     ]
     by_id = {a.id: a for a in rows}
     # Another organisation's account reads exactly like one that does not exist.
@@ -329,19 +324,20 @@ def load_accounts(
 
 def load_media(
     session: Session,
-    organisation_id: int,
+    scope: Scope,
     media_ids: list[uuid.UUID],
     errors: ErrorBag,
     profile_id: int | None = None,
 ) -> list[Media]:
-    """The post's media; with a profile, that profile's media or media of no profile."""
+    """The media of a post of `profile_id`: media the key sees and, for a post of a
+    profile, that profile's or the organisation's own (no profile)."""
     if not media_ids:
         return []
     if len(set(media_ids)) != len(media_ids):
         errors.add("media_ids", "Each media id may appear only once.")
-    query = select(Media).where(Media.id.in_(media_ids), Media.organisation_id == organisation_id)
-    if profile_id is not None:
-        query = query.where((Media.profile_id == profile_id) | Media.profile_id.is_(None))
+    query = select(Media).where(
+        Media.id.in_(media_ids), *reference_filter(scope, Media, profile_id, shared=True)
+    )
     # FOR SHARE: a deletion of this media waits for this post's commit (and then sees
     # the post), or this post waits for the deletion (and then finds no media).
     rows = session.scalars(query.with_for_update(read=True)).all()
@@ -362,37 +358,14 @@ def load_media(
     return [by_id[i] for i in dict.fromkeys(media_ids) if i in by_id]
 
 
-def get_post(
-    session: Session, organisation_id: int, post_id: str | uuid.UUID, *, lock: bool = False
-) -> Post:
-    try:
-        key = post_id if isinstance(post_id, uuid.UUID) else uuid.UUID(str(post_id))
-    except ValueError as exc:
-        raise NotFound("Post not found.") from exc
-    query = select(Post).where(Post.id == key, Post.organisation_id == organisation_id)
-    if lock:
-        # FOR UPDATE takes no outer join; the targets are read again below, locked.
-        query = query.options(selectinload(Post.targets)).with_for_update()
-    else:
-        # One statement, so one snapshot: the post's status and its targets' are those of
-        # the same commits (read in two, an outcome committed in between shows every
-        # target published under a post still publishing).
-        query = query.options(joinedload(Post.targets))
-    post = session.scalars(query).unique().one_or_none()
-    if post is None:
-        raise NotFound("Post not found.")
-    if lock:
-        # The post's row lock does not stop a worker's claim, which updates only the target.
-        # Lock the targets too and read them afresh: a claim that is under way finishes
-        # first and is seen here, and one that comes later finds the token gone.
-        session.scalars(
-            select(PostTarget)
-            .where(PostTarget.post_id == post.id)
-            .order_by(PostTarget.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
-    return post
+def _organisation(scope: Scope) -> Scope:
+    """For what a post already holds: re-read (its status), not judged anew against the
+    key, so a post made under older rules can still be changed or scheduled."""
+    return Scope(scope.organisation_id)
+
+
+def _media_keys(post: Post) -> list[uuid.UUID]:
+    return [uuid.UUID(m) for m in post.media_ids]
 
 
 # ------------------------------------------------------------------------------ status
@@ -474,13 +447,22 @@ class CreateResult:
     replayed: bool = False
 
 
+def _idempotency_scope(scope: Scope) -> list[ColumnElement[bool]]:
+    """A key's Idempotency-Keys are its organisation's and its profile's: another
+    profile's key with the same value and body is another request (an organisation key's
+    are the organisation's, as before profiles)."""
+    profile = IdempotencyRecord.profile_id
+    return [
+        IdempotencyRecord.organisation_id == scope.organisation_id,
+        profile.is_(None) if scope.profile_id is None else profile == scope.profile_id,
+    ]
+
+
 def find_idempotent_post(
-    session: Session, organisation_id: int, key: str, fingerprint: str, ttl_seconds: int
+    session: Session, scope: Scope, key: str, fingerprint: str, ttl_seconds: int
 ) -> Post | None:
     record = session.scalar(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.organisation_id == organisation_id, IdempotencyRecord.key == key
-        )
+        select(IdempotencyRecord).where(*_idempotency_scope(scope), IdempotencyRecord.key == key)
     )
     if record is None:
         return None
@@ -493,17 +475,23 @@ def find_idempotent_post(
             "This Idempotency-Key was already used with a different request body.",
             code="idempotency_key_reused",
         )
-    return get_post(session, organisation_id, record.post_id)
+    return access.post(session, scope, record.post_id)
 
 
 def check_extras(
-    session: Session, organisation_id: int, data: dict[str, Any], errors: ErrorBag
+    session: Session,
+    scope: Scope,
+    data: dict[str, Any],
+    errors: ErrorBag,
+    profile_id: int | None = None,
 ) -> None:
-    """campaign_id and cover_photo must name the caller's own campaign and image."""
+    """campaign_id and cover_photo must name a campaign and an image the key sees and
+    the post of `profile_id` may use (app.access.reference_filter), as media_ids do."""
     if data.get("campaign_id") is not None:
         campaign = session.scalar(
             select(Campaign.id).where(
-                Campaign.id == data["campaign_id"], Campaign.organisation_id == organisation_id
+                Campaign.id == data["campaign_id"],
+                *reference_filter(scope, Campaign, profile_id, shared=True),
             )
         )
         if campaign is None:
@@ -511,7 +499,8 @@ def check_extras(
     if data.get("cover_photo") is not None:
         cover = session.scalar(
             select(Media).where(
-                Media.id == data["cover_photo"], Media.organisation_id == organisation_id
+                Media.id == data["cover_photo"],
+                *reference_filter(scope, Media, profile_id, shared=True),
             )
         )
         if cover is None:
@@ -520,21 +509,23 @@ def check_extras(
             errors.add("cover_photo", "The cover photo must be an image.")
 
 
-def build_post(session: Session, organisation_id: int, data: dict[str, Any], now: datetime) -> Post:
-    """Validate a loaded CreatePostSchema payload against the database and platform rules."""
+def build_post(session: Session, scope: Scope, data: dict[str, Any], now: datetime) -> Post:
+    """Validate a loaded CreatePostSchema payload against the database and platform rules.
+    `data["profile_id"]` is the post's profile (the key's, for a profile key)."""
     errors = ErrorBag()
     draft = bool(data.get("draft"))
     scheduled_at, publish_now = parse_schedule(data.get("scheduled_at"), data.get("timezone"), now)
     if draft:
         publish_now = False  # a draft's time is only a suggestion until it is scheduled
     profile_id = data.get("profile_id")
-    accounts = load_accounts(session, organisation_id, data["account_ids"], errors, profile_id)
-    media = load_media(session, organisation_id, data.get("media_ids") or [], errors, profile_id)
+    accounts = load_accounts(session, scope, data["account_ids"], errors, profile_id)
     if profile_id is None:
         # A post to one profile's accounts belongs to that profile.
         profiles = {a.profile_id for a in accounts}
         profile_id = profiles.pop() if len(profiles) == 1 else None
-    check_extras(session, organisation_id, data, errors)
+    # What it uses must fit that profile too.
+    media = load_media(session, scope, data.get("media_ids") or [], errors, profile_id)
+    check_extras(session, scope, data, errors, profile_id)
     platform_content = data.get("platform_content") or {}
     content = data["content"]
     if not content.strip() and not media:
@@ -547,7 +538,7 @@ def build_post(session: Session, organisation_id: int, data: dict[str, Any], now
 
     post = Post(
         id=uuid.uuid4(),
-        organisation_id=organisation_id,
+        organisation_id=scope.organisation_id,
         content=content,
         scheduled_at=scheduled_at,
         publish_now=publish_now,
@@ -627,7 +618,7 @@ def set_prepare_due(post: Post, media: list[Media]) -> None:
 
 def create_post(
     session: Session,
-    organisation_id: int,
+    scope: Scope,
     data: dict[str, Any],
     *,
     idempotency_key: str | None = None,
@@ -640,18 +631,19 @@ def create_post(
     now = utcnow()
     if idempotency_key:
         existing = find_idempotent_post(
-            session, organisation_id, idempotency_key, fingerprint, idempotency_ttl
+            session, scope, idempotency_key, fingerprint, idempotency_ttl
         )
         if existing is not None:
             return CreateResult(existing, replayed=True)
-    post = build_post(session, organisation_id, data, now)
+    post = build_post(session, scope, data, now)
     if enqueue_horizon is not None:
         queue_new_targets(post.targets, enqueue_horizon)
     session.flush()
     if idempotency_key:
         session.add(
             IdempotencyRecord(
-                organisation_id=organisation_id,
+                organisation_id=scope.organisation_id,
+                profile_id=scope.profile_id,
                 key=idempotency_key,
                 request_hash=fingerprint,
                 post_id=post.id,
@@ -693,9 +685,10 @@ def _refuse_if_publishing(post: Post, action: str) -> None:
         )
 
 
-def update_post(session: Session, organisation_id: int, post_id: str, data: dict[str, Any]) -> Post:
-    """PATCH: allowed while nothing of the post has started publishing."""
-    post = get_post(session, organisation_id, post_id, lock=True)
+def update_post(session: Session, scope: Scope, post_id: str, data: dict[str, Any]) -> Post:
+    """PATCH: allowed while nothing of the post has started publishing. What it newly
+    references must be the key's to see and fit the post's profile, as at creation."""
+    post = access.post(session, scope, post_id, lock=True)
     if post.status == PostStatus.CANCELLED:
         raise Conflict("This post was cancelled and cannot be changed.", code="post_cancelled")
     if "draft" in data:
@@ -733,23 +726,18 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
         post.content = data["content"]
     if "platform_content" in data:
         post.platform_content = data["platform_content"] or {}
-    check_extras(session, organisation_id, data, errors)
-    if "campaign_id" in data:
-        post.campaign_id = data["campaign_id"]
-    if "cover_photo" in data:
-        post.cover_photo = str(data["cover_photo"]) if data["cover_photo"] else None
+    check_extras(session, scope, data, errors, post.profile_id)
     if is_draft:
         post.publish_now = False
-    media = load_media(session, organisation_id, [uuid.UUID(m) for m in post.media_ids], errors)
     if "media_ids" in data:
-        media = load_media(session, organisation_id, data["media_ids"] or [], errors)
+        media = load_media(session, scope, data["media_ids"] or [], errors, post.profile_id)
         post.media_ids = [str(m.id) for m in media]
+    else:  # what the post holds already is read again (its status), not judged anew
+        media = load_media(session, _organisation(scope), _media_keys(post), errors)
     live = [t for t in post.targets if t.status != TargetStatus.CANCELLED]
     accounts = [t.account for t in live]
     if "account_ids" in data:
-        accounts = load_accounts(
-            session, organisation_id, data["account_ids"], errors, post.profile_id
-        )
+        accounts = load_accounts(session, scope, data["account_ids"], errors, post.profile_id)
     if not post.content.strip() and not media:
         errors.add("content", "content must not be empty when no media is attached.")
     if not errors.errors:
@@ -757,6 +745,12 @@ def update_post(session: Session, organisation_id: int, post_id: str, data: dict
             post.content, (a.platform for a in accounts), media, post.platform_content, errors
         )
     errors.raise_if_any()
+    # Set once they are known to exist: an unknown campaign would otherwise reach the
+    # database (its foreign key) at the next autoflush, as a 500.
+    if "campaign_id" in data:
+        post.campaign_id = data["campaign_id"]
+    if "cover_photo" in data:
+        post.cover_photo = str(data["cover_photo"]) if data["cover_photo"] else None
 
     wanted = {a.id: a for a in accounts}
     for target in post.targets:
@@ -810,11 +804,11 @@ def enqueue_platform_deletes(celery: Any, target_ids: list[int]) -> int:
 
 
 def delete_post(
-    session: Session, organisation_id: int, post_id: str, platforms: set[str]
+    session: Session, scope: Scope, post_id: str, platforms: set[str]
 ) -> tuple[Post, list[PostTarget]]:
     """DELETE with delete_on_platforms: cancel what is unpublished, and mark published
     copies on those platforms for deletion by a worker. Returns the marked targets."""
-    post = get_post(session, organisation_id, post_id, lock=True)
+    post = access.post(session, scope, post_id, lock=True)
     _refuse_if_publishing(post, "cancelled")
     cancellable = _changeable_targets(post)
     to_delete = [
@@ -826,7 +820,7 @@ def delete_post(
         and t.platform_delete_status in (None, "failed")
     ]
     if not cancellable and not to_delete:
-        return cancel_post(session, organisation_id, post_id), []
+        return cancel_post(session, scope, post_id), []
     for target in cancellable:
         target.status = TargetStatus.CANCELLED
         target.dispatch_token = None
@@ -839,8 +833,8 @@ def delete_post(
     return post, to_delete
 
 
-def cancel_post(session: Session, organisation_id: int, post_id: str) -> Post:
-    post = get_post(session, organisation_id, post_id, lock=True)
+def cancel_post(session: Session, scope: Scope, post_id: str) -> Post:
+    post = access.post(session, scope, post_id, lock=True)
     _refuse_if_publishing(post, "cancelled")
     cancellable = _changeable_targets(post)
     if not cancellable:
@@ -870,9 +864,9 @@ def _requeue_failed(target: PostTarget, now: datetime) -> None:
 
 
 def retry_post(
-    session: Session, organisation_id: int, post_id: str, account_ids: list[int] | None = None
+    session: Session, scope: Scope, post_id: str, account_ids: list[int] | None = None
 ) -> tuple[Post, list[PostTarget]]:
-    post = get_post(session, organisation_id, post_id, lock=True)
+    post = access.post(session, scope, post_id, lock=True)
     failed = [t for t in post.targets if t.status == TargetStatus.FAILED]
     if account_ids:
         unknown = sorted(set(account_ids) - {t.account_id for t in post.targets})
@@ -906,17 +900,14 @@ class RetryFailedResult:
     skipped: list[tuple[PostTarget, str]]
 
 
-def retry_failed(
-    session: Session, organisation_id: int, filters: dict[str, Any]
-) -> RetryFailedResult:
-    """POST /posts/retry-failed: failed targets matching every filter go back to the queue."""
+def retry_failed(session: Session, scope: Scope, filters: dict[str, Any]) -> RetryFailedResult:
+    """POST /posts/retry-failed: failed targets matching every filter, among the posts
+    the key sees, go back to the queue."""
     query = (
         select(PostTarget.id, PostTarget.post_id)
         .join(Post, Post.id == PostTarget.post_id)
-        .where(Post.organisation_id == organisation_id, PostTarget.status == TargetStatus.FAILED)
+        .where(*scope.where(Post), PostTarget.status == TargetStatus.FAILED)
     )
-    if filters.get("profile_id"):
-        query = query.where(Post.profile_id == filters["profile_id"])
     if filters.get("post_ids"):
         query = query.where(PostTarget.post_id.in_(filters["post_ids"]))
     if filters.get("account_id"):
@@ -936,7 +927,7 @@ def retry_failed(
     result = RetryFailedResult([], [], [])
     now = utcnow()
     for post_id in dict.fromkeys(post_id for _target_id, post_id in rows):
-        post = get_post(session, organisation_id, post_id, lock=True)
+        post = access.post(session, scope, post_id, lock=True)
         changed = False
         for target in post.targets:
             if target.id not in wanted or target.status != TargetStatus.FAILED:
@@ -959,11 +950,10 @@ def retry_failed(
     return result
 
 
-def schedule_draft(
-    session: Session, organisation_id: int, post_id: str, data: dict[str, Any]
-) -> Post:
-    """POST /posts/{id}/schedule: a draft goes live, now or at its time."""
-    post = get_post(session, organisation_id, post_id, lock=True)
+def schedule_draft(session: Session, scope: Scope, post_id: str, data: dict[str, Any]) -> Post:
+    """POST /posts/{id}/schedule: a draft goes live, now or at its time, on accounts the
+    key sees and of the post's profile (as at creation)."""
+    post = access.post(session, scope, post_id, lock=True)
     if post.status != PostStatus.DRAFT:
         raise Conflict(
             f"Only a draft can be scheduled; this post is {post.status}.", code="post_not_draft"
@@ -979,8 +969,8 @@ def schedule_draft(
         raise ValidationError(message, details={"scheduled_for": [message]})
     errors = ErrorBag()
     account_ids = data.get("account_ids") or [t.account_id for t in post.targets]
-    accounts = load_accounts(session, organisation_id, account_ids, errors)
-    media = load_media(session, organisation_id, [uuid.UUID(m) for m in post.media_ids], errors)
+    accounts = load_accounts(session, scope, account_ids, errors, post.profile_id)
+    media = load_media(session, _organisation(scope), _media_keys(post), errors)
     if not errors.errors:
         check_platform_rules(
             post.content, (a.platform for a in accounts), media, post.platform_content, errors

@@ -19,10 +19,12 @@ from marshmallow import Schema, fields, validate
 from redis import Redis
 from sqlalchemy.orm import Session
 
+from app.access import Scope
 from app.api.envelope import ApiError, Conflict, NotFound
 from app.config import Settings
 from app.db import utcnow
 from app.models import Media
+from app.schemas import MAX_ID
 from app.services.media import (
     IMAGE_MAX_BYTES,
     IMAGE_TYPES,
@@ -44,6 +46,12 @@ class UploadRequest(Schema):
         required=True, validate=validate.OneOf([*IMAGE_TYPES, *VIDEO_TYPES])
     )
     size_bytes = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    profile_id = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "The profile the media belongs to (default: the key's)."},
+    )
 
 
 def require_store(settings: Settings) -> ObjectStore:
@@ -58,8 +66,14 @@ def require_store(settings: Settings) -> ObjectStore:
 
 
 def start_upload(
-    settings: Settings, redis: Redis, organisation_id: int, request: dict[str, Any]
+    settings: Settings,
+    redis: Redis,
+    organisation_id: int,
+    request: dict[str, Any],
+    profile_id: int | None = None,
 ) -> dict[str, Any]:
+    """The pending upload remembers its organisation and profile: only a key that sees
+    them completes it (complete_upload)."""
     store = require_store(settings)
     limit = IMAGE_MAX_BYTES if request["content_type"] in IMAGE_TYPES else settings.max_upload_bytes
     if request["size_bytes"] > limit:
@@ -72,6 +86,7 @@ def start_upload(
     extension = IMAGE_TYPES.get(request["content_type"]) or VIDEO_TYPES[request["content_type"]]
     pending = {
         "organisation_id": organisation_id,
+        "profile_id": profile_id,
         "filename": _clean_filename(request["filename"]) or f"{media_id}{extension}",
         "content_type": request["content_type"],
         "size_bytes": request["size_bytes"],
@@ -92,21 +107,32 @@ def start_upload(
     }
 
 
+def _pending_in(scope: Scope, pending: dict[str, Any]) -> bool:
+    """Whether the key sees a pending upload: its organisation's and, for a profile key,
+    its profile's (as app.access.Scope.sees does for a row)."""
+    if pending.get("organisation_id") != scope.organisation_id:
+        return False
+    return scope.profile_id is None or pending.get("profile_id") == scope.profile_id
+
+
 def complete_upload(
-    session: Session, settings: Settings, redis: Redis, organisation_id: int, media_id: str
+    session: Session, settings: Settings, redis: Redis, scope: Scope, media_id: str
 ) -> Media:
-    store = require_store(settings)
     try:
         key = uuid.UUID(media_id)
     except ValueError as exc:
         raise NotFound("Upload not found.") from exc
     raw = redis.get(PENDING_KEY.format(key))
     pending = json.loads(raw) if raw else None
-    if pending is None or pending["organisation_id"] != organisation_id:
-        existing = session.get(Media, key)
-        if existing is not None and existing.organisation_id == organisation_id:
-            return existing  # completed before: the same answer again
+    if pending is None or not _pending_in(scope, pending):
+        # Completed before: the same answer again, to a key that sees the media. Another
+        # organisation's or profile's upload or media does not exist here (and is never
+        # moved into the caller's profile).
+        existing = session.scalar(scope.select(Media).where(Media.id == key))
+        if existing is not None:
+            return existing
         raise NotFound("Upload not found, or its upload URL expired.")
+    store = require_store(settings)
     size = store.size(pending["storage_key"])
     if size is None:
         raise Conflict(
@@ -142,7 +168,8 @@ def complete_upload(
         staging.unlink(missing_ok=True)
     media = Media(
         id=key,
-        organisation_id=organisation_id,
+        organisation_id=scope.organisation_id,
+        profile_id=pending.get("profile_id"),
         filename=pending["filename"],
         kind=facts.kind,
         mime_type=mime_type,

@@ -164,20 +164,6 @@ def update_endpoint(endpoint: WebhookEndpoint, data: dict[str, Any]) -> None:
     endpoint.updated_at = utcnow()
 
 
-def get_endpoint(
-    session: Session, organisation_id: int, endpoint_id: str
-) -> WebhookEndpoint | None:
-    try:
-        key = uuid.UUID(str(endpoint_id))
-    except ValueError:
-        return None
-    return session.scalar(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.id == key, WebhookEndpoint.organisation_id == organisation_id
-        )
-    )
-
-
 # ------------------------------------------------------------------------------- outbox
 
 

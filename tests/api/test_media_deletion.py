@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask
 
+from app.access import Scope
 from app.db import get_db
 from app.schemas import CreatePostSchema
 from app.services import media as media_service
@@ -51,7 +52,7 @@ def test_a_deletion_waits_for_a_post_being_created_with_the_media(
         }
     )
     with app.app_context(), get_db(app).session() as session:
-        post_service.create_post(session, tenant.organisation_id, data)  # holds FOR SHARE
+        post_service.create_post(session, Scope(tenant.organisation_id), data)  # holds FOR SHARE
         thread, result = in_background(lambda: tenant.api.delete(f"/media/{media_id}"))
         time.sleep(1.0)
         assert thread.is_alive(), "the deletion did not wait for the post's transaction"
@@ -71,7 +72,7 @@ def test_a_post_waits_for_a_deletion_and_then_finds_no_media(
     body = {"content": "too late", "account_ids": [account_id], "media_ids": [media_id]}
     with app.app_context(), get_db(app).session() as session:
         deleted = media_service.delete_media(
-            session, app.config["CRIER"], tenant.organisation_id, media_id
+            session, app.config["CRIER"], Scope(tenant.organisation_id), media_id
         )
         assert path.exists(), "the file went before the commit"
         assert path == Path(app.config["CRIER"].media_dir) / str(deleted.storage_key)
@@ -91,7 +92,9 @@ def test_a_rolled_back_deletion_keeps_row_and_file(app: Flask, tenant: Tenant) -
     media_id = upload(tenant.api, "kept.jpg", jpeg_bytes())
     path = stored_file(app, media_id)
     with app.app_context(), get_db(app).session() as session:
-        media_service.delete_media(session, app.config["CRIER"], tenant.organisation_id, media_id)
+        media_service.delete_media(
+            session, app.config["CRIER"], Scope(tenant.organisation_id), media_id
+        )
         session.rollback()
     assert path.exists()
     assert sql(app, "SELECT id FROM media") == [{"id": uuid.UUID(media_id)}]

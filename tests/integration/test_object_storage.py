@@ -261,3 +261,65 @@ def test_presigned_upload_ends_in_a_published_instagram_reel(
     assert entries["instagram"]["params"].get("media_type") == "REELS"
     [clip] = entries["x"]["media"]
     assert clip["kind"] == "video"
+
+
+def test_completing_an_upload_never_moves_media_across_profiles(
+    app_settings: dict[str, Any], s3_endpoint: str, storage_url: str, tenant: Tenant
+) -> None:
+    """A presigned upload belongs to the profile it was started in: another profile's key
+    cannot complete it, nor "complete" finished media to pull it into its own profile."""
+    s3_app: Flask = create_app(
+        {**app_settings, "media_storage": storage_url, "s3_endpoint_url": s3_endpoint}
+    )
+    with (
+        serve_wsgi(s3_app) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=30
+        ) as admin,
+    ):
+        keys = {}
+        for name in ("a", "b"):
+            profile = admin.post("/profiles", json={"name": name}).json()["data"]["id"]
+            made = admin.post(
+                "/keys", json={"name": name, "scopes": ["media:write"], "profile_id": profile}
+            ).json()["data"]
+            keys[name] = (profile, made["key"])
+        a, b = (
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {k}"}, timeout=30)
+            for _p, k in keys.values()
+        )
+        with a, b:
+            pending = presigned_upload(a, "a.jpg", "image/jpeg", jpeg_bytes())
+            # B cannot complete A's upload: it does not exist for B.
+            early = b.post(f"/media/{pending['id']}/complete")
+            assert early.status_code == 404, early.text
+            done = a.post(f"/media/{pending['id']}/complete")
+            assert done.status_code == 201, done.text
+            assert done.json()["data"]["profile_id"] == keys["a"][0]
+            # Nor can B "complete" A's finished media to move it into B.
+            late = b.post(f"/media/{pending['id']}/complete")
+            assert late.status_code == 404, late.text
+            assert a.get(f"/media/{pending['id']}").json()["data"]["profile_id"] == keys["a"][0]
+            assert b.get(f"/media/{pending['id']}").status_code == 404
+            # An upload started for a profile, completed by the organisation's key, is the
+            # profile's; a profile key cannot start one in another profile.
+            other = admin.post(
+                "/media/uploads",
+                json={
+                    "filename": "x.jpg",
+                    "content_type": "image/jpeg",
+                    "size_bytes": 10,
+                    "profile_id": keys["b"][0],
+                },
+            )
+            assert other.status_code == 201
+            refused = a.post(
+                "/media/uploads",
+                json={
+                    "filename": "x.jpg",
+                    "content_type": "image/jpeg",
+                    "size_bytes": 10,
+                    "profile_id": keys["b"][0],
+                },
+            )
+            assert refused.status_code == 404, refused.text
