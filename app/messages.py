@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # rejects a countdown under one second, so a shorter wait is handled by the worker.
 NATIVE_DELAY_MIN = timedelta(seconds=1.05)
 # Below this, a message goes out at once: the pipeline sleeps the rest before its claim
-# (ETA_HEAD_START + this stays within workers.pipeline.EARLY_TOLERANCE).
+# (ETA_HEAD_START + this stays within workers.pipeline.claim.EARLY_TOLERANCE).
 WORKER_SLEEP_MAX = timedelta(seconds=0.5)
 
 

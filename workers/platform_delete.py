@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from app.config import Settings
 from app.db import Database, get_db, utcnow
 from app.models import Account, PostTarget
-from app.services.posts import DELETE_ON_PLATFORM_TASK, enqueue_platform_deletes
+from app.services.post_changes import DELETE_ON_PLATFORM_TASK, enqueue_platform_deletes
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter, AuthExpiredError, PlatformError
 from workers.tasks import platform_http_client

@@ -26,6 +26,7 @@ from app.schemas import (
     schedule_post_schema,
     update_post_schema,
 )
+from app.services import post_changes
 from app.services import posts as post_service
 
 blueprint = Blueprint("posts", __name__)
@@ -303,7 +304,7 @@ def update_post(post_id: str) -> Response:
     if not data:
         raise ValidationError("Nothing to change: send at least one field.")
     session = get_session()
-    post = post_service.update_post(session, current_caller().scope, post_id, data)
+    post = post_changes.update_post(session, current_caller().scope, post_id, data)
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))
@@ -315,7 +316,7 @@ def cancel_post(post_id: str) -> Response:
     raw = request.args.get("delete_on_platforms", "").strip()
     session = get_session()
     if not raw:
-        post = post_service.cancel_post(session, current_caller().scope, post_id)
+        post = post_changes.cancel_post(session, current_caller().scope, post_id)
         record_request_event(
             "post.deleted", subject_type="post", subject_id=post.id, details={"status": post.status}
         )
@@ -330,7 +331,7 @@ def cancel_post(post_id: str) -> Response:
             f"Use a comma list of {', '.join(PLATFORM_KEYS)}, or all."
         )
         raise ValidationError(message, details={"delete_on_platforms": [message]})
-    post, marked = post_service.delete_post(session, current_caller().scope, post_id, platforms)
+    post, marked = post_changes.delete_post(session, current_caller().scope, post_id, platforms)
     record_request_event(
         "post.deleted",
         subject_type="post",
@@ -338,7 +339,7 @@ def cancel_post(post_id: str) -> Response:
         details={"status": post.status, "delete_on_platforms": sorted(platforms)},
     )
     session.commit()
-    post_service.enqueue_platform_deletes(current_app.extensions["celery"], [t.id for t in marked])
+    post_changes.enqueue_platform_deletes(current_app.extensions["celery"], [t.id for t in marked])
     data = post_to_dict(post)
     data["platform_deletions"] = [
         {
@@ -364,7 +365,7 @@ def retry_post(post_id: str) -> Response:
     """Send failed accounts of a post (all, or those in `account_ids`) back to the queue."""
     data = load_json(retry_post_schema, _optional_body())
     session = get_session()
-    post, _retried = post_service.retry_post(
+    post, _retried = post_changes.retry_post(
         session, current_caller().scope, post_id, data.get("account_ids")
     )
     session.commit()
@@ -377,7 +378,7 @@ def retry_failed_posts() -> Response:
     """Re-queue failed accounts matching the filters; skips accounts needing reconnection."""
     data = load_json(retry_failed_schema, json_body())
     session = get_session()
-    result = post_service.retry_failed(session, current_caller().scope, data)
+    result = post_changes.retry_failed(session, current_caller().scope, data)
     session.commit()
     _enqueue_after_commit(result.posts)
     retried = [
@@ -409,7 +410,7 @@ def schedule_post(post_id: str) -> Response:
     """Make a draft live: at `scheduled_for`, or now with `publish_now: true`."""
     data = load_json(schedule_post_schema, json_body())
     session = get_session()
-    post = post_service.schedule_draft(session, current_caller().scope, post_id, data)
+    post = post_changes.schedule_draft(session, current_caller().scope, post_id, data)
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))

@@ -19,9 +19,9 @@ from marshmallow import ValidationError as MarshmallowError
 
 from app.api.envelope import ApiError
 from app.samples import mp4_bytes
+from app.schedule import parse_schedule
 from app.schemas import ListPostsQuery
 from app.services import media as media_service
-from app.services.posts import parse_schedule
 from tests.api.helpers import assert_error, ok_data
 from tests.conftest import Tenant
 from tests.media_samples import jpeg_bytes, png_bytes

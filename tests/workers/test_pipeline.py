@@ -349,7 +349,7 @@ def test_usage_reported_on_success_holds_the_account(deps: PipelineDeps) -> None
     from types import SimpleNamespace
 
     from workers.adapters.base import PublishResult
-    from workers.pipeline import _respect_reported_usage
+    from workers.pipeline.fire import _respect_reported_usage
 
     reset = time.time() + 90
     target = SimpleNamespace(platform="x", account_id=4242)

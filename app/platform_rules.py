@@ -1,0 +1,168 @@
+"""The platform rules check: what a platform would refuse, found before it is asked.
+
+The rules themselves are data in `app.platforms`; this applies them to one post's text,
+settings and media. Intake runs it when a post is created or changed, and workers run it
+again before each call (the rules can change after intake), so it lives beside the rules
+table rather than in either side's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.api.envelope import ValidationError
+from app.models import Media
+from app.platforms import PLATFORMS, count_hashtags, count_mentions, media_rule_for
+from app.schemas import SETTING_DEFAULTS
+
+
+@dataclass
+class ErrorBag:
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, path: str, message: str) -> None:
+        messages = self.errors.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+
+    def raise_if_any(self, summary: str | None = None) -> None:
+        if not self.errors:
+            return
+        first_path, first_messages = next(iter(self.errors.items()))
+        message = summary or f"{first_path}: {first_messages[0]}"
+        raise ValidationError(message, details=self.errors)
+
+
+def platform_settings(platform: str, platform_content: dict[str, Any]) -> dict[str, Any]:
+    """The settings a platform's adapter gets: defaults, the caller's, contentType folded in."""
+    entry = platform_content.get(platform) or {}
+    settings = dict(SETTING_DEFAULTS.get(platform, {}))
+    if platform == "instagram" and entry.get("contentType"):
+        settings["contentType"] = entry["contentType"]
+    settings.update(entry.get("settings") or {})
+    return settings
+
+
+def platform_text(platform: str, content: str, platform_content: dict[str, Any]) -> str:
+    override = (platform_content.get(platform) or {}).get("content")
+    return override if override is not None else content
+
+
+def check_platform_rules(
+    content: str,
+    platforms: Iterable[str],
+    media: list[Media],
+    platform_content: dict[str, Any],
+    errors: ErrorBag,
+) -> None:
+    """Refuse at intake what a platform would refuse at publish time."""
+    for platform in sorted(set(platforms)):
+        rules = PLATFORMS[platform]
+        entry = platform_content.get(platform) or {}
+        text_path = f"platform_content.{platform}.content" if "content" in entry else "content"
+        text = platform_text(platform, content, platform_content)
+        length = rules.count_text(text)
+        if length > rules.text_limit:
+            errors.add(
+                text_path,
+                f"{rules.label} allows at most {rules.text_limit} {rules.text_unit}; "
+                f"this text has {length}.",
+            )
+        if rules.max_hashtags is not None and count_hashtags(text) > rules.max_hashtags:
+            errors.add(text_path, f"{rules.label} allows at most {rules.max_hashtags} hashtags.")
+        if rules.max_mentions is not None and count_mentions(text) > rules.max_mentions:
+            errors.add(text_path, f"{rules.label} allows at most {rules.max_mentions} @mentions.")
+        if platform == "youtube" and ("<" in text or ">" in text):
+            errors.add(text_path, "YouTube descriptions must not contain < or >.")
+        if not text.strip() and not media:
+            errors.add(text_path, f"{rules.label} needs text or media; both are empty.")
+
+        settings = platform_settings(platform, platform_content)
+        if platform == "youtube" and not settings.get("title"):
+            errors.add(
+                "platform_content.youtube.settings.title",
+                "YouTube requires a title (platform_content.youtube.settings.title).",
+            )
+        content_type = settings.get("contentType") or settings.get("videoType")
+        if platform == "facebook" and not content_type and any(m.kind == "video" for m in media):
+            content_type = "video"
+        _check_media(platform, content_type, media, settings, errors)
+
+
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _check_media(
+    platform: str,
+    content_type: str | None,
+    media: list[Media],
+    settings: dict[str, Any],
+    errors: ErrorBag,
+) -> None:
+    rules = PLATFORMS[platform]
+    rule = media_rule_for(platform, content_type)
+    what = f"{rules.label} {content_type}" if content_type else rules.label
+    images = [m for m in media if m.kind == "image"]
+    videos = [m for m in media if m.kind == "video"]
+    path = "media_ids"
+    if rule.required and not media:
+        errors.add(path, f"{what} needs {rule.needs}; no media_ids were given.")
+        return
+    if len(images) > rule.max_images or len(videos) > rule.max_videos:
+        got = f"{_plural(len(images), 'image')} and {_plural(len(videos), 'video')}"
+        errors.add(path, f"{what} takes {rule.needs}; got {got}.")
+    elif images and videos and not rule.mixed:
+        errors.add(path, f"{what} takes {rule.needs}; images and videos cannot be mixed.")
+    elif rule.mixed and len(media) > max(rule.max_images, rule.max_videos):
+        errors.add(path, f"{what} takes {rule.needs}; got {len(media)} items.")
+    for item in media:
+        allowed = rule.image_mime_types if item.kind == "image" else rule.video_mime_types
+        limit = rule.image_max_bytes if item.kind == "image" else rule.video_max_bytes
+        if allowed and item.mime_type not in allowed:
+            errors.add(
+                path,
+                f"{what} does not accept {item.mime_type} ({item.id}); "
+                f"it takes {', '.join(sorted(allowed))}.",
+            )
+        elif limit and item.size_bytes > limit:
+            errors.add(
+                path,
+                f"{item.filename} is {item.size_bytes / 1048576:.1f} MB; {what} allows at most "
+                f"{limit / 1048576:.0f} MB per {item.kind}.",
+            )
+        if item.kind == "video" and item.duration_seconds is not None:
+            low, high = rule.video_min_seconds, rule.video_max_seconds
+            if low is not None and item.duration_seconds < low:
+                errors.add(
+                    path,
+                    f"{what} videos must last at least {low:g} s; "
+                    f"{item.filename} lasts {item.duration_seconds:.1f} s.",
+                )
+            if high is not None and item.duration_seconds > high:
+                errors.add(
+                    path,
+                    f"{what} videos may last at most {high:g} s; "
+                    f"{item.filename} lasts {item.duration_seconds:.1f} s.",
+                )
+    if platform == "instagram" and settings.get("altText") and not images:
+        errors.add(
+            "platform_content.instagram.settings.altText",
+            "Instagram alt text applies to images only.",
+        )
+    if platform == "instagram" and "coverPhotoTimestamp" in settings:
+        if not videos:
+            errors.add(
+                "platform_content.instagram.settings.coverPhotoTimestamp",
+                "coverPhotoTimestamp applies to videos only.",
+            )
+        elif (
+            videos[0].duration_seconds is not None
+            and settings["coverPhotoTimestamp"] > videos[0].duration_seconds
+        ):
+            errors.add(
+                "platform_content.instagram.settings.coverPhotoTimestamp",
+                "coverPhotoTimestamp is after the end of the video.",
+            )

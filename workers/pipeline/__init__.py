@@ -1,0 +1,69 @@
+"""Publishing one post target: claim, holds, adapter call, outcome, and what comes next.
+
+Plain functions over explicit dependencies, so they run the same under a Celery worker
+and in tests. Every write after the claim is guarded by the dispatch token: a worker that
+lost its claim (its lease expired and the sweeper handed the target on) changes nothing.
+
+One module per phase of a delivery, in the order a target goes through them:
+
+- `claim`: the batch that takes targets from `queued` to `publishing` (conditional UPDATEs);
+- `ready`: what can be done before the instant (poison check, holds, the request, a look
+  on the platform after an unanswered try, the look-ahead);
+- `fire`: the platform call at the instant, and the decision its answer leads to;
+- `finish`: the outcomes written in batches, the next message, the webhook events;
+- `request`: the PublishRequest an adapter gets, built from the post and its media;
+- `context`: the types every phase shares.
+"""
+
+from __future__ import annotations
+
+import time
+
+from app.db import utcnow
+from workers.pipeline.claim import EARLY_TOLERANCE, claim_deliveries
+from workers.pipeline.context import (
+    Decision,
+    Delivery,
+    LostClaim,
+    PipelineDeps,
+    Requeue,
+    TargetContext,
+    log_event,
+)
+from workers.pipeline.finish import hand_back, record_outcomes
+from workers.pipeline.fire import fire_delivery
+from workers.pipeline.ready import ready_claimed, ready_delivery
+from workers.pipeline.request import build_request
+
+__all__ = [
+    "EARLY_TOLERANCE",
+    "Decision",
+    "Delivery",
+    "LostClaim",
+    "PipelineDeps",
+    "Requeue",
+    "TargetContext",
+    "build_request",
+    "claim_deliveries",
+    "fire_delivery",
+    "hand_back",
+    "log_event",
+    "publish_target",
+    "ready_claimed",
+    "ready_delivery",
+    "record_outcomes",
+]
+
+
+def publish_target(
+    deps: PipelineDeps, target_id: int, token: str, task_id: str | None = None
+) -> str:
+    """Run one delivery of a target in this thread; returns what happened."""
+    delivery = ready_delivery(deps, target_id, token, task_id)
+    if isinstance(delivery, str):
+        return delivery
+    wait = (delivery.due - utcnow()).total_seconds()
+    if wait > 0:
+        time.sleep(wait)
+    decision = fire_delivery(deps, delivery)
+    return record_outcomes(deps, [(delivery, decision)])[0]

@@ -1,0 +1,265 @@
+"""Finishing: outcomes written in batches (one transaction, the posts locked in id order,
+each target only if its token still holds), the next message, the posts' statuses and
+their webhook events; and the hand-back of deliveries readied but never fired.
+
+Separate because these are the writes that race the API and the sweeper: the locking
+order and the deadlock retry are read together here.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from psycopg.errors import DeadlockDetected, SerializationFailure
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, selectinload
+
+from app import metrics
+from app.db import utcnow
+from app.dispatch import RETRY_HEAD_START, Dispatch, DueTarget, send_dispatches
+from app.models import Post, PostTarget, PublishAttempt, TargetStatus
+from app.services.posts import refresh_post_status
+from app.services.webhooks import endpoints_memo, record_target_events
+from workers.pipeline.context import (
+    Decision,
+    Delivery,
+    PipelineDeps,
+    Requeue,
+    log,
+    log_event,
+)
+
+FinishItem = tuple[PostTarget, str, "Requeue | None", "Decision | None"]
+
+
+# A batch that lost a deadlock is run again: its transaction left nothing behind.
+BATCH_TRIES = 3
+T = TypeVar("T")
+
+
+def record_outcomes(
+    deps: PipelineDeps, outcomes: list[tuple[Delivery, Decision | None]]
+) -> list[str]:
+    """Write the outcomes of fired deliveries in one transaction; returns each outcome."""
+    items = []
+    results = []
+    for delivery, decision in outcomes:
+        if decision is None:
+            results.append("lost_claim")
+            continue
+        target, context = delivery.target, delivery.context
+        decision.handle = context.pending_handle
+        if context.premarked and not context.marked and target.irreversible_started_at is None:
+            # Marked ahead, but the adapter never reached the call: nothing went out.
+            decision.clear_irreversible = True
+        decision.attempt = PublishAttempt(
+            target_id=target.id,
+            attempt_number=target.attempts + (1 if decision.counts_attempt else 0),
+            task_id=delivery.task_id,
+            started_at=delivery.started_at or utcnow(),
+            finished_at=utcnow(),
+            outcome=decision.outcome,
+            http_status=decision.http_status,
+            latency_ms=int((time.monotonic() - (delivery.started or time.monotonic())) * 1000),
+            error_code=decision.error_code,
+            error_message=decision.error_message,
+            wait_seconds=decision.wait_seconds,
+            details=decision.details or None,
+        )
+        items.append((target, delivery.token, decision.next, decision))
+        results.append(decision.outcome)
+    written: set[int] = set()
+    try:
+        if items:
+            written = finish_retrying(deps, items)
+    finally:
+        for delivery, _ in outcomes:
+            deps.claims.released(delivery.target.id)
+    for n, (delivery, decision) in enumerate(outcomes):
+        if decision is None:
+            continue
+        if delivery.target.id not in written:
+            # Handed on while this delivery waited for its answer (a worker cut off from
+            # the database, declared dead): its outcome was refused, so it reports none.
+            results[n] = "lost_claim"
+            metrics.observe_publish(delivery.target.platform, "lost_claim")
+            continue
+        outcome = results[n]
+        log_event(
+            f"publish.{outcome}",
+            **delivery.fields,
+            error_code=decision.error_code,
+            wait_s=round(decision.wait_seconds, 3) if decision.wait_seconds else None,
+            latency_ms=decision.attempt.latency_ms if decision.attempt else None,
+        )
+        metrics.observe_publish(
+            delivery.target.platform,
+            outcome,
+            # Lateness at the irreversible call, against the instant it was due.
+            metrics.seconds_between(delivery.target.next_attempt_at, delivery.context.marked_at),
+            time.monotonic() - (delivery.started or time.monotonic()),
+        )
+    return results
+
+
+def hand_back(deps: PipelineDeps, deliveries: list[Delivery]) -> None:
+    """Deliveries readied but not fired when their worker stops: unclaimed, with a new
+    token, and sent again for their instant."""
+    now = utcnow()
+    dispatches = []
+    with deps.db.session() as session:
+        for delivery in deliveries:
+            target = delivery.target
+            token = str(uuid.uuid4())
+            changed = session.execute(
+                update(PostTarget)
+                .where(
+                    PostTarget.id == target.id,
+                    PostTarget.dispatch_token == delivery.token,
+                    PostTarget.status == TargetStatus.PUBLISHING,
+                )
+                .values(
+                    status=TargetStatus.QUEUED,
+                    dispatch_token=token,
+                    queued_at=now,
+                    claim_owner=None,
+                    lease_expires_at=None,
+                    # Marked ahead only: the call was never made.
+                    irreversible_started_at=target.irreversible_started_at,
+                )
+            ).rowcount
+            if changed:
+                dispatches.append(Dispatch(DueTarget.of(target, delivery.due), token))
+            deps.claims.released(target.id)
+        session.commit()
+        send_dispatches(session, deps.celery, dispatches)
+    log_event("publish.handed_back", count=len(dispatches))
+
+
+def again_after_deadlock(run: Callable[[], T], batch: str) -> T:
+    for attempt in range(1, BATCH_TRIES + 1):
+        try:
+            return run()
+        except OperationalError as exc:
+            if attempt == BATCH_TRIES or not isinstance(
+                exc.orig, DeadlockDetected | SerializationFailure
+            ):
+                raise
+            log.warning("%s lost a deadlock, running it again", batch)
+    raise AssertionError("unreachable")
+
+
+def finish_retrying(deps: PipelineDeps, items: list[FinishItem]) -> set[int]:
+    def write() -> set[int]:
+        with deps.db.session() as session:
+            return _finish(deps, session, items)
+
+    return again_after_deadlock(write, f"outcome batch of {len(items)}")
+
+
+def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> set[int]:
+    """One transaction for many targets: their posts locked (in id order, as the API
+    locks them), each target updated only if its token still holds, the attempt rows,
+    and the posts' statuses. Returns the targets written; the others were handed on."""
+    session.rollback()
+    post_ids = sorted({target.post_id for target, *_ in items})
+    session.execute(
+        select(Post.id).where(Post.id.in_(post_ids)).order_by(Post.id).with_for_update()
+    )
+    now = utcnow()
+    dispatches: list[Dispatch] = []
+    attempts: list[PublishAttempt] = []
+    ended: dict[uuid.UUID, list[int]] = {}
+    written: set[int] = set()
+    # Targets in id order, as every other batch locks them.
+    for target, token, requeue, decision in sorted(items, key=lambda item: item[0].id):
+        values, dispatch = _outcome_values(deps, target, requeue, decision, now)
+        from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
+        changed = session.execute(
+            update(PostTarget)
+            .where(
+                PostTarget.id == target.id,
+                PostTarget.dispatch_token == token,
+                PostTarget.status == from_status,
+            )
+            .values(**values)
+            # The targets were loaded by other sessions: nothing here to keep in step.
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not changed:
+            refused = decision.outcome if decision is not None else "requeue"
+            log_event("publish.lost_claim", target_id=target.id, refused=refused)
+            continue
+        written.add(target.id)
+        if dispatch is not None:
+            dispatches.append(dispatch)
+        if decision is not None and decision.attempt is not None:
+            attempts.append(decision.attempt)
+        if decision is not None and decision.status is not None:
+            ended.setdefault(target.post_id, []).append(target.id)
+    session.add_all(attempts)
+    session.flush()
+    posts = session.scalars(
+        select(Post)
+        .where(Post.id.in_(post_ids))
+        .options(selectinload(Post.targets))
+        .execution_options(populate_existing=True)
+    ).all()
+    with endpoints_memo(session):
+        for post in posts:
+            # Webhooks: each account's outcome event joins this transaction's outbox.
+            if post.id in ended:
+                record_target_events(session, post, ended[post.id])
+            refresh_post_status(post)
+    session.commit()
+    if dispatches:
+        send_dispatches(session, deps.celery, dispatches)
+    return written
+
+
+def _outcome_values(
+    deps: PipelineDeps,
+    target: PostTarget,
+    requeue: Requeue | None,
+    decision: Decision | None,
+    now: datetime,
+) -> tuple[dict[str, Any], Dispatch | None]:
+    values: dict[str, Any] = {"lease_expires_at": None, "claim_owner": None}
+    dispatch = None
+    if decision is not None:
+        if decision.counts_attempt:
+            values["attempts"] = PostTarget.attempts + 1
+        if decision.clear_irreversible:
+            values["irreversible_started_at"] = None
+        values["error_code"] = decision.error_code
+        values["error_message"] = decision.error_message
+        if decision.handle is not None:
+            values["platform_handle"] = decision.handle
+    if decision is not None and decision.status is not None:
+        values["status"] = decision.status
+        values["dispatch_token"] = None
+        if decision.result is not None:
+            values.update(
+                platform_post_id=decision.result.platform_post_id,
+                url=decision.result.url,
+                published_at=now,
+                error_code=None,
+                error_message=None,
+            )
+    elif requeue is not None:
+        horizon = now + timedelta(seconds=deps.settings.enqueue_horizon)
+        values["next_attempt_at"] = requeue.at
+        if requeue.at <= horizon:
+            new_token = str(uuid.uuid4())
+            values.update(status=TargetStatus.QUEUED, dispatch_token=new_token, queued_at=now)
+            due = DueTarget.of(target, requeue.at, head_start=RETRY_HEAD_START)
+            dispatch = Dispatch(due, new_token)
+        else:
+            # Long waits go back to PostgreSQL; the sweeper enqueues them when due.
+            values.update(status=TargetStatus.SCHEDULED, dispatch_token=None, queued_at=None)
+    return values, dispatch

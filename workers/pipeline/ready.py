@@ -1,0 +1,138 @@
+"""Readying a claimed delivery before its instant: the poison check, holds, the built
+request, a look on the platform after an unanswered earlier try, and the look-ahead.
+
+Separate from the call itself so that the instant has nothing left to do but the call:
+everything here may take time, and none of it may happen between the instant and the
+irreversible request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy.orm import Session
+
+from app.dispatch import ETA_HEAD_START
+from app.models import PostTarget, TargetStatus
+from workers.adapters.base import PlatformError, PublishRequest
+from workers.pipeline.claim import claim_deliveries
+from workers.pipeline.context import (
+    Decision,
+    Delivery,
+    LostClaim,
+    PipelineDeps,
+    log,
+    log_event,
+)
+from workers.pipeline.fire import classify, hold_decision, internal_error, reconcile
+from workers.pipeline.request import build_request
+
+
+def ready_delivery(
+    deps: PipelineDeps, target_id: int, token: str, task_id: str | None = None
+) -> Delivery | str:
+    """Everything that can be done before the instant: load, claim, credentials, request,
+    quota. Returns the delivery to fire at `due`, or what happened instead."""
+    claimed = claim_deliveries(deps, [(target_id, token, task_id)])[0]
+    return claimed if isinstance(claimed, str) else ready_claimed(deps, claimed)
+
+
+def ready_claimed(deps: PipelineDeps, delivery: Delivery) -> Delivery | str:
+    """The rest of readying a claimed delivery, on the caller's thread: holds, the built
+    request, a look on the platform after an unanswered earlier try."""
+    with deps.db.session() as session:
+        try:
+            _ready(deps, session, delivery)
+        except LostClaim:
+            deps.claims.released(delivery.target.id)
+            log_event("publish.lost_claim", **delivery.fields)
+            return "lost_claim"
+        except Exception as exc:  # a bug must not strand the target
+            log.exception("publish.crashed target_id=%s", delivery.target.id)
+            delivery.decision = internal_error(deps, delivery, exc)
+        session.commit()
+    return delivery
+
+
+def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
+    """Decide before the instant whatever can be decided; else build the request and mark
+    the target, so that nothing is left to write between the instant and the call."""
+    target = delivery.target
+    if target.worker_losses >= deps.settings.max_worker_losses:
+        delivery.decision = _poisoned(deps, session, target)
+        return
+    hold = deps.quotas.current_wait(target.platform, target.account_id)
+    if hold is not None and hold.until > delivery.due.timestamp():
+        if hold.until - delivery.due.timestamp() <= ETA_HEAD_START.total_seconds():
+            # A wait the platform imposed that ends just after the instant: the claim
+            # is kept and the call fires as soon as the wait is over.
+            delivery.due = datetime.fromtimestamp(hold.until, UTC)
+        else:
+            delivery.decision = hold_decision(hold, "rate_limited")
+            return
+    try:
+        request = build_request(deps, session, target)
+    except PlatformError as error:
+        delivery.decision = classify(deps, target, error)
+        return
+    # Never sit idle in a transaction while a platform answers.
+    session.commit()
+    if target.irreversible_started_at is not None:
+        # A previous delivery may have made the post public without hearing back.
+        try:
+            found = reconcile(deps.adapter_for(target.platform), request)
+        except PlatformError as error:
+            # Cannot ask right now: try again later, the marker stays until we know.
+            delivery.decision = classify(deps, target, error, maybe_posted=True)
+            return
+        if found is not None:
+            delivery.decision = found
+            return
+    delivery.request = _look_ahead(deps, request)
+
+
+def _look_ahead(deps: PipelineDeps, request: PublishRequest) -> PublishRequest:
+    """What publish() would look at on the platform before its irreversible request (a
+    prepared container's status), looked at now, so the instant has only that request."""
+    try:
+        return deps.adapter_for(request.platform).check_prepared(request)
+    except (PlatformError, httpx.TransportError):
+        return request  # publish() looks again at the instant, and handles what it finds
+
+
+def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> Decision:
+    """Deliveries of this target kept killing their worker (out of memory, a crash in a
+    media library): stop, after one last look on the platform if a request went out."""
+    losses = target.worker_losses
+    failed = Decision(
+        outcome="worker_lost",
+        status=TargetStatus.FAILED,
+        counts_attempt=False,
+        error_code="worker_lost",
+        error_message=(
+            f"The worker publishing this target died {losses} times (for instance out of "
+            "memory, or a crash while processing its media), so it was not tried again."
+        ),
+    )
+    if target.irreversible_started_at is None:
+        return failed
+    try:
+        request = build_request(deps, session, target)
+        session.commit()
+        found = reconcile(deps.adapter_for(target.platform), request)
+    except PlatformError as error:
+        found = Decision(
+            outcome="unconfirmed",
+            status=TargetStatus.UNCONFIRMED,
+            counts_attempt=False,
+            error_code="worker_lost",
+            error_message=f"{failed.error_message} Whether the platform has the post could "
+            f"not be checked: {error.message}",
+        )
+    if found is None:
+        return failed
+    if found.status == TargetStatus.UNCONFIRMED:
+        return replace(found, error_message=f"{failed.error_message} {found.error_message}")
+    return found
