@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from app.db import get_db
 from app.models import WebhookEvent
+from app.services.outbound import REFUSED
 from app.services.webhooks import verify_signature
 from tests.conftest import Tenant, reset_redis
 from tests.integration.conftest import Stack, wait_until
@@ -215,6 +216,7 @@ def test_loopback_is_refused_unless_allowed(
         return rows[0] if rows and rows[0]["attempt"] >= 1 else None
 
     delivery = wait_until(refused, timeout=30)
-    assert "loopback" in delivery["error"] and delivery["status_code"] is None
+    # The same text as every other refusal: a caller learns nothing about the address.
+    assert delivery["error"] == REFUSED and delivery["status_code"] is None
     assert delivery["status"] in ("pending", "failed")
     assert receiver.received == []
