@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, g
 
 from app import db
-from app.config import Settings, report_unknown_variables
+from app.config import Settings
 from app.ratelimit import RequestLimiter
 from app.security import (
     InsecureSecretKey,
@@ -16,6 +16,7 @@ from app.security import (
     check_service_urls,
     is_placeholder,
 )
+from app.variables import report_unknown_variables
 
 
 def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:

@@ -261,7 +261,7 @@ def secret() -> None:
 @main.command("config-table")
 def config_table() -> None:
     """Print the configuration table of docs/operations.md, made from Settings' fields."""
-    from app.config import config_table as table
+    from app.variables import config_table as table
 
     click.echo(table(), nl=False)
 

@@ -1,19 +1,16 @@
 """Settings, read from the environment once and shared by the API, the workers and the CLI.
 
-Every variable Crier reads is declared here, on a field of `Settings` (its name, the
-meaning the operations guide shows, how its text is parsed) or in `EXTRA_VARIABLES`
-(read by the Procfile's shell or by `crier dev` as it builds its children's environment).
-`crier config-table` prints the guide's table from these declarations, and start-up
-names any `CRIER_*` variable that is none of them (a misspelt name would otherwise be
-ignored without a word).
+Every variable Crier reads is declared here, on a field of `Settings`: its name, the
+meaning the operations guide shows, how its text is parsed. Nothing else in `app/` or
+`workers/` reads the environment; values are passed from here to where they are used.
+`app/variables.py` makes the guide's table from these declarations and names, at
+start-up, any `CRIER_*` variable that Crier does not read.
 """
 
 from __future__ import annotations
 
-import difflib
-import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -26,7 +23,6 @@ from app.platforms import PLATFORM_KEYS
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
 LOG_FORMATS = ("keyvalue", "json")
 PLATFORM = "<PLATFORM>"
-log = logging.getLogger("crier.config")
 
 
 @dataclass(frozen=True)
@@ -70,10 +66,6 @@ def _ports(raw: str) -> tuple[int, ...] | None:
     return ports
 
 
-def _flag(raw: str) -> bool:
-    return raw.strip().lower() in ("1", "true", "yes")
-
-
 def _log_format(raw: str) -> str:
     chosen = raw.strip().lower().replace("=", "").replace("_", "").replace("-", "")
     if chosen not in LOG_FORMATS:
@@ -94,18 +86,6 @@ def normalise_database_url(url: str) -> str:
 
 def _optional(raw: str) -> str | None:
     return raw or None
-
-
-def _url(raw: str) -> str:
-    return raw.rstrip("/")
-
-
-def _optional_url(raw: str) -> str | None:
-    return raw.rstrip("/") or None
-
-
-def _stripped(raw: str) -> str | None:
-    return raw.strip() or None
 
 
 @dataclass(frozen=True)
@@ -147,8 +127,6 @@ class Settings:
             shown="`redis://127.0.0.1:6379/0` (`crier dev`: embedded)",
         ),
     )
-    # The Celery broker when set (amqp://… for RabbitMQ); Redis at redis_url otherwise.
-    # Quotas, holds and the limiter stay in Redis either way.
     broker_url: str | None = field(
         default=None,
         metadata=env(
@@ -199,7 +177,7 @@ class Settings:
             "send adapter requests to `{base}/{platform}{real path}` (the sandbox); the platform "
             "is the host's, so Instagram accounts connected through Facebook Login go to "
             "`{base}/facebook/v25.0/…`",
-            parse=_optional_url,
+            parse=lambda raw: raw.rstrip("/") or None,
         ),
     )
     public_base_url: str = field(
@@ -208,7 +186,7 @@ class Settings:
             "CRIER_PUBLIC_URL",
             "base of the signed media links that platforms pull, of connect links and of the "
             "OAuth callbacks",
-            parse=_url,
+            parse=lambda raw: raw.rstrip("/"),
         ),
     )
     rate_limit: str = field(
@@ -231,8 +209,6 @@ class Settings:
         default=5.0,
         metadata=env("CRIER_SWEEP_INTERVAL", "seconds between sweeps", parse=float),
     )
-    # A queued target this long past its due time, held by no live worker while its queue
-    # is empty, has lost its message and is sent again.
     requeue_grace: float = field(
         default=10.0,
         metadata=env(
@@ -242,7 +218,6 @@ class Settings:
             parse=float,
         ),
     )
-    # Seconds a claim lives without its worker's heartbeat; the heartbeat renews it.
     publish_lease: float = field(
         default=30.0,
         metadata=env(
@@ -279,8 +254,6 @@ class Settings:
             parse=int,
         ),
     )
-    # Seconds before its instant that a target's media is prepared on the platform: long
-    # enough for uploads and the platform's processing.
     prepare_window_image: float = field(
         default=300.0,
         metadata=env(
@@ -292,7 +265,6 @@ class Settings:
     prepare_window_video: float = field(
         default=1800.0, metadata=env("CRIER_PREPARE_WINDOW_VIDEO", "", parse=float)
     )
-    # Deliveries that may each kill their worker before the target is given up.
     max_worker_losses: int = field(
         default=3,
         metadata=env(
@@ -301,8 +273,6 @@ class Settings:
             parse=int,
         ),
     )
-    # A dead worker's publish request may still be landing: this long after it started,
-    # the platform is asked whether the post is there (before that it could miss it).
     inflight_grace: float = field(
         default=15.0,
         metadata=env(
@@ -359,7 +329,6 @@ class Settings:
             shown="unset (`crier dev` with the sandbox: set)",
         ),
     )
-    # The monthly API version (YYYYMM); versions live about a year.
     linkedin_version: str = field(
         default="202609",
         metadata=env(
@@ -368,7 +337,6 @@ class Settings:
             "a year, so this moves one without a release",
         ),
     )
-    # Redis transport redelivers unacked messages after this; must stay well above the horizon.
     visibility_timeout: int = field(
         default=7200,
         metadata=env(
@@ -381,7 +349,6 @@ class Settings:
     media_dir: str = field(
         default="var/media", metadata=env("CRIER_MEDIA_DIR", "where uploads are stored")
     )
-    # s3://bucket/prefix keeps media in object storage (app/storage.py); local disk if unset.
     media_storage: str | None = field(
         default=None,
         metadata=env(
@@ -451,23 +418,18 @@ class Settings:
             parse=float,
         ),
     )
-    # Tries a media import gets when each one ends its worker (killed, out of memory)
-    # before it is marked failed.
     media_import_max_tries: int = field(
         default=3, metadata=env("CRIER_MEDIA_IMPORT_MAX_TRIES", "", parse=int)
     )
-    # Lets webhooks and media imports reach loopback/private addresses, on any port
-    # (tests, `crier dev`).
     allow_private_urls: bool = field(
         default=False,
         metadata=env(
             "CRIER_ALLOW_PRIVATE_URLS",
             "`1` lets webhooks and media imports reach loopback/private addresses on any port "
             "(development and tests only)",
-            parse=_flag,
+            parse=lambda raw: raw.strip().lower() in ("1", "true", "yes"),
         ),
     )
-    # Ports webhooks and media imports may connect to.
     outbound_ports: tuple[int, ...] = field(
         default=(80, 443),
         metadata=env(
@@ -509,7 +471,6 @@ class Settings:
     webhook_drain_interval: float = field(
         default=2.0, metadata=env("CRIER_WEBHOOK_DRAIN_INTERVAL", "", parse=float)
     )
-    # Events whose deliveries are all finished are deleted after this many days.
     webhook_retention_days: int = field(
         default=30,
         metadata=env(
@@ -518,14 +479,13 @@ class Settings:
             parse=int,
         ),
     )
-    # When set, GET /metrics asks for `Authorization: Bearer <token>` (open otherwise).
     metrics_token: str | None = field(
         default=None,
         metadata=env(
             "CRIER_METRICS_TOKEN",
             "when set, `GET /metrics` needs `Authorization: Bearer <token>`; seconds a scrape's "
             "reading of the state is reused",
-            parse=_stripped,
+            parse=lambda raw: raw.strip() or None,
         ),
     )
     # How long a scrape's reading of PostgreSQL, the broker and Redis is reused by the
@@ -622,45 +582,10 @@ def _platform_apps(source: Mapping[str, str]) -> Mapping[str, PlatformApp]:
     return MappingProxyType(found)
 
 
-# Variables Crier documents but does not keep in Settings: read by the Procfile's shell, by
-# Flower, or by `crier dev` as it builds its processes' environment.
-EXTRA_VARIABLES = (
-    Variable(
-        ("FLOWER_BASIC_AUTH",),
-        "`user:password` for Flower; `crier flower` refuses to start without it or Flower's "
-        "OAuth settings",
-        shown="none (`crier dev` makes one)",
-    ),
-    Variable(("PORT",), "API port for `web` and `crier dev`", shown="`8000`"),
-    Variable(
-        ("CRIER_BEAT_SCHEDULE",),
-        "where `beat` keeps its schedule's state",
-        shown="`var/celerybeat-schedule`",
-    ),
-    Variable(
-        ("CRIER_DEV_REDIS_PORT",),
-        "`crier dev` without `REDIS_URL`: where the embedded Redis listens (any free port "
-        "when taken)",
-        shown="`6390`",
-    ),
-    Variable(
-        ("CRIER_SANDBOX_PORT",),
-        "`crier dev` without `CRIER_PLATFORM_BASE_URL`: where the sandbox listens (any free "
-        "port when taken)",
-        shown="`8090`",
-    ),
-)
+def crier_variables() -> dict[str, str]:
+    """The CRIER_* variables set, for the start-up report of unknown ones (app/variables.py)."""
+    return {key: value for key, value in os.environ.items() if key.startswith("CRIER_")}
 
-# Read by the test suite and `make fuzz`, never by Crier: known, so never reported.
-TOOLING_VARIABLES = frozenset(
-    {
-        "CRIER_TEST_PG",
-        "CRIER_TEST_PG_RESTART",
-        "CRIER_TEST_REDIS",
-        "CRIER_TEST_RABBITMQ",
-        "CRIER_FUZZ_EXAMPLES",
-    }
-)
 
 FLOWER_PREFIX = "FLOWER_"
 
@@ -669,76 +594,3 @@ def flower_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]
     """Flower's own FLOWER_* options, which `crier flower` checks before starting it."""
     source = os.environ if environ is None else environ
     return {key: value for key, value in source.items() if key.startswith(FLOWER_PREFIX)}
-
-
-def variables() -> Iterator[Variable]:
-    """Every documented variable: Settings' fields, then the extra ones."""
-    for item in fields(Settings):
-        if "env" in item.metadata:
-            yield item.metadata["env"]
-    yield from EXTRA_VARIABLES
-
-
-def known_names() -> frozenset[str]:
-    """Every variable name Crier or its tooling reads, per-platform ones spelt out."""
-    names: set[str] = set(TOOLING_VARIABLES)
-    for variable in variables():
-        for name in variable.names:
-            if PLATFORM in name:
-                names.update(name.replace(PLATFORM, p.upper()) for p in PLATFORM_KEYS)
-            else:
-                names.add(name)
-    return frozenset(names)
-
-
-def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
-    """Each CRIER_* name in the environment that Crier does not read, with the closest
-    known name (None when nothing is close)."""
-    source = os.environ if environ is None else environ
-    known = known_names()
-    found = []
-    for name in sorted(key for key in source if key.startswith("CRIER_") and key not in known):
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        found.append((name, close[0] if close else None))
-    return found
-
-
-def report_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
-    """A warning per unknown CRIER_* variable: a misspelt one would otherwise do nothing."""
-    for name, close in unknown_variables(environ):
-        hint = f"; did you mean {close}?" if close else ""
-        log.warning("%s is set but Crier reads no such variable%s", name, hint)
-
-
-def _shown_default(item: Any) -> str:
-    default = item.default
-    if default is None or default is False:
-        return "unset"
-    if isinstance(default, float) and default.is_integer():
-        default = int(default)
-    if isinstance(default, tuple):
-        default = ",".join(str(part) for part in default)
-    return f"`{default}`"
-
-
-def config_table() -> str:
-    """The operations guide's configuration table, from the declarations above."""
-    rows: list[tuple[list[str], list[str], str]] = []
-    documented = [
-        (item.metadata["env"], item) for item in fields(Settings) if "env" in item.metadata
-    ]
-    documented += [(variable, None) for variable in EXTRA_VARIABLES]
-    for variable, item in documented:
-        if not variable.listed:
-            continue
-        names = [f"`{name}`" for name in variable.names]
-        shown = variable.shown or (_shown_default(item) if item is not None else "unset")
-        if variable.meaning:
-            rows.append((names, [shown], variable.meaning))
-        else:  # continues the row above
-            rows[-1][0].extend(names)
-            rows[-1][1].append(shown)
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for names, shown, meaning in rows:
-        lines.append(f"| {', '.join(names)} | {', '.join(shown)} | {meaning} |")
-    return "\n".join(lines) + "\n"

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from app import create_app
-from app.config import PlatformApp, RetryOverride, Settings, known_names, unknown_variables
+from app.config import PlatformApp, RetryOverride, Settings
 from app.platforms import PLATFORM_KEYS
+from app.variables import known_names, unknown_variables
 from workers.quotas import publish_caps
 from workers.retry import retry_policy
 

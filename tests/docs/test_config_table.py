@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from app.cli import main
-from app.config import config_table, known_names
+from app.variables import config_table, known_names
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
