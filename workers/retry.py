@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Any
 
 from app.config import Settings, active_settings
 
@@ -36,7 +37,7 @@ def retry_policy(platform: str, settings: Settings | None = None) -> RetryPolicy
     settings = settings or active_settings()
     policy = _PLATFORM_DEFAULTS.get(platform, RetryPolicy())
     own = settings.platform_retry.get(platform)
-    values = {}
+    values: dict[str, Any] = {}
     for name in ("max_attempts", "base_seconds", "cap_seconds"):
         for value in (getattr(own, name, None), getattr(settings, f"retry_{name}")):
             if value is not None:
