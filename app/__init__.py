@@ -16,6 +16,7 @@ from app.security import (
     check_service_urls,
     is_placeholder,
 )
+from app.variables import report_unknown_variables
 
 
 def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
@@ -44,7 +45,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
     app.config["CRIER"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    _configure_logging()
+    _configure_logging(settings.log_format)
+    # A misspelt CRIER_* variable would otherwise be ignored without a word.
+    report_unknown_variables()
 
     db.init_app(app, settings)
     app.extensions["crier.limiter"] = RequestLimiter(
@@ -73,10 +76,10 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
     return app
 
 
-def _configure_logging() -> None:
+def _configure_logging(log_format: str) -> None:
     from app.logs import configure_logging
 
-    configure_logging()
+    configure_logging(log_format)
     # httpx logs every request URL at INFO, and some platforms (Meta's token refresh)
     # take the token in the query string: keep secrets out of the logs.
     for name in ("httpx", "httpcore"):

@@ -258,6 +258,14 @@ def secret() -> None:
     click.echo(generate_secret_key())
 
 
+@main.command("config-table")
+def config_table() -> None:
+    """Print the configuration table of docs/operations.md, made from Settings' fields."""
+    from app.variables import config_table as table
+
+    click.echo(table(), nl=False)
+
+
 @main.command("rotate-secrets")
 @click.option(
     "--batch-size",
@@ -343,16 +351,20 @@ def flower(flower_args: tuple[str, ...]) -> None:
     OAuth settings) is set; arguments go to `celery flower`."""
     import os
 
+    from app.config import flower_variables
     from app.flower import FlowerAuthMissing, check_flower_auth, flower_environment
 
+    flower_env = flower_variables()
     try:
-        check_flower_auth(os.environ)
+        check_flower_auth(flower_env)
     except FlowerAuthMissing as exc:
         click.echo(f"crier flower refuses to start: {exc}", err=True)
         sys.exit(2)
     command = [sys.executable, "-m", "celery", "-A", "workers.celery", "flower", *flower_args]
-    if os.environ.get("FLOWER_UNAUTHENTICATED_API"):
+    if flower_env.get("FLOWER_UNAUTHENTICATED_API"):
         click.echo("crier flower: ignoring FLOWER_UNAUTHENTICATED_API", err=True)
+    # Builds the environment of Flower's process: everything this one was given, less the
+    # variable that would open Flower's API (a child's environment, not a setting).
     os.execve(sys.executable, command, flower_environment(os.environ))
 
 

@@ -1,179 +1,518 @@
-"""Settings, read from the environment once and shared by the API, the workers and the CLI."""
+"""Settings, read from the environment once and shared by the API, the workers and the CLI.
+
+Every variable Crier reads is declared here, on a field of `Settings`: its name, the
+meaning the operations guide shows, how its text is parsed. Nothing else in `app/` or
+`workers/` reads the environment; values are passed from here to where they are used.
+`app/variables.py` makes the guide's table from these declarations and names, at
+start-up, any `CRIER_*` variable that Crier does not read.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from limits import RateLimitItem, parse_many
+
+from app.platforms import PLATFORM_KEYS
+
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
+LOG_FORMATS = ("keyvalue", "json")
+PLATFORM = "<PLATFORM>"
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+@dataclass(frozen=True)
+class Variable:
+    """One or more environment variables as a row of the configuration table.
+
+    `names` may hold `<PLATFORM>`, standing for each platform of app/platforms.py.
+    `shown` is the default as the table shows it (derived from the field when empty);
+    `parse` turns a non-empty value into the field's value; `listed=False` keeps a
+    variable out of the table where another row already explains it.
+    """
+
+    names: tuple[str, ...]
+    meaning: str
+    shown: str = ""
+    parse: Callable[[str], Any] | None = None
+    listed: bool = True
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw not in (None, "") else default
+def env(
+    name: str | tuple[str, ...],
+    meaning: str,
+    *,
+    shown: str = "",
+    parse: Callable[[str], Any] | None = None,
+    listed: bool = True,
+) -> dict[str, Variable]:
+    """A field's metadata: the variable that sets it."""
+    names = (name,) if isinstance(name, str) else name
+    return {"env": Variable(names, meaning, shown, parse, listed)}
 
 
-def _env_ports(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+def _ports(raw: str) -> tuple[int, ...] | None:
+    if not raw.strip():
+        return None  # blank: the default
     ports = tuple(int(part) for part in raw.split(",") if part.strip())
     if not ports or any(not 0 < port < 65536 for port in ports):
-        raise ValueError(f"{name} must list TCP ports (1-65535), comma separated: {raw!r}")
+        raise ValueError(
+            f"CRIER_OUTBOUND_PORTS must list TCP ports (1-65535), comma separated: {raw!r}"
+        )
     return ports
+
+
+def _log_format(raw: str) -> str:
+    chosen = raw.strip().lower().replace("=", "").replace("_", "").replace("-", "")
+    if chosen not in LOG_FORMATS:
+        raise ValueError(
+            f"CRIER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {chosen!r}"
+        )
+    return chosen
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs hosting platforms hand out and pin the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _optional(raw: str) -> str | None:
+    return raw or None
+
+
+@dataclass(frozen=True)
+class PlatformApp:
+    """Crier's app at a platform (CRIER_<PLATFORM>_CLIENT_ID / _CLIENT_SECRET), as set."""
+
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RetryOverride:
+    """A platform's retry values set in the environment; None keeps the policy's own."""
+
+    max_attempts: int | None = None
+    base_seconds: float | None = None
+    cap_seconds: float | None = None
+
+
+RETRY_NAMES = {"max_attempts": int, "base_seconds": float, "cap_seconds": float}
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # The Celery broker when set (amqp://… for RabbitMQ); Redis at redis_url otherwise.
-    # Quotas, holds and the limiter stay in Redis either way.
-    broker_url: str | None = None
+    database_url: str = field(
+        default=f"sqlite:///{DEFAULT_SQLITE_PATH}",
+        metadata=env(
+            "DATABASE_URL",
+            "`postgresql+psycopg://…` (plain `postgres://` is accepted)",
+            shown="SQLite `var/crier.sqlite3`",
+            parse=normalise_database_url,
+        ),
+    )
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata=env(
+            "REDIS_URL",
+            "broker and shared limiter state",
+            shown="`redis://127.0.0.1:6379/0` (`crier dev`: embedded)",
+        ),
+    )
+    broker_url: str | None = field(
+        default=None,
+        metadata=env(
+            "CELERY_BROKER_URL",
+            "`amqp://…` runs the queues on RabbitMQ; Redis keeps quotas, holds and the limiter",
+            shown="unset (Redis at `REDIS_URL`)",
+            parse=_optional,
+        ),
+    )
+    log_format: str = field(
+        default="keyvalue",
+        metadata=env(
+            "CRIER_LOG_FORMAT",
+            "`json`: one JSON object per line (python-json-logger)",
+            parse=_log_format,
+        ),
+    )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_METRICS_PORT", "a worker serves its Prometheus metrics on this port", parse=int
+        ),
+    )
+    # Read by prometheus_client itself too: each process writes its counters there.
+    prometheus_multiproc_dir: str | None = field(
+        default=None,
+        metadata=env(
+            "PROMETHEUS_MULTIPROC_DIR",
+            "an empty directory per process group: gunicorn's (or a prefork pool's) processes "
+            "add up their metrics there",
+            parse=_optional,
+        ),
+    )
     # One or more secrets, comma separated, newest first; no default (app/security.py).
-    secret_key: str = ""
-    platform_base_url: str | None = None
-    public_base_url: str = "http://127.0.0.1:8000"
-    rate_limit: str = "600/minute;20000/day"
-    posts_rate_limit: str = "120/minute;5000/day"
+    secret_key: str = field(
+        default="",
+        metadata=env(
+            "CRIER_SECRET_KEY",
+            "required: encrypts platform tokens at rest and signs media links; several keys, "
+            "comma separated, newest first (see [security.md](security.md))",
+            shown="none (`crier dev` and the tests make their own)",
+        ),
+    )
+    platform_base_url: str | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_PLATFORM_BASE_URL",
+            "send adapter requests to `{base}/{platform}{real path}` (the sandbox); the platform "
+            "is the host's, so Instagram accounts connected through Facebook Login go to "
+            "`{base}/facebook/v25.0/…`",
+            parse=lambda raw: raw.rstrip("/") or None,
+        ),
+    )
+    public_base_url: str = field(
+        default="http://127.0.0.1:8000",
+        metadata=env(
+            "CRIER_PUBLIC_URL",
+            "base of the signed media links that platforms pull, of connect links and of the "
+            "OAuth callbacks",
+            parse=lambda raw: raw.rstrip("/"),
+        ),
+    )
+    rate_limit: str = field(
+        default="600/minute;20000/day",
+        metadata=env("CRIER_RATE_LIMIT", "per API key, every endpoint (`limits` notation)"),
+    )
+    posts_rate_limit: str = field(
+        default="120/minute;5000/day",
+        metadata=env("CRIER_POSTS_RATE_LIMIT", "per API key, creating posts"),
+    )
     # Targets due within this many seconds are enqueued with an ETA; later ones wait in
     # PostgreSQL for the sweeper (docs/delivery.md, "Horizon").
-    enqueue_horizon: int = 600
-    sweep_interval: float = 5.0
-    # A queued target this long past its due time, held by no live worker while its queue
-    # is empty, has lost its message and is sent again.
-    requeue_grace: float = 10.0
-    # Seconds a claim lives without its worker's heartbeat; the heartbeat renews it.
-    publish_lease: float = 30.0
+    enqueue_horizon: int = field(
+        default=600,
+        metadata=env(
+            "ENQUEUE_HORIZON", "seconds ahead that targets are enqueued with an ETA", parse=int
+        ),
+    )
+    sweep_interval: float = field(
+        default=5.0,
+        metadata=env("CRIER_SWEEP_INTERVAL", "seconds between sweeps", parse=float),
+    )
+    requeue_grace: float = field(
+        default=10.0,
+        metadata=env(
+            "CRIER_REQUEUE_GRACE",
+            "a queued target this overdue, held by no live worker, with its queue empty, has "
+            "lost its message",
+            parse=float,
+        ),
+    )
+    publish_lease: float = field(
+        default=30.0,
+        metadata=env(
+            "CRIER_PUBLISH_LEASE",
+            "seconds a claim lives without its worker's heartbeat",
+            parse=float,
+        ),
+    )
     # How often each worker process renews its claims and reports what it holds, and
     # how long a silent worker is given before it is presumed dead.
-    heartbeat_interval: float = 2.0
-    worker_timeout: float = 10.0
-    # Deliveries that may each kill their worker before the target is given up.
-    max_worker_losses: int = 3
-    # A dead worker's publish request may still be landing: this long after it started,
-    # the platform is asked whether the post is there (before that it could miss it).
-    inflight_grace: float = 15.0
+    heartbeat_interval: float = field(
+        default=2.0,
+        metadata=env(
+            "CRIER_HEARTBEAT_INTERVAL",
+            "seconds between a worker's heartbeats (lease renewal, held messages)",
+            parse=float,
+        ),
+    )
+    worker_timeout: float = field(
+        default=10.0,
+        metadata=env(
+            "CRIER_WORKER_TIMEOUT",
+            "a worker silent this long is dead: its claims and held messages are recovered",
+            parse=float,
+        ),
+    )
     # Threads per worker process that fire readied deliveries at their instant: as many
     # as the HTTP client keeps connections, so the calls of a burst leave together.
-    fire_threads: int = 200
-    # Redis transport redelivers unacked messages after this; must stay well above the horizon.
-    visibility_timeout: int = 7200
-    media_dir: str = "var/media"
-    # s3://bucket/prefix keeps media in object storage (app/storage.py); local disk if unset.
-    media_storage: str | None = None
-    s3_endpoint_url: str | None = None
-    max_upload_bytes: int = 512 * 1024 * 1024
+    fire_threads: int = field(
+        default=200,
+        metadata=env(
+            "CRIER_FIRE_THREADS",
+            "threads per worker process that fire readied deliveries at their instant",
+            parse=int,
+        ),
+    )
+    prepare_window_image: float = field(
+        default=300.0,
+        metadata=env(
+            "CRIER_PREPARE_WINDOW_IMAGE",
+            "seconds before the instant that media is prepared on the platform",
+            parse=float,
+        ),
+    )
+    prepare_window_video: float = field(
+        default=1800.0, metadata=env("CRIER_PREPARE_WINDOW_VIDEO", "", parse=float)
+    )
+    max_worker_losses: int = field(
+        default=3,
+        metadata=env(
+            "CRIER_MAX_WORKER_LOSSES",
+            "deliveries that may end with their worker dead before the target fails `worker_lost`",
+            parse=int,
+        ),
+    )
+    inflight_grace: float = field(
+        default=15.0,
+        metadata=env(
+            "CRIER_INFLIGHT_GRACE",
+            "a dead worker's publish request may still be landing: its target is looked for on "
+            "the platform this long after the request began",
+            parse=float,
+        ),
+    )
+    # Backoff for every platform (RetryPolicy in workers/retry.py keeps each platform's
+    # own defaults: 5, 5, 900; YouTube and TikTok 6, 15, 1800).
+    retry_max_attempts: int | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_RETRY_MAX_ATTEMPTS",
+            "backoff (also per platform: `CRIER_<PLATFORM>_RETRY_…`)",
+            shown="`5`",
+            parse=int,
+        ),
+    )
+    retry_base_seconds: float | None = field(
+        default=None, metadata=env("CRIER_RETRY_BASE_SECONDS", "", shown="`5`", parse=float)
+    )
+    retry_cap_seconds: float | None = field(
+        default=None, metadata=env("CRIER_RETRY_CAP_SECONDS", "", shown="`900`", parse=float)
+    )
+    # Per platform, by platform key; read before the CRIER_RETRY_* values.
+    platform_retry: Mapping[str, RetryOverride] = field(
+        default_factory=dict,
+        hash=False,
+        metadata=env(
+            tuple(f"CRIER_{PLATFORM}_RETRY_{name.upper()}" for name in RETRY_NAMES),
+            "backoff of one platform",
+            listed=False,
+        ),
+    )
+    # Our per-account caps where set, by platform key (`limits` notation; empty: none).
+    publish_caps: Mapping[str, tuple[RateLimitItem, ...]] = field(
+        default_factory=dict,
+        hash=False,
+        metadata=env(
+            f"CRIER_{PLATFORM}_PUBLISH_CAPS",
+            "our per-account caps, e.g. `50/day`",
+            shown="from `app/platforms.py`",
+        ),
+    )
+    platform_apps: Mapping[str, PlatformApp] = field(
+        default_factory=dict,
+        hash=False,
+        metadata=env(
+            (f"CRIER_{PLATFORM}_CLIENT_ID", f"CRIER_{PLATFORM}_CLIENT_SECRET"),
+            "Crier's app at each platform: connect links and token refresh; the platform's "
+            "redirect URI is `{CRIER_PUBLIC_URL}/oauth/<platform>/callback`",
+            shown="unset (`crier dev` with the sandbox: set)",
+        ),
+    )
+    linkedin_version: str = field(
+        default="202609",
+        metadata=env(
+            "CRIER_LINKEDIN_VERSION",
+            "LinkedIn's monthly API version (`YYYYMM`, `LinkedIn-Version`); versions live about "
+            "a year, so this moves one without a release",
+        ),
+    )
+    visibility_timeout: int = field(
+        default=7200,
+        metadata=env(
+            "CRIER_VISIBILITY_TIMEOUT",
+            "seconds before the Redis transport sends an unacknowledged message again; well "
+            "above `ENQUEUE_HORIZON`",
+            parse=int,
+        ),
+    )
+    media_dir: str = field(
+        default="var/media", metadata=env("CRIER_MEDIA_DIR", "where uploads are stored")
+    )
+    media_storage: str | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_MEDIA_STORAGE",
+            "`s3://bucket/prefix`: media in object storage through boto3 (credentials from the "
+            "usual `AWS_*` sources)",
+            shown="unset (local disk)",
+            parse=_optional,
+        ),
+    )
+    s3_endpoint_url: str | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_S3_ENDPOINT_URL",
+            "an S3-compatible store (MinIO, Ceph…)",
+            shown="unset (AWS)",
+            parse=_optional,
+        ),
+    )
+    max_upload_bytes: int = field(
+        default=512 * 1024 * 1024,
+        metadata=env("CRIER_MAX_UPLOAD_BYTES", "the largest media upload accepted", parse=int),
+    )
     idempotency_ttl: int = 24 * 3600
-    http_timeout: float = 30.0
+    http_timeout: float = field(
+        default=30.0,
+        metadata=env(
+            "CRIER_HTTP_TIMEOUT",
+            "seconds a platform call waits for each read or write (the connect: 10)",
+            parse=float,
+        ),
+    )
     # Total wall-clock deadlines of one outbound call (app/http_deadline.py), however
     # slowly the other side answers: a platform API call (token refreshes included; an
     # upload adds its size at upload_min_rate bytes per second), an OAuth exchange on the
     # connect callback, and the whole fetch of a media import.
-    platform_call_deadline: float = 60.0
-    upload_min_rate: float = 256 * 1024
-    oauth_deadline: float = 30.0
-    media_import_deadline: float = 600.0
-    # Tries a media import gets when each one ends its worker (killed, out of memory)
-    # before it is marked failed.
-    media_import_max_tries: int = 3
-    # Lets webhooks and media imports reach loopback/private addresses, on any port
-    # (tests, `crier dev`).
-    allow_private_urls: bool = False
-    # Ports webhooks and media imports may connect to (CRIER_OUTBOUND_PORTS, comma separated).
-    outbound_ports: tuple[int, ...] = (80, 443)
+    platform_call_deadline: float = field(
+        default=60.0,
+        metadata=env(
+            "CRIER_PLATFORM_CALL_DEADLINE",
+            "total seconds one platform call may take, connect to last byte",
+            parse=float,
+        ),
+    )
+    upload_min_rate: float = field(
+        default=256 * 1024,
+        metadata=env(
+            "CRIER_UPLOAD_MIN_RATE",
+            "bytes per second an upload is allowed on top of the call's deadline",
+            parse=float,
+        ),
+    )
+    oauth_deadline: float = field(
+        default=30.0,
+        metadata=env(
+            "CRIER_OAUTH_DEADLINE",
+            "total seconds of a token exchange, refresh or revoke",
+            parse=float,
+        ),
+    )
+    media_import_deadline: float = field(
+        default=600.0,
+        metadata=env(
+            "CRIER_MEDIA_IMPORT_DEADLINE",
+            "total seconds of one import's fetch; tries before an import that keeps stopping "
+            "its worker ends `failed`",
+            parse=float,
+        ),
+    )
+    media_import_max_tries: int = field(
+        default=3, metadata=env("CRIER_MEDIA_IMPORT_MAX_TRIES", "", parse=int)
+    )
+    allow_private_urls: bool = field(
+        default=False,
+        metadata=env(
+            "CRIER_ALLOW_PRIVATE_URLS",
+            "`1` lets webhooks and media imports reach loopback/private addresses on any port "
+            "(development and tests only)",
+            parse=lambda raw: raw.strip().lower() in ("1", "true", "yes"),
+        ),
+    )
+    outbound_ports: tuple[int, ...] = field(
+        default=(80, 443),
+        metadata=env(
+            "CRIER_OUTBOUND_PORTS", "the ports webhooks and media imports may reach", parse=_ports
+        ),
+    )
     # Webhook delivery: each attempt's total deadline, attempts in flight per endpoint, the retry
     # schedule (exponential with jitter, about a day by default), and the run of
     # consecutive failures after which an endpoint is disabled.
-    webhook_timeout: float = 10.0
-    webhook_concurrency: int = 4
-    webhook_max_attempts: int = 15
-    webhook_retry_base: float = 30.0
-    webhook_retry_cap: float = 4 * 3600.0
-    webhook_disable_after: int = 50
-    webhook_drain_interval: float = 2.0
-    # Events whose deliveries are all finished are deleted after this many days.
-    webhook_retention_days: int = 30
-    # When set, GET /metrics asks for `Authorization: Bearer <token>` (open otherwise).
-    metrics_token: str | None = None
+    webhook_timeout: float = field(
+        default=10.0,
+        metadata=env(
+            "CRIER_WEBHOOK_TIMEOUT",
+            "an attempt's total deadline; in flight per endpoint",
+            parse=float,
+        ),
+    )
+    webhook_concurrency: int = field(
+        default=4, metadata=env("CRIER_WEBHOOK_CONCURRENCY", "", parse=int)
+    )
+    webhook_max_attempts: int = field(
+        default=15,
+        metadata=env("CRIER_WEBHOOK_MAX_ATTEMPTS", "webhook retries (about a day)", parse=int),
+    )
+    webhook_retry_base: float = field(
+        default=30.0, metadata=env("CRIER_WEBHOOK_RETRY_BASE_SECONDS", "", parse=float)
+    )
+    webhook_retry_cap: float = field(
+        default=4 * 3600.0, metadata=env("CRIER_WEBHOOK_RETRY_CAP_SECONDS", "", parse=float)
+    )
+    webhook_disable_after: int = field(
+        default=50,
+        metadata=env(
+            "CRIER_WEBHOOK_DISABLE_AFTER",
+            "consecutive failures that disable an endpoint; seconds between outbox drains",
+            parse=int,
+        ),
+    )
+    webhook_drain_interval: float = field(
+        default=2.0, metadata=env("CRIER_WEBHOOK_DRAIN_INTERVAL", "", parse=float)
+    )
+    webhook_retention_days: int = field(
+        default=30,
+        metadata=env(
+            "CRIER_WEBHOOK_RETENTION_DAYS",
+            "events whose deliveries are all finished are pruned after this (hourly)",
+            parse=int,
+        ),
+    )
+    metrics_token: str | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_METRICS_TOKEN",
+            "when set, `GET /metrics` needs `Authorization: Bearer <token>`; seconds a scrape's "
+            "reading of the state is reused",
+            parse=lambda raw: raw.strip() or None,
+        ),
+    )
     # How long a scrape's reading of PostgreSQL, the broker and Redis is reused by the
     # scrapes that follow in the same process: a storm costs one reading per interval.
-    metrics_cache_seconds: float = 5.0
+    metrics_cache_seconds: float = field(
+        default=5.0, metadata=env("CRIER_METRICS_CACHE_SECONDS", "", parse=float)
+    )
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        defaults = cls()
-        return cls(
-            database_url=normalise_database_url(env.get("DATABASE_URL") or defaults.database_url),
-            redis_url=env.get("REDIS_URL") or defaults.redis_url,
-            broker_url=env.get("CELERY_BROKER_URL") or None,
-            secret_key=env.get("CRIER_SECRET_KEY") or defaults.secret_key,
-            platform_base_url=(env.get("CRIER_PLATFORM_BASE_URL") or "").rstrip("/") or None,
-            public_base_url=(env.get("CRIER_PUBLIC_URL") or defaults.public_base_url).rstrip("/"),
-            rate_limit=env.get("CRIER_RATE_LIMIT") or defaults.rate_limit,
-            posts_rate_limit=env.get("CRIER_POSTS_RATE_LIMIT") or defaults.posts_rate_limit,
-            enqueue_horizon=_env_int("ENQUEUE_HORIZON", defaults.enqueue_horizon),
-            sweep_interval=_env_float("CRIER_SWEEP_INTERVAL", defaults.sweep_interval),
-            requeue_grace=_env_float("CRIER_REQUEUE_GRACE", defaults.requeue_grace),
-            publish_lease=_env_float("CRIER_PUBLISH_LEASE", defaults.publish_lease),
-            heartbeat_interval=_env_float("CRIER_HEARTBEAT_INTERVAL", defaults.heartbeat_interval),
-            worker_timeout=_env_float("CRIER_WORKER_TIMEOUT", defaults.worker_timeout),
-            max_worker_losses=_env_int("CRIER_MAX_WORKER_LOSSES", defaults.max_worker_losses),
-            inflight_grace=_env_float("CRIER_INFLIGHT_GRACE", defaults.inflight_grace),
-            fire_threads=_env_int("CRIER_FIRE_THREADS", defaults.fire_threads),
-            visibility_timeout=_env_int("CRIER_VISIBILITY_TIMEOUT", defaults.visibility_timeout),
-            media_dir=env.get("CRIER_MEDIA_DIR") or defaults.media_dir,
-            media_storage=env.get("CRIER_MEDIA_STORAGE") or None,
-            s3_endpoint_url=env.get("CRIER_S3_ENDPOINT_URL") or None,
-            max_upload_bytes=_env_int("CRIER_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
-            http_timeout=_env_float("CRIER_HTTP_TIMEOUT", defaults.http_timeout),
-            platform_call_deadline=_env_float(
-                "CRIER_PLATFORM_CALL_DEADLINE", defaults.platform_call_deadline
-            ),
-            upload_min_rate=_env_float("CRIER_UPLOAD_MIN_RATE", defaults.upload_min_rate),
-            oauth_deadline=_env_float("CRIER_OAUTH_DEADLINE", defaults.oauth_deadline),
-            media_import_deadline=_env_float(
-                "CRIER_MEDIA_IMPORT_DEADLINE", defaults.media_import_deadline
-            ),
-            media_import_max_tries=_env_int(
-                "CRIER_MEDIA_IMPORT_MAX_TRIES", defaults.media_import_max_tries
-            ),
-            allow_private_urls=env.get("CRIER_ALLOW_PRIVATE_URLS", "").strip().lower()
-            in ("1", "true", "yes"),
-            outbound_ports=_env_ports("CRIER_OUTBOUND_PORTS", defaults.outbound_ports),
-            webhook_timeout=_env_float("CRIER_WEBHOOK_TIMEOUT", defaults.webhook_timeout),
-            webhook_concurrency=_env_int("CRIER_WEBHOOK_CONCURRENCY", defaults.webhook_concurrency),
-            webhook_max_attempts=_env_int(
-                "CRIER_WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts
-            ),
-            webhook_retry_base=_env_float(
-                "CRIER_WEBHOOK_RETRY_BASE_SECONDS", defaults.webhook_retry_base
-            ),
-            webhook_retry_cap=_env_float(
-                "CRIER_WEBHOOK_RETRY_CAP_SECONDS", defaults.webhook_retry_cap
-            ),
-            webhook_disable_after=_env_int(
-                "CRIER_WEBHOOK_DISABLE_AFTER", defaults.webhook_disable_after
-            ),
-            webhook_drain_interval=_env_float(
-                "CRIER_WEBHOOK_DRAIN_INTERVAL", defaults.webhook_drain_interval
-            ),
-            webhook_retention_days=_env_int(
-                "CRIER_WEBHOOK_RETENTION_DAYS", defaults.webhook_retention_days
-            ),
-            metrics_token=(env.get("CRIER_METRICS_TOKEN") or "").strip() or None,
-            metrics_cache_seconds=_env_float(
-                "CRIER_METRICS_CACHE_SECONDS", defaults.metrics_cache_seconds
-            ),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every field from the environment (or `environ`); unset or empty keeps the default."""
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            variable = item.metadata.get("env")
+            if variable is None or PLATFORM in variable.names[0]:
+                continue
+            raw = source.get(variable.names[0])
+            if raw in (None, ""):
+                continue
+            value = (variable.parse or str)(raw)
+            if value is not None or item.default is None:
+                values[item.name] = value
+        values["platform_retry"] = _platform_retry(source)
+        values["publish_caps"] = _publish_caps(source)
+        values["platform_apps"] = _platform_apps(source)
+        return cls(**values)
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> Settings:
         if not overrides:
@@ -185,20 +524,73 @@ class Settings:
         updated = replace(self, **overrides)
         return replace(updated, database_url=normalise_database_url(updated.database_url))
 
+    def prepare_window(self, kind: str) -> float:
+        """Seconds before its instant that a target with `kind` media is prepared."""
+        return self.prepare_window_video if kind == "video" else self.prepare_window_image
 
-# Seconds before its instant that a target's media is prepared on the platform: long
-# enough for uploads and the platform's processing (CRIER_PREPARE_WINDOW_IMAGE / _VIDEO).
-PREPARE_WINDOWS = {"image": 300.0, "video": 1800.0}
-
-
-def prepare_window(kind: str) -> float:
-    return _env_float(f"CRIER_PREPARE_WINDOW_{kind.upper()}", PREPARE_WINDOWS[kind])
+    def platform_app(self, platform: str) -> PlatformApp:
+        return self.platform_apps.get(platform) or PlatformApp()
 
 
-def normalise_database_url(url: str) -> str:
-    """Accept the URLs hosting platforms hand out and pin the psycopg 3 driver."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
+def active_settings() -> Settings:
+    """The running app's settings (parsed once, at its start); outside an app, the
+    environment's. For callers not yet handed their settings; pass them where you can."""
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        settings = current_app.config.get("CRIER")
+        if isinstance(settings, Settings):
+            return settings
+    return Settings.from_env()
+
+
+def prepare_window(kind: str, settings: Settings | None = None) -> float:
+    """Seconds before its instant that a target with `kind` media is prepared."""
+    return (settings or active_settings()).prepare_window(kind)
+
+
+def _platform_retry(source: Mapping[str, str]) -> Mapping[str, RetryOverride]:
+    found: dict[str, RetryOverride] = {}
+    for platform in PLATFORM_KEYS:
+        values: dict[str, Any] = {}
+        for name, kind in RETRY_NAMES.items():
+            raw = source.get(f"CRIER_{platform.upper()}_RETRY_{name.upper()}")
+            if raw:
+                values[name] = kind(raw)
+        if values:
+            found[platform] = RetryOverride(**values)
+    return MappingProxyType(found)
+
+
+def _publish_caps(source: Mapping[str, str]) -> Mapping[str, tuple[RateLimitItem, ...]]:
+    found: dict[str, tuple[RateLimitItem, ...]] = {}
+    for platform in PLATFORM_KEYS:
+        raw = source.get(f"CRIER_{platform.upper()}_PUBLISH_CAPS")
+        if raw is not None:
+            # Set but empty: no caps at all for the platform.
+            found[platform] = tuple(parse_many(raw)) if raw.strip() else ()
+    return MappingProxyType(found)
+
+
+def _platform_apps(source: Mapping[str, str]) -> Mapping[str, PlatformApp]:
+    found: dict[str, PlatformApp] = {}
+    for platform in PLATFORM_KEYS:
+        prefix = f"CRIER_{platform.upper()}_"
+        client_id, secret = source.get(prefix + "CLIENT_ID"), source.get(prefix + "CLIENT_SECRET")
+        if client_id is not None or secret is not None:
+            found[platform] = PlatformApp(client_id, secret)
+    return MappingProxyType(found)
+
+
+def crier_variables() -> dict[str, str]:
+    """The CRIER_* variables set, for the start-up report of unknown ones (app/variables.py)."""
+    return {key: value for key, value in os.environ.items() if key.startswith("CRIER_")}
+
+
+FLOWER_PREFIX = "FLOWER_"
+
+
+def flower_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Flower's own FLOWER_* options, which `crier flower` checks before starting it."""
+    source = os.environ if environ is None else environ
+    return {key: value for key, value in source.items() if key.startswith(FLOWER_PREFIX)}

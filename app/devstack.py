@@ -147,7 +147,7 @@ def seed_demo() -> Demo:
             )
             media["image"] = str(photo.id)
         connect_url = None
-        if client_app("facebook", "") is not None:
+        if client_app(settings, "facebook", "") is not None:
             profile = session.scalar(
                 select(Profile).where(
                     Profile.organisation_id == organisation.id, Profile.name == "Demo client"
@@ -185,6 +185,9 @@ def demo_post_body(demo: Demo) -> dict[str, Any]:
 def run_dev() -> None:
     VAR.mkdir(exist_ok=True)
     notes: list[str] = []
+    # Builds the environment of every process it starts (web, workers, beat, Flower, the
+    # sandbox): what the caller set, plus what a laptop lacks. These are children's
+    # environments; each child then reads its settings once (app.config.Settings).
     env = dict(os.environ)
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = f"sqlite:///{(VAR / 'crier.sqlite3').resolve()}"
@@ -224,6 +227,7 @@ def run_dev() -> None:
     env.pop("FLOWER_UNAUTHENTICATED_API", None)
     if not env.get("FLOWER_BASIC_AUTH"):
         env["FLOWER_BASIC_AUTH"] = f"crier:{secrets.token_urlsafe(18)}"
+    # This process seeds the demo with the same settings its children will read.
     os.environ.update(env)
 
     from app.migrations import upgrade_database
@@ -295,7 +299,14 @@ def run_dev() -> None:
             ],
         }
     )
-    _print_banner(notes, demo, web_port, flower_port, env["FLOWER_BASIC_AUTH"])
+    _print_banner(
+        notes,
+        demo,
+        web_port,
+        flower_port,
+        env["FLOWER_BASIC_AUTH"],
+        env["CRIER_PLATFORM_BASE_URL"],
+    )
 
     from honcho.manager import Manager
 
@@ -307,7 +318,12 @@ def run_dev() -> None:
 
 
 def _print_banner(
-    notes: list[str], demo: Demo, web_port: int, flower_port: int, flower_auth: str
+    notes: list[str],
+    demo: Demo,
+    web_port: int,
+    flower_port: int,
+    flower_auth: str,
+    platform_base_url: str,
 ) -> None:
     api = f"http://127.0.0.1:{web_port}"
     body = json.dumps(demo_post_body(demo))
@@ -324,7 +340,7 @@ def _print_banner(
         f"  curl -s -X POST {api}/posts -H 'Authorization: Bearer {demo.api_key}' "
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "
-        f"{os.environ['CRIER_PLATFORM_BASE_URL']}/_ledger",
+        f"{platform_base_url}/_ledger",
         "",
     ]
     if demo.connect_url:

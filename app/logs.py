@@ -13,7 +13,6 @@ access log keeps the route and the file extension, never the token.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from typing import Any
 
@@ -22,7 +21,6 @@ from pythonjsonlogger.json import JsonFormatter
 
 KEY_VALUE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JSON_FIELDS = "%(levelname)s %(name)s %(message)s"
-FORMATS = ("keyvalue", "json")
 
 
 class CrierJsonFormatter(JsonFormatter):
@@ -81,18 +79,10 @@ _RESERVED = [
 ]
 
 
-def log_format() -> str:
-    chosen = (os.environ.get("CRIER_LOG_FORMAT") or "keyvalue").strip().lower()
-    chosen = chosen.replace("=", "").replace("_", "").replace("-", "")
-    if chosen not in FORMATS:
-        raise ValueError(f"CRIER_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {chosen!r}")
-    return chosen
-
-
-def configure_logging() -> None:
-    """Give the root logger one stream handler in the chosen format (once per process);
-    a handler installed by someone else (pytest, gunicorn) only gets the format."""
-    chosen = log_format()
+def configure_logging(chosen: str) -> None:
+    """Give the root logger one stream handler in the chosen format (Settings.log_format,
+    once per process); a handler installed by someone else (pytest, gunicorn) only gets
+    the format."""
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, format=KEY_VALUE_FORMAT)

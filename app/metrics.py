@@ -13,7 +13,6 @@ Worker: `CRIER_METRICS_PORT` serves the worker's counters on that port.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +39,8 @@ from workers.celery_app import publish_queue, queue_names
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -165,27 +166,29 @@ class _ProcessCollector(Collector):
         return REGISTRY.collect()
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-def process_registry() -> CollectorRegistry:
-    """A registry of the counters: every process's under multiprocess mode, else ours."""
+def process_registry(multiprocess_dir: str | None) -> CollectorRegistry:
+    """A registry of the counters: every process's under multiprocess mode (the
+    PROMETHEUS_MULTIPROC_DIR prometheus_client writes them to), else ours."""
     registry = CollectorRegistry(auto_describe=False)
-    if multiprocess_dir():
-        multiprocess.MultiProcessCollector(registry)
+    if multiprocess_dir:
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
     else:
         registry.register(_ProcessCollector())
     return registry
 
 
-def start_worker_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
-    start_http_server(port, addr=addr, registry=process_registry())
+def start_worker_metrics_server(settings: Settings, addr: str = "0.0.0.0") -> None:
+    """Serve this worker's counters on CRIER_METRICS_PORT, when it is set."""
+    port = settings.metrics_port
+    if port is None:
+        return
+    registry = process_registry(settings.prometheus_multiproc_dir)
+    start_http_server(port, addr=addr, registry=registry)
     log.info("metrics served on port %s", port)
 
 
 def render_metrics(app: Flask) -> bytes:
-    registry = process_registry()
+    registry = process_registry(app.config["CRIER"].prometheus_multiproc_dir)
     registry.register(StateCollector(app))
     return generate_latest(registry)
 

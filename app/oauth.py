@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -62,12 +61,12 @@ class OAuthError(Exception):
         self.message = message
 
 
-def client_app(platform: str, redirect_uri: str) -> ClientApp | None:
-    prefix = f"CRIER_{platform.upper()}_"
-    client_id = os.environ.get(prefix + "CLIENT_ID")
-    if not client_id:
+def client_app(settings: Settings, platform: str, redirect_uri: str) -> ClientApp | None:
+    """Crier's app at the platform, or None when no client id is set (not configured)."""
+    app = settings.platform_app(platform)
+    if not app.client_id:
         return None
-    return ClientApp(client_id, os.environ.get(prefix + "CLIENT_SECRET"), redirect_uri)
+    return ClientApp(app.client_id, app.client_secret, redirect_uri)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -108,9 +107,13 @@ class OAuthFlow(ABC):
     offers_choice: bool = False
     has_revoke: bool = False
 
-    def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
+    def __init__(
+        self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
+    ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/") if base_url else None
+        # The process's settings (LinkedIn's API version); the defaults where none are given.
+        self.settings = settings or Settings()
 
     @classmethod
     def login_name(cls) -> str:
@@ -222,9 +225,13 @@ def flow_class(platform: str, login: str | None = None) -> type[OAuthFlow] | Non
 
 
 def get_flow(
-    platform: str, http: httpx.Client, base_url: str | None, login: str | None = None
+    platform: str,
+    http: httpx.Client,
+    base_url: str | None,
+    login: str | None = None,
+    settings: Settings | None = None,
 ) -> OAuthFlow:
     cls = flow_class(platform, login)
     if cls is None:
         raise KeyError(f"no {login or platform} login flow for {platform}")
-    return cls(http, base_url)
+    return cls(http, base_url, settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 import threading
@@ -54,9 +53,7 @@ log = logging.getLogger("crier.worker")
 
 @worker_init.connect
 def _serve_metrics(**_: Any) -> None:
-    port = os.environ.get("CRIER_METRICS_PORT")
-    if port:
-        start_worker_metrics_server(int(port))
+    start_worker_metrics_server(flask_app.config["CRIER"])
 
 
 @worker_init.connect

@@ -87,7 +87,7 @@ def delete_on_platform_task(target_id: int) -> str:
         get_db(),
         settings,
         lambda platform: get_adapter(
-            platform, platform_http_client(settings), settings.platform_base_url
+            platform, platform_http_client(settings), settings.platform_base_url, settings
         ),
         target_id,
     )

@@ -173,7 +173,7 @@ def _failed(
     instant does the whole flow itself, with the usual retries, and reports the error."""
     now = utcnow()
     if error.outcome in (Outcome.TRANSIENT, Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
-        delay = error.retry_after or retry_policy(target.platform).backoff(1)
+        delay = error.retry_after or retry_policy(target.platform, deps.settings).backoff(1)
         again = now + timedelta(seconds=delay)
         if again < target.next_attempt_at - ETA_HEAD_START:
             _write(
@@ -286,7 +286,7 @@ def discard_handles(deps: PipelineDeps) -> dict[str, int]:
                     row.finished_at, row.outcome = now, f"gave up: {error.code}"
                     report["gave_up"] += 1
                 else:
-                    delay = retry_policy(row.platform).backoff(row.attempts)
+                    delay = retry_policy(row.platform, deps.settings).backoff(row.attempts)
                     row.next_try_at = now + timedelta(seconds=delay)
                     row.outcome = f"retrying: {error.code}"
                     report["retry"] += 1

@@ -7,12 +7,12 @@ window) counted with the `limits` library's moving window before a platform is c
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerSecond, parse_many
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -34,7 +34,11 @@ class Hold:
 
 
 class SharedQuotas:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(
+        self, redis_url: str, publish_caps: Mapping[str, tuple[RateLimitItem, ...]] | None = None
+    ) -> None:
+        # Caps set for some platforms (Settings.publish_caps); the others' come from the table.
+        self.publish_caps = dict(publish_caps or {})
         self.redis = redis.Redis(connection_pool=connection_pool(redis_url, timeout=2.0))
         storage = RedisStorage(
             redis_url,
@@ -70,7 +74,7 @@ class SharedQuotas:
     # -------------------------------------------------------------------- our caps
     def take_publish_slot(self, platform: str, account_id: int) -> Hold | None:
         """Count one publish against the account's caps; a Hold when a cap is reached."""
-        items = publish_caps(platform)
+        items = publish_caps(platform, self.publish_caps)
         identity = str(account_id)
         label = PLATFORMS[platform].label
         # Test all first so a refused publish does not use up another window's slot.
@@ -87,12 +91,15 @@ class SharedQuotas:
         return Hold(stats.reset_time, f"{label} cap of {item} reached for this account")
 
 
-def publish_caps(platform: str) -> list[RateLimitItem]:
-    """Per-account caps from the platform table, or CRIER_<PLATFORM>_PUBLISH_CAPS in
-    `limits` notation (e.g. `3/10 seconds;50/day`) to match a platform's real answer."""
-    override = os.environ.get(f"CRIER_{platform.upper()}_PUBLISH_CAPS")
+def publish_caps(
+    platform: str, overrides: Mapping[str, tuple[RateLimitItem, ...]] | None = None
+) -> list[RateLimitItem]:
+    """Per-account caps from the platform table, or those set in
+    CRIER_<PLATFORM>_PUBLISH_CAPS (`limits` notation, e.g. `3/10 seconds;50/day`) to match
+    a platform's real answer; set but empty, none at all."""
+    override = (overrides or {}).get(platform)
     if override is not None:
-        return parse_many(override) if override.strip() else []
+        return list(override)
     rules = PLATFORMS[platform]
     items: list[RateLimitItem] = []
     if rules.daily_post_cap:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from app.config import Settings, active_settings
 
 
 @dataclass(frozen=True)
@@ -29,21 +31,16 @@ _PLATFORM_DEFAULTS = {
 }
 
 
-def retry_policy(platform: str) -> RetryPolicy:
-    """Defaults per platform, overridable by CRIER_RETRY_* and CRIER_<PLATFORM>_RETRY_*."""
+def retry_policy(platform: str, settings: Settings | None = None) -> RetryPolicy:
+    """Defaults per platform, overridden by CRIER_<PLATFORM>_RETRY_* and then CRIER_RETRY_*
+    (as parsed into `settings`; the running app's when not given)."""
+    settings = settings or active_settings()
     policy = _PLATFORM_DEFAULTS.get(platform, RetryPolicy())
-    values = {
-        "max_attempts": policy.max_attempts,
-        "base_seconds": policy.base_seconds,
-        "cap_seconds": policy.cap_seconds,
-    }
-    for name in values:
-        for key in (
-            f"CRIER_{platform.upper()}_RETRY_{name.upper()}",
-            f"CRIER_RETRY_{name.upper()}",
-        ):
-            raw = os.environ.get(key)
-            if raw:
-                values[name] = type(values[name])(raw)
+    own = settings.platform_retry.get(platform)
+    values: dict[str, Any] = {}
+    for name in ("max_attempts", "base_seconds", "cap_seconds"):
+        for value in (getattr(own, name, None), getattr(settings, f"retry_{name}")):
+            if value is not None:
+                values[name] = value
                 break
-    return RetryPolicy(**values)  # type: ignore[arg-type]
+    return replace(policy, **values)

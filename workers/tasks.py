@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
+from typing import Any
 
 import httpx
 from celery import Task, shared_task
@@ -37,7 +38,7 @@ from workers.tokens import refresh_expiring_tokens
 
 _adapters_lock = threading.Lock()
 _http_clients: dict[tuple[float, float, float], httpx.Client] = {}
-_adapters: dict[tuple[str, tuple[float, float, float], str | None], Adapter] = {}
+_adapters: dict[tuple[str, Settings], Adapter] = {}
 
 
 def _client_key(settings: Settings) -> tuple[float, float, float]:
@@ -65,14 +66,15 @@ def platform_http_client(settings: Settings) -> httpx.Client:
 
 def _adapter(platform: str, settings: Settings) -> Adapter:
     """One per platform per process: adapters keep no per-publish state, and per-account
-    caches (X's users/me) then outlive a task."""
-    key = (platform, _client_key(settings), settings.platform_base_url)
+    caches (X's users/me) then outlive a task. Built from the settings, which carry the
+    platform's base URL, app credentials and API version."""
+    key = (platform, settings)
     adapter = _adapters.get(key)
     if adapter is None:
         client = platform_http_client(settings)
         with _adapters_lock:
             adapter = _adapters.setdefault(
-                key, get_adapter(platform, client, settings.platform_base_url)
+                key, get_adapter(platform, client, settings.platform_base_url, settings)
             )
     return adapter
 
@@ -91,14 +93,14 @@ def pipeline_deps() -> PipelineDeps:
         db=get_db(),
         settings=settings,
         celery=current_app.extensions["celery"],
-        quotas=_quotas(settings.redis_url),
+        quotas=_quotas(settings.redis_url, tuple(sorted(settings.publish_caps.items()))),
         adapter_for=lambda platform: _adapter(platform, settings),
     )
 
 
 @lru_cache(maxsize=4)
-def _quotas(redis_url: str) -> SharedQuotas:
-    return SharedQuotas(redis_url)
+def _quotas(redis_url: str, publish_caps: tuple[tuple[str, tuple[Any, ...]], ...]) -> SharedQuotas:
+    return SharedQuotas(redis_url, dict(publish_caps))
 
 
 @shared_task(name=PUBLISH_TASK, bind=True, ignore_result=True)

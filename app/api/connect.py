@@ -97,13 +97,14 @@ def _callback_uri(platform: str) -> str:
 
 
 def _flow(link: ConnectLink, http: httpx.Client) -> OAuthFlow:
-    return get_flow(link.platform, http, _settings().platform_base_url, link.login)
+    settings = _settings()
+    return get_flow(link.platform, http, settings.platform_base_url, link.login, settings)
 
 
 def _client(link: ConnectLink, flow: type[OAuthFlow] | OAuthFlow) -> ClientApp | None:
     """The app the flow signs in with (Facebook's for Instagram via Facebook Login); the
     callback is the platform's either way."""
-    return client_app(flow.client_platform(), _callback_uri(link.platform))
+    return client_app(_settings(), flow.client_platform(), _callback_uri(link.platform))
 
 
 @blueprint.post("/accounts/connect")
@@ -119,7 +120,7 @@ def create_connect_link() -> Response:
     # The platform's own login is stored as None: links made before `login` existed read so.
     login = data.get("login") if data.get("login") != platform else None
     flow = flow_class(platform, login)
-    if flow is None or client_app(flow.client_platform(), "") is None:
+    if flow is None or client_app(_settings(), flow.client_platform(), "") is None:
         app_name = (flow.client_platform() if flow else platform).upper()
         via = f" through {login.title()} Login" if login else ""
         raise ApiError(

@@ -232,9 +232,9 @@ def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | Non
     if flow_class is None or not flow_class.has_revoke or not account.access_token_encrypted:
         return None, None
     access, _refresh = account_tokens(settings, account)
-    client = client_app(account.platform, "")
+    client = client_app(settings, account.platform, "")
     with oauth_client(settings) as http:
-        flow = get_flow(account.platform, http, settings.platform_base_url)
+        flow = get_flow(account.platform, http, settings.platform_base_url, settings=settings)
         try:
             flow.revoke(client, access)
         except OAuthError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import Settings
 from sandbox.linkedin import render_little_text
 from tests.adapters.conftest import make_request
 from workers.adapters.base import (
@@ -194,8 +195,12 @@ def test_too_long_commentary_is_permanent(adapter: LinkedInAdapter, sandbox: htt
     assert ledger(sandbox) == []
 
 
-def test_sunset_version_is_a_config_error(adapter: LinkedInAdapter, sandbox: httpx.Client) -> None:
-    adapter.api_version = "202401"
+def test_sunset_version_is_a_config_error(
+    http: httpx.Client, sandbox_url: str, sandbox: httpx.Client
+) -> None:
+    # CRIER_LINKEDIN_VERSION reaches the adapter through its settings.
+    settings = Settings.from_env({"CRIER_LINKEDIN_VERSION": "202401"})
+    adapter = LinkedInAdapter(http, base_url=sandbox_url, settings=settings)
     with pytest.raises(PermanentError) as raised:
         adapter.publish(request_for(), NullContext())
     assert (raised.value.code, raised.value.http_status) == (

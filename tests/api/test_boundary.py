@@ -24,7 +24,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ from sqlalchemy import text
 
 from app.api.auth import PUBLIC_ENDPOINTS
 from app.api.scopes import ADMIN, PROFILE_SCOPES, ROUTE_SCOPES, SCOPES, granted
+from app.config import PlatformApp
 from app.db import get_db
 from app.models import Organisation
 from app.redis_client import redis_client
@@ -494,10 +495,18 @@ def _populate(client: FlaskClient, admin: str, side: Side) -> None:
 
 
 @pytest.fixture
-def world(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(app: Flask) -> Iterator[World]:
     # Connect links for X are configured, so a link's profile and account are checked.
-    monkeypatch.setenv("CRIER_X_CLIENT_ID", "boundary-client")
-    monkeypatch.setenv("CRIER_X_CLIENT_SECRET", "boundary-secret")
+    previous = app.config["CRIER"]
+    x_app = {"x": PlatformApp("boundary-client", "boundary-secret")}
+    app.config["CRIER"] = replace(previous, platform_apps=x_app)
+    try:
+        yield from _world(app)
+    finally:
+        app.config["CRIER"] = previous
+
+
+def _world(app: Flask) -> Iterator[World]:
     client = app.test_client()
     orgs: dict[str, int] = {}
     admin_keys: dict[str, str] = {}

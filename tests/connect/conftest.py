@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from app.config import Settings
 from app.db import get_db
 from app.dispatch import DueTarget, mark_queued
 from app.models import PostTarget, TargetStatus
@@ -29,20 +30,33 @@ REDIRECT_URL = "https://agency.example/onboarded?client=42"
 
 
 @pytest.fixture
-def connect_env(
-    app: Flask, live_url: str, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """Crier's app credentials for the seven platforms, links and callbacks on the test
-    server, and the platforms played by the sandbox."""
+def connect_env(app: Flask, live_url: str, sandbox_url: str) -> Iterator[str]:
+    """Crier's app credentials for the seven platforms (CRIER_<PLATFORM>_CLIENT_ID and
+    _CLIENT_SECRET, as parsed at start), links and callbacks on the test server, and the
+    platforms played by the sandbox."""
+    credentials = {}
     for platform in PLATFORMS:
-        monkeypatch.setenv(f"CRIER_{platform.upper()}_CLIENT_ID", f"crier-{platform}-client")
-        monkeypatch.setenv(f"CRIER_{platform.upper()}_CLIENT_SECRET", f"crier-{platform}-secret")
+        credentials[f"CRIER_{platform.upper()}_CLIENT_ID"] = f"crier-{platform}-client"
+        credentials[f"CRIER_{platform.upper()}_CLIENT_SECRET"] = f"crier-{platform}-secret"
     previous = app.config["CRIER"]
-    app.config["CRIER"] = replace(previous, public_base_url=live_url, platform_base_url=sandbox_url)
+    app.config["CRIER"] = replace(
+        previous,
+        public_base_url=live_url,
+        platform_base_url=sandbox_url,
+        platform_apps=Settings.from_env(credentials).platform_apps,
+    )
     try:
         yield live_url
     finally:
         app.config["CRIER"] = previous
+
+
+def without_client_id(app: Flask, platform: str) -> None:
+    """As if CRIER_<PLATFORM>_CLIENT_ID were unset (connect_env puts the settings back)."""
+    settings = app.config["CRIER"]
+    apps = dict(settings.platform_apps)
+    apps[platform] = replace(apps[platform], client_id=None)
+    app.config["CRIER"] = replace(settings, platform_apps=apps)
 
 
 @dataclass
@@ -127,7 +141,7 @@ def deps(app: Flask, sandbox_url: str) -> Iterator[PipelineDeps]:
             settings=settings,
             celery=app.extensions["celery"],
             quotas=SharedQuotas(settings.redis_url),
-            adapter_for=lambda platform: get_adapter(platform, http, sandbox_url),
+            adapter_for=lambda platform: get_adapter(platform, http, sandbox_url, settings),
         )
 
 

@@ -13,7 +13,14 @@ from flask import Flask
 from app.security import decrypt_token
 from tests.api.helpers import future, sql, upload
 from tests.conftest import Tenant
-from tests.connect.conftest import PLATFORMS, REDIRECT_URL, connect_link, publish_now, walk
+from tests.connect.conftest import (
+    PLATFORMS,
+    REDIRECT_URL,
+    connect_link,
+    publish_now,
+    walk,
+    without_client_id,
+)
 from tests.media_samples import jpeg_bytes, mp4_bytes
 from workers.pipeline import PipelineDeps
 
@@ -125,9 +132,9 @@ def test_reconnect_keeps_the_account_id_and_its_scheduled_posts(
 
 
 def test_an_unconfigured_platform_is_refused_up_front(
-    tenant: Tenant, connect_env: str, monkeypatch: pytest.MonkeyPatch
+    app: Flask, tenant: Tenant, connect_env: str
 ) -> None:
-    monkeypatch.delenv("CRIER_TIKTOK_CLIENT_ID")
+    without_client_id(app, "tiktok")
     response = tenant.api.post(
         "/accounts/connect", json={"platform": "tiktok", "redirect_url": REDIRECT_URL}
     )
@@ -156,7 +163,9 @@ def test_connected_tokens_refresh_with_the_platforms_refresh_flow(
         token_expires_at=row["token_expires_at"],
     )
     with httpx.Client(timeout=10) as http:
-        adapter = get_adapter(platform, http, str(sandbox.base_url).rstrip("/"))
+        adapter = get_adapter(
+            platform, http, str(sandbox.base_url).rstrip("/"), app.config["CRIER"]
+        )
         fresh = adapter.refresh_token(credentials)
     assert fresh.access_token and fresh.access_token != credentials.access_token
     assert fresh.expires_at is not None

@@ -17,7 +17,7 @@ from flask import Flask
 from app.security import decrypt_token
 from tests.api.helpers import count, future, sql, upload
 from tests.conftest import Tenant
-from tests.connect.conftest import CHOICE, connect_link, publish_now, walk
+from tests.connect.conftest import CHOICE, connect_link, publish_now, walk, without_client_id
 from tests.media_samples import jpeg_bytes
 from workers.pipeline import PipelineDeps
 
@@ -303,7 +303,7 @@ def test_reconnecting_through_either_login_keeps_the_account(
 
 
 def test_login_is_validated_and_needs_the_facebook_app(
-    tenant: Tenant, connect_env: str, monkeypatch: pytest.MonkeyPatch
+    app: Flask, tenant: Tenant, connect_env: str
 ) -> None:
     def attempt(**body: Any) -> httpx.Response:
         return tenant.api.post(
@@ -329,7 +329,7 @@ def test_login_is_validated_and_needs_the_facebook_app(
     assert default.status_code == 201 and default.json()["data"]["login"] == "instagram"
 
     # Facebook Login signs in with Crier's Facebook app, not its Instagram one.
-    monkeypatch.delenv("CRIER_FACEBOOK_CLIENT_ID")
+    without_client_id(app, "facebook")
     unconfigured = attempt(login="facebook")
     assert unconfigured.status_code == 409
     assert unconfigured.json()["error"]["code"] == "platform_not_configured"

@@ -141,7 +141,7 @@ def test_the_k8s_web_refuses_the_shipped_secret(
     app_settings: dict[str, Any], manifest: str, refusal: str, tmp_path: Path
 ) -> None:
     env = {**shipped_config(), **shipped_secret(), "CRIER_MEDIA_DIR": str(tmp_path)}
-    env["CRIER_LOG_FORMAT"] = "text"
+    env["CRIER_LOG_FORMAT"] = "keyvalue"
     done = _run(command_of(manifest), env)
     assert done.returncode != 0
     assert f"{refusal}: CRIER_SECRET_KEY is a published default value" in done.stderr, done.stderr[

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from flask import Flask
 
-from app.logs import CrierJsonFormatter, log_format
+from app.config import Settings
+from app.logs import CrierJsonFormatter
 from tests.conftest import Tenant
 from tests.integration.conftest import Stack, wait_until
 from tests.integration.test_delivery import all_final, create, targets
@@ -43,14 +44,14 @@ def test_json_formatter_lifts_the_event_fields() -> None:
 
 def test_log_format_is_key_value_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CRIER_LOG_FORMAT", raising=False)
-    assert log_format() == "keyvalue"
+    assert Settings.from_env().log_format == "keyvalue"
     monkeypatch.setenv("CRIER_LOG_FORMAT", "key=value")
-    assert log_format() == "keyvalue"
+    assert Settings.from_env().log_format == "keyvalue"
     monkeypatch.setenv("CRIER_LOG_FORMAT", "JSON")
-    assert log_format() == "json"
+    assert Settings.from_env().log_format == "json"
     monkeypatch.setenv("CRIER_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="CRIER_LOG_FORMAT"):
-        log_format()
+        Settings.from_env()
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,9 +34,23 @@ from workers.quotas import SharedQuotas
 
 
 @pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRIER_RETRY_BASE_SECONDS", "0.01")
-    monkeypatch.setenv("CRIER_RETRY_CAP_SECONDS", "0.02")
+def fast_retries(app: Flask) -> Iterator[None]:
+    """Retries a moment apart (CRIER_RETRY_BASE_SECONDS / _CAP_SECONDS), in the settings the
+    pipeline is given: its deps' and the running app's."""
+    previous = app.config["CRIER"]
+    app.config["CRIER"] = replace(previous, retry_base_seconds=0.01, retry_cap_seconds=0.02)
+    try:
+        with app.app_context():
+            yield
+    finally:
+        app.config["CRIER"] = previous
+
+
+def with_settings(app: Flask, deps: PipelineDeps, **changes: Any) -> PipelineDeps:
+    """The deps, and the running app, with these settings changed (fast_retries restores)."""
+    settings = replace(app.config["CRIER"], **changes)
+    app.config["CRIER"] = settings
+    return replace(deps, settings=settings)
 
 
 def far_future() -> str:
@@ -237,9 +252,8 @@ def test_transient_errors_give_up_after_max_attempts(
     tenant: Tenant,
     make_account: Any,
     sandbox: httpx.Client,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CRIER_RETRY_MAX_ATTEMPTS", "2")
+    deps = with_settings(app, deps, retry_max_attempts=2)
     account_id = make_account(tenant, "x")
     target_id, token = queue_now(app, create_target(tenant, account_id))
     sandbox.post("/_faults", json={"x": {"error_rate": 1.0, "error_status": 500}})
@@ -390,9 +404,8 @@ def test_out_of_retries_after_a_lost_response_looks_once_more(
     tenant: Tenant,
     make_account: Any,
     sandbox: httpx.Client,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CRIER_RETRY_MAX_ATTEMPTS", "1")
+    deps = with_settings(app, deps, retry_max_attempts=1)
     account_id = make_account(tenant, "x")
     target_id, token = queue_now(app, create_target(tenant, account_id, "last chance"))
     sandbox.post("/_faults", json={"x": {"lose_response_every": 1}})

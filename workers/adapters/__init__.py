@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from app.config import Settings
 from workers.adapters.base import Adapter
 
 _REGISTRY: dict[str, type[Adapter]] = {}
@@ -19,9 +20,16 @@ def adapter_classes() -> dict[str, type[Adapter]]:
     return dict(_REGISTRY)
 
 
-def get_adapter(platform: str, http: httpx.Client, base_url: str | None = None) -> Adapter:
+def get_adapter(
+    platform: str,
+    http: httpx.Client,
+    base_url: str | None = None,
+    settings: Settings | None = None,
+) -> Adapter:
+    """The platform's adapter; `settings` carries the app credentials and API versions it
+    needs (the defaults where none are given)."""
     _load_all()
-    return _REGISTRY[platform](http, base_url)
+    return _REGISTRY[platform](http, base_url, settings)
 
 
 def _load_all() -> None:

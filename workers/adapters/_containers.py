@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from app.config import Settings
 from workers.adapters._meta import (
     LISTING_PAGE_SIZE,
     GraphResponse,
@@ -71,8 +72,10 @@ class GraphContainerAdapter(Adapter):
     status_detail_field: str  # where the failure detail is on ERROR
     permalink_fields: str
 
-    def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
-        super().__init__(http, base_url)
+    def __init__(
+        self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
+    ) -> None:
+        super().__init__(http, base_url, settings)
         self.poll_interval = CONTAINER_POLL_INTERVAL
         self.max_wait = CONTAINER_MAX_WAIT
 

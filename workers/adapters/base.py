@@ -7,7 +7,6 @@ database: it reports through `PublishContext` and raises `PlatformError`s.
 
 from __future__ import annotations
 
-import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import httpx
+
+from app.config import Settings
 
 
 class Outcome(StrEnum):
@@ -285,12 +286,6 @@ def checked_state(request: PublishRequest) -> Any:
     return checked.get("state")
 
 
-def client_credentials(platform: str) -> tuple[str | None, str | None]:
-    """OAuth client id and secret for refresh flows: CRIER_<PLATFORM>_CLIENT_ID/SECRET."""
-    prefix = f"CRIER_{platform.upper()}_"
-    return os.environ.get(prefix + "CLIENT_ID"), os.environ.get(prefix + "CLIENT_SECRET")
-
-
 class Adapter(ABC):
     """One platform's publishing API. Subclasses live one per module in this package."""
 
@@ -312,9 +307,19 @@ class Adapter(ABC):
     # Direct Post): such a target is published whole at its instant, never early.
     can_prepare: bool = True
 
-    def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
+    def __init__(
+        self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
+    ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/") if base_url else None
+        # The process's settings, parsed once at start (Crier's app at the platform,
+        # LinkedIn's API version); the defaults where none are given.
+        self.settings = settings or Settings()
+
+    def client_credentials(self) -> tuple[str | None, str | None]:
+        """Crier's OAuth client id and secret at this platform, for refresh flows."""
+        app = self.settings.platform_app(self.platform)
+        return app.client_id, app.client_secret
 
     def url(self, path: str, host: str = "api") -> str:
         """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set

@@ -15,7 +15,6 @@ infrastructure protection the docs also mention) is a short RateLimitedError.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from dataclasses import replace
@@ -42,7 +41,6 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
-    client_credentials,
     json_body,
     resuming_prepared,
     working_handle,
@@ -56,8 +54,6 @@ from workers.adapters.kit import (
     retry_after_seconds,
 )
 
-# The monthly API version (YYYYMM); versions live about a year. Override without a release.
-LINKEDIN_VERSION = os.environ.get("CRIER_LINKEDIN_VERSION", "202609")
 RESTLI_PROTOCOL_VERSION = "2.0.0"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -124,7 +120,6 @@ class LinkedInAdapter(Adapter):
     hosts = {"api": "api.linkedin.com", "oauth": "www.linkedin.com"}
     supports_refresh = True
 
-    api_version = LINKEDIN_VERSION
     video_poll_seconds = VIDEO_POLL_SECONDS
 
     # -- publish ---------------------------------------------------------------------------
@@ -341,7 +336,7 @@ class LinkedInAdapter(Adapter):
         refresh_token = self.stored_refresh_token(
             account, "the LinkedIn account has no refresh token; reconnect it"
         )
-        client_id, client_secret = client_credentials(self.platform)
+        client_id, client_secret = self.client_credentials()
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         if client_id:
             form["client_id"] = client_id
@@ -364,7 +359,8 @@ class LinkedInAdapter(Adapter):
     def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
         headers = {
             "Authorization": f"Bearer {token}",
-            "LinkedIn-Version": self.api_version,
+            # The monthly API version (CRIER_LINKEDIN_VERSION); versions live about a year.
+            "LinkedIn-Version": self.settings.linkedin_version,
             "X-Restli-Protocol-Version": RESTLI_PROTOCOL_VERSION,
         }
         return self.send(

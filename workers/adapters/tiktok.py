@@ -31,7 +31,6 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
-    client_credentials,
     json_body,
     single_video,
 )
@@ -267,7 +266,7 @@ class TikTokAdapter(Adapter):
         refresh_token = self.stored_refresh_token(
             account, "no TikTok refresh token stored; reconnect the account"
         )
-        client_key, client_secret = client_credentials(self.platform)
+        client_key, client_secret = self.client_credentials()
         form = {
             "client_key": client_key,
             "client_secret": client_secret,

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from app.config import Settings
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
@@ -37,7 +38,6 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
-    client_credentials,
     json_body,
     resuming_prepared,
     working_handle,
@@ -108,8 +108,10 @@ class XAdapter(Adapter):
 
     upload_chunk_bytes = UPLOAD_CHUNK_BYTES
 
-    def __init__(self, http: httpx.Client, base_url: str | None = None) -> None:
-        super().__init__(http, base_url)
+    def __init__(
+        self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
+    ) -> None:
+        super().__init__(http, base_url, settings)
         # users/me answers per account, cached so a busy account does not spend its
         # users/me window on every post.
         # account id -> (the token it was read with, identity): a reconnected or refreshed
@@ -372,7 +374,7 @@ class XAdapter(Adapter):
         refresh_token = self.stored_refresh_token(
             account, "the X account has no refresh token; reconnect it"
         )
-        client_id, client_secret = client_credentials(self.platform)
+        client_id, client_secret = self.client_credentials()
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         headers: dict[str, str] = {}
         if client_id and client_secret:

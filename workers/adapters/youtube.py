@@ -41,7 +41,6 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
-    client_credentials,
     json_body,
     single_video,
     working_handle,
@@ -356,7 +355,7 @@ class YouTubeAdapter(Adapter):
         refresh_token = self.stored_refresh_token(
             account, "no Google refresh token stored; reconnect the channel"
         )
-        client_id, client_secret = client_credentials(self.platform)
+        client_id, client_secret = self.client_credentials()
         form = {
             "grant_type": "refresh_token",
             "refresh_token": refresh_token,

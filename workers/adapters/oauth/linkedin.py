@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from app.oauth import ClientApp, ConnectedIdentity, OAuthFlow, expires_at, register_flow
-from workers.adapters.linkedin import LINKEDIN_VERSION
 
 
 @register_flow
@@ -31,7 +30,7 @@ class LinkedInFlow(OAuthFlow):
     def _headers(self, token: str) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {token}",
-            "LinkedIn-Version": LINKEDIN_VERSION,
+            "LinkedIn-Version": self.settings.linkedin_version,
             "X-Restli-Protocol-Version": "2.0.0",
         }
 
