@@ -251,7 +251,7 @@ def _transient_decision(
     deps: PipelineDeps, target: PostTarget, error: PlatformError, *, maybe_posted: bool
 ) -> Decision:
     """Back off and retry; the irreversible marker stays, so the retry reconciles first."""
-    policy = retry_policy(target.platform)
+    policy = retry_policy(target.platform, deps.settings)
     attempts = target.attempts + 1
     common = {"error_code": error.code, "http_status": error.http_status}
     if policy.exhausted(attempts):
