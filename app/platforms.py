@@ -6,6 +6,7 @@ safer figure is used and noted. Keep platform facts here, not in code paths.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable
@@ -319,11 +320,22 @@ PLATFORMS: dict[str, PlatformRules] = {
 
 PLATFORM_KEYS = tuple(PLATFORMS)
 
+# Meta's Graph API version, spoken by the Facebook and Instagram adapters and connect flows.
+GRAPH_VERSION = "v25.0"
+# LinkedIn's monthly API version (YYYYMM); versions live about a year. Override without a
+# release.
+LINKEDIN_VERSION = os.environ.get("CRIER_LINKEDIN_VERSION", "202609")
+# An Instagram account's settings["login"]: how it connected, hence where it publishes.
+# Accounts without one (added by token, or before Facebook Login existed) are Instagram
+# Login's.
+INSTAGRAM_LOGIN = "instagram"
+FACEBOOK_LOGIN = "facebook"
+
 # The sign-ins an account of a platform can connect through (`login` on POST
 # /accounts/connect), the platform's own first (the default). Instagram professional
 # accounts also connect through Facebook Login, by the Facebook Pages they are linked to;
 # they then publish on graph.facebook.com with the Page's token.
-CONNECT_LOGINS: dict[str, tuple[str, ...]] = {"instagram": ("instagram", "facebook")}
+CONNECT_LOGINS: dict[str, tuple[str, ...]] = {"instagram": (INSTAGRAM_LOGIN, FACEBOOK_LOGIN)}
 
 
 def connect_logins(platform: str) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from app.api.envelope import ApiError, ValidationError
 from app.config import Settings
 from app.db import utcnow
 from app.models import Media
+from app.queues import MEDIA_IMPORT_QUEUE, MEDIA_IMPORT_TASK
 from app.services.media import (
     IMAGE_TYPES,
     VIDEO_TYPES,
@@ -34,11 +35,6 @@ from app.services.media import (
 )
 from app.services.outbound import UnsafeURLError, check_literal_host, safe_stream
 
-# The worker task that fetches an import; the names live here so app/ need not import
-# workers/ (workers/media_import.py registers it). Imports have a queue of their own: a
-# slow source must never hold the sweeper's threads.
-IMPORT_TASK = "crier.import_media"
-IMPORT_QUEUE = "media_import"
 SNIFF_BYTES = 8192
 CHUNK = 1024 * 1024
 # What an import is listed as until its bytes say otherwise, by the name's extension.
@@ -171,7 +167,7 @@ def fetch_and_store(
 def enqueue_import(celery: Any, media_id: uuid.UUID) -> bool:
     """After commit. When the broker is down the import is resent by the periodic resume."""
     try:
-        celery.send_task(IMPORT_TASK, args=[str(media_id)], queue=IMPORT_QUEUE)
+        celery.send_task(MEDIA_IMPORT_TASK, args=[str(media_id)], queue=MEDIA_IMPORT_QUEUE)
         return True
     except Exception:  # the media stays `uploading`; resume_stalled_imports sends it again
         return False

@@ -15,7 +15,6 @@ infrastructure protection the docs also mention) is a short RateLimitedError.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from dataclasses import replace
@@ -25,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from app.platforms import LINKEDIN_VERSION
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
@@ -56,8 +56,6 @@ from workers.adapters.kit import (
     retry_after_seconds,
 )
 
-# The monthly API version (YYYYMM); versions live about a year. Override without a release.
-LINKEDIN_VERSION = os.environ.get("CRIER_LINKEDIN_VERSION", "202609")
 RESTLI_PROTOCOL_VERSION = "2.0.0"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)

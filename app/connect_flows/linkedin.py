@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.oauth import ClientApp, ConnectedIdentity, OAuthFlow, expires_at, register_flow
-from workers.adapters.linkedin import LINKEDIN_VERSION
+from app.platforms import LINKEDIN_VERSION
 
 
 @register_flow
