@@ -23,9 +23,9 @@ from celery import Celery, shared_task
 from flask import current_app
 from sqlalchemy import select
 
-from app.api.envelope import ApiError
 from app.config import Settings
 from app.db import Database, get_db, utcnow
+from app.errors import DomainError
 from app.http_deadline import deadline_client
 from app.models import Media
 from app.queues import MEDIA_IMPORT_TASK, MEDIA_RESUME_TASK
@@ -90,7 +90,7 @@ def finish_import(db: Database, settings: Settings, client: httpx.Client, media_
     reason: str | None = None
     try:
         stored = fetch_and_store(client, settings, organisation_id, key, url)
-    except ApiError as error:
+    except DomainError as error:
         reason = error.message
     except httpx.HTTPError as error:
         reason = f"Fetching the URL failed: {error}."

@@ -20,9 +20,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from sqlalchemy.orm import Session
 
-from app.api.envelope import ApiError, ValidationError
 from app.config import Settings
 from app.db import utcnow
+from app.errors import DomainError, ValidationError
 from app.models import Media
 from app.queues import MEDIA_IMPORT_QUEUE, MEDIA_IMPORT_TASK
 from app.services.media import (
@@ -41,7 +41,7 @@ CHUNK = 1024 * 1024
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm"})
 
 
-class FetchError(ApiError):
+class FetchError(DomainError):
     status = 422
     code = "media_fetch_failed"
 
@@ -81,7 +81,7 @@ def open_source(client: httpx.Client, settings: Settings, url: str) -> Iterator[
                 raise FetchError(f"The URL answered HTTP {response.status_code}.")
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > settings.max_upload_bytes:
-                raise ApiError(
+                raise DomainError(
                     f"The file is larger than the {settings.max_upload_bytes // 1048576} MB limit.",
                     code="payload_too_large",
                     status=413,
@@ -151,7 +151,7 @@ def _with_head(chunks: Iterator[bytes]) -> Iterator[bytes]:
 def fetch_and_store(
     client: httpx.Client, settings: Settings, organisation_id: int, media_id: uuid.UUID, url: str
 ) -> StoredFile:
-    """Fetch the source and store it like an upload, or raise the ApiError that says why
+    """Fetch the source and store it like an upload, or raise the DomainError that says why
     not (its message becomes the media's status_reason)."""
     with open_source(client, settings, url) as response:
         try:

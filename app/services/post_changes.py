@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from app import access
 from app.access import Scope
-from app.api.envelope import ApiError, Conflict, ValidationError
 from app.db import utcnow
+from app.errors import Conflict, DomainError, ValidationError
 from app.models import AccountStatus, Post, PostStatus, PostTarget, TargetStatus
 from app.platform_rules import ErrorBag, check_platform_rules
 from app.queues import MAINTENANCE_QUEUE, PLATFORM_DELETE_TASK
@@ -261,7 +261,7 @@ def retry_post(
     now = utcnow()
     for target in failed:
         if target.account.status != AccountStatus.ACTIVE:
-            raise ApiError(
+            raise DomainError(
                 f"Account {target.account_id} needs reconnecting before it can be retried.",
                 code="account_needs_reconnect",
                 status=409,
