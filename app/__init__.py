@@ -7,8 +7,12 @@ from typing import Any
 
 from flask import Flask, Response, g
 
-from app import db
+from app import connect_flows, db  # noqa: F401  (importing registers the connect flows)
+from app.api import register_blueprints
+from app.api.auth import authenticate
+from app.api.envelope import register_error_handlers
 from app.config import Settings
+from app.queues import celery_init_app
 from app.ratelimit import RequestLimiter
 from app.security import (
     InsecureSecretKey,
@@ -54,16 +58,8 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
         settings.redis_url, settings.rate_limit, settings.posts_rate_limit
     )
 
-    from workers.celery_app import celery_init_app
-
+    # The web side only sends messages; the workers build the same app and register tasks.
     celery_init_app(app, settings)
-    # The OAuth connect flows live beside the adapters; loading them registers each
-    # with app.oauth, where the API finds them (nothing else in app/ imports workers/).
-    import workers.adapters.oauth  # noqa: F401
-    from app.api import register_blueprints
-    from app.api.auth import authenticate
-    from app.api.envelope import register_error_handlers
-
     register_error_handlers(app)
     app.before_request(authenticate)
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from app.api.envelope import NotFound
+from app.errors import NotFound
 from app.models import (
     Account,
     AccountStatus,

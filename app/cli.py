@@ -1,4 +1,8 @@
-"""The `crier` command: migrations, keys, accounts, the sandbox and the dev stack."""
+"""The `crier` command: migrations, keys, accounts, the sandbox and the dev stack.
+
+Each command imports what it needs inside its own function: `crier --help` and a
+single command start without loading the whole app, the sandbox or the dev stack.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ in-process Redis-compatible server (fakeredis) — and says so. With no real pla
 configured it starts the sandbox and points the adapters at it. It seeds a demo
 organisation, API key, one sandbox account per platform and demo media, then prints a
 curl command that publishes to all seven, and Flower's URL.
+
+Its imports sit inside the functions that use them: the dev-only packages (fakeredis,
+honcho) are needed only by `crier dev`, and nothing else should pay for them.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.messages import Owner, publish_message_options, target_owners
 from app.models import PostTarget, TargetStatus
-from workers.celery_app import PUBLISH_TASK, publish_queue
+from app.queues import PUBLISH_TASK, publish_queue
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from sqlalchemy import func, select
 
 from app.db import get_db, utcnow
 from app.models import Account, AccountStatus, Platform, PostTarget, TargetStatus
+from app.queues import publish_queue, queue_names
 from app.redis_client import redis_client
-from workers.celery_app import publish_queue, queue_names
 
 if TYPE_CHECKING:
     from flask import Flask

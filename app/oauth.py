@@ -1,8 +1,8 @@
 """The interface of a platform's OAuth connect flow, and the registry the API reads.
 
-The flows themselves live beside each platform's adapter (`workers/adapters/oauth/`),
-since they speak the platform's HTTP API as the adapters do. The app looks them up here
-by platform; `create_app` loads that package once, so nothing in `app/` imports it.
+The flows themselves live one module per platform in `app/connect_flows/`, on the API
+side because the API runs them. The app looks them up here by platform; importing that
+package (as `create_app` does) registers each flow.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.api.envelope import ValidationError
+from app.errors import ValidationError
 from app.models import Media
 from app.platforms import PLATFORMS, count_hashtags, count_mentions, media_rule_for
 from app.schemas import SETTING_DEFAULTS

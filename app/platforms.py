@@ -319,11 +319,19 @@ PLATFORMS: dict[str, PlatformRules] = {
 
 PLATFORM_KEYS = tuple(PLATFORMS)
 
+# Meta's Graph API version, spoken by the Facebook and Instagram adapters and connect flows.
+GRAPH_VERSION = "v25.0"
+# An Instagram account's settings["login"]: how it connected, hence where it publishes.
+# Accounts without one (added by token, or before Facebook Login existed) are Instagram
+# Login's.
+INSTAGRAM_LOGIN = "instagram"
+FACEBOOK_LOGIN = "facebook"
+
 # The sign-ins an account of a platform can connect through (`login` on POST
 # /accounts/connect), the platform's own first (the default). Instagram professional
 # accounts also connect through Facebook Login, by the Facebook Pages they are linked to;
 # they then publish on graph.facebook.com with the Page's token.
-CONNECT_LOGINS: dict[str, tuple[str, ...]] = {"instagram": ("instagram", "facebook")}
+CONNECT_LOGINS: dict[str, tuple[str, ...]] = {"instagram": (INSTAGRAM_LOGIN, FACEBOOK_LOGIN)}
 
 
 def connect_logins(platform: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from app.api.envelope import ValidationError
+from app.errors import ValidationError
 
 PAST_TOLERANCE = timedelta(seconds=60)
 MAX_SCHEDULE_AHEAD = timedelta(days=730)

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 import redis
 from celery import Celery
 
+from app.queues import publish_queue
 from app.redis_client import redis_client
-from workers.celery_app import publish_queue
 
 log = logging.getLogger("crier.broker")
 

@@ -25,9 +25,9 @@ from app import create_app
 from app.api.meta import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from app.db import get_db
 from app.metrics import start_worker_metrics_server
+from app.queues import PUBLISH_TASK
 from app.redis_client import redis_client
 from app.security import InsecureSecretKey
-from workers.celery_app import PUBLISH_TASK
 from workers.liveness import Heartbeat, process_claims
 
 try:

@@ -23,16 +23,16 @@ from celery import Celery, shared_task
 from flask import current_app
 from sqlalchemy import select
 
-from app.api.envelope import ApiError
 from app.config import Settings
 from app.db import Database, get_db, utcnow
+from app.errors import DomainError
 from app.http_deadline import deadline_client
 from app.models import Media
+from app.queues import MEDIA_IMPORT_TASK, MEDIA_RESUME_TASK
 from app.redis_client import redis_client
 from app.services.media import StoredFile, apply_stored
-from app.services.media_import import IMPORT_TASK, enqueue_import, fetch_and_store
+from app.services.media_import import enqueue_import, fetch_and_store
 from app.services.webhooks import record_media_processed
-from workers.celery_app import MEDIA_RESUME_TASK
 
 log = logging.getLogger("crier.media_import")
 
@@ -90,7 +90,7 @@ def finish_import(db: Database, settings: Settings, client: httpx.Client, media_
     reason: str | None = None
     try:
         stored = fetch_and_store(client, settings, organisation_id, key, url)
-    except ApiError as error:
+    except DomainError as error:
         reason = error.message
     except httpx.HTTPError as error:
         reason = f"Fetching the URL failed: {error}."
@@ -117,7 +117,7 @@ def _client() -> httpx.Client:
     )
 
 
-@shared_task(name=IMPORT_TASK, ignore_result=True)
+@shared_task(name=MEDIA_IMPORT_TASK, ignore_result=True)
 def import_media_task(media_id: str) -> str:
     return finish_import(get_db(), current_app.config["CRIER"], _client(), media_id)
 

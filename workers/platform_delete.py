@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 from app.config import Settings
 from app.db import Database, get_db, utcnow
 from app.models import Account, PostTarget
-from app.services.post_changes import DELETE_ON_PLATFORM_TASK, enqueue_platform_deletes
+from app.queues import PLATFORM_DELETE_RESUME_TASK, PLATFORM_DELETE_TASK
+from app.services.post_changes import enqueue_platform_deletes
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter, AuthExpiredError, PlatformError
 from workers.tasks import platform_http_client
@@ -27,7 +28,6 @@ from workers.tokens import account_credentials, refresh_account
 
 log = logging.getLogger("crier.platform_delete")
 
-RESUME_TASK = "crier.resume_platform_deletes"
 STALLED_AFTER = timedelta(minutes=10)
 
 
@@ -80,7 +80,7 @@ def resume_stalled_deletes(db: Database, celery: Celery) -> int:
     return enqueue_platform_deletes(celery, list(ids))
 
 
-@shared_task(name=DELETE_ON_PLATFORM_TASK, ignore_result=True)
+@shared_task(name=PLATFORM_DELETE_TASK, ignore_result=True)
 def delete_on_platform_task(target_id: int) -> str:
     settings = current_app.config["CRIER"]
     return delete_on_platform(
@@ -93,6 +93,6 @@ def delete_on_platform_task(target_id: int) -> str:
     )
 
 
-@shared_task(name=RESUME_TASK, ignore_result=True)
+@shared_task(name=PLATFORM_DELETE_RESUME_TASK, ignore_result=True)
 def resume_platform_deletes_task() -> int:
     return resume_stalled_deletes(get_db(), current_app.extensions["celery"])

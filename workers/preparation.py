@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, joinedload
 from app.db import utcnow
 from app.dispatch import ETA_HEAD_START
 from app.models import DiscardedHandle, PostTarget, PrepareState, TargetStatus
+from app.queues import PREPARE_TASK, publish_queue
 from app.services.posts import PREPARE_MIN_LEAD
 from workers.adapters.base import Outcome, PlatformError, PreparingContext, ReadyToPublish
-from workers.celery_app import PREPARE_TASK, publish_queue
 from workers.pipeline import PipelineDeps, build_request, log_event
 from workers.retry import retry_policy
 from workers.tokens import account_credentials

@@ -13,15 +13,15 @@ from flask import current_app
 from app.config import Settings
 from app.db import get_db, utcnow
 from app.http_deadline import deadline_client
-from workers.adapters import get_adapter
-from workers.adapters.base import Adapter
-from workers.celery_app import (
+from app.queues import (
     DISCARD_TASK,
     PREPARE_TASK,
     PUBLISH_TASK,
     REFRESH_TOKENS_TASK,
     SWEEP_TASK,
 )
+from workers.adapters import get_adapter
+from workers.adapters.base import Adapter
 from workers.firing import BatchCaller, BatchWriter, FiringLine
 from workers.pipeline import (
     PipelineDeps,

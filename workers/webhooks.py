@@ -34,14 +34,14 @@ from app.config import Settings
 from app.db import Database, get_db, utcnow
 from app.http_deadline import deadline_client
 from app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from app.services.outbound import UnsafeURLError, safe_stream
-from app.services.webhooks import endpoint_secret, event_body, sign, sign_v2
-from workers.celery_app import (
+from app.queues import (
     WEBHOOK_DELIVER_TASK,
     WEBHOOK_DRAIN_TASK,
     WEBHOOK_PRUNE_TASK,
     WEBHOOKS_QUEUE,
 )
+from app.services.outbound import UnsafeURLError, safe_stream
+from app.services.webhooks import endpoint_secret, event_body, sign, sign_v2
 
 log = logging.getLogger("crier.webhooks")
 

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app.api import (
+    accounts,
+    audit,
+    campaigns,
+    connect,
+    keys,
+    me,
+    media,
+    meta,
+    metrics,
+    posts,
+    profiles,
+    webhooks,
+)
+
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import (
-        accounts,
-        audit,
-        campaigns,
-        connect,
-        keys,
-        me,
-        media,
-        meta,
-        metrics,
-        posts,
-        profiles,
-        webhooks,
-    )
-
     app.register_blueprint(meta.blueprint)
     app.register_blueprint(posts.blueprint)
     app.register_blueprint(accounts.blueprint)

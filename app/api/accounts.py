@@ -11,13 +11,12 @@ from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
-from app.api.serializers import account_to_dict, ts
 from app.db import get_session, utcnow
 from app.models import Account, Organisation, PostTarget, TargetStatus, WebhookEventType
 from app.platforms import PLATFORM_KEYS
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of, page_query
+from app.serializers import account_health, account_to_dict, ts
 from app.services.accounts import (
-    account_health,
     add_account,
     cancel_account_targets,
     reconnect_account,

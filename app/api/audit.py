@@ -9,10 +9,10 @@ from flask import Blueprint, Response, request
 from app.api.auth import current_caller
 from app.api.bodies import load_query
 from app.api.envelope import envelope
-from app.api.serializers import ts
 from app.db import get_session
 from app.models import AuditEvent
 from app.schemas import audit_log_query
+from app.serializers import ts
 from app.services import audit
 
 blueprint = Blueprint("audit", __name__)

@@ -12,10 +12,10 @@ from app import access
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ValidationError, envelope
-from app.api.serializers import ts
 from app.db import get_session, utcnow
 from app.models import Campaign, Post
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
+from app.serializers import ts
 
 blueprint = Blueprint("campaigns", __name__)
 

@@ -11,55 +11,19 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+# The domain's errors, re-exported for the API modules; ApiError is their common base.
+from app.errors import Conflict as Conflict
+from app.errors import DomainError
+from app.errors import NotFound as NotFound
+from app.errors import ValidationError as ValidationError
+from app.serializers import format_timestamp as format_timestamp
+
 log = logging.getLogger(__name__)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
-def format_timestamp(moment: datetime) -> str:
-    """`2026-04-10T12:00:00.000Z`, the API contract's format."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-class ApiError(Exception):
-    """An error the caller should see, with the API contract's code and an HTTP status."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        status: int | None = None,
-        details: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
-        self.details = details
-        self.headers = headers or {}
-
-
-class ValidationError(ApiError):
-    status = 400
-    code = "validation_error"
-
-
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
-
-
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
+ApiError = DomainError
 
 
 class Unauthorized(ApiError):
@@ -127,8 +91,9 @@ _HTTP_MESSAGES = {
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(error: ApiError) -> Response:
+    # The one place the domain's errors become HTTP responses.
+    @app.errorhandler(DomainError)
+    def _api_error(error: DomainError) -> Response:
         return error_response(error)
 
     @app.errorhandler(HTTPException)

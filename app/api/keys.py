@@ -14,10 +14,10 @@ from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import envelope
 from app.api.scopes import PROFILE_DEFAULT_SCOPES, SCOPES, effective_scopes, scopes_for_new_key
-from app.api.serializers import ts
 from app.db import get_session, utcnow
 from app.models import ApiKey, Organisation
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of, page_query
+from app.serializers import ts
 from app.services.keys import create_api_key
 
 blueprint = Blueprint("keys", __name__)

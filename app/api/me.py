@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 
 from app.api.auth import current_caller
 from app.api.envelope import envelope
-from app.api.serializers import ts
 from app.db import get_session, utcnow
 from app.models import Account, AccountStatus, ApiKey, Campaign, Media, Post, WebhookEndpoint
 from app.platforms import PLATFORMS, MediaRule, PlatformRules
 from app.schemas import MAX_ACCOUNTS_PER_POST, MAX_CONTENT_CHARS, MAX_MEDIA_PER_POST
+from app.serializers import ts
 
 blueprint = Blueprint("me", __name__)
 

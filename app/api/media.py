@@ -10,11 +10,11 @@ from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
-from app.api.serializers import media_to_dict
 from app.db import get_session
 from app.models import Media
 from app.redis_client import redis_client
 from app.schemas import list_media_query, upload_from_url_schema
+from app.serializers import media_to_dict
 from app.services import media as media_service
 from app.services import media_import, uploads
 

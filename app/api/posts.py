@@ -14,7 +14,6 @@ from app.api.audit import record_request_event
 from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
-from app.api.serializers import post_created_to_dict, post_to_dict, target_to_dict
 from app.db import get_session, utcnow
 from app.models import Post, PostTarget
 from app.platforms import PLATFORM_KEYS
@@ -26,6 +25,7 @@ from app.schemas import (
     schedule_post_schema,
     update_post_schema,
 )
+from app.serializers import post_created_to_dict, post_to_dict, target_to_dict
 from app.services import post_changes
 from app.services import posts as post_service
 

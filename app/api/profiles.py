@@ -12,10 +12,10 @@ from app import access
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
-from app.api.serializers import ts
 from app.db import get_session
 from app.models import Profile
 from app.schemas import StrictSchema, page_query
+from app.serializers import ts
 from app.services import profiles as profile_service
 
 blueprint = Blueprint("profiles", __name__)

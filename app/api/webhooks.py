@@ -14,10 +14,10 @@ from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import NotFound, ValidationError, envelope
-from app.api.serializers import ts
 from app.db import get_session
 from app.models import WebhookDelivery, WebhookEndpoint
 from app.schemas import page_query
+from app.serializers import ts
 from app.services import webhooks as webhook_service
 from app.services.outbound import UnsafeURLError, check_literal_host
 from app.webhook_schemas import deliveries_query, webhook_create_schema, webhook_update_schema

@@ -20,8 +20,11 @@ from app.models import (
     TargetStatus,
     WebhookEventType,
 )
+from app.oauth import OAuthError, client_app, flow_classes, get_flow, oauth_client
 from app.security import decrypt_token, encrypt_token
 from app.services.keys import find_api_key
+from app.services.posts import lock_posts, refresh_post_status
+from app.services.webhooks import record_account_event
 
 
 class AccountError(Exception):
@@ -103,32 +106,6 @@ def store_tokens(
         account.status_reason = None
 
 
-def account_health(account: Account, now: datetime) -> dict[str, Any]:
-    """Whether the account can post, and if not the reason a person can act on."""
-    expired = account.token_expires_at is not None and account.token_expires_at <= now
-    stranded = expired and account.refresh_token_encrypted is None
-    needs_reconnect = account.status == AccountStatus.NEEDS_RECONNECT or (
-        account.status == AccountStatus.ACTIVE and stranded
-    )
-    reason: str | None = None
-    if account.status == AccountStatus.NEEDS_RECONNECT:
-        reason = account.status_reason or "The account must be reconnected before it can post."
-    elif account.status != AccountStatus.ACTIVE:
-        reason = account.status_reason or f"The account is {account.status}."
-    elif stranded:
-        reason = "The access token expired and there is no refresh token; reconnect the account."
-    return {
-        "can_post": account.status == AccountStatus.ACTIVE and not needs_reconnect,
-        "needs_reconnect": needs_reconnect,
-        "reason": reason,
-        "token_expires_at": account.token_expires_at,
-        "has_refresh_token": account.refresh_token_encrypted is not None,
-        # Proactive refreshes that failed in a row (they are retried), and the last reason.
-        "refresh_failures": account.refresh_failures or 0,
-        "last_refresh_error": account.last_refresh_error,
-    }
-
-
 # ------------------------------------------------------------------ removal and profiles
 
 ACCOUNT_REMOVED_CODE = "account_disconnected"
@@ -140,8 +117,6 @@ def cancel_account_targets(session: Session, account: Account, message: str) -> 
     Targets being published right now (or whose irreversible request may have left) are
     left to settle: they are not ours to cancel behind the platform's back.
     """
-    from app.services.posts import lock_posts, refresh_post_status
-
     open_targets = (
         PostTarget.account_id == account.id,
         PostTarget.status.in_((TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)),
@@ -173,8 +148,6 @@ def cancel_account_targets(session: Session, account: Account, message: str) -> 
 def remove_account(session: Session, account: Account, reason: str) -> None:
     """Forget the account's tokens and hide it. An account with history keeps its row
     (post targets point to it) with the status `disconnected`; one without is deleted."""
-    from app.services.webhooks import record_account_event
-
     cancel_account_targets(session, account, reason)
     record_account_event(session, account, WebhookEventType.ACCOUNT_DISCONNECTED, reason="removed")
     has_history = session.scalar(
@@ -226,8 +199,6 @@ def reconnect_account(
 def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | None, str | None]:
     """(revoked, error): True when the platform revoked the token, None where it has no
     revoke call (the token is forgotten), False with the reason when the call failed."""
-    from app.oauth import OAuthError, client_app, flow_classes, get_flow, oauth_client
-
     flow_class = flow_classes().get(account.platform)
     if flow_class is None or not flow_class.has_revoke or not account.access_token_encrypted:
         return None, None

@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -196,8 +196,6 @@ def _identity_to_json(identity: ConnectedIdentity) -> dict[str, Any]:
 
 
 def _identity_from_json(data: dict[str, Any]) -> ConnectedIdentity:
-    from datetime import datetime
-
     return ConnectedIdentity(
         external_id=data["external_id"],
         name=data["name"],

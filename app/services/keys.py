@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api.scopes import scopes_for_new_key
 from app.db import utcnow
+from app.key_scopes import scopes_for_new_key
 from app.models import ApiKey, Organisation
 from app.security import display_prefix, generate_api_key, hash_api_key
 
@@ -32,7 +32,7 @@ def create_api_key(
     """Returns the plain key (shown once) and its stored row, which holds only a hash.
     Without scopes the key is its organisation's admin key (what the CLI makes), or,
     with a profile, a posts:write + media:write key: a profile key is never admin
-    (app.api.scopes.scopes_for_new_key raises ValidationError if asked)."""
+    (app.key_scopes.scopes_for_new_key raises ValidationError if asked)."""
     if organisation is None:
         assert organisation_name is not None
         organisation = get_or_create_organisation(session, organisation_name)

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from app import access
 from app.access import Scope
-from app.api.envelope import ApiError, Conflict, NotFound, ValidationError
 from app.config import Settings
+from app.errors import Conflict, DomainError, NotFound, ValidationError
 from app.models import OPEN_TARGET_STATUSES, Media, Post, PostTarget, TargetStatus
 from app.security import signing_keys
 from app.storage import object_store
@@ -80,7 +80,7 @@ def inspect_media(path: Path, mime_type: str) -> MediaFacts:
                 with Image.open(path) as image:
                     width, height = image.size
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ApiError(
+            raise DomainError(
                 f"The image has more than {Image.MAX_IMAGE_PIXELS} pixels; "
                 "it is too large to process.",
                 code="payload_too_large",
@@ -191,7 +191,7 @@ def probe_file(staging: Path, size: int) -> tuple[str, str, MediaFacts]:
         raise unsupported_type(mime_type)
     assert mime_type is not None
     if mime_type in IMAGE_TYPES and size > IMAGE_MAX_BYTES:
-        raise ApiError(
+        raise DomainError(
             f"Images may be at most {IMAGE_MAX_BYTES // MB} MB; this one is {size / MB:.1f} MB.",
             code="payload_too_large",
             status=413,
@@ -224,7 +224,7 @@ def store_chunks(
             for chunk in chunks:
                 size += len(chunk)
                 if size > settings.max_upload_bytes:
-                    raise ApiError(
+                    raise DomainError(
                         f"The file is larger than the {settings.max_upload_bytes // MB} MB limit.",
                         code="payload_too_large",
                         status=413,
@@ -245,9 +245,9 @@ def store_chunks(
     return StoredFile(size, digest.hexdigest(), facts, storage_key)
 
 
-def unsupported_type(mime_type: str | None) -> ApiError:
+def unsupported_type(mime_type: str | None) -> DomainError:
     accepted = ", ".join([*IMAGE_TYPES, *VIDEO_TYPES])
-    return ApiError(
+    return DomainError(
         f"Unsupported media type{f' {mime_type}' if mime_type else ''}: "
         f"the file's contents must be one of {accepted}.",
         code="unsupported_media_type",
@@ -400,7 +400,7 @@ def media_from_link(session: Session, settings: Settings, token: str) -> Media:
     try:
         media_id = _link_serializer(settings).loads(token, max_age=MEDIA_LINK_MAX_AGE)
     except SignatureExpired as exc:
-        raise ApiError("This media link has expired.", code="link_expired", status=410) from exc
+        raise DomainError("This media link has expired.", code="link_expired", status=410) from exc
     except BadSignature as exc:
         raise NotFound("Media not found.") from exc
     media = session.get(Media, uuid.UUID(media_id))

@@ -20,10 +20,11 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from sqlalchemy.orm import Session
 
-from app.api.envelope import ApiError, ValidationError
 from app.config import Settings
 from app.db import utcnow
+from app.errors import DomainError, ValidationError
 from app.models import Media
+from app.queues import MEDIA_IMPORT_QUEUE, MEDIA_IMPORT_TASK
 from app.services.media import (
     IMAGE_TYPES,
     VIDEO_TYPES,
@@ -34,18 +35,13 @@ from app.services.media import (
 )
 from app.services.outbound import UnsafeURLError, check_literal_host, safe_stream
 
-# The worker task that fetches an import; the names live here so app/ need not import
-# workers/ (workers/media_import.py registers it). Imports have a queue of their own: a
-# slow source must never hold the sweeper's threads.
-IMPORT_TASK = "crier.import_media"
-IMPORT_QUEUE = "media_import"
 SNIFF_BYTES = 8192
 CHUNK = 1024 * 1024
 # What an import is listed as until its bytes say otherwise, by the name's extension.
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm"})
 
 
-class FetchError(ApiError):
+class FetchError(DomainError):
     status = 422
     code = "media_fetch_failed"
 
@@ -85,7 +81,7 @@ def open_source(client: httpx.Client, settings: Settings, url: str) -> Iterator[
                 raise FetchError(f"The URL answered HTTP {response.status_code}.")
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > settings.max_upload_bytes:
-                raise ApiError(
+                raise DomainError(
                     f"The file is larger than the {settings.max_upload_bytes // 1048576} MB limit.",
                     code="payload_too_large",
                     status=413,
@@ -155,7 +151,7 @@ def _with_head(chunks: Iterator[bytes]) -> Iterator[bytes]:
 def fetch_and_store(
     client: httpx.Client, settings: Settings, organisation_id: int, media_id: uuid.UUID, url: str
 ) -> StoredFile:
-    """Fetch the source and store it like an upload, or raise the ApiError that says why
+    """Fetch the source and store it like an upload, or raise the DomainError that says why
     not (its message becomes the media's status_reason)."""
     with open_source(client, settings, url) as response:
         try:
@@ -171,7 +167,7 @@ def fetch_and_store(
 def enqueue_import(celery: Any, media_id: uuid.UUID) -> bool:
     """After commit. When the broker is down the import is resent by the periodic resume."""
     try:
-        celery.send_task(IMPORT_TASK, args=[str(media_id)], queue=IMPORT_QUEUE)
+        celery.send_task(MEDIA_IMPORT_TASK, args=[str(media_id)], queue=MEDIA_IMPORT_QUEUE)
         return True
     except Exception:  # the media stays `uploading`; resume_stalled_imports sends it again
         return False

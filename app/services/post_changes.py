@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from app import access
 from app.access import Scope
-from app.api.envelope import ApiError, Conflict, ValidationError
 from app.db import utcnow
+from app.errors import Conflict, DomainError, ValidationError
 from app.models import AccountStatus, Post, PostStatus, PostTarget, TargetStatus
 from app.platform_rules import ErrorBag, check_platform_rules
+from app.queues import MAINTENANCE_QUEUE, PLATFORM_DELETE_TASK
 from app.schedule import parse_schedule, resolve_timezone
 from app.services.posts import (
     check_extras,
@@ -172,17 +173,12 @@ def update_post(session: Session, scope: Scope, post_id: str, data: dict[str, An
     return post
 
 
-# The worker task that deletes a published copy; named here so app/ needs no workers/.
-DELETE_ON_PLATFORM_TASK = "crier.delete_on_platform"
-DELETE_QUEUE = "maintenance"
-
-
 def enqueue_platform_deletes(celery: Any, target_ids: list[int]) -> int:
     """After commit. A message that cannot be sent is resent by the periodic resume."""
     sent = 0
     for target_id in target_ids:
         try:
-            celery.send_task(DELETE_ON_PLATFORM_TASK, args=[target_id], queue=DELETE_QUEUE)
+            celery.send_task(PLATFORM_DELETE_TASK, args=[target_id], queue=MAINTENANCE_QUEUE)
             sent += 1
         except Exception:  # broker down: resume_stalled_deletes sends it later
             break
@@ -265,7 +261,7 @@ def retry_post(
     now = utcnow()
     for target in failed:
         if target.account.status != AccountStatus.ACTIVE:
-            raise ApiError(
+            raise DomainError(
                 f"Account {target.account_id} needs reconnecting before it can be retried.",
                 code="account_needs_reconnect",
                 status=409,

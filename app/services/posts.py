@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, object_session, selectinload
 
 from app import access
 from app.access import Scope, may_reference, reference_filter
-from app.api.envelope import Conflict
 from app.config import prepare_window
 from app.db import utcnow
 from app.dispatch import queue_new_targets
+from app.errors import Conflict
 from app.models import (
     FINAL_TARGET_STATUSES,
     OPEN_TARGET_STATUSES,

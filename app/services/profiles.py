@@ -19,6 +19,7 @@ from app.models import (
     WebhookEndpoint,
 )
 from app.services.accounts import remove_account
+from app.services.posts import lock_posts, refresh_post_status
 
 OPEN_STATUSES = (TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)
 
@@ -94,8 +95,6 @@ def delete_profile(session: Session, profile: Profile) -> ProfileFootprint:
     """Disconnect its accounts (cancelling what they had scheduled), cancel the rest of
     its posts' open targets, delete its webhook endpoints and its restricted keys (the
     foreign key cascades), then the profile; posts, media and campaigns stay, unassigned."""
-    from app.services.posts import lock_posts, refresh_post_status
-
     done = footprint(session, profile)
     reason = f"The profile {profile.name!r} was deleted, and its accounts with it."
     accounts = _live_accounts(session, profile)

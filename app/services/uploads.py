@@ -20,9 +20,9 @@ from redis import Redis
 from sqlalchemy.orm import Session
 
 from app.access import Scope
-from app.api.envelope import ApiError, Conflict, NotFound
 from app.config import Settings
 from app.db import utcnow
+from app.errors import Conflict, DomainError, NotFound
 from app.models import Media
 from app.schemas import MAX_ID
 from app.services.media import (
@@ -77,7 +77,7 @@ def start_upload(
     store = require_store(settings)
     limit = IMAGE_MAX_BYTES if request["content_type"] in IMAGE_TYPES else settings.max_upload_bytes
     if request["size_bytes"] > limit:
-        raise ApiError(
+        raise DomainError(
             f"The file is larger than the {limit // MB} MB limit for {request['content_type']}.",
             code="payload_too_large",
             status=413,
@@ -146,7 +146,7 @@ def complete_upload(
         try:
             mime_type, _, facts = probe_file(staging, size)
             if mime_type != pending["content_type"]:
-                raise ApiError(
+                raise DomainError(
                     f"The upload was announced as {pending['content_type']} but the file is "
                     f"{mime_type}; start a new upload with the right content_type.",
                     code="unsupported_media_type",
@@ -154,12 +154,12 @@ def complete_upload(
                 )
             limit = IMAGE_MAX_BYTES if mime_type in IMAGE_TYPES else settings.max_upload_bytes
             if size > limit:
-                raise ApiError(
+                raise DomainError(
                     f"The file is larger than the {limit // MB} MB limit.",
                     code="payload_too_large",
                     status=413,
                 )
-        except ApiError:
+        except DomainError:
             store.delete(pending["storage_key"])
             redis.delete(PENDING_KEY.format(key))
             raise

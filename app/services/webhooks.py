@@ -38,6 +38,13 @@ from app.models import (
     WebhookEventType,
 )
 from app.security import decrypt_token, encrypt_token
+from app.serializers import (
+    account_to_dict,
+    format_timestamp,
+    media_to_dict,
+    post_to_dict,
+    target_to_dict,
+)
 
 SECRET_PREFIX = "whsec_"
 # What a caller may subscribe to (the test event is sent on request only).
@@ -108,8 +115,6 @@ def endpoint_secret(secret_key: str, endpoint: WebhookEndpoint) -> str:
 
 def event_body(event: WebhookEvent) -> bytes:
     """The delivered JSON: the same bytes for every attempt of the event."""
-    from app.api.envelope import format_timestamp
-
     payload = {
         "id": str(event.id),
         "type": event.type,
@@ -251,8 +256,6 @@ def record_post_status_change(session: Session, post: Post, previous_status: str
     event_type = POST_FINAL_EVENTS.get(post.status)  # type: ignore[call-overload]
     if event_type is None or previous_status == post.status:
         return
-    from app.api.serializers import post_to_dict
-
     record_event(session, post.organisation_id, event_type, post_to_dict(post))
 
 
@@ -283,8 +286,6 @@ def record_target_events(session: Session, post: Post, target_ids: Iterable[int]
 
 
 def platform_event_data(target: PostTarget) -> dict[str, Any]:
-    from app.api.serializers import target_to_dict
-
     return {
         "post_id": str(target.post_id),
         "profile_id": target.post.profile_id if target.post is not None else None,
@@ -299,8 +300,6 @@ def record_account_disconnected(
     `account.disconnected` is written too (reason `needs_reconnect`), as before."""
     if account.status != AccountStatus.NEEDS_RECONNECT or previous_status == account.status:
         return
-    from app.api.serializers import account_to_dict
-
     data = account_to_dict(account)
     record_event(session, account.organisation_id, WebhookEventType.ACCOUNT_NEEDS_RECONNECT, data)
     record_event(
@@ -313,15 +312,11 @@ def record_account_disconnected(
 
 def record_account_event(session: Session, account: Account, event_type: str, **extra: Any) -> None:
     """`account.connected` / `account.disconnected` (removed) for one account."""
-    from app.api.serializers import account_to_dict
-
     data = {**account_to_dict(account), **extra}
     record_event(session, account.organisation_id, event_type, data)
 
 
 def record_media_processed(session: Session, media: Media) -> None:
-    from app.api.serializers import media_to_dict
-
     record_event(
         session, media.organisation_id, WebhookEventType.MEDIA_PROCESSED, media_to_dict(media)
     )

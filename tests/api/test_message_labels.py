@@ -8,7 +8,7 @@ from celery import Celery
 
 from app.config import Settings
 from app.messages import broker_delay, publish_label
-from workers.celery_app import celery_config
+from app.queues import celery_config
 
 
 def celery_for(broker_url: str | None) -> Celery:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-import workers.adapters.oauth  # noqa: F401  (registers the connect flows)
+import app.connect_flows  # noqa: F401  (registers the connect flows)
 from app.oauth import ClientApp, get_flow, pkce_pair
 from app.platforms import PLATFORMS
 from sandbox import SANDBOX_PLATFORMS

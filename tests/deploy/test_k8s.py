@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from workers.celery_app import queue_names
+from app.queues import queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

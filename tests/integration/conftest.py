@@ -17,14 +17,14 @@ import pytest
 from celery import Celery
 from flask import Flask
 
-from tests.secrets_guard import assert_no_tokens
-from workers.celery_app import (
+from app.queues import (
     MAINTENANCE_QUEUE,
     MEDIA_IMPORT_QUEUE,
     WEBHOOKS_QUEUE,
     celery_init_app,
     publish_queue,
 )
+from tests.secrets_guard import assert_no_tokens
 
 ALL_QUEUES = ",".join(
     [

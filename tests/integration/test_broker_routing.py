@@ -22,7 +22,7 @@ from app.dispatch import ETA_HEAD_START, DueTarget, send_publish
 from app.messages import broker_delay
 from app.migrations.broker import drop_stale_bindings
 from app.models import Platform
-from workers.celery_app import (
+from app.queues import (
     MAINTENANCE_QUEUE,
     PUBLISH_TASK,
     SWEEP_TASK,

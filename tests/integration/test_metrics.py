@@ -13,10 +13,10 @@ import httpx
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.queues import queue_names
 from tests.conftest import Tenant
 from tests.integration.conftest import Stack, wait_until
 from tests.integration.test_delivery import all_final, attempts, create, targets
-from workers.celery_app import queue_names
 
 
 def free_port() -> int:

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from app.db import get_db
 from app.dispatch import RETRY_HEAD_START
 from app.models import WorkerHeartbeat
+from app.queues import publish_queue
 from tests.conftest import Tenant
 from tests.integration.conftest import Proc, Stack, wait_until
 from tests.integration.test_delivery import (
@@ -38,7 +39,6 @@ from tests.integration.test_delivery import (
     targets,
 )
 from tests.netns import Host, namespaced_hosts
-from workers.celery_app import publish_queue
 
 LATENCY_S = 6.0  # each LinkedIn request sits this long in the sandbox
 PER_HOST = 4  # publishes in flight per host (its concurrency; prefetch is 1 per thread)

@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from app.platforms import GRAPH_VERSION
 from workers.adapters import register
 from workers.adapters._meta import (
     LISTING_PAGE_SIZE,
@@ -51,7 +52,6 @@ from workers.adapters.base import (
 )
 from workers.adapters.kit import stream_file
 
-GRAPH_VERSION = "v25.0"
 FACEBOOK_WEB = "https://www.facebook.com"
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 DEAD_VIDEO_STATES = frozenset({"error", "expired", "upload_failed"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+from app.platforms import FACEBOOK_LOGIN, GRAPH_VERSION
 from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
 from workers.adapters._meta import (
@@ -35,11 +36,6 @@ from workers.adapters.base import (
     TransientError,
 )
 
-GRAPH_VERSION = "v25.0"
-# An account's settings["login"]: how it connected, hence where it publishes. Accounts
-# without one (added by token, or before Facebook Login existed) are Instagram Login's.
-INSTAGRAM_LOGIN = "instagram"
-FACEBOOK_LOGIN = "facebook"
 CONTENT_TYPES = ("Post", "Story", "Reels", "Trial Reel")
 TRIAL_GRADUATION_STRATEGY = "MANUAL"
 

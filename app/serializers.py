@@ -1,14 +1,54 @@
-"""Rows to the JSON the API returns (documented by the *Out schemas in app.schemas)."""
+"""Rows to the JSON the API returns (documented by the *Out schemas in app.schemas) and
+webhook payloads carry: one shape of each resource for both, so it sits below the API
+and the services alike."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from app.api.envelope import format_timestamp
 from app.db import utcnow
-from app.models import Account, Media, Post, PostTarget, PrepareState, TargetStatus
-from app.services.accounts import account_health
+from app.models import (
+    Account,
+    AccountStatus,
+    Media,
+    Post,
+    PostTarget,
+    PrepareState,
+    TargetStatus,
+)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """`2026-04-10T12:00:00.000Z`, the API contract's format."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def account_health(account: Account, now: datetime) -> dict[str, Any]:
+    """Whether the account can post, and if not the reason a person can act on."""
+    expired = account.token_expires_at is not None and account.token_expires_at <= now
+    stranded = expired and account.refresh_token_encrypted is None
+    needs_reconnect = account.status == AccountStatus.NEEDS_RECONNECT or (
+        account.status == AccountStatus.ACTIVE and stranded
+    )
+    reason: str | None = None
+    if account.status == AccountStatus.NEEDS_RECONNECT:
+        reason = account.status_reason or "The account must be reconnected before it can post."
+    elif account.status != AccountStatus.ACTIVE:
+        reason = account.status_reason or f"The account is {account.status}."
+    elif stranded:
+        reason = "The access token expired and there is no refresh token; reconnect the account."
+    return {
+        "can_post": account.status == AccountStatus.ACTIVE and not needs_reconnect,
+        "needs_reconnect": needs_reconnect,
+        "reason": reason,
+        "token_expires_at": account.token_expires_at,
+        "has_refresh_token": account.refresh_token_encrypted is not None,
+        # Proactive refreshes that failed in a row (they are retried), and the last reason.
+        "refresh_failures": account.refresh_failures or 0,
+        "last_refresh_error": account.last_refresh_error,
+    }
 
 
 def ts(moment: datetime | None) -> str | None:

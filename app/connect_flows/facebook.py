@@ -16,7 +16,7 @@ from app.oauth import (
     expires_at,
     register_flow,
 )
-from workers.adapters.facebook import GRAPH_VERSION
+from app.platforms import GRAPH_VERSION
 
 
 class FacebookLoginFlow(OAuthFlow):

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.connect_flows._meta_login import MetaLoginFlow
+from app.connect_flows.facebook import FacebookLoginFlow
 from app.oauth import ClientApp, ConnectedIdentity, OAuthError, expires_at, register_flow
-from workers.adapters.instagram import FACEBOOK_LOGIN, GRAPH_VERSION, INSTAGRAM_LOGIN
-from workers.adapters.oauth._meta_login import MetaLoginFlow
-from workers.adapters.oauth.facebook import FacebookLoginFlow
+from app.platforms import FACEBOOK_LOGIN, GRAPH_VERSION, INSTAGRAM_LOGIN
 
 
 @register_flow

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from app.connect_flows._meta_login import MetaLoginFlow
 from app.oauth import register_flow
-from workers.adapters.oauth._meta_login import MetaLoginFlow
 
 
 @register_flow

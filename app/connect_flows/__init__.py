@@ -1,4 +1,6 @@
-"""OAuth connect flows, one module per platform, beside the publishing adapters.
+"""OAuth connect flows, one module per platform. The API runs them (POST
+/accounts/connect and its callback), so they live on the API side; the adapters share
+their platform constants through app.platforms.
 
 Importing this package registers every flow with `app.oauth` (see its docstring).
 """

@@ -1,4 +1,9 @@
-"""The Celery app, built from the same settings as the API (docs/delivery.md, "Late acks")."""
+"""What travels over the broker, declared once for both sides: task names, queues, routes,
+the beat schedule and the Celery app built from them (docs/delivery.md, "Late acks").
+
+The API only sends messages by name; the workers register their tasks under the same names.
+Both import this module, so app/ never needs workers/ to send.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,6 @@ from kombu import Exchange, Queue
 
 from app.config import Settings
 from app.models import Platform
-from app.services.media_import import IMPORT_QUEUE, IMPORT_TASK
 
 PUBLISH_TASK = "crier.publish_target"
 PREPARE_TASK = "crier.prepare_target"
@@ -20,9 +24,12 @@ REFRESH_TOKENS_TASK = "crier.refresh_expiring_tokens"
 MAINTENANCE_QUEUE = "maintenance"
 WEBHOOKS_QUEUE = "webhooks"
 # Media imports from URLs: never on the sweeper's queue, whatever a source does.
-MEDIA_IMPORT_QUEUE = IMPORT_QUEUE
-MEDIA_IMPORT_TASK = IMPORT_TASK
+MEDIA_IMPORT_QUEUE = "media_import"
+MEDIA_IMPORT_TASK = "crier.import_media"
 MEDIA_RESUME_TASK = "crier.resume_media_imports"
+# Deleting a published copy on its platform, and resending what a broker outage dropped.
+PLATFORM_DELETE_TASK = "crier.delete_on_platform"
+PLATFORM_DELETE_RESUME_TASK = "crier.resume_platform_deletes"
 WEBHOOK_DRAIN_TASK = "crier.drain_webhook_outbox"
 WEBHOOK_DELIVER_TASK = "crier.deliver_webhook"
 WEBHOOK_PRUNE_TASK = "crier.prune_webhook_outbox"
@@ -78,6 +85,8 @@ _DEFAULT_ROUTES = {
     WEBHOOK_PRUNE_TASK: WEBHOOKS_QUEUE,
     MEDIA_IMPORT_TASK: MEDIA_IMPORT_QUEUE,
     MEDIA_RESUME_TASK: MEDIA_IMPORT_QUEUE,
+    PLATFORM_DELETE_TASK: MAINTENANCE_QUEUE,
+    PLATFORM_DELETE_RESUME_TASK: MAINTENANCE_QUEUE,
 }
 
 
@@ -170,7 +179,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": 60.0},
             },
             "resume-platform-deletes": {
-                "task": "crier.resume_platform_deletes",
+                "task": PLATFORM_DELETE_RESUME_TASK,
                 "schedule": 60.0,
                 "options": {"expires": 60.0},
             },
