@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Response
 
-from sandbox._meta import (
+from sandbox.graph import (
     GraphGuard,
     answer_published,
     buc_usage,

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Response, request, url_for
 
-from sandbox._meta import (
+from sandbox.graph import (
     DAY_SECONDS,
     GraphGuard,
     answer_published,

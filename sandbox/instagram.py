@@ -19,7 +19,7 @@ from flask import Response
 
 from sandbox import oauth
 from sandbox._containers import ContainerPlatform, container_routes
-from sandbox._meta import (
+from sandbox.graph import (
     DAY_SECONDS,
     MEDIA_NOT_READY,
     GraphGuard,

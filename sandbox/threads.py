@@ -10,7 +10,7 @@ from typing import Any
 from flask import Response
 
 from sandbox._containers import ContainerPlatform, container_routes
-from sandbox._meta import (
+from sandbox.graph import (
     MEDIA_NOT_READY,
     GraphGuard,
     carousel_children,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.adapters.conftest import make_request
-from workers.adapters._meta import classify_graph_error
+from workers.adapters.graph import classify_graph_error
 from workers.adapters.base import (
     AuthExpiredError,
     AuthRevokedError,

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from app.config import Settings
-from workers.adapters._meta import (
+from workers.adapters.graph import (
     LISTING_PAGE_SIZE,
     GraphResponse,
     earliest_match,

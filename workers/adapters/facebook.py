@@ -25,7 +25,7 @@ import httpx
 
 from app.platforms import GRAPH_VERSION
 from workers.adapters import register
-from workers.adapters._meta import (
+from workers.adapters.graph import (
     LISTING_PAGE_SIZE,
     GraphResponse,
     earliest_match,

@@ -17,7 +17,7 @@ import json
 from app.platforms import FACEBOOK_LOGIN, GRAPH_VERSION
 from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
-from workers.adapters._meta import (
+from workers.adapters.graph import (
     MEDIA_FETCH_ERRORS,
     MEDIA_FETCH_HINT,
     PERMANENT_SUBCODES,

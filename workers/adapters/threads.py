@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
-from workers.adapters._meta import (
+from workers.adapters.graph import (
     MEDIA_FETCH_HINT,
     refresh_long_lived_token,
 )
