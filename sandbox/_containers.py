@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Response
 
+from sandbox.core import Route, SandboxState, json_response, state
 from sandbox.graph import (
     GraphGuard,
     answer_published,
@@ -39,7 +40,6 @@ from sandbox.graph import (
     requested_fields,
     store_media,
 )
-from sandbox.core import Route, SandboxState, json_response, state
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from app.broker_messages import broker_delay
 from app.config import Settings
 from app.dispatch import ETA_HEAD_START, DueTarget, send_publish
-from app.broker_messages import broker_delay
 from app.migrations.broker import drop_stale_bindings
 from app.models import Platform
 from app.queues import (
