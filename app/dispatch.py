@@ -19,8 +19,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import Integer, String, bindparam, column, update, values
 from sqlalchemy.orm import Session
 
+from app.broker_messages import Owner, publish_message_options, target_owners
 from app.db import utcnow
-from app.messages import Owner, publish_message_options, target_owners
 from app.models import PostTarget, TargetStatus
 from app.queues import PUBLISH_TASK, publish_queue
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from flask import Response
 
-from sandbox._meta import (
+from sandbox.core import Route, SandboxState, json_response, state
+from sandbox.graph import (
     GraphGuard,
     answer_published,
     buc_usage,
@@ -39,7 +40,6 @@ from sandbox._meta import (
     requested_fields,
     store_media,
 )
-from sandbox.core import Route, SandboxState, json_response, state
 
 
 @dataclass(frozen=True)

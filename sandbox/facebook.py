@@ -11,7 +11,8 @@ from typing import Any
 
 from flask import Response, request, url_for
 
-from sandbox._meta import (
+from sandbox.core import PullFailure, Route, SandboxState, json_response, media_entry, state
+from sandbox.graph import (
     DAY_SECONDS,
     GraphGuard,
     answer_published,
@@ -32,7 +33,6 @@ from sandbox._meta import (
     quota_exhausted,
     requested_fields,
 )
-from sandbox.core import PullFailure, Route, SandboxState, json_response, media_entry, state
 from sandbox.instagram import FACEBOOK_HOST_ROUTES, instagram_object
 
 PLATFORM = "facebook"

@@ -19,7 +19,8 @@ from flask import Response
 
 from sandbox import oauth
 from sandbox._containers import ContainerPlatform, container_routes
-from sandbox._meta import (
+from sandbox.core import PullFailure, Route, SandboxState, media_entry, state
+from sandbox.graph import (
     DAY_SECONDS,
     MEDIA_NOT_READY,
     GraphGuard,
@@ -41,7 +42,6 @@ from sandbox._meta import (
     requested_fields,
     shortcode,
 )
-from sandbox.core import PullFailure, Route, SandboxState, media_entry, state
 from sandbox.rules import PLATFORMS, count_hashtags, count_mentions
 
 PLATFORM = "instagram"

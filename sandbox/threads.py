@@ -10,7 +10,8 @@ from typing import Any
 from flask import Response
 
 from sandbox._containers import ContainerPlatform, container_routes
-from sandbox._meta import (
+from sandbox.core import PullFailure, Route, SandboxState, media_entry, state
+from sandbox.graph import (
     MEDIA_NOT_READY,
     GraphGuard,
     carousel_children,
@@ -26,7 +27,6 @@ from sandbox._meta import (
     refresh_long_lived_token,
     shortcode,
 )
-from sandbox.core import PullFailure, Route, SandboxState, media_entry, state
 from sandbox.rules import PLATFORMS, count_threads
 
 PLATFORM = "threads"

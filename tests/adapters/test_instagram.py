@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from tests.adapters.conftest import make_request
-from workers.adapters._meta import classify_graph_error
 from workers.adapters.base import (
     AuthExpiredError,
     AuthRevokedError,
@@ -26,6 +25,7 @@ from workers.adapters.base import (
     ReconcileStatus,
     TransientError,
 )
+from workers.adapters.graph import classify_graph_error
 from workers.adapters.instagram import InstagramAdapter
 
 IG_USER = "1784140000000001"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from celery import Celery
 
+from app.broker_messages import broker_delay, publish_label
 from app.config import Settings
-from app.messages import broker_delay, publish_label
 from app.queues import celery_config
 
 

@@ -17,9 +17,9 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from app.broker_messages import broker_delay
 from app.config import Settings
 from app.dispatch import ETA_HEAD_START, DueTarget, send_publish
-from app.messages import broker_delay
 from app.migrations.broker import drop_stale_bindings
 from app.models import Platform
 from app.queues import (
@@ -158,7 +158,7 @@ def test_rabbitmq_eta_waits_in_the_broker_not_the_worker(
 
 def test_rabbitmq_sub_second_eta_is_sent(rabbit_celery: tuple[Celery, Connection]) -> None:
     """Celery refuses a native delay under one second (`countdown must be a positive
-    number`); app.messages.broker_delay keeps such sends working."""
+    number`); app.broker_messages.broker_delay keeps such sends working."""
     celery, conn = rabbit_celery
     declare_native_delayed_delivery_exchanges_and_queues(conn, "quorum")
     for queue in celery.amqp.queues.values():

@@ -15,14 +15,6 @@ from typing import Any
 import httpx
 
 from app.config import Settings
-from workers.adapters._meta import (
-    LISTING_PAGE_SIZE,
-    GraphResponse,
-    earliest_match,
-    graph_call,
-    lower_time_bound,
-    usage_from_headers,
-)
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -38,6 +30,14 @@ from workers.adapters.base import (
     resuming_prepared,
     stamp_checked,
     working_handle,
+)
+from workers.adapters.graph import (
+    LISTING_PAGE_SIZE,
+    GraphResponse,
+    earliest_match,
+    graph_call,
+    lower_time_bound,
+    usage_from_headers,
 )
 from workers.adapters.kit import poll_until
 

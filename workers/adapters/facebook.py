@@ -25,14 +25,6 @@ import httpx
 
 from app.platforms import GRAPH_VERSION
 from workers.adapters import register
-from workers.adapters._meta import (
-    LISTING_PAGE_SIZE,
-    GraphResponse,
-    earliest_match,
-    graph_call,
-    lower_time_bound,
-    usage_from_headers,
-)
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -49,6 +41,14 @@ from workers.adapters.base import (
     resuming_prepared,
     stamp_checked,
     working_handle,
+)
+from workers.adapters.graph import (
+    LISTING_PAGE_SIZE,
+    GraphResponse,
+    earliest_match,
+    graph_call,
+    lower_time_bound,
+    usage_from_headers,
 )
 from workers.adapters.kit import stream_file
 

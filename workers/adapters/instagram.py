@@ -17,14 +17,6 @@ import json
 from app.platforms import FACEBOOK_LOGIN, GRAPH_VERSION
 from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
-from workers.adapters._meta import (
-    MEDIA_FETCH_ERRORS,
-    MEDIA_FETCH_HINT,
-    PERMANENT_SUBCODES,
-    TRANSIENT_SUBCODES,
-    refresh_long_lived_token,
-    subcode_in,
-)
 from workers.adapters.base import (
     AccountCredentials,
     AuthRevokedError,
@@ -34,6 +26,14 @@ from workers.adapters.base import (
     PublishRequest,
     TokenSet,
     TransientError,
+)
+from workers.adapters.graph import (
+    MEDIA_FETCH_ERRORS,
+    MEDIA_FETCH_HINT,
+    PERMANENT_SUBCODES,
+    TRANSIENT_SUBCODES,
+    refresh_long_lived_token,
+    subcode_in,
 )
 
 CONTENT_TYPES = ("Post", "Story", "Reels", "Trial Reel")

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
-from workers.adapters._meta import (
-    MEDIA_FETCH_HINT,
-    refresh_long_lived_token,
-)
 from workers.adapters.base import (
     AccountCredentials,
     MediaItem,
@@ -17,6 +13,10 @@ from workers.adapters.base import (
     PublishRequest,
     TokenSet,
     TransientError,
+)
+from workers.adapters.graph import (
+    MEDIA_FETCH_HINT,
+    refresh_long_lived_token,
 )
 
 THREADS_VERSION = "v1.0"

@@ -1,5 +1,6 @@
 """What Instagram, Facebook Pages and Threads share: the Graph API's error model, its
-usage headers, one HTTP call helper, and the container → poll → publish flow.
+usage headers and one HTTP call helper (the container → poll → publish flow they build on
+it is in `_containers.py`).
 
 Meta reports limits, auth failures and most publishing errors in the JSON body with HTTP
 400, so classification reads `error.code`, `error.error_subcode` and `is_transient`
