@@ -42,6 +42,8 @@ class Platform(StrEnum):
     X = "x"
     FACEBOOK = "facebook"
     THREADS = "threads"
+    PINTEREST = "pinterest"
+    WORDPRESS = "wordpress"
 
 
 class AccountStatus(StrEnum):

@@ -149,6 +149,7 @@ ACCOUNT: dict[str, Any] = {
         "refresh_failures": 0,
         "last_refresh_error": None,
     },
+    "metadata": {},
 }
 
 EXAMPLES: dict[str, tuple[Any, Any]] = {

@@ -17,6 +17,12 @@ from app.models import Media
 from app.platforms import PLATFORMS, count_hashtags, count_mentions, media_rule_for
 from app.schemas import SETTING_DEFAULTS
 
+# Settings a platform cannot publish without, and what each one is.
+REQUIRED_SETTINGS: dict[str, dict[str, str]] = {
+    "pinterest": {"boardId": "the board to pin to (listed in the account's boards)"},
+    "wordpress": {"title": "a post title"},
+}
+
 
 @dataclass
 class ErrorBag:
@@ -85,6 +91,10 @@ def check_platform_rules(
                 "platform_content.youtube.settings.title",
                 "YouTube requires a title (platform_content.youtube.settings.title).",
             )
+        for name, why in REQUIRED_SETTINGS.get(platform, {}).items():
+            if not settings.get(name):
+                path = f"platform_content.{platform}.settings.{name}"
+                errors.add(path, f"{rules.label} requires {why} ({path}).")
         content_type = settings.get("contentType") or settings.get("videoType")
         if platform == "facebook" and not content_type and any(m.kind == "video" for m in media):
             content_type = "video"

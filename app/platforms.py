@@ -315,6 +315,41 @@ PLATFORMS: dict[str, PlatformRules] = {
         ),
         daily_post_cap=100,
     ),
+    "pinterest": PlatformRules(
+        name="pinterest",
+        label="Pinterest",
+        # The post text is the Pin's description: 500 characters as Pinterest shows it (the
+        # API schema says 800; the safer figure is used).
+        text_limit=500,
+        media=MediaRule(
+            required=True,
+            max_images=5,
+            max_videos=1,
+            image_mime_types=frozenset(
+                {"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"}
+            ),
+            video_mime_types=frozenset({"video/mp4", "video/quicktime", "video/x-m4v"}),
+            image_max_bytes=20 * MB,
+            video_max_bytes=2048 * MB,
+            video_min_seconds=4,
+            video_max_seconds=15 * 60,
+            needs="one to five images or one video",
+        ),
+    ),
+    "wordpress": PlatformRules(
+        name="wordpress",
+        label="WordPress",
+        # A post's content has no limit of WordPress's own; Crier's content cap applies.
+        text_limit=100_000,
+        media=MediaRule(
+            max_images=10,
+            image_mime_types=WEB_IMAGES,
+            # The site's upload limit is its own (PHP upload_max_filesize); 10 MB is a
+            # common floor.
+            image_max_bytes=10 * MB,
+            needs="up to 10 images (the first is the featured image)",
+        ),
+    ),
 }
 
 PLATFORM_KEYS = tuple(PLATFORMS)

@@ -148,6 +148,49 @@ class ThreadsSettings(StrictSchema):
     pass
 
 
+def _board_id(value: str) -> None:
+    if not value.isdigit():
+        raise ValidationError("A Pinterest board id is a string of digits (GET /accounts/{id}).")
+
+
+def _http_url(value: str) -> None:
+    if not value.startswith(("https://", "http://")):
+        raise ValidationError("Must be an absolute http(s) URL.")
+
+
+class PinterestSettings(StrictSchema):
+    boardId = fields.String(validate=[validate.Length(min=1, max=64), _board_id])
+    title = fields.String(validate=validate.Length(max=100))
+    link = fields.String(validate=[validate.Length(max=2048), _http_url])
+    altText = fields.String(validate=validate.Length(max=500))
+    coverImageUrl = fields.String(validate=[validate.Length(max=2048), _http_url])
+    coverKeyFrameTime = StrictNumber(validate=validate.Range(min=0))
+
+
+def _term(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Category and tag names must not be empty.")
+
+
+class WordPressSettings(StrictSchema):
+    title = fields.String(validate=validate.Length(min=1, max=1000))
+    excerpt = fields.String(validate=validate.Length(max=10_000))
+    status = fields.String(validate=one_of("publish", "draft", "private"))
+    categories = fields.List(
+        fields.String(validate=[validate.Length(max=200), _term]), validate=validate.Length(max=50)
+    )
+    tags = fields.List(
+        fields.String(validate=[validate.Length(max=200), _term]), validate=validate.Length(max=50)
+    )
+    slug = fields.String(
+        validate=validate.Regexp(
+            r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
+            error="A slug is lowercase letters, digits and single hyphens.",
+        )
+    )
+    altText = fields.String(validate=validate.Length(max=500))
+
+
 SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "instagram": InstagramSettings,
     "tiktok": TikTokSettings,
@@ -156,6 +199,8 @@ SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "x": XSettings,
     "facebook": FacebookSettings,
     "threads": ThreadsSettings,
+    "pinterest": PinterestSettings,
+    "wordpress": WordPressSettings,
 }
 
 # What a setting means when the caller leaves it out.
@@ -172,6 +217,8 @@ SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
     "x": {"replySettings": "everyone"},
     "facebook": {},
     "threads": {},
+    "pinterest": {},
+    "wordpress": {"status": "publish"},
 }
 
 

@@ -135,6 +135,16 @@ def post_created_to_dict(post: Post) -> dict[str, Any]:
     }
 
 
+# What of an account's stored settings its owner may read: what the platform told Crier at
+# connect that a post needs (Pinterest's boards, for `boardId`). Nothing else is shown.
+PUBLIC_ACCOUNT_SETTINGS = ("boards",)
+
+
+def account_metadata(account: Account) -> dict[str, Any]:
+    stored = account.settings or {}
+    return {key: stored[key] for key in PUBLIC_ACCOUNT_SETTINGS if key in stored}
+
+
 def account_to_dict(account: Account) -> dict[str, Any]:
     health = account_health(account, utcnow())
     health["token_expires_at"] = ts(health["token_expires_at"])
@@ -147,6 +157,7 @@ def account_to_dict(account: Account) -> dict[str, Any]:
         "status": account.status,
         "created_at": ts(account.created_at),
         "health": health,
+        "metadata": account_metadata(account),
     }
 
 

@@ -38,6 +38,7 @@ AUTHORIZE = {
     "facebook": (f"/{GRAPH}/dialog/oauth", "client_id", False),
     "instagram": ("/oauth/authorize", "client_id", False),
     "threads": ("/oauth/authorize", "client_id", False),
+    "pinterest": ("/oauth/", "client_id", False),
 }
 # How long an access token lives, per platform (seconds; None: no expiry).
 ACCESS_SECONDS = {
@@ -48,6 +49,7 @@ ACCESS_SECONDS = {
     "facebook": 5_183_944,
     "instagram": 3600,
     "threads": 3600,
+    "pinterest": 2_592_000,
 }
 
 
@@ -75,6 +77,8 @@ def identity(platform: str, login: str) -> dict[str, Any]:
         return {"id": _digits(f"fb:{login}", 15), "name": f"{login.title()}"}
     if platform == "instagram":
         return {"user_id": "17841" + _digits(f"ig:{login}", 11), "username": login}
+    if platform == "pinterest":
+        return {"id": _digits(f"pin:{login}", 18), "username": login}
     return {"id": _digits(f"th:{login}", 17), "username": login}
 
 
@@ -236,6 +240,8 @@ def _revoke(state: SandboxState, platform: str, token: str) -> None:
 
 def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
     bp = Blueprint(f"oauth_{platform}", __name__)
+    if platform not in AUTHORIZE:
+        return bp  # no consent page: the account connects with a credential
     path, client_param, needs_pkce = AUTHORIZE[platform]
 
     @bp.get(path)

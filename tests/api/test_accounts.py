@@ -30,7 +30,9 @@ def test_list_accounts_with_pagination(tenant: Tenant, make_account: Any) -> Non
         "status",
         "created_at",
         "health",
+        "metadata",
     }
+    assert first["metadata"] == {}
     assert (first["platform"], first["name"], first["external_id"], first["status"]) == (
         "x",
         "Brand x",

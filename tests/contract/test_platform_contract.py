@@ -24,6 +24,7 @@ import app.connect_flows  # noqa: F401  (registers the connect flows)
 from app.oauth import ClientApp, get_flow, pkce_pair
 from app.platforms import PLATFORMS
 from sandbox import SANDBOX_PLATFORMS
+from sandbox import pinterest as pinterest_sandbox
 from tests.adapters.conftest import make_request
 from workers.adapters import adapter_classes, get_adapter
 from workers.adapters.base import (
@@ -55,6 +56,7 @@ class Profile:
 
 
 RATE_LIMIT_FAULT_SECONDS = 120
+PINTEREST_BOARD = pinterest_sandbox.boards_of(pinterest_sandbox.DEFAULT_LOGIN)[0]["id"]
 PROFILES: dict[str, Profile] = {
     "instagram": Profile(),
     "facebook": Profile(),
@@ -78,6 +80,11 @@ PROFILES: dict[str, Profile] = {
         settings={"title": "Contract"},
         rate_limit=(Outcome.RATE_LIMITED, 60.0),
         revoked=Outcome.AUTH_EXPIRED,
+    ),
+    # Pinterest answers a revoked token as an invalid one (401); its 429 names the wait in
+    # x-ratelimit-reset. The board is the default sandbox user's first.
+    "pinterest": Profile(
+        settings={"boardId": PINTEREST_BOARD}, external_id=None, revoked=Outcome.AUTH_EXPIRED
     ),
 }
 PLATFORM_NAMES = sorted(PROFILES)
