@@ -106,6 +106,9 @@ class OAuthFlow(ABC):
     # Facebook Pages (and LinkedIn pages) may be several: the user picks on Crier.
     offers_choice: bool = False
     has_revoke: bool = False
+    # The account connects with a credential typed on Crier's connect page instead of a
+    # consent at the platform (CredentialFlow): no OAuth app to configure.
+    credential_form: bool = False
 
     def __init__(
         self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
@@ -184,6 +187,39 @@ class OAuthFlow(ABC):
         if not response.is_success or not isinstance(body, dict):
             raise token_error(self.platform, what, response.status_code, body)
         return body
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of a credential connect page."""
+
+    name: str
+    label: str
+    input_type: str = "text"
+    placeholder: str = ""
+
+
+class CredentialFlow(OAuthFlow):
+    """A platform whose accounts connect with a credential the user enters on Crier's
+    connect page (a WordPress application password), checked against the platform
+    before the account is saved. There is no consent page and no code."""
+
+    credential_form = True
+    form_fields: tuple[FormField, ...] = ()
+    form_help: str = ""
+    authorize_path = ("", "")
+    scopes = ()
+    hosts: dict[str, str] = {}
+
+    def connect(
+        self, client: ClientApp, code: str, code_verifier: str | None
+    ) -> list[ConnectedIdentity]:
+        raise OAuthError("not_oauth", f"{self.platform} connects with a credential, not OAuth.")
+
+    @abstractmethod
+    def connect_credentials(self, values: dict[str, str]) -> list[ConnectedIdentity]:
+        """Check the entered values at the platform; the accounts they reach. An
+        OAuthError's message is shown on the form, which the user may submit again."""
 
 
 def token_error(platform: str, what: str, status: int, body: Any) -> OAuthError:

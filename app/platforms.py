@@ -10,6 +10,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from twitter_text import parse_tweet
 
@@ -371,6 +372,30 @@ CONNECT_LOGINS: dict[str, tuple[str, ...]] = {"instagram": (INSTAGRAM_LOGIN, FAC
 
 def connect_logins(platform: str) -> tuple[str, ...]:
     return CONNECT_LOGINS.get(platform, (platform,))
+
+
+def wordpress_site(url: str) -> str | None:
+    """A WordPress account's external id as its site's base URL (`https://host[/path]`,
+    no trailing slash, no query), or None when it is not an http(s) URL
+    (or carries a user name)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        return None
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def credential_problem(platform: str, access_token: str, external_id: str | None) -> str | None:
+    """Why an account added with a token of its own (CLI, POST /accounts) cannot work, for
+    platforms that connect with a credential; None when it can. WordPress: the external
+    id is the site URL and the token `user:application-password`."""
+    if platform != "wordpress":
+        return None
+    if wordpress_site(external_id or "") is None:
+        return "a WordPress account's external id is its site URL, e.g. https://blog.example.com"
+    user, _, password = access_token.partition(":")
+    if not user.strip() or not password.strip():
+        return "a WordPress account's access token is `user:application-password`"
+    return None
 
 
 def media_rule_for(platform: str, content_type: str | None) -> MediaRule:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app
-from marshmallow import fields, validate
+from marshmallow import ValidationError as SchemaError
+from marshmallow import fields, validate, validates_schema
 from sqlalchemy import func, select
 
 from app import access
@@ -13,7 +16,7 @@ from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
 from app.db import get_session, utcnow
 from app.models import Account, Organisation, PostTarget, TargetStatus, WebhookEventType
-from app.platforms import PLATFORM_KEYS
+from app.platforms import PLATFORM_KEYS, credential_problem
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of, page_query
 from app.serializers import account_health, account_to_dict, ts
 from app.services.accounts import (
@@ -112,6 +115,18 @@ class AccountCreateSchema(StrictSchema):
     external_id = fields.String(allow_none=True, validate=validate.Length(max=200))
     token_expires_at = fields.AwareDateTime(format="iso", allow_none=True)
     profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+
+    @validates_schema
+    def _credential_fits_platform(self, data: dict[str, Any], **_: Any) -> None:
+        platform, token = data.get("platform"), data.get("access_token")
+        problem = (
+            credential_problem(platform, token, data.get("external_id"))
+            if platform and token
+            else None
+        )
+        if problem:
+            field = "external_id" if "external id" in problem else "access_token"
+            raise SchemaError(problem, field_name=field)
 
 
 class AccountUpdateSchema(StrictSchema):

@@ -21,12 +21,15 @@ from marshmallow import fields, validate, validates_schema
 from app import access
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json
+from app.api.connect_form import credential_page
+from app.api.connect_form import page as _page
 from app.api.envelope import ApiError, ValidationError, envelope, format_timestamp
 from app.config import Settings
 from app.db import get_session, utcnow
 from app.models import Account, ConnectLink
 from app.oauth import (
     ClientApp,
+    CredentialFlow,
     OAuthError,
     OAuthFlow,
     client_app,
@@ -120,7 +123,10 @@ def create_connect_link() -> Response:
     # The platform's own login is stored as None: links made before `login` existed read so.
     login = data.get("login") if data.get("login") != platform else None
     flow = flow_class(platform, login)
-    if flow is None or client_app(_settings(), flow.client_platform(), "") is None:
+    configured = flow is not None and (
+        flow.credential_form or client_app(_settings(), flow.client_platform(), "") is not None
+    )
+    if flow is None or not configured:
         app_name = (flow.client_platform() if flow else platform).upper()
         via = f" through {login.title()} Login" if login else ""
         raise ApiError(
@@ -173,20 +179,6 @@ def create_connect_link() -> Response:
 
 
 # ------------------------------------------------------------------------ browser side
-
-
-def _page(title: str, body: str, status: int = 200) -> Response:
-    document = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
-        "padding:0 1rem;color:#1a1a1a}label{display:block;padding:.6rem;border:1px solid #ccc;"
-        "border-radius:6px;margin:.5rem 0}button{padding:.6rem 1.2rem;font-size:1rem}"
-        "small{color:#666}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return Response(document, status=status, mimetype="text/html")
 
 
 def _finish(link: ConnectLink, code: str, message: str) -> Response:
@@ -262,6 +254,8 @@ def open_connect_link(token: str) -> Response:
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
     cls = flow_class(link.platform, link.login)
+    if cls is not None and cls.credential_form:
+        return credential_page(link, token, cls)
     client = _client(link, cls) if cls is not None else None
     if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
@@ -271,6 +265,39 @@ def open_connect_link(token: str) -> Response:
         target = flow.authorize_url(client, started.state, started.challenge)
     session.commit()
     return _bind_browser(redirect(target), link, started.browser_nonce)
+
+
+@blueprint.post("/connect/<token>")
+def submit_credentials(token: str) -> Response:
+    """A credential connect page's form: check the values at the platform, then save the
+    account and go back to redirect_url; a refusal shows the form again with the reason."""
+    session = get_session()
+    link = connect_service.find_link(session, token)
+    if link is None:
+        return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
+    if link.consumed_at is not None:
+        return _dead_link(link, "link_used", "This connect link has already been used.")
+    if link.expires_at <= utcnow():
+        return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
+    cls = flow_class(link.platform, link.login)
+    if cls is None or not cls.credential_form:
+        return _page("Invalid request", "<p>This link connects through the platform.</p>", 400)
+    values = {f.name: request.form.get(f.name, "") for f in cls.form_fields}
+    try:
+        with oauth_client(_settings()) as http:
+            flow = _flow(link, http)
+            assert isinstance(flow, CredentialFlow)
+            identities = flow.connect_credentials(values)
+    except OAuthError as exc:
+        return credential_page(link, token, cls, values, exc.message, 400)
+    if not connect_service.consume(session, link):
+        return _dead_link(link, "link_used", "This connect link has already been used.")
+    try:
+        accounts = connect_service.save_identities(session, _settings(), link, identities)
+    except OAuthError as exc:
+        session.rollback()
+        return _finish(_reload(link), exc.code, exc.message)
+    return _connected(link, accounts)
 
 
 @blueprint.get("/oauth/<platform>/callback")

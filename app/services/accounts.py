@@ -21,6 +21,7 @@ from app.models import (
     WebhookEventType,
 )
 from app.oauth import OAuthError, client_app, flow_classes, get_flow, oauth_client
+from app.platforms import credential_problem, wordpress_site
 from app.security import decrypt_token, encrypt_token
 from app.services.keys import find_api_key
 from app.services.posts import lock_posts, refresh_post_status
@@ -60,6 +61,11 @@ def add_account(
         organisation_id = organisation.id
     if not access_token:
         raise AccountError("an access token is required")
+    problem = credential_problem(platform, access_token, external_id)
+    if problem:
+        raise AccountError(problem)
+    if platform == Platform.WORDPRESS:
+        external_id = wordpress_site(external_id or "")
     account = Account(
         organisation_id=organisation_id,
         platform=platform,

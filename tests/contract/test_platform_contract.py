@@ -21,7 +21,14 @@ import httpx
 import pytest
 
 import app.connect_flows  # noqa: F401  (registers the connect flows)
-from app.oauth import ClientApp, get_flow, pkce_pair
+from app.oauth import (
+    ClientApp,
+    ConnectedIdentity,
+    CredentialFlow,
+    OAuthFlow,
+    get_flow,
+    pkce_pair,
+)
 from app.platforms import PLATFORMS
 from sandbox import SANDBOX_PLATFORMS
 from sandbox import pinterest as pinterest_sandbox
@@ -53,6 +60,9 @@ class Profile:
     rate_limit: tuple[Outcome, float | None] = (Outcome.RATE_LIMITED, 120.0)
     # The outcome a revoked token gets (X and TikTok cannot tell it from an expired one).
     revoked: Outcome = Outcome.AUTH_REVOKED
+    # The account's token made from a test token, where the platform's credential has a
+    # form of its own (WordPress: `user:application-password`).
+    credential: str = "{}"
 
 
 RATE_LIMIT_FAULT_SECONDS = 120
@@ -85,6 +95,13 @@ PROFILES: dict[str, Profile] = {
     # x-ratelimit-reset. The board is the default sandbox user's first.
     "pinterest": Profile(
         settings={"boardId": PINTEREST_BOARD}, external_id=None, revoked=Outcome.AUTH_EXPIRED
+    ),
+    # WordPress: the account is a site, its token an application password; a host's 429
+    # names its wait in Retry-After.
+    "wordpress": Profile(
+        settings={"title": "Contract"},
+        external_id="https://blog.example.com",
+        credential="editor:{}",
     ),
 }
 PLATFORM_NAMES = sorted(PROFILES)
@@ -134,7 +151,7 @@ def request_for(
         settings=dict(profile.settings),
         media=media,
         external_id=profile.external_id,
-        access_token=access_token,
+        access_token=profile.credential.format(access_token),
     )
 
 
@@ -233,7 +250,7 @@ def test_a_rate_limit_holds_for_the_platforms_wait(
 def test_a_revoked_token_is_an_auth_failure(
     platform: str, adapter: Adapter, faults: Any, image_item: MediaItem, video_item: MediaItem
 ) -> None:
-    faults(revoked_tokens=["revoked-token"])
+    faults(revoked_tokens=[PROFILES[platform].credential.format("revoked-token")])
     media = simplest(platform, image_item, video_item)
     error = failure(adapter, request_for(platform, media, access_token="revoked-token"))
     assert error.outcome is PROFILES[platform].revoked, error
@@ -325,14 +342,10 @@ def test_connect_gives_a_token_the_adapter_publishes_with(
     video_item: MediaItem,
 ) -> None:
     flow = get_flow(platform, http, sandbox_url)
-    client = ClientApp(f"crier-{platform}-client", "secret", "https://crier.example/callback")
-    verifier, challenge = pkce_pair()
-    consent = http.get(flow.authorize_url(client, "contract", challenge if flow.pkce else None))
-    assert consent.is_redirect, consent.text
-    query = parse_qs(urlsplit(consent.headers["location"]).query)
-    assert query["state"] == ["contract"]
-
-    identities = flow.connect(client, query["code"][0], verifier if flow.pkce else None)
+    if isinstance(flow, CredentialFlow):
+        identities = flow.connect_credentials(credential_form(platform))
+    else:
+        identities = oauth_consent(flow, http, platform)
 
     identity = identities[0]
     request = request_for(platform, simplest(platform, image_item, video_item))
@@ -343,3 +356,25 @@ def test_connect_gives_a_token_the_adapter_publishes_with(
         account = replace(account, external_id=f"urn:li:person:{identity.external_id}")
     result = adapter.publish(replace(request, account=account), NullContext())
     published(sandbox, platform, result.platform_post_id)
+
+
+def credential_form(platform: str) -> dict[str, str]:
+    """What a user types on the connect page of a platform that connects by credential."""
+    assert platform == "wordpress", f"no credential form data for {platform}"
+    return {
+        "site_url": "https://blog.example.com/",
+        "username": "editor",
+        "application_password": "abcd EFGH 1234 ijkl MNOP 5678",
+    }
+
+
+def oauth_consent(flow: OAuthFlow, http: httpx.Client, platform: str) -> list[ConnectedIdentity]:
+    """The sandbox's consent, then the flow's code exchange: the accounts granted."""
+    client = ClientApp(f"crier-{platform}-client", "secret", "https://crier.example/callback")
+    verifier, challenge = pkce_pair()
+    consent = http.get(flow.authorize_url(client, "contract", challenge if flow.pkce else None))
+    assert consent.is_redirect, consent.text
+    query = parse_qs(urlsplit(consent.headers["location"]).query)
+    assert query["state"] == ["contract"]
+
+    return flow.connect(client, query["code"][0], verifier if flow.pkce else None)

@@ -1,0 +1,103 @@
+"""WordPress (self-hosted): the site URL, a user name and an application password
+(Users → Profile → Application Passwords, WordPress 5.6+), entered on Crier's connect
+page and checked with GET /wp-json/wp/v2/users/me before the account is saved."""
+
+from __future__ import annotations
+
+from base64 import b64encode
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.oauth import (
+    TIMEOUT,
+    ConnectedIdentity,
+    CredentialFlow,
+    FormField,
+    OAuthError,
+    register_flow,
+)
+from app.platforms import wordpress_site
+
+USERS_ME = "/wp-json/wp/v2/users/me"
+
+
+def credential_of(user: str, application_password: str) -> str:
+    """The account's token: `user:application-password`, the password's spaces removed."""
+    return f"{user.strip()}:{''.join(application_password.split())}"
+
+
+@register_flow
+class WordPressFlow(CredentialFlow):
+    platform = "wordpress"
+    form_fields = (
+        FormField("site_url", "Site address", "url", "https://blog.example.com"),
+        FormField("username", "User name"),
+        FormField("application_password", "Application password", "password"),
+    )
+    form_help = (
+        "Create an application password in your site's admin under Users → Profile → "
+        "Application Passwords, then enter it here with your user name."
+    )
+
+    def site_url(self, site: str, path: str) -> str:
+        """`{site}{path}`, or `{CRIER_PLATFORM_BASE_URL}/wordpress{path}` when set."""
+        return f"{self.base_url}/{self.platform}{path}" if self.base_url else f"{site}{path}"
+
+    def connect_credentials(self, values: dict[str, str]) -> list[ConnectedIdentity]:
+        site = wordpress_site(values.get("site_url", ""))
+        user = values.get("username", "").strip()
+        password = values.get("application_password", "")
+        if site is None:
+            raise OAuthError(
+                "invalid_site", "Enter the site's address, e.g. https://blog.example.com."
+            )
+        if not user or not password.strip():
+            raise OAuthError(
+                "invalid_credentials", "Enter the user name and the application password."
+            )
+        credential = credential_of(user, password)
+        me = self.verify(site, credential)
+        host = urlsplit(site).netloc
+        return [
+            ConnectedIdentity(
+                external_id=site,
+                name=f"{me.get('name') or user} on {host}",
+                access_token=credential,
+                kind="site",
+                settings={"user_id": me.get("id")},
+            )
+        ]
+
+    def verify(self, site: str, credential: str) -> dict[str, object]:
+        """The user the credential signs in as, or an OAuthError saying why not."""
+        basic = b64encode(credential.encode()).decode()
+        try:
+            response = self.http.get(
+                self.site_url(site, USERS_ME),
+                params={"context": "edit"},
+                headers={"Authorization": f"Basic {basic}"},
+                timeout=TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise OAuthError(
+                "platform_unreachable", f"The site could not be reached: {exc}"
+            ) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code == 401:
+            raise OAuthError(
+                "invalid_credentials",
+                "WordPress refused the user name or application password"
+                + (f" ({body.get('code')})" if isinstance(body, dict) else "")
+                + ".",
+            )
+        if not response.is_success or not isinstance(body, dict) or "id" not in body:
+            raise OAuthError(
+                "rest_unavailable",
+                f"The site did not answer as the WordPress REST API (HTTP {response.status_code}); "
+                "check the address and that the REST API is enabled.",
+            )
+        return body
