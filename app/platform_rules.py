@@ -94,7 +94,7 @@ def check_platform_rules(
         for name, why in REQUIRED_SETTINGS.get(platform, {}).items():
             if not settings.get(name):
                 path = f"platform_content.{platform}.settings.{name}"
-                errors.add(path, f"{rules.label} requires {why} ({path}).")
+                errors.add(path, f"{rules.label} requires {why}.")
         content_type = settings.get("contentType") or settings.get("videoType")
         if platform == "facebook" and not content_type and any(m.kind == "video" for m in media):
             content_type = "video"
