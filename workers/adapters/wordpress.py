@@ -250,8 +250,8 @@ class WordPressAdapter(Adapter):
         return ReconcileResult(ReconcileStatus.FOUND, result=found)
 
     def _find_post(self, request: PublishRequest, handle: dict[str, Any]) -> PublishResult | None:
-        """The site's post with our slug made since the attempt began; where WordPress
-        made the slug unique (`-2`), the newest post with our title and that slug's stem."""
+        """The site's post with our slug and title made since the attempt began; where
+        WordPress made the slug unique (`-2`), the newest such post under that slug's stem."""
         account = request.account
         slug = handle.get("slug") or post_slug(request)
         since = reconcile_since(
@@ -259,22 +259,22 @@ class WordPressAdapter(Adapter):
         )
         url = self.site_url(account, f"{REST}/posts")
         common = {"status": ANY_STATUS, "context": "edit"}
+        title = str(request.settings.get("title") or "")
+
+        def ours(post: dict[str, Any]) -> bool:
+            same_title = (post.get("title") or {}).get("raw", title) == title
+            return same_title and _posted_since(post, since)
+
         for post in self._json_list(
             self._call("GET", url, account, params={**common, "slug": slug})
         ):
-            if _posted_since(post, since):
+            if ours(post):
                 return _result(post, reconciled=True)
-        title = str(request.settings.get("title") or "")
         if not title:
             return None
         params = {**common, "search": title, "per_page": RECONCILE_SEARCH_PAGE}
         for post in self._json_list(self._call("GET", url, account, params=params)):
-            same_title = (post.get("title") or {}).get("raw") == title
-            if (
-                same_title
-                and str(post.get("slug", "")).startswith(f"{slug}-")
-                and _posted_since(post, since)
-            ):
+            if str(post.get("slug", "")).startswith(f"{slug}-") and ours(post):
                 return _result(post, reconciled=True)
         return None
 
