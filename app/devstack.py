@@ -4,7 +4,7 @@ With no DATABASE_URL or REDIS_URL it runs on an embedded default — a SQLite fi
 in-process Redis-compatible server (fakeredis) — and says so. With no real platform
 configured it starts the sandbox and points the adapters at it. It seeds a demo
 organisation, API key, one sandbox account per platform and demo media, then prints a
-curl command that publishes to all seven, and Flower's URL.
+curl command that publishes to every platform, and Flower's URL.
 
 Its imports sit inside the functions that use them: the dev-only packages (fakeredis,
 honcho) are needed only by `crier dev`, and nothing else should pay for them.
@@ -39,7 +39,20 @@ DEMO_EXTERNAL_IDS = {
     "x": None,
     "tiktok": None,
     "youtube": None,
+    "pinterest": None,
+    "wordpress": "https://blog.example.com",
 }
+# The sandbox's first board of its default user, whom every demo token signs in as: the
+# demo Pin goes there (and the demo account lists it, as a connected one would).
+DEMO_PINTEREST_BOARD = {"id": "160159981255431942", "name": "Sandbox Recipes", "privacy": "PUBLIC"}
+
+
+def demo_access_token(platform: str) -> str:
+    """A sandbox token in the form the platform's credential takes (WordPress:
+    `user:application-password`)."""
+    if platform == "wordpress":
+        return f"demo:{secrets.token_hex(12)}"
+    return f"sandbox-{platform}-{secrets.token_hex(8)}"
 
 
 def _free_port(preferred: int) -> int:
@@ -119,11 +132,13 @@ def seed_demo() -> Demo:
                     settings,
                     platform=platform.value,
                     name=f"Demo {platform.value}",
-                    access_token=f"sandbox-{platform.value}-{secrets.token_hex(8)}",
+                    access_token=demo_access_token(platform.value),
                     refresh_token=f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
                     external_id=DEMO_EXTERNAL_IDS[platform.value],
                     organisation=organisation,
                 )
+                if platform == Platform.PINTEREST:
+                    account.settings = {"boards": [DEMO_PINTEREST_BOARD]}
                 accounts[platform.value] = account.id
         media = {
             m.kind: str(m.id)
@@ -172,7 +187,7 @@ def seed_demo() -> Demo:
 
 def demo_post_body(demo: Demo) -> dict[str, Any]:
     return {
-        "content": "Hello from Crier! One request, seven platforms.",
+        "content": "Hello from Crier! One request, every platform.",
         "account_ids": [demo.account_ids[p.value] for p in Platform],
         "media_ids": [demo.video_id],
         "platform_content": {
@@ -180,7 +195,11 @@ def demo_post_body(demo: Demo) -> dict[str, Any]:
             "facebook": {"settings": {"videoType": "reel"}},
             "tiktok": {"settings": {"privacyLevel": "PUBLIC_TO_EVERYONE"}},
             "youtube": {"settings": {"title": "Hello from Crier", "privacyStatus": "unlisted"}},
-            "x": {"content": "Hello from Crier! One request, seven platforms. #crier"},
+            "x": {"content": "Hello from Crier! One request, every platform. #crier"},
+            "pinterest": {
+                "settings": {"boardId": DEMO_PINTEREST_BOARD["id"], "title": "Hello from Crier"}
+            },
+            "wordpress": {"settings": {"title": "Hello from Crier", "tags": ["crier"]}},
         },
     }
 
@@ -339,7 +358,7 @@ def _print_banner(
         f"  API key: {demo.api_key}   (organisation {DEMO_ORG!r}; saved in var/dev-api-key)",
         "  Accounts: " + ", ".join(f"{p}={i}" for p, i in demo.account_ids.items()),
         "",
-        "Publish to all seven platforms:",
+        "Publish to every platform:",
         f"  curl -s -X POST {api}/posts -H 'Authorization: Bearer {demo.api_key}' "
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "

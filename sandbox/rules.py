@@ -346,11 +346,15 @@ PLATFORMS: dict[str, PlatformRules] = {
         text_limit=100_000,
         media=MediaRule(
             max_images=10,
+            max_videos=10,
+            mixed=True,
             image_mime_types=WEB_IMAGES,
-            # The site's upload limit is its own (PHP upload_max_filesize); 10 MB is a
-            # common floor.
+            video_mime_types=MP4_MOV_WEBM,
+            # The site's upload limit is its own (PHP upload_max_filesize): these are
+            # Crier's bounds, and a site that takes less refuses the upload.
             image_max_bytes=10 * MB,
-            needs="up to 10 images (the first is the featured image)",
+            video_max_bytes=100 * MB,
+            needs="up to 10 images or videos (the first image is the featured image)",
         ),
     ),
 }

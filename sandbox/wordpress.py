@@ -34,6 +34,8 @@ SITE = "https://blog.example.com"
 REST = "/wp-json/wp/v2"
 STATUSES = frozenset({"publish", "draft", "pending", "private", "future"})
 PER_PAGE_MAX = 100
+# What the sandbox keeps of an upload that WordPress does not show.
+PRIVATE = frozenset({"owner", "kind", "bytes", "sha256"})
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 
@@ -218,7 +220,8 @@ def upload_media() -> Response:
                 400, "rest_upload_invalid_disposition", "Invalid Content-Disposition supplied."
             )
         data, filename, mime = request.data, match.group(1), request.content_type or ""
-    if sniffed_media_kind(data) != "image" or not mime.startswith("image/"):
+    kind = sniffed_media_kind(data[:262])
+    if kind not in ("image", "video") or not mime.startswith(f"{kind}/"):
         return _error(
             500,
             "rest_upload_sideload_error",
@@ -228,17 +231,18 @@ def upload_media() -> Response:
     item = {
         "id": media_id,
         "owner": login,
+        "kind": kind,
         "source_url": f"{SITE}/wp-content/uploads/{media_id}/{filename}",
         "mime_type": mime,
-        "media_type": "image",
+        "media_type": "image" if kind == "image" else "file",
         "alt_text": request.args.get("alt_text") or request.form.get("alt_text", ""),
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     with state.lock:
         store()["media"][media_id] = item
-    state.note_upload(PLATFORM, "image", str(media_id))
-    public = {k: v for k, v in item.items() if k not in ("owner", "bytes", "sha256")}
+    state.note_upload(PLATFORM, kind, str(media_id))
+    public = {k: v for k, v in item.items() if k not in PRIVATE}
     return json_response(public, 201, {"Location": f"{SITE}{REST}/media/{media_id}"})
 
 
@@ -253,7 +257,7 @@ def media_item(media_id: int) -> Response:
         if request.method == "DELETE":
             del store()["media"][media_id]
             return json_response({"deleted": True, "previous": {"id": media_id}})
-    return json_response({k: v for k, v in item.items() if k not in ("owner", "bytes", "sha256")})
+    return json_response({k: v for k, v in item.items() if k not in PRIVATE})
 
 
 # -- posts ----------------------------------------------------------------------------------
@@ -280,6 +284,17 @@ def _post_json(post: dict[str, Any], edit: bool) -> dict[str, Any]:
         body["title"]["raw"] = post["title"]
         body["content"]["raw"] = post["content"]
     return body
+
+
+def _media_shown(post: dict[str, Any]) -> list[dict[str, Any]]:
+    """The uploads a post shows: its featured image, then those its content links to."""
+    shown = []
+    for item in store()["media"].values():
+        featured = item["id"] == post["featured_media"]
+        if featured or item["source_url"] in post["content"]:
+            entry = {"kind": item["kind"], "media_id": item["id"], "sha256": item["sha256"]}
+            shown.append({**entry, "role": "featured" if featured else "content"})
+    return sorted(shown, key=lambda e: e["role"] != "featured")
 
 
 def _unique_slug(wanted: str, posts: dict[int, dict[str, Any]]) -> str:
@@ -337,17 +352,7 @@ def create_post() -> Response:
             "author": user_id(login),
         }
         posts[post["id"]] = post
-        featured = store()["media"].get(post["featured_media"])
-    ledger_media = []
-    if featured:
-        ledger_media.append(
-            {
-                "kind": "image",
-                "role": "featured",
-                "media_id": featured["id"],
-                "sha256": featured["sha256"],
-            }
-        )
+        ledger_media = _media_shown(post)
     params = {k: v for k, v in post.items() if k not in ("content", "id")}
     state.record(PLATFORM, login, str(post["id"]), post["content"], ledger_media, params)
     if should_lose_response(state, PLATFORM):

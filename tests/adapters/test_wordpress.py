@@ -119,14 +119,31 @@ def test_the_first_image_is_featured_and_the_others_go_in_the_content(
     second = replace(image_item, id="second", filename="second.jpg")
     adapter.publish(request_for([image_item, second], altText='A "bowl"'), NullContext())
     [post] = ledger(sandbox)
-    [featured] = post["media"]
+    featured, inline = post["media"]
     assert post["params"]["featured_media"] == featured["media_id"]
+    assert (featured["role"], inline["role"], inline["kind"]) == ("featured", "content", "image")
     assert (
         '<figure class="wp-block-image"><img src="https://blog.example.com/wp-content/'
         in post["text"]
     )
     assert "second.jpg" in post["text"] and 'alt="A &quot;bowl&quot;"' in post["text"]
     assert "photo.jpg" not in post["text"]
+
+
+def test_a_video_is_embedded_and_an_image_after_it_is_still_featured(
+    adapter: WordPressAdapter, sandbox: httpx.Client, image_item: MediaItem, video_item: MediaItem
+) -> None:
+    adapter.publish(request_for([video_item, image_item]), NullContext())
+    [post] = ledger(sandbox)
+    assert [(m["role"], m["kind"]) for m in post["media"]] == [
+        ("featured", "image"),
+        ("content", "video"),
+    ]
+    assert (
+        '<figure class="wp-block-video"><video controls src="https://blog.example.com/'
+        in (post["text"])
+    )
+    assert "<img" not in post["text"]
 
 
 def test_images_are_uploaded_ahead_and_only_the_post_is_made_at_the_instant(

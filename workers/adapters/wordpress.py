@@ -2,9 +2,9 @@
 
 The account's external id is the site URL and its token `user:application-password`,
 sent as HTTP Basic. Ahead of the instant the adapter resolves the post's categories and
-tags to ids (creating the missing ones) and uploads its images to /wp/v2/media; at the
-instant only POST /wp/v2/posts is left, with the first image as `featured_media` and the
-others in the content.
+tags to ids (creating the missing ones) and uploads its images and videos to
+/wp/v2/media; at the instant only POST /wp/v2/posts is left, with the first image as
+`featured_media` and the other media in the content.
 
 WordPress has no idempotency key, so every post carries a slug Crier chooses (the
 caller's `slug`, else one derived from the title and the target) and records before the
@@ -123,8 +123,7 @@ class WordPressAdapter(Adapter):
             handle["tags"] = self._term_ids(account, "tags", request)
             context.save_handle(handle)
         uploaded = list(handle.get("media") or [])
-        images = [item for item in request.media if item.kind == "image"]
-        for item in images[len(uploaded) :]:
+        for item in request.media[len(uploaded) :]:
             uploaded.append(self._upload(account, item, request.settings.get("altText")))
             handle["media"] = uploaded
             context.save_handle(handle)
@@ -150,12 +149,19 @@ class WordPressAdapter(Adapter):
         settings = request.settings
         content = request.text
         alt = html.escape(str(settings.get("altText") or ""), quote=True)
-        for image in uploaded[1:]:
-            src = html.escape(str(image["source_url"]), quote=True)
-            content += (
-                f'\n<figure class="wp-block-image"><img src="{src}" alt="{alt}" '
-                f'class="wp-image-{int(image["id"])}"/></figure>'
-            )
+        featured = next((item for item in uploaded if item.get("kind", "image") == "image"), None)
+        for item in uploaded:
+            if item is featured:
+                continue
+            src = html.escape(str(item["source_url"]), quote=True)
+            if item.get("kind") == "video":
+                video = f'<video controls src="{src}"></video>'
+                content += f'\n<figure class="wp-block-video">{video}</figure>'
+            else:
+                content += (
+                    f'\n<figure class="wp-block-image"><img src="{src}" alt="{alt}" '
+                    f'class="wp-image-{int(item["id"])}"/></figure>'
+                )
         body: dict[str, Any] = {
             "title": settings.get("title") or "",
             "content": content,
@@ -168,8 +174,8 @@ class WordPressAdapter(Adapter):
             body["categories"] = handle["categories"]
         if handle.get("tags"):
             body["tags"] = handle["tags"]
-        if uploaded:
-            body["featured_media"] = int(uploaded[0]["id"])
+        if featured is not None:
+            body["featured_media"] = int(featured["id"])
         return body
 
     # -- terms and media -------------------------------------------------------------------
@@ -208,14 +214,15 @@ class WordPressAdapter(Adapter):
     def _upload(
         self, account: AccountCredentials, item: MediaItem, alt_text: str | None
     ) -> dict[str, Any]:
-        """The raw file to /wp/v2/media (WordPress names it from Content-Disposition)."""
+        """The raw file to /wp/v2/media (WordPress names it from Content-Disposition); the
+        alt text applies to images."""
         filename = (item.filename or f"{item.id}.{item.mime_type.split('/')[-1]}").replace('"', "")
         headers = {
             **_auth(account),
             "Content-Type": item.mime_type,
             "Content-Disposition": f'attachment; filename="{filename}"',
         }
-        params = {"alt_text": alt_text} if alt_text else None
+        params = {"alt_text": alt_text} if alt_text and item.kind == "image" else None
         with open(item.path, "rb") as source:
             response = self.send(
                 "POST",
@@ -228,10 +235,14 @@ class WordPressAdapter(Adapter):
                 timeout=UPLOAD_TIMEOUT,
             )
         media = self._json(response)
-        return {"id": int(media["id"]), "source_url": str(media.get("source_url") or "")}
+        return {
+            "id": int(media["id"]),
+            "source_url": str(media.get("source_url") or ""),
+            "kind": item.kind,
+        }
 
     def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
-        """Delete the images a prepare uploaded for a post that will not go out."""
+        """Delete the media a prepare uploaded for a post that will not go out."""
         deleted = 0
         for image in handle.get("media") or []:
             url = self.site_url(account, f"{REST}/media/{int(image['id'])}")
