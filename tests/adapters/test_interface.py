@@ -1,4 +1,4 @@
-"""The contract every registered adapter honours, checked the same way for all seven.
+"""The contract every registered adapter honours, checked the same way for every platform.
 
 Each adapter is a registered `Adapter` subclass with the interface's attributes, builds its
 URLs under CRIER_PLATFORM_BASE_URL, publishes the simplest post its platform allows against the
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox.pinterest import DEFAULT_LOGIN, boards_of
 from tests.adapters.conftest import make_request
 from workers.adapters import adapter_classes, get_adapter
 from workers.adapters.base import (
@@ -28,7 +29,19 @@ from workers.adapters.base import (
     TransientError,
 )
 
-SEVEN = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+PLATFORMS = (
+    "instagram",
+    "facebook",
+    "threads",
+    "x",
+    "linkedin",
+    "tiktok",
+    "youtube",
+    "pinterest",
+    "wordpress",
+)
+# Platforms whose host is the account's own (a WordPress site): no fixed hosts.
+PER_ACCOUNT_HOST = ("wordpress",)
 REGISTERED = sorted(adapter_classes())
 
 # Account ids as each platform wants them: Meta ids go in paths, LinkedIn wants an author URN.
@@ -40,7 +53,11 @@ EXTERNAL_IDS = {
     "linkedin": "urn:li:person:8675309",
     "tiktok": None,
     "youtube": None,
+    "pinterest": None,
+    "wordpress": "https://blog.example.com",
 }
+# Tokens in the form a platform's credential takes, where it has one.
+TOKENS = {"wordpress": "editor:contract-application-password"}
 
 # The simplest post each platform accepts: (settings, media kind or None).
 SIMPLEST: dict[str, tuple[dict[str, Any], str | None]] = {
@@ -51,6 +68,9 @@ SIMPLEST: dict[str, tuple[dict[str, Any], str | None]] = {
     "instagram": ({"contentType": "Post"}, "image"),  # Instagram has no text-only post
     "tiktok": ({"privacyLevel": "PUBLIC_TO_EVERYONE"}, "video"),  # Direct Post: one video
     "youtube": ({"title": "Contract check"}, "video"),  # videos.insert: one video, a title
+    # A Pin: an image on a board (the sandbox's default user's first).
+    "pinterest": ({"boardId": boards_of(DEFAULT_LOGIN)[0]["id"]}, "image"),
+    "wordpress": ({"title": "Contract check"}, None),  # a post needs a title
 }
 
 # What reconcile answers for a post that is on the sandbox. Every platform here can be
@@ -59,7 +79,7 @@ SIMPLEST: dict[str, tuple[dict[str, Any], str | None]] = {
 # session expired and the token may not list the channel's uploads), and Instagram /
 # Threads (the container says PUBLISHED but the post is not in the recent listing). X,
 # Facebook and TikTok never answer UNKNOWN: they find the post or say it is not there.
-RECONCILE_EXPECTED = dict.fromkeys(SEVEN, ReconcileStatus.FOUND)
+RECONCILE_EXPECTED = dict.fromkeys(PLATFORMS, ReconcileStatus.FOUND)
 
 # Poll intervals shortened so a test never sleeps a production interval.
 FAST_POLLING = {
@@ -105,7 +125,7 @@ def simplest_request(
         text=text,
         settings=dict(settings),
         media=media,
-        access_token=f"{platform}-contract-token",
+        access_token=TOKENS.get(platform, f"{platform}-contract-token"),
         external_id=EXTERNAL_IDS[platform],
     )
 
@@ -118,7 +138,7 @@ def ledger(sandbox: httpx.Client, platform: str) -> list[dict[str, Any]]:
 
 
 def test_every_platform_has_exactly_one_adapter() -> None:
-    assert sorted(REGISTERED) == sorted(SEVEN)
+    assert sorted(REGISTERED) == sorted(PLATFORMS)
 
 
 # -- static contract ----------------------------------------------------------------------
@@ -129,8 +149,8 @@ def test_adapter_class_honours_the_interface(platform: str) -> None:
     cls = adapter_classes()[platform]
     assert issubclass(cls, Adapter)
     assert cls.platform == platform
-    assert platform in SEVEN
-    assert "api" in cls.hosts
+    assert platform in PLATFORMS
+    assert "api" in cls.hosts or (platform in PER_ACCOUNT_HOST and cls.hosts == {})
     for role, host in cls.hosts.items():
         assert host and "/" not in host and ":" not in host, f"{role}: {host!r} is not a host"
     assert not inspect.isabstract(cls), f"abstract: {sorted(cls.__abstractmethods__)}"
