@@ -21,8 +21,9 @@ import pytest
 
 from sandbox import create_sandbox_app
 from sandbox.core import SandboxState
+from sandbox.pinterest import DEFAULT_LOGIN, boards_of
 from tests.adapters.conftest import make_request
-from tests.adapters.test_interface import EXTERNAL_IDS, RecordingContext, adapter_for
+from tests.adapters.test_interface import EXTERNAL_IDS, TOKENS, RecordingContext, adapter_for
 from tests.servers import serve_wsgi
 from workers.adapters import adapter_classes
 from workers.adapters import x as x_adapter
@@ -42,6 +43,7 @@ from workers.adapters.base import (
 
 DAY = 24 * 60 * 60
 FACEBOOK_LOGIN = {"login": "facebook", "page_id": "100000000000001"}
+PIN_BOARD = boards_of(DEFAULT_LOGIN)[0]["id"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ CASES = [
     Case("youtube", "video", {"title": "Prepared video"}, ("video",)),
     Case("youtube", "unlisted video", {"title": "Quiet", "privacyStatus": "unlisted"}, ("video",)),
     Case("tiktok", "video", {"privacyLevel": "PUBLIC_TO_EVERYONE"}, ("video",)),
+    Case("pinterest", "image", {"boardId": PIN_BOARD}, ("image",)),
+    Case("pinterest", "carousel", {"boardId": PIN_BOARD}, ("image", "image2")),
+    Case("pinterest", "video", {"boardId": PIN_BOARD, "coverKeyFrameTime": 1.0}, ("video",)),
+    Case("wordpress", "text", {"title": "Prepared", "categories": ["News"]}, ()),
+    Case("wordpress", "image", {"title": "Prepared", "tags": ["staged"]}, ("image",)),
+    Case("wordpress", "multi-image", {"title": "Prepared"}, ("image", "image2")),
+    Case("wordpress", "video", {"title": "Prepared"}, ("video",)),
 ]
 
 
@@ -130,7 +139,7 @@ def _request(case: Case, media: dict[str, MediaItem], text: str | None = None) -
         text=text or f"Prepared {case.kind} on {case.platform}",
         settings=dict(case.settings),
         media=[media[name] for name in case.media],
-        access_token=f"{case.platform}-prepare-token",
+        access_token=TOKENS.get(case.platform, f"{case.platform}-prepare-token"),
         external_id=EXTERNAL_IDS[case.platform],
     )
     return replace(request, account=replace(request.account, settings=dict(case.account)))
@@ -219,6 +228,11 @@ def _expected_handle_keys(case: Case) -> set[str]:
         )
     if case.platform == "youtube":
         return {"video_id", "session_uri", "upload_privacy"}
+    if case.platform == "pinterest":
+        staged = {"media_id", "media_uploaded", "media_ready"} if case.kind == "video" else set()
+        return {"board_id", "posted_at"} | staged
+    if case.platform == "wordpress":
+        return {"categories", "tags", "slug", "posted_at", "media"}
     return set()
 
 
@@ -240,8 +254,10 @@ def test_uploads_and_processing_happen_while_preparing(
     assert _expected_handle_keys(case) <= set(handle), sorted(handle)
     assert handle[PREPARED_KEY] > 0
     opened = _uploads(control, case.platform)
-    if case.platform in ("x", "linkedin"):
+    if case.platform in ("x", "linkedin", "wordpress"):
         assert len(opened) == len(case.media)
+    if case.platform == "pinterest":
+        assert len(opened) == (1 if case.kind == "video" else 0)
     if case.platform == "youtube" or (case.platform == "facebook" and case.kind == "video"):
         assert len(opened) == 1
     with sandbox_state.lock:
@@ -532,6 +548,9 @@ DELETABLE = {
     ("facebook", "multi-image"): 2,
     ("facebook", "video"): 1,
     ("facebook", "reel"): 1,
+    ("wordpress", "image"): 1,
+    ("wordpress", "multi-image"): 2,
+    ("wordpress", "video"): 1,
 }
 
 

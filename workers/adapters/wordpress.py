@@ -129,7 +129,7 @@ class WordPressAdapter(Adapter):
             context.save_handle(handle)
 
         body = self._post_body(request, handle, uploaded)
-        handle["slug"] = body["slug"]
+        handle.update(slug=body["slug"], title=body["title"])
         if prepared or not handle.get("posted_at"):
             handle["posted_at"] = datetime.now(UTC).isoformat()
         context.save_handle(handle)
@@ -242,11 +242,28 @@ class WordPressAdapter(Adapter):
         }
 
     def discard_prepared(self, account: AccountCredentials, handle: dict[str, Any]) -> int:
-        """Delete the media a prepare uploaded for a post that will not go out."""
+        """Delete (for good: media have no trash) the media a prepare uploaded for a post
+        that will not go out; media already gone are not counted. Should the post be on
+        the site after all, its media stay."""
+        if not handle.get("media"):
+            return 0
+        slug, title = handle.get("slug"), handle.get("title")
+        if slug and self._find(account, str(slug), str(title or ""), handle.get("posted_at")):
+            return 0
         deleted = 0
-        for image in handle.get("media") or []:
-            url = self.site_url(account, f"{REST}/media/{int(image['id'])}")
-            self._call("DELETE", url, account, params={"force": "true"})
+        for item in handle.get("media") or []:
+            response = self.send(
+                "DELETE",
+                self.site_url(account, f"{REST}/media/{int(item['id'])}"),
+                failure="WordPress request failed",
+                params={"force": "true"},
+                headers=_auth(account),
+                timeout=TIMEOUT,
+            )
+            if response.status_code == 404:
+                continue
+            if response.status_code >= 300:
+                raise classify(response)
             deleted += 1
         return deleted
 
@@ -261,16 +278,21 @@ class WordPressAdapter(Adapter):
         return ReconcileResult(ReconcileStatus.FOUND, result=found)
 
     def _find_post(self, request: PublishRequest, handle: dict[str, Any]) -> PublishResult | None:
+        return self._find(
+            request.account,
+            handle.get("slug") or post_slug(request),
+            str(request.settings.get("title") or ""),
+            handle.get("posted_at") or request.irreversible_started_at,
+        )
+
+    def _find(
+        self, account: AccountCredentials, slug: str, title: str, started: Any
+    ) -> PublishResult | None:
         """The site's post with our slug and title made since the attempt began; where
         WordPress made the slug unique (`-2`), the newest such post under that slug's stem."""
-        account = request.account
-        slug = handle.get("slug") or post_slug(request)
-        since = reconcile_since(
-            handle.get("posted_at") or request.irreversible_started_at, RECONCILE_CLOCK_SKEW
-        )
+        since = reconcile_since(started, RECONCILE_CLOCK_SKEW)
         url = self.site_url(account, f"{REST}/posts")
         common = {"status": ANY_STATUS, "context": "edit"}
-        title = str(request.settings.get("title") or "")
 
         def ours(post: dict[str, Any]) -> bool:
             same_title = (post.get("title") or {}).get("raw", title) == title
