@@ -425,15 +425,17 @@ class Settings:
         default=False,
         metadata=env(
             "CRIER_ALLOW_PRIVATE_URLS",
-            "`1` lets webhooks and media imports reach loopback/private addresses on any port "
-            "(development and tests only)",
+            "`1` lets webhooks, media imports and WordPress sites reach loopback/private "
+            "addresses on any port (development and tests only)",
             parse=lambda raw: raw.strip().lower() in ("1", "true", "yes"),
         ),
     )
     outbound_ports: tuple[int, ...] = field(
         default=(80, 443),
         metadata=env(
-            "CRIER_OUTBOUND_PORTS", "the ports webhooks and media imports may reach", parse=_ports
+            "CRIER_OUTBOUND_PORTS",
+            "the ports webhooks, media imports and WordPress sites may reach",
+            parse=_ports,
         ),
     )
     # Webhook delivery: each attempt's total deadline, attempts in flight per endpoint, the retry

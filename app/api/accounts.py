@@ -14,9 +14,10 @@ from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
+from app.config import Settings
 from app.db import get_session, utcnow
 from app.models import Account, Organisation, PostTarget, TargetStatus, WebhookEventType
-from app.platforms import PLATFORM_KEYS, credential_problem
+from app.platforms import PLATFORM_KEYS, credential_problem, wordpress_site
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of, page_query
 from app.serializers import account_health, account_to_dict, ts
 from app.services.accounts import (
@@ -27,6 +28,7 @@ from app.services.accounts import (
     revoke_at_platform,
     visible_accounts,
 )
+from app.services.outbound import UnsafeURLError, check_literal_host
 from app.services.webhooks import record_account_event
 
 blueprint = Blueprint("accounts", __name__)
@@ -138,6 +140,19 @@ account_create_schema = AccountCreateSchema()
 account_update_schema = AccountUpdateSchema()
 
 
+def _check_site(settings: Settings, data: dict[str, Any]) -> None:
+    """A WordPress site URL is the caller's: no private address or port (the outbound
+    rules, as far as they can be checked without DNS; the worker checks the rest)."""
+    site = wordpress_site(data.get("external_id") or "") or ""
+    try:
+        check_literal_host(
+            site, allow_private=settings.allow_private_urls, ports=settings.outbound_ports
+        )
+    except UnsafeURLError as exc:
+        raise ValidationError(exc.args[0], details={"external_id": [exc.args[0]]}) from exc
+    data["external_id"] = site
+
+
 @blueprint.post("/accounts")
 def create_account() -> Response:
     """Add an account with a token you obtained yourself (as `crier accounts add` does);
@@ -146,6 +161,8 @@ def create_account() -> Response:
     data = load_json(account_create_schema, json_body())
     profile_id = caller.profile_for_create(data.get("profile_id"))
     settings = current_app.config["CRIER"]
+    if data["platform"] == "wordpress":
+        _check_site(settings, data)
     session = get_session()
     existing = None
     if data.get("external_id"):

@@ -18,6 +18,7 @@ from app.oauth import (
     register_flow,
 )
 from app.platforms import wordpress_site
+from app.services.outbound import UnsafeURLError, safe_stream
 
 USERS_ME = "/wp-json/wp/v2/users/me"
 
@@ -70,15 +71,29 @@ class WordPressFlow(CredentialFlow):
         ]
 
     def verify(self, site: str, credential: str) -> dict[str, object]:
-        """The user the credential signs in as, or an OAuthError saying why not."""
+        """The user the credential signs in as, or an OAuthError saying why not. The site
+        is reached under the outbound rules (public addresses, allowed ports, no
+        redirects): the address is the user's to type."""
         basic = b64encode(credential.encode()).decode()
+        url = self.site_url(site, f"{USERS_ME}?context=edit")
+        headers = {"Authorization": f"Basic {basic}"}
         try:
-            response = self.http.get(
-                self.site_url(site, USERS_ME),
-                params={"context": "edit"},
-                headers={"Authorization": f"Basic {basic}"},
-                timeout=TIMEOUT,
-            )
+            if self.base_url:
+                response = self.http.get(url, headers=headers, timeout=TIMEOUT)
+            else:
+                with safe_stream(
+                    self.http,
+                    "GET",
+                    url,
+                    allow_private=self.settings.allow_private_urls,
+                    ports=self.settings.outbound_ports,
+                    deadline=self.settings.oauth_deadline,
+                    headers=headers,
+                    timeout=TIMEOUT,
+                ) as response:
+                    response.read()
+        except UnsafeURLError as exc:
+            raise OAuthError("site_refused", str(exc)) from exc
         except httpx.HTTPError as exc:
             raise OAuthError(
                 "platform_unreachable", f"The site could not be reached: {exc}"

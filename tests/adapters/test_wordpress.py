@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import Settings
+from app.connect_flows.wordpress import WordPressFlow
+from app.oauth import OAuthError
 from tests.adapters.conftest import make_request
 from workers.adapters.base import (
     AuthRevokedError,
@@ -272,10 +275,36 @@ def test_classify(
 
 
 def test_without_a_base_url_the_account_site_is_the_host(http: httpx.Client) -> None:
-    adapter = WordPressAdapter(http)
-    account = request_for().account
-    assert adapter.site_url(account, "/wp-json/wp/v2/posts") == f"{SITE}/wp-json/wp/v2/posts"
+    adapter = WordPressAdapter(http, settings=Settings(allow_private_urls=False))
+    account = replace(request_for().account, external_id="https://93.184.215.14/blog/")
+    url = adapter.site_url(account, "/wp-json/wp/v2/posts")
+    assert url == "https://93.184.215.14/blog/wp-json/wp/v2/posts"
     broken = replace(account, external_id="blog.example.com")
     with pytest.raises(PermanentError) as invalid:
         adapter.site_url(broken, "/x")
     assert invalid.value.code == "wordpress_site_invalid"
+
+
+@pytest.mark.parametrize(
+    "site",
+    [
+        "https://127.0.0.1",
+        "http://10.0.0.7/wp",
+        "https://169.254.169.254",
+        "https://93.184.215.14:8443",
+    ],
+)
+def test_a_site_inside_our_network_is_refused(http: httpx.Client, site: str) -> None:
+    adapter = WordPressAdapter(http, settings=Settings(allow_private_urls=False))
+    account = replace(request_for().account, external_id=site)
+    with pytest.raises(PermanentError) as refused:
+        adapter.publish(replace(request_for(), account=account), NullContext())
+    assert refused.value.code == "wordpress_site_refused"
+
+
+def test_connecting_a_site_inside_our_network_is_refused(http: httpx.Client) -> None:
+    flow = WordPressFlow(http, None, Settings(allow_private_urls=False))
+    values = {"site_url": "http://127.0.0.1:5432", "username": "u", "application_password": "p"}
+    with pytest.raises(OAuthError) as refused:
+        flow.connect_credentials(values)
+    assert refused.value.code == "site_refused"

@@ -6,18 +6,22 @@ the real pipeline."""
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from flask import Flask
 
+from app import create_app
 from app.security import decrypt_token
+from app.services.outbound import REFUSED
 from sandbox import pinterest as pinterest_sandbox
-from tests.api.helpers import future, sql, upload
-from tests.conftest import Tenant
+from tests.api.helpers import assert_error, future, sql, upload
+from tests.conftest import Tenant, make_key_client
 from tests.connect.conftest import REDIRECT_URL, connect_link, publish_now, walk
 from tests.media_samples import jpeg_bytes
+from tests.servers import serve_wsgi
 from workers.adapters import get_adapter
 from workers.adapters.base import AccountCredentials
 from workers.pipeline import PipelineDeps
@@ -218,3 +222,23 @@ def test_post_accounts_refuses_a_malformed_wordpress_credential(
     )
     assert response.status_code == 400, response.text
     assert field in response.json()["error"]["details"]
+
+
+def test_post_accounts_refuses_a_wordpress_site_inside_our_network(
+    app_settings: dict[str, Any],
+) -> None:
+    strict = create_app({**app_settings, "allow_private_urls": False})
+    with serve_wsgi(strict) as url, make_key_client(strict, url) as api:
+        for site in ("https://127.0.0.1", "http://10.0.0.7/blog", "https://localhost:8443"):
+            body = {
+                "platform": "wordpress",
+                "name": "Blog",
+                "access_token": "editor:pw",
+                "external_id": site,
+            }
+            error = assert_error(api.post("/accounts", json=body), 400, "validation_error")
+            assert error["details"] == {"external_id": [REFUSED]}, site
+        body["external_id"] = "https://93.184.215.14/blog/"
+        created = api.post("/accounts", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["data"]["external_id"] == "https://93.184.215.14/blog"

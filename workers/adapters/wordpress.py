@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from app.platforms import wordpress_site
+from app.services.outbound import UnsafeURLError, resolve
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
@@ -96,7 +97,9 @@ class WordPressAdapter(Adapter):
     hosts: dict[str, str] = {}
 
     def site_url(self, account: AccountCredentials, path: str) -> str:
-        """`{site}{path}`, or `{CRIER_PLATFORM_BASE_URL}/wordpress{path}` when set."""
+        """`{site}{path}`, or `{CRIER_PLATFORM_BASE_URL}/wordpress{path}` when set. The
+        site is a URL a caller gave: it must resolve to public addresses on an allowed
+        port (the outbound rules), so an account cannot point Crier into its own network."""
         if self.base_url:
             return f"{self.base_url}/{self.platform}{path}"
         site = wordpress_site(account.external_id or "")
@@ -105,6 +108,14 @@ class WordPressAdapter(Adapter):
                 f"the account's site URL {account.external_id!r} is not an http(s) URL",
                 code="wordpress_site_invalid",
             )
+        try:
+            resolve(
+                site,
+                allow_private=self.settings.allow_private_urls,
+                ports=self.settings.outbound_ports,
+            )
+        except UnsafeURLError as exc:
+            raise PermanentError(str(exc), code="wordpress_site_refused") from exc
         return f"{site}{path}"
 
     # -- publish ---------------------------------------------------------------------------
