@@ -97,6 +97,9 @@ BROWSER = {
     "selection when several Pages were granted.",
     "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
     "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
+    "connect.submit_credentials": "The credential page's form (WordPress: site_url, "
+    "username, application_password): checked at the platform, then a redirect to "
+    "redirect_url as after a consent; a refusal shows the form again (400).",
 }
 # How a receiver checks a delivery (app/services/webhooks.py signs them).
 WEBHOOK_DELIVERIES = (
@@ -350,8 +353,14 @@ def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     # redirect_url to send the browser back to.
     responses["400"] = {"description": "An invalid state or selection link.", "content": html}
     responses["404"] = {"description": "An unknown link or platform.", "content": html}
-    if endpoint == "connect.open_connect_link":
+    if endpoint in ("connect.open_connect_link", "connect.submit_credentials"):
         responses["410"] = {"description": "A used or expired link.", "content": html}
+    if endpoint == "connect.open_connect_link":
+        responses["200"] = {
+            "description": "For a platform that connects with a credential (WordPress): "
+            "the form to enter it.",
+            "content": html,
+        }
     operation: dict[str, Any] = {
         "summary": doc,
         "operationId": endpoint.replace(".", "_"),

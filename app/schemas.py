@@ -534,6 +534,12 @@ class AccountOut(Schema):
     status = fields.String()
     created_at = fields.String()
     health = fields.Dict()
+    metadata = fields.Dict(
+        metadata={
+            "description": "What the platform told Crier at connect that a post needs: "
+            "Pinterest's `boards` (id, name, privacy), to choose a Pin's boardId."
+        }
+    )
 
 
 class MediaOut(Schema):
