@@ -31,7 +31,7 @@ from sandbox import create_sandbox_app
 from tests.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from tests.servers import serve_wsgi
 
-pytest_plugins = ["tests.secrets_guard"]
+pytest_plugins = ["tests.secrets_guard", "tests.parallel"]
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (

@@ -353,6 +353,7 @@ def _cluster_version() -> str | None:
     _cluster_version() is None or os.environ.get("CRIER_TEST_PG_RESTART") == "0",
     reason="PostgreSQL is not managed by pg_ctlcluster here",
 )
+@pytest.mark.exclusive  # the restart breaks every other test's connections
 def test_workers_recover_from_a_postgresql_restart(
     app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
 ) -> None:
