@@ -243,6 +243,13 @@ def token_endpoint(
     return refresh(request.form.get("refresh_token", ""))
 
 
+def unsupported_grant() -> Response:
+    """X's and LinkedIn's answer to a grant other than a code or a refresh."""
+    return json_response(
+        {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
+    )
+
+
 def _revoke(state: SandboxState, platform: str, token: str) -> None:
     with state.lock:
         data = _store(state)

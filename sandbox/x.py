@@ -32,7 +32,7 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
-from sandbox.oauth import token_endpoint
+from sandbox.oauth import token_endpoint, unsupported_grant
 from sandbox.rules import PLATFORMS, count_x_weighted
 
 PLATFORM = "x"
@@ -459,13 +459,7 @@ def delete_post(tweet_id: str) -> Response:
 
 
 def oauth_token() -> Response:
-    return token_endpoint(state, PLATFORM, STYLE, _refresh, _unsupported_grant)
-
-
-def _unsupported_grant() -> Response:
-    return json_response(
-        {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
-    )
+    return token_endpoint(state, PLATFORM, STYLE, _refresh, unsupported_grant)
 
 
 def _refresh(refresh_token: str) -> Response:
