@@ -23,9 +23,9 @@ from sqlalchemy import select
 from app.db import get_db
 from app.dispatch import DueTarget, mark_queued, send_publish
 from app.models import PostTarget, PublishAttempt, TargetStatus
+from devtools.scratch import PG_ADMIN_URL
 from tests.conftest import CLAIM_KEY, Tenant
 from tests.integration.conftest import Stack, broker_queues, delete_amqp_queues, wait_until
-from tests.scratch import PG_ADMIN_URL
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])

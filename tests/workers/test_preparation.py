@@ -11,8 +11,10 @@ import httpx
 from flask import Flask
 from sqlalchemy import select, update
 
-from app.db import get_db
-from app.models import Account, DiscardedHandle, PostTarget
+from app.config import Settings
+from app.db import get_db, utcnow
+from app.models import Account, DiscardedHandle, Media, Post, PostTarget, TargetStatus
+from app.services.posts import set_prepare_due
 from tests.conftest import Tenant
 from tests.media_samples import jpeg_bytes, mp4_bytes
 from tests.workers.conftest import target_row
@@ -88,6 +90,16 @@ def test_preparation_is_due_by_media_kind_and_platform(
         },
     )
     assert the_target(app, text.json()["data"]["post_id"]).prepare_due_at is None
+
+
+def test_the_windows_are_those_of_the_settings_handed_in() -> None:
+    due = utcnow() + timedelta(hours=1)
+    target = PostTarget(platform="instagram", status=TargetStatus.SCHEDULED, next_attempt_at=due)
+    post = Post(targets=[target])
+    set_prepare_due(post, [Media(kind="video")], Settings(prepare_window_video=90.0))
+    assert target.prepare_due_at == due - timedelta(seconds=90)
+    set_prepare_due(post, [Media(kind="image")], Settings(prepare_window_image=30.0))
+    assert target.prepare_due_at == due - timedelta(seconds=30)
 
 
 def test_a_prepared_target_publishes_with_what_was_prepared(
