@@ -415,7 +415,9 @@ def schedule_post(post_id: str) -> Response:
     """Make a draft live: at `scheduled_for`, or now with `publish_now: true`."""
     data = load_json(schedule_post_schema, json_body())
     session = get_session()
-    post = post_changes.schedule_draft(session, current_caller().scope, post_id, data)
+    post = post_changes.schedule_draft(
+        session, current_caller().scope, post_id, data, current_app.config["CRIER"]
+    )
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))

@@ -335,9 +335,12 @@ def retry_failed(session: Session, scope: Scope, filters: dict[str, Any]) -> Ret
     return result
 
 
-def schedule_draft(session: Session, scope: Scope, post_id: str, data: dict[str, Any]) -> Post:
+def schedule_draft(
+    session: Session, scope: Scope, post_id: str, data: dict[str, Any], settings: Settings
+) -> Post:
     """POST /posts/{id}/schedule: a draft goes live, now or at its time, on accounts the
-    key sees and of the post's profile (as at creation)."""
+    key sees and of the post's profile (as at creation); its media is prepared ahead as a
+    post created scheduled would be."""
     post = access.post(session, scope, post_id, lock=True)
     if post.status != PostStatus.DRAFT:
         raise Conflict(
@@ -378,6 +381,7 @@ def schedule_draft(session: Session, scope: Scope, post_id: str, data: dict[str,
         target.status = TargetStatus.SCHEDULED
         target.dispatch_token = None
         target.next_attempt_at = scheduled_at
+    set_prepare_due(post, media, settings)
     refresh_post_status(post)
     session.flush()
     return post

@@ -92,6 +92,29 @@ def test_preparation_is_due_by_media_kind_and_platform(
     assert the_target(app, text.json()["data"]["post_id"]).prepare_due_at is None
 
 
+def test_a_scheduled_draft_is_prepared_ahead_like_a_scheduled_post(
+    app: Flask, tenant: Tenant, make_account: Any
+) -> None:
+    x = make_account(tenant, "x")
+    media = tenant.api.post("/media/upload", files={"file": ("still.jpg", jpeg_bytes())})
+    draft = tenant.api.post(
+        "/posts",
+        json={
+            "content": "a draft with an image",
+            "account_ids": [x],
+            "media_ids": [media.json()["data"]["id"]],
+            "draft": True,
+        },
+    )
+    assert draft.status_code == 201, draft.text
+    post_id = draft.json()["data"]["post_id"]
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled = tenant.api.post(f"/posts/{post_id}/schedule", json={"scheduled_for": at})
+    assert scheduled.status_code == 200, scheduled.text
+    target = the_target(app, post_id)
+    assert target.prepare_due_at == target.next_attempt_at - timedelta(minutes=5)
+
+
 def test_the_windows_are_those_of_the_settings_handed_in() -> None:
     due = utcnow() + timedelta(hours=1)
     target = PostTarget(platform="instagram", status=TargetStatus.SCHEDULED, next_attempt_at=due)
