@@ -14,7 +14,7 @@ DEFAULT_AGES = (3600, 86400, 604800, 2592000)
 RETENTION = "CRIER_METRICS_RETENTION_DAYS"
 AGES_MEANING = (
     "seconds after publishing at which a post's metrics are read, comma separated; days "
-    "metric snapshots are kept (pruned daily)"
+    "metric snapshots are kept (pruned hourly)"
 )
 
 
