@@ -33,13 +33,14 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
         routes = blueprint(module.BLUEPRINT_NAME, module.ROUTES)
         app.register_blueprint(routes, url_prefix=f"/{platform}")
         # Consent pages, code exchange, identities and revocation (connect flows).
-        app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
-        # Insights: post and account figures that grow with the sandbox clock.
+        # Insights: post and account figures that grow with the sandbox clock (first:
+        # TikTok's user info answers the connect flows' identity read too).
         extra = insights_routes.ROUTES.get(platform)
         if extra:
             app.register_blueprint(
                 blueprint(f"{platform}_insights", extra), url_prefix=f"/{platform}"
             )
+        app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 
     @app.get("/_ledger")
     def ledger() -> Response:

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from flask import Response, request
 
-from sandbox import facebook, instagram, linkedin, threads, tiktok, x
+from sandbox import facebook, instagram, linkedin, oauth, threads, tiktok, x
 from sandbox.core import FaultStyle, Route, bearer_token, json_response, state
 from sandbox.graph import (
     GraphGuard,
@@ -130,21 +130,40 @@ def tiktok_video_query() -> Response:
     return tiktok._ok({"videos": videos, "cursor": 0, "has_more": False})
 
 
+TIKTOK_STATS = ("follower_count", "following_count", "likes_count", "video_count")
+
+
 def tiktok_user_info() -> Response:
-    """GET /v2/user/info/?fields=follower_count,…"""
-    token, failure = tiktok.authorize(publishing=False)
-    failure = failure or metrics_fault(state, "tiktok", tiktok.STYLE, token, _tiktok_forbidden)
-    if failure is not None or token is None:
-        return failure or _tiktok_forbidden()
-    open_id = tiktok.open_id_of(token)
-    videos = posts_of("tiktok", open_id)
-    user = {
-        "open_id": open_id,
-        "follower_count": read_followers(state, "tiktok", open_id),
-        "following_count": 42,
-        "likes_count": 10 * videos,
-        "video_count": videos,
-    }
+    """GET /v2/user/info/?fields=…: the identity a connect flow reads (for a token the
+    consent side issued, as sandbox/oauth.py answers it) and, when asked, the stats."""
+    fields = request.args.get("fields", "")
+    issued = oauth.owner(state, bearer_token())
+    if issued is not None:
+        login = issued["login"]
+        open_id = oauth.identity("tiktok", login)["open_id"]
+        user: dict[str, Any] = {
+            "open_id": open_id,
+            "display_name": login.title(),
+            "username": login,
+        }
+        token: str | None = bearer_token()
+    else:
+        token, failure = tiktok.authorize(publishing=False)
+        if failure is not None or token is None:
+            return failure or _tiktok_forbidden()
+        open_id = tiktok.open_id_of(token)
+        user = {"open_id": open_id}
+    if any(name in fields for name in TIKTOK_STATS):
+        failure = metrics_fault(state, "tiktok", tiktok.STYLE, token, _tiktok_forbidden)
+        if failure is not None:
+            return failure
+        videos = posts_of("tiktok", open_id)
+        user.update(
+            follower_count=read_followers(state, "tiktok", open_id),
+            following_count=42,
+            likes_count=10 * videos,
+            video_count=videos,
+        )
     return tiktok._ok({"user": user})
 
 
