@@ -109,6 +109,8 @@ class SandboxState:
     def reset(self) -> None:
         with self.lock:
             self.ledger: list[dict[str, Any]] = []
+            # The ledger's entries by (platform, post id), for insights lookups.
+            self.ledger_index: dict[tuple[str, str], dict[str, Any]] = {}
             # One entry per upload session opened (media upload, video container, ...).
             self.uploads: list[dict[str, Any]] = []
             self.faults: dict[str, PlatformFaults] = {}
@@ -169,6 +171,7 @@ class SandboxState:
         }
         with self.lock:
             self.ledger.append(entry)
+            self.ledger_index[(platform, str(post_id))] = entry
         return entry
 
     def note_upload(self, platform: str, kind: str, upload_id: str) -> None:

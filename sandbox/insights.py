@@ -62,13 +62,11 @@ def published_at(state: SandboxState, platform: str, post_id: str) -> float | No
     """When the post was received (unix seconds), or None when the platform has no such
     post (never made, or deleted)."""
     with state.lock:
-        for entry in state.ledger:
-            if entry["platform"] == platform and str(entry["id"]) == str(post_id):
-                if "deleted_at" in entry:
-                    return None
-                stamp = str(entry["received_at"]).replace("Z", "+00:00")
-                return datetime.fromisoformat(stamp).timestamp()
-    return None
+        entry = state.ledger_index.get((platform, str(post_id)))
+        if entry is None or "deleted_at" in entry:
+            return None
+        stamp = str(entry["received_at"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def read_post(state: SandboxState, platform: str, post_id: str) -> dict[str, int] | None:
