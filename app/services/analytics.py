@@ -313,6 +313,12 @@ EXPORT_COLUMNS = (
 )
 
 
+def spreadsheet_safe(text: str) -> str:
+    """Text a spreadsheet would not run as a formula (an account named `=HYPERLINK(…)`):
+    such a cell is prefixed with an apostrophe."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def export_rows(
     session: Session, scope: Scope, period: Period, account_id: int | None
 ) -> list[list[Any]]:
@@ -340,10 +346,10 @@ def export_rows(
             [
                 str(target.post_id),
                 target.account_id,
-                row.name,
+                spreadsheet_safe(row.name),
                 target.platform,
                 ts(target.published_at),
-                target.url or "",
+                spreadsheet_safe(target.url or ""),
                 ts(row.collected_at) or "",
                 "" if row.age_seconds is None else row.age_seconds,
                 *("" if getattr(row, n) is None else getattr(row, n) for n in METRIC_FIELDS),

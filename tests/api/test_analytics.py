@@ -266,3 +266,17 @@ def test_the_csv_export_has_a_row_per_published_destination(tenant: Tenant, worl
     ]
     assert rows[2]["views"] == "100" and rows[2]["age_seconds"] == "1800"
     assert rows[1]["views"] == "" and rows[1]["likes"] == "11"
+
+
+def test_the_csv_export_runs_no_formula(app: Flask, tenant: Tenant, world: World) -> None:
+    sql(
+        app,
+        "UPDATE accounts SET name = '=HYPERLINK(\"http://e.example\")' WHERE id = :a",
+        a=world.x,
+    )
+    rows = list(
+        csv.DictReader(io.StringIO(tenant.api.get("/analytics/export.csv?period=all").text))
+    )
+    names = {r["platform"]: r["account_name"] for r in rows}
+    assert names["x"] == '\'=HYPERLINK("http://e.example")'
+    assert names["linkedin"] == "linkedin account"
