@@ -185,8 +185,8 @@ class AnalyticsPeriodQuery(Schema):
 
     period = fields.String(
         metadata={
-            "description": "today | week | month (default) | all | custom: whole UTC days up "
-            "to the end of today; custom takes from and to.",
+            "description": "today (24 h) | week (7 days) | month (30 days, the default) | all "
+            "| custom (from and to): a window ending now; posts count by creation.",
             "enum": ["today", "week", "month", "all", "custom"],
         }
     )

@@ -46,7 +46,7 @@ def summary() -> Response:
 
 @blueprint.get("/analytics/export.csv")
 def export_csv() -> Response:
-    """Every published destination of a period's posts with its latest figures, as CSV."""
+    """Every destination published in a period with its latest figures, as CSV."""
     period = _period("month")
     scope = current_caller().list_scope()
     rows = analytics.export_rows(get_session(), scope, period, _account_filter())
@@ -54,7 +54,7 @@ def export_csv() -> Response:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     writer.writerows(rows)
-    stamp = (period.start or period.end or utcnow()).date().isoformat()
+    stamp = (period.start or period.end).date().isoformat()
     name = f"crier-analytics-{period.name}-{stamp}.csv"
     return Response(
         buffer.getvalue(),

@@ -2,9 +2,10 @@
 the rows of the CSV export (docs/analytics.md).
 
 Every query starts from rows the caller's scope sees (`Scope.where`): a key restricted
-to a profile never counts another profile's posts. A period selects posts by their
-`scheduled_at` (the instant they were due to go out: for a post published at once, when
-it was made), so one post never falls in two periods.
+to a profile never counts another profile's posts. As in the API contract's summary, the
+periods are rolling windows ending now (today: 24 h, week: 7 days, month: 30 days) and a
+post belongs to the window it was created in, whenever it is scheduled; the export lists
+the destinations published in the window.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ MAX_CUSTOM_DAYS = 3660
 @dataclass(frozen=True)
 class Period:
     name: str
-    start: datetime | None  # None: from the beginning
-    end: datetime | None  # exclusive; None: without end (`all`, scheduled posts included)
+    start: datetime | None  # None: from the beginning (`all`)
+    end: datetime  # exclusive
 
     def as_dict(self) -> dict[str, Any]:
         return {"from": ts(self.start), "to": ts(self.end)}
@@ -83,12 +84,10 @@ def resolve_period(
     if name != "custom":
         if start or end:
             raise _invalid("period", f"from and to are taken with period=custom, not {name}")
-        # Whole UTC days up to the end of today: what is due later today counts too.
-        tomorrow = datetime.combine(now.date(), time(), UTC) + timedelta(days=1)
         if name == "all":
-            return Period(name, None, None)
+            return Period(name, None, now)
         days = {"today": 1, "week": 7, "month": 30}[name]
-        return Period(name, tomorrow - timedelta(days=days), tomorrow)
+        return Period(name, now - timedelta(days=days), now)
     if not start or not end:
         missing = "from" if not start else "to"
         raise _invalid(missing, f"period=custom needs both from and to; {missing} is missing")
@@ -103,11 +102,9 @@ def resolve_period(
 def _post_conditions(
     scope: Scope, period: Period, account_id: int | None
 ) -> list[ColumnElement[bool]]:
-    conditions = [*scope.where(Post)]
-    if period.end is not None:
-        conditions.append(Post.scheduled_at < period.end)
+    conditions = [*scope.where(Post), Post.created_at < period.end]
     if period.start is not None:
-        conditions.append(Post.scheduled_at >= period.start)
+        conditions.append(Post.created_at >= period.start)
     if account_id is not None:
         conditions.append(
             Post.id.in_(select(PostTarget.post_id).where(PostTarget.account_id == account_id))
@@ -245,9 +242,10 @@ def post_analytics(session: Session, post: Post) -> dict[str, Any]:
 def account_analytics(session: Session, account: Account, period: Period) -> dict[str, Any]:
     """Followers over the period (daily readings) and the account's top posts published
     in it, by views (then likes) at their latest reading."""
-    readings = select(AccountMetricSnapshot).where(AccountMetricSnapshot.account_id == account.id)
-    if period.end is not None:
-        readings = readings.where(AccountMetricSnapshot.collected_at < period.end)
+    readings = select(AccountMetricSnapshot).where(
+        AccountMetricSnapshot.account_id == account.id,
+        AccountMetricSnapshot.collected_at < period.end,
+    )
     if period.start is not None:
         readings = readings.where(AccountMetricSnapshot.collected_at >= period.start)
     followers = [
@@ -264,10 +262,8 @@ def account_analytics(session: Session, account: Account, period: Period) -> dic
     top: Select[Any] = (
         select(latest, PostTarget.post_id, PostTarget.url, PostTarget.published_at)
         .join(PostTarget, PostTarget.id == latest.c.target_id)
-        .where(PostTarget.account_id == account.id, PostTarget.published_at.is_not(None))
+        .where(PostTarget.account_id == account.id, PostTarget.published_at < period.end)
     )
-    if period.end is not None:
-        top = top.where(PostTarget.published_at < period.end)
     if period.start is not None:
         top = top.where(PostTarget.published_at >= period.start)
     rows = session.execute(
@@ -322,13 +318,16 @@ def spreadsheet_safe(text: str) -> str:
 def export_rows(
     session: Session, scope: Scope, period: Period, account_id: int | None
 ) -> list[list[Any]]:
-    """One row per published target of the period's posts with its latest reading
-    (empty figures for a target not read yet), by publication time."""
+    """One row per destination published in the period, with its latest reading (empty
+    figures for one not read yet), by publication time."""
     latest = latest_snapshots()
     conditions = [
-        *_post_conditions(scope, period, account_id),
+        *scope.where(Post),
         PostTarget.status == TargetStatus.PUBLISHED,
+        PostTarget.published_at < period.end,
     ]
+    if period.start is not None:
+        conditions.append(PostTarget.published_at >= period.start)
     if account_id is not None:
         conditions.append(PostTarget.account_id == account_id)
     rows = session.execute(

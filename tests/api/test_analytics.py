@@ -39,11 +39,11 @@ def _post(tenant: Tenant, account: int, text: str) -> str:
 
 
 def _due(app: Flask, post_id: str, at: datetime, status: str) -> None:
-    """The post was due at `at` and is `status` (its one target likewise)."""
+    """The post was made and due at `at` and is `status` (its one target likewise)."""
     target_status = {"partially_published": "published"}.get(status, status)
     sql(
         app,
-        "UPDATE posts SET scheduled_at = :at, status = :s WHERE id = :p",
+        "UPDATE posts SET created_at = :at, scheduled_at = :at, status = :s WHERE id = :p",
         at=at,
         s=status,
         p=post_id,
@@ -129,15 +129,20 @@ def test_periods_count_posts_per_post_and_destinations_per_target(
 ) -> None:
     today = summary(tenant.api, "?period=today")
     assert today["period"] == "today"
+    # Posts count by when they were made: the two made now count today, scheduled or not.
     assert today["posts"] == {
-        "total": 1,
-        "draft": 0,
-        "scheduled": 0,
+        "total": 3,
+        "draft": 1,
+        "scheduled": 1,
         "publishing": 0,
         "published": 1,
         "partially_failed": 0,
         "failed": 0,
     }
+    window = {
+        k: datetime.fromisoformat(v.replace("Z", "+00:00")) for k, v in today["range"].items()
+    }
+    assert window["to"] - window["from"] == timedelta(hours=24)
     # The latest reading of each published target, not the sum of readings.
     assert today["metrics"] == {
         "views": 100,
@@ -148,15 +153,16 @@ def test_periods_count_posts_per_post_and_destinations_per_target(
         "clicks": 0,
     }
     week = summary(tenant.api, "?period=week")
-    assert (week["posts"]["total"], week["posts"]["failed"]) == (2, 1)
+    assert (week["posts"]["total"], week["posts"]["failed"]) == (4, 1)
+    # Destinations: the draft counts in total only.
     assert week["by_platform"] == [
-        {"platform": "x", "total": 2, "scheduled": 0, "published": 1, "failed": 1}
+        {"platform": "x", "total": 4, "scheduled": 1, "published": 1, "failed": 1}
     ]
     month = summary(tenant.api)  # month by default
-    assert month["period"] == "month" and month["posts"]["total"] == 3
+    assert month["period"] == "month" and month["posts"]["total"] == 5
     assert month["metrics"]["likes"] == 7 + 11
     everything = summary(tenant.api, "?period=all")
-    assert everything["range"] == {"from": None, "to": None}
+    assert everything["range"]["from"] is None
     posts = everything["posts"]
     assert (posts["total"], posts["scheduled"], posts["draft"]) == (6, 1, 1)
     assert [p["platform"] for p in everything["by_platform"]] == ["facebook", "linkedin", "x"]
