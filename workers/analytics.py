@@ -73,6 +73,8 @@ METRICS_HOLD_PREFIX = "metrics."
 # An account's audience is read when its last reading is older than this.
 ACCOUNT_INTERVAL = timedelta(hours=23)
 ACCOUNTS_PER_RUN = 1000
+# Adapter.fetch_metrics's code where a platform has no collector.
+NOT_SUPPORTED = "metrics_not_supported"
 PRUNE_BATCH = 10000
 
 
@@ -249,6 +251,12 @@ def _read(
                 )
                 for target in rest:
                     plan.nexts[target.id] = next_collection(target.published_at, now, ages)
+                report.skipped += len(rest)
+                break
+            if error.code == NOT_SUPPORTED:
+                # A platform without a collector: no reading will ever come.
+                for target in rest:
+                    plan.nexts[target.id] = None
                 report.skipped += len(rest)
                 break
             if error.outcome == Outcome.PERMANENT:

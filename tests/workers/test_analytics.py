@@ -21,6 +21,7 @@ from sandbox.insights import figures
 from tests.conftest import Tenant
 from tests.workers.conftest import target_row
 from tests.workers.test_pipeline import create_target, queue_now
+from workers.adapters.base import Adapter
 from workers.analytics import (
     METRICS_HOLD_PREFIX,
     MetricsDeps,
@@ -235,3 +236,21 @@ def test_old_snapshots_are_pruned(
     later = datetime.now(UTC) + timedelta(days=31)
     assert prune_snapshots(deps.db, settings.metrics_retention_days, later) == 1
     assert snapshots(app, target_id) == []
+
+
+def test_a_platform_without_a_collector_is_never_asked_again(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id = published(app, deps, tenant, account_id, "no collector")
+    _due_now(app, [target_id])
+
+    class Bare(type(deps.adapter_for("x"))):  # type: ignore[misc]
+        fetch_metrics = Adapter.fetch_metrics
+
+    bare = Bare(httpx.Client(), None)
+    report = collect_metrics(
+        replace(metrics_deps(deps), adapter_for=lambda _: bare), account_id, [target_id]
+    )
+    assert (report.snapshots, report.skipped, report.outcome) == (0, 1, "metrics_not_supported")
+    assert target_row(app, target_id).next_metrics_at is None
