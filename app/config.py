@@ -18,6 +18,7 @@ from typing import Any
 
 from limits import RateLimitItem, parse_many
 
+from app.analytics_schedule import AGES_MEANING, DEFAULT_AGES, RETENTION, parse_ages
 from app.platforms import PLATFORM_KEYS
 
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
@@ -488,11 +489,14 @@ class Settings:
             parse=lambda raw: raw.strip() or None,
         ),
     )
-    # How long a scrape's reading of PostgreSQL, the broker and Redis is reused by the
-    # scrapes that follow in the same process: a storm costs one reading per interval.
     metrics_cache_seconds: float = field(
         default=5.0, metadata=env("CRIER_METRICS_CACHE_SECONDS", "", parse=float)
     )
+    # Analytics (docs/analytics.md): when a published target's metrics are read.
+    metrics_schedule: tuple[int, ...] = field(
+        default=DEFAULT_AGES, metadata=env("CRIER_METRICS_SCHEDULE", AGES_MEANING, parse=parse_ages)
+    )
+    metrics_retention_days: int = field(default=400, metadata=env(RETENTION, "", parse=int))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

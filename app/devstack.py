@@ -239,7 +239,13 @@ def run_dev() -> None:
     demo = seed_demo()
 
     queues = ",".join(
-        [*(f"publish.{p.value}" for p in Platform), "maintenance", "webhooks", "media_import"]
+        [
+            *(f"publish.{p.value}" for p in Platform),
+            "maintenance",
+            "webhooks",
+            "media_import",
+            "metrics",
+        ]
     )
     processes.update(
         {

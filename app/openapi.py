@@ -122,6 +122,9 @@ QUERY_SCHEMAS = {
     "profiles.delete_profile": extra.DeleteProfileQuery,
     "keys.list_keys": schemas.PageQuery,
     "audit.list_audit_log": schemas.AuditLogQuery,
+    "analytics.summary": extra.AnalyticsPeriodQuery,
+    "analytics.export_csv": extra.AnalyticsPeriodQuery,
+    "analytics.account_analytics": extra.AnalyticsPeriodQuery,
 }
 PUBLIC = {
     "meta.health",

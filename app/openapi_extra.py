@@ -177,3 +177,23 @@ class MediaCompletedOut(schemas.MediaOut):
     status = fields.String(
         metadata={"description": "`ready`: the upload was probed and can be posted."}
     )
+
+
+class AnalyticsPeriodQuery(Schema):
+    """The period of GET /analytics/summary, /analytics/export.csv and an account's
+    analytics (docs/analytics.md)."""
+
+    period = fields.String(
+        metadata={
+            "description": "today (24 h) | week (7 days) | month (30 days, the default) | all "
+            "| custom (from and to): a window ending now; posts count by creation.",
+            "enum": ["today", "week", "month", "all", "custom"],
+        }
+    )
+    from_ = fields.String(
+        data_key="from",
+        metadata={"description": "A date (a whole UTC day) or an ISO 8601 instant with offset."},
+    )
+    to = fields.String(metadata={"description": "Exclusive; a date counts its whole day."})
+    profile_id = fields.Integer(metadata={"description": "Only this profile's posts."})
+    account_id = fields.Integer(metadata={"description": "Only posts to this account."})

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from sandbox import oauth
+from sandbox import insights_routes, oauth
 from sandbox.core import SandboxState, blueprint, json_response
 
 SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
@@ -35,6 +35,13 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
         routes = blueprint(module.BLUEPRINT_NAME, module.ROUTES)
         app.register_blueprint(routes, url_prefix=f"/{platform}")
         # Consent pages, code exchange, identities and revocation (connect flows).
+        # Insights: post and account figures that grow with the sandbox clock (first:
+        # TikTok's user info answers the connect flows' identity read too).
+        extra = insights_routes.ROUTES.get(platform)
+        if extra:
+            app.register_blueprint(
+                blueprint(f"{platform}_insights", extra), url_prefix=f"/{platform}"
+            )
         app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 
     def of_platform(entries: Callable[[], list[dict[str, Any]]]) -> Response:
@@ -85,6 +92,25 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
                     "codes_used": sum(1 for c in codes.values() if c["used"]),
                 }
             )
+
+    @app.post("/_clock")
+    def clock() -> Response:
+        """Move the sandbox clock on by `advance_seconds`: insights age with it."""
+        body = request.get_json(silent=True)
+        advance = body.get("advance_seconds") if isinstance(body, dict) else None
+        if not isinstance(advance, int | float) or isinstance(advance, bool) or advance < 0:
+            return json_response({"error": "advance_seconds: a number of seconds >= 0"}, 400)
+        with state.lock:
+            state.clock_offset += float(advance)
+            return json_response({"offset_seconds": state.clock_offset, "now": state.now()})
+
+    @app.get("/_insights")
+    def insights_log() -> Response:
+        """Every insights answer given: platform, id, age_seconds and figures."""
+        platform = request.args.get("platform")
+        with state.lock:
+            rows = [r for r in state.readings if platform is None or r["platform"] == platform]
+        return json_response(rows)
 
     @app.post("/_reset")
     def reset() -> Response:

@@ -40,6 +40,7 @@ from sandbox.graph import (
     requested_fields,
     store_media,
 )
+from sandbox.insights import graph_account_fields
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def read_object(
     if found is not None:
         return found
     _, failure = guard.check(version, publishing=False)
-    return failure or object_not_found(object_id)
+    return failure or graph_account_fields(api.platform, object_id) or object_not_found(object_id)
 
 
 def list_published(

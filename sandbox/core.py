@@ -54,7 +54,12 @@ class PlatformFaults:
     fetch_media: bool = False
     # The OAuth token endpoints answer this HTTP status with an error (connect flows).
     oauth_error_status: int = 0
+    # Insights calls (sandbox/insights.py): every Nth answers "rate limited"; these tokens
+    # lack the permission to read insights.
+    metrics_rate_limit_every: int = 0
+    metrics_forbidden_tokens: set[str] = field(default_factory=set)
     counter: int = 0
+    metrics_counter: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any], fetch_media_default: bool = False) -> PlatformFaults:
@@ -71,6 +76,8 @@ class PlatformFaults:
             lose_response_every=int(data.get("lose_response_every", 0)),
             fetch_media=_as_bool(data.get("fetch_media", fetch_media_default)),
             oauth_error_status=int(data.get("oauth_error_status", 0)),
+            metrics_rate_limit_every=int(data.get("metrics_rate_limit_every", 0)),
+            metrics_forbidden_tokens=set(data.get("metrics_forbidden_tokens", [])),
         )
 
 
@@ -102,6 +109,8 @@ class SandboxState:
     def reset(self) -> None:
         with self.lock:
             self.ledger: list[dict[str, Any]] = []
+            # The ledger's entries by (platform, post id), for insights lookups.
+            self.ledger_index: dict[tuple[str, str], dict[str, Any]] = {}
             # One entry per upload session opened (media upload, video container, ...).
             self.uploads: list[dict[str, Any]] = []
             self.faults: dict[str, PlatformFaults] = {}
@@ -111,6 +120,17 @@ class SandboxState:
             # latency: a test sees a request in flight before it is answered.
             self.arrived: dict[str, int] = {}
             self.id_counter = int(time.time() * 1000) % 10**9 * 1000
+            # The sandbox's clock (POST /_clock): real time moved on by `clock_offset`
+            # seconds, so posts' insights age without waiting (sandbox/insights.py).
+            self.clock_offset = 0.0
+            self.started_at = time.time()
+            # Every insights answer: platform, post id, the age it was read at, figures.
+            self.readings: list[dict[str, Any]] = []
+
+    def now(self) -> float:
+        """The sandbox clock, in unix seconds."""
+        with self.lock:
+            return time.time() + self.clock_offset
 
     def next_id(self) -> int:
         with self.lock:
@@ -151,6 +171,7 @@ class SandboxState:
         }
         with self.lock:
             self.ledger.append(entry)
+            self.ledger_index[(platform, str(post_id))] = entry
         return entry
 
     def note_upload(self, platform: str, kind: str, upload_id: str) -> None:

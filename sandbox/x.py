@@ -32,6 +32,7 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
+from sandbox.insights import user_metrics
 from sandbox.oauth import token_endpoint, unsupported_grant
 from sandbox.rules import PLATFORMS, count_x_weighted
 
@@ -235,7 +236,10 @@ def users_me() -> Response:
         return fault
     user_id = user_for(token)
     username = f"sandbox_{user_id[-6:]}"
-    return json_response({"data": {"id": user_id, "name": "Sandbox User", "username": username}})
+    data: dict[str, Any] = {"id": user_id, "name": "Sandbox User", "username": username}
+    if "public_metrics" in request.args.get("user.fields", ""):
+        data["public_metrics"] = user_metrics(user_id)
+    return json_response({"data": data})
 
 
 def user_tweets(user_id: str) -> Response:

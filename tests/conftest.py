@@ -35,6 +35,8 @@ pytest_plugins = ["tests.secrets_guard", "tests.parallel"]
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
+    "metric_snapshots",
+    "account_metric_snapshots",
     "webhook_deliveries",
     "webhook_events",
     "webhook_endpoints",

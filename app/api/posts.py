@@ -26,7 +26,7 @@ from app.schemas import (
     update_post_schema,
 )
 from app.serializers import post_created_to_dict, post_to_dict, target_to_dict
-from app.services import post_changes
+from app.services import analytics, post_changes
 from app.services import posts as post_service
 
 blueprint = Blueprint("posts", __name__)
@@ -290,13 +290,24 @@ def get_post(post_id: str) -> Response:
 @blueprint.get("/posts/<post_id>/results")
 def get_post_results(post_id: str) -> Response:
     """Per-account results of a post."""
-    post = access.post(get_session(), current_caller().scope, post_id)
+    session = get_session()
+    post = access.post(session, current_caller().scope, post_id)
     targets = [target_to_dict(t) for t in post.targets]
     summary: dict[str, int] = {}
     for target in targets:
         summary[target["status"]] = summary.get(target["status"], 0) + 1
+    # Each account's latest figures from its platform, and their sums (docs/analytics.md).
+    latest = analytics.latest_by_target(session, [t.id for t in post.targets])
+    for row, target in zip(targets, post.targets, strict=True):
+        row["metrics"] = latest.get(target.id)
     return envelope(
-        {"post_id": str(post.id), "status": post.status, "summary": summary, "results": targets}
+        {
+            "post_id": str(post.id),
+            "status": post.status,
+            "summary": summary,
+            "metrics": analytics.totals([latest.get(t.id) for t in post.targets]),
+            "results": targets,
+        }
     )
 
 

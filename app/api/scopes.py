@@ -36,6 +36,11 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "posts.list_posts": "posts:read",
     "posts.get_post": "posts:read",
     "posts.get_post_results": "posts:read",
+    # analytics: what became of posts
+    "analytics.summary": "posts:read",
+    "analytics.export_csv": "posts:read",
+    "analytics.post_analytics": "posts:read",
+    "analytics.account_analytics": "posts:read",
     "posts.update_post": "posts:write",
     "posts.cancel_post": "posts:write",
     "posts.retry_post": "posts:write",

@@ -22,6 +22,7 @@ from app.models.columns import ENCRYPTED, BigIntId, JSONType
 from app.models.ops import AUDIT_ACTIONS, AuditEvent, ServiceState, WorkerHeartbeat
 from app.models.posts import (
     FINAL_TARGET_STATUSES,
+    METRICS_PENDING,
     OPEN_TARGET_STATUSES,
     PREPARE_IN_FLIGHT,
     PREPARE_PENDING,
@@ -48,6 +49,7 @@ __all__ = [
     "AUDIT_ACTIONS",
     "ENCRYPTED",
     "FINAL_TARGET_STATUSES",
+    "METRICS_PENDING",
     "OPEN_TARGET_STATUSES",
     "PREPARE_IN_FLIGHT",
     "PREPARE_PENDING",

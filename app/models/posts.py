@@ -136,6 +136,7 @@ PREPARE_PENDING = (
 )
 # Preparations on their way or running: the sweeper looks among these for stuck ones.
 PREPARE_IN_FLIGHT = "prepare_state IN ('pending', 'preparing')"
+METRICS_PENDING = "next_metrics_at IS NOT NULL"
 
 
 class PostTarget(Base):
@@ -179,6 +180,8 @@ class PostTarget(Base):
     platform_delete_status: Mapped[str | None] = mapped_column(String(16))
     platform_delete_error: Mapped[str | None] = mapped_column(Text)
     platform_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its platform's figures are next read (analytics); null once the schedule is done.
+    next_metrics_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -211,6 +214,13 @@ class PostTarget(Base):
             "prepared_at",
             postgresql_where=text(PREPARE_IN_FLIGHT),
             sqlite_where=text(PREPARE_IN_FLIGHT),
+        ),
+        # The metrics collector reads only targets with a reading still to come.
+        Index(
+            "ix_post_targets_metrics_due",
+            "next_metrics_at",
+            postgresql_where=text(METRICS_PENDING),
+            sqlite_where=text(METRICS_PENDING),
         ),
     )
 

@@ -227,6 +227,19 @@ def _audit_is_own(world: World, attacker: Attacker, response: Any) -> None:
     assert ids <= own, (attacker.label, ids - own)
 
 
+def _summary_is_scoped(world: World, attacker: Attacker, response: Any) -> None:
+    """The summary counts exactly the posts the key sees (its profile's, or all)."""
+    side = attacker.own
+    where = "organisation_id = :o AND status <> 'cancelled'"
+    where += " AND profile_id = :p" if attacker.restricted else ""
+    with get_db(world.client.application).engine.connect() as conn:
+        own = conn.execute(
+            text(f"SELECT count(*) FROM posts WHERE {where}"),
+            {"o": side.organisation_id, "p": side.profile},
+        ).scalar()
+    assert response.get_json()["data"]["posts"]["total"] == own, (attacker.label, own)
+
+
 CASES: dict[str, list[Any]] = {
     # posts
     "posts.create_post": [
@@ -246,6 +259,27 @@ CASES: dict[str, list[Any]] = {
     "posts.list_posts": [Listing("/posts", "post", key="post_id")],
     "posts.get_post": [Path("/posts/{post}", "post")],
     "posts.get_post_results": [Path("/posts/{post}/results", "post")],
+    # analytics
+    "analytics.summary": [
+        Scoped("/analytics/summary?period=all", _summary_is_scoped),
+        Reference(
+            "profile",
+            lambda own, v: (f"/analytics/summary?profile_id={v}", None),
+            needs_profile=True,
+        ),
+        Reference("account", lambda own, v: (f"/analytics/summary?account_id={v}", None)),
+    ],
+    "analytics.export_csv": [
+        Scoped("/analytics/export.csv?period=all"),
+        Reference(
+            "profile",
+            lambda own, v: (f"/analytics/export.csv?profile_id={v}", None),
+            needs_profile=True,
+        ),
+        Reference("account", lambda own, v: (f"/analytics/export.csv?account_id={v}", None)),
+    ],
+    "analytics.post_analytics": [Path("/posts/{post}/analytics", "post")],
+    "analytics.account_analytics": [Path("/accounts/{account}/analytics", "account")],
     "posts.update_post": [
         Path("/posts/{post}", "post", body={"content": "hijacked"}),
         Reference("account", _own("/posts/{own.post}", lambda v: {"account_ids": [v]})),

@@ -20,6 +20,7 @@ from flask import Flask
 from app.queues import (
     MAINTENANCE_QUEUE,
     MEDIA_IMPORT_QUEUE,
+    METRICS_QUEUE,
     WEBHOOKS_QUEUE,
     celery_init_app,
     publish_queue,
@@ -35,6 +36,7 @@ ALL_QUEUES = ",".join(
         MAINTENANCE_QUEUE,
         WEBHOOKS_QUEUE,
         MEDIA_IMPORT_QUEUE,
+        METRICS_QUEUE,
     ]
 )
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,7 +195,7 @@ def broker_url() -> str | None:
 def broker_queues() -> list[str]:
     names = [publish_queue(p) for p in ("instagram", "facebook", "threads", "x")]
     names += [publish_queue(p) for p in ("linkedin", "tiktok", "youtube")]
-    return [*names, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, MEDIA_IMPORT_QUEUE]
+    return [*names, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, MEDIA_IMPORT_QUEUE, METRICS_QUEUE]
 
 
 def delete_amqp_queues(url: str) -> None:

@@ -87,6 +87,74 @@ class AuthRevokedError(PlatformError):
     outcome = Outcome.AUTH_REVOKED
 
 
+class MetricsPermissionError(PermanentError):
+    """The account's grant does not cover reading figures (a missing insights scope or
+    permission). Publishing is unaffected: the account is not marked for reconnection."""
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One post's figures as its platform reports them; None where the platform has no
+    such figure (docs/analytics.md). `raw` keeps the platform's own answer for the post."""
+
+    views: int | None = None
+    likes: int | None = None
+    comments: int | None = None
+    shares: int | None = None
+    impressions: int | None = None
+    clicks: int | None = None
+    saves: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountMetrics:
+    """An account's audience figures where its platform reports them."""
+
+    followers: int | None = None
+    following: int | None = None
+    posts_count: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def count(value: Any) -> int | None:
+    """A platform's number (an int, or a numeric string as YouTube sends), else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def sum_counts(*values: Any) -> int | None:
+    """The sum of the numbers present; None when none is."""
+    present = [c for c in (count(v) for v in values) if c is not None]
+    return sum(present) if present else None
+
+
+_PERMISSION_MARKERS = ("permission", "scope", "forbidden", "access_denied")
+
+
+def as_metrics_error(error: PlatformError) -> PlatformError:
+    """A metrics call's failure as the collector treats it: a refusal for want of a
+    permission or scope (HTTP 403, Graph's permission codes, TikTok's and YouTube's scope
+    codes) becomes MetricsPermissionError, which never disconnects an account that may
+    still publish. Limits, transient failures and dead tokens stay what they are."""
+    if error.outcome in (
+        Outcome.RATE_LIMITED,
+        Outcome.QUOTA_EXHAUSTED,
+        Outcome.TRANSIENT,
+        Outcome.AUTH_EXPIRED,
+    ):
+        return error
+    if error.http_status == 403 or any(m in error.code for m in _PERMISSION_MARKERS):
+        return MetricsPermissionError(
+            error.message, code=error.code, http_status=error.http_status, details=error.details
+        )
+    return error
+
+
 @dataclass(frozen=True)
 class AccountCredentials:
     account_id: int
@@ -474,6 +542,23 @@ class Adapter(ABC):
             f"{self.platform} offers no API call to delete a post; remove it in the app.",
             code="delete_not_supported",
         )
+
+    # Analytics (docs/analytics.md). How many posts one `fetch_metrics` call may name:
+    # the platform's batch size where it reads many posts in one request, else 1.
+    metrics_batch_size: int = 1
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """The figures of the account's published posts (platform ids, at most
+        `metrics_batch_size`), by id; a post the platform no longer has is left out.
+        Raises a PlatformError as publishing calls do."""
+        raise PermanentError(
+            f"{self.platform} offers no API call for post metrics", code="metrics_not_supported"
+        )
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        """The account's audience figures (followers), read daily; None where the
+        platform reports none for this kind of account."""
+        return None
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """Exchange the refresh token; raises AuthRevokedError when it is refused."""

@@ -19,19 +19,23 @@ from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     AuthRevokedError,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishRequest,
     TokenSet,
     TransientError,
+    count,
 )
 from workers.adapters.graph import (
     MEDIA_FETCH_ERRORS,
     MEDIA_FETCH_HINT,
     PERMANENT_SUBCODES,
     TRANSIENT_SUBCODES,
+    insight_values,
     refresh_long_lived_token,
     subcode_in,
 )
@@ -140,6 +144,34 @@ class InstagramAdapter(GraphContainerAdapter):
     def listing_text_field(self, request: PublishRequest) -> str | None:
         # A story carries no caption: it is matched by time alone.
         return None if request.settings.get("contentType") == "Story" else "caption"
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """Media insights, one media a call (the insights edge takes one id)."""
+        found: dict[str, Metrics] = {}
+        for media_id in post_ids:
+            params = {"metric": "views,reach,likes,comments,shares,saved"}
+            values = insight_values(
+                self.call("GET", f"/{media_id}/insights", account, params=params).body
+            )
+            found[media_id] = Metrics(
+                views=values.get("views"),
+                likes=values.get("likes"),
+                comments=values.get("comments"),
+                shares=values.get("shares"),
+                saves=values.get("saved"),
+                raw=dict(values),
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        params = {"fields": "followers_count,follows_count,media_count"}
+        body = self.call("GET", f"/{account.external_id or 'me'}", account, params=params).body
+        return AccountMetrics(
+            followers=count(body.get("followers_count")),
+            following=count(body.get("follows_count")),
+            posts_count=count(body.get("media_count")),
+            raw=body,
+        )
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """GET /refresh_access_token?grant_type=ig_refresh_token: 60 more days. A Page

@@ -27,10 +27,12 @@ import httpx
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthRevokedError,
     DuplicateError,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -41,6 +43,7 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     resuming_prepared,
     working_handle,
@@ -330,6 +333,34 @@ class LinkedInAdapter(Adapter):
         return None
 
     # -- auth ------------------------------------------------------------------------------
+
+    # A batch get of socialActions names many posts in one List(...).
+    metrics_batch_size = 50
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """socialActions: likes and comments (the figures every author's token may read)."""
+        ids = ",".join(quote(urn, safe="") for urn in post_ids)
+        url = self.url(f"/rest/socialActions?ids=List({ids})")
+        results = json_body(self._call("GET", url, account.access_token)).get("results") or {}
+        found: dict[str, Metrics] = {}
+        for urn, item in results.items():
+            if not isinstance(item, dict):
+                continue
+            found[str(urn)] = Metrics(
+                likes=count((item.get("likesSummary") or {}).get("totalLikes")),
+                comments=count((item.get("commentsSummary") or {}).get("aggregatedTotalComments")),
+                raw=item,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        """An organization's followers (networkSizes); a member's are not in the API."""
+        author = author_urn(account)
+        if not author.startswith("urn:li:organization:"):
+            return None
+        path = f"/rest/networkSizes/{quote(author, safe='')}?edgeType=COMPANY_FOLLOWED_BY_MEMBER"
+        body = json_body(self._call("GET", self.url(path), account.access_token))
+        return AccountMetrics(followers=count(body.get("firstDegreeSize")), raw=body)
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST www.linkedin.com/oauth/v2/accessToken; only approved partners get refresh tokens."""

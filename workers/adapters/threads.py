@@ -7,15 +7,19 @@ from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishRequest,
     TokenSet,
     TransientError,
+    sum_counts,
 )
 from workers.adapters.graph import (
     MEDIA_FETCH_HINT,
+    insight_values,
     refresh_long_lived_token,
 )
 
@@ -69,6 +73,31 @@ class ThreadsAdapter(GraphContainerAdapter):
         if reason in RETRYABLE_CONTAINER_ERRORS:
             return TransientError(message, code="threads_media_processing_failed", details=details)
         return PermanentError(message, code="threads_media_rejected", details=details)
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """Media insights, one post a call (the insights edge takes one id)."""
+        found: dict[str, Metrics] = {}
+        for media_id in post_ids:
+            params = {"metric": "views,likes,replies,reposts,quotes,shares"}
+            values = insight_values(
+                self.call("GET", f"/{media_id}/insights", account, params=params).body
+            )
+            found[media_id] = Metrics(
+                views=values.get("views"),
+                likes=values.get("likes"),
+                comments=values.get("replies"),
+                shares=sum_counts(
+                    values.get("reposts"), values.get("quotes"), values.get("shares")
+                ),
+                raw=dict(values),
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        path = f"/{account.external_id or 'me'}/threads_insights"
+        body = self.call("GET", path, account, params={"metric": "followers_count"}).body
+        values = insight_values(body)
+        return AccountMetrics(followers=values.get("followers_count"), raw=dict(values))
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """GET /refresh_access_token?grant_type=th_refresh_token: 60 more days."""

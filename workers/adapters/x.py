@@ -23,11 +23,13 @@ from app.config import Settings
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
     DuplicateError,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -38,8 +40,10 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     resuming_prepared,
+    sum_counts,
     working_handle,
 )
 from workers.adapters.kit import (
@@ -368,6 +372,46 @@ class XAdapter(Adapter):
         identity = XIdentity(user_id=str(data["id"]), username=data.get("username"))
         self._identities[account.account_id] = (account.access_token, identity)
         return identity
+
+    # GET /2/tweets reads up to 100 posts by id.
+    metrics_batch_size = 100
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """public_metrics of each post: X counts a view as an impression."""
+        response = self._call(
+            "GET",
+            self.url("/2/tweets"),
+            account.access_token,
+            params={"ids": ",".join(post_ids), "tweet.fields": "public_metrics"},
+        )
+        found: dict[str, Metrics] = {}
+        for item in json_body(response).get("data") or []:
+            figures = item.get("public_metrics") or {}
+            found[str(item.get("id"))] = Metrics(
+                views=count(figures.get("impression_count")),
+                likes=count(figures.get("like_count")),
+                comments=count(figures.get("reply_count")),
+                shares=sum_counts(figures.get("retweet_count"), figures.get("quote_count")),
+                impressions=count(figures.get("impression_count")),
+                saves=count(figures.get("bookmark_count")),
+                raw=figures,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        response = self._call(
+            "GET",
+            self.url("/2/users/me"),
+            account.access_token,
+            params={"user.fields": "public_metrics"},
+        )
+        figures = (json_body(response).get("data") or {}).get("public_metrics") or {}
+        return AccountMetrics(
+            followers=count(figures.get("followers_count")),
+            following=count(figures.get("following_count")),
+            posts_count=count(figures.get("tweet_count")),
+            raw=figures,
+        )
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST /2/oauth2/token; X refresh tokens are single-use, so the new one must be kept."""

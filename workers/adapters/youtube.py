@@ -28,9 +28,11 @@ import httpx
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthRevokedError,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -41,6 +43,7 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     single_video,
     working_handle,
@@ -349,6 +352,38 @@ class YouTubeAdapter(Adapter):
                     details={"matched_by": "uploads_playlist"},
                 )
         return None
+
+    # videos.list takes up to 50 ids.
+    metrics_batch_size = 50
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """videos.list part=statistics (1 quota unit for the whole batch)."""
+        body = self._get(
+            account.access_token, "/videos", {"part": "statistics", "id": ",".join(post_ids)}
+        )
+        found: dict[str, Metrics] = {}
+        for item in body.get("items") or []:
+            figures = item.get("statistics") or {}
+            found[str(item.get("id"))] = Metrics(
+                views=count(figures.get("viewCount")),
+                likes=count(figures.get("likeCount")),
+                comments=count(figures.get("commentCount")),
+                raw=figures,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        body = self._get(account.access_token, "/channels", {"part": "statistics", "mine": "true"})
+        items = body.get("items") or []
+        if not items:
+            return None
+        figures = items[0].get("statistics") or {}
+        hidden = bool(figures.get("hiddenSubscriberCount"))
+        return AccountMetrics(
+            followers=None if hidden else count(figures.get("subscriberCount")),
+            posts_count=count(figures.get("videoCount")),
+            raw=figures,
+        )
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST oauth2.googleapis.com/token; Google keeps the refresh token (no rotation)."""

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from app import metrics
+from app.analytics_schedule import first_collection
 from app.db import utcnow
 from app.dispatch import RETRY_HEAD_START, Dispatch, DueTarget, send_dispatches
 from app.models import Post, PostTarget, PublishAttempt, TargetStatus
@@ -248,6 +249,8 @@ def _outcome_values(
                 platform_post_id=decision.result.platform_post_id,
                 url=decision.result.url,
                 published_at=now,
+                # Analytics: its platform's figures are first read this long after.
+                next_metrics_at=first_collection(now, deps.settings.metrics_schedule),
                 error_code=None,
                 error_message=None,
             )
