@@ -337,6 +337,35 @@ class Settings:
             "a year, so this moves one without a release",
         ),
     )
+    telegram_bot_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=env(
+            "CRIER_TELEGRAM_BOT_TOKEN",
+            "Crier's Telegram bot (from @BotFather): connect links add a channel where this "
+            "bot is an administrator; accounts added with their own bot token use theirs",
+            parse=_optional,
+        ),
+    )
+    telegram_upload_media: bool = field(
+        default=False,
+        metadata=env(
+            "CRIER_TELEGRAM_UPLOAD_MEDIA",
+            "`1` uploads media to Telegram instead of sending the signed link (when Telegram "
+            "cannot reach `CRIER_PUBLIC_URL`)",
+            parse=lambda raw: raw.strip().lower() in ("1", "true", "yes"),
+        ),
+    )
+    discord_bot_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=env(
+            "CRIER_DISCORD_BOT_TOKEN",
+            "a Discord bot in the channels of webhook accounts: reads their recent messages "
+            "to reconcile a post whose answer was lost",
+            parse=_optional,
+        ),
+    )
     visibility_timeout: int = field(
         default=7200,
         metadata=env(

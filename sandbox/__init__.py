@@ -1,4 +1,4 @@
-"""A local stand-in for the seven platforms' publishing APIs (`crier sandbox --port N`)."""
+"""A local stand-in for the platforms' publishing APIs (`crier sandbox --port N`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from flask import Flask, Response, request
 from sandbox import oauth
 from sandbox.core import SandboxState, blueprint, json_response
 
-SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+SANDBOX_PLATFORMS = (
+    "instagram",
+    "facebook",
+    "threads",
+    "x",
+    "linkedin",
+    "tiktok",
+    "youtube",
+    "telegram",
+    "discord",
+)
 
 
 def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = False) -> Flask:
@@ -32,8 +42,12 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             continue
         routes = blueprint(module.BLUEPRINT_NAME, module.ROUTES)
         app.register_blueprint(routes, url_prefix=f"/{platform}")
-        # Consent pages, code exchange, identities and revocation (connect flows).
-        app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
+        # Consent pages, code exchange, identities and revocation (connect flows); Telegram
+        # has no OAuth (a bot token and a chat).
+        if platform in oauth.AUTHORIZE:
+            app.register_blueprint(
+                oauth.make_blueprint(state, platform), url_prefix=f"/{platform}"
+            )
 
     @app.get("/_ledger")
     def ledger() -> Response:
