@@ -45,9 +45,7 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
         # Consent pages, code exchange, identities and revocation (connect flows); Telegram
         # has no OAuth (a bot token and a chat).
         if platform in oauth.AUTHORIZE:
-            app.register_blueprint(
-                oauth.make_blueprint(state, platform), url_prefix=f"/{platform}"
-            )
+            app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 
     @app.get("/_ledger")
     def ledger() -> Response:

@@ -162,7 +162,9 @@ def _payload() -> tuple[dict[str, Any], list[dict[str, Any]]] | Response:
     if not isinstance(payload, dict):
         return _error(400, "Invalid Form Body", 50035)
     files: list[dict[str, Any]] = []
-    described = {str(a.get("id")): a for a in payload.get("attachments") or [] if isinstance(a, dict)}
+    described = {
+        str(a.get("id")): a for a in payload.get("attachments") or [] if isinstance(a, dict)
+    }
     for name, upload in request.files.items(multi=True):
         data = upload.read()
         if len(data) > FILE_MAX_BYTES:
@@ -195,8 +197,13 @@ def _invalid(payload: dict[str, Any], files: list[dict[str, Any]]) -> Response |
         errors = {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH"}]}}
         return _error(400, "Invalid Form Body", 50035, errors=errors)
     total = sum(
-        len(str(e.get(k) or "")) for e in embeds if isinstance(e, dict) for k in ("title", "description")
-    ) + sum(len(str((e.get("footer") or {}).get("text") or "")) for e in embeds if isinstance(e, dict))
+        len(str(e.get(k) or ""))
+        for e in embeds
+        if isinstance(e, dict)
+        for k in ("title", "description")
+    ) + sum(
+        len(str((e.get("footer") or {}).get("text") or "")) for e in embeds if isinstance(e, dict)
+    )
     if len(embeds) > MAX_EMBEDS or total > EMBED_TOTAL:
         return _error(400, "Invalid Form Body", 50035, errors={"embeds": "too long"})
     nonce = payload.get("nonce")

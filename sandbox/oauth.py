@@ -541,7 +541,10 @@ def _discord_routes(bp: Blueprint, state: SandboxState) -> None:
                 "expires_in": ACCESS_SECONDS["discord"],
                 "token_type": "Bearer",
                 "scope": "webhook.incoming",
-                "webhook": {**hook, "url": f"https://discord.com/api/webhooks/{webhook_id}/{token}"},
+                "webhook": {
+                    **hook,
+                    "url": f"https://discord.com/api/webhooks/{webhook_id}/{token}",
+                },
             }
         )
 

@@ -67,9 +67,7 @@ class TelegramFlow(CredentialFlow):
             )
         bot = self._method(token, "getMe", {})
         chat = self._method(token, "getChat", {"chat_id": chat_id})
-        member = self._method(
-            token, "getChatMember", {"chat_id": chat["id"], "user_id": bot["id"]}
-        )
+        member = self._method(token, "getChatMember", {"chat_id": chat["id"], "user_id": bot["id"]})
         if member.get("status") != "creator" and not (
             member.get("status") == "administrator"
             and (member.get("can_post_messages") or chat.get("type") != "channel")

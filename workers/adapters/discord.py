@@ -158,7 +158,11 @@ class DiscordAdapter(Adapter):
         channel_id = str(where.channel_id)
         channel = self._call("GET", f"{API}/channels/{channel_id}", where).json()
         me = self._call("GET", f"{API}/users/@me", where).json()
-        return {"channel_id": channel_id, "guild_id": channel.get("guild_id"), "author_id": me["id"]}
+        return {
+            "channel_id": channel_id,
+            "guild_id": channel.get("guild_id"),
+            "author_id": me["id"],
+        }
 
     def _post(
         self,
@@ -259,7 +263,9 @@ class DiscordAdapter(Adapter):
                         details={"reconciled": True, "channel_id": channel_id},
                     ),
                 )
-        return ReconcileResult(ReconcileStatus.NOT_FOUND, reason="no matching message in the channel")
+        return ReconcileResult(
+            ReconcileStatus.NOT_FOUND, reason="no matching message in the channel"
+        )
 
     def _operator_bot(self, where: Destination) -> Destination | None:
         token = self.settings.discord_bot_token

@@ -299,6 +299,4 @@ def classify(response: httpx.Response) -> PlatformError:
         return PermanentError(message, code="telegram_file_too_large", http_status=status)
     if "message to delete not found" in lowered or "message can't be deleted" in lowered:
         return PermanentError(message, code="telegram_message_not_found", http_status=status)
-    return classify_status(
-        status, message, ERROR_CODES, rate_limit_wait=DEFAULT_FLOOD_WAIT_SECONDS
-    )
+    return classify_status(status, message, ERROR_CODES, rate_limit_wait=DEFAULT_FLOOD_WAIT_SECONDS)
