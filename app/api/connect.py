@@ -127,8 +127,7 @@ def create_connect_link() -> Response:
         missing = credential.missing_setting(_settings())
         if missing:
             raise ApiError(
-                f"Connecting {platform} accounts is not configured on this server: set "
-                f"{missing}.",
+                f"Connecting {platform} accounts is not configured on this server: set {missing}.",
                 code="platform_not_configured",
                 status=409,
             )

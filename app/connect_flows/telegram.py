@@ -5,12 +5,12 @@ getChat and getChatMember that the bot may post there, and adds the chat as the 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import httpx
 
 from app.config import Settings
+from app.credentials import telegram_chat
 from app.oauth import (
     TIMEOUT,
     ConnectedIdentity,
@@ -19,20 +19,6 @@ from app.oauth import (
     OAuthError,
     register_credential_flow,
 )
-
-_CHAT = re.compile(r"^(@[A-Za-z][A-Za-z0-9_]{3,31}|-?\d{1,20})$")
-_LINK = re.compile(r"^(?:https?://)?(?:t\.me|telegram\.me)/([A-Za-z][A-Za-z0-9_]{3,31})/?$")
-
-
-def normalise_chat(raw: str) -> str | None:
-    """`@channel`, a numeric chat id, or a t.me link to a public channel, as a chat_id."""
-    value = raw.strip()
-    link = _LINK.match(value)
-    if link:
-        value = f"@{link.group(1)}"
-    elif value and not value.startswith(("@", "-")) and not value.isdigit():
-        value = f"@{value}"
-    return value if _CHAT.match(value) else None
 
 
 @register_credential_flow
@@ -60,7 +46,7 @@ class TelegramFlow(CredentialFlow):
         token = self.settings.telegram_bot_token
         if not token:
             raise OAuthError("platform_not_configured", "Telegram is not configured.")
-        chat_id = normalise_chat(values.get("chat", ""))
+        chat_id = telegram_chat(values.get("chat", ""))
         if chat_id is None:
             raise OAuthError(
                 "invalid_chat", "Enter the channel as @name, a t.me link or a numeric chat id."
