@@ -18,10 +18,16 @@ from typing import Any
 
 from limits import RateLimitItem, parse_many
 
+from app.config_values import (
+    _log_format,
+    _optional,
+    _ports,
+    normalise_database_url,
+    truthy,
+)
 from app.platforms import PLATFORM_KEYS
 
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
-LOG_FORMATS = ("keyvalue", "json")
 PLATFORM = "<PLATFORM>"
 
 
@@ -53,39 +59,6 @@ def env(
     """A field's metadata: the variable that sets it."""
     names = (name,) if isinstance(name, str) else name
     return {"env": Variable(names, meaning, shown, parse, listed)}
-
-
-def _ports(raw: str) -> tuple[int, ...] | None:
-    if not raw.strip():
-        return None  # blank: the default
-    ports = tuple(int(part) for part in raw.split(",") if part.strip())
-    if not ports or any(not 0 < port < 65536 for port in ports):
-        raise ValueError(
-            f"CRIER_OUTBOUND_PORTS must list TCP ports (1-65535), comma separated: {raw!r}"
-        )
-    return ports
-
-
-def _log_format(raw: str) -> str:
-    chosen = raw.strip().lower().replace("=", "").replace("_", "").replace("-", "")
-    if chosen not in LOG_FORMATS:
-        raise ValueError(
-            f"CRIER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {chosen!r}"
-        )
-    return chosen
-
-
-def normalise_database_url(url: str) -> str:
-    """Accept the URLs hosting platforms hand out and pin the psycopg 3 driver."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
-
-
-def _optional(raw: str) -> str | None:
-    return raw or None
 
 
 @dataclass(frozen=True)
@@ -353,7 +326,7 @@ class Settings:
             "CRIER_TELEGRAM_UPLOAD_MEDIA",
             "`1` uploads media to Telegram instead of sending the signed link (when Telegram "
             "cannot reach `CRIER_PUBLIC_URL`)",
-            parse=lambda raw: raw.strip().lower() in ("1", "true", "yes"),
+            parse=truthy,
         ),
     )
     discord_bot_token: str | None = field(

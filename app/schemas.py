@@ -148,33 +148,14 @@ class ThreadsSettings(StrictSchema):
     pass
 
 
-def _snowflake(value: str) -> None:
-    if not value.isdigit() or len(value) > 20:
-        raise ValidationError("Must be a Discord id (digits).")
-
-
 class TelegramSettings(StrictSchema):
-    parseMode = fields.String(
-        validate=one_of("HTML", "MarkdownV2"),
-        metadata={"description": "How Telegram reads the text's markup; plain text without."},
-    )
-    disableNotification = StrictBoolean(
-        metadata={"description": "Deliver silently: subscribers get no sound."}
-    )
-    disableWebPagePreview = StrictBoolean(
-        metadata={"description": "No link preview under a text message."}
-    )
-    protectContent = StrictBoolean(
-        metadata={"description": "The message cannot be forwarded or saved."}
-    )
+    parseMode = fields.String(validate=one_of("HTML", "MarkdownV2"))
+    disableNotification = StrictBoolean(metadata={"description": "Deliver silently."})
+    disableWebPagePreview = StrictBoolean(metadata={"description": "No link preview."})
+    protectContent = StrictBoolean(metadata={"description": "No forwarding or saving."})
     messageThreadId = StrictInteger(
-        validate=validate.Range(min=1, max=MAX_ID),
-        metadata={"description": "The forum topic of a group to post in."},
+        validate=validate.Range(min=1, max=MAX_ID), metadata={"description": "Forum topic."}
     )
-
-
-# Discord's embed limits: each part, and 6,000 characters over every embed of a message.
-EMBED_TOTAL_CHARS = 6000
 
 
 class DiscordEmbedSchema(StrictSchema):
@@ -185,45 +166,26 @@ class DiscordEmbedSchema(StrictSchema):
     footer = fields.String(validate=validate.Length(min=1, max=2048))
     imageUrl = fields.Url(schemes={"http", "https"})
 
-    @validates_schema
-    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
-        if not any(data.get(key) for key in ("title", "description", "imageUrl")):
-            raise ValidationError("An embed needs a title, a description or an imageUrl.")
-
 
 class DiscordSettings(StrictSchema):
-    username = fields.String(
-        validate=validate.Length(min=1, max=80),
-        metadata={"description": "Post under this name instead of the webhook's."},
-    )
-    avatarUrl = fields.Url(
-        schemes={"https"}, metadata={"description": "Post with this avatar (webhooks)."}
-    )
-    threadId = fields.String(
-        validate=_snowflake, metadata={"description": "Post into this thread of the channel."}
-    )
-    threadName = fields.String(
-        validate=validate.Length(min=1, max=100),
-        metadata={"description": "Start a thread of this name (forum and media channels)."},
-    )
-    suppressEmbeds = StrictBoolean(
-        metadata={"description": "No link previews under the message (SUPPRESS_EMBEDS)."}
-    )
+    username = fields.String(validate=validate.Length(min=1, max=80))
+    avatarUrl = fields.Url(schemes={"https"})
+    threadId = fields.String(validate=validate.Regexp(r"^\d{1,20}$", error="Not a Discord id."))
+    threadName = fields.String(validate=validate.Length(min=1, max=100))
+    suppressEmbeds = StrictBoolean(metadata={"description": "No link previews."})
     embeds = fields.List(fields.Nested(DiscordEmbedSchema), validate=validate.Length(max=10))
 
     @validates_schema
     def _embeds_total(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("threadId") and data.get("threadName"):
-            raise ValidationError("Give threadId or threadName, not both.", "threadName")
-        total = sum(
-            len(str(embed.get(key) or ""))
-            for embed in data.get("embeds") or []
-            for key in ("title", "description", "footer")
-        )
-        if total > EMBED_TOTAL_CHARS:
-            raise ValidationError(
-                f"Embeds total {total} characters; Discord allows {EMBED_TOTAL_CHARS}.", "embeds"
-            )
+        """Discord allows 6,000 characters over every embed of a message."""
+        if any(not (e.get("title") or e.get("description")) for e in data.get("embeds") or []):
+            raise ValidationError("An embed needs a title or a description.", "embeds")
+        total = sum(len(e.get(k) or "") for e in data.get("embeds") or [] for k in EMBED_TEXT)
+        if total > 6000:
+            raise ValidationError(f"Embeds total {total} characters; at most 6000.", "embeds")
+
+
+EMBED_TEXT = ("title", "description", "footer")
 
 
 SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
