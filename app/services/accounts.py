@@ -213,7 +213,8 @@ def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | Non
     with oauth_client(settings) as http:
         flow = get_flow(account.platform, http, settings.platform_base_url, settings=settings)
         try:
-            flow.revoke(client, access)
+            revoked = flow.revoke(client, access)
         except OAuthError as exc:
             return False, exc.message
-    return True, None
+    # False: nothing to revoke for this credential (a Discord bot token), as with no call.
+    return (True if revoked else None), None

@@ -70,6 +70,13 @@ def test_discord_consent_stores_the_webhook_and_publishes_through_it(
         f"{entry['id']}"
     )
 
+    # Removing the account deletes its webhook on Discord.
+    hook = credential.split("/api/")[1]
+    assert sandbox.get(f"/discord/api/v10/{hook}").status_code == 200
+    removed = tenant.api.delete(f"/accounts/{row['id']}")
+    assert removed.status_code == 200, removed.text
+    assert sandbox.get(f"/discord/api/v10/{hook}").status_code == 404
+
 
 def _open_page(url: str) -> tuple[httpx.Client, str, str]:
     browser = httpx.Client(timeout=20, follow_redirects=False)
