@@ -134,10 +134,16 @@ class DiscordAdapter(Adapter):
         prepared = resuming_prepared(request)
         if not handle.get("channel_id"):
             handle.update(self._locate(where))
-        started = float(handle.get("started") or 0)
+        if request.irreversible_started_at is not None and not prepared:
+            # An earlier attempt may have posted: adopt its message rather than post twice.
+            found = self._find(request, where, handle)
+            if found is not None:
+                return found
+        sent = float(handle.get("started") or 0)
         if where.bot_token and not (
-            handle.get("nonce") and time.time() - started < NONCE_REUSE_SECONDS and not prepared
+            handle.get("nonce") and (prepared or time.time() - sent < NONCE_REUSE_SECONDS)
         ):
+            # A prepared nonce never went out; a sent one holds for Discord's few minutes.
             handle["nonce"] = secrets.token_hex(12)  # 24 characters; Discord allows 25
         if prepared or not handle.get("posted_at"):
             handle["posted_at"] = datetime.now(UTC).isoformat()
@@ -237,11 +243,25 @@ class DiscordAdapter(Adapter):
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         where = destination_of(request.account)
         handle = dict(request.handle or {})
-        reader = where if where.bot_token else self._operator_bot(where)
-        if reader is None:
+        if not where.bot_token and self._operator_bot(where) is None:
             return ReconcileResult(ReconcileStatus.UNKNOWN, reason=WEBHOOK_CANNOT_RECONCILE)
         if not handle.get("channel_id"):
             handle.update(self._locate(where))
+        found = self._find(request, where, handle)
+        if found is None:
+            return ReconcileResult(
+                ReconcileStatus.NOT_FOUND, reason="no matching message in the channel"
+            )
+        return ReconcileResult(ReconcileStatus.FOUND, result=found)
+
+    def _find(
+        self, request: PublishRequest, where: Destination, handle: dict[str, Any]
+    ) -> PublishResult | None:
+        """The attempt's message among the channel's messages since it started; None when
+        none matches or no bot can read the channel (a webhook alone cannot)."""
+        reader = where if where.bot_token else self._operator_bot(where)
+        if reader is None:
+            return None
         since = reconcile_since(
             handle.get("posted_at") or request.irreversible_started_at, RECONCILE_CLOCK_SKEW
         )
@@ -255,17 +275,12 @@ class DiscordAdapter(Adapter):
             if matches(message, request, handle, where):
                 message_id = str(message["id"])
                 channel_id = str(message.get("channel_id") or handle["channel_id"])
-                return ReconcileResult(
-                    ReconcileStatus.FOUND,
-                    result=PublishResult(
-                        platform_post_id=message_id,
-                        url=permalink(handle.get("guild_id"), channel_id, message_id),
-                        details={"reconciled": True, "channel_id": channel_id},
-                    ),
+                return PublishResult(
+                    platform_post_id=message_id,
+                    url=permalink(handle.get("guild_id"), channel_id, message_id),
+                    details={"reconciled": True, "channel_id": channel_id},
                 )
-        return ReconcileResult(
-            ReconcileStatus.NOT_FOUND, reason="no matching message in the channel"
-        )
+        return None
 
     def _operator_bot(self, where: Destination) -> Destination | None:
         token = self.settings.discord_bot_token

@@ -32,6 +32,7 @@ from workers.adapters.base import (
     RateLimitedError,
     ReconcileResult,
     ReconcileStatus,
+    TransientError,
     json_body,
     working_handle,
 )
@@ -89,6 +90,13 @@ class TelegramAdapter(Adapter):
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         chat_id = chat_of(request.account)
+        if request.irreversible_started_at is not None:
+            # An earlier send may have gone out and Telegram cannot be asked: never send
+            # blind. The retry's reconcile answers "unknown": the target ends unconfirmed.
+            raise TransientError(
+                f"an earlier send may have reached Telegram. {CANNOT_RECONCILE}",
+                code="telegram_maybe_sent",
+            )
         handle = working_handle(request)
         # Nothing can be staged on Telegram: a file sent is a message. The handle records
         # where and when the send started, for the operator.
