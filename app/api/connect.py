@@ -94,6 +94,19 @@ def _settings() -> Settings:
     return current_app.config["CRIER"]
 
 
+def _credential_flow(platform: str, login: str | None) -> type[CredentialFlow] | None:
+    """The page on Crier a link opens instead of a consent: the platform's only way
+    (Telegram), or its fallback while Crier's app there is not set (Discord's webhook
+    URL pasted instead of the `webhook.incoming` consent)."""
+    credential = credential_flow_class(platform)
+    oauth = flow_class(platform, login)
+    if credential is None or login is not None:
+        return None
+    if oauth is not None and client_app(_settings(), oauth.client_platform(), "") is not None:
+        return None
+    return credential
+
+
 def _callback_uri(platform: str) -> str:
     return f"{_settings().public_base_url}/oauth/{platform}/callback"
 
@@ -122,7 +135,7 @@ def create_connect_link() -> Response:
     # The platform's own login is stored as None: links made before `login` existed read so.
     login = data.get("login") if data.get("login") != platform else None
     flow = flow_class(platform, login)
-    credential = credential_flow_class(platform) if flow is None else None
+    credential = _credential_flow(platform, login)
     if credential is not None:
         missing = credential.missing_setting(_settings())
         if missing:
@@ -272,7 +285,7 @@ def open_connect_link(token: str) -> Response:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
-    credential = credential_flow_class(link.platform)
+    credential = _credential_flow(link.platform, link.login)
     if credential is not None:
         if credential.missing_setting(_settings()):
             return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
@@ -320,7 +333,7 @@ def submit_credentials(token: str) -> Response:
     platform refuses shows the page again with the reason; the link stays usable."""
     session = get_session()
     link = connect_service.find_link(session, token)
-    flow_cls = credential_flow_class(link.platform) if link is not None else None
+    flow_cls = _credential_flow(link.platform, link.login) if link is not None else None
     if link is None or flow_cls is None:
         return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
     if link.consumed_at is not None:

@@ -78,12 +78,12 @@ def test_discord_consent_stores_the_webhook_and_publishes_through_it(
     assert sandbox.get(f"/discord/api/v10/{hook}").status_code == 404
 
 
-def _open_page(url: str) -> tuple[httpx.Client, str, str]:
+def _open_page(url: str, field: str = "chat") -> tuple[httpx.Client, str, str]:
     browser = httpx.Client(timeout=20, follow_redirects=False)
     page = browser.get(url)
     assert page.status_code == 200, page.text
     form = FORM.search(page.text)
-    assert form and "name='chat'" in page.text
+    assert form and f"name='{field}'" in page.text
     return browser, page.text, urljoin(url, form.group(1))
 
 
@@ -129,3 +129,28 @@ def test_telegram_links_need_crier_bot(app: Flask, connect_env: str, tenant: Ten
     error = response.json()["error"]
     assert error["code"] == "platform_not_configured"
     assert "CRIER_TELEGRAM_BOT_TOKEN" in error["message"]
+
+
+def test_without_crier_discord_app_the_link_takes_a_pasted_webhook(
+    app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client, deps: PipelineDeps
+) -> None:
+    link = connect_link(tenant.api, "discord", state="d-2")
+    browser, page, action = _open_page(link["url"], "webhook")
+    assert "Webhooks" in page
+    malformed = browser.post(action, data={"webhook": "https://example.com/api/webhooks/1/x"})
+    assert malformed.status_code == 400 and "not a Discord webhook URL" in malformed.text
+    url = "https://discord.com/api/webhooks/1400000000000000009/pasted-token"
+    hook = sandbox.get("/discord/api/v10/webhooks/1400000000000000009/pasted-token").json()
+    sandbox.delete("/discord/api/v10/webhooks/1400000000000000008/gone")  # deleted on Discord
+    gone = browser.post(
+        action, data={"webhook": "https://discord.com/api/webhooks/1400000000000000008/gone"}
+    )
+    assert gone.status_code == 400 and "does not know this webhook" in gone.text
+
+    done = browser.post(action, data={"webhook": url})
+
+    assert done.is_redirect and "status=connected" in done.headers["location"]
+    [row] = sql(app, "SELECT * FROM accounts")
+    assert row["external_id"] == hook["channel_id"]
+    assert decrypt_token(app.config["CRIER"].secret_key, row["access_token_encrypted"]) == url
+    _post_and_publish(app, tenant, deps, row["id"])
