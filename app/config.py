@@ -19,10 +19,10 @@ from typing import Any
 from limits import RateLimitItem, parse_many
 
 from app.config_values import (
-    _log_format,
-    _optional,
-    _ports,
     normalise_database_url,
+    optional_text,
+    parse_log_format,
+    parse_ports,
     truthy,
 )
 from app.platforms import PLATFORM_KEYS
@@ -106,7 +106,7 @@ class Settings:
             "CELERY_BROKER_URL",
             "`amqp://…` runs the queues on RabbitMQ; Redis keeps quotas, holds and the limiter",
             shown="unset (Redis at `REDIS_URL`)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     log_format: str = field(
@@ -114,7 +114,7 @@ class Settings:
         metadata=env(
             "CRIER_LOG_FORMAT",
             "`json`: one JSON object per line (python-json-logger)",
-            parse=_log_format,
+            parse=parse_log_format,
         ),
     )
     metrics_port: int | None = field(
@@ -130,7 +130,7 @@ class Settings:
             "PROMETHEUS_MULTIPROC_DIR",
             "an empty directory per process group: gunicorn's (or a prefork pool's) processes "
             "add up their metrics there",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     # One or more secrets, comma separated, newest first; no default (app/security.py).
@@ -317,7 +317,7 @@ class Settings:
             "CRIER_TELEGRAM_BOT_TOKEN",
             "Crier's Telegram bot (from @BotFather): connect links add a channel where this "
             "bot is an administrator; accounts added with their own bot token use theirs",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     telegram_upload_media: bool = field(
@@ -336,7 +336,7 @@ class Settings:
             "CRIER_DISCORD_BOT_TOKEN",
             "a Discord bot in the channels of webhook accounts: reads their recent messages "
             "to reconcile a post whose answer was lost",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     visibility_timeout: int = field(
@@ -358,7 +358,7 @@ class Settings:
             "`s3://bucket/prefix`: media in object storage through boto3 (credentials from the "
             "usual `AWS_*` sources)",
             shown="unset (local disk)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     s3_endpoint_url: str | None = field(
@@ -367,7 +367,7 @@ class Settings:
             "CRIER_S3_ENDPOINT_URL",
             "an S3-compatible store (MinIO, Ceph…)",
             shown="unset (AWS)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     max_upload_bytes: int = field(
@@ -435,7 +435,9 @@ class Settings:
     outbound_ports: tuple[int, ...] = field(
         default=(80, 443),
         metadata=env(
-            "CRIER_OUTBOUND_PORTS", "the ports webhooks and media imports may reach", parse=_ports
+            "CRIER_OUTBOUND_PORTS",
+            "the ports webhooks and media imports may reach",
+            parse=parse_ports,
         ),
     )
     # Webhook delivery: each attempt's total deadline, attempts in flight per endpoint, the retry

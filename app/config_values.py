@@ -11,7 +11,7 @@ def truthy(raw: str) -> bool:
     return raw.strip().lower() in ("1", "true", "yes")
 
 
-def _ports(raw: str) -> tuple[int, ...] | None:
+def parse_ports(raw: str) -> tuple[int, ...] | None:
     if not raw.strip():
         return None  # blank: the default
     ports = tuple(int(part) for part in raw.split(",") if part.strip())
@@ -22,7 +22,7 @@ def _ports(raw: str) -> tuple[int, ...] | None:
     return ports
 
 
-def _log_format(raw: str) -> str:
+def parse_log_format(raw: str) -> str:
     chosen = raw.strip().lower().replace("=", "").replace("_", "").replace("-", "")
     if chosen not in LOG_FORMATS:
         raise ValueError(
@@ -40,5 +40,5 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _optional(raw: str) -> str | None:
+def optional_text(raw: str) -> str | None:
     return raw or None
