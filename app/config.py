@@ -19,10 +19,16 @@ from typing import Any
 from limits import RateLimitItem, parse_many
 
 from app.analytics_schedule import AGES_MEANING, DEFAULT_AGES, RETENTION, parse_ages
+from app.config_values import (
+    normalise_database_url,
+    optional_text,
+    parse_log_format,
+    parse_ports,
+    truthy,
+)
 from app.platforms import PLATFORM_KEYS
 
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
-LOG_FORMATS = ("keyvalue", "json")
 PLATFORM = "<PLATFORM>"
 
 
@@ -54,39 +60,6 @@ def env(
     """A field's metadata: the variable that sets it."""
     names = (name,) if isinstance(name, str) else name
     return {"env": Variable(names, meaning, shown, parse, listed)}
-
-
-def _ports(raw: str) -> tuple[int, ...] | None:
-    if not raw.strip():
-        return None  # blank: the default
-    ports = tuple(int(part) for part in raw.split(",") if part.strip())
-    if not ports or any(not 0 < port < 65536 for port in ports):
-        raise ValueError(
-            f"CRIER_OUTBOUND_PORTS must list TCP ports (1-65535), comma separated: {raw!r}"
-        )
-    return ports
-
-
-def _log_format(raw: str) -> str:
-    chosen = raw.strip().lower().replace("=", "").replace("_", "").replace("-", "")
-    if chosen not in LOG_FORMATS:
-        raise ValueError(
-            f"CRIER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {chosen!r}"
-        )
-    return chosen
-
-
-def normalise_database_url(url: str) -> str:
-    """Accept the URLs hosting platforms hand out and pin the psycopg 3 driver."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
-
-
-def _optional(raw: str) -> str | None:
-    return raw or None
 
 
 @dataclass(frozen=True)
@@ -134,7 +107,7 @@ class Settings:
             "CELERY_BROKER_URL",
             "`amqp://…` runs the queues on RabbitMQ; Redis keeps quotas, holds and the limiter",
             shown="unset (Redis at `REDIS_URL`)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     log_format: str = field(
@@ -142,7 +115,7 @@ class Settings:
         metadata=env(
             "CRIER_LOG_FORMAT",
             "`json`: one JSON object per line (python-json-logger)",
-            parse=_log_format,
+            parse=parse_log_format,
         ),
     )
     metrics_port: int | None = field(
@@ -158,7 +131,7 @@ class Settings:
             "PROMETHEUS_MULTIPROC_DIR",
             "an empty directory per process group: gunicorn's (or a prefork pool's) processes "
             "add up their metrics there",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     # One or more secrets, comma separated, newest first; no default (app/security.py).
@@ -338,6 +311,35 @@ class Settings:
             "a year, so this moves one without a release",
         ),
     )
+    telegram_bot_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=env(
+            "CRIER_TELEGRAM_BOT_TOKEN",
+            "Crier's Telegram bot (from @BotFather): connect links add a channel where this "
+            "bot is an administrator; accounts added with their own bot token use theirs",
+            parse=optional_text,
+        ),
+    )
+    telegram_upload_media: bool = field(
+        default=False,
+        metadata=env(
+            "CRIER_TELEGRAM_UPLOAD_MEDIA",
+            "`1` uploads media to Telegram instead of sending the signed link (when Telegram "
+            "cannot reach `CRIER_PUBLIC_URL`)",
+            parse=truthy,
+        ),
+    )
+    discord_bot_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=env(
+            "CRIER_DISCORD_BOT_TOKEN",
+            "a Discord bot in the channels of webhook accounts: reads their recent messages "
+            "to reconcile a post whose answer was lost",
+            parse=optional_text,
+        ),
+    )
     visibility_timeout: int = field(
         default=7200,
         metadata=env(
@@ -357,7 +359,7 @@ class Settings:
             "`s3://bucket/prefix`: media in object storage through boto3 (credentials from the "
             "usual `AWS_*` sources)",
             shown="unset (local disk)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     s3_endpoint_url: str | None = field(
@@ -366,7 +368,7 @@ class Settings:
             "CRIER_S3_ENDPOINT_URL",
             "an S3-compatible store (MinIO, Ceph…)",
             shown="unset (AWS)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     max_upload_bytes: int = field(
@@ -434,7 +436,9 @@ class Settings:
     outbound_ports: tuple[int, ...] = field(
         default=(80, 443),
         metadata=env(
-            "CRIER_OUTBOUND_PORTS", "the ports webhooks and media imports may reach", parse=_ports
+            "CRIER_OUTBOUND_PORTS",
+            "the ports webhooks and media imports may reach",
+            parse=parse_ports,
         ),
     )
     # Webhook delivery: each attempt's total deadline, attempts in flight per endpoint, the retry

@@ -4,7 +4,7 @@ With no DATABASE_URL or REDIS_URL it runs on an embedded default — a SQLite fi
 in-process Redis-compatible server (fakeredis) — and says so. With no real platform
 configured it starts the sandbox and points the adapters at it. It seeds a demo
 organisation, API key, one sandbox account per platform and demo media, then prints a
-curl command that publishes to all seven, and Flower's URL.
+curl command that publishes to every platform, and Flower's URL.
 
 Its imports sit inside the functions that use them: the dev-only packages (fakeredis,
 honcho) are needed only by `crier dev`, and nothing else should pay for them.
@@ -39,7 +39,14 @@ DEMO_EXTERNAL_IDS = {
     "x": None,
     "tiktok": None,
     "youtube": None,
+    # A public channel (the permalink names it) and a channel id for the demo bot.
+    "telegram": "@crier_demo",
+    "discord": "1300000000000000042",
 }
+# Credentials of a given form (app/credentials.py): a bot token for Telegram, whose bots
+# have no refresh token; a bot token for Discord (no refresh either).
+DEMO_TOKEN_PREFIX = {"telegram": "7000000042:"}
+NO_REFRESH = frozenset({"telegram", "discord"})
 
 
 def _free_port(preferred: int) -> int:
@@ -119,8 +126,11 @@ def seed_demo() -> Demo:
                     settings,
                     platform=platform.value,
                     name=f"Demo {platform.value}",
-                    access_token=f"sandbox-{platform.value}-{secrets.token_hex(8)}",
-                    refresh_token=f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
+                    access_token=DEMO_TOKEN_PREFIX.get(platform.value, "")
+                    + f"sandbox-{platform.value}-{secrets.token_hex(8)}",
+                    refresh_token=None
+                    if platform.value in NO_REFRESH
+                    else f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
                     external_id=DEMO_EXTERNAL_IDS[platform.value],
                     organisation=organisation,
                 )
@@ -172,7 +182,7 @@ def seed_demo() -> Demo:
 
 def demo_post_body(demo: Demo) -> dict[str, Any]:
     return {
-        "content": "Hello from Crier! One request, seven platforms.",
+        "content": "Hello from Crier! One request, every platform.",
         "account_ids": [demo.account_ids[p.value] for p in Platform],
         "media_ids": [demo.video_id],
         "platform_content": {
@@ -180,7 +190,7 @@ def demo_post_body(demo: Demo) -> dict[str, Any]:
             "facebook": {"settings": {"videoType": "reel"}},
             "tiktok": {"settings": {"privacyLevel": "PUBLIC_TO_EVERYONE"}},
             "youtube": {"settings": {"title": "Hello from Crier", "privacyStatus": "unlisted"}},
-            "x": {"content": "Hello from Crier! One request, seven platforms. #crier"},
+            "x": {"content": "Hello from Crier! One request, every platform. #crier"},
         },
     }
 
@@ -345,7 +355,7 @@ def _print_banner(
         f"  API key: {demo.api_key}   (organisation {DEMO_ORG!r}; saved in var/dev-api-key)",
         "  Accounts: " + ", ".join(f"{p}={i}" for p, i in demo.account_ids.items()),
         "",
-        "Publish to all seven platforms:",
+        f"Publish to all {len(Platform)} platforms:",
         f"  curl -s -X POST {api}/posts -H 'Authorization: Bearer {demo.api_key}' "
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "

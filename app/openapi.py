@@ -97,6 +97,10 @@ BROWSER = {
     "selection when several Pages were granted.",
     "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
     "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
+    "connect.submit_credentials": "The form of a platform that connects on Crier's own page "
+    "(Telegram's chat; a Discord webhook URL while Crier's Discord app is not set), checked "
+    "at the platform: redirect to redirect_url as after a consent, or the page again (400) "
+    "with the platform's reason.",
 }
 # How a receiver checks a delivery (app/services/webhooks.py signs them).
 WEBHOOK_DELIVERIES = (
@@ -211,7 +215,7 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
         version="1.0.0",
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": "Publish social media posts on time, once, to seven platforms."},
+        info={"description": "Publish social media posts on time, once, to every platform."},
     )
     spec.tag({"name": "webhooks", "description": WEBHOOK_DELIVERIES})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
@@ -351,8 +355,13 @@ def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     # redirect_url to send the browser back to.
     responses["400"] = {"description": "An invalid state or selection link.", "content": html}
     responses["404"] = {"description": "An unknown link or platform.", "content": html}
-    if endpoint == "connect.open_connect_link":
+    if endpoint in ("connect.open_connect_link", "connect.submit_credentials"):
         responses["410"] = {"description": "A used or expired link.", "content": html}
+    if endpoint == "connect.open_connect_link":
+        responses["200"] = {
+            "description": "Crier's own connect page, for a platform without a consent page.",
+            "content": html,
+        }
     operation: dict[str, Any] = {
         "summary": doc,
         "operationId": endpoint.replace(".", "_"),

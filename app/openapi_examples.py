@@ -379,6 +379,7 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
                 "label": "X",
                 "text_limit": 280,
                 "text_unit": "weighted characters",
+                "caption_limit": None,
                 "max_hashtags": None,
                 "max_mentions": None,
                 "media": {"max_images": 4},

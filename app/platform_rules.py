@@ -70,6 +70,12 @@ def check_platform_rules(
                 f"{rules.label} allows at most {rules.text_limit} {rules.text_unit}; "
                 f"this text has {length}.",
             )
+        if media and rules.caption_limit is not None and length > rules.caption_limit:
+            errors.add(
+                text_path,
+                f"{rules.label} allows at most {rules.caption_limit} {rules.text_unit} in the "
+                f"caption of media; this text has {length}.",
+            )
         if rules.max_hashtags is not None and count_hashtags(text) > rules.max_hashtags:
             errors.add(text_path, f"{rules.label} allows at most {rules.max_hashtags} hashtags.")
         if rules.max_mentions is not None and count_mentions(text) > rules.max_mentions:

@@ -148,6 +148,46 @@ class ThreadsSettings(StrictSchema):
     pass
 
 
+class TelegramSettings(StrictSchema):
+    parseMode = fields.String(validate=one_of("HTML", "MarkdownV2"))
+    disableNotification = StrictBoolean(metadata={"description": "Deliver silently."})
+    disableWebPagePreview = StrictBoolean(metadata={"description": "No link preview."})
+    protectContent = StrictBoolean(metadata={"description": "No forwarding or saving."})
+    messageThreadId = StrictInteger(
+        validate=validate.Range(min=1, max=MAX_ID), metadata={"description": "Forum topic."}
+    )
+
+
+class DiscordEmbedSchema(StrictSchema):
+    title = fields.String(validate=validate.Length(min=1, max=256))
+    description = fields.String(validate=validate.Length(min=1, max=4096))
+    url = fields.Url(schemes={"http", "https"})
+    color = StrictInteger(validate=validate.Range(min=0, max=0xFFFFFF))
+    footer = fields.String(validate=validate.Length(min=1, max=2048))
+    imageUrl = fields.Url(schemes={"http", "https"})
+
+
+class DiscordSettings(StrictSchema):
+    username = fields.String(validate=validate.Length(min=1, max=80))
+    avatarUrl = fields.Url(schemes={"https"})
+    threadId = fields.String(validate=validate.Regexp(r"^\d{1,20}$", error="Not a Discord id."))
+    threadName = fields.String(validate=validate.Length(min=1, max=100))
+    suppressEmbeds = StrictBoolean(metadata={"description": "No link previews."})
+    embeds = fields.List(fields.Nested(DiscordEmbedSchema), validate=validate.Length(max=10))
+
+    @validates_schema
+    def _embeds_total(self, data: dict[str, Any], **_: Any) -> None:
+        """Discord allows 6,000 characters over every embed of a message."""
+        if any(not (e.get("title") or e.get("description")) for e in data.get("embeds") or []):
+            raise ValidationError("An embed needs a title or a description.", "embeds")
+        total = sum(len(e.get(k) or "") for e in data.get("embeds") or [] for k in EMBED_TEXT)
+        if total > 6000:
+            raise ValidationError(f"Embeds total {total} characters; at most 6000.", "embeds")
+
+
+EMBED_TEXT = ("title", "description", "footer")
+
+
 SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "instagram": InstagramSettings,
     "tiktok": TikTokSettings,
@@ -156,6 +196,8 @@ SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "x": XSettings,
     "facebook": FacebookSettings,
     "threads": ThreadsSettings,
+    "telegram": TelegramSettings,
+    "discord": DiscordSettings,
 }
 
 # What a setting means when the caller leaves it out.
@@ -172,6 +214,8 @@ SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
     "x": {"replySettings": "everyone"},
     "facebook": {},
     "threads": {},
+    "telegram": {},
+    "discord": {},
 }
 
 

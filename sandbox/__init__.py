@@ -1,4 +1,4 @@
-"""A local stand-in for the seven platforms' publishing APIs (`crier sandbox --port N`)."""
+"""A local stand-in for the platforms' publishing APIs (`crier sandbox --port N`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from flask import Flask, Response, request
 from sandbox import insights_routes, oauth
 from sandbox.core import SandboxState, blueprint, json_response
 
-SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+SANDBOX_PLATFORMS = (
+    "instagram",
+    "facebook",
+    "threads",
+    "x",
+    "linkedin",
+    "tiktok",
+    "youtube",
+    "telegram",
+    "discord",
+)
 
 
 def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = False) -> Flask:
@@ -34,7 +44,6 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             continue
         routes = blueprint(module.BLUEPRINT_NAME, module.ROUTES)
         app.register_blueprint(routes, url_prefix=f"/{platform}")
-        # Consent pages, code exchange, identities and revocation (connect flows).
         # Insights: post and account figures that grow with the sandbox clock (first:
         # TikTok's user info answers the connect flows' identity read too).
         extra = insights_routes.ROUTES.get(platform)
@@ -42,7 +51,10 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             app.register_blueprint(
                 blueprint(f"{platform}_insights", extra), url_prefix=f"/{platform}"
             )
-        app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
+        # Consent pages, code exchange, identities and revocation (connect flows); Telegram
+        # has no OAuth (a bot token and a chat).
+        if platform in oauth.AUTHORIZE:
+            app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 
     def of_platform(entries: Callable[[], list[dict[str, Any]]]) -> Response:
         """The entries, only those of `?platform=` when it is given."""

@@ -56,6 +56,9 @@ class PlatformRules:
     # Whether uploads and processing can be done ahead of the instant without making
     # anything public (TikTok's Direct Post publishes as soon as processing ends).
     prepares_ahead: bool = True
+    # The limit on the text when it goes out as the caption of media, where that is
+    # lower than `text_limit` (Telegram: 4,096 for a message, 1,024 for a caption).
+    caption_limit: int | None = None
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -317,6 +320,47 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="exactly one video",
         ),
         daily_post_cap=100,
+    ),
+    "telegram": PlatformRules(
+        name="telegram",
+        label="Telegram",
+        # A message's text; with media the text is the caption (caption_limit). Telegram
+        # counts in UTF-16 code units (its entity offsets are UTF-16).
+        text_limit=4096,
+        caption_limit=1024,
+        count_text=count_utf16,
+        text_unit="UTF-16 code units",
+        media=MediaRule(
+            # One photo or video, or an album (sendMediaGroup) of 2 to 10, mixed.
+            max_images=10,
+            max_videos=10,
+            mixed=True,
+            image_mime_types=frozenset({"image/jpeg", "image/png", "image/webp"}),
+            video_mime_types=frozenset({"video/mp4"}),
+            image_max_bytes=10 * MB,
+            video_max_bytes=50 * MB,
+            needs="up to 10 photos or videos",
+        ),
+        # The Bot API's advice: about 20 messages a minute into one group or channel.
+        window_requests=(20, 60),
+    ),
+    "discord": PlatformRules(
+        name="discord",
+        label="Discord",
+        text_limit=2000,
+        media=MediaRule(
+            # Files attached to the message (multipart), 10 MiB each without boosts.
+            max_images=10,
+            max_videos=10,
+            mixed=True,
+            image_mime_types=WEB_IMAGES,
+            video_mime_types=MP4_MOV_WEBM,
+            image_max_bytes=10 * MB,
+            video_max_bytes=10 * MB,
+            needs="up to 10 files",
+        ),
+        # Webhooks take about 5 requests per 2 seconds and 30 messages a minute per channel.
+        window_requests=(30, 60),
     ),
 }
 

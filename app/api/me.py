@@ -103,6 +103,7 @@ def platform_rules_to_dict(rules: PlatformRules) -> dict[str, Any]:
         "label": rules.label,
         "text_limit": rules.text_limit,
         "text_unit": rules.text_unit,
+        "caption_limit": rules.caption_limit,
         "max_hashtags": rules.max_hashtags,
         "max_mentions": rules.max_mentions,
         "media": media_rule_to_dict(rules.media),

@@ -23,6 +23,8 @@ class Platform(StrEnum):
     X = "x"
     FACEBOOK = "facebook"
     THREADS = "threads"
+    TELEGRAM = "telegram"
+    DISCORD = "discord"
 
 
 class AccountStatus(StrEnum):

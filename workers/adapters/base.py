@@ -374,6 +374,10 @@ class Adapter(ABC):
     # False where the platform publishes on its own once its processing ends (TikTok
     # Direct Post): such a target is published whole at its instant, never early.
     can_prepare: bool = True
+    # Why the platform cannot tell whether a post whose answer was lost went out (no way
+    # to read the account's posts, no idempotency key); empty where reconcile can look.
+    # Such an adapter's reconcile answers UNKNOWN and the target ends unconfirmed.
+    cannot_reconcile: str = ""
 
     def __init__(
         self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
