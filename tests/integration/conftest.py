@@ -17,6 +17,7 @@ import pytest
 from celery import Celery
 from flask import Flask
 
+from app.models import Platform
 from app.queues import (
     MAINTENANCE_QUEUE,
     MEDIA_IMPORT_QUEUE,
@@ -29,10 +30,7 @@ from tests.secrets_guard import assert_no_tokens
 
 ALL_QUEUES = ",".join(
     [
-        *(
-            publish_queue(p)
-            for p in ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
-        ),
+        *(publish_queue(p) for p in Platform),
         MAINTENANCE_QUEUE,
         WEBHOOKS_QUEUE,
         MEDIA_IMPORT_QUEUE,
