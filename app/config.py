@@ -10,7 +10,7 @@ start-up, any `CRIER_*` variable that Crier does not read.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -18,41 +18,13 @@ from typing import Any
 
 from limits import RateLimitItem, parse_many
 
+from app.config_fields import Variable as Variable
+from app.config_fields import env
 from app.platforms import PLATFORM_KEYS
 
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
 LOG_FORMATS = ("keyvalue", "json")
 PLATFORM = "<PLATFORM>"
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One or more environment variables as a row of the configuration table.
-
-    `names` may hold `<PLATFORM>`, standing for each platform of app/platforms.py.
-    `shown` is the default as the table shows it (derived from the field when empty);
-    `parse` turns a non-empty value into the field's value; `listed=False` keeps a
-    variable out of the table where another row already explains it.
-    """
-
-    names: tuple[str, ...]
-    meaning: str
-    shown: str = ""
-    parse: Callable[[str], Any] | None = None
-    listed: bool = True
-
-
-def env(
-    name: str | tuple[str, ...],
-    meaning: str,
-    *,
-    shown: str = "",
-    parse: Callable[[str], Any] | None = None,
-    listed: bool = True,
-) -> dict[str, Variable]:
-    """A field's metadata: the variable that sets it."""
-    names = (name,) if isinstance(name, str) else name
-    return {"env": Variable(names, meaning, shown, parse, listed)}
 
 
 def _ports(raw: str) -> tuple[int, ...] | None:
@@ -492,6 +464,35 @@ class Settings:
     # scrapes that follow in the same process: a storm costs one reading per interval.
     metrics_cache_seconds: float = field(
         default=5.0, metadata=env("CRIER_METRICS_CACHE_SECONDS", "", parse=float)
+    )
+    # The model behind POST /ai/generate-caption: any OpenAI-compatible chat-completions
+    # endpoint (OpenAI, Ollama, vLLM, llama.cpp; docs/ai.md). Without a base URL and a
+    # model the route answers 501; the key is a secret (never logged).
+    ai_base_url: str | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_AI_BASE_URL",
+            "an OpenAI-compatible endpoint (`…/v1`) for AI captions, its model and its key "
+            "(see [ai.md](ai.md))",
+            shown="unset (`crier dev`: the sandbox's `/openai/v1`)",
+            parse=lambda raw: raw.strip().rstrip("/") or None,
+        ),
+    )
+    ai_model: str | None = field(default=None, metadata=env("CRIER_AI_MODEL", "", parse=_optional))
+    ai_api_key: str | None = field(
+        default=None, repr=False, metadata=env("CRIER_AI_API_KEY", "", parse=_optional)
+    )
+    ai_deadline: float = field(
+        default=30.0,
+        metadata=env(
+            "CRIER_AI_DEADLINE",
+            "total seconds of one caption request (retries included); captions each "
+            "organisation may generate per calendar month (UTC)",
+            parse=float,
+        ),
+    )
+    ai_monthly_credits: int = field(
+        default=100, metadata=env("CRIER_AI_MONTHLY_CREDITS", "", parse=int)
     )
 
     @classmethod
