@@ -79,15 +79,27 @@ def _stamp_deadline(request: httpx.Request) -> None:
 
 
 class _DeadlineOpenAI(OpenAI):
-    """The client, whose wait before a retry never outlasts the generation's deadline (a
-    `Retry-After: 60` would otherwise hold the thread for a minute)."""
+    """The client, whose retry never outlasts the generation's deadline: an answer asking
+    to wait longer than the time left (`Retry-After: 60`) is not retried but reported at
+    once, and a backoff is cut to the time left."""
+
+    def _time_left(self) -> float | None:
+        ends_at = _ends_at.get()
+        return None if ends_at is None else ends_at - time.monotonic()
+
+    def _should_retry(self, response: httpx.Response) -> bool:
+        if not super()._should_retry(response):
+            return False
+        left = self._time_left()
+        if left is None:
+            return True
+        wait = self._parse_retry_after_header(response.headers)
+        return left > 0 and (wait is None or wait < left)
 
     def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
         wait = float(super()._calculate_retry_timeout(*args, **kwargs))
-        ends_at = _ends_at.get()
-        if ends_at is None:
-            return wait
-        return max(0.0, min(wait, ends_at - time.monotonic()))
+        left = self._time_left()
+        return wait if left is None else max(0.0, min(wait, left))
 
 
 @lru_cache(maxsize=8)

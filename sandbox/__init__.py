@@ -6,10 +6,13 @@ import importlib
 
 from flask import Flask, Response, request
 
-from sandbox import oauth
+from sandbox import oauth, openai_api
 from sandbox.core import SandboxState, blueprint, json_response
 
 SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+# Other services played beside the platforms, with faults of their own: an
+# OpenAI-compatible model server for AI captions, under /openai/v1.
+SANDBOX_SERVICES = ("openai",)
 
 
 def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = False) -> Flask:
@@ -34,6 +37,9 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
         app.register_blueprint(routes, url_prefix=f"/{platform}")
         # Consent pages, code exchange, identities and revocation (connect flows).
         app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
+    app.register_blueprint(
+        blueprint(openai_api.BLUEPRINT_NAME, openai_api.ROUTES), url_prefix="/openai"
+    )
 
     @app.get("/_ledger")
     def ledger() -> Response:
@@ -64,9 +70,12 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             if not body:
                 state.faults.clear()
             for platform, config in body.items():
-                if platform not in SANDBOX_PLATFORMS or not isinstance(config, dict):
+                known = platform in SANDBOX_PLATFORMS or platform in SANDBOX_SERVICES
+                if not known or not isinstance(config, dict):
                     return json_response({"error": f"unknown platform {platform!r}"}, 400)
                 state.set_faults(platform, config)
+                if platform == openai_api.SERVICE:
+                    openai_api.remember_extras(config)
         return json_response({"ok": True})
 
     @app.get("/_oauth")
