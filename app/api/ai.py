@@ -19,7 +19,10 @@ blueprint = Blueprint("ai", __name__)
 
 
 class GenerateCaptionSchema(StrictSchema):
-    topic = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TOPIC_CHARS))
+    topic = fields.String(
+        required=True,
+        validate=validate.Length(max=MAX_TOPIC_CHARS, error="At most {max} characters."),
+    )
     platform = fields.String(load_default=None, allow_none=True, validate=one_of(*PLATFORM_KEYS))
     tone = fields.String(load_default="professional", validate=one_of(*TONES))
     length = fields.String(load_default="medium", validate=one_of(*LENGTHS))
