@@ -142,18 +142,16 @@ def _upstream(model: ChatModel, code: str, message: str, status: int | None = No
     return DomainError(message, code=code, status=502, details=details)
 
 
-def complete(
-    model: ChatModel, messages: list[dict[str, str]], n: int, max_tokens: int
-) -> list[str]:
-    """The model's answers (up to `n`; a server may give fewer) to one chat."""
+def complete(model: ChatModel, messages: list[dict[str, str]], n: int) -> list[str]:
+    """The model's answers (up to `n`; a server may give fewer) to one chat. Only the
+    parameters every server takes are sent (reasoning models refuse `max_tokens` and a
+    `temperature`): the prompt asks for the length, and the answer is fitted after."""
     client = _client(model.base_url, model.api_key or "unused", model.deadline)
     try:
         completion = client.chat.completions.create(
             model=model.model,
             messages=messages,  # type: ignore[arg-type]
             n=n,
-            max_tokens=max_tokens,
-            temperature=0.8,
         )
     except openai.APITimeoutError as exc:
         log.warning("AI model %s at %s: no answer within the deadline", model.model, model.base_url)

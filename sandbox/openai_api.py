@@ -9,8 +9,9 @@ or `Emojis: none`; `n` choices. `GET /openai/v1/models` lists the sandbox's mode
 Faults (`POST /_faults {"openai": {...}}`) as for the platforms: `latency_ms`,
 `error_rate` with `error_status`, `rate_limit_every` with `retry_after` (429 in OpenAI's
 shape), `revoked_tokens` (401 for those API keys); and of its own: `answer` (every
-choice is this text), `answer_chars` (every choice is this many characters long) and
-`max_choices` (at most this many choices, as servers that ignore `n` give one).
+choice is this text), `answer_chars` (every choice is this many characters long),
+`max_choices` (at most this many choices, as servers that ignore `n` give one) and
+`refuse_n` (400 for `n` above 1, as llama.cpp's server answers).
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def _extras() -> dict[str, Any]:
 
 
 def remember_extras(config: dict[str, Any]) -> None:
-    """Keep `answer`, `answer_chars` and `max_choices` of a POST /_faults for the service."""
-    keys = ("answer", "answer_chars", "max_choices")
+    """Keep the service's own settings of a POST /_faults (see the module docstring)."""
+    keys = ("answer", "answer_chars", "max_choices", "refuse_n")
     state.store(SERVICE)["extras"] = {k: config[k] for k in keys if k in config}
 
 
@@ -150,6 +151,8 @@ def chat_completions() -> Response:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
         return _error(400, "n must be an integer from 1 to 128", "invalid_request_error")
     extras = _extras()
+    if extras.get("refuse_n") and n > 1:  # as llama.cpp's server does
+        return _error(400, "Only one completion choice is allowed", "invalid_request_error")
     if extras.get("max_choices"):
         n = min(n, int(extras["max_choices"]))
     prompt = _prompt(messages)

@@ -36,9 +36,10 @@ LENGTHS = {"short": 80, "medium": 180, "long": 400}
 MAX_COUNT = 5
 MAX_TOPIC_CHARS = 1000
 ELLIPSIS = "…"
-# Rounds of asking for the captions still missing (a server that ignores `n` answers one
-# per request, as Ollama does; an answer that cannot be used is asked for again).
-MAX_ROUNDS = 3
+# Requests beyond one per caption, for answers that cannot be used. A server that ignores
+# `n` answers one choice per request (Ollama); one that refuses `n` above 1 (llama.cpp's
+# server: 400) is asked one caption per request.
+SPARE_ROUNDS = 2
 
 SYSTEM_PROMPT = (
     "You write captions for social media posts. Answer with the caption text only: no "
@@ -97,7 +98,7 @@ def build_messages(request: CaptionRequest) -> list[dict[str, str]]:
     target = target_length(request)
     if request.platform:
         rules = PLATFORMS[request.platform]
-        where = f"a {rules.label} post"
+        where = f"a post on {rules.label}"
         limit = f" and never more than {rules.text_limit} {rules.text_unit}"
     else:
         where, limit = "a social media post", ""
@@ -203,14 +204,21 @@ def finish(answer: str, request: CaptionRequest) -> Caption | None:
 def ask(model: ChatModel, request: CaptionRequest) -> list[Caption]:
     """Up to `request.count` captions from the model, all within its one deadline."""
     messages = build_messages(request)
-    max_tokens = max(200, target_length(request))
     captions: list[Caption] = []
+    one_at_a_time = False
     with generation_deadline(model):
-        for _round in range(MAX_ROUNDS):
+        for _round in range(request.count + SPARE_ROUNDS):
             wanted = request.count - len(captions)
             if wanted <= 0:
                 break
-            for answer in complete(model, messages, wanted, max_tokens)[:wanted]:
+            try:
+                answers = complete(model, messages, 1 if one_at_a_time else wanted)
+            except DomainError as exc:
+                if exc.code != "ai_request_rejected" or one_at_a_time or wanted == 1:
+                    raise
+                one_at_a_time = True
+                continue
+            for answer in answers[:wanted]:
                 caption = finish(answer, request)
                 if caption is not None:
                     captions.append(caption)

@@ -164,10 +164,20 @@ def test_a_server_that_ignores_n_is_asked_again(
     app: Flask, tenant: Tenant, sandbox: httpx.Client
 ) -> None:
     sandbox.post("/_faults", json={"openai": {"max_choices": 1}})
-    data = tenant.api.post(ROUTE, json={"topic": "launch", "count": 3}).json()["data"]
-    assert data["credits_used"] == 3
-    assert len(data["captions"]) == 3
-    assert arrived(sandbox) == 3
+    data = tenant.api.post(ROUTE, json={"topic": "launch", "count": 5}).json()["data"]
+    assert data["credits_used"] == 5
+    assert len(data["captions"]) == 5
+    assert arrived(sandbox) == 5
+
+
+def test_a_server_that_refuses_n_is_asked_one_at_a_time(
+    app: Flask, tenant: Tenant, sandbox: httpx.Client
+) -> None:
+    sandbox.post("/_faults", json={"openai": {"refuse_n": True}})
+    data = tenant.api.post(ROUTE, json={"topic": "launch", "count": 5}).json()["data"]
+    assert (data["credits_used"], len(data["captions"])) == (5, 5)
+    assert arrived(sandbox) == 6  # the refused one, then one per caption
+    assert used(app, tenant.organisation_id) == 5
 
 
 def test_unusable_answers_cost_nothing(app: Flask, tenant: Tenant, sandbox: httpx.Client) -> None:
