@@ -10,6 +10,8 @@ from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json
 from app.api.envelope import envelope
 from app.db import get_session, utcnow
+from app.errors import DomainError
+from app.metrics import AI_CAPTION_REQUESTS, AI_CAPTIONS
 from app.platforms import PLATFORM_KEYS
 from app.schemas import StrictBoolean, StrictInteger, StrictSchema, one_of
 from app.services.captions import LENGTHS, MAX_COUNT, MAX_TOPIC_CHARS, TONES, CaptionRequest
@@ -63,14 +65,20 @@ def generate_caption() -> Response:
     model = configured_model(settings)
     request = CaptionRequest(**{**data, "topic": data["topic"].strip()})
     caller = current_caller()
-    captions, remaining = generate(
-        get_session(),
-        model,
-        caller.organisation_id,
-        request,
-        settings.ai_monthly_credits,
-        utcnow(),
-    )
+    try:
+        captions, remaining = generate(
+            get_session(),
+            model,
+            caller.organisation_id,
+            request,
+            settings.ai_monthly_credits,
+            utcnow(),
+        )
+    except DomainError as exc:
+        AI_CAPTION_REQUESTS.labels(exc.code).inc()
+        raise
+    AI_CAPTION_REQUESTS.labels("ok").inc()
+    AI_CAPTIONS.inc(len(captions))
     return envelope(
         {
             "captions": [caption.text for caption in captions],

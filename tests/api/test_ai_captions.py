@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from app.db import get_db
@@ -350,6 +351,23 @@ def test_a_missing_model_is_named(app: Flask, tenant: Tenant) -> None:
     with settings(app, ai_model=None):
         error = assert_error(tenant.api.post(ROUTE, json={"topic": "a"}), 501, "ai_not_configured")
     assert error["message"].endswith("Missing: CRIER_AI_MODEL.")
+
+
+def test_outcomes_are_counted(app: Flask, tenant: Tenant, sandbox: httpx.Client) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ok, captions = (
+        sample("crier_ai_caption_requests_total", outcome="ok"),
+        sample("crier_ai_captions_total"),
+    )
+    failed = sample("crier_ai_caption_requests_total", outcome="ai_upstream_error")
+    assert tenant.api.post(ROUTE, json={"topic": "a", "count": 2}).status_code == 200
+    sandbox.post("/_faults", json={"openai": {"error_rate": 1.0}})
+    assert tenant.api.post(ROUTE, json={"topic": "a"}).status_code == 502
+    assert sample("crier_ai_caption_requests_total", outcome="ok") == ok + 1
+    assert sample("crier_ai_captions_total") == captions + 2
+    assert sample("crier_ai_caption_requests_total", outcome="ai_upstream_error") == failed + 1
 
 
 def test_a_trickling_server_meets_the_deadline(app: Flask, tenant: Tenant) -> None:
