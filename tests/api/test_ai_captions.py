@@ -259,12 +259,14 @@ def test_credits_are_per_organisation(app: Flask, make_tenant: Any, sandbox: htt
         assert_error(one.api.post(ROUTE, json={"topic": "a"}), 402, "insufficient_credits")
 
 
+@pytest.mark.parametrize("spent", [7, 0], ids=["row-exists", "first-use-of-the-month"])
 def test_twenty_parallel_requests_with_three_credits_left_get_exactly_three(
-    app: Flask, tenant: Tenant, sandbox: httpx.Client
+    app: Flask, tenant: Tenant, sandbox: httpx.Client, spent: int
 ) -> None:
-    with settings(app, ai_monthly_credits=10):
-        with get_db(app).session() as session:
-            take_credits(session, tenant.organisation_id, 7, 10, datetime.now(UTC))
+    with settings(app, ai_monthly_credits=spent + 3):
+        if spent:
+            with get_db(app).session() as session:
+                take_credits(session, tenant.organisation_id, spent, spent + 3, datetime.now(UTC))
         with ThreadPoolExecutor(max_workers=20) as pool:
             statuses = list(
                 pool.map(
@@ -273,7 +275,7 @@ def test_twenty_parallel_requests_with_three_credits_left_get_exactly_three(
                 )
             )
     assert sorted(statuses) == [200] * 3 + [402] * 17, statuses
-    assert used(app, tenant.organisation_id) == 10
+    assert used(app, tenant.organisation_id) == spent + 3
     assert arrived(sandbox) == 3
 
 
