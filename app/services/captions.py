@@ -11,11 +11,13 @@ check, so a caption returned here is accepted as a post's text for that platform
 
 Credits: one per caption returned. They are taken before the model is asked (so that
 concurrent requests cannot overspend), and those of captions not delivered, or of a
-failed request, are given back.
+failed request, are given back. When the model fails after some captions came (a server
+that answers one per request, then times out), those are returned.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from app.errors import DomainError
 from app.platform_rules import ErrorBag, check_platform_rules
 from app.platforms import PLATFORMS, find_hashtags
 from app.services.ai_credits import give_back, take_credits
+
+log = logging.getLogger(__name__)
 
 TONES = ("professional", "casual", "witty", "enthusiastic", "urgent", "inspirational")
 # Characters a caption of each length aims at (a platform's limit may cut it shorter).
@@ -214,10 +218,15 @@ def ask(model: ChatModel, request: CaptionRequest) -> list[Caption]:
             try:
                 answers = complete(model, messages, 1 if one_at_a_time else wanted)
             except DomainError as exc:
-                if exc.code != "ai_request_rejected" or one_at_a_time or wanted == 1:
-                    raise
-                one_at_a_time = True
-                continue
+                if exc.code == "ai_request_rejected" and not one_at_a_time and wanted > 1:
+                    one_at_a_time = True
+                    continue
+                if captions:  # keep what came; the others' credits are given back
+                    log.warning(
+                        "AI captions: %d of %d, then %s", len(captions), request.count, exc.code
+                    )
+                    break
+                raise
             for answer in answers[:wanted]:
                 caption = finish(answer, request)
                 if caption is not None:

@@ -181,6 +181,17 @@ def test_a_server_that_refuses_n_is_asked_one_at_a_time(
     assert used(app, tenant.organisation_id) == 5
 
 
+def test_captions_that_came_before_a_failure_are_kept(
+    app: Flask, tenant: Tenant, sandbox: httpx.Client
+) -> None:
+    # One choice per request; the second request is rate limited for longer than is left.
+    faults = {"max_choices": 1, "rate_limit_every": 2, "retry_after": 3600}
+    sandbox.post("/_faults", json={"openai": faults})
+    data = tenant.api.post(ROUTE, json={"topic": "launch", "count": 3}).json()["data"]
+    assert (len(data["captions"]), data["credits_used"], data["credits_remaining"]) == (1, 1, 99)
+    assert used(app, tenant.organisation_id) == 1
+
+
 def test_unusable_answers_cost_nothing(app: Flask, tenant: Tenant, sandbox: httpx.Client) -> None:
     # Only hashtags, and the caller wants none: nothing is left of any answer.
     sandbox.post("/_faults", json={"openai": {"answer": "#one #two"}})
