@@ -10,7 +10,7 @@ start-up, any `CRIER_*` variable that Crier does not read.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +19,8 @@ from typing import Any
 from limits import RateLimitItem, parse_many
 
 from app.analytics_schedule import AGES_MEANING, DEFAULT_AGES, RETENTION, parse_ages
+from app.config_fields import Variable as Variable
+from app.config_fields import env
 from app.config_values import (
     normalise_database_url,
     optional_text,
@@ -30,36 +32,6 @@ from app.platforms import PLATFORM_KEYS
 
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
 PLATFORM = "<PLATFORM>"
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One or more environment variables as a row of the configuration table.
-
-    `names` may hold `<PLATFORM>`, standing for each platform of app/platforms.py.
-    `shown` is the default as the table shows it (derived from the field when empty);
-    `parse` turns a non-empty value into the field's value; `listed=False` keeps a
-    variable out of the table where another row already explains it.
-    """
-
-    names: tuple[str, ...]
-    meaning: str
-    shown: str = ""
-    parse: Callable[[str], Any] | None = None
-    listed: bool = True
-
-
-def env(
-    name: str | tuple[str, ...],
-    meaning: str,
-    *,
-    shown: str = "",
-    parse: Callable[[str], Any] | None = None,
-    listed: bool = True,
-) -> dict[str, Variable]:
-    """A field's metadata: the variable that sets it."""
-    names = (name,) if isinstance(name, str) else name
-    return {"env": Variable(names, meaning, shown, parse, listed)}
 
 
 @dataclass(frozen=True)
@@ -501,6 +473,37 @@ class Settings:
         default=DEFAULT_AGES, metadata=env("CRIER_METRICS_SCHEDULE", AGES_MEANING, parse=parse_ages)
     )
     metrics_retention_days: int = field(default=400, metadata=env(RETENTION, "", parse=int))
+    # The model behind POST /ai/generate-caption: any OpenAI-compatible chat-completions
+    # endpoint (OpenAI, Ollama, vLLM, llama.cpp; docs/ai.md). Without a base URL and a
+    # model the route answers 501; the key is a secret (never logged).
+    ai_base_url: str | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_AI_BASE_URL",
+            "an OpenAI-compatible endpoint (`…/v1`) for AI captions, its model and its key "
+            "(see [ai.md](ai.md))",
+            shown="unset (`crier dev`: the sandbox's `/openai/v1`)",
+            parse=lambda raw: raw.strip().rstrip("/") or None,
+        ),
+    )
+    ai_model: str | None = field(
+        default=None, metadata=env("CRIER_AI_MODEL", "", parse=optional_text)
+    )
+    ai_api_key: str | None = field(
+        default=None, repr=False, metadata=env("CRIER_AI_API_KEY", "", parse=optional_text)
+    )
+    ai_deadline: float = field(
+        default=30.0,
+        metadata=env(
+            "CRIER_AI_DEADLINE",
+            "total seconds of one caption request (retries included); captions each "
+            "organisation may generate per calendar month (UTC)",
+            parse=float,
+        ),
+    )
+    ai_monthly_credits: int = field(
+        default=100, metadata=env("CRIER_AI_MONTHLY_CREDITS", "", parse=int)
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -28,6 +28,8 @@ import click
 from app.models import Platform
 
 VAR = Path("var")
+# The sandbox answers any model name; this one says where captions come from.
+SANDBOX_AI_MODEL = "crier-sandbox-1"
 DEMO_ORG = "demo"
 
 # Sandbox identities: the platforms that address an account by id in their paths.
@@ -234,6 +236,12 @@ def run_dev() -> None:
         notes.append(
             f"no real platform configured: adapters talk to the sandbox on port {sandbox_port}"
         )
+        if not env.get("CRIER_AI_BASE_URL"):
+            # AI captions work out of the box: the sandbox plays an OpenAI-compatible model.
+            env["CRIER_AI_BASE_URL"] = f"{env['CRIER_PLATFORM_BASE_URL']}/openai/v1"
+            env.setdefault("CRIER_AI_MODEL", SANDBOX_AI_MODEL)
+            env.setdefault("CRIER_AI_API_KEY", "sandbox")
+            notes.append("no AI model configured: captions come from the sandbox's /openai/v1")
     flower_port = _free_port(int(env.get("FLOWER_PORT", "5555")))
     # Flower only behind a password, even on a laptop: any web page open in the browser
     # could otherwise drive its API (revoke tasks, stop workers).
@@ -360,6 +368,10 @@ def _print_banner(
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "
         f"{platform_base_url}/_ledger",
+        "Have captions written (docs/ai.md):",
+        f"  curl -s -X POST {api}/ai/generate-caption -H 'Authorization: Bearer {demo.api_key}' "
+        '-H \'Content-Type: application/json\' -d \'{"topic": "our spring sale", '
+        '"platform": "x", "count": 2}\'',
         "",
     ]
     if demo.connect_url:

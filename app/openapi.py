@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from app import openapi_extra as extra
 from app import schemas, webhook_schemas
-from app.api import accounts, campaigns, connect, keys, profiles
+from app.api import accounts, ai, campaigns, connect, keys, profiles
 from app.openapi_examples import EXAMPLES
 from app.services.uploads import UploadRequest
 
@@ -76,6 +76,7 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "media.start_media_upload": (UploadRequest, None, 201),
     "media.complete_media_upload": (None, extra.MediaCompletedOut, 201),
     "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
+    "ai.generate_caption": (ai.GenerateCaptionSchema, ai.CaptionsOut, 200),
 }
 # Other successes of an operation, with the same body as its main one.
 ALSO_SUCCESS = {
@@ -142,6 +143,16 @@ PUBLIC = {
 PUBLIC_ERRORS = {
     "meta.health": {503: "unhealthy"},
     "media.public_file": {404: "not_found", 410: "link_expired"},
+}
+# Errors of an authenticated endpoint of its own, on top of ERROR_CODES.
+OWN_ERRORS = {
+    "ai.generate_caption": {
+        402: "insufficient_credits (this month's AI credits are spent)",
+        501: "ai_not_configured (the operator set no model)",
+        502: "ai_unreachable, ai_rate_limited, ai_auth_failed, ai_model_not_found, "
+        "ai_upstream_error, ai_request_rejected, ai_bad_answer (the model's server)",
+        504: "ai_timeout (the model did not answer within CRIER_AI_DEADLINE)",
+    },
 }
 # OpenAPI links: where the id a response returns can be used next (clients and
 # schemathesis's stateful runs follow them).
@@ -281,7 +292,8 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     "description": description,
                     "content": {"application/json": {"schema": _envelope(data)}},
                 }
-            for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
+            own = {**PUBLIC_ERRORS.get(endpoint, {}), **OWN_ERRORS.get(endpoint, {})}
+            for code, name in own.items():
                 operation["responses"][str(code)] = {
                     "description": name,
                     "content": {"application/json": {"schema": _envelope(None)}},

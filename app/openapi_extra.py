@@ -66,6 +66,12 @@ class MeOut(Schema):
     api_key = fields.Dict()
     limits = fields.Dict()
     usage = fields.Dict()
+    ai_credits = fields.Dict(
+        metadata={
+            "description": "This month's AI caption credits: limit, used, remaining, "
+            "period (YYYY-MM, UTC), resets_at."
+        }
+    )
 
 
 class PlatformRulesOut(Schema):

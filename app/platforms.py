@@ -119,8 +119,13 @@ def count_utf8_bytes(text: str) -> int:
     return len(text.encode())
 
 
+def find_hashtags(text: str) -> list[str]:
+    """The hashtags of a text as intake counts them, in order."""
+    return _HASHTAG_RE.findall(text)
+
+
 def count_hashtags(text: str) -> int:
-    return len(_HASHTAG_RE.findall(text))
+    return len(find_hashtags(text))
 
 
 def count_mentions(text: str) -> int:

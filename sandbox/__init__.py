@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from sandbox import insights_routes, oauth
+from sandbox import insights_routes, oauth, openai_api
 from sandbox.core import SandboxState, blueprint, json_response
 
 SANDBOX_PLATFORMS = (
@@ -22,6 +22,9 @@ SANDBOX_PLATFORMS = (
     "telegram",
     "discord",
 )
+# Other services played beside the platforms, with faults of their own: an
+# OpenAI-compatible model server for AI captions, under /openai/v1.
+SANDBOX_SERVICES = ("openai",)
 
 
 def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = False) -> Flask:
@@ -56,6 +59,10 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
         if platform in oauth.AUTHORIZE:
             app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 
+    app.register_blueprint(
+        blueprint(openai_api.BLUEPRINT_NAME, openai_api.ROUTES), url_prefix="/openai"
+    )
+
     def of_platform(entries: Callable[[], list[dict[str, Any]]]) -> Response:
         """The entries, only those of `?platform=` when it is given."""
         platform = request.args.get("platform")
@@ -86,9 +93,12 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             if not body:
                 state.faults.clear()
             for platform, config in body.items():
-                if platform not in SANDBOX_PLATFORMS or not isinstance(config, dict):
+                known = platform in SANDBOX_PLATFORMS or platform in SANDBOX_SERVICES
+                if not known or not isinstance(config, dict):
                     return json_response({"error": f"unknown platform {platform!r}"}, 400)
                 state.set_faults(platform, config)
+                if platform == openai_api.SERVICE:
+                    openai_api.remember_extras(config)
         return json_response({"ok": True})
 
     @app.get("/_oauth")

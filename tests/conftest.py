@@ -54,8 +54,12 @@ TABLES = (
     "campaigns",
     "connect_links",
     "profiles",
+    "ai_credit_usage",
     "organisations",
 )
+# AI captions come from the sandbox's OpenAI-compatible server (sandbox/openai_api.py).
+AI_MODEL = "crier-sandbox-1"
+AI_API_KEY = "sk-test-suite-ai-key"
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +93,15 @@ def reset_redis(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def app_settings(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    redis_url: str,
+    sandbox_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     return {
+        "ai_base_url": f"{sandbox_url}/openai/v1",
+        "ai_model": AI_MODEL,
+        "ai_api_key": AI_API_KEY,
         "database_url": database_url,
         "redis_url": redis_url,
         "secret_key": "test-secret-" + uuid.uuid4().hex,

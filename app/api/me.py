@@ -16,6 +16,7 @@ from app.models import Account, AccountStatus, ApiKey, Campaign, Media, Post, We
 from app.platforms import PLATFORMS, MediaRule, PlatformRules
 from app.schemas import MAX_ACCOUNTS_PER_POST, MAX_CONTENT_CHARS, MAX_MEDIA_PER_POST
 from app.serializers import ts
+from app.services.ai_credits import ai_credits
 
 blueprint = Blueprint("me", __name__)
 
@@ -81,6 +82,10 @@ def me() -> Response:
                 "max_posts_per_bulk": 50,
             },
             "usage": usage,
+            # The organisation's, whichever key asks: a profile key spends the same credits.
+            "ai_credits": ai_credits(
+                session, organisation.id, utcnow(), limit=settings.ai_monthly_credits
+            ),
         }
     )
 

@@ -51,6 +51,8 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "campaigns.create_campaign": "posts:write",
     "campaigns.update_campaign": "posts:write",
     "campaigns.delete_campaign": "posts:write",
+    # AI captions: the organisation's monthly credits, spent by any key that may post
+    "ai.generate_caption": "ai",
     # accounts: reading them is needed to post at all
     "accounts.list_accounts": None,
     "accounts.get_account": None,

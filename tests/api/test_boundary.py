@@ -162,10 +162,12 @@ class OrganisationWide:
 @dataclass(frozen=True)
 class Scoped:
     """A route that names nothing; `check(world, attacker, response)` says it answered
-    only within the key's scope."""
+    only within the key's scope. `body` is sent as JSON; an allowed key gets `status`."""
 
     path: str
     check: Callable[[Any, Attacker, Any], None] | None = None
+    body: Any = None
+    status: int = 200
 
 
 def _post_body(**extra: Any) -> Callable[[Side, Any], tuple[str, Any]]:
@@ -445,6 +447,9 @@ CASES: dict[str, list[Any]] = {
     ],
     "keys.revoke_key": [Path("/keys/{key}", "key")],
     "audit.list_audit_log": [Scoped("/audit-log", _audit_is_own), OrganisationWide("/audit-log")],
+    # Names nothing; spends the organisation's credits. The sweep runs without a model
+    # (501), so that the database stays as it was: what matters here is who may call it.
+    "ai.generate_caption": [Scoped("/ai/generate-caption", body={"topic": "t"}, status=501)],
 }
 
 
@@ -534,7 +539,7 @@ def world(app: Flask) -> Iterator[World]:
     # Connect links for X are configured, so a link's profile and account are checked.
     previous = app.config["CRIER"]
     x_app = {"x": PlatformApp("boundary-client", "boundary-secret")}
-    app.config["CRIER"] = replace(previous, platform_apps=x_app)
+    app.config["CRIER"] = replace(previous, platform_apps=x_app, ai_base_url=None)
     try:
         yield from _world(app)
     finally:
@@ -683,12 +688,15 @@ def _attack(client: FlaskClient, world: World, attackers: list[Attacker]) -> int
                     assert _scope_refused(response), (where, response.get_data(as_text=True))
                     continue
                 if isinstance(case, Scoped):
-                    response = _call(client, attacker.key, method, case.path)
+                    response = _call(client, attacker.key, method, case.path, case.body)
                     attempts += 1
                     if not allowed:
                         assert _scope_refused(response), where
                     else:
-                        assert response.status_code == 200, (where, response.get_data(as_text=True))
+                        assert response.status_code == case.status, (
+                            where,
+                            response.get_data(as_text=True),
+                        )
                         if case.check:
                             case.check(world, attacker, response)
                     continue

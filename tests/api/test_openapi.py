@@ -253,6 +253,7 @@ SEED_PRODUCT_ROUTES = [
     ("/campaigns/{campaign_id}", "delete"),
     ("/posts/retry-failed", "post"),
     ("/posts/{post_id}/schedule", "post"),
+    ("/ai/generate-caption", "post"),
     ("/posts/{post_id}/retry", "post"),
     ("/posts", "get"),
 ]
