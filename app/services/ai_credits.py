@@ -17,7 +17,6 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.config import active_settings
 from app.errors import DomainError
 from app.models import AiCreditUsage
 
@@ -43,12 +42,10 @@ def _used(session: Session, organisation_id: int, period: str) -> int:
 
 
 def ai_credits(
-    session: Session, organisation_id: int, now: datetime, *, limit: int | None = None
+    session: Session, organisation_id: int, now: datetime, *, limit: int
 ) -> dict[str, Any]:
     """The organisation's credits this month: `{limit, used, remaining, period, resets_at}`
-    (GET /me shows them; `limit` defaults to the running settings')."""
-    if limit is None:
-        limit = active_settings().ai_monthly_credits
+    (GET /me shows them), `limit` being the settings' monthly credits."""
     period = period_of(now)
     used = _used(session, organisation_id, period)
     return {
