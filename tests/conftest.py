@@ -54,6 +54,7 @@ TABLES = (
     "campaigns",
     "connect_links",
     "profiles",
+    "ai_credit_events",
     "ai_credit_usage",
     "organisations",
 )

@@ -18,7 +18,7 @@ from app.models.accounts import (
     Platform,
     Profile,
 )
-from app.models.ai import AiCreditUsage
+from app.models.ai import AiCreditEvent, AiCreditUsage
 from app.models.columns import ENCRYPTED, BigIntId, JSONType
 from app.models.ops import AUDIT_ACTIONS, AuditEvent, ServiceState, WorkerHeartbeat
 from app.models.posts import (
@@ -56,6 +56,7 @@ __all__ = [
     "PREPARE_PENDING",
     "Account",
     "AccountStatus",
+    "AiCreditEvent",
     "AiCreditUsage",
     "ApiKey",
     "AuditEvent",

@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
-from app.models import AiCreditUsage
+from app.models import AiCreditEvent, AiCreditUsage
 
 
 def period_of(now: datetime) -> str:
@@ -81,6 +81,8 @@ def take_credits(
         .values(used=AiCreditUsage.used + count, updated_at=now)
         .returning(AiCreditUsage.used)
     )
+    if used is not None:
+        session.add(AiCreditEvent(organisation_id=organisation_id, credits=count, created_at=now))
     session.commit()
     if used is not None:
         return max(limit - int(used), 0)
@@ -102,7 +104,7 @@ def give_back(session: Session, organisation_id: int, count: int, now: datetime)
     month they were taken from), and commit."""
     if count <= 0:
         return
-    session.execute(
+    returned = session.execute(
         update(AiCreditUsage)
         .where(
             AiCreditUsage.organisation_id == organisation_id,
@@ -111,4 +113,23 @@ def give_back(session: Session, organisation_id: int, count: int, now: datetime)
         )
         .values(used=AiCreditUsage.used - count, updated_at=now)
     )
+    if returned.rowcount:
+        session.add(AiCreditEvent(organisation_id=organisation_id, credits=-count, created_at=now))
     session.commit()
+
+
+def credits_used_between(
+    session: Session, organisation_id: int, start: datetime | None, end: datetime
+) -> int:
+    """Credits the organisation spent from `start` (the beginning when None) until `end`
+    (exclusive), net of those given back."""
+    conditions = [
+        AiCreditEvent.organisation_id == organisation_id,
+        AiCreditEvent.created_at < end,
+    ]
+    if start is not None:
+        conditions.append(AiCreditEvent.created_at >= start)
+    total = session.scalar(
+        select(func.coalesce(func.sum(AiCreditEvent.credits), 0)).where(*conditions)
+    )
+    return max(int(total or 0), 0)

@@ -22,6 +22,7 @@ from app.analytics_models import METRIC_FIELDS, AccountMetricSnapshot, MetricSna
 from app.errors import ValidationError
 from app.models import Account, Post, PostStatus, PostTarget, TargetStatus
 from app.serializers import ts
+from app.services.ai_credits import credits_used_between
 
 PERIODS = ("today", "week", "month", "all", "custom")
 # The summary's sums (saves are in each post's and the export's figures).
@@ -180,6 +181,13 @@ def summary(
         "posts": posts,
         "by_platform": [platforms[name] for name in sorted(platforms)],
         "metrics": {name: int(value) for name, value in zip(SUMMARY_FIELDS, sums, strict=True)},
+        # The organisation's, whichever key asks (credits are not per profile).
+        "ai_credits": {
+            "used_this_period": credits_used_between(
+                session, scope.organisation_id, period.start, period.end
+            ),
+            "bonus": 0,
+        },
     }
 
 

@@ -448,3 +448,20 @@ def test_settings_from_the_environment(app: Flask) -> None:
         250,
     )
     assert "sk-secret" not in repr(parsed)
+
+
+def test_the_analytics_summary_counts_the_credits_spent_in_its_period(
+    tenant: Tenant, sandbox: httpx.Client
+) -> None:
+    def spent(query: str) -> int:
+        response = tenant.api.get(f"/analytics/summary?{query}")
+        assert response.status_code == 200, response.text
+        return response.json()["data"]["ai_credits"]["used_this_period"]
+
+    assert tenant.api.post(ROUTE, json={"topic": "a", "count": 3}).status_code == 200
+    sandbox.post("/_faults", json={"openai": {"error_rate": 1.0, "error_status": 503}})
+    assert tenant.api.post(ROUTE, json={"topic": "a", "count": 2}).status_code == 502
+    # Taken, then given back when the model failed: only the delivered captions count.
+    assert spent("period=today") == 3
+    assert spent("period=all") == 3
+    assert spent("period=custom&from=2020-01-01&to=2020-01-31") == 0
