@@ -53,6 +53,11 @@ class PlatformRules:
     # Whether uploads and processing can be done ahead of the instant without making
     # anything public (TikTok's Direct Post publishes as soon as processing ends).
     prepares_ahead: bool = True
+    # What the platform's API can post under a post, right after it: a first comment (a
+    # comment, or a reply where comments are replies) and a thread (a chain of replies,
+    # each answering the one before). Intake refuses what a platform cannot do.
+    first_comment: bool = False
+    threads: bool = False
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -244,6 +249,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or videos",
         ),
         daily_post_cap=250,
+        first_comment=True,
+        threads=True,
     ),
     "x": PlatformRules(
         name="x",
@@ -263,6 +270,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 4 images or one video",
         ),
         window_requests=(100, 15 * 60),
+        first_comment=True,
+        threads=True,
     ),
     "linkedin": PlatformRules(
         name="linkedin",
@@ -318,6 +327,9 @@ PLATFORMS: dict[str, PlatformRules] = {
 }
 
 PLATFORM_KEYS = tuple(PLATFORMS)
+
+# The most items a thread (platform_content.<platform>.thread) may carry after its post.
+MAX_THREAD_ITEMS = 25
 
 # Meta's Graph API version, spoken by the Facebook and Instagram adapters and connect flows.
 GRAPH_VERSION = "v25.0"
