@@ -484,6 +484,21 @@ class PageQuery(Schema):
 
 
 # Response schemas: they document the API (OpenAPI); views build plain dicts to match.
+class StepOut(Schema):
+    """A first comment (position 0) or thread item (1..n) posted after its post."""
+
+    position = fields.Integer()
+    kind = fields.String(metadata={"description": "comment | thread_item"})
+    status = fields.String(
+        metadata={"description": "pending | sending | published | failed | unconfirmed"}
+    )
+    platform_post_id = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+    reply_to = fields.String(allow_none=True, metadata={"description": "The id it answers."})
+    error = fields.Dict(allow_none=True)
+    published_at = fields.String(allow_none=True)
+
+
 class TargetOut(Schema):
     account_id = fields.Integer()
     platform = fields.String()
@@ -497,6 +512,11 @@ class TargetOut(Schema):
     next_attempt_at = fields.String(allow_none=True)
     next_retry_at = fields.String(allow_none=True)
     platform_deletion = fields.Dict(allow_none=True)
+    steps = fields.List(
+        fields.Nested(StepOut),
+        allow_none=True,
+        metadata={"description": "The first comment and thread items, when the post has them."},
+    )
 
 
 class PostOut(Schema):
