@@ -146,7 +146,7 @@ def check_follow_ups(
             elif not comment.strip():
                 errors.add(f"{base}.firstComment", "The first comment must not be empty.")
             else:
-                _check_text(rules, comment, f"{base}.firstComment", errors)
+                _check_text(rules, comment, f"{base}.firstComment", errors, rules.comment_limit)
         thread = entry.get("thread")
         if thread is None:
             continue
@@ -178,13 +178,14 @@ def check_follow_ups(
             _check_media(platform, None, [media[i] for i in ids], {}, errors, f"{path}.media_ids")
 
 
-def _check_text(rules: PlatformRules, text: str, path: str, errors: ErrorBag) -> None:
-    length = rules.count_text(text)
-    if length > rules.text_limit:
+def _check_text(
+    rules: PlatformRules, text: str, path: str, errors: ErrorBag, limit: int | None = None
+) -> None:
+    length, limit = rules.count_text(text), limit or rules.text_limit
+    if length > limit:
         errors.add(
             path,
-            f"{rules.label} allows at most {rules.text_limit} {rules.text_unit}; "
-            f"this text has {length}.",
+            f"{rules.label} allows at most {limit} {rules.text_unit}; this text has {length}.",
         )
     if rules.max_hashtags is not None and count_hashtags(text) > rules.max_hashtags:
         errors.add(path, f"{rules.label} allows at most {rules.max_hashtags} hashtags.")

@@ -58,6 +58,8 @@ class PlatformRules:
     # each answering the one before). Intake refuses what a platform cannot do.
     first_comment: bool = False
     threads: bool = False
+    # The longest first comment, where comments have their own limit (None: text_limit).
+    comment_limit: int | None = None
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -198,6 +200,7 @@ PLATFORMS: dict[str, PlatformRules] = {
         # 100 (guide) vs 50 (reference) vs 25 (old): the reference's 50 until the
         # account's content_publishing_limit says otherwise.
         daily_post_cap=50,
+        first_comment=True,
     ),
     "facebook": PlatformRules(
         name="facebook",
@@ -231,6 +234,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             ),
         },
         daily_post_cap=None,
+        first_comment=True,
+        comment_limit=8000,
     ),
     "threads": PlatformRules(
         name="threads",
@@ -289,6 +294,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or one video",
         ),
         daily_post_cap=150,
+        first_comment=True,
+        comment_limit=1250,
     ),
     "tiktok": PlatformRules(
         name="tiktok",
@@ -323,6 +330,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="exactly one video",
         ),
         daily_post_cap=100,
+        first_comment=True,
+        comment_limit=10000,
     ),
 }
 

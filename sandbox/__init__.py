@@ -6,7 +6,7 @@ import importlib
 
 from flask import Flask, Response, request
 
-from sandbox import oauth
+from sandbox import comments, oauth
 from sandbox.core import SandboxState, blueprint, json_response
 
 SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
@@ -32,6 +32,10 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             continue
         routes = blueprint(module.BLUEPRINT_NAME, module.ROUTES)
         app.register_blueprint(routes, url_prefix=f"/{platform}")
+        if platform in comments.ROUTES:
+            # Comments under a post (first comments), beside the platform's own routes.
+            extra = blueprint(f"{platform}_comments", comments.ROUTES[platform])
+            app.register_blueprint(extra, url_prefix=f"/{platform}")
         # Consent pages, code exchange, identities and revocation (connect flows).
         app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 

@@ -29,6 +29,8 @@ PULL_TIMEOUT_SECONDS = 10.0
 PULL_MAX_BYTES = 1024**3
 PULL_CHUNK_BYTES = 64 * 1024
 META_CRAWLER_AGENT = "facebookexternalhit/1.1"
+# Platforms whose answers under a post are comments, not posts of their own.
+COMMENTING_PLATFORMS = frozenset({"instagram", "facebook", "linkedin", "youtube"})
 
 
 def now_iso() -> str:
@@ -183,12 +185,16 @@ class SandboxState:
             ]
 
     def posts_of(self, platform: str, account: str) -> list[dict[str, Any]]:
-        """The account's posts still on the platform (deleted ones stay in the ledger)."""
+        """The account's posts still on the platform (deleted ones stay in the ledger);
+        replies where replies are posts (X, Threads), never comments."""
         with self.lock:
             return [
                 e
                 for e in self.ledger
-                if e["platform"] == platform and e["account"] == account and "deleted_at" not in e
+                if e["platform"] == platform
+                and e["account"] == account
+                and "deleted_at" not in e
+                and not (e.get("reply_to") and platform in COMMENTING_PLATFORMS)
             ]
 
     def delete(self, platform: str, post_id: str, account: str | None = None) -> bool:

@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from tests.adapters.conftest import make_request
+from tests.adapters.test_linkedin import MEMBER as LINKEDIN_MEMBER
+from tests.adapters.test_youtube import SETTINGS as YOUTUBE_SETTINGS
 from workers.adapters.base import (
     Adapter,
     FollowUp,
@@ -15,11 +17,16 @@ from workers.adapters.base import (
     NullContext,
     PermanentError,
     PlatformError,
+    PublishRequest,
     PublishResult,
     ReconcileStatus,
 )
+from workers.adapters.facebook import FacebookAdapter
+from workers.adapters.instagram import InstagramAdapter
+from workers.adapters.linkedin import LinkedInAdapter
 from workers.adapters.threads import ThreadsAdapter
 from workers.adapters.x import XAdapter
+from workers.adapters.youtube import YouTubeAdapter
 
 
 def ledger(sandbox: httpx.Client, platform: str) -> list[dict]:
@@ -106,3 +113,62 @@ def test_a_reply_to_a_post_that_is_gone_is_refused(threading: Adapter) -> None:
         threading.publish_reply(
             request, PublishResult("999", None), FollowUp("thread_item", 1, "orphan"), NullContext()
         )
+
+
+# -- first comments where the platform has comments ---------------------------------------
+
+
+def _commenting(
+    platform: str, http: httpx.Client, sandbox_url: str, image: MediaItem, video: MediaItem
+) -> tuple[Adapter, PublishRequest]:
+    if platform == "instagram":
+        adapter: Adapter = InstagramAdapter(http, base_url=sandbox_url)
+        adapter.poll_interval = 0.05  # type: ignore[attr-defined]
+        return adapter, make_request("instagram", "With a comment", media=[image])
+    if platform == "facebook":
+        return FacebookAdapter(http, base_url=sandbox_url), make_request("facebook", "Page post")
+    if platform == "linkedin":
+        request = make_request("linkedin", "Member post", external_id=LINKEDIN_MEMBER)
+        return LinkedInAdapter(http, base_url=sandbox_url), request
+    request = make_request("youtube", "A video", settings=YOUTUBE_SETTINGS, media=[video])
+    return YouTubeAdapter(http, base_url=sandbox_url), request
+
+
+@pytest.mark.parametrize("platform", ["instagram", "facebook", "linkedin", "youtube"])
+def test_a_first_comment_goes_under_the_post_once_even_when_its_answer_is_lost(
+    platform: str,
+    http: httpx.Client,
+    sandbox_url: str,
+    sandbox: httpx.Client,
+    image_item: MediaItem,
+    video_item: MediaItem,
+) -> None:
+    adapter, request = _commenting(platform, http, sandbox_url, image_item, video_item)
+    parent = adapter.publish(request, NullContext())
+    comment = FollowUp("comment", 0, "#launch and a link https://crier.example")
+    assert adapter.find_follow_up(request, parent, comment).status == ReconcileStatus.NOT_FOUND
+
+    context = NullContext()
+    result = adapter.publish_comment(request, parent, comment, context)
+    assert context.irreversible and context.handle and context.handle["started_at"]
+    entries = ledger(sandbox, platform)
+    [entry] = [e for e in entries if e["reply_to"] is not None]
+    assert entry["reply_to"] == parent.platform_post_id
+    assert entry["id"] == result.platform_post_id
+    assert entry["text"] == comment.text
+    assert result.url
+
+    # A second comment whose answer is lost: found by its text under the post, not sent twice.
+    second = FollowUp("comment", 0, "the comment whose answer is lost")
+    faults(sandbox, platform, lose_response_every=1)
+    lost = NullContext()
+    with pytest.raises(PlatformError):
+        adapter.publish_comment(request, parent, second, lost)
+    faults(sandbox, platform)
+    saved = FollowUp("comment", 0, second.text, handle=lost.handle)
+    found = adapter.find_follow_up(request, parent, saved)
+    assert found.status == ReconcileStatus.FOUND and found.result is not None
+    [lost_entry] = [e for e in ledger(sandbox, platform) if e["text"] == second.text]
+    assert found.result.platform_post_id == lost_entry["id"]
+    # Comments are not posts: the account's posts are still the one.
+    assert len([e for e in ledger(sandbox, platform) if e["reply_to"] is None]) == 1

@@ -67,6 +67,12 @@ def test_a_post_without_follow_ups_shows_no_steps(tenant: Tenant, make_account: 
             "LinkedIn cannot post threads through its API; remove thread.",
         ),
         (
+            "linkedin",
+            {"firstComment": "a" * 1251},
+            "platform_content.linkedin.firstComment",
+            "LinkedIn allows at most 1250 characters; this text has 1251.",
+        ),
+        (
             "x",
             {"firstComment": "   "},
             "platform_content.x.firstComment",
@@ -168,13 +174,13 @@ def test_platform_rules_say_which_platforms_take_first_comments_and_threads(
 ) -> None:
     rules = ok_data(tenant.api.get("/platform-rules"))
     assert {name: (r["first_comment"], r["threads"]) for name, r in rules.items()} == {
-        "instagram": (False, False),
-        "facebook": (False, False),
+        "instagram": (True, False),
+        "facebook": (True, False),
         "threads": (True, True),
         "x": (True, True),
-        "linkedin": (False, False),
+        "linkedin": (True, False),
         "tiktok": (False, False),
-        "youtube": (False, False),
+        "youtube": (True, False),
     }
     assert rules["x"]["max_thread_items"] == 25
     assert rules["tiktok"]["max_thread_items"] is None

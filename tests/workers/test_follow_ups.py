@@ -196,3 +196,39 @@ def test_a_permanent_error_at_item_4_leaves_the_post_partially_published_until_r
     assert body["status"] == "published"
     assert body["targets"][0]["platform_post_id"] == target["platform_post_id"]
     assert body["targets"][0]["error"] is None
+
+
+@pytest.mark.parametrize("platform", ["facebook", "linkedin"])
+def test_a_first_comment_whose_answer_was_lost_is_adopted_not_posted_again(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+    platform: str,
+) -> None:
+    external = {"linkedin": "urn:li:person:4242", "facebook": "4242"}[platform]
+    account_id = make_account(tenant, platform, external_id=external)
+    response = tenant.api.post(
+        "/posts",
+        json={
+            "content": f"{platform} post with a comment",
+            "account_ids": [account_id],
+            "scheduled_at": far_future(),
+            "platform_content": {platform: {"first_comment": "#crier https://crier.example"}},
+        },
+    )
+    assert response.status_code == 201, response.text
+    post_id = response.json()["data"]["post_id"]
+    # The post is the first publishing call that can lose its answer, the comment the second.
+    sandbox.post("/_faults", json={platform: {"lose_response_every": 2}}).raise_for_status()
+    target_id, token = queue_now(app, post_id)
+    outcomes = deliver_until_done(app, deps, target_id, token)
+    assert outcomes[0] == "transient" and outcomes[-1] == "published", outcomes
+    row = target_row(app, target_id)
+    comments = [e for e in ledger(sandbox, platform) if e["reply_to"] is not None]
+    assert len(comments) == 1
+    assert comments[0]["reply_to"] == row.platform_post_id
+    [step] = tenant.api.get(f"/posts/{post_id}").json()["data"]["targets"][0]["steps"]
+    assert step["kind"] == "comment" and step["status"] == "published"
+    assert step["platform_post_id"] == comments[0]["id"]
