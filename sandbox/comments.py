@@ -30,12 +30,16 @@ from sandbox.graph import (
 )
 from sandbox.instagram import GUARD as INSTAGRAM_GUARD
 from sandbox.linkedin import check_request
+from sandbox.rules import PLATFORMS
 from sandbox.youtube import authorize, channel_of, google_error
 from sandbox.youtube import store as youtube_store
 
-# Comment text limits: Instagram 2,200 characters, Facebook's 8,000, LinkedIn's 1,250,
-# YouTube's 10,000.
-LIMITS = {"instagram": 2200, "facebook": 8000, "linkedin": 1250, "youtube": 10000}
+# Comment text limits (Instagram's is its caption's).
+LIMITS = {
+    name: rules.comment_limit or rules.text_limit
+    for name, rules in PLATFORMS.items()
+    if rules.first_comment
+}
 
 
 def _comments(platform: str) -> dict[str, dict[str, Any]]:

@@ -56,6 +56,11 @@ class PlatformRules:
     # Whether uploads and processing can be done ahead of the instant without making
     # anything public (TikTok's Direct Post publishes as soon as processing ends).
     prepares_ahead: bool = True
+    # What the platform's API can post under a post: a comment (or a reply where comments
+    # are replies) and a thread of replies; a comment's own length limit (None: text_limit).
+    first_comment: bool = False
+    threads: bool = False
+    comment_limit: int | None = None
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -196,6 +201,7 @@ PLATFORMS: dict[str, PlatformRules] = {
         # 100 (guide) vs 50 (reference) vs 25 (old): the reference's 50 until the
         # account's content_publishing_limit says otherwise.
         daily_post_cap=50,
+        first_comment=True,
     ),
     "facebook": PlatformRules(
         name="facebook",
@@ -229,6 +235,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             ),
         },
         daily_post_cap=None,
+        first_comment=True,
+        comment_limit=8000,
     ),
     "threads": PlatformRules(
         name="threads",
@@ -247,6 +255,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or videos",
         ),
         daily_post_cap=250,
+        first_comment=True,
+        threads=True,
     ),
     "x": PlatformRules(
         name="x",
@@ -266,6 +276,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 4 images or one video",
         ),
         window_requests=(100, 15 * 60),
+        first_comment=True,
+        threads=True,
     ),
     "linkedin": PlatformRules(
         name="linkedin",
@@ -283,6 +295,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or one video",
         ),
         daily_post_cap=150,
+        first_comment=True,
+        comment_limit=1250,
     ),
     "tiktok": PlatformRules(
         name="tiktok",
@@ -317,6 +331,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="exactly one video",
         ),
         daily_post_cap=100,
+        first_comment=True,
+        comment_limit=10000,
     ),
 }
 
