@@ -26,7 +26,9 @@ from sqlalchemy import func, select, update
 from app.db import utcnow
 from app.models import PostTarget, PostTargetStep, StepStatus, TargetStatus
 from workers.adapters.base import (
+    AccountCredentials,
     Adapter,
+    AuthExpiredError,
     FollowUp,
     PlatformError,
     PublishRequest,
@@ -34,6 +36,7 @@ from workers.adapters.base import (
     ReconcileStatus,
 )
 from workers.pipeline.context import Decision, Delivery, LostClaim, PipelineDeps, log_event
+from workers.tokens import refresh_account
 
 # classify(deps, target, error, maybe_posted=...) from the fire phase, handed in so that
 # the two modules do not import each other.
@@ -132,6 +135,7 @@ def run_follow_ups(
     rows = _steps(deps, delivery, request)
     parent = previous = main.result
     done: list[dict[str, Any]] = []
+    refreshed = False
     for item in request.follow_ups:
         row = rows[item.position]
         parent = previous if item.kind == "thread_item" else main.result
@@ -141,6 +145,17 @@ def run_follow_ups(
             item = replace(item, handle=row.handle, started_at=row.started_at)
             context = StepContext(deps, delivery.target.id, delivery.token, row.id)
             outcome = _post_item(deps, delivery, adapter, request, parent, item, row, context)
+            if isinstance(outcome, AuthExpiredError) and not refreshed:
+                # Refused for an expired token: refreshed once, then the item again.
+                fresh = _refreshed(deps, adapter, request)
+                if fresh is not None:
+                    request, refreshed = replace(request, account=fresh), True
+                    # Marked by the refused try: the platform is asked first again.
+                    if context.marked:
+                        row = replace(row, status=StepStatus.SENDING)
+                    outcome = _post_item(
+                        deps, delivery, adapter, request, parent, item, row, context
+                    )
             if isinstance(outcome, PlatformError):
                 return _stopped(deps, delivery, item, row, context, outcome, judge, done)
             result = outcome
@@ -193,6 +208,19 @@ def _post_item(
         return error
     except httpx.TransportError as error:
         return PlatformError(f"network error: {type(error).__name__}", code="network_error")
+
+
+def _refreshed(
+    deps: PipelineDeps, adapter: Adapter, request: PublishRequest
+) -> AccountCredentials | None:
+    """The account's credentials after a token refresh; None when it cannot be refreshed
+    (the item's error then stands, and says so)."""
+    if not adapter.can_refresh(request.account):
+        return None
+    try:
+        return refresh_account(deps.db, deps.settings, adapter, request.account)
+    except PlatformError:
+        return None
 
 
 def _published(context: StepContext, parent: PublishResult, result: PublishResult) -> None:
