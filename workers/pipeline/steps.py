@@ -67,7 +67,8 @@ class StepContext:
         self.step_id = step_id
         self.marked = False
 
-    def write(self, **values: Any) -> None:
+    def write(self, target: dict[str, Any] | None = None, **values: Any) -> None:
+        """The step's `values` (and the target's), if the claim still stands."""
         lease = utcnow() + timedelta(seconds=self.deps.settings.publish_lease)
         with self.deps.db.session() as session:
             held = session.execute(
@@ -77,7 +78,7 @@ class StepContext:
                     PostTarget.dispatch_token == self.token,
                     PostTarget.status == TargetStatus.PUBLISHING,
                 )
-                .values(lease_expires_at=lease)
+                .values(lease_expires_at=lease, **(target or {}))
             ).rowcount
             if not held:
                 session.rollback()
@@ -99,9 +100,13 @@ class StepContext:
         self.write(handle=dict(handle))
 
     def mark_irreversible(self) -> None:
+        now = utcnow()
         self.write(
+            # A dead worker's request for this item may still be landing: the sweeper
+            # gives it CRIER_INFLIGHT_GRACE from now before the item is looked for.
+            target={"irreversible_started_at": now},
             status=StepStatus.SENDING,
-            started_at=func.coalesce(PostTargetStep.started_at, utcnow()),
+            started_at=func.coalesce(PostTargetStep.started_at, now),
         )
         self.marked = True
 
