@@ -7,9 +7,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from app.platforms import PLATFORMS
 from tests.adapters.conftest import make_request
 from tests.adapters.test_linkedin import MEMBER as LINKEDIN_MEMBER
 from tests.adapters.test_youtube import SETTINGS as YOUTUBE_SETTINGS
+from workers.adapters import adapter_classes
 from workers.adapters.base import (
     Adapter,
     FollowUp,
@@ -172,3 +174,15 @@ def test_a_first_comment_goes_under_the_post_once_even_when_its_answer_is_lost(
     assert found.result.platform_post_id == lost_entry["id"]
     # Comments are not posts: the account's posts are still the one.
     assert len([e for e in ledger(sandbox, platform) if e["reply_to"] is None]) == 1
+
+
+def test_each_platform_implements_what_its_rules_promise() -> None:
+    """The rules table's `first_comment` and `threads` flags (intake and GET
+    /platform-rules) hold only where the adapter has the calls behind them."""
+    for name, cls in adapter_classes().items():
+        rules = PLATFORMS[name]
+        finds = cls.find_follow_up is not Adapter.find_follow_up
+        comments = cls.publish_comment is not Adapter.publish_comment
+        replies = cls.publish_reply is not Adapter.publish_reply
+        assert rules.first_comment == (finds and (comments or replies)), name
+        assert rules.threads == (finds and replies), name
