@@ -532,23 +532,6 @@ class Settings:
         return self.platform_apps.get(platform) or PlatformApp()
 
 
-def active_settings() -> Settings:
-    """The running app's settings (parsed once, at its start); outside an app, the
-    environment's. For callers not yet handed their settings; pass them where you can."""
-    from flask import current_app, has_app_context
-
-    if has_app_context():
-        settings = current_app.config.get("CRIER")
-        if isinstance(settings, Settings):
-            return settings
-    return Settings.from_env()
-
-
-def prepare_window(kind: str, settings: Settings | None = None) -> float:
-    """Seconds before its instant that a target with `kind` media is prepared."""
-    return (settings or active_settings()).prepare_window(kind)
-
-
 def _platform_retry(source: Mapping[str, str]) -> Mapping[str, RetryOverride]:
     found: dict[str, RetryOverride] = {}
     for platform in PLATFORM_KEYS:

@@ -489,7 +489,7 @@ def run_sweep(scratch: Path, options: Options) -> dict[str, Any]:
 
     from app import create_app
     from app.db import get_db
-    from tests.scratch import scratch_database, scratch_redis
+    from devtools.scratch import scratch_database, scratch_redis
     from workers.sweeper import sweep_due_targets
 
     results: dict[str, Any] = {}

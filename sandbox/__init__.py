@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, request
 
@@ -39,12 +41,16 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
         # Consent pages, code exchange, identities and revocation (connect flows).
         app.register_blueprint(oauth.make_blueprint(state, platform), url_prefix=f"/{platform}")
 
-    @app.get("/_ledger")
-    def ledger() -> Response:
+    def of_platform(entries: Callable[[], list[dict[str, Any]]]) -> Response:
+        """The entries, only those of `?platform=` when it is given."""
         platform = request.args.get("platform")
         with state.lock:
-            entries = [e for e in state.ledger if platform is None or e["platform"] == platform]
-        return json_response(entries)
+            shown = [e for e in entries() if platform is None or e["platform"] == platform]
+        return json_response(shown)
+
+    @app.get("/_ledger")
+    def ledger() -> Response:
+        return of_platform(lambda: state.ledger)
 
     @app.get("/_arrived")
     def arrived() -> Response:
@@ -54,10 +60,7 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
 
     @app.get("/_uploads")
     def uploads() -> Response:
-        platform = request.args.get("platform")
-        with state.lock:
-            entries = [e for e in state.uploads if platform is None or e["platform"] == platform]
-        return json_response(entries)
+        return of_platform(lambda: state.uploads)
 
     @app.post("/_faults")
     def faults() -> Response:

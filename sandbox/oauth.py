@@ -19,12 +19,13 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, redirect, request
 
-from sandbox.core import SandboxState, json_response
+from sandbox.core import FaultStyle, SandboxState, inject_faults, json_response
 
 CODE_SECONDS = 600
 GRAPH = "v25.0"
@@ -219,6 +220,34 @@ def exchange_response(state: SandboxState, platform: str) -> Response:
     if platform == "linkedin":
         body["refresh_token_expires_in"] = 31_536_000
     return json_response(body)
+
+
+def token_endpoint(
+    state: SandboxState,
+    platform: str,
+    style: FaultStyle,
+    refresh: Callable[[str], Response],
+    unsupported: Callable[[], Response],
+) -> Response:
+    """A token route (X, TikTok, YouTube, LinkedIn): the injected faults first, then a
+    code exchange answered here; a refresh is the platform's own (`refresh` gets the
+    refresh token, maybe empty), and any other grant gets its `unsupported` answer."""
+    fault = inject_faults(state, platform, style, None, publishing=False)
+    if fault is not None:
+        return fault
+    grant = request.form.get("grant_type")
+    if grant == "authorization_code":
+        return exchange_response(state, platform)
+    if grant != "refresh_token":
+        return unsupported()
+    return refresh(request.form.get("refresh_token", ""))
+
+
+def unsupported_grant() -> Response:
+    """X's and LinkedIn's answer to a grant other than a code or a refresh."""
+    return json_response(
+        {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
+    )
 
 
 def _revoke(state: SandboxState, platform: str, token: str) -> None:

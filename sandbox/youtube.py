@@ -38,7 +38,7 @@ from sandbox.core import (
     should_lose_response,
     state,
 )
-from sandbox.oauth import exchange_response
+from sandbox.oauth import token_endpoint
 
 PLATFORM = "youtube"
 QUOTA_TIMEZONE = ZoneInfo("America/Los_Angeles")
@@ -518,15 +518,16 @@ def playlist_items() -> Response:
 
 
 def oauth_token() -> Response:
-    fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
-    if fault is not None:
-        return fault
-    if request.form.get("grant_type") == "authorization_code":
-        return exchange_response(state, PLATFORM)
-    form = request.form
-    if form.get("grant_type") != "refresh_token":
-        return json_response({"error": "unsupported_grant_type"}, 400)
-    refresh_token = form.get("refresh_token", "")
+    return token_endpoint(
+        state,
+        PLATFORM,
+        STYLE,
+        _refresh,
+        lambda: json_response({"error": "unsupported_grant_type"}, 400),
+    )
+
+
+def _refresh(refresh_token: str) -> Response:
     if not refresh_token:
         return json_response(
             {

@@ -27,11 +27,11 @@ from app.metrics import forget_state
 from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
+from devtools.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from sandbox import create_sandbox_app
-from tests.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from tests.servers import serve_wsgi
 
-pytest_plugins = ["tests.secrets_guard"]
+pytest_plugins = ["tests.secrets_guard", "tests.parallel"]
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (

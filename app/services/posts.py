@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, object_session, selectinload
 
 from app import access
 from app.access import Scope, may_reference, reference_filter
-from app.config import prepare_window
+from app.config import Settings
 from app.db import utcnow
 from app.dispatch import queue_new_targets
 from app.errors import Conflict
@@ -319,7 +319,9 @@ def check_extras(
             errors.add("cover_photo", "The cover photo must be an image.")
 
 
-def build_post(session: Session, scope: Scope, data: dict[str, Any], now: datetime) -> Post:
+def build_post(
+    session: Session, scope: Scope, data: dict[str, Any], now: datetime, settings: Settings
+) -> Post:
     """Validate a loaded CreatePostSchema payload against the database and platform rules.
     `data["profile_id"]` is the post's profile (the key's, for a profile key)."""
     errors = ErrorBag()
@@ -381,7 +383,7 @@ def build_post(session: Session, scope: Scope, data: dict[str, Any], now: dateti
         )
         for account in accounts
     ]
-    set_prepare_due(post, media)
+    set_prepare_due(post, media, settings)
     session.add(post)
     return post
 
@@ -407,11 +409,11 @@ def discard_prepared(session: Session, target: PostTarget) -> None:
     target.platform_handle = None
 
 
-def set_prepare_due(post: Post, media: list[Media]) -> None:
+def set_prepare_due(post: Post, media: list[Media], settings: Settings) -> None:
     """When each target's media is to be prepared on its platform (docs/delivery.md, "Prepare
     ahead"); nothing to prepare without media, or where the platform cannot stage."""
     kinds = {m.kind for m in media}
-    window = prepare_window("video" if "video" in kinds else "image") if kinds else None
+    window = settings.prepare_window("video" if "video" in kinds else "image") if kinds else None
     for target in post.targets:
         if target.status not in (TargetStatus.SCHEDULED, TargetStatus.QUEUED):
             continue
@@ -434,6 +436,7 @@ def create_post(
     scope: Scope,
     data: dict[str, Any],
     *,
+    settings: Settings,
     idempotency_key: str | None = None,
     fingerprint: str = "",
     idempotency_ttl: int = 24 * 3600,
@@ -448,7 +451,7 @@ def create_post(
         )
         if existing is not None:
             return CreateResult(existing, replayed=True)
-    post = build_post(session, scope, data, now)
+    post = build_post(session, scope, data, now, settings)
     if enqueue_horizon is not None:
         queue_new_targets(post.targets, enqueue_horizon)
     session.flush()

@@ -109,7 +109,10 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         pool: str = "threads",
         netns: str | None = None,
+        wait: bool = True,
     ) -> Proc:
+        """A Celery worker; with `wait=False` the caller waits for its "ready." itself (to
+        start several at once)."""
         proc = self.spawn(
             name,
             [
@@ -136,10 +139,16 @@ class Stack:
             extra_env,
             netns,
         )
-        proc.wait_for("ready.")
+        if wait:
+            proc.wait_for("ready.")
         return proc
 
-    def beat(self, extra_env: dict[str, str] | None = None, netns: str | None = None) -> Proc:
+    def beat(
+        self,
+        extra_env: dict[str, str] | None = None,
+        netns: str | None = None,
+        wait: bool = True,
+    ) -> Proc:
         schedule = self.tmp / f"beat-{len(self.procs)}"
         proc = self.spawn(
             "beat",
@@ -158,12 +167,20 @@ class Stack:
             extra_env,
             netns,
         )
-        proc.wait_for("beat: Starting")
+        if wait:
+            proc.wait_for("beat: Starting")
         return proc
 
     def stop_all(self) -> None:
+        """SIGTERM to every process at once, then wait for each (as Proc.kill does)."""
         for proc in self.procs:
-            proc.stop()
+            if proc.popen.poll() is None:
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture

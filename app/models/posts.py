@@ -1,4 +1,5 @@
-"""The data model. PostgreSQL is the source of truth; every timestamp is UTC."""
+"""What is published: media, posts and their per-account targets (the unit the workers
+claim), the attempts made at the platforms, campaigns, and what a prepare left behind."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     ForeignKey,
@@ -20,36 +20,11 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-# SQLite only auto-increments INTEGER PRIMARY KEY columns.
-BigIntId = BigInteger().with_variant(Integer(), "sqlite")
-# The marker of a column holding Fernet ciphertext under CRIER_SECRET_KEY (app.security).
-# `crier rotate-secrets` finds every column to re-encrypt by it (app/services/rotation.py),
-# so a new encrypted column only needs `info=ENCRYPTED` to be rotated too.
-ENCRYPTED: dict[str, Any] = {"encrypted": True}
-
-
-class Platform(StrEnum):
-    INSTAGRAM = "instagram"
-    TIKTOK = "tiktok"
-    YOUTUBE = "youtube"
-    LINKEDIN = "linkedin"
-    X = "x"
-    FACEBOOK = "facebook"
-    THREADS = "threads"
-
-
-class AccountStatus(StrEnum):
-    ACTIVE = "active"
-    NEEDS_RECONNECT = "needs_reconnect"
-    DISABLED = "disabled"
-    # Removed by DELETE /accounts/{id}: tokens wiped, hidden; kept only for its history.
-    DISCONNECTED = "disconnected"
+from app.models.accounts import Account
+from app.models.columns import BigIntId, JSONType
 
 
 class PostStatus(StrEnum):
@@ -88,79 +63,6 @@ FINAL_TARGET_STATUSES = (
     TargetStatus.CANCELLED,
     TargetStatus.UNCONFIRMED,
 )
-
-
-class Organisation(Base):
-    __tablename__ = "organisations"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(200))
-    # SHA-256 of the whole key; the key itself is shown once and never stored.
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # What the key may do (app.api.scopes) and, when set, the one profile it may touch.
-    scopes: Mapped[list[str]] = mapped_column(JSONType, default=lambda: ["admin"])
-    profile_id: Mapped[int | None] = mapped_column(
-        ForeignKey("profiles.id", ondelete="CASCADE"), index=True
-    )
-
-    organisation: Mapped[Organisation] = relationship()
-
-
-class Profile(Base):
-    """One end client of an organisation (an agency's customer)."""
-
-    __tablename__ = "profiles"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
-    name: Mapped[str] = mapped_column(String(200))
-    external_ref: Mapped[str | None] = mapped_column(String(200))
-    # `metadata` is taken by SQLAlchemy's declarative base.
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-
-class Account(Base):
-    __tablename__ = "accounts"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
-    profile_id: Mapped[int | None] = mapped_column(
-        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
-    )
-    platform: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(200))
-    external_id: Mapped[str | None] = mapped_column(String(200))
-    # Fernet tokens (app.security); never the plain platform tokens.
-    access_token_encrypted: Mapped[str] = mapped_column(Text, info=ENCRYPTED)
-    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text, info=ENCRYPTED)
-    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(20), default=AccountStatus.ACTIVE)
-    status_reason: Mapped[str | None] = mapped_column(Text)
-    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    # Proactive refresh failures in a row, and the last one's reason (the health block).
-    refresh_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    last_refresh_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Media(Base):
@@ -413,145 +315,6 @@ class IdempotencyRecord(Base):
     )
 
 
-class WorkerHeartbeat(Base):
-    """One row per live worker process: what it holds, and when it last said so.
-
-    The sweeper reads these to tell a dead worker from a busy one: claims of a dead
-    owner are recovered, and the messages it held unclaimed (reserved, ETA) sent again.
-    """
-
-    __tablename__ = "worker_heartbeats"
-
-    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
-    hostname: Mapped[str] = mapped_column(String(200))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # [[target_id, dispatch_token], ...] of messages received and not yet finished.
-    held: Mapped[list[Any]] = mapped_column(JSONType, default=list)
-
-
-class ServiceState(Base):
-    """Small named facts the maintenance tasks keep between runs (last sweep, …)."""
-
-    __tablename__ = "service_state"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-
-# --------------------------------------------------------------------------- webhooks
-
-
-class WebhookEventType(StrEnum):
-    POST_PUBLISHED = "post.published"
-    POST_PARTIALLY_PUBLISHED = "post.partially_published"
-    POST_FAILED = "post.failed"
-    POST_CANCELLED = "post.cancelled"
-    POST_PLATFORM_PUBLISHED = "post.platform.published"
-    POST_PLATFORM_FAILED = "post.platform.failed"
-    POST_PLATFORM_UNCONFIRMED = "post.platform.unconfirmed"
-    MEDIA_PROCESSED = "media.processed"
-    ACCOUNT_CONNECTED = "account.connected"
-    ACCOUNT_DISCONNECTED = "account.disconnected"
-    ACCOUNT_NEEDS_RECONNECT = "account.needs_reconnect"
-    # Sent only by POST /webhooks/{id}/test, to that endpoint alone.
-    WEBHOOK_TEST = "webhook.test"
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"  # waiting for its next attempt (the first, or a retry)
-    DELIVERING = "delivering"  # claimed by the drain, a worker is sending it
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # out of attempts
-
-
-class WebhookEndpoint(Base):
-    __tablename__ = "webhook_endpoints"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    organisation_id: Mapped[int] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
-    profile_id: Mapped[int | None] = mapped_column(
-        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
-    )
-    url: Mapped[str] = mapped_column(Text)
-    name: Mapped[str | None] = mapped_column(String(200))
-    description: Mapped[str | None] = mapped_column(Text)
-    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    # Fernet-encrypted (app.security): the secret must be read back to sign each body.
-    secret_encrypted: Mapped[str] = mapped_column(Text, info=ENCRYPTED)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Failed attempts in a row; at CRIER_WEBHOOK_DISABLE_AFTER the endpoint is disabled.
-    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    disabled_reason: Mapped[str | None] = mapped_column(Text)
-    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-
-class WebhookEvent(Base):
-    """The outbox: one row per event, written in the transaction of the change it reports."""
-
-    __tablename__ = "webhook_events"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    organisation_id: Mapped[int] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
-    type: Mapped[str] = mapped_column(String(64))
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    # The prune walks old events in time order.
-    __table_args__ = (Index("ix_webhook_events_created", "created_at"),)
-
-
-class WebhookDelivery(Base):
-    """One event owed to one endpoint: its attempts, last answer and next try."""
-
-    __tablename__ = "webhook_deliveries"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    event_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
-    )
-    endpoint_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
-    )
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Written at each claim; only the message carrying it may record the outcome.
-    claim_token: Mapped[str | None] = mapped_column(String(36))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    response_status: Mapped[int | None] = mapped_column(Integer)
-    latency_ms: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    event: Mapped[WebhookEvent] = relationship()
-    endpoint: Mapped[WebhookEndpoint] = relationship()
-
-    __table_args__ = (
-        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
-        # The drain reads only open deliveries in due order.
-        Index(
-            "ix_webhook_deliveries_open_due",
-            "status",
-            "next_attempt_at",
-            postgresql_where=text("status IN ('pending', 'delivering')"),
-            sqlite_where=text("status IN ('pending', 'delivering')"),
-        ),
-    )
-
-
 class Campaign(Base):
     __tablename__ = "campaigns"
 
@@ -568,40 +331,6 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-
-class ConnectLink(Base):
-    """A connect link handed to an end client: `/connect/{token}` starts the platform's
-    OAuth flow; the callback consumes it once (the `state` names it)."""
-
-    __tablename__ = "connect_links"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    organisation_id: Mapped[int] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
-    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
-    # Reconnecting an existing account keeps its id.
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    platform: Mapped[str] = mapped_column(String(20))
-    # The sign-in the link goes through where the platform has several (Instagram:
-    # "facebook" for Facebook Login); None is the platform's own.
-    login: Mapped[str | None] = mapped_column(String(20))
-    redirect_url: Mapped[str] = mapped_column(Text)
-    # The caller's own opaque value, echoed back on redirect_url.
-    client_state: Mapped[str | None] = mapped_column(String(500))
-    # SHA-256 of the link token; the token is in the URL only.
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    # Fernet-encrypted PKCE verifier, written when the authorize redirect is made.
-    pkce_verifier_encrypted: Mapped[str | None] = mapped_column(Text, info=ENCRYPTED)
-    state_nonce: Mapped[str | None] = mapped_column(String(64))
-    # Fernet-encrypted JSON of the pages/accounts waiting for the user's choice.
-    pending_choices_encrypted: Mapped[str | None] = mapped_column(Text, info=ENCRYPTED)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    result: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class DiscardedHandle(Base):
@@ -634,47 +363,4 @@ class DiscardedHandle(Base):
             postgresql_where=text("finished_at IS NULL"),
             sqlite_where=text("finished_at IS NULL"),
         ),
-    )
-
-
-# The actions the audit log records; GET /audit-log filters on them.
-AUDIT_ACTIONS = (
-    "api_key.created",
-    "api_key.revoked",
-    "account.connected",
-    "account.reconnected",
-    "account.removed",
-    "webhook.created",
-    "webhook.updated",
-    "webhook.deleted",
-    "post.deleted",
-    "media.deleted",
-    "secrets.rotated",
-)
-
-
-class AuditEvent(Base):
-    """Who did what security-relevant thing, when, with which key and from where.
-
-    Rows are only ever added. `organisation_id` is null for instance-wide events
-    (secret rotation); `api_key_id` is null for operator commands, whose `actor` says
-    who ran them (`cli:<user>@<host>`).
-    """
-
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    organisation_id: Mapped[int | None] = mapped_column(BigInteger)
-    actor: Mapped[str] = mapped_column(String(200))
-    api_key_id: Mapped[int | None] = mapped_column(BigInteger)
-    action: Mapped[str] = mapped_column(String(64))
-    subject_type: Mapped[str | None] = mapped_column(String(32))
-    subject_id: Mapped[str | None] = mapped_column(String(64))
-    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    source: Mapped[str | None] = mapped_column(String(200))
-
-    __table_args__ = (
-        Index("ix_audit_log_org_created", "organisation_id", "created_at"),
-        Index("ix_audit_log_action", "action"),
     )
