@@ -56,6 +56,13 @@ class PlatformRules:
     # The limit on the text when it goes out as the caption of media, where that is
     # lower than `text_limit` (Telegram: 4,096 for a message, 1,024 for a caption).
     caption_limit: int | None = None
+    # What the platform's API can post under a post, right after it: a first comment (a
+    # comment, or a reply where comments are replies) and a thread (a chain of replies,
+    # each answering the one before). Intake refuses what a platform cannot do.
+    first_comment: bool = False
+    threads: bool = False
+    # The longest first comment, where comments have their own limit (None: text_limit).
+    comment_limit: int | None = None
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -201,6 +208,7 @@ PLATFORMS: dict[str, PlatformRules] = {
         # 100 (guide) vs 50 (reference) vs 25 (old): the reference's 50 until the
         # account's content_publishing_limit says otherwise.
         daily_post_cap=50,
+        first_comment=True,
     ),
     "facebook": PlatformRules(
         name="facebook",
@@ -234,6 +242,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             ),
         },
         daily_post_cap=None,
+        first_comment=True,
+        comment_limit=8000,
     ),
     "threads": PlatformRules(
         name="threads",
@@ -252,6 +262,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or videos",
         ),
         daily_post_cap=250,
+        first_comment=True,
+        threads=True,
     ),
     "x": PlatformRules(
         name="x",
@@ -271,6 +283,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 4 images or one video",
         ),
         window_requests=(100, 15 * 60),
+        first_comment=True,
+        threads=True,
     ),
     "linkedin": PlatformRules(
         name="linkedin",
@@ -288,6 +302,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or one video",
         ),
         daily_post_cap=150,
+        first_comment=True,
+        comment_limit=1250,
     ),
     "tiktok": PlatformRules(
         name="tiktok",
@@ -322,6 +338,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="exactly one video",
         ),
         daily_post_cap=100,
+        first_comment=True,
+        comment_limit=10000,
     ),
     "telegram": PlatformRules(
         name="telegram",
@@ -367,6 +385,9 @@ PLATFORMS: dict[str, PlatformRules] = {
 }
 
 PLATFORM_KEYS = tuple(PLATFORMS)
+
+# The most items a thread (platform_content.<platform>.thread) may carry after its post.
+MAX_THREAD_ITEMS = 25
 
 # Meta's Graph API version, spoken by the Facebook and Instagram adapters and connect flows.
 GRAPH_VERSION = "v25.0"

@@ -18,7 +18,7 @@ from marshmallow import (
 )
 
 from app.models import AUDIT_ACTIONS
-from app.platforms import PLATFORM_KEYS
+from app.platforms import MAX_THREAD_ITEMS, PLATFORM_KEYS
 
 MAX_ACCOUNTS_PER_POST = 500
 MAX_MEDIA_PER_POST = 35
@@ -219,10 +219,57 @@ SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class UUIDText(fields.UUID):
+    """A UUID, kept as its text: what JSON columns (platform_content) store."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return str(super()._deserialize(value, attr, data, **kwargs))
+
+
+class ThreadItemSchema(StrictSchema):
+    """One post of a thread, replying to the one before it."""
+
+    content = fields.String(load_default="", validate=validate.Length(max=MAX_CONTENT_CHARS))
+    media_ids = fields.List(
+        UUIDText(error_messages={"invalid_uuid": "Not a valid UUID."}),
+        load_default=list,
+        validate=validate.Length(max=MAX_MEDIA_PER_POST),
+    )
+
+
+def _first_comment_alias(self: Schema, data: Any, **_: Any) -> Any:
+    """`first_comment` is accepted for `firstComment`."""
+    if isinstance(data, dict) and "first_comment" in data:
+        data = dict(data)
+        alias = data.pop("first_comment")
+        if "firstComment" in data and data["firstComment"] != alias:
+            raise ValidationError(
+                "Give firstComment or its alias first_comment, not two different values.",
+                "first_comment",
+            )
+        data["firstComment"] = alias
+    return data
+
+
 def _platform_entry_schema(platform: str) -> type[Schema]:
     attrs: dict[str, Any] = {
         "content": fields.String(validate=validate.Length(max=MAX_CONTENT_CHARS)),
         "settings": fields.Nested(SETTINGS_SCHEMAS[platform]),
+        "firstComment": fields.String(
+            allow_none=True,
+            validate=validate.Length(max=MAX_CONTENT_CHARS),
+            metadata={"description": "Posted as a comment (a reply) right after the post."},
+        ),
+        "thread": fields.List(
+            fields.Nested(ThreadItemSchema),
+            validate=validate.Length(
+                max=MAX_THREAD_ITEMS, error="A thread may have at most {max} items."
+            ),
+            metadata={
+                "description": "Posts that follow the post, each replying to the one before."
+            },
+        ),
+        "_first_comment_alias": pre_load(_first_comment_alias),
     }
     if platform == "instagram":
         attrs["contentType"] = InstagramSettings._declared_fields["contentType"]
@@ -481,6 +528,21 @@ class PageQuery(Schema):
 
 
 # Response schemas: they document the API (OpenAPI); views build plain dicts to match.
+class StepOut(Schema):
+    """A first comment (position 0) or thread item (1..n) posted after its post."""
+
+    position = fields.Integer()
+    kind = fields.String(metadata={"description": "comment | thread_item"})
+    status = fields.String(
+        metadata={"description": "pending | sending | published | failed | unconfirmed"}
+    )
+    platform_post_id = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+    reply_to = fields.String(allow_none=True, metadata={"description": "The id it answers."})
+    error = fields.Dict(allow_none=True)
+    published_at = fields.String(allow_none=True)
+
+
 class TargetOut(Schema):
     account_id = fields.Integer()
     platform = fields.String()
@@ -494,6 +556,11 @@ class TargetOut(Schema):
     next_attempt_at = fields.String(allow_none=True)
     next_retry_at = fields.String(allow_none=True)
     platform_deletion = fields.Dict(allow_none=True)
+    steps = fields.List(
+        fields.Nested(StepOut),
+        allow_none=True,
+        metadata={"description": "The first comment and thread items, when the post has them."},
+    )
 
 
 class PostOut(Schema):

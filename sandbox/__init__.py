@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from sandbox import insights_routes, oauth, openai_api
+from sandbox import comments, insights_routes, oauth, openai_api
 from sandbox.core import SandboxState, blueprint, json_response
 
 SANDBOX_PLATFORMS = (
@@ -54,6 +54,10 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
             app.register_blueprint(
                 blueprint(f"{platform}_insights", extra), url_prefix=f"/{platform}"
             )
+        if platform in comments.ROUTES:
+            # Comments under a post (first comments), beside the platform's own routes.
+            comment_routes = blueprint(f"{platform}_comments", comments.ROUTES[platform])
+            app.register_blueprint(comment_routes, url_prefix=f"/{platform}")
         # Consent pages, code exchange, identities and revocation (connect flows); Telegram
         # has no OAuth (a bot token and a chat).
         if platform in oauth.AUTHORIZE:

@@ -240,5 +240,8 @@ def _publish_container(
     store_media(state, api.platform, media)
     note_publish(state, api.platform, owner)
     text = container[api.text_field]
-    state.record(api.platform, owner, media_id, text, container["media"], container["params"])
+    reply_to = container["params"].get("reply_to_id")
+    state.record(
+        api.platform, owner, media_id, text, container["media"], container["params"], reply_to
+    )
     return media

@@ -29,6 +29,8 @@ PULL_TIMEOUT_SECONDS = 10.0
 PULL_MAX_BYTES = 1024**3
 PULL_CHUNK_BYTES = 64 * 1024
 META_CRAWLER_AGENT = "facebookexternalhit/1.1"
+# Platforms whose answers under a post are comments, not posts of their own.
+COMMENTING_PLATFORMS = frozenset({"instagram", "facebook", "linkedin", "youtube"})
 
 
 def now_iso() -> str:
@@ -159,7 +161,10 @@ class SandboxState:
         text: str,
         media: list[dict[str, Any]],
         params: dict[str, Any],
+        reply_to: str | None = None,
     ) -> dict[str, Any]:
+        """One post, reply or comment the platform accepted; `reply_to`: the id it answers
+        (a thread item's or a comment's parent), None for a post."""
         entry = {
             "platform": platform,
             "account": account,
@@ -168,6 +173,7 @@ class SandboxState:
             "media": media,
             "params": params,
             "received_at": now_iso(),
+            "reply_to": reply_to,
         }
         with self.lock:
             self.ledger.append(entry)
@@ -180,13 +186,36 @@ class SandboxState:
                 {"platform": platform, "kind": kind, "id": upload_id, "opened_at": now_iso()}
             )
 
-    def posts_of(self, platform: str, account: str) -> list[dict[str, Any]]:
-        """The account's posts still on the platform (deleted ones stay in the ledger)."""
+    def find_entry(self, platform: str, post_id: str) -> dict[str, Any] | None:
+        """The ledger entry of a post, reply or comment still on the platform."""
+        with self.lock:
+            for entry in self.ledger:
+                if entry["platform"] == platform and entry["id"] == post_id:
+                    return None if "deleted_at" in entry else entry
+        return None
+
+    def replies_to(self, platform: str, parent_id: str) -> list[dict[str, Any]]:
+        """The replies or comments under one post, oldest first."""
         with self.lock:
             return [
                 e
                 for e in self.ledger
-                if e["platform"] == platform and e["account"] == account and "deleted_at" not in e
+                if e["platform"] == platform
+                and e.get("reply_to") == parent_id
+                and "deleted_at" not in e
+            ]
+
+    def posts_of(self, platform: str, account: str) -> list[dict[str, Any]]:
+        """The account's posts still on the platform (deleted ones stay in the ledger);
+        replies where replies are posts (X, Threads), never comments."""
+        with self.lock:
+            return [
+                e
+                for e in self.ledger
+                if e["platform"] == platform
+                and e["account"] == account
+                and "deleted_at" not in e
+                and not (e.get("reply_to") and platform in COMMENTING_PLATFORMS)
             ]
 
     def delete(self, platform: str, post_id: str, account: str | None = None) -> bool:

@@ -59,6 +59,11 @@ class PlatformRules:
     # The limit on the text when it goes out as the caption of media, where that is
     # lower than `text_limit` (Telegram: 4,096 for a message, 1,024 for a caption).
     caption_limit: int | None = None
+    # What the platform's API can post under a post: a comment (or a reply where comments
+    # are replies) and a thread of replies; a comment's own length limit (None: text_limit).
+    first_comment: bool = False
+    threads: bool = False
+    comment_limit: int | None = None
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -199,6 +204,7 @@ PLATFORMS: dict[str, PlatformRules] = {
         # 100 (guide) vs 50 (reference) vs 25 (old): the reference's 50 until the
         # account's content_publishing_limit says otherwise.
         daily_post_cap=50,
+        first_comment=True,
     ),
     "facebook": PlatformRules(
         name="facebook",
@@ -232,6 +238,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             ),
         },
         daily_post_cap=None,
+        first_comment=True,
+        comment_limit=8000,
     ),
     "threads": PlatformRules(
         name="threads",
@@ -250,6 +258,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or videos",
         ),
         daily_post_cap=250,
+        first_comment=True,
+        threads=True,
     ),
     "x": PlatformRules(
         name="x",
@@ -269,6 +279,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 4 images or one video",
         ),
         window_requests=(100, 15 * 60),
+        first_comment=True,
+        threads=True,
     ),
     "linkedin": PlatformRules(
         name="linkedin",
@@ -286,6 +298,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or one video",
         ),
         daily_post_cap=150,
+        first_comment=True,
+        comment_limit=1250,
     ),
     "tiktok": PlatformRules(
         name="tiktok",
@@ -320,6 +334,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="exactly one video",
         ),
         daily_post_cap=100,
+        first_comment=True,
+        comment_limit=10000,
     ),
     "telegram": PlatformRules(
         name="telegram",

@@ -34,8 +34,10 @@ from app.models.posts import (
     Post,
     PostStatus,
     PostTarget,
+    PostTargetStep,
     PrepareState,
     PublishAttempt,
+    StepStatus,
     TargetStatus,
 )
 from app.models.webhooks import (
@@ -74,10 +76,12 @@ __all__ = [
     "Post",
     "PostStatus",
     "PostTarget",
+    "PostTargetStep",
     "PrepareState",
     "Profile",
     "PublishAttempt",
     "ServiceState",
+    "StepStatus",
     "TargetStatus",
     "UTCDateTime",
     "WebhookDelivery",

@@ -187,6 +187,13 @@ class PostTarget(Base):
 
     post: Mapped[Post] = relationship(back_populates="targets")
     account: Mapped[Account] = relationship()
+    # A first comment and thread items posted after the post (workers/pipeline/steps.py).
+    steps: Mapped[list[PostTargetStep]] = relationship(
+        back_populates="target",
+        cascade="all, delete-orphan",
+        order_by="PostTargetStep.position",
+        passive_deletes=True,
+    )
 
     __table_args__ = (
         UniqueConstraint("post_id", "account_id", name="uq_post_targets_post_account"),
@@ -222,6 +229,48 @@ class PostTarget(Base):
             postgresql_where=text(METRICS_PENDING),
             sqlite_where=text(METRICS_PENDING),
         ),
+    )
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    # The request that posts it may have been sent: look before sending it again.
+    SENDING = "sending"
+    PUBLISHED = "published"
+    FAILED = "failed"
+    UNCONFIRMED = "unconfirmed"
+
+
+class PostTargetStep(Base):
+    """What follows a target's post on its platform, in order: the first comment
+    (position 0) and the thread's items (1..n), each replying to the one before. Each
+    item's platform id is committed before the next one is sent."""
+
+    __tablename__ = "post_target_steps"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("post_targets.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # comment | thread_item
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
+    # The platform id it answers (the post's, or the previous item's), once sent.
+    reply_to: Mapped[str | None] = mapped_column(String(255))
+    platform_id: Mapped[str | None] = mapped_column(String(255))
+    url: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # What an attempt made on the way (a container, uploaded media) and when it began
+    # the request that posts it: how a retry finds it instead of posting it again.
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    target: Mapped[PostTarget] = relationship(back_populates="steps")
+
+    __table_args__ = (
+        UniqueConstraint("target_id", "position", name="uq_post_target_steps_position"),
     )
 
 

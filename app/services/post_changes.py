@@ -27,6 +27,7 @@ from app.queues import MAINTENANCE_QUEUE, PLATFORM_DELETE_TASK
 from app.schedule import parse_schedule, resolve_timezone
 from app.services.posts import (
     check_extras,
+    check_post_follow_ups,
     discard_prepared,
     load_accounts,
     load_media,
@@ -62,6 +63,8 @@ def _refuse_if_publishing(post: Post, action: str) -> None:
         for t in post.targets
         if t.status == TargetStatus.PUBLISHING
         or (t.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED) and t.irreversible_started_at)
+        # A thread (or first comment) partly live: its post is out, what follows is not.
+        or (t.platform_post_id and t.status not in (TargetStatus.PUBLISHED, TargetStatus.CANCELLED))
     ]
     if in_flight:
         names = ", ".join(f"{t.platform} account {t.account_id}" for t in in_flight)
@@ -133,6 +136,14 @@ def update_post(
     if not errors.errors:
         check_platform_rules(
             post.content, (a.platform for a in accounts), media, post.platform_content, errors
+        )
+        check_post_follow_ups(
+            session,
+            scope,
+            [a.platform for a in accounts],
+            post.platform_content,
+            errors,
+            post.profile_id,
         )
     errors.raise_if_any()
     # Set once they are known to exist: an unknown campaign would otherwise reach the

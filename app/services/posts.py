@@ -34,7 +34,12 @@ from app.models import (
     PrepareState,
     TargetStatus,
 )
-from app.platform_rules import ErrorBag, check_platform_rules
+from app.platform_rules import (
+    ErrorBag,
+    check_follow_ups,
+    check_platform_rules,
+    thread_media_ids,
+)
 from app.platforms import PLATFORMS
 from app.schedule import parse_schedule, resolve_timezone
 from app.services import webhooks
@@ -131,6 +136,45 @@ def load_media(
     return [by_id[i] for i in dict.fromkeys(media_ids) if i in by_id]
 
 
+def load_thread_media(
+    session: Session, scope: Scope, platform_content: dict[str, Any], profile_id: int | None
+) -> dict[str, Media]:
+    """The ready media the threads of a post name, by id, under the same visibility as
+    the post's own media; what is missing is reported at its item by check_follow_ups."""
+    ids = []
+    for text in thread_media_ids(platform_content):
+        try:
+            ids.append(uuid.UUID(text))
+        except ValueError:
+            continue
+    if not ids:
+        return {}
+    query = select(Media).where(
+        Media.id.in_(ids),
+        Media.status.not_in(("uploading", "failed")),
+        *reference_filter(scope, Media, profile_id, shared=True),
+    )
+    return {str(m.id): m for m in session.scalars(query.with_for_update(read=True))}
+
+
+def check_post_follow_ups(
+    session: Session,
+    scope: Scope,
+    platforms: Any,
+    platform_content: dict[str, Any],
+    errors: ErrorBag,
+    profile_id: int | None,
+) -> None:
+    """A post's first comments and threads, checked as its own content is."""
+    if not any(
+        isinstance(entry, dict) and (entry.get("firstComment") is not None or "thread" in entry)
+        for entry in platform_content.values()
+    ):
+        return
+    media = load_thread_media(session, scope, platform_content, profile_id)
+    check_follow_ups(platforms, platform_content, media, errors)
+
+
 # ------------------------------------------------------------------------------ status
 
 
@@ -153,7 +197,10 @@ def derive_post_status(post: Post) -> str:
     published = sum(s == TargetStatus.PUBLISHED for s in live)
     if published == len(live):
         return PostStatus.PUBLISHED
-    if published or any(s == TargetStatus.UNCONFIRMED for s in live):
+    # A failed target whose post is live (a thread stopped at one of its items) is out
+    # in part.
+    partly = any(t.status == TargetStatus.FAILED and t.platform_post_id for t in post.targets)
+    if published or partly or any(s == TargetStatus.UNCONFIRMED for s in live):
         return PostStatus.PARTIALLY_PUBLISHED
     return PostStatus.FAILED
 
@@ -298,6 +345,9 @@ def build_post(
     if not errors.errors:
         check_platform_rules(
             content, (a.platform for a in accounts), media, platform_content, errors
+        )
+        check_post_follow_ups(
+            session, scope, [a.platform for a in accounts], platform_content, errors, profile_id
         )
     errors.raise_if_any()
 

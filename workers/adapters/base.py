@@ -186,6 +186,25 @@ class MediaItem:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """One item posted after the post: its first comment (position 0) or a thread item
+    (1..n), each thread item replying to the one before. `handle` and `started_at` are
+    what an earlier attempt at this item saved: an adapter resumes from them, and looks
+    for the item on the platform from `started_at` on."""
+
+    kind: str  # "comment" | "thread_item"
+    position: int
+    text: str
+    media: list[MediaItem] = field(default_factory=list)
+    handle: dict[str, Any] | None = None
+    started_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return "first comment" if self.kind == "comment" else f"thread item {self.position}"
+
+
+@dataclass(frozen=True)
 class PublishRequest:
     target_id: int
     platform: str
@@ -199,6 +218,8 @@ class PublishRequest:
     irreversible_started_at: datetime | None = None
     # The post's cover_photo: the image shown for the video where the platform has one.
     cover: MediaItem | None = None
+    # What follows the post, in order: its first comment, then its thread's items.
+    follow_ups: tuple[FollowUp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -538,6 +559,46 @@ class Adapter(ABC):
     @abstractmethod
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         """After a crash with the outcome unknown: is the post on the platform?"""
+
+    # -- what follows a post: a first comment, a thread ------------------------------------
+    # A platform that can post them says so in app/platforms.py (`first_comment`,
+    # `threads`), which intake and GET /platform-rules read, and implements these. Each
+    # call makes one item public: it saves what it makes on the way with
+    # `context.save_handle` and calls `context.mark_irreversible()` just before the
+    # request that posts the item, as `publish()` does.
+
+    def publish_reply(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """Post `item` as a reply to `parent` (the post, or the thread's previous item)."""
+        raise PermanentError(
+            f"{self.platform} cannot post replies through its API", code="replies_not_supported"
+        )
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """Post `item` as a comment under `parent`; where comments are replies (X,
+        Threads), a reply."""
+        return self.publish_reply(request, parent, item, context)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        """After an attempt at `item` whose answer was lost: is it under `parent`? By its
+        saved handle first, then among the parent's replies or comments (same text, made
+        since `item.started_at`)."""
+        return ReconcileResult(
+            ReconcileStatus.UNKNOWN, reason=f"{self.platform} cannot list a post's replies"
+        )
 
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         """Take a published post down, or raise a PlatformError (DELETE /posts/{id}

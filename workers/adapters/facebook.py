@@ -29,6 +29,7 @@ from workers.adapters.base import (
     AccountCredentials,
     AccountMetrics,
     Adapter,
+    FollowUp,
     MediaItem,
     Metrics,
     PermanentError,
@@ -45,6 +46,7 @@ from workers.adapters.base import (
     stamp_checked,
     working_handle,
 )
+from workers.adapters.comments import COMMENT_PAGE_SIZE, begin_comment, found_comment
 from workers.adapters.graph import (
     LISTING_PAGE_SIZE,
     GraphResponse,
@@ -52,6 +54,7 @@ from workers.adapters.graph import (
     graph_call,
     insight_values,
     lower_time_bound,
+    parse_graph_time,
     usage_from_headers,
 )
 from workers.adapters.kit import stream_file
@@ -428,6 +431,47 @@ class FacebookAdapter(Adapter):
         if url is None and kind != "video":
             url = f"{FACEBOOK_WEB}/{post_id}"
         return PublishResult(post_id, url, {"kind": kind, "adopted": True})
+
+    # -- a first comment: POST /{object-id}/comments -----------------------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        begin_comment(context)
+        body = self._call(
+            "POST",
+            f"/{parent.platform_post_id}/comments",
+            request.account.access_token,
+            data={"message": item.text},
+        ).body
+        return _comment_result(str(body["id"]), parent)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        body = self._call(
+            "GET",
+            f"/{parent.platform_post_id}/comments",
+            request.account.access_token,
+            params={"fields": "id,message,created_time", "limit": COMMENT_PAGE_SIZE},
+        ).body
+        listed = [
+            (str(e["id"]), str(e.get("message") or ""), parse_graph_time(e.get("created_time")))
+            for e in body.get("data") or []
+            if isinstance(e, dict) and e.get("id")
+        ]
+        return found_comment(item, listed, lambda comment_id: _comment_result(comment_id, parent))
+
+
+def _comment_result(comment_id: str, parent: PublishResult) -> PublishResult:
+    """A comment's link: its post's, naming the comment ({post}_{comment} ids)."""
+    number = comment_id.rsplit("_", 1)[-1]
+    url = f"{parent.url}?comment_id={number}" if parent.url else None
+    return PublishResult(comment_id, url, {"reply_to": parent.platform_post_id})
 
 
 def _publish_status(status: dict[str, Any]) -> str | None:

@@ -31,6 +31,7 @@ from workers.adapters.base import (
     Adapter,
     AuthRevokedError,
     DuplicateError,
+    FollowUp,
     MediaItem,
     Metrics,
     PermanentError,
@@ -48,6 +49,7 @@ from workers.adapters.base import (
     resuming_prepared,
     working_handle,
 )
+from workers.adapters.comments import COMMENT_PAGE_SIZE, begin_comment, found_comment
 from workers.adapters.kit import (
     ErrorCodes,
     classify_status,
@@ -382,6 +384,51 @@ class LinkedInAdapter(Adapter):
         )
 
     # -- HTTP ------------------------------------------------------------------------------
+
+    # -- a first comment: POST /rest/socialActions/{urn}/comments ----------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        urn = parent.platform_post_id
+        body = {"actor": author_urn(request.account), "object": urn, "message": {"text": item.text}}
+        begin_comment(context)
+        response = self._call(
+            "POST", self._comments_url(urn), request.account.access_token, json=body
+        )
+        comment_id = str(json_body(response).get("id") or response.headers.get("x-restli-id"))
+        return PublishResult(comment_id, parent.url, {"reply_to": urn})
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        urn = parent.platform_post_id
+        response = self._call(
+            "GET",
+            self._comments_url(urn) + f"?count={COMMENT_PAGE_SIZE}",
+            request.account.access_token,
+        )
+        listed = [
+            (
+                str(e["id"]),
+                str((e.get("message") or {}).get("text") or ""),
+                ((e.get("created") or {}).get("time") or 0) / 1000 or None,
+            )
+            for e in json_body(response).get("elements") or []
+            if isinstance(e, dict) and e.get("id")
+        ]
+        return found_comment(
+            item,
+            listed,
+            lambda comment_id: PublishResult(comment_id, parent.url, {"reply_to": urn}),
+        )
+
+    def _comments_url(self, urn: str) -> str:
+        return self.url(f"/rest/socialActions/{quote(urn, safe='')}/comments")
 
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         path = f"/rest/posts/{quote(platform_post_id, safe='')}"

@@ -31,6 +31,7 @@ from workers.adapters.base import (
     AccountMetrics,
     Adapter,
     AuthRevokedError,
+    FollowUp,
     MediaItem,
     Metrics,
     PermanentError,
@@ -48,6 +49,7 @@ from workers.adapters.base import (
     single_video,
     working_handle,
 )
+from workers.adapters.comments import begin_comment, found_comment
 from workers.adapters.kit import ErrorCodes, classify_status, reconcile_since, stream_file
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -419,6 +421,53 @@ class YouTubeAdapter(Adapter):
         if response.status_code not in (200, 204):
             raise _error(response)
 
+    # -- a first comment: commentThreads.insert ---------------------------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        video_id = parent.platform_post_id
+        snippet = {"videoId": video_id, "topLevelComment": {"snippet": {"textOriginal": item.text}}}
+        begin_comment(context)
+        response = self._send(
+            "POST",
+            self.url(API_PATH + "/commentThreads"),
+            params={"part": "snippet"},
+            json={"snippet": snippet},
+            headers=_auth(request.account.access_token),
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code != 200:
+            raise _error(response)
+        return _comment_result(str(json_body(response)["id"]), video_id)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        video_id = parent.platform_post_id
+        body = self._get(
+            request.account.access_token,
+            "/commentThreads",
+            {"part": "snippet", "videoId": video_id, "order": "time", "maxResults": 100},
+        )
+        listed = []
+        for thread in body.get("items") or []:
+            comment = ((thread.get("snippet") or {}).get("topLevelComment") or {}).get("snippet")
+            if not isinstance(comment, dict) or not thread.get("id"):
+                continue
+            published = comment.get("publishedAt")
+            created = (
+                datetime.fromisoformat(published.replace("Z", "+00:00")).timestamp()
+                if isinstance(published, str)
+                else None
+            )
+            listed.append((str(thread["id"]), str(comment.get("textOriginal") or ""), created))
+        return found_comment(item, listed, lambda thread_id: _comment_result(thread_id, video_id))
+
     def _get(self, token: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self._send(
             "GET",
@@ -473,6 +522,13 @@ def _result(video: dict[str, Any]) -> PublishResult:
             "upload_status": status.get("uploadStatus"),
             "privacy_status": status.get("privacyStatus"),
         },
+    )
+
+
+def _comment_result(thread_id: str, video_id: str) -> PublishResult:
+    """A top-level comment's link: the video's, naming the comment (`lc`)."""
+    return PublishResult(
+        thread_id, f"{_watch_url(video_id)}&lc={thread_id}", {"reply_to": video_id}
     )
 
 
