@@ -12,30 +12,30 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from app import openapi_extra as extra
-from app import schemas, webhook_schemas
+from app import response_schemas, schemas, webhook_schemas
 from app.api import accounts, ai, campaigns, connect, keys, profiles
 from app.openapi_examples import EXAMPLES
 from app.services.uploads import UploadRequest
 
 # endpoint → (request body schema, response data schema, success status)
 OPERATIONS: dict[str, tuple[Any, Any, int]] = {
-    "posts.create_post": (schemas.CreatePostSchema, schemas.PostCreatedOut, 201),
+    "posts.create_post": (schemas.CreatePostSchema, response_schemas.PostCreatedOut, 201),
     "posts.bulk_create_posts": (schemas.BulkCreateSchema, None, 201),
-    "posts.list_posts": (None, schemas.PostOut(many=True), 200),
-    "posts.get_post": (None, schemas.PostOut, 200),
+    "posts.list_posts": (None, response_schemas.PostOut(many=True), 200),
+    "posts.get_post": (None, response_schemas.PostOut, 200),
     "posts.get_post_results": (None, None, 200),
-    "posts.update_post": (schemas.UpdatePostSchema, schemas.PostOut, 200),
-    "posts.cancel_post": (None, schemas.PostOut, 200),
-    "posts.retry_post": (schemas.RetryPostSchema, schemas.PostOut, 200),
+    "posts.update_post": (schemas.UpdatePostSchema, response_schemas.PostOut, 200),
+    "posts.cancel_post": (None, response_schemas.PostOut, 200),
+    "posts.retry_post": (schemas.RetryPostSchema, response_schemas.PostOut, 200),
     "posts.retry_failed_posts": (schemas.RetryFailedSchema, extra.RetryFailedOut, 200),
-    "posts.schedule_post": (schemas.SchedulePostSchema, schemas.PostOut, 200),
-    "accounts.list_accounts": (None, schemas.AccountOut(many=True), 200),
-    "accounts.get_account": (None, schemas.AccountOut, 200),
+    "posts.schedule_post": (schemas.SchedulePostSchema, response_schemas.PostOut, 200),
+    "accounts.list_accounts": (None, response_schemas.AccountOut(many=True), 200),
+    "accounts.get_account": (None, response_schemas.AccountOut, 200),
     "accounts.get_account_health": (None, extra.AccountHealthOut, 200),
-    "media.upload_media": ("multipart", schemas.MediaOut, 201),
-    "media.upload_media_from_url": (schemas.UploadFromUrlSchema, schemas.MediaOut, 202),
-    "media.list_media": (None, schemas.MediaOut(many=True), 200),
-    "media.get_media": (None, schemas.MediaOut, 200),
+    "media.upload_media": ("multipart", response_schemas.MediaOut, 201),
+    "media.upload_media_from_url": (schemas.UploadFromUrlSchema, response_schemas.MediaOut, 202),
+    "media.list_media": (None, response_schemas.MediaOut(many=True), 200),
+    "media.get_media": (None, response_schemas.MediaOut, 200),
     "media.delete_media": (None, extra.MediaDeletedOut, 200),
     "webhooks.list_webhooks": (None, webhook_schemas.WebhookOut(many=True), 200),
     "webhooks.create_webhook": (
@@ -69,13 +69,13 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "keys.list_keys": (None, extra.KeyOut(many=True), 200),
     "keys.create_key": (keys.KeyCreateSchema, extra.KeyCreatedOut, 201),
     "keys.revoke_key": (None, extra.KeyOut, 200),
-    "accounts.create_account": (accounts.AccountCreateSchema, schemas.AccountOut, 201),
-    "accounts.update_account": (accounts.AccountUpdateSchema, schemas.AccountOut, 200),
+    "accounts.create_account": (accounts.AccountCreateSchema, response_schemas.AccountOut, 201),
+    "accounts.update_account": (accounts.AccountUpdateSchema, response_schemas.AccountOut, 200),
     "accounts.delete_account": (None, extra.AccountDeletedOut, 200),
     "connect.create_connect_link": (connect.ConnectLinkSchema, extra.ConnectLinkOut, 201),
     "media.start_media_upload": (UploadRequest, None, 201),
     "media.complete_media_upload": (None, extra.MediaCompletedOut, 201),
-    "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
+    "audit.list_audit_log": (None, response_schemas.AuditEventOut(many=True), 200),
     "ai.generate_caption": (ai.GenerateCaptionSchema, ai.CaptionsOut, 200),
 }
 # Other successes of an operation, with the same body as its main one.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields
 
-from app import schemas
+from app import response_schemas
 
 
 class RetriedTargetOut(Schema):
@@ -179,7 +179,7 @@ class AccountDeletedOut(Schema):
     cancelled_targets = fields.Integer()
 
 
-class MediaCompletedOut(schemas.MediaOut):
+class MediaCompletedOut(response_schemas.MediaOut):
     status = fields.String(
         metadata={"description": "`ready`: the upload was probed and can be posted."}
     )

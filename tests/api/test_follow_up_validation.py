@@ -181,6 +181,8 @@ def test_platform_rules_say_which_platforms_take_first_comments_and_threads(
         "linkedin": (True, False),
         "tiktok": (False, False),
         "youtube": (True, False),
+        "telegram": (False, False),
+        "discord": (False, False),
     }
     assert rules["x"]["max_thread_items"] == 25
     assert rules["tiktok"]["max_thread_items"] is None
