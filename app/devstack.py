@@ -28,6 +28,8 @@ import click
 from app.models import Platform
 
 VAR = Path("var")
+# The sandbox answers any model name; this one says where captions come from.
+SANDBOX_AI_MODEL = "crier-sandbox-1"
 DEMO_ORG = "demo"
 
 # Sandbox identities: the platforms that address an account by id in their paths.
@@ -39,20 +41,20 @@ DEMO_EXTERNAL_IDS = {
     "x": None,
     "tiktok": None,
     "youtube": None,
+    # A public channel (the permalink names it) and a channel id for the demo bot.
+    "telegram": "@crier_demo",
+    "discord": "1300000000000000042",
     "pinterest": None,
     "wordpress": "https://blog.example.com",
 }
 # The sandbox's first board of its default user, whom every demo token signs in as: the
 # demo Pin goes there (and the demo account lists it, as a connected one would).
 DEMO_PINTEREST_BOARD = {"id": "160159981255431942", "name": "Sandbox Recipes", "privacy": "PUBLIC"}
-
-
-def demo_access_token(platform: str) -> str:
-    """A sandbox token in the form the platform's credential takes (WordPress:
-    `user:application-password`)."""
-    if platform == "wordpress":
-        return f"demo:{secrets.token_hex(12)}"
-    return f"sandbox-{platform}-{secrets.token_hex(8)}"
+# Credentials of a given form (app/credentials.py): a bot token for Telegram, whose bots
+# have no refresh token; a bot token for Discord (no refresh either); WordPress's
+# `user:application-password` (no refresh: an application password does not expire).
+DEMO_TOKEN_PREFIX = {"telegram": "7000000042:", "wordpress": "demo:"}
+NO_REFRESH = frozenset({"telegram", "discord", "wordpress"})
 
 
 def _free_port(preferred: int) -> int:
@@ -132,8 +134,11 @@ def seed_demo() -> Demo:
                     settings,
                     platform=platform.value,
                     name=f"Demo {platform.value}",
-                    access_token=demo_access_token(platform.value),
-                    refresh_token=f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
+                    access_token=DEMO_TOKEN_PREFIX.get(platform.value, "")
+                    + f"sandbox-{platform.value}-{secrets.token_hex(8)}",
+                    refresh_token=None
+                    if platform.value in NO_REFRESH
+                    else f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
                     external_id=DEMO_EXTERNAL_IDS[platform.value],
                     organisation=organisation,
                 )
@@ -243,6 +248,12 @@ def run_dev() -> None:
         notes.append(
             f"no real platform configured: adapters talk to the sandbox on port {sandbox_port}"
         )
+        if not env.get("CRIER_AI_BASE_URL"):
+            # AI captions work out of the box: the sandbox plays an OpenAI-compatible model.
+            env["CRIER_AI_BASE_URL"] = f"{env['CRIER_PLATFORM_BASE_URL']}/openai/v1"
+            env.setdefault("CRIER_AI_MODEL", SANDBOX_AI_MODEL)
+            env.setdefault("CRIER_AI_API_KEY", "sandbox")
+            notes.append("no AI model configured: captions come from the sandbox's /openai/v1")
     flower_port = _free_port(int(env.get("FLOWER_PORT", "5555")))
     # Flower only behind a password, even on a laptop: any web page open in the browser
     # could otherwise drive its API (revoke tasks, stop workers).
@@ -258,7 +269,13 @@ def run_dev() -> None:
     demo = seed_demo()
 
     queues = ",".join(
-        [*(f"publish.{p.value}" for p in Platform), "maintenance", "webhooks", "media_import"]
+        [
+            *(f"publish.{p.value}" for p in Platform),
+            "maintenance",
+            "webhooks",
+            "media_import",
+            "metrics",
+        ]
     )
     processes.update(
         {
@@ -358,11 +375,15 @@ def _print_banner(
         f"  API key: {demo.api_key}   (organisation {DEMO_ORG!r}; saved in var/dev-api-key)",
         "  Accounts: " + ", ".join(f"{p}={i}" for p, i in demo.account_ids.items()),
         "",
-        "Publish to every platform:",
+        f"Publish to all {len(Platform)} platforms:",
         f"  curl -s -X POST {api}/posts -H 'Authorization: Bearer {demo.api_key}' "
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "
         f"{platform_base_url}/_ledger",
+        "Have captions written (docs/ai.md):",
+        f"  curl -s -X POST {api}/ai/generate-caption -H 'Authorization: Bearer {demo.api_key}' "
+        '-H \'Content-Type: application/json\' -d \'{"topic": "our spring sale", '
+        '"platform": "x", "count": 2}\'',
         "",
     ]
     if demo.connect_url:

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 from marshmallow import ValidationError as SchemaError
-from marshmallow import fields, validate, validates_schema
+from marshmallow import fields, post_load, validate
 from sqlalchemy import func, select
 
 from app import access
@@ -15,9 +15,10 @@ from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
 from app.config import Settings
+from app.credentials import credential_problem, normalise_external_id, wordpress_site
 from app.db import get_session, utcnow
 from app.models import Account, Organisation, PostTarget, TargetStatus, WebhookEventType
-from app.platforms import PLATFORM_KEYS, credential_problem, wordpress_site
+from app.platforms import PLATFORM_KEYS
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of, page_query
 from app.serializers import account_health, account_to_dict, ts
 from app.services.accounts import (
@@ -118,17 +119,14 @@ class AccountCreateSchema(StrictSchema):
     token_expires_at = fields.AwareDateTime(format="iso", allow_none=True)
     profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
 
-    @validates_schema
-    def _credential_fits_platform(self, data: dict[str, Any], **_: Any) -> None:
-        platform, token = data.get("platform"), data.get("access_token")
-        problem = (
-            credential_problem(platform, token, data.get("external_id"))
-            if platform and token
-            else None
-        )
-        if problem:
-            field = "external_id" if "external id" in problem else "access_token"
-            raise SchemaError(problem, field_name=field)
+    @post_load
+    def _credential_form(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Telegram and Discord take a credential of a given form (app/credentials.py)."""
+        data["external_id"] = normalise_external_id(data["platform"], data.get("external_id"))
+        problem = credential_problem(data["platform"], data["access_token"], data["external_id"])
+        if problem is not None:
+            raise SchemaError(problem[1], field_name=problem[0])
+        return data
 
 
 class AccountUpdateSchema(StrictSchema):

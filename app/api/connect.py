@@ -21,8 +21,6 @@ from marshmallow import fields, validate, validates_schema
 from app import access
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json
-from app.api.connect_form import credential_page
-from app.api.connect_form import page as _page
 from app.api.envelope import ApiError, ValidationError, envelope, format_timestamp
 from app.config import Settings
 from app.db import get_session, utcnow
@@ -33,6 +31,7 @@ from app.oauth import (
     OAuthError,
     OAuthFlow,
     client_app,
+    credential_flow_class,
     flow_class,
     flow_classes,
     get_flow,
@@ -95,6 +94,19 @@ def _settings() -> Settings:
     return current_app.config["CRIER"]
 
 
+def _credential_flow(platform: str, login: str | None) -> type[CredentialFlow] | None:
+    """The page on Crier a link opens instead of a consent: the platform's only way
+    (Telegram), or its fallback while Crier's app there is not set (Discord's webhook
+    URL pasted instead of the `webhook.incoming` consent)."""
+    credential = credential_flow_class(platform)
+    oauth = flow_class(platform, login)
+    if credential is None or login is not None:
+        return None
+    if oauth is not None and client_app(_settings(), oauth.client_platform(), "") is not None:
+        return None
+    return credential
+
+
 def _callback_uri(platform: str) -> str:
     return f"{_settings().public_base_url}/oauth/{platform}/callback"
 
@@ -123,10 +135,16 @@ def create_connect_link() -> Response:
     # The platform's own login is stored as None: links made before `login` existed read so.
     login = data.get("login") if data.get("login") != platform else None
     flow = flow_class(platform, login)
-    configured = flow is not None and (
-        flow.credential_form or client_app(_settings(), flow.client_platform(), "") is not None
-    )
-    if flow is None or not configured:
+    credential = _credential_flow(platform, login)
+    if credential is not None:
+        missing = credential.missing_setting(_settings())
+        if missing:
+            raise ApiError(
+                f"Connecting {platform} accounts is not configured on this server: set {missing}.",
+                code="platform_not_configured",
+                status=409,
+            )
+    elif flow is None or client_app(_settings(), flow.client_platform(), "") is None:
         app_name = (flow.client_platform() if flow else platform).upper()
         via = f" through {login.title()} Login" if login else ""
         raise ApiError(
@@ -168,7 +186,7 @@ def create_connect_link() -> Response:
             "id": str(link.id),
             "url": f"{_settings().public_base_url}/connect/{token}",
             "platform": platform,
-            "login": flow.login_name(),
+            "login": flow.login_name() if flow is not None else platform,
             "profile_id": profile_id,
             "account_id": account_id,
             "redirect_url": link.redirect_url,
@@ -179,6 +197,20 @@ def create_connect_link() -> Response:
 
 
 # ------------------------------------------------------------------------ browser side
+
+
+def _page(title: str, body: str, status: int = 200) -> Response:
+    document = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
+        "padding:0 1rem;color:#1a1a1a}label{display:block;padding:.6rem;border:1px solid #ccc;"
+        "border-radius:6px;margin:.5rem 0}button{padding:.6rem 1.2rem;font-size:1rem}"
+        "small{color:#666}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return Response(document, status=status, mimetype="text/html")
 
 
 def _finish(link: ConnectLink, code: str, message: str) -> Response:
@@ -253,9 +285,12 @@ def open_connect_link(token: str) -> Response:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
+    credential = _credential_flow(link.platform, link.login)
+    if credential is not None:
+        if credential.missing_setting(_settings()):
+            return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
+        return _credential_form(token, link, credential)
     cls = flow_class(link.platform, link.login)
-    if cls is not None and cls.credential_form:
-        return credential_page(link, token, cls)
     client = _client(link, cls) if cls is not None else None
     if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
@@ -267,33 +302,63 @@ def open_connect_link(token: str) -> Response:
     return _bind_browser(redirect(target), link, started.browser_nonce)
 
 
+def _credential_form(
+    token: str,
+    link: ConnectLink,
+    flow: type[CredentialFlow],
+    error: str = "",
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """Crier's own connect page for a platform without a consent page (Telegram, a
+    WordPress site). Entered values come back when the platform refused them, never a
+    secret one (a password input, left empty)."""
+    inputs = "".join(
+        f"<label for='{html.escape(f.name)}'>{html.escape(f.label)}<br>"
+        f"<input id='{html.escape(f.name)}' name='{html.escape(f.name)}' required "
+        f"type='{html.escape(f.input_type)}' autocomplete='off' "
+        f"value='{'' if f.secret else html.escape((values or {}).get(f.name, ''))}'><br>"
+        f"<small>{html.escape(f.hint)}</small></label>"
+        for f in flow.fields
+    )
+    problem = f"<p role='alert' id='error'>{html.escape(error)}</p>" if error else ""
+    body = (
+        f"<p>{html.escape(flow.why)}.</p>{problem}"
+        f"<form method='post' action='/connect/{html.escape(token)}'>{inputs}"
+        "<p><button type='submit' id='connect'>Connect</button></p></form>"
+    )
+    response = _page(f"Connect a {_label(link.platform)} account", body, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @blueprint.post("/connect/<token>")
 def submit_credentials(token: str) -> Response:
-    """A credential connect page's form: check the values at the platform, then save the
-    account and go back to redirect_url; a refusal shows the form again with the reason."""
+    """The credential page's answer: checked at the platform, then stored. A value the
+    platform refuses shows the page again with the reason; the link stays usable."""
     session = get_session()
     link = connect_service.find_link(session, token)
-    if link is None:
+    flow_cls = _credential_flow(link.platform, link.login) if link is not None else None
+    if link is None or flow_cls is None:
         return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
     if link.consumed_at is not None:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
-    cls = flow_class(link.platform, link.login)
-    if cls is None or not cls.credential_form:
-        return _page("Invalid request", "<p>This link connects through the platform.</p>", 400)
-    values = {f.name: request.form.get(f.name, "") for f in cls.form_fields}
+    settings = _settings()
+    values = {f.name: request.form.get(f.name, "").strip()[:500] for f in flow_cls.fields}
     try:
-        with oauth_client(_settings()) as http:
-            flow = _flow(link, http)
-            assert isinstance(flow, CredentialFlow)
-            identities = flow.connect_credentials(values)
+        with oauth_client(settings) as http:
+            identities = flow_cls(http, settings.platform_base_url, settings).verify(values)
     except OAuthError as exc:
-        return credential_page(link, token, cls, values, exc.message, 400)
+        if exc.code == "platform_not_configured":
+            return _finish(link, exc.code, exc.message)
+        log.info("connect link %s: %s refused: %s", link.id, link.platform, exc.code)
+        return _credential_form(token, link, flow_cls, exc.message, values, 400)
     if not connect_service.consume(session, link):
         return _dead_link(link, "link_used", "This connect link has already been used.")
     try:
-        accounts = connect_service.save_identities(session, _settings(), link, identities)
+        accounts = connect_service.save_identities(session, settings, link, identities)
     except OAuthError as exc:
         session.rollback()
         return _finish(_reload(link), exc.code, exc.message)

@@ -9,15 +9,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from app.config import Settings
+from app.credentials import wordpress_site
 from app.oauth import (
     TIMEOUT,
     ConnectedIdentity,
+    CredentialField,
     CredentialFlow,
-    FormField,
     OAuthError,
-    register_flow,
+    register_credential_flow,
 )
-from app.platforms import wordpress_site
 from app.services.outbound import UnsafeURLError, safe_stream
 
 USERS_ME = "/wp-json/wp/v2/users/me"
@@ -28,24 +29,36 @@ def credential_of(user: str, application_password: str) -> str:
     return f"{user.strip()}:{''.join(application_password.split())}"
 
 
-@register_flow
+@register_credential_flow
 class WordPressFlow(CredentialFlow):
     platform = "wordpress"
-    form_fields = (
-        FormField("site_url", "Site address", "url", "https://blog.example.com"),
-        FormField("username", "User name"),
-        FormField("application_password", "Application password", "password"),
+    # A self-hosted site: its address is what the client enters.
+    hosts: dict[str, str] = {}
+    why = (
+        "A WordPress site has no OAuth consent: create an application password in the "
+        "site's admin under Users → Profile → Application Passwords, then enter it here "
+        "with your user name"
     )
-    form_help = (
-        "Create an application password in your site's admin under Users → Profile → "
-        "Application Passwords, then enter it here with your user name."
+    fields = (
+        CredentialField("site_url", "Site address", "e.g. https://blog.example.com", "url"),
+        CredentialField("username", "User name"),
+        CredentialField(
+            "application_password",
+            "Application password",
+            "WordPress 5.6 or later; it is checked at the site and stored encrypted",
+            "password",
+        ),
     )
+
+    @classmethod
+    def missing_setting(cls, settings: Settings) -> str | None:
+        return None  # each site is the client's own: nothing to configure here
 
     def site_url(self, site: str, path: str) -> str:
         """`{site}{path}`, or `{CRIER_PLATFORM_BASE_URL}/wordpress{path}` when set."""
         return f"{self.base_url}/{self.platform}{path}" if self.base_url else f"{site}{path}"
 
-    def connect_credentials(self, values: dict[str, str]) -> list[ConnectedIdentity]:
+    def verify(self, values: dict[str, str]) -> list[ConnectedIdentity]:
         site = wordpress_site(values.get("site_url", ""))
         user = values.get("username", "").strip()
         password = values.get("application_password", "")
@@ -58,7 +71,7 @@ class WordPressFlow(CredentialFlow):
                 "invalid_credentials", "Enter the user name and the application password."
             )
         credential = credential_of(user, password)
-        me = self.verify(site, credential)
+        me = self.users_me(site, credential)
         host = urlsplit(site).netloc
         return [
             ConnectedIdentity(
@@ -70,7 +83,7 @@ class WordPressFlow(CredentialFlow):
             )
         ]
 
-    def verify(self, site: str, credential: str) -> dict[str, object]:
+    def users_me(self, site: str, credential: str) -> dict[str, object]:
         """The user the credential signs in as, or an OAuthError saying why not. The site
         is reached under the outbound rules (public addresses, allowed ports, no
         redirects): the address is the user's to type."""

@@ -306,5 +306,5 @@ def test_connecting_a_site_inside_our_network_is_refused(http: httpx.Client) -> 
     flow = WordPressFlow(http, None, Settings(allow_private_urls=False))
     values = {"site_url": "http://127.0.0.1:5432", "username": "u", "application_password": "p"}
     with pytest.raises(OAuthError) as refused:
-        flow.connect_credentials(values)
+        flow.verify(values)
     assert refused.value.code == "site_refused"

@@ -69,13 +69,14 @@ def test_accounts_add_connects_a_wordpress_site_that_publishes(
         (
             "editor:pw",
             "blog.example.com",
-            "error: a WordPress account's external id is its site URL, e.g. "
+            "error: --external-id: a WordPress account's external id is its site URL, e.g. "
             "https://blog.example.com",
         ),
         (
             "application-password-only",
             "https://blog.example.com",
-            "error: a WordPress account's access token is `user:application-password`",
+            "error: --access-token: a WordPress account's access token is "
+            "`user:application-password`",
         ),
     ],
 )

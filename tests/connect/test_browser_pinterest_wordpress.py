@@ -52,7 +52,7 @@ def test_a_browser_fills_in_the_wordpress_form(
     sandbox.post("/_faults", json={"wordpress": {"revoked_tokens": ["editor:typo"]}})
 
     browser.get(link["url"])
-    assert browser.title == "Connect WordPress"
+    assert browser.title == "Connect a WordPress account"
     browser.find_element(By.ID, "site_url").send_keys("https://blog.example.com")
     browser.find_element(By.ID, "username").send_keys("editor")
     browser.find_element(By.ID, "application_password").send_keys("typo")

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from app.platforms import wordpress_site
+from app.credentials import wordpress_site
 from app.services.outbound import UnsafeURLError, resolve
 from workers.adapters import register
 from workers.adapters.base import (
