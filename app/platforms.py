@@ -420,6 +420,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             video_max_bytes=100 * MB,
             needs="up to 10 images or videos (the first image is the featured image)",
         ),
+        # POST /wp/v2/comments under the post; a comment has no limit of its own either.
+        first_comment=True,
     ),
 }
 

@@ -416,6 +416,7 @@ PLATFORMS: dict[str, PlatformRules] = {
             video_max_bytes=100 * MB,
             needs="up to 10 images or videos (the first image is the featured image)",
         ),
+        first_comment=True,
     ),
 }
 

@@ -1,5 +1,6 @@
 """WordPress REST API stand-in (a self-hosted site with application passwords): the
-current user, categories and tags, media uploads, posts, and the site's post search.
+current user, categories and tags, media uploads, posts, the site's post search, and
+comments under a post (recorded in the ledger with `reply_to`, the post's id).
 
 Every site a test names is this one site, under `/wordpress`. Requests authenticate
 with HTTP Basic `user:application-password`; any such pair with both parts is a user of
@@ -78,6 +79,7 @@ def store() -> dict[str, Any]:
         data.setdefault("terms", {"categories": {}, "tags": {}})
         data.setdefault("media", {})
         data.setdefault("posts", {})
+        data.setdefault("comments", {})
         return data
 
 
@@ -403,6 +405,99 @@ def delete_post(post_id: int) -> Response:
     return json_response({"deleted": True, "previous": {"id": post_id}})
 
 
+# -- comments -------------------------------------------------------------------------------
+
+
+def _comment_json(comment: dict[str, Any], edit: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": comment["id"],
+        "post": comment["post"],
+        "parent": comment["parent"],
+        "author": comment["author"],
+        "author_name": comment["author_name"],
+        "date_gmt": comment["date_gmt"],
+        "status": "approved",
+        "link": f"{comment['post_link']}#comment-{comment['id']}",
+        "content": {"rendered": f"<p>{comment['content']}</p>\n"},
+    }
+    if edit:
+        body["content"]["raw"] = comment["content"]
+    return body
+
+
+def create_comment() -> Response:
+    """POST /wp/v2/comments {post, content, parent?}: as the signed-in user, approved."""
+    login, fault = authorize(publishing=True)
+    if fault:
+        return fault
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "rest_invalid_json", "Invalid JSON body passed.")
+    content = str(body.get("content") or "").strip()
+    if not content:
+        return _error(400, "rest_comment_content_invalid", "Invalid comment content.")
+    deleted = {e["id"] for e in state.ledger if e["platform"] == PLATFORM and "deleted_at" in e}
+    with state.lock:
+        data = store()
+        post = data["posts"].get(_int(body.get("post")))
+        if post is None or str(post["id"]) in deleted:
+            return _error(
+                403,
+                "rest_comment_invalid_post_id",
+                "Sorry, you are not allowed to create this comment without a post.",
+            )
+        parent = _int(body.get("parent")) or 0
+        if parent and parent not in data["comments"]:
+            return _error(400, "rest_comment_invalid_parent", "Invalid parent comment ID.")
+        comment = {
+            "id": state.next_id() % 10**7,
+            "post": post["id"],
+            "parent": parent,
+            "author": user_id(login),
+            "author_name": login.title(),
+            "date_gmt": now_iso()[:19],
+            "content": content,
+            "post_link": _post_json(post, edit=False)["link"],
+        }
+        data["comments"][comment["id"]] = comment
+    reply_to = str(parent or post["id"])
+    state.record(PLATFORM, login, str(comment["id"]), content, [], {}, reply_to=reply_to)
+    if should_lose_response(state, PLATFORM):
+        return _error(504, "gateway_timeout", "Gateway Timeout")
+    return json_response(_comment_json(comment, edit=True), 201)
+
+
+def list_comments() -> Response:
+    """GET /wp/v2/comments?post=: newest first; `context=edit` adds the raw content."""
+    _, fault = authorize(publishing=False)
+    if fault:
+        return fault
+    args = request.args
+    try:
+        per_page = int(args.get("per_page", 10))
+    except ValueError:
+        return _error(400, "rest_invalid_param", "Invalid parameter(s): per_page")
+    if not 1 <= per_page <= PER_PAGE_MAX:
+        return _error(400, "rest_invalid_param", "Invalid parameter(s): per_page")
+    posts = {_int(p) for p in (args.get("post") or "").split(",") if p}
+    with state.lock:
+        found = [
+            c
+            for c in sorted(store()["comments"].values(), key=lambda c: c["id"], reverse=True)
+            if not posts or c["post"] in posts
+        ]
+    edit = args.get("context") == "edit"
+    headers = {"X-WP-Total": str(len(found))}
+    return json_response([_comment_json(c, edit) for c in found[:per_page]], headers=headers)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 ROUTES = (
     Route("GET", f"{REST}/users/me", users_me),
     Route("GET", f"{REST}/categories", list_categories),
@@ -415,4 +510,6 @@ ROUTES = (
     Route("GET", f"{REST}/posts", list_posts),
     Route("POST", f"{REST}/posts", create_post),
     Route("DELETE", f"{REST}/posts/<int:post_id>", delete_post),
+    Route("GET", f"{REST}/comments", list_comments),
+    Route("POST", f"{REST}/comments", create_comment),
 )

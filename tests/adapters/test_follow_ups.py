@@ -10,6 +10,7 @@ import pytest
 from app.platforms import PLATFORMS
 from tests.adapters.conftest import make_request
 from tests.adapters.test_linkedin import MEMBER as LINKEDIN_MEMBER
+from tests.adapters.test_wordpress import request_for as wordpress_request
 from tests.adapters.test_youtube import SETTINGS as YOUTUBE_SETTINGS
 from workers.adapters import adapter_classes
 from workers.adapters.base import (
@@ -27,6 +28,7 @@ from workers.adapters.facebook import FacebookAdapter
 from workers.adapters.instagram import InstagramAdapter
 from workers.adapters.linkedin import LinkedInAdapter
 from workers.adapters.threads import ThreadsAdapter
+from workers.adapters.wordpress import WordPressAdapter
 from workers.adapters.x import XAdapter
 from workers.adapters.youtube import YouTubeAdapter
 
@@ -120,6 +122,26 @@ def test_a_reply_to_a_post_that_is_gone_is_refused(threading: Adapter) -> None:
 # -- first comments where the platform has comments ---------------------------------------
 
 
+def test_a_wordpress_comment_goes_under_the_post_as_the_account_user(
+    http: httpx.Client, sandbox_url: str, sandbox: httpx.Client
+) -> None:
+    adapter = WordPressAdapter(http, base_url=sandbox_url)
+    request = wordpress_request()
+    parent = adapter.publish(request, NullContext())
+    result = adapter.publish_comment(
+        request, parent, FollowUp("comment", 0, "Menu & hours <b>below</b>"), NullContext()
+    )
+    assert result.url == f"{parent.url}#comment-{result.platform_post_id}"
+    assert result.details["reply_to"] == parent.platform_post_id
+    [entry] = [e for e in ledger(sandbox, "wordpress") if e["reply_to"] is not None]
+    assert (entry["account"], entry["text"]) == ("editor", "Menu & hours <b>below</b>")
+    # A post that is not on the site (trashed, or never made) takes no comment.
+    with pytest.raises(PermanentError):
+        adapter.publish_comment(
+            request, PublishResult("999999", None), FollowUp("comment", 0, "x"), NullContext()
+        )
+
+
 def _commenting(
     platform: str, http: httpx.Client, sandbox_url: str, image: MediaItem, video: MediaItem
 ) -> tuple[Adapter, PublishRequest]:
@@ -132,11 +154,13 @@ def _commenting(
     if platform == "linkedin":
         request = make_request("linkedin", "Member post", external_id=LINKEDIN_MEMBER)
         return LinkedInAdapter(http, base_url=sandbox_url), request
+    if platform == "wordpress":
+        return WordPressAdapter(http, base_url=sandbox_url), wordpress_request()
     request = make_request("youtube", "A video", settings=YOUTUBE_SETTINGS, media=[video])
     return YouTubeAdapter(http, base_url=sandbox_url), request
 
 
-@pytest.mark.parametrize("platform", ["instagram", "facebook", "linkedin", "youtube"])
+@pytest.mark.parametrize("platform", ["instagram", "facebook", "linkedin", "youtube", "wordpress"])
 def test_a_first_comment_goes_under_the_post_once_even_when_its_answer_is_lost(
     platform: str,
     http: httpx.Client,

@@ -184,7 +184,7 @@ def test_platform_rules_say_which_platforms_take_first_comments_and_threads(
         "telegram": (False, False),
         "discord": (False, False),
         "pinterest": (False, False),
-        "wordpress": (False, False),
+        "wordpress": (True, False),
     }
     assert rules["x"]["max_thread_items"] == 25
     assert rules["tiktok"]["max_thread_items"] is None

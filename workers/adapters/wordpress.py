@@ -30,6 +30,7 @@ from workers.adapters.base import (
     AccountCredentials,
     Adapter,
     AuthRevokedError,
+    FollowUp,
     MediaItem,
     PermanentError,
     PlatformError,
@@ -42,6 +43,7 @@ from workers.adapters.base import (
     resuming_prepared,
     working_handle,
 )
+from workers.adapters.comments import COMMENT_PAGE_SIZE, begin_comment, found_comment
 from workers.adapters.kit import (
     ErrorCodes,
     classify_status,
@@ -322,6 +324,52 @@ class WordPressAdapter(Adapter):
                 return _result(post, reconciled=True)
         return None
 
+    # -- first comment ---------------------------------------------------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """POST /wp/v2/comments under the post, as the account's user (approved at once for
+        an author of the site; a site may still hold it for moderation)."""
+        account = request.account
+        body = {"post": int(parent.platform_post_id), "content": item.text}
+        begin_comment(context)
+        comment = self._json(
+            self._call("POST", self.site_url(account, f"{REST}/comments"), account, json=body)
+        )
+        return _comment_result(comment, parent)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        """The post's comments (every status, as their author may read them) with the
+        item's text since its attempt began."""
+        account = request.account
+        params = {
+            "post": int(parent.platform_post_id),
+            "context": "edit",
+            "status": "all",
+            "per_page": COMMENT_PAGE_SIZE,
+        }
+        listed = {
+            str(c["id"]): c
+            for c in self._json_list(
+                self._call(
+                    "GET", self.site_url(account, f"{REST}/comments"), account, params=params
+                )
+            )
+            if c.get("id")
+        }
+        return found_comment(
+            item,
+            [(cid, _comment_text(c), _comment_time(c)) for cid, c in listed.items()],
+            lambda cid: _comment_result(listed[cid], parent),
+        )
+
     # -- HTTP ------------------------------------------------------------------------------
 
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
@@ -373,6 +421,25 @@ def _result(post: dict[str, Any], reconciled: bool = False) -> PublishResult:
     if reconciled:
         details["reconciled"] = True
     return PublishResult(platform_post_id=str(post["id"]), url=post.get("link"), details=details)
+
+
+def _comment_result(comment: dict[str, Any], parent: PublishResult) -> PublishResult:
+    details = {"reply_to": parent.platform_post_id, "status": comment.get("status")}
+    return PublishResult(str(comment["id"]), comment.get("link") or parent.url, details)
+
+
+def _comment_text(comment: dict[str, Any]) -> str:
+    """The comment as written (`content.raw`, edit context), else its rendered HTML's text."""
+    content = comment.get("content") or {}
+    raw = content.get("raw")
+    if raw is not None:
+        return str(raw)
+    return html.unescape(re.sub(r"<[^>]+>", "", str(content.get("rendered") or ""))).strip()
+
+
+def _comment_time(comment: dict[str, Any]) -> float | None:
+    raw = comment.get("date_gmt")
+    return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC).timestamp() if raw else None
 
 
 def _posted_since(post: dict[str, Any], since: datetime) -> bool:
