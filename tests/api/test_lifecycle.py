@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from app.db import get_db
+from app.platforms import PLATFORM_KEYS
 from tests.api.helpers import assert_error, count, future, ok_data, sql, targets_of, upload
 from tests.conftest import Tenant
 from tests.media_samples import jpeg_bytes, mp4_bytes
@@ -83,7 +84,7 @@ def test_list_rejects_bad_filters(tenant: Tenant) -> None:
         ),
         "platform=myspace": (
             "platform",
-            "Must be one of: instagram, facebook, threads, x, linkedin, tiktok, youtube.",
+            f"Must be one of: {', '.join(PLATFORM_KEYS)}.",
         ),
         "limit=0": ("limit", "Must be greater than or equal to 1 and less than or equal to 200."),
         "limit=abc": ("limit", "Not a valid integer."),
