@@ -86,7 +86,7 @@ def test_a_change_answered_200_never_reaches_the_platform_at_any_lead(
     accepted = [p["sent_lead"] for p in plans if p["status"] == 200]
     refused = [p["sent_lead"] for p in plans if p["status"] == 409]
     print(
-        f"\n{len(accepted)} changes accepted (shortest lead {min(accepted):.3f}s), "
+        f"\n{len(accepted)} changes accepted (shortest lead {min(accepted, default=0):.3f}s), "
         f"{len(refused)} refused (longest lead {max(refused, default=0):.3f}s)"
     )
     # Readied 5 s ahead, yet still taken back well before the fence: never 409 this early.
