@@ -17,6 +17,7 @@ from app.http_deadline import deadline_client
 from app.queues import (
     DISCARD_TASK,
     PREPARE_TASK,
+    PUBLISH_BATCH_TASK,
     PUBLISH_TASK,
     REFRESH_TOKENS_TASK,
     SWEEP_TASK,
@@ -116,6 +117,25 @@ def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
     claimed = claiming(deps)((target_id, dispatch_token, self.request.id))
     if isinstance(claimed, str):
         return claimed
+    return _ready_and_line_up(deps, claimed)
+
+
+@shared_task(name=PUBLISH_BATCH_TASK, bind=True, ignore_result=True)
+def publish_targets_task(self: Task, targets: list[list[Any]]) -> dict[str, int]:
+    """Many targets of one queue due now (a bulk published now, a sweep's resends): claimed
+    in one transaction, readied here, then fenced and fired together on the line."""
+    deps = pipeline_deps()
+    task_id = self.request.id
+    wanted = [(int(target_id), str(token), task_id) for target_id, token in targets]
+    outcomes: dict[str, int] = {}
+    for claimed in claim_deliveries(deps, wanted):
+        outcome = claimed if isinstance(claimed, str) else _ready_and_line_up(deps, claimed)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def _ready_and_line_up(deps: PipelineDeps, claimed: Delivery) -> str:
+    """Ready a claimed delivery and hand it to the fence and the firing line."""
     delivery = ready_claimed(deps, claimed)
     if isinstance(delivery, str):
         return delivery

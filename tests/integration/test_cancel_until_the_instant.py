@@ -14,7 +14,7 @@ from flask import Flask
 
 from tests.conftest import Tenant
 from tests.integration.conftest import Stack, wait_until
-from tests.integration.test_delivery import create, iso, ledger, targets
+from tests.integration.test_delivery import attempts, create, iso, ledger, targets
 
 LEADS = [3.0, 2.5, 2.0, 1.5, 1.25, 1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05, 0.0]
 ROUNDS = 3
@@ -91,3 +91,30 @@ def test_a_change_answered_200_never_reaches_the_platform_at_any_lead(
     )
     # Readied 5 s ahead, yet still taken back well before the fence: never 409 this early.
     assert all(p["status"] == 200 for p in plans if p["sent_lead"] >= 2.5)
+
+
+def test_a_bulk_published_now_goes_out_once_each_in_batched_messages(
+    app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    """Posts with no scheduled_at, fifty to a request: a few messages of many targets,
+    each target claimed by its own token and published once."""
+    stack.worker(queues="publish.x,publish.linkedin", concurrency=8)
+    accounts = [make_account(tenant, "x", access_token=f"x-now-{i}") for i in range(3)] + [
+        make_account(
+            tenant, "linkedin", access_token=f"li-now-{i}", external_id=f"urn:li:person:n{i}"
+        )
+        for i in range(2)
+    ]
+    posts = [
+        {"content": f"Now in bulk {n}", "account_ids": [accounts[n % len(accounts)]]}
+        for n in range(60)
+    ]
+    for chunk in (posts[:50], posts[50:]):
+        response = tenant.api.post("/posts/bulk", json={"posts": chunk})
+        assert response.status_code == 201, response.text
+    wait_until(lambda: {t.status for t in targets(app)} == {"published"}, timeout=60)
+    texts = sorted(entry["text"] for entry in ledger(sandbox))
+    assert texts == sorted(post["content"] for post in posts)
+    # A message's targets share its task id: far fewer messages than targets.
+    messages = {attempt.task_id for attempt in attempts(app)}
+    assert len(attempts(app)) == 60 and len(messages) < 20, messages
