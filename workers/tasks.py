@@ -35,6 +35,7 @@ from workers.pipeline import (
     fire_delivery,
     hand_back,
     ready_claimed,
+    ready_many,
     record_outcomes,
 )
 from workers.preparation import discard_handles, prepare_target
@@ -117,7 +118,8 @@ def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
     claimed = claiming(deps)((target_id, dispatch_token, self.request.id))
     if isinstance(claimed, str):
         return claimed
-    return _ready_and_line_up(deps, claimed)
+    delivery = ready_claimed(deps, claimed)
+    return delivery if isinstance(delivery, str) else _line_up(deps, delivery)
 
 
 @shared_task(name=PUBLISH_BATCH_TASK, bind=True, ignore_result=True)
@@ -127,18 +129,18 @@ def publish_targets_task(self: Task, targets: list[list[Any]]) -> dict[str, int]
     deps = pipeline_deps()
     task_id = self.request.id
     wanted = [(int(target_id), str(token), task_id) for target_id, token in targets]
+    claimed = claim_deliveries(deps, wanted)
     outcomes: dict[str, int] = {}
-    for claimed in claim_deliveries(deps, wanted):
-        outcome = claimed if isinstance(claimed, str) else _ready_and_line_up(deps, claimed)
+    for result in [c for c in claimed if isinstance(c, str)] + ready_many(
+        deps, [c for c in claimed if not isinstance(c, str)]
+    ):
+        outcome = result if isinstance(result, str) else _line_up(deps, result)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 
 
-def _ready_and_line_up(deps: PipelineDeps, claimed: Delivery) -> str:
-    """Ready a claimed delivery and hand it to the fence and the firing line."""
-    delivery = ready_claimed(deps, claimed)
-    if isinstance(delivery, str):
-        return delivery
+def _line_up(deps: PipelineDeps, delivery: Delivery) -> str:
+    """Hand a readied delivery to the fence and the firing line."""
     _, writer, fences = firing(deps)
     if delivery.decision is not None:
         # Settled without a call (a hold, a reconciled post): no instant to wait for, so

@@ -34,7 +34,7 @@ from workers.pipeline.context import (
 from workers.pipeline.fence import FENCE_AHEAD, fence_deliveries, fenceable
 from workers.pipeline.finish import hand_back, record_outcomes
 from workers.pipeline.fire import fire_delivery
-from workers.pipeline.ready import ready_claimed, ready_delivery
+from workers.pipeline.ready import ready_claimed, ready_delivery, ready_many
 from workers.pipeline.request import build_request
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "publish_target",
     "ready_claimed",
     "ready_delivery",
+    "ready_many",
     "record_outcomes",
 ]
 
