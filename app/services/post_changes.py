@@ -59,7 +59,12 @@ def _readied(target: PostTarget) -> bool:
     mark before the call) is conditional on the token this changes, under the row lock
     `access.post(lock=True)` holds, so whichever commits first wins and the other sees it
     (docs/delivery.md, "Fire at the instant")."""
-    return target.status == TargetStatus.PUBLISHING and target.irreversible_started_at is None
+    return (
+        target.status == TargetStatus.PUBLISHING
+        and target.irreversible_started_at is None
+        # Nothing of it is on the platform yet.
+        and not target.platform_post_id
+    )
 
 
 def _take_back(target: PostTarget, status: str) -> None:
