@@ -4,7 +4,7 @@ With no DATABASE_URL or REDIS_URL it runs on an embedded default — a SQLite fi
 in-process Redis-compatible server (fakeredis) — and says so. With no real platform
 configured it starts the sandbox and points the adapters at it. It seeds a demo
 organisation, API key, one sandbox account per platform and demo media, then prints a
-curl command that publishes to all seven, and Flower's URL.
+curl command that publishes to every platform, and Flower's URL.
 
 Its imports sit inside the functions that use them: the dev-only packages (fakeredis,
 honcho) are needed only by `crier dev`, and nothing else should pay for them.
@@ -28,6 +28,8 @@ import click
 from app.models import Platform
 
 VAR = Path("var")
+# The sandbox answers any model name; this one says where captions come from.
+SANDBOX_AI_MODEL = "crier-sandbox-1"
 DEMO_ORG = "demo"
 
 # Sandbox identities: the platforms that address an account by id in their paths.
@@ -39,7 +41,14 @@ DEMO_EXTERNAL_IDS = {
     "x": None,
     "tiktok": None,
     "youtube": None,
+    # A public channel (the permalink names it) and a channel id for the demo bot.
+    "telegram": "@crier_demo",
+    "discord": "1300000000000000042",
 }
+# Credentials of a given form (app/credentials.py): a bot token for Telegram, whose bots
+# have no refresh token; a bot token for Discord (no refresh either).
+DEMO_TOKEN_PREFIX = {"telegram": "7000000042:"}
+NO_REFRESH = frozenset({"telegram", "discord"})
 
 
 def _free_port(preferred: int) -> int:
@@ -119,8 +128,11 @@ def seed_demo() -> Demo:
                     settings,
                     platform=platform.value,
                     name=f"Demo {platform.value}",
-                    access_token=f"sandbox-{platform.value}-{secrets.token_hex(8)}",
-                    refresh_token=f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
+                    access_token=DEMO_TOKEN_PREFIX.get(platform.value, "")
+                    + f"sandbox-{platform.value}-{secrets.token_hex(8)}",
+                    refresh_token=None
+                    if platform.value in NO_REFRESH
+                    else f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
                     external_id=DEMO_EXTERNAL_IDS[platform.value],
                     organisation=organisation,
                 )
@@ -172,7 +184,7 @@ def seed_demo() -> Demo:
 
 def demo_post_body(demo: Demo) -> dict[str, Any]:
     return {
-        "content": "Hello from Crier! One request, seven platforms.",
+        "content": "Hello from Crier! One request, every platform.",
         "account_ids": [demo.account_ids[p.value] for p in Platform],
         "media_ids": [demo.video_id],
         "platform_content": {
@@ -180,7 +192,7 @@ def demo_post_body(demo: Demo) -> dict[str, Any]:
             "facebook": {"settings": {"videoType": "reel"}},
             "tiktok": {"settings": {"privacyLevel": "PUBLIC_TO_EVERYONE"}},
             "youtube": {"settings": {"title": "Hello from Crier", "privacyStatus": "unlisted"}},
-            "x": {"content": "Hello from Crier! One request, seven platforms. #crier"},
+            "x": {"content": "Hello from Crier! One request, every platform. #crier"},
         },
     }
 
@@ -224,6 +236,12 @@ def run_dev() -> None:
         notes.append(
             f"no real platform configured: adapters talk to the sandbox on port {sandbox_port}"
         )
+        if not env.get("CRIER_AI_BASE_URL"):
+            # AI captions work out of the box: the sandbox plays an OpenAI-compatible model.
+            env["CRIER_AI_BASE_URL"] = f"{env['CRIER_PLATFORM_BASE_URL']}/openai/v1"
+            env.setdefault("CRIER_AI_MODEL", SANDBOX_AI_MODEL)
+            env.setdefault("CRIER_AI_API_KEY", "sandbox")
+            notes.append("no AI model configured: captions come from the sandbox's /openai/v1")
     flower_port = _free_port(int(env.get("FLOWER_PORT", "5555")))
     # Flower only behind a password, even on a laptop: any web page open in the browser
     # could otherwise drive its API (revoke tasks, stop workers).
@@ -239,7 +257,13 @@ def run_dev() -> None:
     demo = seed_demo()
 
     queues = ",".join(
-        [*(f"publish.{p.value}" for p in Platform), "maintenance", "webhooks", "media_import"]
+        [
+            *(f"publish.{p.value}" for p in Platform),
+            "maintenance",
+            "webhooks",
+            "media_import",
+            "metrics",
+        ]
     )
     processes.update(
         {
@@ -339,11 +363,15 @@ def _print_banner(
         f"  API key: {demo.api_key}   (organisation {DEMO_ORG!r}; saved in var/dev-api-key)",
         "  Accounts: " + ", ".join(f"{p}={i}" for p, i in demo.account_ids.items()),
         "",
-        "Publish to all seven platforms:",
+        f"Publish to all {len(Platform)} platforms:",
         f"  curl -s -X POST {api}/posts -H 'Authorization: Bearer {demo.api_key}' "
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "
         f"{platform_base_url}/_ledger",
+        "Have captions written (docs/ai.md):",
+        f"  curl -s -X POST {api}/ai/generate-caption -H 'Authorization: Bearer {demo.api_key}' "
+        '-H \'Content-Type: application/json\' -d \'{"topic": "our spring sale", '
+        '"platform": "x", "count": 2}\'',
         "",
     ]
     if demo.connect_url:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app
-from marshmallow import fields, validate
+from marshmallow import ValidationError as SchemaError
+from marshmallow import fields, post_load, validate
 from sqlalchemy import func, select
 
 from app import access
@@ -11,6 +14,7 @@ from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
+from app.credentials import credential_problem, normalise_external_id
 from app.db import get_session, utcnow
 from app.models import Account, Organisation, PostTarget, TargetStatus, WebhookEventType
 from app.platforms import PLATFORM_KEYS
@@ -112,6 +116,15 @@ class AccountCreateSchema(StrictSchema):
     external_id = fields.String(allow_none=True, validate=validate.Length(max=200))
     token_expires_at = fields.AwareDateTime(format="iso", allow_none=True)
     profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+
+    @post_load
+    def _credential_form(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Telegram and Discord take a credential of a given form (app/credentials.py)."""
+        data["external_id"] = normalise_external_id(data["platform"], data.get("external_id"))
+        problem = credential_problem(data["platform"], data["access_token"], data["external_id"])
+        if problem is not None:
+            raise SchemaError(problem[1], field_name=problem[0])
+        return data
 
 
 class AccountUpdateSchema(StrictSchema):

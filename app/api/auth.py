@@ -36,6 +36,7 @@ PUBLIC_ENDPOINTS = {
     "connect.oauth_callback",
     "connect.choose_pages",
     "connect.submit_pages",
+    "connect.submit_credentials",
 }
 
 

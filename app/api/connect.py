@@ -27,9 +27,11 @@ from app.db import get_session, utcnow
 from app.models import Account, ConnectLink
 from app.oauth import (
     ClientApp,
+    CredentialFlow,
     OAuthError,
     OAuthFlow,
     client_app,
+    credential_flow_class,
     flow_class,
     flow_classes,
     get_flow,
@@ -92,6 +94,19 @@ def _settings() -> Settings:
     return current_app.config["CRIER"]
 
 
+def _credential_flow(platform: str, login: str | None) -> type[CredentialFlow] | None:
+    """The page on Crier a link opens instead of a consent: the platform's only way
+    (Telegram), or its fallback while Crier's app there is not set (Discord's webhook
+    URL pasted instead of the `webhook.incoming` consent)."""
+    credential = credential_flow_class(platform)
+    oauth = flow_class(platform, login)
+    if credential is None or login is not None:
+        return None
+    if oauth is not None and client_app(_settings(), oauth.client_platform(), "") is not None:
+        return None
+    return credential
+
+
 def _callback_uri(platform: str) -> str:
     return f"{_settings().public_base_url}/oauth/{platform}/callback"
 
@@ -120,7 +135,16 @@ def create_connect_link() -> Response:
     # The platform's own login is stored as None: links made before `login` existed read so.
     login = data.get("login") if data.get("login") != platform else None
     flow = flow_class(platform, login)
-    if flow is None or client_app(_settings(), flow.client_platform(), "") is None:
+    credential = _credential_flow(platform, login)
+    if credential is not None:
+        missing = credential.missing_setting(_settings())
+        if missing:
+            raise ApiError(
+                f"Connecting {platform} accounts is not configured on this server: set {missing}.",
+                code="platform_not_configured",
+                status=409,
+            )
+    elif flow is None or client_app(_settings(), flow.client_platform(), "") is None:
         app_name = (flow.client_platform() if flow else platform).upper()
         via = f" through {login.title()} Login" if login else ""
         raise ApiError(
@@ -162,7 +186,7 @@ def create_connect_link() -> Response:
             "id": str(link.id),
             "url": f"{_settings().public_base_url}/connect/{token}",
             "platform": platform,
-            "login": flow.login_name(),
+            "login": flow.login_name() if flow is not None else platform,
             "profile_id": profile_id,
             "account_id": account_id,
             "redirect_url": link.redirect_url,
@@ -261,6 +285,11 @@ def open_connect_link(token: str) -> Response:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
+    credential = _credential_flow(link.platform, link.login)
+    if credential is not None:
+        if credential.missing_setting(_settings()):
+            return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
+        return _credential_form(token, link, credential)
     cls = flow_class(link.platform, link.login)
     client = _client(link, cls) if cls is not None else None
     if cls is None or client is None:
@@ -271,6 +300,64 @@ def open_connect_link(token: str) -> Response:
         target = flow.authorize_url(client, started.state, started.challenge)
     session.commit()
     return _bind_browser(redirect(target), link, started.browser_nonce)
+
+
+def _credential_form(
+    token: str,
+    link: ConnectLink,
+    flow: type[CredentialFlow],
+    error: str = "",
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """Crier's own connect page for a platform without a consent page (Telegram)."""
+    inputs = "".join(
+        f"<label for='{html.escape(f.name)}'>{html.escape(f.label)}<br>"
+        f"<input id='{html.escape(f.name)}' name='{html.escape(f.name)}' required "
+        f"value='{html.escape((values or {}).get(f.name, ''))}'><br>"
+        f"<small>{html.escape(f.hint)}</small></label>"
+        for f in flow.fields
+    )
+    problem = f"<p role='alert' id='error'>{html.escape(error)}</p>" if error else ""
+    body = (
+        f"<p>{html.escape(flow.why)}.</p>{problem}"
+        f"<form method='post' action='/connect/{html.escape(token)}'>{inputs}"
+        "<p><button type='submit' id='connect'>Connect</button></p></form>"
+    )
+    return _page(f"Connect a {_label(link.platform)} account", body, status)
+
+
+@blueprint.post("/connect/<token>")
+def submit_credentials(token: str) -> Response:
+    """The credential page's answer: checked at the platform, then stored. A value the
+    platform refuses shows the page again with the reason; the link stays usable."""
+    session = get_session()
+    link = connect_service.find_link(session, token)
+    flow_cls = _credential_flow(link.platform, link.login) if link is not None else None
+    if link is None or flow_cls is None:
+        return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
+    if link.consumed_at is not None:
+        return _dead_link(link, "link_used", "This connect link has already been used.")
+    if link.expires_at <= utcnow():
+        return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
+    settings = _settings()
+    values = {f.name: request.form.get(f.name, "").strip()[:500] for f in flow_cls.fields}
+    try:
+        with oauth_client(settings) as http:
+            identities = flow_cls(http, settings.platform_base_url, settings).verify(values)
+    except OAuthError as exc:
+        if exc.code == "platform_not_configured":
+            return _finish(link, exc.code, exc.message)
+        log.info("connect link %s: %s refused: %s", link.id, link.platform, exc.code)
+        return _credential_form(token, link, flow_cls, exc.message, values, 400)
+    if not connect_service.consume(session, link):
+        return _dead_link(link, "link_used", "This connect link has already been used.")
+    try:
+        accounts = connect_service.save_identities(session, settings, link, identities)
+    except OAuthError as exc:
+        session.rollback()
+        return _finish(_reload(link), exc.code, exc.message)
+    return _connected(link, accounts)
 
 
 @blueprint.get("/oauth/<platform>/callback")

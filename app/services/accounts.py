@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.access import Scope
 from app.config import Settings
+from app.credentials import credential_problem, normalise_external_id
 from app.models import (
     Account,
     AccountStatus,
@@ -60,6 +61,11 @@ def add_account(
         organisation_id = organisation.id
     if not access_token:
         raise AccountError("an access token is required")
+    external_id = normalise_external_id(platform, external_id)
+    problem = credential_problem(platform, access_token, external_id)
+    if problem is not None:
+        option = "--access-token" if problem[0] == "access_token" else "--external-id"
+        raise AccountError(f"{option}: {problem[1]}")
     account = Account(
         organisation_id=organisation_id,
         platform=platform,
@@ -207,7 +213,8 @@ def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | Non
     with oauth_client(settings) as http:
         flow = get_flow(account.platform, http, settings.platform_base_url, settings=settings)
         try:
-            flow.revoke(client, access)
+            revoked = flow.revoke(client, access)
         except OAuthError as exc:
             return False, exc.message
-    return True, None
+    # False: nothing to revoke for this credential (a Discord bot token), as with no call.
+    return (True if revoked else None), None

@@ -174,6 +174,19 @@ def check_state(
     return StateCheck(link, None)
 
 
+def consume(session: Session, link: ConnectLink) -> bool:
+    """Spend a link connected without a consent page (a credential entered on Crier's
+    page): True for the one request that spends it, False if it was already spent."""
+    spent = session.execute(
+        update(ConnectLink)
+        .where(ConnectLink.id == link.id, ConnectLink.consumed_at.is_(None))
+        .values(consumed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(link)
+    return bool(spent)
+
+
 def verifier_of(settings: Settings, link: ConnectLink) -> str | None:
     if not link.pkce_verifier_encrypted:
         return None

@@ -155,3 +155,6 @@ class Delivery:
     # Nothing left before the irreversible call (no media, or prepared ahead): fenced
     # in a batch just before the instant (workers.pipeline.fence), not at the call.
     fence: bool = False
+    # The post is already public (an earlier delivery made it so, or a look on the
+    # platform found it): only what follows it (first comment, thread) is left.
+    live: PublishResult | None = None

@@ -28,7 +28,14 @@ FENCE_AHEAD = timedelta(seconds=0.5)
 def fenceable(delivery: Delivery) -> bool:
     """Readied with nothing left before its irreversible call (a text post, or one
     prepared ahead): the fence marks it for that call, which then writes nothing."""
-    return delivery.decision is None and delivery.request is not None and delivery.fence
+    return (
+        delivery.decision is None
+        and delivery.request is not None
+        and delivery.fence
+        # Already public: only its first comment or thread items are left, each marked
+        # on its own (workers.pipeline.steps).
+        and delivery.live is None
+    )
 
 
 def fence_deliveries(
