@@ -42,6 +42,8 @@ class Platform(StrEnum):
     X = "x"
     FACEBOOK = "facebook"
     THREADS = "threads"
+    BLUESKY = "bluesky"
+    MASTODON = "mastodon"
 
 
 class AccountStatus(StrEnum):

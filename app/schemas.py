@@ -148,6 +148,43 @@ class ThreadsSettings(StrictSchema):
     pass
 
 
+class BlueskySettings(StrictSchema):
+    langs = fields.List(
+        fields.String(validate=validate.Length(min=2, max=35)),
+        validate=validate.Length(max=3),
+        metadata={"description": "BCP-47 language tags of the post (at most 3)."},
+    )
+    altTexts = fields.List(
+        fields.String(validate=validate.Length(max=2000)),
+        validate=validate.Length(max=4),
+        metadata={"description": "Alt text of each image (or the video), in media order."},
+    )
+    linkCard = StrictBoolean(
+        metadata={
+            "description": "Show the first link of the text as a card (app.bsky.embed."
+            "external) when the post has no media. Default true."
+        }
+    )
+
+
+class MastodonSettings(StrictSchema):
+    visibility = fields.String(validate=one_of("public", "unlisted", "private", "direct"))
+    spoilerText = fields.String(
+        validate=validate.Length(max=500),
+        metadata={"description": "A content warning shown before the text."},
+    )
+    sensitive = StrictBoolean(metadata={"description": "Hide the media behind a warning."})
+    language = fields.String(
+        validate=validate.Regexp(r"^[a-z]{2,3}$", error="An ISO 639 language code."),
+        metadata={"description": "ISO 639 code of the text's language, e.g. en."},
+    )
+    altTexts = fields.List(
+        fields.String(validate=validate.Length(max=1500)),
+        validate=validate.Length(max=4),
+        metadata={"description": "Alt text (media description) of each media, in order."},
+    )
+
+
 SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "instagram": InstagramSettings,
     "tiktok": TikTokSettings,
@@ -156,6 +193,8 @@ SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "x": XSettings,
     "facebook": FacebookSettings,
     "threads": ThreadsSettings,
+    "bluesky": BlueskySettings,
+    "mastodon": MastodonSettings,
 }
 
 # What a setting means when the caller leaves it out.
@@ -172,6 +211,8 @@ SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
     "x": {"replySettings": "everyone"},
     "facebook": {},
     "threads": {},
+    "bluesky": {"linkCard": True},
+    "mastodon": {"visibility": "public", "sensitive": False},
 }
 
 

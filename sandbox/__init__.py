@@ -1,4 +1,4 @@
-"""A local stand-in for the seven platforms' publishing APIs (`crier sandbox --port N`)."""
+"""A local stand-in for the platforms' publishing APIs (`crier sandbox --port N`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from flask import Flask, Response, request
 from sandbox import oauth
 from sandbox.core import SandboxState, blueprint, json_response
 
-SANDBOX_PLATFORMS = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+SANDBOX_PLATFORMS = (
+    "instagram",
+    "facebook",
+    "threads",
+    "x",
+    "linkedin",
+    "tiktok",
+    "youtube",
+    "bluesky",
+    "mastodon",
+)
 
 
 def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = False) -> Flask:

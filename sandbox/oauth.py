@@ -38,6 +38,8 @@ AUTHORIZE = {
     "facebook": (f"/{GRAPH}/dialog/oauth", "client_id", False),
     "instagram": ("/oauth/authorize", "client_id", False),
     "threads": ("/oauth/authorize", "client_id", False),
+    # PKCE is optional on Mastodon (4.3 and later take it).
+    "mastodon": ("/oauth/authorize", "client_id", False),
 }
 # How long an access token lives, per platform (seconds; None: no expiry).
 ACCESS_SECONDS = {
@@ -48,6 +50,7 @@ ACCESS_SECONDS = {
     "facebook": 5_183_944,
     "instagram": 3600,
     "threads": 3600,
+    "mastodon": None,
 }
 
 
@@ -75,6 +78,8 @@ def identity(platform: str, login: str) -> dict[str, Any]:
         return {"id": _digits(f"fb:{login}", 15), "name": f"{login.title()}"}
     if platform == "instagram":
         return {"user_id": "17841" + _digits(f"ig:{login}", 11), "username": login}
+    if platform == "mastodon":
+        return {"id": "1" + _digits(f"md:{login}", 17), "username": login}
     return {"id": _digits(f"th:{login}", 17), "username": login}
 
 
@@ -236,6 +241,8 @@ def _revoke(state: SandboxState, platform: str, token: str) -> None:
 
 def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
     bp = Blueprint(f"oauth_{platform}", __name__)
+    if platform not in AUTHORIZE:
+        return bp  # signs in without a consent page (Bluesky: app passwords)
     path, client_param, needs_pkce = AUTHORIZE[platform]
 
     @bp.get(path)
@@ -297,6 +304,13 @@ def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
         def x_revoke() -> Response:
             _revoke(state, "x", request.form.get("token", ""))
             return json_response({"revoked": True})
+
+    elif platform == "mastodon":
+
+        @bp.post("/oauth/revoke")
+        def mastodon_revoke() -> Response:
+            _revoke(state, "mastodon", request.form.get("token", ""))
+            return json_response({})
 
     elif platform == "youtube":
 

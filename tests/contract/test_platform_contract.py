@@ -79,6 +79,12 @@ PROFILES: dict[str, Profile] = {
         rate_limit=(Outcome.RATE_LIMITED, 60.0),
         revoked=Outcome.AUTH_EXPIRED,
     ),
+    # Bluesky signs in with the handle and an app password (the access token); a revoked
+    # app password is a refused sign-in. Its 429 names the reset (RateLimit-Reset).
+    "bluesky": Profile(external_id="contract.bsky.social"),
+    # Mastodon: the account's profile URL names its instance. Its 429 names the reset as
+    # an ISO time (X-RateLimit-Reset); an invalid token cannot be refreshed.
+    "mastodon": Profile(external_id="https://sandbox.social/@contract"),
 }
 PLATFORM_NAMES = sorted(PROFILES)
 
