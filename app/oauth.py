@@ -106,6 +106,9 @@ class OAuthFlow(ABC):
     # Facebook Pages (and LinkedIn pages) may be several: the user picks on Crier.
     offers_choice: bool = False
     has_revoke: bool = False
+    # Accounts live on servers of their own (Mastodon instances): the link's page asks
+    # for the server first, and Crier registers its app there (no CRIER_<X>_CLIENT_ID).
+    per_instance: bool = False
 
     def __init__(
         self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
@@ -114,6 +117,8 @@ class OAuthFlow(ABC):
         self.base_url = base_url.rstrip("/") if base_url else None
         # The process's settings (LinkedIn's API version); the defaults where none are given.
         self.settings = settings or Settings()
+        # The account's server (`https://host`) for a per-instance flow.
+        self.instance: str | None = None
 
     @classmethod
     def login_name(cls) -> str:
@@ -128,7 +133,15 @@ class OAuthFlow(ABC):
         """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set."""
         if self.base_url:
             return f"{self.base_url}/{self.client_platform()}{path}"
+        if self.per_instance:
+            if not self.instance:
+                raise OAuthError("instance_required", "The account's server is not known.")
+            return f"{self.instance}{path}"
         return f"https://{self.hosts[host]}{path}"
+
+    def register_app(self, redirect_uri: str) -> tuple[ClientApp, dict[str, Any]]:
+        """A per-instance flow's app on `self.instance`, and the server's limits."""
+        raise NotImplementedError
 
     def authorize_params(
         self, client: ClientApp, state: str, code_challenge: str | None
@@ -204,6 +217,43 @@ def token_error(platform: str, what: str, status: int, body: Any) -> OAuthError:
     if status in (400, 401) and "invalid_grant" in lowered:
         return OAuthError("invalid_grant", message)
     return OAuthError("platform_error", message)
+
+
+class CredentialFlow(ABC):
+    """A platform whose accounts connect with a credential typed on Crier's own page (a
+    handle and an app password) rather than a consent page at the platform: the link's
+    page is a form, checked with the platform when it is sent."""
+
+    platform: str
+    hosts: dict[str, str]
+    # (name, label, input type, required, help) of each field of the form.
+    fields: tuple[tuple[str, str, str, bool, str], ...]
+    # What the page tells the user first (HTML).
+    intro: str
+
+    def __init__(
+        self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.settings = settings or Settings()
+
+    @abstractmethod
+    def connect(self, form: dict[str, str]) -> list[ConnectedIdentity]:
+        """Check the credential with the platform: the accounts to add, or an OAuthError
+        whose message is shown on the form."""
+
+
+_CREDENTIAL_FLOWS: dict[str, type[CredentialFlow]] = {}
+
+
+def register_credential_flow(cls: type[CredentialFlow]) -> type[CredentialFlow]:
+    _CREDENTIAL_FLOWS[cls.platform] = cls
+    return cls
+
+
+def credential_flow_class(platform: str) -> type[CredentialFlow] | None:
+    return _CREDENTIAL_FLOWS.get(platform)
 
 
 # platform → login → flow; a platform's own login (keyed by its name) is its default.

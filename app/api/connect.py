@@ -19,10 +19,12 @@ from marshmallow import ValidationError as SchemaError
 from marshmallow import fields, validate, validates_schema
 
 from app import access
+from app.api import connect_forms
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json
 from app.api.envelope import ApiError, ValidationError, envelope, format_timestamp
 from app.config import Settings
+from app.connect_flows.mastodon import normalise_instance
 from app.db import get_session, utcnow
 from app.models import Account, ConnectLink
 from app.oauth import (
@@ -30,6 +32,7 @@ from app.oauth import (
     OAuthError,
     OAuthFlow,
     client_app,
+    credential_flow_class,
     flow_class,
     flow_classes,
     get_flow,
@@ -38,6 +41,8 @@ from app.oauth import (
 from app.platforms import CONNECT_LOGINS, PLATFORM_KEYS, PLATFORMS, connect_logins
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
 from app.services import connect as connect_service
+from app.services import instance_apps
+from app.services.outbound import UnsafeURLError, resolve
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +103,32 @@ def _callback_uri(platform: str) -> str:
 
 def _flow(link: ConnectLink, http: httpx.Client) -> OAuthFlow:
     settings = _settings()
-    return get_flow(link.platform, http, settings.platform_base_url, link.login, settings)
+    flow = get_flow(link.platform, http, settings.platform_base_url, link.login, settings)
+    flow.instance = link.instance
+    return flow
 
 
 def _client(link: ConnectLink, flow: type[OAuthFlow] | OAuthFlow) -> ClientApp | None:
-    """The app the flow signs in with (Facebook's for Instagram via Facebook Login); the
-    callback is the platform's either way."""
+    """The app the flow signs in with (Facebook's for Instagram via Facebook Login; for a
+    per-instance platform, the one Crier registered on the link's instance); the callback
+    is the platform's either way."""
+    if flow.per_instance:
+        if not link.instance:
+            return None
+        return instance_apps.find_app(
+            get_session(), _settings(), link.platform, link.instance, _callback_uri(link.platform)
+        )
     return client_app(_settings(), flow.client_platform(), _callback_uri(link.platform))
+
+
+def _configured(platform: str, flow: type[OAuthFlow] | None) -> bool:
+    """Whether accounts of the platform can connect here: a credential form, an app
+    registered per instance, or Crier's own app at the platform."""
+    if credential_flow_class(platform) is not None:
+        return True
+    if flow is None:
+        return False
+    return flow.per_instance or client_app(_settings(), flow.client_platform(), "") is not None
 
 
 @blueprint.post("/accounts/connect")
@@ -120,7 +144,7 @@ def create_connect_link() -> Response:
     # The platform's own login is stored as None: links made before `login` existed read so.
     login = data.get("login") if data.get("login") != platform else None
     flow = flow_class(platform, login)
-    if flow is None or client_app(_settings(), flow.client_platform(), "") is None:
+    if not _configured(platform, flow):
         app_name = (flow.client_platform() if flow else platform).upper()
         via = f" through {login.title()} Login" if login else ""
         raise ApiError(
@@ -162,7 +186,7 @@ def create_connect_link() -> Response:
             "id": str(link.id),
             "url": f"{_settings().public_base_url}/connect/{token}",
             "platform": platform,
-            "login": flow.login_name(),
+            "login": flow.login_name() if flow else platform,
             "profile_id": profile_id,
             "account_id": account_id,
             "redirect_url": link.redirect_url,
@@ -175,18 +199,7 @@ def create_connect_link() -> Response:
 # ------------------------------------------------------------------------ browser side
 
 
-def _page(title: str, body: str, status: int = 200) -> Response:
-    document = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
-        "padding:0 1rem;color:#1a1a1a}label{display:block;padding:.6rem;border:1px solid #ccc;"
-        "border-radius:6px;margin:.5rem 0}button{padding:.6rem 1.2rem;font-size:1rem}"
-        "small{color:#666}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return Response(document, status=status, mimetype="text/html")
+_page = connect_forms.page
 
 
 def _finish(link: ConnectLink, code: str, message: str) -> Response:
@@ -261,7 +274,12 @@ def open_connect_link(token: str) -> Response:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
+    credential = credential_flow_class(link.platform)
+    if credential is not None:
+        return connect_forms.credential_form(token, link.platform, credential)
     cls = flow_class(link.platform, link.login)
+    if cls is not None and cls.per_instance:
+        return connect_forms.instance_form(token, link.platform, link.instance or "")
     client = _client(link, cls) if cls is not None else None
     if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
@@ -269,6 +287,83 @@ def open_connect_link(token: str) -> Response:
         flow = _flow(link, http)
         started = connect_service.start(_settings(), link, flow.pkce)
         target = flow.authorize_url(client, started.state, started.challenge)
+    session.commit()
+    return _bind_browser(redirect(target), link, started.browser_nonce)
+
+
+@blueprint.post("/connect/<token>")
+def submit_connect_form(token: str) -> Response:
+    """The link's own page sent: a credential to check (Bluesky), or the server to sign
+    in on (Mastodon: Crier's app is registered there, then its consent page follows)."""
+    session = get_session()
+    link = connect_service.find_link(session, token)
+    if link is None:
+        return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
+    if link.consumed_at is not None:
+        return _dead_link(link, "link_used", "This connect link has already been used.")
+    if link.expires_at <= utcnow():
+        return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
+    form = {key: str(value) for key, value in request.form.items()}
+    credential = credential_flow_class(link.platform)
+    if credential is not None:
+        return _connect_with_credential(token, link, credential, form)
+    cls = flow_class(link.platform, link.login)
+    if cls is None or not cls.per_instance:
+        return _page("Invalid request", "<p>This link takes no form.</p>", 400)
+    return _start_on_instance(token, link, form.get("instance", ""))
+
+
+def _check_server(url: str) -> None:
+    """A server the user names is one Crier will call: a public address only (unless
+    CRIER_ALLOW_PRIVATE_URLS), and nothing to check when the sandbox plays it."""
+    settings = _settings()
+    if settings.platform_base_url:
+        return
+    try:
+        resolve(url, allow_private=settings.allow_private_urls, ports=settings.outbound_ports)
+    except UnsafeURLError as exc:
+        raise OAuthError("invalid_instance", "That server cannot be reached from here.") from exc
+
+
+def _connect_with_credential(
+    token: str, link: ConnectLink, credential: Any, form: dict[str, str]
+) -> Response:
+    session = get_session()
+    settings = _settings()
+    try:
+        if form.get("pds"):
+            _check_server(form["pds"])
+        with oauth_client(settings) as http:
+            identities = credential(http, settings.platform_base_url, settings).connect(form)
+    except OAuthError as exc:
+        return connect_forms.credential_form(token, link.platform, credential, exc.message, form)
+    if not connect_service.consume(session, link):
+        return _dead_link(link, "link_used", "This connect link has already been used.")
+    try:
+        accounts = connect_service.save_identities(session, settings, link, identities)
+    except OAuthError as exc:
+        session.rollback()
+        return _finish(_reload(link), exc.code, exc.message)
+    return _connected(link, accounts)
+
+
+def _start_on_instance(token: str, link: ConnectLink, given: str) -> Response:
+    session = get_session()
+    settings = _settings()
+    try:
+        instance = normalise_instance(given)
+        _check_server(instance)
+        with oauth_client(settings) as http:
+            flow = _flow(link, http)
+            client = instance_apps.app_for(
+                session, settings, flow, instance, _callback_uri(link.platform)
+            )
+            link.instance = flow.instance = instance
+            started = connect_service.start(settings, link, flow.pkce)
+            target = flow.authorize_url(client, started.state, started.challenge)
+    except OAuthError as exc:
+        session.rollback()
+        return connect_forms.instance_form(token, link.platform, given, exc.message)
     session.commit()
     return _bind_browser(redirect(target), link, started.browser_nonce)
 

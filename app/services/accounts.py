@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.access import Scope
 from app.config import Settings
@@ -22,6 +22,7 @@ from app.models import (
 )
 from app.oauth import OAuthError, client_app, flow_classes, get_flow, oauth_client
 from app.security import decrypt_token, encrypt_token
+from app.services import instance_apps
 from app.services.keys import find_api_key
 from app.services.posts import lock_posts, refresh_post_status
 from app.services.webhooks import record_account_event
@@ -204,10 +205,16 @@ def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | Non
         return None, None
     access, _refresh = account_tokens(settings, account)
     client = client_app(settings, account.platform, "")
+    instance = (account.settings or {}).get("instance")
+    session = object_session(account)
+    if flow_class.per_instance and instance and session is not None:
+        # The app Crier registered on the account's instance (any of its callbacks).
+        client = instance_apps.any_app(session, settings, account.platform, str(instance))
     with oauth_client(settings) as http:
         flow = get_flow(account.platform, http, settings.platform_base_url, settings=settings)
+        flow.instance = instance
         try:
-            flow.revoke(client, access)
+            revoked = flow.revoke(client, access)
         except OAuthError as exc:
             return False, exc.message
-    return True, None
+    return (True, None) if revoked else (None, None)

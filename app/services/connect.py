@@ -174,6 +174,18 @@ def check_state(
     return StateCheck(link, None)
 
 
+def consume(session: Session, link: ConnectLink) -> bool:
+    """Spend a link whose page took a credential (no platform consent, no state): once."""
+    consumed = session.execute(
+        update(ConnectLink)
+        .where(ConnectLink.id == link.id, ConnectLink.consumed_at.is_(None))
+        .values(consumed_at=utcnow(), started_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(link)
+    return bool(consumed)
+
+
 def verifier_of(settings: Settings, link: ConnectLink) -> str | None:
     if not link.pkce_verifier_encrypted:
         return None

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 import app.connect_flows  # noqa: F401  (registers the connect flows)
-from app.oauth import ClientApp, get_flow, pkce_pair
+from app.oauth import ClientApp, ConnectedIdentity, credential_flow_class, get_flow, pkce_pair
 from app.platforms import PLATFORMS
 from sandbox import SANDBOX_PLATFORMS
 from tests.adapters.conftest import make_request
@@ -52,6 +52,8 @@ class Profile:
     rate_limit: tuple[Outcome, float | None] = (Outcome.RATE_LIMITED, 120.0)
     # The outcome a revoked token gets (X and TikTok cannot tell it from an expired one).
     revoked: Outcome = Outcome.AUTH_REVOKED
+    # What the connect page's form takes, for platforms that connect with a credential.
+    credential: dict[str, str] = field(default_factory=dict)
 
 
 RATE_LIMIT_FAULT_SECONDS = 120
@@ -81,7 +83,10 @@ PROFILES: dict[str, Profile] = {
     ),
     # Bluesky signs in with the handle and an app password (the access token); a revoked
     # app password is a refused sign-in. Its 429 names the reset (RateLimit-Reset).
-    "bluesky": Profile(external_id="contract.bsky.social"),
+    "bluesky": Profile(
+        external_id="contract.bsky.social",
+        credential={"handle": "contract.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"},
+    ),
     # Mastodon: the account's profile URL names its instance. Its 429 names the reset as
     # an ISO time (X-RateLimit-Reset); an invalid token cannot be refreshed.
     "mastodon": Profile(external_id="https://sandbox.social/@contract"),
@@ -314,6 +319,26 @@ def test_prepare_ahead_leaves_only_the_irreversible_call(
 # -- connect -----------------------------------------------------------------------------------
 
 
+def connected_identity(platform: str, http: httpx.Client, sandbox_url: str) -> ConnectedIdentity:
+    """The first account a connect gives: through the sandbox's consent page (OAuth), or
+    the credential form's check (Bluesky); a per-instance platform registers its app on
+    the instance first (Mastodon)."""
+    credential = credential_flow_class(platform)
+    if credential is not None:
+        return credential(http, sandbox_url).connect(dict(PROFILES[platform].credential))[0]
+    flow = get_flow(platform, http, sandbox_url)
+    client = ClientApp(f"crier-{platform}-client", "secret", "https://crier.example/callback")
+    if flow.per_instance:
+        flow.instance = "https://sandbox.social"
+        client, _limits = flow.register_app(client.redirect_uri)
+    verifier, challenge = pkce_pair()
+    consent = http.get(flow.authorize_url(client, "contract", challenge if flow.pkce else None))
+    assert consent.is_redirect, consent.text
+    query = parse_qs(urlsplit(consent.headers["location"]).query)
+    assert query["state"] == ["contract"]
+    return flow.connect(client, query["code"][0], verifier if flow.pkce else None)[0]
+
+
 def test_connect_gives_a_token_the_adapter_publishes_with(
     platform: str,
     adapter: Adapter,
@@ -323,20 +348,14 @@ def test_connect_gives_a_token_the_adapter_publishes_with(
     image_item: MediaItem,
     video_item: MediaItem,
 ) -> None:
-    flow = get_flow(platform, http, sandbox_url)
-    client = ClientApp(f"crier-{platform}-client", "secret", "https://crier.example/callback")
-    verifier, challenge = pkce_pair()
-    consent = http.get(flow.authorize_url(client, "contract", challenge if flow.pkce else None))
-    assert consent.is_redirect, consent.text
-    query = parse_qs(urlsplit(consent.headers["location"]).query)
-    assert query["state"] == ["contract"]
-
-    identities = flow.connect(client, query["code"][0], verifier if flow.pkce else None)
-
-    identity = identities[0]
+    identity = connected_identity(platform, http, sandbox_url)
     request = request_for(platform, simplest(platform, image_item, video_item))
     account = replace(
-        request.account, access_token=identity.access_token, external_id=identity.external_id
+        request.account,
+        access_token=identity.access_token,
+        refresh_token=identity.refresh_token,
+        external_id=identity.external_id,
+        settings=dict(identity.settings),
     )
     if platform == "linkedin" and not identity.external_id.startswith("urn:"):
         account = replace(account, external_id=f"urn:li:person:{identity.external_id}")

@@ -1,0 +1,74 @@
+"""The connect link's own pages for platforms without a consent page of their own: a
+credential form (Bluesky: handle and app password) and the server question (Mastodon:
+which instance). Small HTML, no scripts, posted back to the link's URL."""
+
+from __future__ import annotations
+
+import html
+
+from flask import Response
+
+from app.oauth import CredentialFlow
+from app.platforms import PLATFORMS
+
+
+def page(title: str, body: str, status: int = 200) -> Response:
+    document = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
+        "padding:0 1rem;color:#1a1a1a}label{display:block;padding:.6rem;border:1px solid #ccc;"
+        "border-radius:6px;margin:.5rem 0}button{padding:.6rem 1.2rem;font-size:1rem}"
+        "small{color:#666}input[type=text],input[type=password],input[type=url]{width:100%;"
+        "box-sizing:border-box;padding:.4rem;margin:.3rem 0}.error{color:#a00}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return Response(document, status=status, mimetype="text/html")
+
+
+def _label(platform: str) -> str:
+    rules = PLATFORMS.get(platform)
+    return rules.label if rules else platform
+
+
+def _error(message: str | None) -> str:
+    return f"<p class='error' id='error'>{html.escape(message)}</p>" if message else ""
+
+
+def credential_form(
+    token: str,
+    platform: str,
+    flow: type[CredentialFlow],
+    error: str | None = None,
+    given: dict[str, str] | None = None,
+) -> Response:
+    """The credential form; after a refusal, again with the reason (secrets not kept)."""
+    rows = []
+    for name, label, kind, required, help_text in flow.fields:
+        value = "" if kind == "password" else (given or {}).get(name, "")
+        rows.append(
+            f"<label>{html.escape(label)}<input type='{kind}' name='{name}' id='{name}' "
+            f"value='{html.escape(value)}' autocomplete='off'{' required' if required else ''}>"
+            f"<small>{html.escape(help_text)}</small></label>"
+        )
+    body = (
+        f"{flow.intro}{_error(error)}"
+        f"<form method='post' action='/connect/{html.escape(token)}'>{''.join(rows)}"
+        "<p><button type='submit' id='connect'>Connect</button></p></form>"
+    )
+    return page(f"Connect your {_label(platform)} account", body, 400 if error else 200)
+
+
+def instance_form(token: str, platform: str, given: str = "", error: str | None = None) -> Response:
+    body = (
+        f"<p>Which {html.escape(_label(platform))} server is your account on? Give its "
+        "address (for example <code>mastodon.social</code>); you then sign in there and "
+        "allow Crier to post for you.</p>"
+        f"{_error(error)}"
+        f"<form method='post' action='/connect/{html.escape(token)}'>"
+        "<label>Server<input type='text' name='instance' id='instance' "
+        f"value='{html.escape(given)}' required></label>"
+        "<p><button type='submit' id='continue'>Continue</button></p></form>"
+    )
+    return page(f"Connect your {_label(platform)} account", body, 400 if error else 200)
