@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app
-from marshmallow import fields, validate
+from marshmallow import ValidationError as SchemaError
+from marshmallow import fields, validate, validates_schema
 from sqlalchemy import func, select
 
 from app import access
+from app.account_ids import address_settings
 from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
@@ -112,6 +116,13 @@ class AccountCreateSchema(StrictSchema):
     external_id = fields.String(allow_none=True, validate=validate.Length(max=200))
     token_expires_at = fields.AwareDateTime(format="iso", allow_none=True)
     profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+
+    @validates_schema
+    def _external_id_fits_platform(self, data: dict[str, Any], **_: Any) -> None:
+        try:
+            address_settings(data.get("platform", ""), data.get("external_id"))
+        except ValueError as exc:
+            raise SchemaError(str(exc), field_name="external_id") from exc
 
 
 class AccountUpdateSchema(StrictSchema):

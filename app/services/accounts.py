@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from app.access import Scope
+from app.account_ids import address_settings
 from app.config import Settings
 from app.models import (
     Account,
@@ -61,6 +62,10 @@ def add_account(
         organisation_id = organisation.id
     if not access_token:
         raise AccountError("an access token is required")
+    try:
+        implied = address_settings(platform, external_id)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from exc
     account = Account(
         organisation_id=organisation_id,
         platform=platform,
@@ -71,7 +76,7 @@ def add_account(
             encrypt_token(settings.secret_key, refresh_token) if refresh_token else None
         ),
         status=AccountStatus.ACTIVE,
-        settings={},
+        settings=implied,
         profile_id=profile_id,
         token_expires_at=token_expires_at,
     )

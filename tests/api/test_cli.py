@@ -117,7 +117,7 @@ def test_accounts_add_joins_the_keys_organisation(
         (
             ["--platform", "myspace", "--key", "KEY"],
             "error: unknown platform 'myspace'; expected one of instagram, tiktok, youtube, "
-            "linkedin, x, facebook, threads",
+            "linkedin, x, facebook, threads, bluesky, mastodon",
         ),
         (["--platform", "x"], "error: --key is required: the account joins the key's organisation"),
         (["--platform", "x", "--key", "crier_wrong"], "error: the API key is unknown or revoked"),
