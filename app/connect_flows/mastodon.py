@@ -5,19 +5,22 @@ flow with PKCE on that instance. Tokens do not expire and have no refresh.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from app.oauth import ClientApp, ConnectedIdentity, OAuthError, OAuthFlow, register_flow
 
 CLIENT_NAME = "Crier"
+_HOST_RE = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$", re.IGNORECASE)
 
 
 def normalise_instance(given: str) -> str:
     """`https://host[:port]` from what a user types (`mastodon.social`, a profile URL)."""
     text = given.strip()
     parts = urlsplit(text if "://" in text else f"https://{text}")
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not _HOST_RE.match(host) or "@" in parts.netloc:
         raise OAuthError("invalid_instance", "Give the address of your Mastodon server.")
     port = f":{parts.port}" if parts.port else ""
     return f"https://{parts.hostname.lower()}{port}"
