@@ -39,7 +39,16 @@ DEMO_EXTERNAL_IDS = {
     "x": None,
     "tiktok": None,
     "youtube": None,
+    # Platforms that connect with a credential name where the account posts: a Bluesky
+    # handle (its access token stands for an app password), a Mastodon profile URL.
+    "bluesky": "crier-demo.bsky.social",
+    "mastodon": "https://sandbox.social/@crierdemo",
 }
+
+
+# Their stored credential is not an OAuth pair: no refresh token (Bluesky makes its session
+# from the app password at the first publish; Mastodon tokens have no refresh).
+CREDENTIAL_PLATFORMS = ("bluesky", "mastodon")
 
 
 def _free_port(preferred: int) -> int:
@@ -120,7 +129,11 @@ def seed_demo() -> Demo:
                     platform=platform.value,
                     name=f"Demo {platform.value}",
                     access_token=f"sandbox-{platform.value}-{secrets.token_hex(8)}",
-                    refresh_token=f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
+                    refresh_token=(
+                        None
+                        if platform.value in CREDENTIAL_PLATFORMS
+                        else f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}"
+                    ),
                     external_id=DEMO_EXTERNAL_IDS[platform.value],
                     organisation=organisation,
                 )
