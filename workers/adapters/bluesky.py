@@ -63,6 +63,8 @@ TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 DEFAULT_PDS = "https://bsky.social"
 POST_COLLECTION = "app.bsky.feed.post"
+# Besides its 300 graphemes (the rules' limit), a post's text is at most 3000 bytes.
+TEXT_MAX_BYTES = 3000
 # Blobs no record references are removed by the PDS after a while; a prepared upload is
 # used within this time or uploaded again.
 BLOB_REUSE_SECONDS = 60 * 60
@@ -179,6 +181,13 @@ class BlueskyAdapter(Adapter):
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
         account = request.account
+        size = len(request.text.encode())
+        if size > TEXT_MAX_BYTES:
+            # 300 graphemes rarely reach it, but emoji sequences of 10+ bytes each can.
+            raise PermanentError(
+                f"the text is {size} bytes; Bluesky takes at most {TEXT_MAX_BYTES}",
+                code="bluesky_text_too_long",
+            )
         session = self.session(account)
         handle = working_handle(request)
         prepared = resuming_prepared(request)
