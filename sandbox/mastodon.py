@@ -14,6 +14,7 @@ requests per 5 minutes with `X-RateLimit-*` headers (the reset as an ISO 8601 ti
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import secrets
 import time
@@ -289,6 +290,12 @@ def read_media(media_id: str) -> Response:
 # -- statuses ------------------------------------------------------------------------------
 
 
+def _render(text: str) -> str:
+    """A status's HTML as Mastodon renders it: escaped, paragraphs and line breaks."""
+    paragraphs = [p for p in html.escape(text, quote=False).split("\n\n") if p]
+    return "".join(f"<p>{p.replace(chr(10), '<br />')}</p>" for p in paragraphs)
+
+
 def _status_json(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k not in ("text", "owner")}
 
@@ -345,7 +352,7 @@ def create_status() -> Response:
         "created_at": now_iso(),
         "uri": f"https://{DOMAIN}/users/{account['username']}/statuses/{status_id}",
         "url": f"https://{DOMAIN}/@{account['username']}/{status_id}",
-        "content": f"<p>{text}</p>",
+        "content": _render(text),
         "text": text,
         "owner": account["id"],
         "visibility": visibility,
