@@ -28,7 +28,17 @@ from workers.adapters.base import (
     TransientError,
 )
 
-SEVEN = ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
+SEVEN = (
+    "instagram",
+    "facebook",
+    "threads",
+    "x",
+    "linkedin",
+    "tiktok",
+    "youtube",
+    "bluesky",
+    "mastodon",
+)
 REGISTERED = sorted(adapter_classes())
 
 # Account ids as each platform wants them: Meta ids go in paths, LinkedIn wants an author URN.
@@ -40,6 +50,9 @@ EXTERNAL_IDS = {
     "linkedin": "urn:li:person:8675309",
     "tiktok": None,
     "youtube": None,
+    # Where the account posts: its handle, its profile URL (which names the instance).
+    "bluesky": "contract.bsky.social",
+    "mastodon": "https://sandbox.social/@contract",
 }
 
 # The simplest post each platform accepts: (settings, media kind or None).
@@ -51,6 +64,8 @@ SIMPLEST: dict[str, tuple[dict[str, Any], str | None]] = {
     "instagram": ({"contentType": "Post"}, "image"),  # Instagram has no text-only post
     "tiktok": ({"privacyLevel": "PUBLIC_TO_EVERYONE"}, "video"),  # Direct Post: one video
     "youtube": ({"title": "Contract check"}, "video"),  # videos.insert: one video, a title
+    "bluesky": ({}, None),
+    "mastodon": ({}, None),
 }
 
 # What reconcile answers for a post that is on the sandbox. Every platform here can be

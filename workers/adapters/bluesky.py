@@ -77,7 +77,8 @@ RECONCILE_PAGE_SIZE = 100
 @register
 class BlueskyAdapter(Adapter):
     platform = "bluesky"
-    hosts = {"pds": "bsky.social", "video": "video.bsky.app"}
+    # The default PDS (accounts hosted by Bluesky; others name theirs) and the video service.
+    hosts = {"api": "bsky.social", "video": "video.bsky.app"}
     supports_refresh = True
     # The stored app password can always make a new session: refresh needs no token.
     refreshes_access_token = True
