@@ -335,7 +335,7 @@ def rotate_secrets(batch_size: int) -> None:
     "Facebook do (so CRIER_PUBLIC_URL must reach the API).",
 )
 def sandbox(port: int, host: str, fetch_media: bool) -> None:
-    """Serve the seven platforms' publishing APIs locally."""
+    """Serve the platforms' publishing APIs locally."""
     from sandbox import create_sandbox_app
     from sandbox.server import serve
 

@@ -4,7 +4,7 @@ With no DATABASE_URL or REDIS_URL it runs on an embedded default — a SQLite fi
 in-process Redis-compatible server (fakeredis) — and says so. With no real platform
 configured it starts the sandbox and points the adapters at it. It seeds a demo
 organisation, API key, one sandbox account per platform and demo media, then prints a
-curl command that publishes to all seven, and Flower's URL.
+curl command that publishes to every platform, and Flower's URL.
 
 Its imports sit inside the functions that use them: the dev-only packages (fakeredis,
 honcho) are needed only by `crier dev`, and nothing else should pay for them.
@@ -185,7 +185,7 @@ def seed_demo() -> Demo:
 
 def demo_post_body(demo: Demo) -> dict[str, Any]:
     return {
-        "content": "Hello from Crier! One request, seven platforms.",
+        "content": "Hello from Crier! One request, every platform.",
         "account_ids": [demo.account_ids[p.value] for p in Platform],
         "media_ids": [demo.video_id],
         "platform_content": {
@@ -193,7 +193,7 @@ def demo_post_body(demo: Demo) -> dict[str, Any]:
             "facebook": {"settings": {"videoType": "reel"}},
             "tiktok": {"settings": {"privacyLevel": "PUBLIC_TO_EVERYONE"}},
             "youtube": {"settings": {"title": "Hello from Crier", "privacyStatus": "unlisted"}},
-            "x": {"content": "Hello from Crier! One request, seven platforms. #crier"},
+            "x": {"content": "Hello from Crier! One request, every platform. #crier"},
         },
     }
 
@@ -352,7 +352,7 @@ def _print_banner(
         f"  API key: {demo.api_key}   (organisation {DEMO_ORG!r}; saved in var/dev-api-key)",
         "  Accounts: " + ", ".join(f"{p}={i}" for p, i in demo.account_ids.items()),
         "",
-        "Publish to all seven platforms:",
+        "Publish to every platform:",
         f"  curl -s -X POST {api}/posts -H 'Authorization: Bearer {demo.api_key}' "
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "

@@ -214,7 +214,7 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
         version="1.0.0",
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": "Publish social media posts on time, once, to seven platforms."},
+        info={"description": "Publish social media posts on time, once, to every platform."},
     )
     spec.tag({"name": "webhooks", "description": WEBHOOK_DELIVERIES})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})

@@ -120,6 +120,8 @@ def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> N
         "x",
         "facebook",
         "threads",
+        "bluesky",
+        "mastodon",
     }
     instagram = resolve(spec, platform_content["properties"]["instagram"]["$ref"])
     assert instagram["properties"]["contentType"]["enum"] == [

@@ -383,9 +383,9 @@ def test_unknown_top_level_field(tenant: Tenant, make_account: Any) -> None:
 
 def test_unknown_platform_key(tenant: Tenant, make_account: Any) -> None:
     account_id = make_account(tenant, "x")
-    body = body_for(account_id, platform_content={"mastodon": {"content": "hi"}})
+    body = body_for(account_id, platform_content={"myspace": {"content": "hi"}})
     error = assert_error(tenant.api.post("/posts", json=body), 400, "validation_error")
-    assert error["details"] == {"platform_content.mastodon": ["Unknown field."]}
+    assert error["details"] == {"platform_content.myspace": ["Unknown field."]}
 
 
 @pytest.mark.parametrize(
