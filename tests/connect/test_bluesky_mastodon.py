@@ -122,3 +122,30 @@ def test_mastodon_asks_the_instance_registers_once_and_publishes(
     removed = tenant.api.delete(f"/accounts/{row['id']}")
     assert removed.status_code == 200, removed.text
     assert len(sandbox.get("/_oauth").json()["revoked"]) >= 1
+
+
+def test_an_expired_bluesky_session_is_refreshed_by_the_pipeline_and_kept(
+    app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client, deps: PipelineDeps
+) -> None:
+    link = connect_link(tenant.api, "bluesky")
+    with httpx.Client(timeout=20, follow_redirects=False) as browser:
+        done = browser.post(
+            link["url"], data={"handle": "bob.bsky.social", "app_password": APP_PASSWORD}
+        )
+    assert _result(done)["status"] == "connected"
+    [row] = sql(app, "SELECT * FROM accounts")
+    secret = app.config["CRIER"].secret_key
+    first = json.loads(decrypt_token(secret, row["refresh_token_encrypted"]))
+    sandbox.post(
+        "/_faults", json={"bluesky": {"expired_tokens": [first["access_jwt"]]}}
+    ).raise_for_status()
+
+    _publish(app, tenant, deps, row["id"], "After a refresh")
+
+    [row] = sql(app, "SELECT * FROM accounts")
+    kept = json.loads(decrypt_token(secret, row["refresh_token_encrypted"]))
+    assert kept["access_jwt"] != first["access_jwt"] and kept["did"] == first["did"]
+    assert decrypt_token(secret, row["access_token_encrypted"]) == APP_PASSWORD
+    assert row["status"] == "active"
+    [entry] = sandbox.get("/_ledger", params={"platform": "bluesky"}).json()
+    assert entry["text"] == "After a refresh"
