@@ -51,6 +51,7 @@ TABLES = (
     "api_keys",
     "campaigns",
     "connect_links",
+    "instance_apps",
     "profiles",
     "organisations",
 )

@@ -94,6 +94,12 @@ class MastodonFlow(OAuthFlow):
         )
         instance = self.instance or ""
         host = urlsplit(instance).hostname or ""
+        try:
+            limits = instance_limits(
+                self.call("GET", self.url("/api/v2/instance"), "reading the instance")
+            )
+        except OAuthError:
+            limits = {}  # an older server: the defaults apply
         username = str(me.get("username") or me.get("acct") or me["id"])
         url = str(me.get("url") or f"{instance}/@{username}")
         return [
@@ -102,7 +108,13 @@ class MastodonFlow(OAuthFlow):
                 name=f"@{username}@{host}" if host else f"@{username}",
                 access_token=access,
                 kind="user",
-                settings={"instance": instance, "account_id": str(me["id"]), "username": username},
+                settings={
+                    "instance": instance,
+                    "account_id": str(me["id"]),
+                    "username": username,
+                    # The instance's own limits: intake checks texts against them.
+                    "limits": limits or None,
+                },
             )
         ]
 

@@ -34,7 +34,7 @@ from app.models import (
     PrepareState,
     TargetStatus,
 )
-from app.platform_rules import ErrorBag, check_platform_rules
+from app.platform_rules import ErrorBag, check_platform_rules, known_text_limits
 from app.platforms import PLATFORMS
 from app.schedule import parse_schedule, resolve_timezone
 from app.services import webhooks
@@ -295,7 +295,12 @@ def build_post(session: Session, scope: Scope, data: dict[str, Any], now: dateti
         errors.add("content", "content must not be empty when no media is attached.")
     if not errors.errors:
         check_platform_rules(
-            content, (a.platform for a in accounts), media, platform_content, errors
+            content,
+            (a.platform for a in accounts),
+            media,
+            platform_content,
+            errors,
+            known_text_limits(accounts),
         )
     errors.raise_if_any()
 

@@ -3,9 +3,12 @@ settings), as POST /posts checks them before anything is stored."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from tests.api.helpers import assert_error, future
+from flask import Flask
+
+from tests.api.helpers import assert_error, future, sql
 from tests.conftest import Tenant
 
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one grapheme
@@ -70,3 +73,28 @@ def test_accounts_api_checks_the_external_id(tenant: Tenant) -> None:
         },
     )
     assert added.status_code == 201, added.text
+
+
+def test_mastodon_intake_uses_the_instances_own_limit_once_known(
+    tenant: Tenant, make_account: Any, app: Flask
+) -> None:
+    big = make_account(tenant, "mastodon", external_id="https://big.example/@alice")
+    plain = make_account(tenant, "mastodon", external_id="https://sandbox.social/@bob")
+    sql(
+        app,
+        "UPDATE accounts SET settings = CAST(:s AS jsonb) WHERE id = :a",
+        s=json.dumps({"instance": "https://big.example", "limits": {"max_characters": 1000}}),
+        a=big,
+    )
+    assert _post(tenant, big, "c" * 900).status_code == 201
+    error = assert_error(
+        tenant.api.post(
+            "/posts",
+            json={"content": "c" * 900, "account_ids": [big, plain], "scheduled_at": future()},
+        ),
+        400,
+        "validation_error",
+    )
+    assert error["details"]["content"] == [
+        "Mastodon allows at most 500 characters; this text has 900."
+    ]

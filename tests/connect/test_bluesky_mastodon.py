@@ -113,6 +113,7 @@ def test_mastodon_asks_the_instance_registers_once_and_publishes(
     assert row["external_id"] == "https://sandbox.social/@sandbox"
     assert row["name"] == "@sandbox@sandbox.social"
     assert row["settings"]["instance"] == "https://sandbox.social"
+    assert row["settings"]["limits"]["max_characters"] == 500
     _publish(app, tenant, deps, row["id"], "Hello from Mastodon")
     [entry] = sandbox.get("/_ledger", params={"platform": "mastodon"}).json()
     assert entry["account"] == row["settings"]["account_id"]

@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.models import Media, PostTarget
-from app.platform_rules import ErrorBag, check_platform_rules, platform_settings, platform_text
+from app.platform_rules import (
+    ErrorBag,
+    check_platform_rules,
+    known_text_limits,
+    platform_settings,
+    platform_text,
+)
 from app.services.media import media_path, signed_media_url
 from workers.adapters.base import (
     MediaItem,
@@ -52,6 +58,7 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
         [media_rows[i] for i in post.media_ids],
         post.platform_content,
         problems,
+        known_text_limits([account]),
     )
     if problems.errors:
         path, messages = next(iter(problems.errors.items()))
