@@ -5,6 +5,7 @@ the target so a retried create is never a second post."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -20,8 +21,10 @@ from workers.adapters.base import (
     MediaItem,
     NullContext,
     PermanentError,
+    PreparingContext,
     PublishRequest,
     RateLimitedError,
+    ReadyToPublish,
     ReconcileStatus,
     TransientError,
 )
@@ -259,3 +262,20 @@ def test_delete_removes_the_record(adapter: BlueskyAdapter, sandbox: httpx.Clien
     result = adapter.publish(request(), NullContext())
     adapter.delete_post(request().account, result.platform_post_id)
     assert "deleted_at" in ledger(sandbox)[0]
+
+
+def test_a_prepared_post_takes_its_time_and_key_at_the_instant(
+    adapter: BlueskyAdapter, sandbox: httpx.Client, image_item: MediaItem
+) -> None:
+    preparing = PreparingContext()
+    with pytest.raises(ReadyToPublish):
+        adapter.publish(request(media=[image_item]), preparing)
+    prepared = preparing.handle
+    assert prepared and prepared["blobs"]
+    time.sleep(0.01)
+
+    result = adapter.publish(request(media=[image_item], handle=prepared), NullContext())
+
+    [entry] = ledger(sandbox)
+    assert entry["params"]["createdAt"] > prepared["created_at"]
+    assert not result.platform_post_id.endswith("/" + prepared["rkey"])

@@ -198,7 +198,9 @@ class BlueskyAdapter(Adapter):
                 return self._result(session, found, reconciled=True)
 
         embed = self._embed(request, session, handle, context)
-        if not handle.get("rkey"):
+        if prepared or not handle.get("rkey"):
+            # Chosen when the create is first sent (a prepare sends none): the post's
+            # time, and a key every later resend of this target repeats.
             started = time.time_ns() // 1000
             handle.update(
                 rkey=tid(started, request.target_id),
