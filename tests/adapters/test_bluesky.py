@@ -264,7 +264,7 @@ def test_delete_removes_the_record(adapter: BlueskyAdapter, sandbox: httpx.Clien
     assert "deleted_at" in ledger(sandbox)[0]
 
 
-def test_a_prepared_post_takes_its_time_and_key_at_the_instant(
+def test_a_prepared_post_takes_its_time_at_the_instant_and_keeps_its_key(
     adapter: BlueskyAdapter, sandbox: httpx.Client, image_item: MediaItem
 ) -> None:
     preparing = PreparingContext()
@@ -278,4 +278,4 @@ def test_a_prepared_post_takes_its_time_and_key_at_the_instant(
 
     [entry] = ledger(sandbox)
     assert entry["params"]["createdAt"] > prepared["created_at"]
-    assert not result.platform_post_id.endswith("/" + prepared["rkey"])
+    assert result.platform_post_id.endswith("/" + prepared["rkey"]), "the key stays"

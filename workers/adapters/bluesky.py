@@ -198,15 +198,17 @@ class BlueskyAdapter(Adapter):
                 return self._result(session, found, reconciled=True)
 
         embed = self._embed(request, session, handle, context)
-        if prepared or not handle.get("rkey"):
-            # Chosen when the create is first sent (a prepare sends none): the post's
-            # time, and a key every later resend of this target repeats.
-            started = time.time_ns() // 1000
-            handle.update(
-                rkey=tid(started, request.target_id),
-                created_at=datetime.fromtimestamp(started / 1e6, UTC)
+        now = time.time_ns() // 1000
+        if not handle.get("rkey"):
+            # Chosen once, the first time the target gets this far (a prepare included):
+            # every later create of this target repeats it, so none can make a second post.
+            handle["rkey"] = tid(now, request.target_id)
+        if prepared or not handle.get("created_at"):
+            # The post's time is when it is sent, not when it was prepared.
+            handle["created_at"] = (
+                datetime.fromtimestamp(now / 1e6, UTC)
                 .isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z"),
+                .replace("+00:00", "Z")
             )
         record: dict[str, Any] = {
             "$type": POST_COLLECTION,
