@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from PIL import Image
 
+from app.platforms import PLATFORMS
 from tests.api.helpers import assert_error, count, future, ok_data, upload
 from tests.conftest import Tenant
 from tests.media_samples import jpeg_bytes, mp4_bytes, png_bytes
@@ -388,9 +389,7 @@ def test_unknown_platform_key(tenant: Tenant, make_account: Any) -> None:
     assert error["details"] == {"platform_content.myspace": ["Unknown field."]}
 
 
-@pytest.mark.parametrize(
-    "platform", ["instagram", "tiktok", "youtube", "linkedin", "x", "facebook", "threads"]
-)
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
 def test_unknown_fields_in_each_platform_entry_and_settings(
     tenant: Tenant, make_account: Any, platform: str
 ) -> None:
