@@ -90,7 +90,7 @@ BROWSER = {
     "callback). A used or expired link answers an HTML page (410), never a redirect. "
     "Bluesky links answer a form (handle and app password) and Mastodon links ask for "
     "the instance first (200, HTML).",
-    "connect.submit_connect_form": "The link's form sent. Bluesky: the handle and app "
+    "connect.submit_credentials": "The link's form sent. Bluesky: the handle and app "
     "password are checked with the platform, then a redirect to redirect_url as from a "
     "callback (the form again, 400, when refused). Mastodon: Crier's app is registered "
     "on the instance named, then a redirect to its consent page.",
@@ -354,7 +354,7 @@ def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     # redirect_url to send the browser back to.
     responses["400"] = {"description": "An invalid state or selection link.", "content": html}
     responses["404"] = {"description": "An unknown link or platform.", "content": html}
-    if endpoint in ("connect.open_connect_link", "connect.submit_connect_form"):
+    if endpoint in ("connect.open_connect_link", "connect.submit_credentials"):
         responses["200"] = {"description": "The link's own page (a form).", "content": html}
         responses["410"] = {"description": "A used or expired link.", "content": html}
     operation: dict[str, Any] = {

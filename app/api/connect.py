@@ -29,6 +29,7 @@ from app.db import get_session, utcnow
 from app.models import Account, ConnectLink
 from app.oauth import (
     ClientApp,
+    CredentialFlow,
     OAuthError,
     OAuthFlow,
     client_app,
@@ -292,7 +293,7 @@ def open_connect_link(token: str) -> Response:
 
 
 @blueprint.post("/connect/<token>")
-def submit_connect_form(token: str) -> Response:
+def submit_credentials(token: str) -> Response:
     """The link's own page sent: a credential to check (Bluesky), or the server to sign
     in on (Mastodon: Crier's app is registered there, then its consent page follows)."""
     session = get_session()
@@ -303,14 +304,14 @@ def submit_connect_form(token: str) -> Response:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
-    form = {key: str(value) for key, value in request.form.items()}
     credential = credential_flow_class(link.platform)
     if credential is not None:
-        return _connect_with_credential(token, link, credential, form)
+        values = {f.name: request.form.get(f.name, "").strip()[:500] for f in credential.fields}
+        return _connect_with_credential(token, link, credential, values)
     cls = flow_class(link.platform, link.login)
     if cls is None or not cls.per_instance:
         return _page("Invalid request", "<p>This link takes no form.</p>", 400)
-    return _start_on_instance(token, link, form.get("instance", ""))
+    return _start_on_instance(token, link, request.form.get("instance", "")[:500])
 
 
 def _check_server(url: str) -> None:
@@ -326,17 +327,17 @@ def _check_server(url: str) -> None:
 
 
 def _connect_with_credential(
-    token: str, link: ConnectLink, credential: Any, form: dict[str, str]
+    token: str, link: ConnectLink, credential: type[CredentialFlow], values: dict[str, str]
 ) -> Response:
     session = get_session()
     settings = _settings()
     try:
-        if form.get("pds"):
-            _check_server(form["pds"])
+        if values.get("pds"):
+            _check_server(values["pds"])
         with oauth_client(settings) as http:
-            identities = credential(http, settings.platform_base_url, settings).connect(form)
+            identities = credential(http, settings.platform_base_url, settings).verify(values)
     except OAuthError as exc:
-        return connect_forms.credential_form(token, link.platform, credential, exc.message, form)
+        return connect_forms.credential_form(token, link.platform, credential, exc.message, values)
     if not connect_service.consume(session, link):
         return _dead_link(link, "link_used", "This connect link has already been used.")
     try:

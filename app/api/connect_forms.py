@@ -45,15 +45,17 @@ def credential_form(
 ) -> Response:
     """The credential form; after a refusal, again with the reason (secrets not kept)."""
     rows = []
-    for name, label, kind, required, help_text in flow.fields:
-        value = "" if kind == "password" else (given or {}).get(name, "")
+    for field in flow.fields:
+        kind = "password" if field.secret else "text"
+        value = "" if field.secret else (given or {}).get(field.name, "")
         rows.append(
-            f"<label>{html.escape(label)}<input type='{kind}' name='{name}' id='{name}' "
-            f"value='{html.escape(value)}' autocomplete='off'{' required' if required else ''}>"
-            f"<small>{html.escape(help_text)}</small></label>"
+            f"<label>{html.escape(field.label)}<input type='{kind}' name='{field.name}' "
+            f"id='{field.name}' value='{html.escape(value)}' autocomplete='off'"
+            f"{' required' if field.required else ''}>"
+            f"<small>{html.escape(field.hint)}</small></label>"
         )
     body = (
-        f"{flow.intro}{_error(error)}"
+        f"<p>{html.escape(flow.why)}.</p>{flow.intro}{_error(error)}"
         f"<form method='post' action='/connect/{html.escape(token)}'>{''.join(rows)}"
         "<p><button type='submit' id='connect'>Connect</button></p></form>"
     )

@@ -14,7 +14,13 @@ import base64
 import json
 from typing import Any
 
-from app.oauth import ConnectedIdentity, CredentialFlow, OAuthError, register_credential_flow
+from app.oauth import (
+    ConnectedIdentity,
+    CredentialField,
+    CredentialFlow,
+    OAuthError,
+    register_credential_flow,
+)
 
 DEFAULT_PDS = "https://bsky.social"
 APP_PASSWORD_SCOPES = ("com.atproto.appPass", "com.atproto.appPassPrivileged")
@@ -58,23 +64,22 @@ def session_json(body: dict[str, Any], pds: str) -> str:
 @register_credential_flow
 class BlueskyFlow(CredentialFlow):
     platform = "bluesky"
-    hosts = {"pds": "bsky.social"}
+    hosts = {"api": "bsky.social"}
+    why = "Bluesky has no consent page for apps like Crier: accounts connect with an app password"
     fields = (
-        ("handle", "Handle", "text", True, "For example alice.bsky.social"),
-        (
+        CredentialField("handle", "Handle", "For example alice.bsky.social"),
+        CredentialField(
             "app_password",
             "App password",
-            "password",
-            True,
             "Made for Crier in Bluesky: Settings → Privacy and security → App passwords. "
             "Never your account password.",
+            secret=True,
         ),
-        (
+        CredentialField(
             "pds",
             "Hosting provider (optional)",
-            "url",
-            False,
             "Only for accounts hosted outside Bluesky: your PDS, e.g. https://pds.example.com",
+            required=False,
         ),
     )
     intro = (
@@ -90,10 +95,10 @@ class BlueskyFlow(CredentialFlow):
             return f"{self.base_url}/{self.platform}/xrpc/{method}"
         return f"{pds}/xrpc/{method}"
 
-    def connect(self, form: dict[str, str]) -> list[ConnectedIdentity]:
-        handle = form.get("handle", "").strip().lstrip("@").lower()
-        password = form.get("app_password", "").strip()
-        pds = (form.get("pds") or "").strip().rstrip("/") or DEFAULT_PDS
+    def verify(self, values: dict[str, str]) -> list[ConnectedIdentity]:
+        handle = values.get("handle", "").strip().lstrip("@").lower()
+        password = values.get("app_password", "").strip()
+        pds = (values.get("pds") or "").strip().rstrip("/") or DEFAULT_PDS
         if not handle or not password:
             raise OAuthError("invalid_credentials", "Give your handle and an app password.")
         response = self._post(

@@ -188,7 +188,7 @@ def test_a_session_is_made_once_and_reused(
 def test_a_stored_session_is_used_and_refreshed_without_signing_in(
     adapter: BlueskyAdapter, sandbox: httpx.Client, http: httpx.Client, sandbox_url: str
 ) -> None:
-    [identity] = BlueskyFlow(http, sandbox_url).connect(
+    [identity] = BlueskyFlow(http, sandbox_url).verify(
         {"handle": HANDLE, "app_password": APP_PASSWORD}
     )
     stored = Session.from_json(identity.refresh_token)
@@ -219,7 +219,7 @@ def test_a_stored_session_is_used_and_refreshed_without_signing_in(
 def test_a_spent_refresh_falls_back_to_signing_in(
     adapter: BlueskyAdapter, http: httpx.Client, sandbox_url: str
 ) -> None:
-    [identity] = BlueskyFlow(http, sandbox_url).connect(
+    [identity] = BlueskyFlow(http, sandbox_url).verify(
         {"handle": HANDLE, "app_password": APP_PASSWORD}
     )
     stored = Session.from_json(identity.refresh_token)

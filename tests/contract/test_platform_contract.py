@@ -325,7 +325,7 @@ def connected_identity(platform: str, http: httpx.Client, sandbox_url: str) -> C
     the instance first (Mastodon)."""
     credential = credential_flow_class(platform)
     if credential is not None:
-        return credential(http, sandbox_url).connect(dict(PROFILES[platform].credential))[0]
+        return credential(http, sandbox_url).verify(dict(PROFILES[platform].credential))[0]
     flow = get_flow(platform, http, sandbox_url)
     client = ClientApp(f"crier-{platform}-client", "secret", "https://crier.example/callback")
     if flow.per_instance:
