@@ -10,7 +10,7 @@ start-up, any `CRIER_*` variable that Crier does not read.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -18,74 +18,20 @@ from typing import Any
 
 from limits import RateLimitItem, parse_many
 
+from app.analytics_schedule import AGES_MEANING, DEFAULT_AGES, RETENTION, parse_ages
+from app.config_fields import Variable as Variable
+from app.config_fields import env
+from app.config_values import (
+    normalise_database_url,
+    optional_text,
+    parse_log_format,
+    parse_ports,
+    truthy,
+)
 from app.platforms import PLATFORM_KEYS
 
 DEFAULT_SQLITE_PATH = Path("var") / "crier.sqlite3"
-LOG_FORMATS = ("keyvalue", "json")
 PLATFORM = "<PLATFORM>"
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One or more environment variables as a row of the configuration table.
-
-    `names` may hold `<PLATFORM>`, standing for each platform of app/platforms.py.
-    `shown` is the default as the table shows it (derived from the field when empty);
-    `parse` turns a non-empty value into the field's value; `listed=False` keeps a
-    variable out of the table where another row already explains it.
-    """
-
-    names: tuple[str, ...]
-    meaning: str
-    shown: str = ""
-    parse: Callable[[str], Any] | None = None
-    listed: bool = True
-
-
-def env(
-    name: str | tuple[str, ...],
-    meaning: str,
-    *,
-    shown: str = "",
-    parse: Callable[[str], Any] | None = None,
-    listed: bool = True,
-) -> dict[str, Variable]:
-    """A field's metadata: the variable that sets it."""
-    names = (name,) if isinstance(name, str) else name
-    return {"env": Variable(names, meaning, shown, parse, listed)}
-
-
-def _ports(raw: str) -> tuple[int, ...] | None:
-    if not raw.strip():
-        return None  # blank: the default
-    ports = tuple(int(part) for part in raw.split(",") if part.strip())
-    if not ports or any(not 0 < port < 65536 for port in ports):
-        raise ValueError(
-            f"CRIER_OUTBOUND_PORTS must list TCP ports (1-65535), comma separated: {raw!r}"
-        )
-    return ports
-
-
-def _log_format(raw: str) -> str:
-    chosen = raw.strip().lower().replace("=", "").replace("_", "").replace("-", "")
-    if chosen not in LOG_FORMATS:
-        raise ValueError(
-            f"CRIER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {chosen!r}"
-        )
-    return chosen
-
-
-def normalise_database_url(url: str) -> str:
-    """Accept the URLs hosting platforms hand out and pin the psycopg 3 driver."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
-
-
-def _optional(raw: str) -> str | None:
-    return raw or None
 
 
 @dataclass(frozen=True)
@@ -133,7 +79,7 @@ class Settings:
             "CELERY_BROKER_URL",
             "`amqp://…` runs the queues on RabbitMQ; Redis keeps quotas, holds and the limiter",
             shown="unset (Redis at `REDIS_URL`)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     log_format: str = field(
@@ -141,7 +87,7 @@ class Settings:
         metadata=env(
             "CRIER_LOG_FORMAT",
             "`json`: one JSON object per line (python-json-logger)",
-            parse=_log_format,
+            parse=parse_log_format,
         ),
     )
     metrics_port: int | None = field(
@@ -157,7 +103,7 @@ class Settings:
             "PROMETHEUS_MULTIPROC_DIR",
             "an empty directory per process group: gunicorn's (or a prefork pool's) processes "
             "add up their metrics there",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     # One or more secrets, comma separated, newest first; no default (app/security.py).
@@ -337,6 +283,35 @@ class Settings:
             "a year, so this moves one without a release",
         ),
     )
+    telegram_bot_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=env(
+            "CRIER_TELEGRAM_BOT_TOKEN",
+            "Crier's Telegram bot (from @BotFather): connect links add a channel where this "
+            "bot is an administrator; accounts added with their own bot token use theirs",
+            parse=optional_text,
+        ),
+    )
+    telegram_upload_media: bool = field(
+        default=False,
+        metadata=env(
+            "CRIER_TELEGRAM_UPLOAD_MEDIA",
+            "`1` uploads media to Telegram instead of sending the signed link (when Telegram "
+            "cannot reach `CRIER_PUBLIC_URL`)",
+            parse=truthy,
+        ),
+    )
+    discord_bot_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=env(
+            "CRIER_DISCORD_BOT_TOKEN",
+            "a Discord bot in the channels of webhook accounts: reads their recent messages "
+            "to reconcile a post whose answer was lost",
+            parse=optional_text,
+        ),
+    )
     visibility_timeout: int = field(
         default=7200,
         metadata=env(
@@ -356,7 +331,7 @@ class Settings:
             "`s3://bucket/prefix`: media in object storage through boto3 (credentials from the "
             "usual `AWS_*` sources)",
             shown="unset (local disk)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     s3_endpoint_url: str | None = field(
@@ -365,7 +340,7 @@ class Settings:
             "CRIER_S3_ENDPOINT_URL",
             "an S3-compatible store (MinIO, Ceph…)",
             shown="unset (AWS)",
-            parse=_optional,
+            parse=optional_text,
         ),
     )
     max_upload_bytes: int = field(
@@ -433,7 +408,9 @@ class Settings:
     outbound_ports: tuple[int, ...] = field(
         default=(80, 443),
         metadata=env(
-            "CRIER_OUTBOUND_PORTS", "the ports webhooks and media imports may reach", parse=_ports
+            "CRIER_OUTBOUND_PORTS",
+            "the ports webhooks and media imports may reach",
+            parse=parse_ports,
         ),
     )
     # Webhook delivery: each attempt's total deadline, attempts in flight per endpoint, the retry
@@ -488,10 +465,44 @@ class Settings:
             parse=lambda raw: raw.strip() or None,
         ),
     )
-    # How long a scrape's reading of PostgreSQL, the broker and Redis is reused by the
-    # scrapes that follow in the same process: a storm costs one reading per interval.
     metrics_cache_seconds: float = field(
         default=5.0, metadata=env("CRIER_METRICS_CACHE_SECONDS", "", parse=float)
+    )
+    # Analytics (docs/analytics.md): when a published target's metrics are read.
+    metrics_schedule: tuple[int, ...] = field(
+        default=DEFAULT_AGES, metadata=env("CRIER_METRICS_SCHEDULE", AGES_MEANING, parse=parse_ages)
+    )
+    metrics_retention_days: int = field(default=400, metadata=env(RETENTION, "", parse=int))
+    # The model behind POST /ai/generate-caption: any OpenAI-compatible chat-completions
+    # endpoint (OpenAI, Ollama, vLLM, llama.cpp; docs/ai.md). Without a base URL and a
+    # model the route answers 501; the key is a secret (never logged).
+    ai_base_url: str | None = field(
+        default=None,
+        metadata=env(
+            "CRIER_AI_BASE_URL",
+            "an OpenAI-compatible endpoint (`…/v1`) for AI captions, its model and its key "
+            "(see [ai.md](ai.md))",
+            shown="unset (`crier dev`: the sandbox's `/openai/v1`)",
+            parse=lambda raw: raw.strip().rstrip("/") or None,
+        ),
+    )
+    ai_model: str | None = field(
+        default=None, metadata=env("CRIER_AI_MODEL", "", parse=optional_text)
+    )
+    ai_api_key: str | None = field(
+        default=None, repr=False, metadata=env("CRIER_AI_API_KEY", "", parse=optional_text)
+    )
+    ai_deadline: float = field(
+        default=30.0,
+        metadata=env(
+            "CRIER_AI_DEADLINE",
+            "total seconds of one caption request (retries included); captions each "
+            "organisation may generate per calendar month (UTC)",
+            parse=float,
+        ),
+    )
+    ai_monthly_credits: int = field(
+        default=100, metadata=env("CRIER_AI_MONTHLY_CREDITS", "", parse=int)
     )
 
     @classmethod
@@ -530,23 +541,6 @@ class Settings:
 
     def platform_app(self, platform: str) -> PlatformApp:
         return self.platform_apps.get(platform) or PlatformApp()
-
-
-def active_settings() -> Settings:
-    """The running app's settings (parsed once, at its start); outside an app, the
-    environment's. For callers not yet handed their settings; pass them where you can."""
-    from flask import current_app, has_app_context
-
-    if has_app_context():
-        settings = current_app.config.get("CRIER")
-        if isinstance(settings, Settings):
-            return settings
-    return Settings.from_env()
-
-
-def prepare_window(kind: str, settings: Settings | None = None) -> float:
-    """Seconds before its instant that a target with `kind` media is prepared."""
-    return (settings or active_settings()).prepare_window(kind)
 
 
 def _platform_retry(source: Mapping[str, str]) -> Mapping[str, RetryOverride]:

@@ -28,6 +28,8 @@ import click
 from app.models import Platform
 
 VAR = Path("var")
+# The sandbox answers any model name; this one says where captions come from.
+SANDBOX_AI_MODEL = "crier-sandbox-1"
 DEMO_ORG = "demo"
 
 # Sandbox identities: the platforms that address an account by id in their paths.
@@ -39,16 +41,19 @@ DEMO_EXTERNAL_IDS = {
     "x": None,
     "tiktok": None,
     "youtube": None,
+    # A public channel (the permalink names it) and a channel id for the demo bot.
+    "telegram": "@crier_demo",
+    "discord": "1300000000000000042",
     # Platforms that connect with a credential name where the account posts: a Bluesky
     # handle (its access token stands for an app password), a Mastodon profile URL.
     "bluesky": "crier-demo.bsky.social",
     "mastodon": "https://sandbox.social/@crierdemo",
 }
-
-
-# Their stored credential is not an OAuth pair: no refresh token (Bluesky makes its session
-# from the app password at the first publish; Mastodon tokens have no refresh).
-CREDENTIAL_PLATFORMS = ("bluesky", "mastodon")
+# Credentials of a given form (app/credentials.py): a bot token for Telegram, whose bots
+# have no refresh token; a bot token for Discord (no refresh either). Bluesky makes its
+# session from the app password at the first publish; Mastodon tokens have no refresh.
+DEMO_TOKEN_PREFIX = {"telegram": "7000000042:"}
+NO_REFRESH = frozenset({"telegram", "discord", "bluesky", "mastodon"})
 
 
 def _free_port(preferred: int) -> int:
@@ -128,12 +133,11 @@ def seed_demo() -> Demo:
                     settings,
                     platform=platform.value,
                     name=f"Demo {platform.value}",
-                    access_token=f"sandbox-{platform.value}-{secrets.token_hex(8)}",
-                    refresh_token=(
-                        None
-                        if platform.value in CREDENTIAL_PLATFORMS
-                        else f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}"
-                    ),
+                    access_token=DEMO_TOKEN_PREFIX.get(platform.value, "")
+                    + f"sandbox-{platform.value}-{secrets.token_hex(8)}",
+                    refresh_token=None
+                    if platform.value in NO_REFRESH
+                    else f"sandbox-{platform.value}-refresh-{secrets.token_hex(8)}",
                     external_id=DEMO_EXTERNAL_IDS[platform.value],
                     organisation=organisation,
                 )
@@ -237,6 +241,12 @@ def run_dev() -> None:
         notes.append(
             f"no real platform configured: adapters talk to the sandbox on port {sandbox_port}"
         )
+        if not env.get("CRIER_AI_BASE_URL"):
+            # AI captions work out of the box: the sandbox plays an OpenAI-compatible model.
+            env["CRIER_AI_BASE_URL"] = f"{env['CRIER_PLATFORM_BASE_URL']}/openai/v1"
+            env.setdefault("CRIER_AI_MODEL", SANDBOX_AI_MODEL)
+            env.setdefault("CRIER_AI_API_KEY", "sandbox")
+            notes.append("no AI model configured: captions come from the sandbox's /openai/v1")
     flower_port = _free_port(int(env.get("FLOWER_PORT", "5555")))
     # Flower only behind a password, even on a laptop: any web page open in the browser
     # could otherwise drive its API (revoke tasks, stop workers).
@@ -252,7 +262,13 @@ def run_dev() -> None:
     demo = seed_demo()
 
     queues = ",".join(
-        [*(f"publish.{p.value}" for p in Platform), "maintenance", "webhooks", "media_import"]
+        [
+            *(f"publish.{p.value}" for p in Platform),
+            "maintenance",
+            "webhooks",
+            "media_import",
+            "metrics",
+        ]
     )
     processes.update(
         {
@@ -352,11 +368,15 @@ def _print_banner(
         f"  API key: {demo.api_key}   (organisation {DEMO_ORG!r}; saved in var/dev-api-key)",
         "  Accounts: " + ", ".join(f"{p}={i}" for p, i in demo.account_ids.items()),
         "",
-        "Publish to every platform:",
+        f"Publish to all {len(Platform)} platforms:",
         f"  curl -s -X POST {api}/posts -H 'Authorization: Bearer {demo.api_key}' "
         f"-H 'Content-Type: application/json' -d '{body}'",
         "Then follow it with GET /posts/<post_id>, and see what the sandbox received at "
         f"{platform_base_url}/_ledger",
+        "Have captions written (docs/ai.md):",
+        f"  curl -s -X POST {api}/ai/generate-caption -H 'Authorization: Bearer {demo.api_key}' "
+        '-H \'Content-Type: application/json\' -d \'{"topic": "our spring sale", '
+        '"platform": "x", "count": 2}\'',
         "",
     ]
     if demo.connect_url:

@@ -11,9 +11,18 @@ from typing import Any
 from app.errors import ValidationError
 
 ADMIN = "admin"
-SCOPES = ("admin", "posts:write", "posts:read", "accounts:write", "media:write", "webhooks:write")
-# A scope that includes another: whoever may write posts may read them.
-IMPLIED = {"posts:write": ("posts:read",)}
+SCOPES = (
+    "admin",
+    "posts:write",
+    "posts:read",
+    "accounts:write",
+    "media:write",
+    "webhooks:write",
+    "ai",
+)
+# A scope that includes others: whoever may write posts may read them, and may have
+# captions written for them (`ai`: AI captions, which spend the organisation's credits).
+IMPLIED = {"posts:write": ("posts:read", "ai")}
 # What a key restricted to a profile may hold: everything but `admin`.
 PROFILE_SCOPES = tuple(s for s in SCOPES if s != ADMIN)
 # A profile key created without scopes posts, with its media (an end client's key).

@@ -87,6 +87,13 @@ SWEEP_RECOVERED = Counter(
     ["kind"],
 )
 
+AI_CAPTION_REQUESTS = Counter(
+    "crier_ai_caption_requests",
+    "POST /ai/generate-caption by outcome: ok, or the error code (ai_timeout, ...).",
+    ["outcome"],
+)
+AI_CAPTIONS = Counter("crier_ai_captions", "Captions generated (credits spent).")
+
 _CLASSES = {
     "published": "success",
     "reconciled_published": "success",

@@ -219,77 +219,6 @@ def token_error(platform: str, what: str, status: int, body: Any) -> OAuthError:
     return OAuthError("platform_error", message)
 
 
-# -- connecting with a credential entered on Crier's page -------------------------------
-
-
-@dataclass(frozen=True)
-class CredentialField:
-    """One input of a credential connect page; `secret` inputs are masked and never
-    shown again after a refusal."""
-
-    name: str
-    label: str
-    hint: str = ""
-    required: bool = True
-    secret: bool = False
-
-
-class CredentialFlow(ABC):
-    """A platform whose accounts connect with what the client enters on Crier's connect
-    page (a handle and an app password), not with an OAuth consent: `verify` checks it
-    at the platform and returns the account to add."""
-
-    platform: str
-    hosts: dict[str, str]
-    # Why the platform has no consent page, for the connect page and the contract suite.
-    why: str
-    fields: tuple[CredentialField, ...]
-    # What the page tells the user first (HTML), beside `why`.
-    intro: str = ""
-
-    def __init__(
-        self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
-    ) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.settings = settings or Settings()
-
-    def url(self, path: str, host: str = "api") -> str:
-        """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set."""
-        if self.base_url:
-            return f"{self.base_url}/{self.platform}{path}"
-        return f"https://{self.hosts[host]}{path}"
-
-    @classmethod
-    def missing_setting(cls, settings: Settings) -> str | None:
-        """The variable this server must set before its links can connect; None when set
-        (or when the platform needs none: Bluesky)."""
-        return None
-
-    @abstractmethod
-    def verify(self, values: dict[str, str]) -> list[ConnectedIdentity]:
-        """Check what the client entered at the platform; raise OAuthError with a message
-        the client can act on when it does not do."""
-
-
-_CREDENTIAL_FLOWS: dict[str, type[CredentialFlow]] = {}
-
-
-def register_credential_flow(cls: type[CredentialFlow]) -> type[CredentialFlow]:
-    _CREDENTIAL_FLOWS[cls.platform] = cls
-    return cls
-
-
-def credential_flow_class(platform: str) -> type[CredentialFlow] | None:
-    return _CREDENTIAL_FLOWS.get(platform)
-
-
-def credential_connect_reason(platform: str) -> str:
-    """Why `platform` connects on Crier's own page rather than through an OAuth consent."""
-    cls = credential_flow_class(platform)
-    return cls.why if cls is not None else f"{platform} has no connect flow"
-
-
 # platform → login → flow; a platform's own login (keyed by its name) is its default.
 _FLOWS: dict[str, dict[str, type[OAuthFlow]]] = {}
 
@@ -319,3 +248,73 @@ def get_flow(
     if cls is None:
         raise KeyError(f"no {login or platform} login flow for {platform}")
     return cls(http, base_url, settings)
+
+
+# -- connecting with a credential entered on Crier's page -------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    """One input of a credential connect page; `secret` inputs are masked and never
+    shown again after a refusal."""
+
+    name: str
+    label: str
+    hint: str = ""
+    required: bool = True
+    secret: bool = False
+
+
+class CredentialFlow(ABC):
+    """A platform that connects with what the client enters on Crier's connect page (the
+    chat in which Crier's Telegram bot posts), not with an OAuth consent: `verify` checks
+    it at the platform and returns the account to add."""
+
+    platform: str
+    hosts: dict[str, str]
+    # Why the platform has no consent page, for the connect page and the contract suite.
+    why: str
+    fields: tuple[CredentialField, ...]
+    # What the page tells the user first (HTML), beside `why`.
+    intro: str = ""
+
+    def __init__(
+        self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.settings = settings or Settings()
+
+    def url(self, path: str, host: str = "api") -> str:
+        """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set."""
+        if self.base_url:
+            return f"{self.base_url}/{self.platform}{path}"
+        return f"https://{self.hosts[host]}{path}"
+
+    @classmethod
+    @abstractmethod
+    def missing_setting(cls, settings: Settings) -> str | None:
+        """The variable this server must set before its links can connect; None when set."""
+
+    @abstractmethod
+    def verify(self, values: dict[str, str]) -> list[ConnectedIdentity]:
+        """Check what the client entered at the platform; raise OAuthError with a message
+        the client can act on when it does not do."""
+
+
+_CREDENTIAL_FLOWS: dict[str, type[CredentialFlow]] = {}
+
+
+def register_credential_flow(cls: type[CredentialFlow]) -> type[CredentialFlow]:
+    _CREDENTIAL_FLOWS[cls.platform] = cls
+    return cls
+
+
+def credential_flow_class(platform: str) -> type[CredentialFlow] | None:
+    return _CREDENTIAL_FLOWS.get(platform)
+
+
+def credential_connect_reason(platform: str) -> str:
+    """Why `platform` connects on Crier's own page rather than through an OAuth consent."""
+    cls = credential_flow_class(platform)
+    return cls.why if cls is not None else f"{platform} has no connect flow"

@@ -12,30 +12,30 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from app import openapi_extra as extra
-from app import schemas, webhook_schemas
-from app.api import accounts, campaigns, connect, keys, profiles
+from app import response_schemas, schemas, webhook_schemas
+from app.api import accounts, ai, campaigns, connect, keys, profiles
 from app.openapi_examples import EXAMPLES
 from app.services.uploads import UploadRequest
 
 # endpoint → (request body schema, response data schema, success status)
 OPERATIONS: dict[str, tuple[Any, Any, int]] = {
-    "posts.create_post": (schemas.CreatePostSchema, schemas.PostCreatedOut, 201),
+    "posts.create_post": (schemas.CreatePostSchema, response_schemas.PostCreatedOut, 201),
     "posts.bulk_create_posts": (schemas.BulkCreateSchema, None, 201),
-    "posts.list_posts": (None, schemas.PostOut(many=True), 200),
-    "posts.get_post": (None, schemas.PostOut, 200),
+    "posts.list_posts": (None, response_schemas.PostOut(many=True), 200),
+    "posts.get_post": (None, response_schemas.PostOut, 200),
     "posts.get_post_results": (None, None, 200),
-    "posts.update_post": (schemas.UpdatePostSchema, schemas.PostOut, 200),
-    "posts.cancel_post": (None, schemas.PostOut, 200),
-    "posts.retry_post": (schemas.RetryPostSchema, schemas.PostOut, 200),
+    "posts.update_post": (schemas.UpdatePostSchema, response_schemas.PostOut, 200),
+    "posts.cancel_post": (None, response_schemas.PostOut, 200),
+    "posts.retry_post": (schemas.RetryPostSchema, response_schemas.PostOut, 200),
     "posts.retry_failed_posts": (schemas.RetryFailedSchema, extra.RetryFailedOut, 200),
-    "posts.schedule_post": (schemas.SchedulePostSchema, schemas.PostOut, 200),
-    "accounts.list_accounts": (None, schemas.AccountOut(many=True), 200),
-    "accounts.get_account": (None, schemas.AccountOut, 200),
+    "posts.schedule_post": (schemas.SchedulePostSchema, response_schemas.PostOut, 200),
+    "accounts.list_accounts": (None, response_schemas.AccountOut(many=True), 200),
+    "accounts.get_account": (None, response_schemas.AccountOut, 200),
     "accounts.get_account_health": (None, extra.AccountHealthOut, 200),
-    "media.upload_media": ("multipart", schemas.MediaOut, 201),
-    "media.upload_media_from_url": (schemas.UploadFromUrlSchema, schemas.MediaOut, 202),
-    "media.list_media": (None, schemas.MediaOut(many=True), 200),
-    "media.get_media": (None, schemas.MediaOut, 200),
+    "media.upload_media": ("multipart", response_schemas.MediaOut, 201),
+    "media.upload_media_from_url": (schemas.UploadFromUrlSchema, response_schemas.MediaOut, 202),
+    "media.list_media": (None, response_schemas.MediaOut(many=True), 200),
+    "media.get_media": (None, response_schemas.MediaOut, 200),
     "media.delete_media": (None, extra.MediaDeletedOut, 200),
     "webhooks.list_webhooks": (None, webhook_schemas.WebhookOut(many=True), 200),
     "webhooks.create_webhook": (
@@ -69,13 +69,14 @@ OPERATIONS: dict[str, tuple[Any, Any, int]] = {
     "keys.list_keys": (None, extra.KeyOut(many=True), 200),
     "keys.create_key": (keys.KeyCreateSchema, extra.KeyCreatedOut, 201),
     "keys.revoke_key": (None, extra.KeyOut, 200),
-    "accounts.create_account": (accounts.AccountCreateSchema, schemas.AccountOut, 201),
-    "accounts.update_account": (accounts.AccountUpdateSchema, schemas.AccountOut, 200),
+    "accounts.create_account": (accounts.AccountCreateSchema, response_schemas.AccountOut, 201),
+    "accounts.update_account": (accounts.AccountUpdateSchema, response_schemas.AccountOut, 200),
     "accounts.delete_account": (None, extra.AccountDeletedOut, 200),
     "connect.create_connect_link": (connect.ConnectLinkSchema, extra.ConnectLinkOut, 201),
     "media.start_media_upload": (UploadRequest, None, 201),
     "media.complete_media_upload": (None, extra.MediaCompletedOut, 201),
-    "audit.list_audit_log": (None, schemas.AuditEventOut(many=True), 200),
+    "audit.list_audit_log": (None, response_schemas.AuditEventOut(many=True), 200),
+    "ai.generate_caption": (ai.GenerateCaptionSchema, ai.CaptionsOut, 200),
 }
 # Other successes of an operation, with the same body as its main one.
 ALSO_SUCCESS = {
@@ -90,10 +91,6 @@ BROWSER = {
     "callback). A used or expired link answers an HTML page (410), never a redirect. "
     "Bluesky links answer a form (handle and app password) and Mastodon links ask for "
     "the instance first (200, HTML).",
-    "connect.submit_credentials": "The link's form sent. Bluesky: the handle and app "
-    "password are checked with the platform, then a redirect to redirect_url as from a "
-    "callback (the form again, 400, when refused). Mastodon: Crier's app is registered "
-    "on the instance named, then a redirect to its consent page.",
     "connect.oauth_callback": "Redirect to redirect_url with status=connected&account_id="
     "…&account_ids=…&platform=…&profile_id=…&state=…, or status=error&error=<code>&"
     "error_description=… (access_denied, state_replayed, state_invalid, link_expired, "
@@ -103,6 +100,11 @@ BROWSER = {
     "selection when several Pages were granted.",
     "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
     "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
+    "connect.submit_credentials": "The form of a platform that connects on Crier's own page "
+    "(Telegram's chat; a Discord webhook URL while Crier's Discord app is not set; Bluesky's "
+    "handle and app password), checked at the platform: redirect to redirect_url as after a "
+    "consent, or the page again (400) with the platform's reason. Mastodon: Crier's app is "
+    "registered on the instance named, then a redirect to its consent page.",
 }
 # How a receiver checks a delivery (app/services/webhooks.py signs them).
 WEBHOOK_DELIVERIES = (
@@ -128,6 +130,9 @@ QUERY_SCHEMAS = {
     "profiles.delete_profile": extra.DeleteProfileQuery,
     "keys.list_keys": schemas.PageQuery,
     "audit.list_audit_log": schemas.AuditLogQuery,
+    "analytics.summary": extra.AnalyticsPeriodQuery,
+    "analytics.export_csv": extra.AnalyticsPeriodQuery,
+    "analytics.account_analytics": extra.AnalyticsPeriodQuery,
 }
 PUBLIC = {
     "meta.health",
@@ -141,6 +146,16 @@ PUBLIC = {
 PUBLIC_ERRORS = {
     "meta.health": {503: "unhealthy"},
     "media.public_file": {404: "not_found", 410: "link_expired"},
+}
+# Errors of an authenticated endpoint of its own, on top of ERROR_CODES.
+OWN_ERRORS = {
+    "ai.generate_caption": {
+        402: "insufficient_credits (this month's AI credits are spent)",
+        501: "ai_not_configured (the operator set no model)",
+        502: "ai_unreachable, ai_rate_limited, ai_auth_failed, ai_model_not_found, "
+        "ai_upstream_error, ai_request_rejected, ai_bad_answer (the model's server)",
+        504: "ai_timeout (the model did not answer within CRIER_AI_DEADLINE)",
+    },
 }
 # OpenAPI links: where the id a response returns can be used next (clients and
 # schemathesis's stateful runs follow them).
@@ -280,7 +295,8 @@ def _build(app_name: str, rules: tuple[RuleInfo, ...]) -> dict[str, Any]:
                     "description": description,
                     "content": {"application/json": {"schema": _envelope(data)}},
                 }
-            for code, name in PUBLIC_ERRORS.get(endpoint, {}).items():
+            own = {**PUBLIC_ERRORS.get(endpoint, {}), **OWN_ERRORS.get(endpoint, {})}
+            for code, name in own.items():
                 operation["responses"][str(code)] = {
                     "description": name,
                     "content": {"application/json": {"schema": _envelope(None)}},
@@ -355,8 +371,12 @@ def _browser_operation(endpoint: str, doc: str, path: str) -> dict[str, Any]:
     responses["400"] = {"description": "An invalid state or selection link.", "content": html}
     responses["404"] = {"description": "An unknown link or platform.", "content": html}
     if endpoint in ("connect.open_connect_link", "connect.submit_credentials"):
-        responses["200"] = {"description": "The link's own page (a form).", "content": html}
         responses["410"] = {"description": "A used or expired link.", "content": html}
+    if endpoint == "connect.open_connect_link":
+        responses["200"] = {
+            "description": "Crier's own connect page, for a platform without a consent page.",
+            "content": html,
+        }
     operation: dict[str, Any] = {
         "summary": doc,
         "operationId": endpoint.replace(".", "_"),

@@ -151,6 +151,11 @@ ACCOUNT: dict[str, Any] = {
     },
 }
 
+CAPTION = (
+    "30% off running shoes until Monday! Lace up and grab your pair before they are gone. "
+    "#blackfriday #running"
+)
+
 EXAMPLES: dict[str, tuple[Any, Any]] = {
     "profiles.list_profiles": (None, [PROFILE]),
     "profiles.create_profile": (
@@ -369,6 +374,37 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
                 "webhooks": 1,
                 "campaigns": 4,
             },
+            "ai_credits": {
+                "limit": 100,
+                "used": 12,
+                "remaining": 88,
+                "period": "2026-04",
+                "resets_at": "2026-05-01T00:00:00Z",
+            },
+        },
+    ),
+    "ai.generate_caption": (
+        {
+            "topic": "Black Friday sale on running shoes, 30% off through Monday",
+            "platform": "x",
+            "tone": "enthusiastic",
+            "length": "short",
+            "count": 1,
+        },
+        {
+            "captions": [CAPTION],
+            "variants": [
+                {
+                    "text": CAPTION,
+                    "character_count": 106,
+                    "character_limit": 280,
+                    "hashtags": ["#blackfriday", "#running"],
+                    "trimmed": False,
+                }
+            ],
+            "platform": "x",
+            "credits_used": 1,
+            "credits_remaining": 87,
         },
     ),
     "me.platform_rules": (
@@ -379,6 +415,7 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
                 "label": "X",
                 "text_limit": 280,
                 "text_unit": "weighted characters",
+                "caption_limit": None,
                 "max_hashtags": None,
                 "max_mentions": None,
                 "media": {"max_images": 4},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields
 
-from app import schemas
+from app import response_schemas
 
 
 class RetriedTargetOut(Schema):
@@ -66,6 +66,12 @@ class MeOut(Schema):
     api_key = fields.Dict()
     limits = fields.Dict()
     usage = fields.Dict()
+    ai_credits = fields.Dict(
+        metadata={
+            "description": "This month's AI caption credits: limit, used, remaining, "
+            "period (YYYY-MM, UTC), resets_at."
+        }
+    )
 
 
 class PlatformRulesOut(Schema):
@@ -173,7 +179,27 @@ class AccountDeletedOut(Schema):
     cancelled_targets = fields.Integer()
 
 
-class MediaCompletedOut(schemas.MediaOut):
+class MediaCompletedOut(response_schemas.MediaOut):
     status = fields.String(
         metadata={"description": "`ready`: the upload was probed and can be posted."}
     )
+
+
+class AnalyticsPeriodQuery(Schema):
+    """The period of GET /analytics/summary, /analytics/export.csv and an account's
+    analytics (docs/analytics.md)."""
+
+    period = fields.String(
+        metadata={
+            "description": "today (24 h) | week (7 days) | month (30 days, the default) | all "
+            "| custom (from and to): a window ending now; posts count by creation.",
+            "enum": ["today", "week", "month", "all", "custom"],
+        }
+    )
+    from_ = fields.String(
+        data_key="from",
+        metadata={"description": "A date (a whole UTC day) or an ISO 8601 instant with offset."},
+    )
+    to = fields.String(metadata={"description": "Exclusive; a date counts its whole day."})
+    profile_id = fields.Integer(metadata={"description": "Only this profile's posts."})
+    account_id = fields.Integer(metadata={"description": "Only posts to this account."})

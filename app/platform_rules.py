@@ -14,7 +14,14 @@ from typing import Any
 
 from app.errors import ValidationError
 from app.models import Account, Media
-from app.platforms import PLATFORMS, count_hashtags, count_mentions, media_rule_for
+from app.platforms import (
+    MAX_THREAD_ITEMS,
+    PLATFORMS,
+    PlatformRules,
+    count_hashtags,
+    count_mentions,
+    media_rule_for,
+)
 from app.schemas import SETTING_DEFAULTS
 
 
@@ -88,6 +95,12 @@ def check_platform_rules(
                 text_path,
                 f"{rules.label} allows at most {limit} {rules.text_unit}; this text has {length}.",
             )
+        if media and rules.caption_limit is not None and length > rules.caption_limit:
+            errors.add(
+                text_path,
+                f"{rules.label} allows at most {rules.caption_limit} {rules.text_unit} in the "
+                f"caption of media; this text has {length}.",
+            )
         if rules.max_hashtags is not None and count_hashtags(text) > rules.max_hashtags:
             errors.add(text_path, f"{rules.label} allows at most {rules.max_hashtags} hashtags.")
         if rules.max_mentions is not None and count_mentions(text) > rules.max_mentions:
@@ -109,6 +122,99 @@ def check_platform_rules(
         _check_media(platform, content_type, media, settings, errors)
 
 
+def first_comment_of(platform: str, platform_content: dict[str, Any]) -> str | None:
+    """The comment to post right after the post on `platform`, if any."""
+    comment = (platform_content.get(platform) or {}).get("firstComment")
+    return comment if comment else None
+
+
+def thread_of(platform: str, platform_content: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items that follow the post on `platform`, each replying to the one before."""
+    return list((platform_content.get(platform) or {}).get("thread") or [])
+
+
+def thread_media_ids(platform_content: dict[str, Any]) -> list[str]:
+    """Every media id the threads of a post name, each once."""
+    ids = [
+        str(media_id)
+        for entry in platform_content.values()
+        if isinstance(entry, dict)
+        for item in entry.get("thread") or []
+        for media_id in item.get("media_ids") or []
+    ]
+    return list(dict.fromkeys(ids))
+
+
+def check_follow_ups(
+    platforms: Iterable[str],
+    platform_content: dict[str, Any],
+    media: dict[str, Media],
+    errors: ErrorBag,
+) -> None:
+    """A first comment and a thread, for each platform the post goes to: refused where the
+    platform's API cannot post them; each thread item under the post's own rules (text,
+    media), with its own path (`platform_content.x.thread[3].content`). `media`: the
+    thread items' media by id (an id missing there is reported at its item)."""
+    for platform in sorted(set(platforms)):
+        rules = PLATFORMS[platform]
+        entry = platform_content.get(platform) or {}
+        base = f"platform_content.{platform}"
+        comment = entry.get("firstComment")
+        if comment is not None:
+            if not rules.first_comment:
+                errors.add(
+                    f"{base}.firstComment",
+                    f"{rules.label} cannot post comments through its API, so a first comment "
+                    "cannot be published there; remove firstComment.",
+                )
+            elif not comment.strip():
+                errors.add(f"{base}.firstComment", "The first comment must not be empty.")
+            else:
+                _check_text(rules, comment, f"{base}.firstComment", errors, rules.comment_limit)
+        thread = entry.get("thread")
+        if thread is None:
+            continue
+        if not rules.threads:
+            errors.add(
+                f"{base}.thread",
+                f"{rules.label} cannot post threads through its API; remove thread.",
+            )
+            continue
+        if len(thread) > MAX_THREAD_ITEMS:
+            errors.add(f"{base}.thread", f"A thread may have at most {MAX_THREAD_ITEMS} items.")
+        for n, item in enumerate(thread):
+            path = f"{base}.thread[{n}]"
+            text = item.get("content") or ""
+            ids = [str(i) for i in item.get("media_ids") or []]
+            missing = [i for i in ids if i not in media]
+            if missing:
+                errors.add(
+                    f"{path}.media_ids",
+                    f"Media not found: {', '.join(missing)}. Upload with POST /media/upload.",
+                )
+                continue
+            if len(set(ids)) != len(ids):
+                errors.add(f"{path}.media_ids", "Each media id may appear only once.")
+            if not text.strip() and not ids:
+                errors.add(f"{path}.content", f"{rules.label} needs text or media; both are empty.")
+                continue
+            _check_text(rules, text, f"{path}.content", errors)
+            _check_media(platform, None, [media[i] for i in ids], {}, errors, f"{path}.media_ids")
+
+
+def _check_text(
+    rules: PlatformRules, text: str, path: str, errors: ErrorBag, limit: int | None = None
+) -> None:
+    length, limit = rules.count_text(text), limit or rules.text_limit
+    if length > limit:
+        errors.add(
+            path,
+            f"{rules.label} allows at most {limit} {rules.text_unit}; this text has {length}.",
+        )
+    if rules.max_hashtags is not None and count_hashtags(text) > rules.max_hashtags:
+        errors.add(path, f"{rules.label} allows at most {rules.max_hashtags} hashtags.")
+
+
 def _plural(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
@@ -119,13 +225,13 @@ def _check_media(
     media: list[Media],
     settings: dict[str, Any],
     errors: ErrorBag,
+    path: str = "media_ids",
 ) -> None:
     rules = PLATFORMS[platform]
     rule = media_rule_for(platform, content_type)
     what = f"{rules.label} {content_type}" if content_type else rules.label
     images = [m for m in media if m.kind == "image"]
     videos = [m for m in media if m.kind == "video"]
-    path = "media_ids"
     if rule.required and not media:
         errors.add(path, f"{what} needs {rule.needs}; no media_ids were given.")
         return

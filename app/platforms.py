@@ -54,6 +54,16 @@ class PlatformRules:
     # Whether uploads and processing can be done ahead of the instant without making
     # anything public (TikTok's Direct Post publishes as soon as processing ends).
     prepares_ahead: bool = True
+    # The limit on the text when it goes out as the caption of media, where that is
+    # lower than `text_limit` (Telegram: 4,096 for a message, 1,024 for a caption).
+    caption_limit: int | None = None
+    # What the platform's API can post under a post, right after it: a first comment (a
+    # comment, or a reply where comments are replies) and a thread (a chain of replies,
+    # each answering the one before). Intake refuses what a platform cannot do.
+    first_comment: bool = False
+    threads: bool = False
+    # The longest first comment, where comments have their own limit (None: text_limit).
+    comment_limit: int | None = None
 
 
 JPEG = frozenset({"image/jpeg"})
@@ -136,8 +146,13 @@ def count_mastodon(text: str) -> int:
     return len(text)
 
 
+def find_hashtags(text: str) -> list[str]:
+    """The hashtags of a text as intake counts them, in order."""
+    return _HASHTAG_RE.findall(text)
+
+
 def count_hashtags(text: str) -> int:
-    return len(_HASHTAG_RE.findall(text))
+    return len(find_hashtags(text))
 
 
 def count_mentions(text: str) -> int:
@@ -213,6 +228,7 @@ PLATFORMS: dict[str, PlatformRules] = {
         # 100 (guide) vs 50 (reference) vs 25 (old): the reference's 50 until the
         # account's content_publishing_limit says otherwise.
         daily_post_cap=50,
+        first_comment=True,
     ),
     "facebook": PlatformRules(
         name="facebook",
@@ -246,6 +262,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             ),
         },
         daily_post_cap=None,
+        first_comment=True,
+        comment_limit=8000,
     ),
     "threads": PlatformRules(
         name="threads",
@@ -264,6 +282,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or videos",
         ),
         daily_post_cap=250,
+        first_comment=True,
+        threads=True,
     ),
     "x": PlatformRules(
         name="x",
@@ -283,6 +303,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 4 images or one video",
         ),
         window_requests=(100, 15 * 60),
+        first_comment=True,
+        threads=True,
     ),
     "linkedin": PlatformRules(
         name="linkedin",
@@ -300,6 +322,8 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="up to 20 images or one video",
         ),
         daily_post_cap=150,
+        first_comment=True,
+        comment_limit=1250,
     ),
     "tiktok": PlatformRules(
         name="tiktok",
@@ -334,6 +358,49 @@ PLATFORMS: dict[str, PlatformRules] = {
             needs="exactly one video",
         ),
         daily_post_cap=100,
+        first_comment=True,
+        comment_limit=10000,
+    ),
+    "telegram": PlatformRules(
+        name="telegram",
+        label="Telegram",
+        # A message's text; with media the text is the caption (caption_limit). Telegram
+        # counts in UTF-16 code units (its entity offsets are UTF-16).
+        text_limit=4096,
+        caption_limit=1024,
+        count_text=count_utf16,
+        text_unit="UTF-16 code units",
+        media=MediaRule(
+            # One photo or video, or an album (sendMediaGroup) of 2 to 10, mixed.
+            max_images=10,
+            max_videos=10,
+            mixed=True,
+            image_mime_types=frozenset({"image/jpeg", "image/png", "image/webp"}),
+            video_mime_types=frozenset({"video/mp4"}),
+            image_max_bytes=10 * MB,
+            video_max_bytes=50 * MB,
+            needs="up to 10 photos or videos",
+        ),
+        # The Bot API's advice: about 20 messages a minute into one group or channel.
+        window_requests=(20, 60),
+    ),
+    "discord": PlatformRules(
+        name="discord",
+        label="Discord",
+        text_limit=2000,
+        media=MediaRule(
+            # Files attached to the message (multipart), 10 MiB each without boosts.
+            max_images=10,
+            max_videos=10,
+            mixed=True,
+            image_mime_types=WEB_IMAGES,
+            video_mime_types=MP4_MOV_WEBM,
+            image_max_bytes=10 * MB,
+            video_max_bytes=10 * MB,
+            needs="up to 10 files",
+        ),
+        # Webhooks take about 5 requests per 2 seconds and 30 messages a minute per channel.
+        window_requests=(30, 60),
     ),
     "bluesky": PlatformRules(
         name="bluesky",
@@ -378,6 +445,9 @@ PLATFORMS: dict[str, PlatformRules] = {
 }
 
 PLATFORM_KEYS = tuple(PLATFORMS)
+
+# The most items a thread (platform_content.<platform>.thread) may carry after its post.
+MAX_THREAD_ITEMS = 25
 
 # Meta's Graph API version, spoken by the Facebook and Instagram adapters and connect flows.
 GRAPH_VERSION = "v25.0"

@@ -33,6 +33,14 @@ PLATFORM_DELETE_RESUME_TASK = "crier.resume_platform_deletes"
 WEBHOOK_DRAIN_TASK = "crier.drain_webhook_outbox"
 WEBHOOK_DELIVER_TASK = "crier.deliver_webhook"
 WEBHOOK_PRUNE_TASK = "crier.prune_webhook_outbox"
+# Analytics (docs/analytics.md): reading platforms' figures of published posts and of
+# accounts, on a queue of its own so that it never waits behind or delays a publish.
+METRICS_QUEUE = "metrics"
+METRICS_DUE_TASK = "crier.find_due_metrics"
+METRICS_COLLECT_TASK = "crier.collect_metrics"
+ACCOUNT_METRICS_DUE_TASK = "crier.find_due_account_metrics"
+ACCOUNT_METRICS_TASK = "crier.collect_account_metrics"
+METRICS_PRUNE_TASK = "crier.prune_metric_snapshots"
 
 
 def publish_queue(platform: str) -> str:
@@ -44,6 +52,7 @@ def queue_names() -> list[str]:
         MAINTENANCE_QUEUE,
         WEBHOOKS_QUEUE,
         MEDIA_IMPORT_QUEUE,
+        METRICS_QUEUE,
     ]
 
 
@@ -87,6 +96,11 @@ _DEFAULT_ROUTES = {
     MEDIA_RESUME_TASK: MEDIA_IMPORT_QUEUE,
     PLATFORM_DELETE_TASK: MAINTENANCE_QUEUE,
     PLATFORM_DELETE_RESUME_TASK: MAINTENANCE_QUEUE,
+    METRICS_DUE_TASK: METRICS_QUEUE,
+    METRICS_COLLECT_TASK: METRICS_QUEUE,
+    ACCOUNT_METRICS_DUE_TASK: METRICS_QUEUE,
+    ACCOUNT_METRICS_TASK: METRICS_QUEUE,
+    METRICS_PRUNE_TASK: MAINTENANCE_QUEUE,
 }
 
 
@@ -188,6 +202,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": DISCARD_TASK,
                 "schedule": 30.0,
                 "options": {"expires": 30.0},
+            },
+            # Analytics: due readings every minute, accounts' daily reading looked for
+            # hourly, snapshots past CRIER_METRICS_RETENTION_DAYS pruned hourly.
+            "find-due-metrics": {
+                "task": METRICS_DUE_TASK,
+                "schedule": 60.0,
+                "options": {"expires": 60.0},
+            },
+            "find-due-account-metrics": {
+                "task": ACCOUNT_METRICS_DUE_TASK,
+                "schedule": 3600.0,
+                "options": {"expires": 3600.0},
+            },
+            "prune-metric-snapshots": {
+                "task": METRICS_PRUNE_TASK,
+                "schedule": 3600.0,
+                "options": {"expires": 3600.0},
             },
             "refresh-expiring-tokens": {
                 "task": REFRESH_TOKENS_TASK,

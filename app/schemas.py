@@ -18,7 +18,7 @@ from marshmallow import (
 )
 
 from app.models import AUDIT_ACTIONS
-from app.platforms import PLATFORM_KEYS
+from app.platforms import MAX_THREAD_ITEMS, PLATFORM_KEYS
 
 MAX_ACCOUNTS_PER_POST = 500
 MAX_MEDIA_PER_POST = 35
@@ -148,6 +148,46 @@ class ThreadsSettings(StrictSchema):
     pass
 
 
+class TelegramSettings(StrictSchema):
+    parseMode = fields.String(validate=one_of("HTML", "MarkdownV2"))
+    disableNotification = StrictBoolean(metadata={"description": "Deliver silently."})
+    disableWebPagePreview = StrictBoolean(metadata={"description": "No link preview."})
+    protectContent = StrictBoolean(metadata={"description": "No forwarding or saving."})
+    messageThreadId = StrictInteger(
+        validate=validate.Range(min=1, max=MAX_ID), metadata={"description": "Forum topic."}
+    )
+
+
+class DiscordEmbedSchema(StrictSchema):
+    title = fields.String(validate=validate.Length(min=1, max=256))
+    description = fields.String(validate=validate.Length(min=1, max=4096))
+    url = fields.Url(schemes={"http", "https"})
+    color = StrictInteger(validate=validate.Range(min=0, max=0xFFFFFF))
+    footer = fields.String(validate=validate.Length(min=1, max=2048))
+    imageUrl = fields.Url(schemes={"http", "https"})
+
+
+class DiscordSettings(StrictSchema):
+    username = fields.String(validate=validate.Length(min=1, max=80))
+    avatarUrl = fields.Url(schemes={"https"})
+    threadId = fields.String(validate=validate.Regexp(r"^\d{1,20}$", error="Not a Discord id."))
+    threadName = fields.String(validate=validate.Length(min=1, max=100))
+    suppressEmbeds = StrictBoolean(metadata={"description": "No link previews."})
+    embeds = fields.List(fields.Nested(DiscordEmbedSchema), validate=validate.Length(max=10))
+
+    @validates_schema
+    def _embeds_total(self, data: dict[str, Any], **_: Any) -> None:
+        """Discord allows 6,000 characters over every embed of a message."""
+        if any(not (e.get("title") or e.get("description")) for e in data.get("embeds") or []):
+            raise ValidationError("An embed needs a title or a description.", "embeds")
+        total = sum(len(e.get(k) or "") for e in data.get("embeds") or [] for k in EMBED_TEXT)
+        if total > 6000:
+            raise ValidationError(f"Embeds total {total} characters; at most 6000.", "embeds")
+
+
+EMBED_TEXT = ("title", "description", "footer")
+
+
 class BlueskySettings(StrictSchema):
     langs = fields.List(
         fields.String(validate=validate.Length(min=2, max=35)),
@@ -193,6 +233,8 @@ SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "x": XSettings,
     "facebook": FacebookSettings,
     "threads": ThreadsSettings,
+    "telegram": TelegramSettings,
+    "discord": DiscordSettings,
     "bluesky": BlueskySettings,
     "mastodon": MastodonSettings,
 }
@@ -211,15 +253,64 @@ SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
     "x": {"replySettings": "everyone"},
     "facebook": {},
     "threads": {},
+    "telegram": {},
+    "discord": {},
     "bluesky": {"linkCard": True},
     "mastodon": {"visibility": "public", "sensitive": False},
 }
+
+
+class UUIDText(fields.UUID):
+    """A UUID, kept as its text: what JSON columns (platform_content) store."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return str(super()._deserialize(value, attr, data, **kwargs))
+
+
+class ThreadItemSchema(StrictSchema):
+    """One post of a thread, replying to the one before it."""
+
+    content = fields.String(load_default="", validate=validate.Length(max=MAX_CONTENT_CHARS))
+    media_ids = fields.List(
+        UUIDText(error_messages={"invalid_uuid": "Not a valid UUID."}),
+        load_default=list,
+        validate=validate.Length(max=MAX_MEDIA_PER_POST),
+    )
+
+
+def _first_comment_alias(self: Schema, data: Any, **_: Any) -> Any:
+    """`first_comment` is accepted for `firstComment`."""
+    if isinstance(data, dict) and "first_comment" in data:
+        data = dict(data)
+        alias = data.pop("first_comment")
+        if "firstComment" in data and data["firstComment"] != alias:
+            raise ValidationError(
+                "Give firstComment or its alias first_comment, not two different values.",
+                "first_comment",
+            )
+        data["firstComment"] = alias
+    return data
 
 
 def _platform_entry_schema(platform: str) -> type[Schema]:
     attrs: dict[str, Any] = {
         "content": fields.String(validate=validate.Length(max=MAX_CONTENT_CHARS)),
         "settings": fields.Nested(SETTINGS_SCHEMAS[platform]),
+        "firstComment": fields.String(
+            allow_none=True,
+            validate=validate.Length(max=MAX_CONTENT_CHARS),
+            metadata={"description": "Posted as a comment (a reply) right after the post."},
+        ),
+        "thread": fields.List(
+            fields.Nested(ThreadItemSchema),
+            validate=validate.Length(
+                max=MAX_THREAD_ITEMS, error="A thread may have at most {max} items."
+            ),
+            metadata={
+                "description": "Posts that follow the post, each replying to the one before."
+            },
+        ),
+        "_first_comment_alias": pre_load(_first_comment_alias),
     }
     if platform == "instagram":
         attrs["contentType"] = InstagramSettings._declared_fields["contentType"]
@@ -475,88 +566,6 @@ class PageQuery(Schema):
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
-
-
-# Response schemas: they document the API (OpenAPI); views build plain dicts to match.
-class TargetOut(Schema):
-    account_id = fields.Integer()
-    platform = fields.String()
-    status = fields.String()
-    attempts = fields.Integer()
-    platform_post_id = fields.String(allow_none=True)
-    url = fields.String(allow_none=True)
-    platform_post_url = fields.String(allow_none=True)
-    error = fields.Dict(allow_none=True)
-    published_at = fields.String(allow_none=True)
-    next_attempt_at = fields.String(allow_none=True)
-    next_retry_at = fields.String(allow_none=True)
-    platform_deletion = fields.Dict(allow_none=True)
-
-
-class PostOut(Schema):
-    post_id = fields.UUID()
-    status = fields.String()
-    content = fields.String()
-    scheduled_for = fields.String()
-    timezone = fields.String()
-    media_ids = fields.List(fields.UUID())
-    platform_content = fields.Dict()
-    accounts_count = fields.Integer()
-    campaign_id = fields.Integer(allow_none=True)
-    profile_id = fields.Integer(allow_none=True)
-    cover_photo = fields.UUID(allow_none=True)
-    created_at = fields.String()
-    updated_at = fields.String()
-    published_at = fields.String(allow_none=True)
-    targets = fields.List(fields.Nested(TargetOut))
-
-
-class PostCreatedOut(Schema):
-    post_id = fields.UUID()
-    status = fields.String()
-    scheduled_for = fields.String()
-    accounts_count = fields.Integer()
-    message = fields.String()
-
-
-class AccountOut(Schema):
-    id = fields.Integer()
-    platform = fields.String()
-    name = fields.String()
-    external_id = fields.String(allow_none=True)
-    profile_id = fields.Integer(allow_none=True)
-    status = fields.String()
-    created_at = fields.String()
-    health = fields.Dict()
-
-
-class MediaOut(Schema):
-    id = fields.UUID()
-    filename = fields.String()
-    kind = fields.String()
-    mime_type = fields.String()
-    size_bytes = fields.Integer()
-    width = fields.Integer(allow_none=True)
-    height = fields.Integer(allow_none=True)
-    duration_seconds = fields.Float(allow_none=True)
-    sha256 = fields.String()
-    media_status = fields.String(metadata={"description": "ready, uploading or failed"})
-    status_reason = fields.String(allow_none=True)
-    source_url = fields.String(allow_none=True)
-    profile_id = fields.Integer(allow_none=True)
-    created_at = fields.String()
-
-
-class AuditEventOut(Schema):
-    id = fields.Integer()
-    created_at = fields.String()
-    action = fields.String()
-    actor = fields.String()
-    api_key_id = fields.Integer(allow_none=True)
-    subject_type = fields.String(allow_none=True)
-    subject_id = fields.String(allow_none=True)
-    details = fields.Dict()
-    source = fields.String(allow_none=True)
 
 
 create_post_schema = CreatePostSchema()

@@ -14,7 +14,9 @@ from app.models import (
     Media,
     Post,
     PostTarget,
+    PostTargetStep,
     PrepareState,
+    StepStatus,
     TargetStatus,
 )
 
@@ -65,6 +67,49 @@ def shown_status(target: PostTarget) -> str:
     return target.status
 
 
+def step_to_dict(step: PostTargetStep) -> dict[str, Any]:
+    error = (
+        {"code": step.error_code, "message": step.error_message}
+        if step.error_code or step.error_message
+        else None
+    )
+    return {
+        "position": step.position,
+        "kind": step.kind,
+        "status": step.status,
+        "platform_post_id": step.platform_id,
+        "url": step.url,
+        "reply_to": step.reply_to,
+        "error": error,
+        "published_at": ts(step.published_at),
+    }
+
+
+def target_steps(target: PostTarget) -> list[dict[str, Any]] | None:
+    """The first comment (position 0) and thread items (1..n) of the target's post on its
+    platform, as far as they have come; None when the post has neither there."""
+    entry = ((target.post.platform_content or {}) if target.post else {}).get(target.platform)
+    if not isinstance(entry, dict) or (not entry.get("firstComment") and not entry.get("thread")):
+        return None
+    done = {step.position: step_to_dict(step) for step in target.steps}
+    kinds = [(0, "comment")] if entry.get("firstComment") else []
+    kinds += [(n, "thread_item") for n in range(1, len(entry.get("thread") or []) + 1)]
+    return [
+        done.get(position)
+        or {
+            "position": position,
+            "kind": kind,
+            "status": StepStatus.PENDING,
+            "platform_post_id": None,
+            "url": None,
+            "reply_to": None,
+            "error": None,
+            "published_at": None,
+        }
+        for position, kind in kinds
+    ]
+
+
 def target_to_dict(target: PostTarget) -> dict[str, Any]:
     error = (
         {"code": target.error_code, "message": target.error_message}
@@ -86,6 +131,8 @@ def target_to_dict(target: PostTarget) -> dict[str, Any]:
         "next_attempt_at": ts(target.next_attempt_at) if waiting else None,
         # The API contract's field: set only while a failed attempt waits for its retry.
         "next_retry_at": ts(target.next_attempt_at) if waiting and target.attempts else None,
+        # What follows the post there (first comment, thread items), item by item.
+        "steps": target_steps(target),
         "platform_deletion": {
             "status": target.platform_delete_status,
             "error": target.platform_delete_error,

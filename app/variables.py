@@ -51,6 +51,7 @@ TOOLING_VARIABLES = frozenset(
         "CRIER_TEST_PG_RESTART",
         "CRIER_TEST_REDIS",
         "CRIER_TEST_RABBITMQ",
+        "CRIER_TEST_WORKERS",
         "CRIER_FUZZ_EXAMPLES",
     }
 )

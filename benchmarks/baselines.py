@@ -85,7 +85,7 @@ class NoopCelery:
 @contextmanager
 def noop_celery(procs: Procs, pool: str, concurrency: int) -> Iterator[NoopCelery]:
     from benchmarks import noop_app
-    from tests.scratch import scratch_redis
+    from devtools.scratch import scratch_redis
 
     with scratch_redis("crier:bench-noop-claim") as url:
         note_claim(redis_url=url)

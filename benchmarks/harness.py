@@ -509,7 +509,7 @@ def crier_stack(scratch: Path, extra_env: dict[str, str]) -> Iterator[Stack]:
 
     from app import create_app
     from app.db import get_db
-    from tests.scratch import scratch_database, scratch_redis
+    from devtools.scratch import scratch_database, scratch_redis
 
     with ExitStack() as inner:
         procs = Procs(scratch)

@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.scratch import scratch_database, scratch_redis
+from devtools.scratch import scratch_database, scratch_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIM_KEY = "crier:benchmark-claim"
@@ -476,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from app import create_app
     from app.db import get_db
+    from devtools.servers import serve_wsgi
     from sandbox import create_sandbox_app
-    from tests.servers import serve_wsgi
 
     began = time.monotonic()
     print(

@@ -20,6 +20,8 @@ Scenarios (each selectable with --only, each sized by its flags):
   lateness at the publish call; against bare Celery draining as many no-op tasks.
 - sweep: one `sweep_due_targets` call (median of several) over a table of 1,000 and of
   1,000,000 scheduled rows, called directly, on a database of its own.
+- metrics (only with --only metrics): the analytics collector reading 10,000 published
+  targets' figures (benchmarks/metrics_collection.py): platform calls and database writes.
 
 The Crier processes are the Procfile's: gunicorn, every worker line and beat, against a
 scratch PostgreSQL database, Redis db and the sandbox (`crier sandbox`, no added latency).
@@ -82,8 +84,11 @@ from benchmarks.harness import (
     worker_pool,
     worker_queues,
 )
+from benchmarks.metrics_collection import run_metrics
 
 SCENARIOS = ("intake", "memory", "burst", "video", "sweep")
+# Selectable with --only, not part of the default run.
+OPTIONAL_SCENARIOS = ("metrics",)
 CLIENTS = 8
 BULK_SIZE = 50
 # Posts per X or LinkedIn token in a burst: under the sandbox's per-token caps.
@@ -110,6 +115,7 @@ class Options:
     keep_logs: Path | None
     smoke: bool
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_targets: int = 10_000
 
 
 def _ints(text: str) -> list[int]:
@@ -131,6 +137,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--settle", type=float, default=None, help="memory: seconds (15)")
     parser.add_argument("--sweep-rows", type=_ints, default=None, help="(1000,1000000)")
     parser.add_argument("--sweep-runs", type=int, default=None, help="timed sweeps (15)")
+    parser.add_argument("--metrics-targets", type=int, default=None, help="(10000)")
     parser.add_argument("--output", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy process logs here")
     parser.add_argument(
@@ -141,9 +148,10 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     args = parser.parse_args(argv)
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    unknown = set(only) - set(SCENARIOS)
+    unknown = set(only) - set(SCENARIOS) - set(OPTIONAL_SCENARIOS)
     if unknown:
-        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
+        choices = SCENARIOS + OPTIONAL_SCENARIOS
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {choices}")
     smoke = args.smoke
 
     def pick(value: Any, full: Any, tiny: Any) -> Any:
@@ -171,6 +179,7 @@ def parse_args(argv: list[str] | None) -> Options:
         keep_logs=args.keep_logs,
         smoke=smoke,
         extra_env=extra_env,
+        metrics_targets=pick(args.metrics_targets, 10_000, 200),
     )
     if min(options.sizes or [0]) < 1 or options.video_posts < 1 or options.sweep_runs < 1:
         parser.error("sizes, --video-posts and --sweep-runs must be at least 1")
@@ -489,7 +498,7 @@ def run_sweep(scratch: Path, options: Options) -> dict[str, Any]:
 
     from app import create_app
     from app.db import get_db
-    from tests.scratch import scratch_database, scratch_redis
+    from devtools.scratch import scratch_database, scratch_redis
     from workers.sweeper import sweep_due_targets
 
     results: dict[str, Any] = {}
@@ -625,6 +634,8 @@ def run(options: Options) -> dict[str, Any]:
                     print(stack.log_tails())
         if "sweep" in options.only:
             attempt("sweep", lambda: run_sweep(scratch, options))
+        if "metrics" in options.only:
+            attempt("metrics", lambda: run_metrics(scratch, options.metrics_targets))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if results.get("burst"):
@@ -821,9 +832,24 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+def metrics_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    if "metrics" not in results:
+        return []
+    m = results["metrics"]
+    return [
+        (
+            f"metrics collection, {m['targets']:,} targets",
+            f"{m['platform_calls']:,} calls, {m['db_write_statements']:,} writes",
+            f"{m['accounts']} accounts, {m['messages']} batches",
+            "batched",
+            f"{m['seconds']} s",
+        )
+    ]
+
+
 def print_table(results: dict[str, Any]) -> None:
     header = ("figure", "Crier", "baseline (same run)", "goal", "met")
-    rows = [header, *table(results)]
+    rows = [header, *table(results), *metrics_rows(results)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print()
     for index, row in enumerate(rows):

@@ -40,6 +40,7 @@ from sandbox.graph import (
     requested_fields,
     store_media,
 )
+from sandbox.insights import graph_account_fields
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def read_object(
     if found is not None:
         return found
     _, failure = guard.check(version, publishing=False)
-    return failure or object_not_found(object_id)
+    return failure or graph_account_fields(api.platform, object_id) or object_not_found(object_id)
 
 
 def list_published(
@@ -239,5 +240,8 @@ def _publish_container(
     store_media(state, api.platform, media)
     note_publish(state, api.platform, owner)
     text = container[api.text_field]
-    state.record(api.platform, owner, media_id, text, container["media"], container["params"])
+    reply_to = container["params"].get("reply_to_id")
+    state.record(
+        api.platform, owner, media_id, text, container["media"], container["params"], reply_to
+    )
     return media

@@ -29,6 +29,8 @@ PULL_TIMEOUT_SECONDS = 10.0
 PULL_MAX_BYTES = 1024**3
 PULL_CHUNK_BYTES = 64 * 1024
 META_CRAWLER_AGENT = "facebookexternalhit/1.1"
+# Platforms whose answers under a post are comments, not posts of their own.
+COMMENTING_PLATFORMS = frozenset({"instagram", "facebook", "linkedin", "youtube"})
 
 
 def now_iso() -> str:
@@ -54,7 +56,12 @@ class PlatformFaults:
     fetch_media: bool = False
     # The OAuth token endpoints answer this HTTP status with an error (connect flows).
     oauth_error_status: int = 0
+    # Insights calls (sandbox/insights.py): every Nth answers "rate limited"; these tokens
+    # lack the permission to read insights.
+    metrics_rate_limit_every: int = 0
+    metrics_forbidden_tokens: set[str] = field(default_factory=set)
     counter: int = 0
+    metrics_counter: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any], fetch_media_default: bool = False) -> PlatformFaults:
@@ -71,6 +78,8 @@ class PlatformFaults:
             lose_response_every=int(data.get("lose_response_every", 0)),
             fetch_media=_as_bool(data.get("fetch_media", fetch_media_default)),
             oauth_error_status=int(data.get("oauth_error_status", 0)),
+            metrics_rate_limit_every=int(data.get("metrics_rate_limit_every", 0)),
+            metrics_forbidden_tokens=set(data.get("metrics_forbidden_tokens", [])),
         )
 
 
@@ -102,6 +111,8 @@ class SandboxState:
     def reset(self) -> None:
         with self.lock:
             self.ledger: list[dict[str, Any]] = []
+            # The ledger's entries by (platform, post id), for insights lookups.
+            self.ledger_index: dict[tuple[str, str], dict[str, Any]] = {}
             # One entry per upload session opened (media upload, video container, ...).
             self.uploads: list[dict[str, Any]] = []
             self.faults: dict[str, PlatformFaults] = {}
@@ -111,6 +122,17 @@ class SandboxState:
             # latency: a test sees a request in flight before it is answered.
             self.arrived: dict[str, int] = {}
             self.id_counter = int(time.time() * 1000) % 10**9 * 1000
+            # The sandbox's clock (POST /_clock): real time moved on by `clock_offset`
+            # seconds, so posts' insights age without waiting (sandbox/insights.py).
+            self.clock_offset = 0.0
+            self.started_at = time.time()
+            # Every insights answer: platform, post id, the age it was read at, figures.
+            self.readings: list[dict[str, Any]] = []
+
+    def now(self) -> float:
+        """The sandbox clock, in unix seconds."""
+        with self.lock:
+            return time.time() + self.clock_offset
 
     def next_id(self) -> int:
         with self.lock:
@@ -139,7 +161,10 @@ class SandboxState:
         text: str,
         media: list[dict[str, Any]],
         params: dict[str, Any],
+        reply_to: str | None = None,
     ) -> dict[str, Any]:
+        """One post, reply or comment the platform accepted; `reply_to`: the id it answers
+        (a thread item's or a comment's parent), None for a post."""
         entry = {
             "platform": platform,
             "account": account,
@@ -148,9 +173,11 @@ class SandboxState:
             "media": media,
             "params": params,
             "received_at": now_iso(),
+            "reply_to": reply_to,
         }
         with self.lock:
             self.ledger.append(entry)
+            self.ledger_index[(platform, str(post_id))] = entry
         return entry
 
     def note_upload(self, platform: str, kind: str, upload_id: str) -> None:
@@ -159,13 +186,36 @@ class SandboxState:
                 {"platform": platform, "kind": kind, "id": upload_id, "opened_at": now_iso()}
             )
 
-    def posts_of(self, platform: str, account: str) -> list[dict[str, Any]]:
-        """The account's posts still on the platform (deleted ones stay in the ledger)."""
+    def find_entry(self, platform: str, post_id: str) -> dict[str, Any] | None:
+        """The ledger entry of a post, reply or comment still on the platform."""
+        with self.lock:
+            for entry in self.ledger:
+                if entry["platform"] == platform and entry["id"] == post_id:
+                    return None if "deleted_at" in entry else entry
+        return None
+
+    def replies_to(self, platform: str, parent_id: str) -> list[dict[str, Any]]:
+        """The replies or comments under one post, oldest first."""
         with self.lock:
             return [
                 e
                 for e in self.ledger
-                if e["platform"] == platform and e["account"] == account and "deleted_at" not in e
+                if e["platform"] == platform
+                and e.get("reply_to") == parent_id
+                and "deleted_at" not in e
+            ]
+
+    def posts_of(self, platform: str, account: str) -> list[dict[str, Any]]:
+        """The account's posts still on the platform (deleted ones stay in the ledger);
+        replies where replies are posts (X, Threads), never comments."""
+        with self.lock:
+            return [
+                e
+                for e in self.ledger
+                if e["platform"] == platform
+                and e["account"] == account
+                and "deleted_at" not in e
+                and not (e.get("reply_to") and platform in COMMENTING_PLATFORMS)
             ]
 
     def delete(self, platform: str, post_id: str, account: str | None = None) -> bool:

@@ -33,6 +33,7 @@ from sandbox.graph import (
     quota_exhausted,
     requested_fields,
 )
+from sandbox.insights import graph_account_fields
 from sandbox.instagram import FACEBOOK_HOST_ROUTES, instagram_object
 
 PLATFORM = "facebook"
@@ -275,7 +276,7 @@ def read_object(version: str, object_id: str) -> Response:
         return failure
     item = _objects(state).get(object_id)
     if item is None:
-        return object_not_found(object_id)
+        return graph_account_fields(PLATFORM, object_id) or object_not_found(object_id)
     if item["kind"] == "video":
         item = {**item, "status": _video_status(state, item)}
     return json_response(pick_fields(item, requested_fields(("id",))))

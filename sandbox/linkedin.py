@@ -29,7 +29,7 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
-from sandbox.oauth import exchange_response
+from sandbox.oauth import token_endpoint, unsupported_grant
 from sandbox.rules import PLATFORMS
 
 PLATFORM = "linkedin"
@@ -544,16 +544,10 @@ def posts_by_author() -> Response:
 
 
 def access_token() -> Response:
-    fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
-    if fault:
-        return fault
-    if request.form.get("grant_type") == "authorization_code":
-        return exchange_response(state, PLATFORM)
-    if request.form.get("grant_type") != "refresh_token":
-        return json_response(
-            {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
-        )
-    refresh_token = request.form.get("refresh_token", "")
+    return token_endpoint(state, PLATFORM, STYLE, _refresh, unsupported_grant)
+
+
+def _refresh(refresh_token: str) -> Response:
     if not refresh_token or refresh_token in state.faults_for(PLATFORM).revoked_tokens:
         return json_response(
             {

@@ -19,12 +19,13 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, redirect, request
 
-from sandbox.core import SandboxState, json_response
+from sandbox.core import FaultStyle, SandboxState, inject_faults, json_response
 
 CODE_SECONDS = 600
 GRAPH = "v25.0"
@@ -38,6 +39,7 @@ AUTHORIZE = {
     "facebook": (f"/{GRAPH}/dialog/oauth", "client_id", False),
     "instagram": ("/oauth/authorize", "client_id", False),
     "threads": ("/oauth/authorize", "client_id", False),
+    "discord": ("/oauth2/authorize", "client_id", False),
     # PKCE is optional on Mastodon (4.3 and later take it).
     "mastodon": ("/oauth/authorize", "client_id", False),
 }
@@ -50,6 +52,7 @@ ACCESS_SECONDS = {
     "facebook": 5_183_944,
     "instagram": 3600,
     "threads": 3600,
+    "discord": 604_800,
     "mastodon": None,
 }
 
@@ -226,6 +229,34 @@ def exchange_response(state: SandboxState, platform: str) -> Response:
     return json_response(body)
 
 
+def token_endpoint(
+    state: SandboxState,
+    platform: str,
+    style: FaultStyle,
+    refresh: Callable[[str], Response],
+    unsupported: Callable[[], Response],
+) -> Response:
+    """A token route (X, TikTok, YouTube, LinkedIn): the injected faults first, then a
+    code exchange answered here; a refresh is the platform's own (`refresh` gets the
+    refresh token, maybe empty), and any other grant gets its `unsupported` answer."""
+    fault = inject_faults(state, platform, style, None, publishing=False)
+    if fault is not None:
+        return fault
+    grant = request.form.get("grant_type")
+    if grant == "authorization_code":
+        return exchange_response(state, platform)
+    if grant != "refresh_token":
+        return unsupported()
+    return refresh(request.form.get("refresh_token", ""))
+
+
+def unsupported_grant() -> Response:
+    """X's and LinkedIn's answer to a grant other than a code or a refresh."""
+    return json_response(
+        {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
+    )
+
+
 def _revoke(state: SandboxState, platform: str, token: str) -> None:
     with state.lock:
         data = _store(state)
@@ -305,6 +336,8 @@ def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
             _revoke(state, "x", request.form.get("token", ""))
             return json_response({"revoked": True})
 
+    elif platform == "discord":
+        _discord_routes(bp, state)
     elif platform == "mastodon":
 
         @bp.post("/oauth/revoke")
@@ -515,4 +548,50 @@ def _tiktok_routes(bp: Blueprint, state: SandboxState) -> None:
     @bp.post("/v2/oauth/revoke/")
     def revoke() -> Response:
         _revoke(state, "tiktok", request.form.get("token", ""))
+        return json_response({})
+
+
+def _discord_routes(bp: Blueprint, state: SandboxState) -> None:
+    """`webhook.incoming`: the code exchange also creates a webhook in the channel the
+    user picked (the consent's `sandbox_channel`, default one per user)."""
+
+    @bp.post("/api/oauth2/token")
+    def discord_token() -> Response:
+        values = dict(request.form)
+        auth = request.authorization
+        if auth is not None and auth.username:
+            values["client_id"] = auth.username
+        issued = exchange_code(state, "discord", values)
+        if isinstance(issued, Response):
+            return issued
+        login = _store(state)["tokens"][issued["access_token"]]["login"]
+        webhook_id = "14" + _digits(f"discord-webhook:{issued['access_token']}", 17)
+        token = secrets.token_urlsafe(48)
+        hook = {
+            "id": webhook_id,
+            "token": token,
+            "type": 1,
+            "name": f"{login.title()} webhook",
+            "channel_id": "13" + _digits(f"discord-channel:{login}", 17),
+            "guild_id": "12" + _digits(f"discord-guild:{login}", 17),
+        }
+        with state.lock:
+            state.store("discord").setdefault("webhooks", {})[webhook_id] = hook
+        return json_response(
+            {
+                "access_token": issued["access_token"],
+                "refresh_token": issued["refresh_token"],
+                "expires_in": ACCESS_SECONDS["discord"],
+                "token_type": "Bearer",
+                "scope": "webhook.incoming",
+                "webhook": {
+                    **hook,
+                    "url": f"https://discord.com/api/webhooks/{webhook_id}/{token}",
+                },
+            }
+        )
+
+    @bp.post("/api/oauth2/token/revoke")
+    def discord_revoke() -> Response:
+        _revoke(state, "discord", request.form.get("token", ""))
         return json_response({})

@@ -15,16 +15,20 @@ from sandbox.graph import (
     MEDIA_NOT_READY,
     GraphGuard,
     carousel_children,
+    get_media,
     graph_error,
     graph_failure,
     graph_time,
     invalid_parameter,
     is_public_url,
+    listing,
     meta_fault_style,
+    object_not_found,
     parse_bool,
     parse_id_list,
     pull_failure,
     refresh_long_lived_token,
+    requested_fields,
     shortcode,
 )
 from sandbox.rules import PLATFORMS, count_threads
@@ -51,11 +55,14 @@ _LINK_RE = re.compile(r"https?://\S+", re.IGNORECASE)
 
 
 def _published_media(container: dict[str, Any], media_id: str, now: float) -> dict[str, Any]:
-    """The thread a published container becomes."""
+    """The thread a published container becomes (a reply: `replied_to` names its parent)."""
     code = shortcode(media_id)
     owner = container["owner"]
     media_type = container["params"]["media_type"]
+    reply_to = container["params"].get("reply_to_id")
     return {
+        "is_reply": bool(reply_to),
+        "replied_to": {"id": reply_to} if reply_to else None,
         "id": media_id,
         "owner": owner,
         "created_at": now,
@@ -133,6 +140,13 @@ def _validate_container(
         if media_type not in ("IMAGE", "VIDEO") or len(str(p["alt_text"])) > ALT_TEXT_LIMIT:
             return invalid_parameter("alt_text applies to one image or video, ≤1000 characters")
         params["alt_text"] = str(p["alt_text"])
+    if p.get("reply_to_id") is not None:
+        if is_item:
+            return invalid_parameter("A carousel item cannot be a reply")
+        parent = get_media(state, PLATFORM, str(p["reply_to_id"]))
+        if parent is None:
+            return invalid_parameter("The parameter reply_to_id must name a published thread")
+        params["reply_to_id"] = str(p["reply_to_id"])
     if is_item:
         params["is_carousel_item"] = True
     fields = {"text": text, "media": media, "params": params, "children": child_ids}
@@ -161,6 +175,24 @@ def _pull(state: SandboxState, fields: dict[str, Any]) -> Response | None:
     return None
 
 
+def replies(version: str, media_id: str) -> Response:
+    """GET /{threads-media-id}/replies: the replies directly under one post, oldest first."""
+    guard = GraphGuard(state, PLATFORM, STYLE)
+    _, failure = guard.check(version, publishing=False)
+    if failure is not None:
+        return failure
+    if get_media(state, PLATFORM, media_id) is None:
+        return object_not_found(media_id)
+    with state.lock:
+        found = [
+            m
+            for m in state.store(PLATFORM).setdefault("media", {}).values()
+            if (m.get("replied_to") or {}).get("id") == media_id
+        ]
+    found.sort(key=lambda m: m["created_at"])
+    return listing(found, requested_fields(("id",)))
+
+
 def refresh_access_token() -> Response:
     return refresh_long_lived_token(state, PLATFORM, STYLE, "th_refresh_token", "THAA")
 
@@ -182,6 +214,8 @@ CONTAINERS = ContainerPlatform(
     # An EXPIRED container gets the plain "cannot be published" error.
     status_refusals={"IN_PROGRESS": _not_ready},
     status_fields=_status_fields,
+    # The profile's threads; replies are listed under the post they answer.
+    listed=lambda media: not media.get("is_reply"),
     deletable=True,
 )
 
@@ -189,5 +223,6 @@ CONTAINERS = ContainerPlatform(
 ROUTES = (
     *container_routes(GraphGuard(state, PLATFORM, STYLE), CONTAINERS)[0],
     Route("GET", "/refresh_access_token", refresh_access_token),
+    Route("GET", "/<version>/<media_id>/replies", replies),
 )
 BLUEPRINT_NAME = PLATFORM

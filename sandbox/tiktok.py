@@ -29,7 +29,7 @@ from sandbox.core import (
     should_lose_response,
     state,
 )
-from sandbox.oauth import exchange_response
+from sandbox.oauth import token_endpoint
 from sandbox.rules import MB, MP4_MOV_WEBM, PLATFORMS, count_utf16
 
 PLATFORM = "tiktok"
@@ -396,15 +396,16 @@ def video_list() -> Response:
 
 
 def oauth_token() -> Response:
-    fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
-    if fault is not None:
-        return fault
-    if request.form.get("grant_type") == "authorization_code":
-        return exchange_response(state, PLATFORM)
-    form = request.form
-    if form.get("grant_type") != "refresh_token":
-        return _oauth_error("unsupported_grant_type", "Only refresh_token is served here.")
-    refresh_token = form.get("refresh_token", "")
+    return token_endpoint(
+        state,
+        PLATFORM,
+        STYLE,
+        _refresh,
+        lambda: _oauth_error("unsupported_grant_type", "Only refresh_token is served here."),
+    )
+
+
+def _refresh(refresh_token: str) -> Response:
     with state.lock:
         data = store()
         refused = (

@@ -32,7 +32,8 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
-from sandbox.oauth import exchange_response
+from sandbox.insights import user_metrics
+from sandbox.oauth import token_endpoint, unsupported_grant
 from sandbox.rules import PLATFORMS, count_x_weighted
 
 PLATFORM = "x"
@@ -235,7 +236,10 @@ def users_me() -> Response:
         return fault
     user_id = user_for(token)
     username = f"sandbox_{user_id[-6:]}"
-    return json_response({"data": {"id": user_id, "name": "Sandbox User", "username": username}})
+    data: dict[str, Any] = {"id": user_id, "name": "Sandbox User", "username": username}
+    if "public_metrics" in request.args.get("user.fields", ""):
+        data["public_metrics"] = user_metrics(user_id)
+    return json_response({"data": data})
 
 
 def user_tweets(user_id: str) -> Response:
@@ -254,10 +258,12 @@ def user_tweets(user_id: str) -> Response:
     except ValueError:
         return _invalid("start_time must be an RFC 3339 timestamp")
     fields = set(filter(None, request.args.get("tweet.fields", "").split(",")))
+    excluded = set(filter(None, request.args.get("exclude", "").split(",")))
     entries = [
         entry
         for entry in reversed(state.posts_of(PLATFORM, user_id))
-        if start_at is None or datetime.fromisoformat(entry["received_at"]) >= start_at
+        if (start_at is None or datetime.fromisoformat(entry["received_at"]) >= start_at)
+        and not ("replies" in excluded and entry.get("reply_to"))
     ][:max_results]
     posts = []
     for entry in entries:
@@ -270,6 +276,8 @@ def user_tweets(user_id: str) -> Response:
             post["created_at"] = entry["received_at"]
         if "attachments" in fields and entry["media"]:
             post["attachments"] = {"media_keys": [m["media_key"] for m in entry["media"]]}
+        if "referenced_tweets" in fields and entry.get("reply_to"):
+            post["referenced_tweets"] = [{"type": "replied_to", "id": entry["reply_to"]}]
         posts.append(post)
     meta: dict[str, Any] = {"result_count": len(posts)}
     if posts:
@@ -405,6 +413,19 @@ def create_post() -> Response:
         return _invalid(f"reply_settings must be one of {sorted(REPLY_SETTINGS)}")
     if len(media_ids) > MAX_MEDIA_PER_POST:
         return _invalid(f"A post can have at most {MAX_MEDIA_PER_POST} media")
+    reply = body.get("reply")
+    reply_to = None
+    if reply is not None:
+        reply_to = (
+            str((reply or {}).get("in_reply_to_tweet_id") or "") if isinstance(reply, dict) else ""
+        )
+        if not reply_to:
+            return _invalid("reply.in_reply_to_tweet_id is required in a reply")
+        if state.find_entry(PLATFORM, reply_to) is None:
+            return _problem(
+                403,
+                "You attempted to reply to a Tweet that is deleted or not visible to you.",
+            )
     user_id = user_for(token)
     with state.lock:
         found = [find_media(media_id, user_id) for media_id in media_ids]
@@ -437,7 +458,7 @@ def create_post() -> Response:
             }
             for item in media
         ]
-        state.record(PLATFORM, user_id, post_id, text, ledger_media, params)
+        state.record(PLATFORM, user_id, post_id, text, ledger_media, params, reply_to)
         posted.append(now)
         headers = _limit_headers(posted, now)
     if should_lose_response(state, PLATFORM):
@@ -459,16 +480,10 @@ def delete_post(tweet_id: str) -> Response:
 
 
 def oauth_token() -> Response:
-    fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
-    if fault:
-        return fault
-    if request.form.get("grant_type") == "authorization_code":
-        return exchange_response(state, PLATFORM)
-    if request.form.get("grant_type") != "refresh_token":
-        return json_response(
-            {"error": "unsupported_grant_type", "error_description": "Use refresh_token"}, 400
-        )
-    refresh_token = request.form.get("refresh_token", "")
+    return token_endpoint(state, PLATFORM, STYLE, _refresh, unsupported_grant)
+
+
+def _refresh(refresh_token: str) -> Response:
     revoked = state.faults_for(PLATFORM).revoked_tokens
     if refresh_token in state.faults_for(PLATFORM).malformed_refresh_tokens:
         # What a misbehaving proxy in front of the token endpoint answers.

@@ -38,7 +38,8 @@ from sandbox.core import (
     should_lose_response,
     state,
 )
-from sandbox.oauth import exchange_response
+from sandbox.insights import channel_statistics, metrics_fault, video_statistics
+from sandbox.oauth import token_endpoint
 
 PLATFORM = "youtube"
 QUOTA_TIMEZONE = ZoneInfo("America/Los_Angeles")
@@ -70,6 +71,12 @@ def google_error(
         }
     }
     return json_response(body, status, headers)
+
+
+def _no_scope() -> Response:
+    return google_error(
+        403, "insufficientPermissions", "Request had insufficient authentication scopes."
+    )
 
 
 def _invalid_credentials() -> Response:
@@ -425,6 +432,9 @@ def list_videos() -> Response:
     if not ids:
         return google_error(400, "missingRequiredParameter", "No filter selected.")
     channel = channel_of(token)
+    statistics = "statistics" in request.args.get("part", "")
+    if statistics and (fault := metrics_fault(state, PLATFORM, STYLE, token, _no_scope)):
+        return fault
     with state.lock:
         found = [store()["videos"].get(i) for i in ids]
         items = [
@@ -433,6 +443,8 @@ def list_videos() -> Response:
             if v is not None
             and (v["status"]["privacyStatus"] != "private" or v["snippet"]["channelId"] == channel)
         ]
+    for item in items if statistics else []:
+        item["statistics"] = video_statistics(item["id"])
     return json_response(
         {
             "kind": "youtube#videoListResponse",
@@ -446,8 +458,15 @@ def channels() -> Response:
     token, failure = authorize(publishing=False)
     if failure is not None:
         return failure
-    if request.args.get("mine") != "true" or "contentDetails" not in request.args.get("part", ""):
-        return google_error(400, "badRequest", "The sandbox serves part=contentDetails&mine=true.")
+    parts = request.args.get("part", "")
+    if request.args.get("mine") != "true" or not (
+        "contentDetails" in parts or "statistics" in parts
+    ):
+        return google_error(
+            400, "badRequest", "The sandbox serves part=contentDetails|statistics&mine=true."
+        )
+    if "statistics" in parts and (fault := metrics_fault(state, PLATFORM, STYLE, token, _no_scope)):
+        return fault
     channel = channel_of(token)
     return json_response(
         {
@@ -461,6 +480,9 @@ def channels() -> Response:
                     "contentDetails": {
                         "relatedPlaylists": {"likes": "", "uploads": "UU" + channel[2:]}
                     },
+                    **(
+                        {"statistics": channel_statistics(channel)} if "statistics" in parts else {}
+                    ),
                 }
             ],
         }
@@ -518,15 +540,16 @@ def playlist_items() -> Response:
 
 
 def oauth_token() -> Response:
-    fault = inject_faults(state, PLATFORM, STYLE, None, publishing=False)
-    if fault is not None:
-        return fault
-    if request.form.get("grant_type") == "authorization_code":
-        return exchange_response(state, PLATFORM)
-    form = request.form
-    if form.get("grant_type") != "refresh_token":
-        return json_response({"error": "unsupported_grant_type"}, 400)
-    refresh_token = form.get("refresh_token", "")
+    return token_endpoint(
+        state,
+        PLATFORM,
+        STYLE,
+        _refresh,
+        lambda: json_response({"error": "unsupported_grant_type"}, 400),
+    )
+
+
+def _refresh(refresh_token: str) -> Response:
     if not refresh_token:
         return json_response(
             {

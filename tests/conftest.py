@@ -27,14 +27,16 @@ from app.metrics import forget_state
 from app.models import Account, Organisation
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
+from devtools.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from sandbox import create_sandbox_app
-from tests.scratch import rabbitmq_reachable, scratch_database, scratch_redis, scratch_vhost
 from tests.servers import serve_wsgi
 
-pytest_plugins = ["tests.secrets_guard"]
+pytest_plugins = ["tests.secrets_guard", "tests.parallel"]
 
 CLAIM_KEY = "crier:test-suite-claim"
 TABLES = (
+    "metric_snapshots",
+    "account_metric_snapshots",
     "webhook_deliveries",
     "webhook_events",
     "webhook_endpoints",
@@ -53,8 +55,13 @@ TABLES = (
     "connect_links",
     "instance_apps",
     "profiles",
+    "ai_credit_events",
+    "ai_credit_usage",
     "organisations",
 )
+# AI captions come from the sandbox's OpenAI-compatible server (sandbox/openai_api.py).
+AI_MODEL = "crier-sandbox-1"
+AI_API_KEY = "sk-test-suite-ai-key"
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +95,15 @@ def reset_redis(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def app_settings(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    redis_url: str,
+    sandbox_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     return {
+        "ai_base_url": f"{sandbox_url}/openai/v1",
+        "ai_model": AI_MODEL,
+        "ai_api_key": AI_API_KEY,
         "database_url": database_url,
         "redis_url": redis_url,
         "secret_key": "test-secret-" + uuid.uuid4().hex,

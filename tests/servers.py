@@ -1,31 +1,15 @@
-"""Serve a WSGI app over real HTTP on a free loopback port, in a thread, for tests."""
+"""Fake servers for tests: a WSGI app served over real HTTP (`serve_wsgi`, shared with the
+benchmarks) and a raw server that trickles its answer."""
 
 from __future__ import annotations
 
-import logging
 import select
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-from werkzeug.serving import make_server
+from devtools.servers import serve_wsgi
 
-# One line per request drowns test output; failures print what matters.
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-
-@contextmanager
-def serve_wsgi(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
-    server = make_server(host, 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+__all__ = ["TrickleServer", "serve_wsgi"]
 
 
 class TrickleServer:

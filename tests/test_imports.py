@@ -1,5 +1,6 @@
 """Imports point one way: the API side (app/) never reaches into the workers, the domain
-never reaches into HTTP, and no two modules need each other.
+never reaches into HTTP, the benchmarks and the development tools never reach into the test
+suite, and no two modules need each other.
 
 The graph is read from the source with `ast`, imports inside functions included: an import
 moved into a function to dodge a circle is still a circle.
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("app", "workers")
+PACKAGES = ("app", "workers", "benchmarks", "devtools")
+# What the test suite imports, and nothing it does not ship with imports back.
+NOT_FROM_TESTS = ("benchmarks", "devtools")
 # The domain: what the API calls and the workers call alike, with no HTTP in it.
 DOMAIN = ("app.services", "app.access", "app.platform_rules")
 
@@ -112,6 +115,7 @@ def test_the_graph_sees_the_source() -> None:
     # A wrong root or a parser that sees nothing would pass every check below.
     assert "app.dispatch" in graph["workers.sweeper"]
     assert "app.db" in graph["app.services.posts"]
+    assert "devtools.scratch" in graph["benchmarks.publish_burst"]
 
 
 def test_cycle_finder_finds_a_circle() -> None:
@@ -126,6 +130,21 @@ def test_app_imports_nothing_from_workers() -> None:
     }
     offenders = {module: targets for module, targets in offenders.items() if targets}
     assert not offenders, f"app/ must not import workers/: {offenders}"
+
+
+def test_benchmarks_and_devtools_import_nothing_from_tests() -> None:
+    # `tests` is not in the graph (it may import everything), so the names are read raw.
+    offenders = {
+        module: sorted(
+            name
+            for name in imported_names(module, path)
+            if name == "tests" or name.startswith("tests.")
+        )
+        for module, path in module_paths().items()
+        if module.split(".")[0] in NOT_FROM_TESTS
+    }
+    offenders = {module: names for module, names in offenders.items() if names}
+    assert not offenders, f"benchmarks/ and devtools/ must not import tests/: {offenders}"
 
 
 def test_no_import_circle() -> None:

@@ -42,9 +42,16 @@ app.conf.include = [
     "workers.webhooks",
     "workers.media_import",
     "workers.platform_delete",
+    "workers.analytics_tasks",
 ]
 # Importing the task modules registers their tasks.
-from workers import media_import, platform_delete, tasks, webhooks  # noqa: E402,F401
+from workers import (  # noqa: E402,F401
+    analytics_tasks,
+    media_import,
+    platform_delete,
+    tasks,
+    webhooks,
+)
 from workers.tasks import stop_firing, warm_up  # noqa: E402
 
 _WORKER_NAME = f"{socket.gethostname()}:{id(app)}"

@@ -54,7 +54,12 @@ def delete_on_platform(
     except PlatformError as failure:
         error = failure.message
     values = (
-        {"platform_delete_status": "deleted", "platform_deleted_at": utcnow()}
+        # A post taken down has no figures left to read.
+        {
+            "platform_delete_status": "deleted",
+            "platform_deleted_at": utcnow(),
+            "next_metrics_at": None,
+        }
         if error is None
         else {"platform_delete_status": "failed", "platform_delete_error": error}
     )

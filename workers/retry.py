@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.config import Settings, active_settings
+from app.config import Settings
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,9 @@ _PLATFORM_DEFAULTS = {
 }
 
 
-def retry_policy(platform: str, settings: Settings | None = None) -> RetryPolicy:
+def retry_policy(platform: str, settings: Settings) -> RetryPolicy:
     """Defaults per platform, overridden by CRIER_<PLATFORM>_RETRY_* and then CRIER_RETRY_*
-    (as parsed into `settings`; the running app's when not given)."""
-    settings = settings or active_settings()
+    (as parsed into `settings`)."""
     policy = _PLATFORM_DEFAULTS.get(platform, RetryPolicy())
     own = settings.platform_retry.get(platform)
     values: dict[str, Any] = {}

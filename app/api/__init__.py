@@ -6,6 +6,8 @@ from flask import Flask
 
 from app.api import (
     accounts,
+    ai,
+    analytics,
     audit,
     campaigns,
     connect,
@@ -33,3 +35,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(audit.blueprint)
+    app.register_blueprint(ai.blueprint)
+    app.register_blueprint(analytics.blueprint)

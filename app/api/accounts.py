@@ -6,15 +6,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 from marshmallow import ValidationError as SchemaError
-from marshmallow import fields, validate, validates_schema
+from marshmallow import fields, post_load, validate
 from sqlalchemy import func, select
 
 from app import access
-from app.account_ids import address_settings
 from app.api.audit import record_request_event
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
+from app.credentials import credential_problem, normalise_external_id
 from app.db import get_session, utcnow
 from app.models import Account, Organisation, PostTarget, TargetStatus, WebhookEventType
 from app.platforms import PLATFORM_KEYS
@@ -117,12 +117,14 @@ class AccountCreateSchema(StrictSchema):
     token_expires_at = fields.AwareDateTime(format="iso", allow_none=True)
     profile_id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
 
-    @validates_schema
-    def _external_id_fits_platform(self, data: dict[str, Any], **_: Any) -> None:
-        try:
-            address_settings(data.get("platform", ""), data.get("external_id"))
-        except ValueError as exc:
-            raise SchemaError(str(exc), field_name="external_id") from exc
+    @post_load
+    def _credential_form(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Telegram and Discord take a credential of a given form (app/credentials.py)."""
+        data["external_id"] = normalise_external_id(data["platform"], data.get("external_id"))
+        problem = credential_problem(data["platform"], data["access_token"], data["external_id"])
+        if problem is not None:
+            raise SchemaError(problem[1], field_name=problem[0])
+        return data
 
 
 class AccountUpdateSchema(StrictSchema):

@@ -98,6 +98,19 @@ def _settings() -> Settings:
     return current_app.config["CRIER"]
 
 
+def _credential_flow(platform: str, login: str | None) -> type[CredentialFlow] | None:
+    """The page on Crier a link opens instead of a consent: the platform's only way
+    (Telegram), or its fallback while Crier's app there is not set (Discord's webhook
+    URL pasted instead of the `webhook.incoming` consent)."""
+    credential = credential_flow_class(platform)
+    oauth = flow_class(platform, login)
+    if credential is None or login is not None:
+        return None
+    if oauth is not None and client_app(_settings(), oauth.client_platform(), "") is not None:
+        return None
+    return credential
+
+
 def _callback_uri(platform: str) -> str:
     return f"{_settings().public_base_url}/oauth/{platform}/callback"
 
@@ -122,11 +135,9 @@ def _client(link: ConnectLink, flow: type[OAuthFlow] | OAuthFlow) -> ClientApp |
     return client_app(_settings(), flow.client_platform(), _callback_uri(link.platform))
 
 
-def _configured(platform: str, flow: type[OAuthFlow] | None) -> bool:
-    """Whether accounts of the platform can connect here: a credential form, an app
-    registered per instance, or Crier's own app at the platform."""
-    if credential_flow_class(platform) is not None:
-        return True
+def _configured(flow: type[OAuthFlow] | None) -> bool:
+    """Whether accounts can connect here through the OAuth flow: an app registered per
+    instance, or Crier's own app at the platform."""
     if flow is None:
         return False
     return flow.per_instance or client_app(_settings(), flow.client_platform(), "") is not None
@@ -145,7 +156,16 @@ def create_connect_link() -> Response:
     # The platform's own login is stored as None: links made before `login` existed read so.
     login = data.get("login") if data.get("login") != platform else None
     flow = flow_class(platform, login)
-    if not _configured(platform, flow):
+    credential = _credential_flow(platform, login)
+    if credential is not None:
+        missing = credential.missing_setting(_settings())
+        if missing:
+            raise ApiError(
+                f"Connecting {platform} accounts is not configured on this server: set {missing}.",
+                code="platform_not_configured",
+                status=409,
+            )
+    elif not _configured(flow):
         app_name = (flow.client_platform() if flow else platform).upper()
         via = f" through {login.title()} Login" if login else ""
         raise ApiError(
@@ -187,7 +207,7 @@ def create_connect_link() -> Response:
             "id": str(link.id),
             "url": f"{_settings().public_base_url}/connect/{token}",
             "platform": platform,
-            "login": flow.login_name() if flow else platform,
+            "login": flow.login_name() if flow is not None else platform,
             "profile_id": profile_id,
             "account_id": account_id,
             "redirect_url": link.redirect_url,
@@ -275,9 +295,11 @@ def open_connect_link(token: str) -> Response:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
-    credential = credential_flow_class(link.platform)
+    credential = _credential_flow(link.platform, link.login)
     if credential is not None:
-        return connect_forms.credential_form(token, link.platform, credential)
+        if credential.missing_setting(_settings()):
+            return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
+        return _credential_form(token, link, credential)
     cls = flow_class(link.platform, link.login)
     if cls is not None and cls.per_instance:
         return connect_forms.instance_form(token, link.platform, link.instance or "")
@@ -292,10 +314,40 @@ def open_connect_link(token: str) -> Response:
     return _bind_browser(redirect(target), link, started.browser_nonce)
 
 
+def _credential_form(
+    token: str,
+    link: ConnectLink,
+    flow: type[CredentialFlow],
+    error: str = "",
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """Crier's own connect page for a platform without a consent page (Telegram, Bluesky).
+    `secret` inputs are masked and never filled in again after a refusal."""
+    inputs = "".join(
+        f"<label for='{html.escape(f.name)}'>{html.escape(f.label)}<br>"
+        f"<input id='{html.escape(f.name)}' name='{html.escape(f.name)}' "
+        f"type='{'password' if f.secret else 'text'}' autocomplete='off'"
+        f"{' required' if f.required else ''} "
+        f"value='{'' if f.secret else html.escape((values or {}).get(f.name, ''))}'><br>"
+        f"<small>{html.escape(f.hint)}</small></label>"
+        for f in flow.fields
+    )
+    problem = f"<p role='alert' id='error'>{html.escape(error)}</p>" if error else ""
+    body = (
+        f"<p>{html.escape(flow.why)}.</p>{flow.intro}{problem}"
+        f"<form method='post' action='/connect/{html.escape(token)}'>{inputs}"
+        "<p><button type='submit' id='connect'>Connect</button></p></form>"
+    )
+    return _page(f"Connect a {_label(link.platform)} account", body, status)
+
+
 @blueprint.post("/connect/<token>")
 def submit_credentials(token: str) -> Response:
-    """The link's own page sent: a credential to check (Bluesky), or the server to sign
-    in on (Mastodon: Crier's app is registered there, then its consent page follows)."""
+    """The link's own page sent: a credential to check at the platform, then stored (a
+    value the platform refuses shows the page again with the reason; the link stays
+    usable), or the server to sign in on (Mastodon: Crier's app is registered there, then
+    its consent page follows)."""
     session = get_session()
     link = connect_service.find_link(session, token)
     if link is None:
@@ -304,40 +356,24 @@ def submit_credentials(token: str) -> Response:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
-    credential = credential_flow_class(link.platform)
-    if credential is not None:
-        values = {f.name: request.form.get(f.name, "").strip()[:500] for f in credential.fields}
-        return _connect_with_credential(token, link, credential, values)
-    cls = flow_class(link.platform, link.login)
-    if cls is None or not cls.per_instance:
-        return _page("Invalid request", "<p>This link takes no form.</p>", 400)
-    return _start_on_instance(token, link, request.form.get("instance", "")[:500])
-
-
-def _check_server(url: str) -> None:
-    """A server the user names is one Crier will call: a public address only (unless
-    CRIER_ALLOW_PRIVATE_URLS), and nothing to check when the sandbox plays it."""
+    flow_cls = _credential_flow(link.platform, link.login)
+    if flow_cls is None:
+        cls = flow_class(link.platform, link.login)
+        if cls is None or not cls.per_instance:
+            return _page("Invalid request", "<p>This link takes no form.</p>", 400)
+        return _start_on_instance(token, link, request.form.get("instance", "")[:500])
     settings = _settings()
-    if settings.platform_base_url:
-        return
-    try:
-        resolve(url, allow_private=settings.allow_private_urls, ports=settings.outbound_ports)
-    except UnsafeURLError as exc:
-        raise OAuthError("invalid_instance", "That server cannot be reached from here.") from exc
-
-
-def _connect_with_credential(
-    token: str, link: ConnectLink, credential: type[CredentialFlow], values: dict[str, str]
-) -> Response:
-    session = get_session()
-    settings = _settings()
+    values = {f.name: request.form.get(f.name, "").strip()[:500] for f in flow_cls.fields}
     try:
         if values.get("pds"):
             _check_server(values["pds"])
         with oauth_client(settings) as http:
-            identities = credential(http, settings.platform_base_url, settings).verify(values)
+            identities = flow_cls(http, settings.platform_base_url, settings).verify(values)
     except OAuthError as exc:
-        return connect_forms.credential_form(token, link.platform, credential, exc.message, values)
+        if exc.code == "platform_not_configured":
+            return _finish(link, exc.code, exc.message)
+        log.info("connect link %s: %s refused: %s", link.id, link.platform, exc.code)
+        return _credential_form(token, link, flow_cls, exc.message, values, 400)
     if not connect_service.consume(session, link):
         return _dead_link(link, "link_used", "This connect link has already been used.")
     try:
@@ -367,6 +403,18 @@ def _start_on_instance(token: str, link: ConnectLink, given: str) -> Response:
         return connect_forms.instance_form(token, link.platform, given, exc.message)
     session.commit()
     return _bind_browser(redirect(target), link, started.browser_nonce)
+
+
+def _check_server(url: str) -> None:
+    """A server the user names is one Crier will call: a public address only (unless
+    CRIER_ALLOW_PRIVATE_URLS), and nothing to check when the sandbox plays it."""
+    settings = _settings()
+    if settings.platform_base_url:
+        return
+    try:
+        resolve(url, allow_private=settings.allow_private_urls, ports=settings.outbound_ports)
+    except UnsafeURLError as exc:
+        raise OAuthError("invalid_instance", "That server cannot be reached from here.") from exc
 
 
 @blueprint.get("/oauth/<platform>/callback")

@@ -1,6 +1,6 @@
-"""The connect link's own pages for platforms without a consent page of their own: a
-credential form (Bluesky: handle and app password) and the server question (Mastodon:
-which instance). Small HTML, no scripts, posted back to the link's URL."""
+"""The connect link's own pages: the page frame, and the server question of a platform
+whose accounts live on servers of their own (Mastodon: which instance). Small HTML, no
+scripts, posted back to the link's URL. The credential form is app.api.connect's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import html
 
 from flask import Response
 
-from app.oauth import CredentialFlow
 from app.platforms import PLATFORMS
 
 
@@ -34,32 +33,6 @@ def _label(platform: str) -> str:
 
 def _error(message: str | None) -> str:
     return f"<p class='error' id='error'>{html.escape(message)}</p>" if message else ""
-
-
-def credential_form(
-    token: str,
-    platform: str,
-    flow: type[CredentialFlow],
-    error: str | None = None,
-    given: dict[str, str] | None = None,
-) -> Response:
-    """The credential form; after a refusal, again with the reason (secrets not kept)."""
-    rows = []
-    for field in flow.fields:
-        kind = "password" if field.secret else "text"
-        value = "" if field.secret else (given or {}).get(field.name, "")
-        rows.append(
-            f"<label>{html.escape(field.label)}<input type='{kind}' name='{field.name}' "
-            f"id='{field.name}' value='{html.escape(value)}' autocomplete='off'"
-            f"{' required' if field.required else ''}>"
-            f"<small>{html.escape(field.hint)}</small></label>"
-        )
-    body = (
-        f"<p>{html.escape(flow.why)}.</p>{flow.intro}{_error(error)}"
-        f"<form method='post' action='/connect/{html.escape(token)}'>{''.join(rows)}"
-        "<p><button type='submit' id='connect'>Connect</button></p></form>"
-    )
-    return page(f"Connect your {_label(platform)} account", body, 400 if error else 200)
 
 
 def instance_form(token: str, platform: str, given: str = "", error: str | None = None) -> Response:

@@ -13,9 +13,10 @@ from app.api.auth import current_caller
 from app.api.envelope import envelope
 from app.db import get_session, utcnow
 from app.models import Account, AccountStatus, ApiKey, Campaign, Media, Post, WebhookEndpoint
-from app.platforms import PLATFORMS, MediaRule, PlatformRules
+from app.platforms import MAX_THREAD_ITEMS, PLATFORMS, MediaRule, PlatformRules
 from app.schemas import MAX_ACCOUNTS_PER_POST, MAX_CONTENT_CHARS, MAX_MEDIA_PER_POST
 from app.serializers import ts
+from app.services.ai_credits import ai_credits
 
 blueprint = Blueprint("me", __name__)
 
@@ -81,6 +82,10 @@ def me() -> Response:
                 "max_posts_per_bulk": 50,
             },
             "usage": usage,
+            # The organisation's, whichever key asks: a profile key spends the same credits.
+            "ai_credits": ai_credits(
+                session, organisation.id, utcnow(), limit=settings.ai_monthly_credits
+            ),
         }
     )
 
@@ -103,6 +108,7 @@ def platform_rules_to_dict(rules: PlatformRules) -> dict[str, Any]:
         "label": rules.label,
         "text_limit": rules.text_limit,
         "text_unit": rules.text_unit,
+        "caption_limit": rules.caption_limit,
         "max_hashtags": rules.max_hashtags,
         "max_mentions": rules.max_mentions,
         "media": media_rule_to_dict(rules.media),
@@ -111,6 +117,10 @@ def platform_rules_to_dict(rules: PlatformRules) -> dict[str, Any]:
         },
         "daily_post_cap": rules.daily_post_cap,
         "request_window": window,
+        # What can follow a post there: a first comment, a thread (at most max_thread_items).
+        "first_comment": rules.first_comment,
+        "threads": rules.threads,
+        "max_thread_items": MAX_THREAD_ITEMS if rules.threads else None,
     }
 
 

@@ -26,7 +26,7 @@ from app.schemas import (
     update_post_schema,
 )
 from app.serializers import post_created_to_dict, post_to_dict, target_to_dict
-from app.services import post_changes
+from app.services import analytics, post_changes
 from app.services import posts as post_service
 
 blueprint = Blueprint("posts", __name__)
@@ -103,6 +103,7 @@ def create_post() -> Response:
             session,
             caller.scope,
             data,
+            settings=settings,
             idempotency_key=key,
             fingerprint=fingerprint,
             idempotency_ttl=settings.idempotency_ttl,
@@ -118,6 +119,7 @@ def create_post() -> Response:
             session,
             caller.scope,
             data,
+            settings=settings,
             idempotency_key=key,
             fingerprint=fingerprint,
             idempotency_ttl=settings.idempotency_ttl,
@@ -156,6 +158,7 @@ def bulk_create_posts() -> Response:
     results: list[dict[str, Any]] = []
     created: list[Post] = []
     now = utcnow()
+    settings = current_app.config["CRIER"]
     account_ids = {
         i
         for item in items
@@ -170,7 +173,7 @@ def bulk_create_posts() -> Response:
         for index, item in enumerate(items):
             try:
                 data = _validated_create(item)
-                post = post_service.build_post(session, caller.scope, data, now)
+                post = post_service.build_post(session, caller.scope, data, now, settings)
                 created.append(post)
                 results.append({"index": index, "status": 201, "data": post, "error": None})
             except ApiError as error:
@@ -287,13 +290,24 @@ def get_post(post_id: str) -> Response:
 @blueprint.get("/posts/<post_id>/results")
 def get_post_results(post_id: str) -> Response:
     """Per-account results of a post."""
-    post = access.post(get_session(), current_caller().scope, post_id)
+    session = get_session()
+    post = access.post(session, current_caller().scope, post_id)
     targets = [target_to_dict(t) for t in post.targets]
     summary: dict[str, int] = {}
     for target in targets:
         summary[target["status"]] = summary.get(target["status"], 0) + 1
+    # Each account's latest figures from its platform, and their sums (docs/analytics.md).
+    latest = analytics.latest_by_target(session, [t.id for t in post.targets])
+    for row, target in zip(targets, post.targets, strict=True):
+        row["metrics"] = latest.get(target.id)
     return envelope(
-        {"post_id": str(post.id), "status": post.status, "summary": summary, "results": targets}
+        {
+            "post_id": str(post.id),
+            "status": post.status,
+            "summary": summary,
+            "metrics": analytics.totals([latest.get(t.id) for t in post.targets]),
+            "results": targets,
+        }
     )
 
 
@@ -304,7 +318,9 @@ def update_post(post_id: str) -> Response:
     if not data:
         raise ValidationError("Nothing to change: send at least one field.")
     session = get_session()
-    post = post_changes.update_post(session, current_caller().scope, post_id, data)
+    post = post_changes.update_post(
+        session, current_caller().scope, post_id, data, current_app.config["CRIER"]
+    )
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))
@@ -410,7 +426,9 @@ def schedule_post(post_id: str) -> Response:
     """Make a draft live: at `scheduled_for`, or now with `publish_now: true`."""
     data = load_json(schedule_post_schema, json_body())
     session = get_session()
-    post = post_changes.schedule_draft(session, current_caller().scope, post_id, data)
+    post = post_changes.schedule_draft(
+        session, current_caller().scope, post_id, data, current_app.config["CRIER"]
+    )
     session.commit()
     _enqueue_after_commit([post])
     return envelope(post_to_dict(post))

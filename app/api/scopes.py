@@ -36,6 +36,11 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "posts.list_posts": "posts:read",
     "posts.get_post": "posts:read",
     "posts.get_post_results": "posts:read",
+    # analytics: what became of posts
+    "analytics.summary": "posts:read",
+    "analytics.export_csv": "posts:read",
+    "analytics.post_analytics": "posts:read",
+    "analytics.account_analytics": "posts:read",
     "posts.update_post": "posts:write",
     "posts.cancel_post": "posts:write",
     "posts.retry_post": "posts:write",
@@ -46,6 +51,8 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "campaigns.create_campaign": "posts:write",
     "campaigns.update_campaign": "posts:write",
     "campaigns.delete_campaign": "posts:write",
+    # AI captions: the organisation's monthly credits, spent by any key that may post
+    "ai.generate_caption": "ai",
     # accounts: reading them is needed to post at all
     "accounts.list_accounts": None,
     "accounts.get_account": None,

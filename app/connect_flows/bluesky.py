@@ -14,6 +14,7 @@ import base64
 import json
 from typing import Any
 
+from app.config import Settings
 from app.oauth import (
     ConnectedIdentity,
     CredentialField,
@@ -89,6 +90,11 @@ class BlueskyFlow(CredentialFlow):
         "passwords</em> (it looks like <code>abcd-efgh-ijkl-mnop</code>) and paste it "
         "below. Crier refuses your account password.</p>"
     )
+
+    @classmethod
+    def missing_setting(cls, settings: Settings) -> str | None:
+        """None: an app password is all a Bluesky connect needs."""
+        return None
 
     def xrpc(self, method: str, pds: str) -> str:
         if self.base_url:

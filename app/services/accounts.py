@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from app.access import Scope
-from app.account_ids import address_settings
 from app.config import Settings
+from app.credentials import address_settings, credential_problem, normalise_external_id
 from app.models import (
     Account,
     AccountStatus,
@@ -62,10 +62,12 @@ def add_account(
         organisation_id = organisation.id
     if not access_token:
         raise AccountError("an access token is required")
-    try:
-        implied = address_settings(platform, external_id)
-    except ValueError as exc:
-        raise AccountError(str(exc)) from exc
+    external_id = normalise_external_id(platform, external_id)
+    problem = credential_problem(platform, access_token, external_id)
+    if problem is not None:
+        option = "--access-token" if problem[0] == "access_token" else "--external-id"
+        raise AccountError(f"{option}: {problem[1]}")
+    implied = address_settings(platform, external_id)
     account = Account(
         organisation_id=organisation_id,
         platform=platform,
@@ -222,4 +224,5 @@ def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | Non
             revoked = flow.revoke(client, access)
         except OAuthError as exc:
             return False, exc.message
-    return (True, None) if revoked else (None, None)
+    # False: nothing to revoke for this credential (a Discord bot token), as with no call.
+    return (True if revoked else None), None

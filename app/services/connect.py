@@ -175,15 +175,16 @@ def check_state(
 
 
 def consume(session: Session, link: ConnectLink) -> bool:
-    """Spend a link whose page took a credential (no platform consent, no state): once."""
-    consumed = session.execute(
+    """Spend a link connected without a consent page (a credential entered on Crier's
+    page): True for the one request that spends it, False if it was already spent."""
+    spent = session.execute(
         update(ConnectLink)
         .where(ConnectLink.id == link.id, ConnectLink.consumed_at.is_(None))
-        .values(consumed_at=utcnow(), started_at=utcnow())
+        .values(consumed_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(link)
-    return bool(consumed)
+    return bool(spent)
 
 
 def verifier_of(settings: Settings, link: ConnectLink) -> str | None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import access
 from app.access import Scope
+from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict, DomainError, ValidationError
 from app.models import AccountStatus, Post, PostStatus, PostTarget, TargetStatus
@@ -26,6 +27,7 @@ from app.queues import MAINTENANCE_QUEUE, PLATFORM_DELETE_TASK
 from app.schedule import parse_schedule, resolve_timezone
 from app.services.posts import (
     check_extras,
+    check_post_follow_ups,
     discard_prepared,
     load_accounts,
     load_media,
@@ -61,6 +63,8 @@ def _refuse_if_publishing(post: Post, action: str) -> None:
         for t in post.targets
         if t.status == TargetStatus.PUBLISHING
         or (t.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED) and t.irreversible_started_at)
+        # A thread (or first comment) partly live: its post is out, what follows is not.
+        or (t.platform_post_id and t.status not in (TargetStatus.PUBLISHED, TargetStatus.CANCELLED))
     ]
     if in_flight:
         names = ", ".join(f"{t.platform} account {t.account_id}" for t in in_flight)
@@ -72,7 +76,9 @@ def _refuse_if_publishing(post: Post, action: str) -> None:
         )
 
 
-def update_post(session: Session, scope: Scope, post_id: str, data: dict[str, Any]) -> Post:
+def update_post(
+    session: Session, scope: Scope, post_id: str, data: dict[str, Any], settings: Settings
+) -> Post:
     """PATCH: allowed while nothing of the post has started publishing. What it newly
     references must be the key's to see and fit the post's profile, as at creation."""
     post = access.post(session, scope, post_id, lock=True)
@@ -136,6 +142,14 @@ def update_post(session: Session, scope: Scope, post_id: str, data: dict[str, An
             errors,
             known_text_limits(accounts),
         )
+        check_post_follow_ups(
+            session,
+            scope,
+            [a.platform for a in accounts],
+            post.platform_content,
+            errors,
+            post.profile_id,
+        )
     errors.raise_if_any()
     # Set once they are known to exist: an unknown campaign would otherwise reach the
     # database (its foreign key) at the next autoflush, as a 500.
@@ -172,7 +186,7 @@ def update_post(session: Session, scope: Scope, post_id: str, data: dict[str, An
             discard_prepared(session, target)
     if content_changed or "scheduled_at" in data or "account_ids" in data:
         # What was prepared is dropped with its handle; a new window follows the schedule.
-        set_prepare_due(post, media)
+        set_prepare_due(post, media, settings)
     refresh_post_status(post)
     session.flush()
     return post
@@ -337,9 +351,12 @@ def retry_failed(session: Session, scope: Scope, filters: dict[str, Any]) -> Ret
     return result
 
 
-def schedule_draft(session: Session, scope: Scope, post_id: str, data: dict[str, Any]) -> Post:
+def schedule_draft(
+    session: Session, scope: Scope, post_id: str, data: dict[str, Any], settings: Settings
+) -> Post:
     """POST /posts/{id}/schedule: a draft goes live, now or at its time, on accounts the
-    key sees and of the post's profile (as at creation)."""
+    key sees and of the post's profile (as at creation); its media is prepared ahead as a
+    post created scheduled would be."""
     post = access.post(session, scope, post_id, lock=True)
     if post.status != PostStatus.DRAFT:
         raise Conflict(
@@ -385,6 +402,7 @@ def schedule_draft(session: Session, scope: Scope, post_id: str, data: dict[str,
         target.status = TargetStatus.SCHEDULED
         target.dispatch_token = None
         target.next_attempt_at = scheduled_at
+    set_prepare_due(post, media, settings)
     refresh_post_status(post)
     session.flush()
     return post

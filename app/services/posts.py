@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, object_session, selectinload
 
 from app import access
 from app.access import Scope, may_reference, reference_filter
-from app.config import prepare_window
+from app.config import Settings
 from app.db import utcnow
 from app.dispatch import queue_new_targets
 from app.errors import Conflict
@@ -34,7 +34,13 @@ from app.models import (
     PrepareState,
     TargetStatus,
 )
-from app.platform_rules import ErrorBag, check_platform_rules, known_text_limits
+from app.platform_rules import (
+    ErrorBag,
+    check_follow_ups,
+    check_platform_rules,
+    known_text_limits,
+    thread_media_ids,
+)
 from app.platforms import PLATFORMS
 from app.schedule import parse_schedule, resolve_timezone
 from app.services import webhooks
@@ -131,6 +137,45 @@ def load_media(
     return [by_id[i] for i in dict.fromkeys(media_ids) if i in by_id]
 
 
+def load_thread_media(
+    session: Session, scope: Scope, platform_content: dict[str, Any], profile_id: int | None
+) -> dict[str, Media]:
+    """The ready media the threads of a post name, by id, under the same visibility as
+    the post's own media; what is missing is reported at its item by check_follow_ups."""
+    ids = []
+    for text in thread_media_ids(platform_content):
+        try:
+            ids.append(uuid.UUID(text))
+        except ValueError:
+            continue
+    if not ids:
+        return {}
+    query = select(Media).where(
+        Media.id.in_(ids),
+        Media.status.not_in(("uploading", "failed")),
+        *reference_filter(scope, Media, profile_id, shared=True),
+    )
+    return {str(m.id): m for m in session.scalars(query.with_for_update(read=True))}
+
+
+def check_post_follow_ups(
+    session: Session,
+    scope: Scope,
+    platforms: Any,
+    platform_content: dict[str, Any],
+    errors: ErrorBag,
+    profile_id: int | None,
+) -> None:
+    """A post's first comments and threads, checked as its own content is."""
+    if not any(
+        isinstance(entry, dict) and (entry.get("firstComment") is not None or "thread" in entry)
+        for entry in platform_content.values()
+    ):
+        return
+    media = load_thread_media(session, scope, platform_content, profile_id)
+    check_follow_ups(platforms, platform_content, media, errors)
+
+
 # ------------------------------------------------------------------------------ status
 
 
@@ -153,7 +198,10 @@ def derive_post_status(post: Post) -> str:
     published = sum(s == TargetStatus.PUBLISHED for s in live)
     if published == len(live):
         return PostStatus.PUBLISHED
-    if published or any(s == TargetStatus.UNCONFIRMED for s in live):
+    # A failed target whose post is live (a thread stopped at one of its items) is out
+    # in part.
+    partly = any(t.status == TargetStatus.FAILED and t.platform_post_id for t in post.targets)
+    if published or partly or any(s == TargetStatus.UNCONFIRMED for s in live):
         return PostStatus.PARTIALLY_PUBLISHED
     return PostStatus.FAILED
 
@@ -272,7 +320,9 @@ def check_extras(
             errors.add("cover_photo", "The cover photo must be an image.")
 
 
-def build_post(session: Session, scope: Scope, data: dict[str, Any], now: datetime) -> Post:
+def build_post(
+    session: Session, scope: Scope, data: dict[str, Any], now: datetime, settings: Settings
+) -> Post:
     """Validate a loaded CreatePostSchema payload against the database and platform rules.
     `data["profile_id"]` is the post's profile (the key's, for a profile key)."""
     errors = ErrorBag()
@@ -301,6 +351,9 @@ def build_post(session: Session, scope: Scope, data: dict[str, Any], now: dateti
             platform_content,
             errors,
             known_text_limits(accounts),
+        )
+        check_post_follow_ups(
+            session, scope, [a.platform for a in accounts], platform_content, errors, profile_id
         )
     errors.raise_if_any()
 
@@ -336,7 +389,7 @@ def build_post(session: Session, scope: Scope, data: dict[str, Any], now: dateti
         )
         for account in accounts
     ]
-    set_prepare_due(post, media)
+    set_prepare_due(post, media, settings)
     session.add(post)
     return post
 
@@ -362,11 +415,11 @@ def discard_prepared(session: Session, target: PostTarget) -> None:
     target.platform_handle = None
 
 
-def set_prepare_due(post: Post, media: list[Media]) -> None:
+def set_prepare_due(post: Post, media: list[Media], settings: Settings) -> None:
     """When each target's media is to be prepared on its platform (docs/delivery.md, "Prepare
     ahead"); nothing to prepare without media, or where the platform cannot stage."""
     kinds = {m.kind for m in media}
-    window = prepare_window("video" if "video" in kinds else "image") if kinds else None
+    window = settings.prepare_window("video" if "video" in kinds else "image") if kinds else None
     for target in post.targets:
         if target.status not in (TargetStatus.SCHEDULED, TargetStatus.QUEUED):
             continue
@@ -389,6 +442,7 @@ def create_post(
     scope: Scope,
     data: dict[str, Any],
     *,
+    settings: Settings,
     idempotency_key: str | None = None,
     fingerprint: str = "",
     idempotency_ttl: int = 24 * 3600,
@@ -403,7 +457,7 @@ def create_post(
         )
         if existing is not None:
             return CreateResult(existing, replayed=True)
-    post = build_post(session, scope, data, now)
+    post = build_post(session, scope, data, now, settings)
     if enqueue_horizon is not None:
         queue_new_targets(post.targets, enqueue_horizon)
     session.flush()

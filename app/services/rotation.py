@@ -1,6 +1,6 @@
 """Re-encrypting every stored secret under the newest key of CRIER_SECRET_KEY.
 
-The columns are found from the models, by their `info=ENCRYPTED` marker (app/models.py),
+The columns are found from the models, by their `info=ENCRYPTED` marker (app/models/),
 so a column added later is rotated without anyone remembering to list it here. Each
 column is walked in primary-key order, one batch per transaction:
 - a value the newest key already decrypts is left alone, so a second run, or a run after

@@ -450,7 +450,16 @@ def test_facebook_login_account_publishes_on_graph_facebook_with_the_page_token(
     [entry] = ledger(sandbox)
     assert entry["account"] == request.account.external_id and entry["text"] == "Via the Page"
     assert entry["params"] == {"media_type": "IMAGE", "alt_text": "Kite"}
-    assert set(entry) == {"platform", "account", "id", "text", "media", "params", "received_at"}
+    assert set(entry) == {
+        "platform",
+        "account",
+        "id",
+        "text",
+        "media",
+        "params",
+        "received_at",
+        "reply_to",
+    }
     assert result.platform_post_id == entry["id"] and context.handle is not None
     assert result.url is not None and result.url.startswith("https://www.instagram.com/p/")
     # The Page token is refused on graph.instagram.com: the same call there fails.

@@ -1,4 +1,4 @@
-"""The contract every registered adapter honours, checked the same way for all seven.
+"""The contract every registered adapter honours, checked the same way for every platform.
 
 Each adapter is a registered `Adapter` subclass with the interface's attributes, builds its
 URLs under CRIER_PLATFORM_BASE_URL, publishes the simplest post its platform allows against the
@@ -28,7 +28,7 @@ from workers.adapters.base import (
     TransientError,
 )
 
-SEVEN = (
+PLATFORMS = (
     "instagram",
     "facebook",
     "threads",
@@ -36,6 +36,8 @@ SEVEN = (
     "linkedin",
     "tiktok",
     "youtube",
+    "telegram",
+    "discord",
     "bluesky",
     "mastodon",
 )
@@ -50,6 +52,8 @@ EXTERNAL_IDS = {
     "linkedin": "urn:li:person:8675309",
     "tiktok": None,
     "youtube": None,
+    "telegram": "@crier_contract",
+    "discord": "1300000000000000001",
     # Where the account posts: its handle, its profile URL (which names the instance).
     "bluesky": "contract.bsky.social",
     "mastodon": "https://sandbox.social/@contract",
@@ -64,6 +68,8 @@ SIMPLEST: dict[str, tuple[dict[str, Any], str | None]] = {
     "instagram": ({"contentType": "Post"}, "image"),  # Instagram has no text-only post
     "tiktok": ({"privacyLevel": "PUBLIC_TO_EVERYONE"}, "video"),  # Direct Post: one video
     "youtube": ({"title": "Contract check"}, "video"),  # videos.insert: one video, a title
+    "telegram": ({}, None),
+    "discord": ({}, None),
     "bluesky": ({}, None),
     "mastodon": ({}, None),
 }
@@ -74,7 +80,11 @@ SIMPLEST: dict[str, tuple[dict[str, Any], str | None]] = {
 # session expired and the token may not list the channel's uploads), and Instagram /
 # Threads (the container says PUBLISHED but the post is not in the recent listing). X,
 # Facebook and TikTok never answer UNKNOWN: they find the post or say it is not there.
-RECONCILE_EXPECTED = dict.fromkeys(SEVEN, ReconcileStatus.FOUND)
+# Telegram's Bot API cannot read a chat's history: UNKNOWN always (adapter.cannot_reconcile).
+RECONCILE_EXPECTED = {
+    **dict.fromkeys(PLATFORMS, ReconcileStatus.FOUND),
+    "telegram": ReconcileStatus.UNKNOWN,
+}
 
 # Poll intervals shortened so a test never sleeps a production interval.
 FAST_POLLING = {
@@ -133,7 +143,7 @@ def ledger(sandbox: httpx.Client, platform: str) -> list[dict[str, Any]]:
 
 
 def test_every_platform_has_exactly_one_adapter() -> None:
-    assert sorted(REGISTERED) == sorted(SEVEN)
+    assert sorted(REGISTERED) == sorted(PLATFORMS)
 
 
 # -- static contract ----------------------------------------------------------------------
@@ -144,7 +154,7 @@ def test_adapter_class_honours_the_interface(platform: str) -> None:
     cls = adapter_classes()[platform]
     assert issubclass(cls, Adapter)
     assert cls.platform == platform
-    assert platform in SEVEN
+    assert platform in PLATFORMS
     assert "api" in cls.hosts
     for role, host in cls.hosts.items():
         assert host and "/" not in host and ":" not in host, f"{role}: {host!r} is not a host"
@@ -229,7 +239,8 @@ def test_reconcile_finds_nothing_when_nothing_was_posted(
 
     outcome = adapter.reconcile(replace(request, irreversible_started_at=datetime.now(UTC)))
 
-    assert outcome.status == ReconcileStatus.NOT_FOUND, outcome.reason
+    expected = ReconcileStatus.UNKNOWN if adapter.cannot_reconcile else ReconcileStatus.NOT_FOUND
+    assert outcome.status == expected, outcome.reason
     assert ledger(sandbox, platform) == []
 
 

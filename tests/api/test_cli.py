@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from flask import Flask
 
 from app.cli import main
+from app.models import Platform
 from app.security import decrypt_token
 from tests.api.helpers import ok_data, sql
 
@@ -116,8 +117,8 @@ def test_accounts_add_joins_the_keys_organisation(
     [
         (
             ["--platform", "myspace", "--key", "KEY"],
-            "error: unknown platform 'myspace'; expected one of instagram, tiktok, youtube, "
-            "linkedin, x, facebook, threads, bluesky, mastodon",
+            "error: unknown platform 'myspace'; expected one of "
+            + ", ".join(p.value for p in Platform),
         ),
         (["--platform", "x"], "error: --key is required: the account joins the key's organisation"),
         (["--platform", "x", "--key", "crier_wrong"], "error: the API key is unknown or revoked"),
@@ -217,3 +218,49 @@ def test_migrate_does_not_need_the_broker(app_settings: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     assert "database is up to date" in result.output
     assert "broker not reachable" in result.output
+
+
+def test_accounts_add_takes_telegram_and_discord_credentials(crier: Any, app: Flask) -> None:
+    """The credential forms of the stable CLI: Telegram's bot token and chat, Discord's
+    webhook URL and channel id; a t.me link is kept as @channel."""
+    key = crier("keys", "create", "--name", "ops").stdout.strip()
+    webhook = "https://discord.com/api/webhooks/1400000000000000001/tok-en_9"
+    for platform, token, external_id in (
+        ("telegram", "123456789:AAH-crier_bot", "https://t.me/crier_news"),
+        ("discord", webhook, "1300000000000000001"),
+    ):
+        result = crier(
+            "accounts", "add", "--platform", platform, "--name", platform,
+            "--access-token", token, "--external-id", external_id, "--key", key,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    rows = sql(app, "SELECT platform, external_id, access_token_encrypted FROM accounts")
+    secret = app.config["CRIER"].secret_key
+    found = {r["platform"]: (r["external_id"], decrypt_token(secret, r["access_token_encrypted"]))
+             for r in rows}  # fmt: skip
+    assert found == {
+        "telegram": ("@crier_news", "123456789:AAH-crier_bot"),
+        "discord": ("1300000000000000001", webhook),
+    }
+
+
+@pytest.mark.parametrize(
+    ("platform", "token", "external_id", "message"),
+    [
+        ("telegram", "not-a-bot-token", "@crier_news", "--access-token: A Telegram bot token"),
+        ("telegram", "123:abc", "", "--external-id: Name the Telegram chat"),
+        ("discord", "https://example.com/api/webhooks/1/x", "1300000000000000001",
+         "--access-token: A Discord webhook URL"),
+        ("discord", "https://discord.com/api/webhooks/1/x", "general",
+         "--external-id: Name the Discord channel"),
+    ],
+)  # fmt: skip
+def test_accounts_add_refuses_malformed_chat_credentials(
+    crier: Any, app: Flask, platform: str, token: str, external_id: str, message: str
+) -> None:
+    key = crier("keys", "create", "--name", "ops").stdout.strip()
+    args = ["--access-token", token, "--external-id", external_id, "--key", key]
+    result = crier("accounts", "add", "--platform", platform, "--name", "n", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
+    assert sql(app, "SELECT count(*) AS n FROM accounts") == [{"n": 0}]

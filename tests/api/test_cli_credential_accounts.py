@@ -101,4 +101,4 @@ def test_the_cli_refuses_an_external_id_that_names_no_account(
         "--external-id", external_id, "--key", key,
     )  # fmt: skip
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"error: {message}")
+    assert result.stderr.startswith(f"error: --external-id: {message}")

@@ -84,7 +84,7 @@ def test_list_rejects_bad_filters(tenant: Tenant) -> None:
         "platform=myspace": (
             "platform",
             "Must be one of: instagram, facebook, threads, x, linkedin, tiktok, youtube, "
-            "bluesky, mastodon.",
+            "telegram, discord, bluesky, mastodon.",
         ),
         "limit=0": ("limit", "Must be greater than or equal to 1 and less than or equal to 200."),
         "limit=abc": ("limit", "Not a valid integer."),

@@ -52,7 +52,9 @@ def test_a_deletion_waits_for_a_post_being_created_with_the_media(
         }
     )
     with app.app_context(), get_db(app).session() as session:
-        post_service.create_post(session, Scope(tenant.organisation_id), data)  # holds FOR SHARE
+        post_service.create_post(  # holds FOR SHARE
+            session, Scope(tenant.organisation_id), data, settings=app.config["CRIER"]
+        )
         thread, result = in_background(lambda: tenant.api.delete(f"/media/{media_id}"))
         time.sleep(1.0)
         assert thread.is_alive(), "the deletion did not wait for the post's transaction"

@@ -120,6 +120,8 @@ def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> N
         "x",
         "facebook",
         "threads",
+        "telegram",
+        "discord",
         "bluesky",
         "mastodon",
     }
@@ -143,6 +145,12 @@ def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> N
     youtube = resolve(spec, platform_content["properties"]["youtube"]["$ref"])
     youtube_settings = resolve(spec, youtube["properties"]["settings"]["$ref"])
     assert set(youtube_settings["properties"]) == {"title", "privacyStatus", "tags"}
+    telegram = resolve(spec, platform_content["properties"]["telegram"]["$ref"])
+    telegram_settings = resolve(spec, telegram["properties"]["settings"]["$ref"])
+    assert telegram_settings["properties"]["parseMode"]["enum"] == ["HTML", "MarkdownV2"]
+    discord = resolve(spec, platform_content["properties"]["discord"]["$ref"])
+    discord_settings = resolve(spec, discord["properties"]["settings"]["$ref"])
+    assert discord_settings["properties"]["embeds"]["maxItems"] == 10
     assert operation["responses"]["201"]["content"]["application/json"]["schema"]
     header_params = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
     assert header_params == ["Idempotency-Key"]
@@ -247,6 +255,7 @@ SEED_PRODUCT_ROUTES = [
     ("/campaigns/{campaign_id}", "delete"),
     ("/posts/retry-failed", "post"),
     ("/posts/{post_id}/schedule", "post"),
+    ("/ai/generate-caption", "post"),
     ("/posts/{post_id}/retry", "post"),
     ("/posts", "get"),
 ]

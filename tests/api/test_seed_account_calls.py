@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 
+from app.models import Platform
 from tests.api.helpers import assert_error, future, ok_data, sql
 from tests.conftest import Tenant
 
@@ -29,17 +30,8 @@ def test_me_names_the_organisation_key_limits_and_usage(tenant: Tenant, make_acc
 
 def test_platform_rules_are_the_intake_table(tenant: Tenant) -> None:
     rules = ok_data(tenant.api.get("/platform-rules"))
-    assert set(rules) == {
-        "instagram",
-        "tiktok",
-        "youtube",
-        "linkedin",
-        "x",
-        "facebook",
-        "threads",
-        "bluesky",
-        "mastodon",
-    }
+    assert set(rules) == {p.value for p in Platform}
+    assert {"telegram", "discord", "bluesky", "mastodon"} <= set(rules)
     assert rules["x"]["text_limit"] == 280
     assert (rules["bluesky"]["text_limit"], rules["bluesky"]["text_unit"]) == (300, "graphemes")
     assert rules["mastodon"]["media"]["max_images"] == 4

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.scratch import PG_ADMIN_URL
+from devtools.scratch import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENESS_KEYS = {"count", "min", "p50", "p95", "p99", "max", "early"}

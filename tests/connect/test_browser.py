@@ -8,6 +8,7 @@ var/test-artifacts/."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -105,7 +106,7 @@ def test_a_browser_connects_bluesky_with_an_app_password(
     link = connect_link(tenant.api, "bluesky", redirect_url=done_url, state="sky")
 
     browser.get(link["url"])
-    assert browser.title == "Connect your Bluesky account"
+    assert browser.title == "Connect a Bluesky account"
     browser.find_element(By.ID, "handle").send_keys("carol.bsky.social")
     browser.find_element(By.ID, "app_password").send_keys("my-own-password")
     browser.find_element(By.ID, "connect").click()
@@ -123,3 +124,35 @@ def test_a_browser_connects_bluesky_with_an_app_password(
     assert result["status"] == "connected" and result["state"] == "sky"
     [row] = sql(app, "SELECT id, external_id, platform FROM accounts")
     assert (row["platform"], row["external_id"]) == ("bluesky", "carol.bsky.social")
+
+
+def test_a_browser_fills_the_telegram_connect_page(
+    app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client, browser: Any
+) -> None:
+    """Crier's own page for Telegram: a wrong chat is shown again with the reason, the
+    right one connects and lands on redirect_url."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    app.config["CRIER"] = replace(app.config["CRIER"], telegram_bot_token="7000000001:crier-bot")
+    done_url = f"{connect_env}/health"
+    link = connect_link(tenant.api, "telegram", redirect_url=done_url, state="browser")
+
+    browser.get(link["url"])
+    assert browser.title == "Connect a Telegram account"
+    browser.find_element(By.ID, "chat").send_keys("@sandbox_member")
+    browser.find_element(By.ID, "connect").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "error"))
+    assert "not an administrator" in browser.find_element(By.ID, "error").text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "connect-telegram-chat.png"))
+
+    field = browser.find_element(By.ID, "chat")
+    field.clear()
+    field.send_keys("t.me/crier_news")
+    browser.find_element(By.ID, "connect").click()
+    WebDriverWait(browser, 20).until(lambda d: d.current_url.startswith(done_url))
+    result = {k: v[0] for k, v in parse_qs(urlsplit(browser.current_url).query).items()}
+    assert result["status"] == "connected" and result["state"] == "browser"
+    [row] = sql(app, "SELECT external_id, platform FROM accounts")
+    assert row == {"external_id": "@crier_news", "platform": "telegram"}

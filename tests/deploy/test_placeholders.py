@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,15 @@ def _free_port() -> int:
 
 
 def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """A k8s container command, on free loopback ports; a refusal ends it within seconds
-    (a process that starts instead runs into the timeout, which fails the test)."""
+    """A k8s container command, on free loopback ports and with one gunicorn worker (each
+    worker refuses alike; a second only doubles the imports); a refusal ends it within
+    seconds (a process that starts instead runs into the timeout, which fails the test)."""
     port = str(_free_port())
     command = [
         "--bind=127.0.0.1:" + port
         if arg.startswith("--bind=")
+        else "--workers=1"
+        if arg.startswith("--workers=")
         else "--address=127.0.0.1"
         if arg.startswith("--address=")
         else f"--port={port}"
@@ -136,20 +140,26 @@ def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
+def _run_each(command: list[str], *envs: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """`_run` once per environment, all at once: each start is seconds of imports."""
+    with ThreadPoolExecutor(len(envs)) as pool:
+        return list(pool.map(lambda env: _run(command, env), envs))
+
+
 @pytest.mark.parametrize(("manifest", "refusal"), [("web.yaml", "crier web refuses to start")])
 def test_the_k8s_web_refuses_the_shipped_secret(
     app_settings: dict[str, Any], manifest: str, refusal: str, tmp_path: Path
 ) -> None:
     env = {**shipped_config(), **shipped_secret(), "CRIER_MEDIA_DIR": str(tmp_path)}
     env["CRIER_LOG_FORMAT"] = "keyvalue"
-    done = _run(command_of(manifest), env)
+    # With a real key, the placeholder database password is the next refusal.
+    real_key = {**env, "CRIER_SECRET_KEY": generate_secret_key()}
+    done, then = _run_each(command_of(manifest), env, real_key)
     assert done.returncode != 0
     assert f"{refusal}: CRIER_SECRET_KEY is a published default value" in done.stderr, done.stderr[
         -2000:
     ]
-    # With a real key, the placeholder database password is the next refusal.
-    env["CRIER_SECRET_KEY"] = generate_secret_key()
-    done = _run(command_of(manifest), env)
+    done = then
     assert done.returncode != 0
     assert f"{refusal}: DATABASE_URL has a placeholder password" in done.stderr, done.stderr[-2000:]
 
@@ -158,12 +168,13 @@ def test_the_k8s_flower_refuses_each_shipped_placeholder(
     app_settings: dict[str, Any], tmp_path: Path
 ) -> None:
     env = {**shipped_config(), **shipped_secret(), "CRIER_MEDIA_DIR": str(tmp_path)}
-    done = _run(command_of("flower.yaml"), env)
+    # With real credentials, the published secret key is the next refusal.
+    real_auth = {**env, "FLOWER_BASIC_AUTH": "ops:" + generate_secret_key()}
+    done, then = _run_each(command_of("flower.yaml"), env, real_auth)
     assert done.returncode != 0
     assert "crier flower refuses to start: FLOWER_BASIC_AUTH" in done.stderr, done.stderr[-2000:]
 
-    env["FLOWER_BASIC_AUTH"] = "ops:" + generate_secret_key()
-    done = _run(command_of("flower.yaml"), env)
+    done = then
     assert done.returncode != 0
     assert "refuses to start: CRIER_SECRET_KEY is a published default" in done.stderr, done.stderr[
         -2000:

@@ -17,9 +17,11 @@ import pytest
 from celery import Celery
 from flask import Flask
 
+from app.models import Platform
 from app.queues import (
     MAINTENANCE_QUEUE,
     MEDIA_IMPORT_QUEUE,
+    METRICS_QUEUE,
     WEBHOOKS_QUEUE,
     celery_init_app,
     publish_queue,
@@ -28,13 +30,11 @@ from tests.secrets_guard import assert_no_tokens
 
 ALL_QUEUES = ",".join(
     [
-        *(
-            publish_queue(p)
-            for p in ("instagram", "facebook", "threads", "x", "linkedin", "tiktok", "youtube")
-        ),
+        *(publish_queue(p) for p in Platform),
         MAINTENANCE_QUEUE,
         WEBHOOKS_QUEUE,
         MEDIA_IMPORT_QUEUE,
+        METRICS_QUEUE,
     ]
 )
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +109,10 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         pool: str = "threads",
         netns: str | None = None,
+        wait: bool = True,
     ) -> Proc:
+        """A Celery worker; with `wait=False` the caller waits for its "ready." itself (to
+        start several at once)."""
         proc = self.spawn(
             name,
             [
@@ -136,10 +139,16 @@ class Stack:
             extra_env,
             netns,
         )
-        proc.wait_for("ready.")
+        if wait:
+            proc.wait_for("ready.")
         return proc
 
-    def beat(self, extra_env: dict[str, str] | None = None, netns: str | None = None) -> Proc:
+    def beat(
+        self,
+        extra_env: dict[str, str] | None = None,
+        netns: str | None = None,
+        wait: bool = True,
+    ) -> Proc:
         schedule = self.tmp / f"beat-{len(self.procs)}"
         proc = self.spawn(
             "beat",
@@ -158,12 +167,20 @@ class Stack:
             extra_env,
             netns,
         )
-        proc.wait_for("beat: Starting")
+        if wait:
+            proc.wait_for("beat: Starting")
         return proc
 
     def stop_all(self) -> None:
+        """SIGTERM to every process at once, then wait for each (as Proc.kill does)."""
         for proc in self.procs:
-            proc.stop()
+            if proc.popen.poll() is None:
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture
@@ -176,7 +193,7 @@ def broker_url() -> str | None:
 def broker_queues() -> list[str]:
     names = [publish_queue(p) for p in ("instagram", "facebook", "threads", "x")]
     names += [publish_queue(p) for p in ("linkedin", "tiktok", "youtube")]
-    return [*names, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, MEDIA_IMPORT_QUEUE]
+    return [*names, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, MEDIA_IMPORT_QUEUE, METRICS_QUEUE]
 
 
 def delete_amqp_queues(url: str) -> None:

@@ -23,9 +23,9 @@ from sqlalchemy import select
 from app.db import get_db
 from app.dispatch import DueTarget, mark_queued, send_publish
 from app.models import PostTarget, PublishAttempt, TargetStatus
+from devtools.scratch import PG_ADMIN_URL
 from tests.conftest import CLAIM_KEY, Tenant
 from tests.integration.conftest import Stack, broker_queues, delete_amqp_queues, wait_until
-from tests.scratch import PG_ADMIN_URL
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
@@ -353,6 +353,7 @@ def _cluster_version() -> str | None:
     _cluster_version() is None or os.environ.get("CRIER_TEST_PG_RESTART") == "0",
     reason="PostgreSQL is not managed by pg_ctlcluster here",
 )
+@pytest.mark.exclusive  # the restart breaks every other test's connections
 def test_workers_recover_from_a_postgresql_restart(
     app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
 ) -> None:

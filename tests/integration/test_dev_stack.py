@@ -51,7 +51,7 @@ def test_dev_stack_publishes_the_demo_post_to_every_platform(tmp_path: Path) -> 
         )
     try:
         output = wait_until(
-            lambda: "Publish to every platform" in log_path.read_text() and log_path.read_text(),
+            lambda: "Publish to all " in log_path.read_text() and log_path.read_text(),
             timeout=60,
         )
         assert "using the embedded SQLite file" in output

@@ -130,13 +130,21 @@ def test_trickling_imports_hold_neither_the_api_nor_the_sweeper(
     app: Any, stack: Stack, tenant: Tenant, make_account: Any
 ) -> None:
     """Workers split as the Procfile splits them. Twelve imports from a source that
-    trickles its answer: the API answers at once, and the sweeper (two threads on
-    `maintenance`) still publishes a post that only it can find."""
-    deadline_env = {"CRIER_MEDIA_IMPORT_DEADLINE": "4"}
-    stack.worker("maintenance", queues="maintenance", concurrency=2)
-    stack.worker("media", queues="media_import", concurrency=4, extra_env=deadline_env)
-    stack.worker("text", queues="publish.x,publish.linkedin", concurrency=4)
-    stack.beat()
+    trickles its answer, three times as many as the import threads: the API answers at
+    once, and the sweeper (two threads on `maintenance`) still publishes a post that only
+    it can find."""
+    media_env = {"CRIER_MEDIA_IMPORT_DEADLINE": "2"}
+    started = [
+        (stack.worker("maintenance", queues="maintenance", concurrency=2, wait=False), "ready."),
+        (
+            stack.worker("media", "media_import", concurrency=4, extra_env=media_env, wait=False),
+            "ready.",
+        ),
+        (stack.worker("text", "publish.x,publish.linkedin", concurrency=4, wait=False), "ready."),
+        (stack.beat(wait=False), "beat: Starting"),
+    ]
+    for proc, ready in started:  # started together, then waited for in turn
+        proc.wait_for(ready)
     account = make_account(tenant, "x", external_id="2244994945")
     with TrickleServer(interval=0.5) as slow:
         ids = []
@@ -176,4 +184,4 @@ def test_trickling_imports_hold_neither_the_api_nor_the_sweeper(
         )
         assert failed
     reason = media_of(tenant, ids[0])["status_reason"]
-    assert reason.startswith("Fetching the URL timed out") and "4 s" in reason
+    assert reason.startswith("Fetching the URL timed out") and "2 s" in reason

@@ -97,11 +97,13 @@ def test_a_body_the_server_will_not_read_ends_at_the_deadline() -> None:
             conn.close()
 
 
-def test_a_plain_client_would_wait_on_the_trickle(trickle: TrickleServer) -> None:
-    """The reason for all this: per-read timeouts never fire against a trickle."""
-    with httpx.Client(timeout=1.0) as client:
-        took, error = timed(lambda: _read_for(client, f"{trickle.url}/x", 2.5))
-    assert error is None and took >= 2.5  # still reading, byte by byte, after 2.5 s
+def test_a_plain_client_would_wait_on_the_trickle() -> None:
+    """The reason for all this: per-read timeouts never fire against a trickle. A byte
+    every 0.05 s against a 0.5 s read timeout: the client is still reading, byte by byte,
+    at three times its timeout (the headers alone take two seconds to arrive)."""
+    with TrickleServer(interval=0.05) as fast, httpx.Client(timeout=0.5) as client:
+        took, error = timed(lambda: _read_for(client, f"{fast.url}/x", 1.5))
+    assert error is None and took >= 1.5
 
 
 def _read_for(client: httpx.Client, url: str, seconds: float) -> None:

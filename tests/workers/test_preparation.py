@@ -11,8 +11,10 @@ import httpx
 from flask import Flask
 from sqlalchemy import select, update
 
-from app.db import get_db
-from app.models import Account, DiscardedHandle, PostTarget
+from app.config import Settings
+from app.db import get_db, utcnow
+from app.models import Account, DiscardedHandle, Media, Post, PostTarget, TargetStatus
+from app.services.posts import set_prepare_due
 from tests.conftest import Tenant
 from tests.media_samples import jpeg_bytes, mp4_bytes
 from tests.workers.conftest import target_row
@@ -88,6 +90,39 @@ def test_preparation_is_due_by_media_kind_and_platform(
         },
     )
     assert the_target(app, text.json()["data"]["post_id"]).prepare_due_at is None
+
+
+def test_a_scheduled_draft_is_prepared_ahead_like_a_scheduled_post(
+    app: Flask, tenant: Tenant, make_account: Any
+) -> None:
+    x = make_account(tenant, "x")
+    media = tenant.api.post("/media/upload", files={"file": ("still.jpg", jpeg_bytes())})
+    draft = tenant.api.post(
+        "/posts",
+        json={
+            "content": "a draft with an image",
+            "account_ids": [x],
+            "media_ids": [media.json()["data"]["id"]],
+            "draft": True,
+        },
+    )
+    assert draft.status_code == 201, draft.text
+    post_id = draft.json()["data"]["post_id"]
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled = tenant.api.post(f"/posts/{post_id}/schedule", json={"scheduled_for": at})
+    assert scheduled.status_code == 200, scheduled.text
+    target = the_target(app, post_id)
+    assert target.prepare_due_at == target.next_attempt_at - timedelta(minutes=5)
+
+
+def test_the_windows_are_those_of_the_settings_handed_in() -> None:
+    due = utcnow() + timedelta(hours=1)
+    target = PostTarget(platform="instagram", status=TargetStatus.SCHEDULED, next_attempt_at=due)
+    post = Post(targets=[target])
+    set_prepare_due(post, [Media(kind="video")], Settings(prepare_window_video=90.0))
+    assert target.prepare_due_at == due - timedelta(seconds=90)
+    set_prepare_due(post, [Media(kind="image")], Settings(prepare_window_image=30.0))
+    assert target.prepare_due_at == due - timedelta(seconds=30)
 
 
 def test_a_prepared_target_publishes_with_what_was_prepared(

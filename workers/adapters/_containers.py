@@ -91,6 +91,10 @@ class GraphContainerAdapter(Adapter):
         """The listing of the account's recent posts of this kind."""
         return self.create_edge
 
+    def listing_path(self, request: PublishRequest) -> str:
+        """Where reconcile looks for the post: the account's listing of this kind."""
+        return f"{self.user_path(request)}/{self.listing_edge(request)}"
+
     def listing_text_field(self, request: PublishRequest) -> str | None:
         """The listed field that holds our text, or None when the kind has no text."""
         return self.text_field
@@ -344,7 +348,7 @@ class GraphContainerAdapter(Adapter):
         fields = ",".join(f for f in ("id", text_field, "timestamp", "permalink") if f)
         body = self.call(
             "GET",
-            f"{self.user_path(request)}/{self.listing_edge(request)}",
+            self.listing_path(request),
             request.account,
             params={"fields": fields, "limit": LISTING_PAGE_SIZE},
         ).body

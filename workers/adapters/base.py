@@ -18,73 +18,99 @@ from typing import Any, Protocol
 import httpx
 
 from app.config import Settings
+from workers.adapters.errors import (
+    AuthExpiredError as AuthExpiredError,
+)
+from workers.adapters.errors import (
+    AuthRevokedError as AuthRevokedError,
+)
+from workers.adapters.errors import (
+    DuplicateError as DuplicateError,
+)
+from workers.adapters.errors import (
+    MetricsPermissionError as MetricsPermissionError,
+)
+from workers.adapters.errors import (
+    Outcome as Outcome,
+)
+from workers.adapters.errors import (
+    PermanentError as PermanentError,
+)
+from workers.adapters.errors import (
+    PlatformError as PlatformError,
+)
+from workers.adapters.errors import (
+    QuotaExhaustedError as QuotaExhaustedError,
+)
+from workers.adapters.errors import (
+    RateLimitedError as RateLimitedError,
+)
+from workers.adapters.errors import (
+    TransientError as TransientError,
+)
 
 
-class Outcome(StrEnum):
-    OK = "ok"
-    TRANSIENT = "transient"
-    RATE_LIMITED = "rate_limited"
-    QUOTA_EXHAUSTED = "quota_exhausted"
-    PERMANENT = "permanent"
-    DUPLICATE = "duplicate"
-    AUTH_EXPIRED = "auth_expired"
-    AUTH_REVOKED = "auth_revoked"
+@dataclass(frozen=True)
+class Metrics:
+    """One post's figures as its platform reports them; None where the platform has no
+    such figure (docs/analytics.md). `raw` keeps the platform's own answer for the post."""
+
+    views: int | None = None
+    likes: int | None = None
+    comments: int | None = None
+    shares: int | None = None
+    impressions: int | None = None
+    clicks: int | None = None
+    saves: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
-class PlatformError(Exception):
-    """A classified failure. `code` is stable and machine-readable (e.g. `x_duplicate`)."""
+@dataclass(frozen=True)
+class AccountMetrics:
+    """An account's audience figures where its platform reports them."""
 
-    outcome: Outcome = Outcome.PERMANENT
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str,
-        http_status: int | None = None,
-        retry_after: float | None = None,
-        retry_at: datetime | None = None,
-        scope: str = "account",
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.http_status = http_status
-        # Seconds to wait (rate limits) or the instant a quota frees up.
-        self.retry_after = retry_after
-        self.retry_at = retry_at
-        # "account" when the limit is the account's, "app" when it binds every account.
-        self.scope = scope
-        self.details = details or {}
+    followers: int | None = None
+    following: int | None = None
+    posts_count: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
-class TransientError(PlatformError):
-    outcome = Outcome.TRANSIENT
+def count(value: Any) -> int | None:
+    """A platform's number (an int, or a numeric string as YouTube sends), else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
-class RateLimitedError(PlatformError):
-    outcome = Outcome.RATE_LIMITED
+def sum_counts(*values: Any) -> int | None:
+    """The sum of the numbers present; None when none is."""
+    present = [c for c in (count(v) for v in values) if c is not None]
+    return sum(present) if present else None
 
 
-class QuotaExhaustedError(PlatformError):
-    outcome = Outcome.QUOTA_EXHAUSTED
+_PERMISSION_MARKERS = ("permission", "scope", "forbidden", "access_denied")
 
 
-class PermanentError(PlatformError):
-    outcome = Outcome.PERMANENT
-
-
-class DuplicateError(PlatformError):
-    outcome = Outcome.DUPLICATE
-
-
-class AuthExpiredError(PlatformError):
-    outcome = Outcome.AUTH_EXPIRED
-
-
-class AuthRevokedError(PlatformError):
-    outcome = Outcome.AUTH_REVOKED
+def as_metrics_error(error: PlatformError) -> PlatformError:
+    """A metrics call's failure as the collector treats it: a refusal for want of a
+    permission or scope (HTTP 403, Graph's permission codes, TikTok's and YouTube's scope
+    codes) becomes MetricsPermissionError, which never disconnects an account that may
+    still publish. Limits, transient failures and dead tokens stay what they are."""
+    if error.outcome in (
+        Outcome.RATE_LIMITED,
+        Outcome.QUOTA_EXHAUSTED,
+        Outcome.TRANSIENT,
+        Outcome.AUTH_EXPIRED,
+    ):
+        return error
+    if error.http_status == 403 or any(m in error.code for m in _PERMISSION_MARKERS):
+        return MetricsPermissionError(
+            error.message, code=error.code, http_status=error.http_status, details=error.details
+        )
+    return error
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,25 @@ class MediaItem:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """One item posted after the post: its first comment (position 0) or a thread item
+    (1..n), each thread item replying to the one before. `handle` and `started_at` are
+    what an earlier attempt at this item saved: an adapter resumes from them, and looks
+    for the item on the platform from `started_at` on."""
+
+    kind: str  # "comment" | "thread_item"
+    position: int
+    text: str
+    media: list[MediaItem] = field(default_factory=list)
+    handle: dict[str, Any] | None = None
+    started_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return "first comment" if self.kind == "comment" else f"thread item {self.position}"
+
+
+@dataclass(frozen=True)
 class PublishRequest:
     target_id: int
     platform: str
@@ -131,6 +176,8 @@ class PublishRequest:
     irreversible_started_at: datetime | None = None
     # The post's cover_photo: the image shown for the video where the platform has one.
     cover: MediaItem | None = None
+    # What follows the post, in order: its first comment, then its thread's items.
+    follow_ups: tuple[FollowUp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -306,6 +353,10 @@ class Adapter(ABC):
     # False where the platform publishes on its own once its processing ends (TikTok
     # Direct Post): such a target is published whole at its instant, never early.
     can_prepare: bool = True
+    # Why the platform cannot tell whether a post whose answer was lost went out (no way
+    # to read the account's posts, no idempotency key); empty where reconcile can look.
+    # Such an adapter's reconcile answers UNKNOWN and the target ends unconfirmed.
+    cannot_reconcile: str = ""
 
     def __init__(
         self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
@@ -467,6 +518,46 @@ class Adapter(ABC):
     def reconcile(self, request: PublishRequest) -> ReconcileResult:
         """After a crash with the outcome unknown: is the post on the platform?"""
 
+    # -- what follows a post: a first comment, a thread ------------------------------------
+    # A platform that can post them says so in app/platforms.py (`first_comment`,
+    # `threads`), which intake and GET /platform-rules read, and implements these. Each
+    # call makes one item public: it saves what it makes on the way with
+    # `context.save_handle` and calls `context.mark_irreversible()` just before the
+    # request that posts the item, as `publish()` does.
+
+    def publish_reply(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """Post `item` as a reply to `parent` (the post, or the thread's previous item)."""
+        raise PermanentError(
+            f"{self.platform} cannot post replies through its API", code="replies_not_supported"
+        )
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """Post `item` as a comment under `parent`; where comments are replies (X,
+        Threads), a reply."""
+        return self.publish_reply(request, parent, item, context)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        """After an attempt at `item` whose answer was lost: is it under `parent`? By its
+        saved handle first, then among the parent's replies or comments (same text, made
+        since `item.started_at`)."""
+        return ReconcileResult(
+            ReconcileStatus.UNKNOWN, reason=f"{self.platform} cannot list a post's replies"
+        )
+
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         """Take a published post down, or raise a PlatformError (DELETE /posts/{id}
         ?delete_on_platforms=…). Platforms without a delete call keep this refusal."""
@@ -474,6 +565,23 @@ class Adapter(ABC):
             f"{self.platform} offers no API call to delete a post; remove it in the app.",
             code="delete_not_supported",
         )
+
+    # Analytics (docs/analytics.md). How many posts one `fetch_metrics` call may name:
+    # the platform's batch size where it reads many posts in one request, else 1.
+    metrics_batch_size: int = 1
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """The figures of the account's published posts (platform ids, at most
+        `metrics_batch_size`), by id; a post the platform no longer has is left out.
+        Raises a PlatformError as publishing calls do."""
+        raise PermanentError(
+            f"{self.platform} offers no API call for post metrics", code="metrics_not_supported"
+        )
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        """The account's audience figures (followers), read daily; None where the
+        platform reports none for this kind of account."""
+        return None
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """Exchange the refresh token; raises AuthRevokedError when it is refused."""

@@ -27,8 +27,11 @@ from app.platforms import GRAPH_VERSION
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
+    FollowUp,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -38,21 +41,30 @@ from workers.adapters.base import (
     ReconcileStatus,
     TransientError,
     checked_state,
+    count,
     resuming_prepared,
     stamp_checked,
     working_handle,
 )
+from workers.adapters.comments import COMMENT_PAGE_SIZE, begin_comment, found_comment
 from workers.adapters.graph import (
     LISTING_PAGE_SIZE,
     GraphResponse,
     earliest_match,
     graph_call,
+    insight_values,
     lower_time_bound,
+    parse_graph_time,
     usage_from_headers,
 )
 from workers.adapters.kit import stream_file
 
 FACEBOOK_WEB = "https://www.facebook.com"
+# A post's figures in one read: reaction and comment totals, shares, lifetime insights.
+POST_METRIC_FIELDS = (
+    "shares,comments.summary(true).limit(0),reactions.summary(true).limit(0),"
+    "insights.metric(post_impressions,post_clicks)"
+)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 DEAD_VIDEO_STATES = frozenset({"error", "expired", "upload_failed"})
 REEL_DONE_STATES = frozenset({"published", "scheduled"})
@@ -75,6 +87,41 @@ class FacebookAdapter(Adapter):
 
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         self._call("DELETE", f"/{platform_post_id}", account.access_token)
+
+    # One GET /?ids= reads up to 50 objects.
+    metrics_batch_size = 50
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """Each post's reactions, comments and shares, and its lifetime insights."""
+        params = {"ids": ",".join(post_ids), "fields": POST_METRIC_FIELDS}
+        body = self._call("GET", "/", account.access_token, params=params).body
+        found: dict[str, Metrics] = {}
+        for post_id in post_ids:
+            item = body.get(post_id)
+            if not isinstance(item, dict):
+                continue
+            insights = insight_values(item.get("insights") or {})
+            found[post_id] = Metrics(
+                likes=count(
+                    ((item.get("reactions") or {}).get("summary") or {}).get("total_count")
+                ),
+                comments=count(
+                    ((item.get("comments") or {}).get("summary") or {}).get("total_count")
+                ),
+                # Graph leaves `shares` out of a post nobody shared.
+                shares=count((item.get("shares") or {}).get("count", 0)),
+                impressions=insights.get("post_impressions"),
+                clicks=insights.get("post_clicks"),
+                raw=item,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        if not account.external_id:
+            return None
+        params = {"fields": "followers_count,fan_count"}
+        body = self._call("GET", f"/{account.external_id}", account.access_token, params=params)
+        return AccountMetrics(followers=count(body.body.get("followers_count")), raw=body.body)
 
     @staticmethod
     def _page_id(request: PublishRequest) -> str:
@@ -384,6 +431,47 @@ class FacebookAdapter(Adapter):
         if url is None and kind != "video":
             url = f"{FACEBOOK_WEB}/{post_id}"
         return PublishResult(post_id, url, {"kind": kind, "adopted": True})
+
+    # -- a first comment: POST /{object-id}/comments -----------------------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        begin_comment(context)
+        body = self._call(
+            "POST",
+            f"/{parent.platform_post_id}/comments",
+            request.account.access_token,
+            data={"message": item.text},
+        ).body
+        return _comment_result(str(body["id"]), parent)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        body = self._call(
+            "GET",
+            f"/{parent.platform_post_id}/comments",
+            request.account.access_token,
+            params={"fields": "id,message,created_time", "limit": COMMENT_PAGE_SIZE},
+        ).body
+        listed = [
+            (str(e["id"]), str(e.get("message") or ""), parse_graph_time(e.get("created_time")))
+            for e in body.get("data") or []
+            if isinstance(e, dict) and e.get("id")
+        ]
+        return found_comment(item, listed, lambda comment_id: _comment_result(comment_id, parent))
+
+
+def _comment_result(comment_id: str, parent: PublishResult) -> PublishResult:
+    """A comment's link: its post's, naming the comment ({post}_{comment} ids)."""
+    number = comment_id.rsplit("_", 1)[-1]
+    url = f"{parent.url}?comment_id={number}" if parent.url else None
+    return PublishResult(comment_id, url, {"reply_to": parent.platform_post_id})
 
 
 def _publish_status(status: dict[str, Any]) -> str | None:

@@ -159,6 +159,28 @@ def graph_call(
     raise classify_graph_error(platform, response.status_code, body, response.headers)
 
 
+def insight_values(body: dict[str, Any]) -> dict[str, int]:
+    """An insights answer (`{"data": [{"name", "values": [{"value"}] | "total_value"}]}`)
+    as {metric name: number}; a value broken down by type (reactions) is summed."""
+    found: dict[str, int] = {}
+    for entry in body.get("data") or []:
+        if not isinstance(entry, dict) or not entry.get("name"):
+            continue
+        total = entry.get("total_value")
+        values = entry.get("values") or []
+        if isinstance(total, dict):
+            value = total.get("value")
+        elif values and isinstance(values[-1], dict):
+            value = values[-1].get("value")
+        else:
+            continue
+        if isinstance(value, dict):
+            value = sum(v for v in value.values() if isinstance(v, int))
+        if isinstance(value, int) and not isinstance(value, bool):
+            found[str(entry["name"])] = value
+    return found
+
+
 def subcode_in(detail: str) -> int | None:
     """Instagram's container `status` on ERROR carries an error subcode in its text."""
     match = SUBCODE_PATTERN.search(detail)

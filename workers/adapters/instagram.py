@@ -19,19 +19,29 @@ from workers.adapters import register
 from workers.adapters._containers import ContainerPlan, GraphContainerAdapter
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     AuthRevokedError,
+    FollowUp,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
+    PublishContext,
     PublishRequest,
+    PublishResult,
+    ReconcileResult,
     TokenSet,
     TransientError,
+    count,
 )
+from workers.adapters.comments import COMMENT_PAGE_SIZE, begin_comment, found_comment
 from workers.adapters.graph import (
     MEDIA_FETCH_ERRORS,
     MEDIA_FETCH_HINT,
     PERMANENT_SUBCODES,
     TRANSIENT_SUBCODES,
+    insight_values,
+    parse_graph_time,
     refresh_long_lived_token,
     subcode_in,
 )
@@ -141,6 +151,34 @@ class InstagramAdapter(GraphContainerAdapter):
         # A story carries no caption: it is matched by time alone.
         return None if request.settings.get("contentType") == "Story" else "caption"
 
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """Media insights, one media a call (the insights edge takes one id)."""
+        found: dict[str, Metrics] = {}
+        for media_id in post_ids:
+            params = {"metric": "views,reach,likes,comments,shares,saved"}
+            values = insight_values(
+                self.call("GET", f"/{media_id}/insights", account, params=params).body
+            )
+            found[media_id] = Metrics(
+                views=values.get("views"),
+                likes=values.get("likes"),
+                comments=values.get("comments"),
+                shares=values.get("shares"),
+                saves=values.get("saved"),
+                raw=dict(values),
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        params = {"fields": "followers_count,follows_count,media_count"}
+        body = self.call("GET", f"/{account.external_id or 'me'}", account, params=params).body
+        return AccountMetrics(
+            followers=count(body.get("followers_count")),
+            following=count(body.get("follows_count")),
+            posts_count=count(body.get("media_count")),
+            raw=body,
+        )
+
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """GET /refresh_access_token?grant_type=ig_refresh_token: 60 more days. A Page
         token (Facebook Login) has no refresh: when it stops working (password changed,
@@ -155,6 +193,40 @@ class InstagramAdapter(GraphContainerAdapter):
             self, "/refresh_access_token", "ig_refresh_token", account.access_token
         )
 
+    # -- a first comment: POST /{ig-media-id}/comments -------------------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        begin_comment(context)
+        body = self.call(
+            "POST",
+            f"/{parent.platform_post_id}/comments",
+            request.account,
+            data={"message": item.text},
+        ).body
+        return _comment_result(str(body["id"]), parent)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        body = self.call(
+            "GET",
+            f"/{parent.platform_post_id}/comments",
+            request.account,
+            params={"fields": "id,text,timestamp", "limit": COMMENT_PAGE_SIZE},
+        ).body
+        listed = [
+            (str(e["id"]), str(e.get("text") or ""), parse_graph_time(e.get("timestamp")))
+            for e in body.get("data") or []
+            if isinstance(e, dict) and e.get("id")
+        ]
+        return found_comment(item, listed, lambda comment_id: _comment_result(comment_id, parent))
+
 
 def via_facebook_login(account: AccountCredentials) -> bool:
     return (account.settings or {}).get("login") == FACEBOOK_LOGIN
@@ -166,3 +238,8 @@ def _with_caption(params: dict[str, str], caption: str) -> dict[str, str]:
 
 def _unsupported(message: str) -> PermanentError:
     return PermanentError(message, code="instagram_unsupported_media")
+
+
+def _comment_result(comment_id: str, parent: PublishResult) -> PublishResult:
+    """Instagram comments have no link of their own: the post's."""
+    return PublishResult(comment_id, parent.url, {"reply_to": parent.platform_post_id})

@@ -27,10 +27,13 @@ import httpx
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthRevokedError,
     DuplicateError,
+    FollowUp,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -41,10 +44,12 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     resuming_prepared,
     working_handle,
 )
+from workers.adapters.comments import COMMENT_PAGE_SIZE, begin_comment, found_comment
 from workers.adapters.kit import (
     ErrorCodes,
     classify_status,
@@ -331,6 +336,34 @@ class LinkedInAdapter(Adapter):
 
     # -- auth ------------------------------------------------------------------------------
 
+    # A batch get of socialActions names many posts in one List(...).
+    metrics_batch_size = 50
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """socialActions: likes and comments (the figures every author's token may read)."""
+        ids = ",".join(quote(urn, safe="") for urn in post_ids)
+        url = self.url(f"/rest/socialActions?ids=List({ids})")
+        results = json_body(self._call("GET", url, account.access_token)).get("results") or {}
+        found: dict[str, Metrics] = {}
+        for urn, item in results.items():
+            if not isinstance(item, dict):
+                continue
+            found[str(urn)] = Metrics(
+                likes=count((item.get("likesSummary") or {}).get("totalLikes")),
+                comments=count((item.get("commentsSummary") or {}).get("aggregatedTotalComments")),
+                raw=item,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        """An organization's followers (networkSizes); a member's are not in the API."""
+        author = author_urn(account)
+        if not author.startswith("urn:li:organization:"):
+            return None
+        path = f"/rest/networkSizes/{quote(author, safe='')}?edgeType=COMPANY_FOLLOWED_BY_MEMBER"
+        body = json_body(self._call("GET", self.url(path), account.access_token))
+        return AccountMetrics(followers=count(body.get("firstDegreeSize")), raw=body)
+
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST www.linkedin.com/oauth/v2/accessToken; only approved partners get refresh tokens."""
         refresh_token = self.stored_refresh_token(
@@ -351,6 +384,51 @@ class LinkedInAdapter(Adapter):
         )
 
     # -- HTTP ------------------------------------------------------------------------------
+
+    # -- a first comment: POST /rest/socialActions/{urn}/comments ----------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        urn = parent.platform_post_id
+        body = {"actor": author_urn(request.account), "object": urn, "message": {"text": item.text}}
+        begin_comment(context)
+        response = self._call(
+            "POST", self._comments_url(urn), request.account.access_token, json=body
+        )
+        comment_id = str(json_body(response).get("id") or response.headers.get("x-restli-id"))
+        return PublishResult(comment_id, parent.url, {"reply_to": urn})
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        urn = parent.platform_post_id
+        response = self._call(
+            "GET",
+            self._comments_url(urn) + f"?count={COMMENT_PAGE_SIZE}",
+            request.account.access_token,
+        )
+        listed = [
+            (
+                str(e["id"]),
+                str((e.get("message") or {}).get("text") or ""),
+                ((e.get("created") or {}).get("time") or 0) / 1000 or None,
+            )
+            for e in json_body(response).get("elements") or []
+            if isinstance(e, dict) and e.get("id")
+        ]
+        return found_comment(
+            item,
+            listed,
+            lambda comment_id: PublishResult(comment_id, parent.url, {"reply_to": urn}),
+        )
+
+    def _comments_url(self, urn: str) -> str:
+        return self.url(f"/rest/socialActions/{quote(urn, safe='')}/comments")
 
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         path = f"/rest/posts/{quote(platform_post_id, safe='')}"

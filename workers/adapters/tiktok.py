@@ -18,9 +18,11 @@ from app.platforms import MB
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthRevokedError,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -31,6 +33,7 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     single_video,
 )
@@ -260,6 +263,48 @@ class TikTokAdapter(Adapter):
                     details={"matched_by": "video_list"},
                 )
         return None
+
+    # /v2/video/query/ takes up to 20 video ids.
+    metrics_batch_size = 20
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """Video Query (scope video.list); a post whose id is still its publish_id (not
+        yet public) is not found and is left out."""
+        response = self._send(
+            "POST",
+            self.url("/v2/video/query/"),
+            params={"fields": "id,view_count,like_count,comment_count,share_count"},
+            json={"filters": {"video_ids": post_ids}},
+            headers=_auth(account.access_token),
+            timeout=API_TIMEOUT,
+        )
+        found: dict[str, Metrics] = {}
+        for video in (_check(response).get("data") or {}).get("videos") or []:
+            found[str(video.get("id"))] = Metrics(
+                views=count(video.get("view_count")),
+                likes=count(video.get("like_count")),
+                comments=count(video.get("comment_count")),
+                shares=count(video.get("share_count")),
+                raw=video,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        """User Info (scope user.info.stats)."""
+        response = self._send(
+            "GET",
+            self.url("/v2/user/info/"),
+            params={"fields": "follower_count,following_count,likes_count,video_count"},
+            headers=_auth(account.access_token),
+            timeout=API_TIMEOUT,
+        )
+        user = (_check(response).get("data") or {}).get("user") or {}
+        return AccountMetrics(
+            followers=count(user.get("follower_count")),
+            following=count(user.get("following_count")),
+            posts_count=count(user.get("video_count")),
+            raw=user,
+        )
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST /v2/oauth/token/; TikTok rotates refresh tokens, so keep the returned one."""

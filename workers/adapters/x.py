@@ -23,11 +23,14 @@ from app.config import Settings
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
     DuplicateError,
+    FollowUp,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -38,8 +41,10 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     resuming_prepared,
+    sum_counts,
     working_handle,
 )
 from workers.adapters.kit import (
@@ -141,30 +146,7 @@ class XAdapter(Adapter):
             if found is not None:
                 return found
 
-        media_ids = self._reusable_media_ids(handle)
-        if media_ids is None:
-            uploaded = [self._upload(token, item) for item in request.media]
-            media_ids = [str(data["id"]) for data in uploaded]
-            expires_after = min(
-                (int(d.get("expires_after_secs", 86400)) for d in uploaded), default=86400
-            )
-            handle.update(
-                media_ids=media_ids,
-                media_keys=[d["media_key"] for d in uploaded if d.get("media_key")],
-                media_expires_at=int(time.time()) + expires_after,
-                media_ready=False,
-            )
-            # Saved before processing: an attempt that times out waiting resumes the wait
-            # rather than uploading again.
-            context.save_handle(handle)
-            for data in uploaded:
-                self._await_processing(token, data)
-            handle["media_ready"] = True
-        elif media_ids and handle.get("media_ready") is False:
-            for media_id in media_ids:
-                self._await_processing(token, self._media_status(token, media_id))
-            handle["media_ready"] = True
-
+        media_ids = self._media_ids(token, request.media, handle, context)
         body: dict[str, Any] = {}
         if request.text:
             body["text"] = request.text
@@ -189,6 +171,113 @@ class XAdapter(Adapter):
             details["rate_limit"] = rate_limit
         return PublishResult(
             platform_post_id=post_id, url=permalink(username, post_id), details=details
+        )
+
+    def _media_ids(
+        self, token: str, media: list[MediaItem], handle: dict[str, Any], context: PublishContext
+    ) -> list[str]:
+        """The media uploaded and processed, or an earlier attempt's while X holds them."""
+        media_ids = self._reusable_media_ids(handle)
+        if media_ids is None:
+            uploaded = [self._upload(token, item) for item in media]
+            media_ids = [str(data["id"]) for data in uploaded]
+            expires_after = min(
+                (int(d.get("expires_after_secs", 86400)) for d in uploaded), default=86400
+            )
+            handle.update(
+                media_ids=media_ids,
+                media_keys=[d["media_key"] for d in uploaded if d.get("media_key")],
+                media_expires_at=int(time.time()) + expires_after,
+                media_ready=False,
+            )
+            # Saved before processing: an attempt that times out waiting resumes the wait
+            # rather than uploading again.
+            context.save_handle(handle)
+            for data in uploaded:
+                self._await_processing(token, data)
+            handle["media_ready"] = True
+        elif media_ids and handle.get("media_ready") is False:
+            for media_id in media_ids:
+                self._await_processing(token, self._media_status(token, media_id))
+            handle["media_ready"] = True
+        return media_ids
+
+    # -- replies: a thread's items and a first comment ----------------------------------------
+
+    def publish_reply(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """POST /2/tweets with reply.in_reply_to_tweet_id: the item under its parent."""
+        token = request.account.access_token
+        handle = dict(item.handle or {})
+        identity = self._identity(request.account)
+        media_ids = self._media_ids(token, item.media, handle, context)
+        body: dict[str, Any] = {"reply": {"in_reply_to_tweet_id": parent.platform_post_id}}
+        if item.text:
+            body["text"] = item.text
+        if media_ids:
+            body["media"] = {"media_ids": media_ids}
+        handle.update(
+            user_id=identity.user_id,
+            username=identity.username,
+            text_sha256=text_fingerprint(item.text),
+            posted_at=datetime.now(UTC).isoformat(),
+        )
+        context.save_handle(handle)
+        context.mark_irreversible()
+        response = self._call("POST", self.url("/2/tweets"), token, json=body)
+        post_id = str(response.json()["data"]["id"])
+        return PublishResult(
+            post_id, permalink(identity.username, post_id), {"reply_to": parent.platform_post_id}
+        )
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        """The author's reply to `parent` since the item's attempt began, with its text."""
+        handle = item.handle or {}
+        identity = self._identity(request.account)
+        user_id = handle.get("user_id") or identity.user_id
+        if not user_id:
+            raise TransientError(
+                "cannot read the X timeline: the account's user id is unknown",
+                code="x_identity_unavailable",
+            )
+        since = reconcile_since(handle.get("posted_at") or item.started_at, RECONCILE_CLOCK_SKEW)
+        response = self._call(
+            "GET",
+            self.url(f"/2/users/{user_id}/tweets"),
+            request.account.access_token,
+            params={
+                "max_results": RECONCILE_PAGE_SIZE,
+                "start_time": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "tweet.fields": "created_at,referenced_tweets",
+                "exclude": "retweets",
+            },
+        )
+        fingerprint = handle.get("text_sha256") or text_fingerprint(item.text)
+        for post in response.json().get("data") or []:
+            replied = [
+                ref.get("id")
+                for ref in post.get("referenced_tweets") or []
+                if ref.get("type") == "replied_to"
+            ]
+            if parent.platform_post_id in replied and (
+                text_fingerprint(post.get("text", "")) == fingerprint
+            ):
+                post_id = str(post["id"])
+                result = PublishResult(
+                    post_id,
+                    permalink(handle.get("username") or identity.username, post_id),
+                    {"reconciled": True, "reply_to": parent.platform_post_id},
+                )
+                return ReconcileResult(ReconcileStatus.FOUND, result)
+        return ReconcileResult(
+            ReconcileStatus.NOT_FOUND, reason="no matching reply on the timeline"
         )
 
     def prepared_until(self, handle: dict[str, Any]) -> float | None:
@@ -368,6 +457,46 @@ class XAdapter(Adapter):
         identity = XIdentity(user_id=str(data["id"]), username=data.get("username"))
         self._identities[account.account_id] = (account.access_token, identity)
         return identity
+
+    # GET /2/tweets reads up to 100 posts by id.
+    metrics_batch_size = 100
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """public_metrics of each post: X counts a view as an impression."""
+        response = self._call(
+            "GET",
+            self.url("/2/tweets"),
+            account.access_token,
+            params={"ids": ",".join(post_ids), "tweet.fields": "public_metrics"},
+        )
+        found: dict[str, Metrics] = {}
+        for item in json_body(response).get("data") or []:
+            figures = item.get("public_metrics") or {}
+            found[str(item.get("id"))] = Metrics(
+                views=count(figures.get("impression_count")),
+                likes=count(figures.get("like_count")),
+                comments=count(figures.get("reply_count")),
+                shares=sum_counts(figures.get("retweet_count"), figures.get("quote_count")),
+                impressions=count(figures.get("impression_count")),
+                saves=count(figures.get("bookmark_count")),
+                raw=figures,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        response = self._call(
+            "GET",
+            self.url("/2/users/me"),
+            account.access_token,
+            params={"user.fields": "public_metrics"},
+        )
+        figures = (json_body(response).get("data") or {}).get("public_metrics") or {}
+        return AccountMetrics(
+            followers=count(figures.get("followers_count")),
+            following=count(figures.get("following_count")),
+            posts_count=count(figures.get("tweet_count")),
+            raw=figures,
+        )
 
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST /2/oauth2/token; X refresh tokens are single-use, so the new one must be kept."""

@@ -28,9 +28,12 @@ import httpx
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthRevokedError,
+    FollowUp,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -41,10 +44,12 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     single_video,
     working_handle,
 )
+from workers.adapters.comments import begin_comment, found_comment
 from workers.adapters.kit import ErrorCodes, classify_status, reconcile_since, stream_file
 
 API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -350,6 +355,38 @@ class YouTubeAdapter(Adapter):
                 )
         return None
 
+    # videos.list takes up to 50 ids.
+    metrics_batch_size = 50
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """videos.list part=statistics (1 quota unit for the whole batch)."""
+        body = self._get(
+            account.access_token, "/videos", {"part": "statistics", "id": ",".join(post_ids)}
+        )
+        found: dict[str, Metrics] = {}
+        for item in body.get("items") or []:
+            figures = item.get("statistics") or {}
+            found[str(item.get("id"))] = Metrics(
+                views=count(figures.get("viewCount")),
+                likes=count(figures.get("likeCount")),
+                comments=count(figures.get("commentCount")),
+                raw=figures,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        body = self._get(account.access_token, "/channels", {"part": "statistics", "mine": "true"})
+        items = body.get("items") or []
+        if not items:
+            return None
+        figures = items[0].get("statistics") or {}
+        hidden = bool(figures.get("hiddenSubscriberCount"))
+        return AccountMetrics(
+            followers=None if hidden else count(figures.get("subscriberCount")),
+            posts_count=count(figures.get("videoCount")),
+            raw=figures,
+        )
+
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """POST oauth2.googleapis.com/token; Google keeps the refresh token (no rotation)."""
         refresh_token = self.stored_refresh_token(
@@ -383,6 +420,53 @@ class YouTubeAdapter(Adapter):
         )
         if response.status_code not in (200, 204):
             raise _error(response)
+
+    # -- a first comment: commentThreads.insert ---------------------------------------------
+
+    def publish_comment(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        video_id = parent.platform_post_id
+        snippet = {"videoId": video_id, "topLevelComment": {"snippet": {"textOriginal": item.text}}}
+        begin_comment(context)
+        response = self._send(
+            "POST",
+            self.url(API_PATH + "/commentThreads"),
+            params={"part": "snippet"},
+            json={"snippet": snippet},
+            headers=_auth(request.account.access_token),
+            timeout=API_TIMEOUT,
+        )
+        if response.status_code != 200:
+            raise _error(response)
+        return _comment_result(str(json_body(response)["id"]), video_id)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        video_id = parent.platform_post_id
+        body = self._get(
+            request.account.access_token,
+            "/commentThreads",
+            {"part": "snippet", "videoId": video_id, "order": "time", "maxResults": 100},
+        )
+        listed = []
+        for thread in body.get("items") or []:
+            comment = ((thread.get("snippet") or {}).get("topLevelComment") or {}).get("snippet")
+            if not isinstance(comment, dict) or not thread.get("id"):
+                continue
+            published = comment.get("publishedAt")
+            created = (
+                datetime.fromisoformat(published.replace("Z", "+00:00")).timestamp()
+                if isinstance(published, str)
+                else None
+            )
+            listed.append((str(thread["id"]), str(comment.get("textOriginal") or ""), created))
+        return found_comment(item, listed, lambda thread_id: _comment_result(thread_id, video_id))
 
     def _get(self, token: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self._send(
@@ -438,6 +522,13 @@ def _result(video: dict[str, Any]) -> PublishResult:
             "upload_status": status.get("uploadStatus"),
             "privacy_status": status.get("privacyStatus"),
         },
+    )
+
+
+def _comment_result(thread_id: str, video_id: str) -> PublishResult:
+    """A top-level comment's link: the video's, naming the comment (`lc`)."""
+    return PublishResult(
+        thread_id, f"{_watch_url(video_id)}&lc={thread_id}", {"reply_to": video_id}
     )
 
 

@@ -152,3 +152,6 @@ class Delivery:
     decision: Decision | None = None
     started: float = 0.0
     started_at: datetime | None = None
+    # The post is already public (an earlier delivery made it so, or a look on the
+    # platform found it): only what follows it (first comment, thread) is left.
+    live: PublishResult | None = None

@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from psycopg.errors import DeadlockDetected, SerializationFailure
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from app import metrics
+from app.analytics_schedule import first_collection
 from app.db import utcnow
 from app.dispatch import RETRY_HEAD_START, Dispatch, DueTarget, send_dispatches
 from app.models import Post, PostTarget, PublishAttempt, TargetStatus
@@ -247,7 +248,10 @@ def _outcome_values(
             values.update(
                 platform_post_id=decision.result.platform_post_id,
                 url=decision.result.url,
-                published_at=now,
+                # A thread's post went live (and was recorded) before its items.
+                published_at=func.coalesce(PostTarget.published_at, now),
+                # Analytics: its platform's figures are first read this long after.
+                next_metrics_at=first_collection(now, deps.settings.metrics_schedule),
                 error_code=None,
                 error_message=None,
             )

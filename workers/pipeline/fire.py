@@ -38,6 +38,7 @@ from workers.pipeline.context import (
     log,
     log_event,
 )
+from workers.pipeline.steps import run_follow_ups
 from workers.quotas import Hold
 from workers.retry import retry_policy
 from workers.tokens import refresh_account
@@ -55,6 +56,12 @@ def fire_delivery(deps: PipelineDeps, delivery: Delivery) -> Decision | None:
     assert request is not None
     adapter = deps.adapter_for(target.platform)
     try:
+        if delivery.live is not None:
+            # The post is out: only its first comment and thread items are left.
+            live = Decision(
+                outcome="published", status=TargetStatus.PUBLISHED, result=delivery.live
+            )
+            return run_follow_ups(deps, delivery, adapter, request, live, classify)
         # Our own caps count the moment of the call, so they are taken at the instant.
         hold = deps.quotas.take_publish_slot(target.platform, target.account_id)
         if hold is not None:
@@ -64,6 +71,9 @@ def fire_delivery(deps: PipelineDeps, delivery: Delivery) -> Decision | None:
             # Out of retries after a request that may have gone out: look once more.
             since = target.irreversible_started_at or context.marked_at
             decision = _settle(adapter, replace(request, irreversible_started_at=since), decision)
+        if request.follow_ups and decision.status == TargetStatus.PUBLISHED:
+            # The post is out: its first comment and thread follow it at once.
+            decision = run_follow_ups(deps, delivery, adapter, request, decision, classify)
     except LostClaim:
         log_event("publish.lost_claim", **delivery.fields)
         return None

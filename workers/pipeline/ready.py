@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.dispatch import ETA_HEAD_START
 from app.models import PostTarget, TargetStatus
-from workers.adapters.base import PlatformError, PublishRequest
+from workers.adapters.base import PlatformError, PublishRequest, PublishResult
 from workers.pipeline.claim import claim_deliveries
 from workers.pipeline.context import (
     Decision,
@@ -79,6 +79,11 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
         return
     # Never sit idle in a transaction while a platform answers.
     session.commit()
+    if target.platform_post_id and request.follow_ups:
+        # The post is live; what follows it is left (first comment, thread items).
+        delivery.request = request
+        delivery.live = PublishResult(target.platform_post_id, target.url)
+        return
     if target.irreversible_started_at is not None:
         # A previous delivery may have made the post public without hearing back.
         try:
@@ -86,6 +91,11 @@ def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
         except PlatformError as error:
             # Cannot ask right now: try again later, the marker stays until we know.
             delivery.decision = classify(deps, target, error, maybe_posted=True)
+            return
+        if found is not None and found.result is not None and request.follow_ups:
+            # Found live: what follows it is still to post.
+            delivery.request = request
+            delivery.live = found.result
             return
         if found is not None:
             delivery.decision = found
@@ -116,7 +126,8 @@ def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> Decis
             "memory, or a crash while processing its media), so it was not tried again."
         ),
     )
-    if target.irreversible_started_at is None:
+    if target.irreversible_started_at is None or target.platform_post_id:
+        # Nothing sent, or the post is known live (failed with it: a retry resumes).
         return failed
     try:
         request = build_request(deps, session, target)

@@ -16,13 +16,18 @@ from app.config import Settings
 from app.models import Media, PostTarget
 from app.platform_rules import (
     ErrorBag,
+    check_follow_ups,
     check_platform_rules,
+    first_comment_of,
     known_text_limits,
     platform_settings,
     platform_text,
+    thread_media_ids,
+    thread_of,
 )
 from app.services.media import media_path, signed_media_url
 from workers.adapters.base import (
+    FollowUp,
     MediaItem,
     Outcome,
     PermanentError,
@@ -76,7 +81,35 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
         handle=target.platform_handle,
         irreversible_started_at=target.irreversible_started_at,
         cover=_media_item(deps.settings, cover_row) if cover_row is not None else None,
+        follow_ups=_follow_ups(deps, session, target),
     )
+
+
+def _follow_ups(deps: PipelineDeps, session: Session, target: PostTarget) -> tuple[FollowUp, ...]:
+    """The post's first comment and thread on the target's platform, checked again by
+    intake's rules, with the thread items' media."""
+    post, platform = target.post, target.platform
+    assert post is not None
+    content = {platform: (post.platform_content or {}).get(platform) or {}}
+    comment, thread = first_comment_of(platform, content), thread_of(platform, content)
+    if comment is None and not thread:
+        return ()
+    ids = [uuid.UUID(i) for i in thread_media_ids(content)]
+    rows = (
+        {str(m.id): m for m in session.scalars(select(Media).where(Media.id.in_(ids)))}
+        if ids
+        else {}
+    )
+    problems = ErrorBag()
+    check_follow_ups([platform], content, rows, problems)
+    if problems.errors:
+        path, messages = next(iter(problems.errors.items()))
+        raise PermanentError(f"{path}: {messages[0]}", code="content_rejected")
+    items = [FollowUp("comment", 0, comment)] if comment is not None else []
+    for position, item in enumerate(thread, start=1):
+        media = [_media_item(deps.settings, rows[str(i)]) for i in item.get("media_ids") or []]
+        items.append(FollowUp("thread_item", position, item.get("content") or "", media))
+    return tuple(items)
 
 
 class _MediaMissing(PlatformError):

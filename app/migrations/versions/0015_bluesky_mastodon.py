@@ -5,8 +5,8 @@ time an account of that instance connects, and keeps the client id and (encrypte
 secret for the next ones, with the limits the instance reports. A connect link keeps
 the instance its user named until the consent comes back.
 
-Revision ID: 0010_bluesky_mastodon
-Revises: 0009
+Revision ID: 0015_bluesky_mastodon
+Revises: 0014_threads
 Create Date: 2026-12-05
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0010_bluesky_mastodon"
-down_revision = "0009"
+revision = "0015_bluesky_mastodon"
+down_revision = "0014_threads"
 branch_labels = None
 depends_on = None
 
