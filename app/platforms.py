@@ -422,6 +422,9 @@ PLATFORMS: dict[str, PlatformRules] = {
         ),
         # Writes cost 3 points of 5,000 an hour per account: about 1,666 posts an hour.
         window_requests=(1666, 3600),
+        # Replies (record.reply): a first comment is a reply, as is each thread item.
+        first_comment=True,
+        threads=True,
     ),
     "mastodon": PlatformRules(
         name="mastodon",
@@ -441,6 +444,9 @@ PLATFORMS: dict[str, PlatformRules] = {
         ),
         # 300 requests per 5 minutes per account.
         window_requests=(300, 300),
+        # Replies (in_reply_to_id): a first comment is a reply, as is each thread item.
+        first_comment=True,
+        threads=True,
     ),
 }
 

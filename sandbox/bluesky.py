@@ -382,6 +382,25 @@ def _ledger_media(embed: dict[str, Any] | None) -> list[dict[str, Any]]:
     return []
 
 
+def _reply_parent(reply: Any) -> tuple[str | None, str | None]:
+    """(the uri a reply answers, None) or (None, why it is refused); (None, None) for a
+    post. Both refs are {uri, cid}; the parent must be a live record with that cid."""
+    if reply is None:
+        return None, None
+    refs = [reply.get(k) for k in ("root", "parent")] if isinstance(reply, dict) else []
+    if len(refs) != 2 or not all(
+        isinstance(r, dict) and isinstance(r.get("uri"), str) and isinstance(r.get("cid"), str)
+        for r in refs
+    ):
+        return None, "Record/reply must have root and parent strong refs {uri, cid}"
+    parent = refs[1]
+    repo, _, rkey = parent["uri"].removeprefix("at://").partition(f"/{POST_COLLECTION}/")
+    found = _live_record(repo, rkey) if repo.startswith("did:") and rkey else None
+    if found is None or found["cid"] != parent["cid"]:
+        return None, "Record/reply/parent: could not locate record"
+    return parent["uri"], None
+
+
 def create_record() -> Response:
     found, failure = session_of(publishing=True)
     if failure is not None or found is None:
@@ -396,6 +415,9 @@ def create_record() -> Response:
         return _error(400, "InvalidRequest", "This sandbox stores app.bsky.feed.post only")
     record = body.get("record")
     problem = _record_problem(record, did)
+    if problem:
+        return _error(400, "InvalidRequest", f"Invalid app.bsky.feed.post record: {problem}")
+    reply_to, problem = _reply_parent(record.get("reply"))
     if problem:
         return _error(400, "InvalidRequest", f"Invalid app.bsky.feed.post record: {problem}")
     rkey = str(body.get("rkey") or _tid())
@@ -415,7 +437,8 @@ def create_record() -> Response:
         store()["records"][uri] = {"uri": uri, "cid": cid, "value": record, "did": did}
         params = {k: v for k, v in record.items() if k not in ("text", "$type")}
         params.update(uri=uri, cid=cid, rkey=rkey, handle=found["handle"])
-        state.record(PLATFORM, did, uri, record["text"], _ledger_media(record.get("embed")), params)
+        media = _ledger_media(record.get("embed"))
+        state.record(PLATFORM, did, uri, record["text"], media, params, reply_to)
         remaining = WRITE_POINTS_PER_HOUR - len(writes) * CREATE_POINTS
         headers = _limit_headers(WRITE_POINTS_PER_HOUR, remaining, writes[0] + 3600, 3600)
     if should_lose_response(state, PLATFORM):

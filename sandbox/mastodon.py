@@ -346,6 +346,9 @@ def create_status() -> Response:
     visibility = str(values.get("visibility") or "public")
     if visibility not in ("public", "unlisted", "private", "direct"):
         return _error(422, "Validation failed: Visibility is not included in the list")
+    reply_to = str(values.get("in_reply_to_id") or "") or None
+    if reply_to is not None and _live_status(reply_to) is None:
+        return _error(404, "Record not found")
     status_id = str(10**17 + state.next_id())
     status = {
         "id": status_id,
@@ -359,7 +362,7 @@ def create_status() -> Response:
         "sensitive": _truthy(values.get("sensitive")),
         "spoiler_text": str(values.get("spoiler_text") or ""),
         "language": values.get("language"),
-        "in_reply_to_id": values.get("in_reply_to_id"),
+        "in_reply_to_id": reply_to,
         "media_attachments": [_media_json(m) for m in media],  # type: ignore[arg-type]
         "account": account,
     }
@@ -373,7 +376,7 @@ def create_status() -> Response:
         store()["statuses"][status_id] = status
         if key:
             store()["idempotency"][(account["id"], key)] = (now, status_id)
-        state.record(PLATFORM, account["id"], status_id, text, ledger_media, params)
+        state.record(PLATFORM, account["id"], status_id, text, ledger_media, params, reply_to)
     if should_lose_response(state, PLATFORM):
         return _error(504, "Gateway Timeout")
     return json_response(_status_json(status), 200, headers)

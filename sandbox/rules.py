@@ -418,6 +418,8 @@ PLATFORMS: dict[str, PlatformRules] = {
         ),
         # Writes cost 3 points of 5,000 an hour per account: about 1,666 posts an hour.
         window_requests=(1666, 3600),
+        first_comment=True,
+        threads=True,
     ),
     "mastodon": PlatformRules(
         name="mastodon",
@@ -437,6 +439,8 @@ PLATFORMS: dict[str, PlatformRules] = {
         ),
         # 300 requests per 5 minutes per account.
         window_requests=(300, 300),
+        first_comment=True,
+        threads=True,
     ),
 }
 

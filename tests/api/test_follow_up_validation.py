@@ -183,8 +183,8 @@ def test_platform_rules_say_which_platforms_take_first_comments_and_threads(
         "youtube": (True, False),
         "telegram": (False, False),
         "discord": (False, False),
-        "bluesky": (False, False),
-        "mastodon": (False, False),
+        "bluesky": (True, True),
+        "mastodon": (True, True),
     }
     assert rules["x"]["max_thread_items"] == 25
     assert rules["tiktok"]["max_thread_items"] is None

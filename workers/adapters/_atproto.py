@@ -11,7 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from workers.adapters.base import (
     AuthRevokedError,
     PermanentError,
     PlatformError,
+    PublishResult,
     json_body,
 )
 from workers.adapters.kit import ErrorCodes, classify_status, reset_wait_seconds
@@ -35,6 +36,8 @@ _TAG_RE = regex.compile(
 )
 _TRAILING_PUNCTUATION = ".,;:!?\"'"
 MAX_TAG_LENGTH = 64
+# Besides its 300 graphemes (the rules' limit), a post's text is at most 3000 bytes.
+TEXT_MAX_BYTES = 3000
 
 
 def _byte_range(text: str, start: int, end: int) -> dict[str, int]:
@@ -242,3 +245,30 @@ def classify_sign_in(response: httpx.Response) -> PlatformError:
     elif response.status_code == 401 and error.outcome is not AuthRevokedError.outcome:
         return AuthRevokedError(error.message, code="bluesky_invalid_credentials", http_status=401)
     return error
+
+
+def check_size(text: str) -> None:
+    size = len(text.encode())
+    if size > TEXT_MAX_BYTES:
+        # 300 graphemes rarely reach it, but emoji sequences of 10+ bytes each can.
+        raise PermanentError(
+            f"the text is {size} bytes; Bluesky takes at most {TEXT_MAX_BYTES}",
+            code="bluesky_text_too_long",
+        )
+
+
+def as_reply(result: PublishResult, root: Any, parent: PublishResult) -> PublishResult:
+    """A reply's result: its thread's root ref and the post it answers, for the next item."""
+    details = {**(result.details or {}), "root": root, "reply_to": parent.platform_post_id}
+    return replace(result, details=details)
+
+
+def is_reply(record: dict[str, Any], parent_uri: str, text: str, since: datetime | None) -> bool:
+    """Whether a post record is a reply to `parent_uri` with `text`, made since `since`."""
+    value = record.get("value") or {}
+    created = parse_time(value.get("createdAt"))
+    return (
+        ((value.get("reply") or {}).get("parent") or {}).get("uri") == parent_uri
+        and value.get("text") == text
+        and (since is None or (created is not None and created >= since))
+    )

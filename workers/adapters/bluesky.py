@@ -12,6 +12,7 @@ per account in the process.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,10 +24,13 @@ from workers.adapters import register
 from workers.adapters._atproto import (
     ERROR_CODES,
     Session,
+    as_reply,
+    check_size,
     classify,
     classify_sign_in,
     detect_facets,
     first_link,
+    is_reply,
     parse_time,
     permalink,
     rate_limit_details,
@@ -39,6 +43,7 @@ from workers.adapters.base import (
     Adapter,
     AuthExpiredError,
     AuthRevokedError,
+    FollowUp,
     MediaItem,
     PermanentError,
     PlatformError,
@@ -63,8 +68,6 @@ TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 DEFAULT_PDS = "https://bsky.social"
 POST_COLLECTION = "app.bsky.feed.post"
-# Besides its 300 graphemes (the rules' limit), a post's text is at most 3000 bytes.
-TEXT_MAX_BYTES = 3000
 # Blobs no record references are removed by the PDS after a while; a prepared upload is
 # used within this time or uploaded again.
 BLOB_REUSE_SECONDS = 60 * 60
@@ -181,22 +184,26 @@ class BlueskyAdapter(Adapter):
     # -- publish ---------------------------------------------------------------------------
 
     def publish(self, request: PublishRequest, context: PublishContext) -> PublishResult:
-        account = request.account
-        size = len(request.text.encode())
-        if size > TEXT_MAX_BYTES:
-            # 300 graphemes rarely reach it, but emoji sequences of 10+ bytes each can.
-            raise PermanentError(
-                f"the text is {size} bytes; Bluesky takes at most {TEXT_MAX_BYTES}",
-                code="bluesky_text_too_long",
-            )
-        session = self.session(account)
+        check_size(request.text)
+        session = self.session(request.account)
         handle = working_handle(request)
         prepared = resuming_prepared(request)
         if handle.get("posted_at") and not prepared and handle.get("rkey"):
             found = self._get_post(session.did, str(handle["rkey"]), session.pds)
             if found is not None:
                 return self._result(session, found, reconciled=True)
+        return self._post(request, session, handle, prepared, context)
 
+    def _post(
+        self,
+        request: PublishRequest,
+        session: Session,
+        handle: dict[str, Any],
+        prepared: bool,
+        context: PublishContext,
+        reply: dict[str, Any] | None = None,
+    ) -> PublishResult:
+        """The record made and created under its key; `reply`: its {root, parent} refs."""
         embed = self._embed(request, session, handle, context)
         now = time.time_ns() // 1000
         if not handle.get("rkey"):
@@ -221,6 +228,8 @@ class BlueskyAdapter(Adapter):
             handle["facets"] = facets
         if facets:
             record["facets"] = facets
+        if reply:
+            record["reply"] = reply
         if embed:
             record["embed"] = embed
         langs = request.settings.get("langs")
@@ -233,6 +242,67 @@ class BlueskyAdapter(Adapter):
         context.mark_irreversible()
         created = self.create_post(session, record, str(handle["rkey"]))
         return self._result(session, created, reconciled=False)
+
+    def publish_reply(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """createRecord with `record.reply`: the item under `parent`, in its thread."""
+        check_size(item.text)
+        session = self.session(request.account)
+        refs = self._reply_refs(session, parent)
+        # The post's language tags and link card setting carry over; its alt texts do not.
+        reply = replace(
+            request,
+            text=item.text,
+            media=list(item.media),
+            settings={k: v for k, v in request.settings.items() if k in ("langs", "linkCard")},
+        )
+        result = self._post(reply, session, dict(item.handle or {}), False, context, refs)
+        return as_reply(result, refs["root"], parent)
+
+    def _reply_refs(self, session: Session, parent: PublishResult) -> dict[str, Any]:
+        """{root, parent} refs: from the parent's result, else its record (read back)."""
+        details = parent.details or {}
+        uri = parent.platform_post_id
+        cid, root = details.get("cid"), details.get("root")
+        if not cid or (details.get("reply_to") and not root):
+            parts = uri.split("/")
+            found = None
+            if uri.startswith("at://") and len(parts) == 5:
+                found = self._get_post(parts[2], parts[4], session.pds)
+            if found is None:
+                raise PermanentError(
+                    f"the post to reply to ({uri}) is not on Bluesky",
+                    code="bluesky_parent_missing",
+                )
+            cid = found.get("cid")
+            root = ((found.get("value") or {}).get("reply") or {}).get("root")
+        ref = {"uri": uri, "cid": cid}
+        return {"root": root or ref, "parent": ref}
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        """By the record key the item's attempt chose; without one, the account's newest
+        records for a reply to `parent` with the item's text, made since the attempt."""
+        handle = item.handle or {}
+        session = self.session(request.account)
+        since = reconcile_since(handle.get("posted_at") or item.started_at, RECONCILE_CLOCK_SKEW)
+        if handle.get("rkey"):
+            found = self._get_post(session.did, str(handle["rkey"]), session.pds)
+            candidates, since = ([found] if found else []), None
+        else:
+            candidates = self._list_records(session.did, session.pds)
+        for record in candidates:
+            if is_reply(record, parent.platform_post_id, item.text, since):
+                result = self._result(session, record, reconciled=True)
+                root = record["value"]["reply"].get("root")
+                return ReconcileResult(ReconcileStatus.FOUND, as_reply(result, root, parent))
+        return ReconcileResult(ReconcileStatus.NOT_FOUND, reason="no matching reply")
 
     def create_post(self, session: Session, record: dict[str, Any], rkey: str) -> dict[str, Any]:
         """createRecord under a chosen record key: a post, or (with `record["reply"]` set
@@ -493,20 +563,7 @@ class BlueskyAdapter(Adapter):
         since = reconcile_since(
             request.irreversible_started_at or handle.get("posted_at"), RECONCILE_CLOCK_SKEW
         )
-        records = (
-            self.send(
-                "GET",
-                self.xrpc("com.atproto.repo.listRecords", pds),
-                failure="listing Bluesky posts failed",
-                classify=classify,
-                params={"repo": did, "collection": POST_COLLECTION, "limit": RECONCILE_PAGE_SIZE},
-                timeout=TIMEOUT,
-            )
-            .json()
-            .get("records")
-            or []
-        )
-        for record in records:
+        for record in self._list_records(str(did), pds):
             value = record.get("value") or {}
             created = parse_time(value.get("createdAt"))
             if value.get("text") == request.text and created is not None and created >= since:
@@ -514,6 +571,17 @@ class BlueskyAdapter(Adapter):
                     ReconcileStatus.FOUND, result=self._result(view, record, reconciled=True)
                 )
         return ReconcileResult(ReconcileStatus.NOT_FOUND, reason="no matching recent record")
+
+    def _list_records(self, did: str, pds: str) -> list[dict[str, Any]]:
+        response = self.send(
+            "GET",
+            self.xrpc("com.atproto.repo.listRecords", pds),
+            failure="listing Bluesky posts failed",
+            classify=classify,
+            params={"repo": did, "collection": POST_COLLECTION, "limit": RECONCILE_PAGE_SIZE},
+            timeout=TIMEOUT,
+        )
+        return list(response.json().get("records") or [])
 
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         session = self.session(account)

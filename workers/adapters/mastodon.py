@@ -14,7 +14,7 @@ import hashlib
 import html
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from workers.adapters.base import (
     AccountCredentials,
     Adapter,
     AuthRevokedError,
+    FollowUp,
     MediaItem,
     PermanentError,
     PlatformError,
@@ -207,19 +208,7 @@ class MastodonAdapter(Adapter):
             if found is not None:
                 return found
 
-        media_ids = self._media(request, handle, context)
-        body: dict[str, Any] = {"status": request.text, "visibility": "public"}
-        if media_ids:
-            body["media_ids"] = media_ids
-        settings = request.settings
-        if settings.get("visibility"):
-            body["visibility"] = settings["visibility"]
-        if settings.get("spoilerText"):
-            body["spoiler_text"] = settings["spoilerText"]
-        if settings.get("sensitive"):
-            body["sensitive"] = True
-        if settings.get("language"):
-            body["language"] = settings["language"]
+        body = _status_body(request, self._media(request, handle, context))
         if prepared or not posted_at or not self._key_still_kept(posted_at):
             handle["posted_at"] = datetime.now(UTC).isoformat()
         handle["idempotency_key"] = idempotency_key(request)
@@ -227,6 +216,39 @@ class MastodonAdapter(Adapter):
         context.mark_irreversible()
         status = self.create_status(account, body, str(handle["idempotency_key"]))
         return _result(status, reconciled=False)
+
+    def publish_reply(
+        self,
+        request: PublishRequest,
+        parent: PublishResult,
+        item: FollowUp,
+        context: PublishContext,
+    ) -> PublishResult:
+        """POST /api/v1/statuses with `in_reply_to_id`: the item under `parent`, with the
+        post's visibility, content warning and language, and a key of its own."""
+        reply = _item_request(request, item)
+        self._check_limits(reply, self.limits(request.account))
+        handle = dict(item.handle or {})
+        body = _status_body(reply, self._media(reply, handle, context))
+        body["in_reply_to_id"] = parent.platform_post_id
+        if not handle.get("posted_at") or not self._key_still_kept(handle["posted_at"]):
+            handle["posted_at"] = datetime.now(UTC).isoformat()
+        handle["idempotency_key"] = f"{idempotency_key(reply)}-{item.position}"
+        context.save_handle(handle)
+        context.mark_irreversible()
+        status = self.create_status(request.account, body, str(handle["idempotency_key"]))
+        return _result(status, reconciled=False)
+
+    def find_follow_up(
+        self, request: PublishRequest, parent: PublishResult, item: FollowUp
+    ) -> ReconcileResult:
+        """Among the account's newest statuses since the item's attempt began: a reply to
+        `parent` with the item's text (and media)."""
+        reply = _item_request(request, item)
+        found = self._find_status(reply, item.handle or {}, parent.platform_post_id)
+        if found is None:
+            return ReconcileResult(ReconcileStatus.NOT_FOUND, reason="no matching reply")
+        return ReconcileResult(ReconcileStatus.FOUND, result=found)
 
     def create_status(
         self, account: AccountCredentials, body: dict[str, Any], key: str
@@ -347,7 +369,11 @@ class MastodonAdapter(Adapter):
             return ReconcileResult(ReconcileStatus.NOT_FOUND, reason="no matching status")
         return ReconcileResult(ReconcileStatus.FOUND, result=found)
 
-    def _find_status(self, request: PublishRequest, handle: dict[str, Any]) -> PublishResult | None:
+    def _find_status(
+        self, request: PublishRequest, handle: dict[str, Any], reply_to: str | None = None
+    ) -> PublishResult | None:
+        """The status by text and media since the attempt; a reply to `reply_to` only
+        when given, else a status that replies to nothing."""
         account = request.account
         since = reconcile_since(
             request.irreversible_started_at or handle.get("posted_at"), RECONCILE_CLOCK_SKEW
@@ -364,6 +390,8 @@ class MastodonAdapter(Adapter):
             created = datetime.fromisoformat(str(status.get("created_at")).replace("Z", "+00:00"))
             if created < since or plain_text(str(status.get("content") or "")) != wanted:
                 continue
+            if str(status.get("in_reply_to_id") or "") != (reply_to or ""):
+                continue
             attached = sorted(str(m.get("id")) for m in status.get("media_attachments") or [])
             if media_ids and attached != media_ids:
                 continue
@@ -372,6 +400,35 @@ class MastodonAdapter(Adapter):
 
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         self._call(account, "DELETE", f"/api/v1/statuses/{platform_post_id}")
+
+
+def _item_request(request: PublishRequest, item: FollowUp) -> PublishRequest:
+    """A thread item or comment as a request of its own: its text and media, the post's
+    settings (without the post's alt texts), from when its attempt began."""
+    settings = {k: v for k, v in request.settings.items() if k != "altTexts"}
+    return replace(
+        request,
+        text=item.text,
+        media=list(item.media),
+        settings=settings,
+        irreversible_started_at=item.started_at,
+    )
+
+
+def _status_body(request: PublishRequest, media_ids: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": request.text, "visibility": "public"}
+    if media_ids:
+        body["media_ids"] = media_ids
+    settings = request.settings
+    if settings.get("visibility"):
+        body["visibility"] = settings["visibility"]
+    if settings.get("spoilerText"):
+        body["spoiler_text"] = settings["spoilerText"]
+    if settings.get("sensitive"):
+        body["sensitive"] = True
+    if settings.get("language"):
+        body["language"] = settings["language"]
+    return body
 
 
 def _result(status: dict[str, Any], *, reconciled: bool) -> PublishResult:
