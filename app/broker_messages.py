@@ -73,6 +73,14 @@ def publish_label(
     return f"publish {platform} account={account_id} post={short_id(post_id)}", args
 
 
+def batch_label(platform: str, target_ids: list[int]) -> tuple[str, str]:
+    """(shadow name, argsrepr) for a message of many targets due now: ids, no tokens."""
+    return (
+        f"publish {platform} {len(target_ids)} targets",
+        "targets=" + ",".join(map(str, target_ids)),
+    )
+
+
 Owner = tuple[int | None, object | None]
 
 

@@ -131,6 +131,9 @@ def keys_list(org_name: str | None) -> None:
 @click.argument("key_id", type=int)
 def keys_revoke(key_id: int) -> None:
     """Revoke a key by its id: requests with it get 401 from now on."""
+    from flask import current_app
+
+    from app.key_cache import forget as forget_cached_key
     from app.services import audit
     from app.services.keys import revoke_api_key
 
@@ -150,6 +153,8 @@ def keys_revoke(key_id: int) -> None:
             source="cli",
         )
         session.commit()
+        # Every process stops taking it now, not when its cache entry ends.
+        forget_cached_key(current_app.config["CRIER"].redis_url, api_key.key_hash)
         click.echo(f"revoked key {api_key.id} ({api_key.prefix})")
 
 

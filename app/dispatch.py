@@ -19,10 +19,10 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import Integer, String, bindparam, column, update, values
 from sqlalchemy.orm import Session
 
-from app.broker_messages import Owner, publish_message_options, target_owners
+from app.broker_messages import Owner, batch_label, publish_message_options, target_owners
 from app.db import utcnow
 from app.models import PostTarget, TargetStatus
-from app.queues import PUBLISH_TASK, publish_queue
+from app.queues import PUBLISH_BATCH_TASK, PUBLISH_TASK, publish_queue
 
 log = logging.getLogger(__name__)
 
@@ -179,31 +179,43 @@ def broker_unreachable(celery: Celery, exc: BaseException) -> bool:
 SEND_BATCH_COMMANDS = 1000
 
 
+# Targets of one queue due now, sent together: one message for up to this many. A worker
+# claims them in one transaction, and the broker carries one message, not fifty.
+BATCH_MESSAGE_SIZE = 50
+
+
 def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]) -> int:
     """Send committed dispatches, in pipelined batches where the broker allows (Redis: a
-    bulk of 50 posts is one round trip, not a hundred); on a broker error put back for
-    the sweeper every one that may not have gone. One that went after all is then stale
-    (its token is gone) and sent again by the sweeper: late, never lost or doubled."""
+    bulk of 50 posts is one round trip, not a hundred); targets of one queue that are due
+    now go in messages of up to BATCH_MESSAGE_SIZE. On a broker error put back for the
+    sweeper every one that may not have gone. One that went after all is then stale (its
+    token is gone) and sent again by the sweeper: late, never lost or doubled."""
     if not dispatches:
         return 0
     breaker = broker_breaker(celery)
     unlabelled = [d.target.id for d in dispatches if d.target.owner is None]
     owners = target_owners(unlabelled) if unlabelled else {}
+    messages = _messages(dispatches)
+    ordered = [dispatch for message in messages for dispatch in message]
     published = 0  # sent one by one (no batching): known to be on the broker
     try:
         if breaker.is_open():
             raise ConnectionError("broker marked unavailable after a recent failure")
         with celery.producer_or_acquire() as producer, producer.batch(SEND_BATCH_COMMANDS):
             batched = producer.supports_batch_publish
-            for dispatch in dispatches:
-                owner = dispatch.target.owner or owners.get(dispatch.target.id, (None, None))
-                send_publish(celery, dispatch.target, dispatch.token, owner, producer=producer)
-                published += 0 if batched else 1
+            for message in messages:
+                if len(message) > 1:
+                    send_publish_batch(celery, message, producer=producer)
+                else:
+                    [dispatch] = message
+                    owner = dispatch.target.owner or owners.get(dispatch.target.id, (None, None))
+                    send_publish(celery, dispatch.target, dispatch.token, owner, producer=producer)
+                published += 0 if batched else len(message)
     except Exception as exc:  # kombu raises many kinds; all mean "maybe not sent"
         unreachable = broker_unreachable(celery, exc)
         if unreachable and not breaker.is_open():
             breaker.trip()
-        unsent = dispatches[published:]
+        unsent = ordered[published:]
         log.warning(
             "%s, %d targets left for the sweeper: %s",
             "broker unavailable" if unreachable else "message refused",
@@ -215,6 +227,24 @@ def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]
         session.commit()
         return published
     return len(dispatches)
+
+
+def _messages(dispatches: list[Dispatch]) -> list[list[Dispatch]]:
+    """One message per dispatch with an instant ahead (its ETA); those due now grouped by
+    queue, up to BATCH_MESSAGE_SIZE a message."""
+    now = utcnow()
+    messages: list[list[Dispatch]] = []
+    due_now: dict[str, list[Dispatch]] = {}
+    for dispatch in dispatches:
+        if _eta(dispatch.target, now) is None:
+            due_now.setdefault(publish_queue(dispatch.target.platform), []).append(dispatch)
+        else:
+            messages.append([dispatch])
+    for group in due_now.values():
+        messages += [
+            group[i : i + BATCH_MESSAGE_SIZE] for i in range(0, len(group), BATCH_MESSAGE_SIZE)
+        ]
+    return messages
 
 
 def enqueue_targets(session: Session, celery: Celery, due: list[DueTarget]) -> int:
@@ -235,6 +265,11 @@ ETA_HEAD_START = timedelta(seconds=5)
 RETRY_HEAD_START = timedelta(seconds=1)
 
 
+def _eta(target: DueTarget, now: datetime) -> datetime | None:
+    eta = target.due_at - (target.head_start or ETA_HEAD_START)
+    return eta if eta > now else None
+
+
 def send_publish(
     celery: Celery,
     target: DueTarget,
@@ -242,8 +277,6 @@ def send_publish(
     owner: Owner | None = None,
     producer: Producer | None = None,
 ) -> None:
-    eta = target.due_at - (target.head_start or ETA_HEAD_START)
-    eta = eta if eta > utcnow() else None
     celery.send_task(
         PUBLISH_TASK,
         args=[target.id, token],
@@ -251,7 +284,27 @@ def send_publish(
         retry=False,
         producer=producer,
         # Flower's name and args (never the token), an ETA the broker can honour
-        **publish_message_options(celery, target.id, target.platform, eta, owner),
+        **publish_message_options(
+            celery, target.id, target.platform, _eta(target, utcnow()), owner
+        ),
+    )
+
+
+def send_publish_batch(
+    celery: Celery, dispatches: list[Dispatch], producer: Producer | None = None
+) -> None:
+    """One message for many targets of one queue, all due now."""
+    platform = dispatches[0].target.platform
+    shadow, argsrepr = batch_label(platform, [d.target.id for d in dispatches])
+    celery.send_task(
+        PUBLISH_BATCH_TASK,
+        args=[[[d.target.id, d.token] for d in dispatches]],
+        queue=publish_queue(platform),
+        retry=False,
+        producer=producer,
+        shadow=shadow,
+        argsrepr=argsrepr,
+        kwargsrepr="{}",
     )
 
 

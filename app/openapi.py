@@ -177,6 +177,7 @@ RAW_SUCCESS = {
     "meta.docs": {"text/html": {"schema": {"type": "string"}}},
     "media.public_file": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
     "metrics.metrics": {"text/plain": {"schema": {"type": "string"}}},
+    "analytics.export_csv": {"text/csv": {"schema": {"type": "string"}}},
 }
 ERROR_CODES = {
     400: "validation_error",

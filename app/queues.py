@@ -17,6 +17,8 @@ from app.config import Settings
 from app.models import Platform
 
 PUBLISH_TASK = "crier.publish_target"
+# Many targets of one queue due now, in one message: (target id, token) pairs.
+PUBLISH_BATCH_TASK = "crier.publish_targets"
 PREPARE_TASK = "crier.prepare_target"
 DISCARD_TASK = "crier.discard_prepared_handles"
 SWEEP_TASK = "crier.sweep_due_targets"
@@ -85,6 +87,7 @@ def route_to(name: str, amqp: bool = True) -> dict[str, str]:
 
 _DEFAULT_ROUTES = {
     PUBLISH_TASK: publish_queue(Platform.X.value),
+    PUBLISH_BATCH_TASK: publish_queue(Platform.X.value),
     PREPARE_TASK: publish_queue(Platform.X.value),
     SWEEP_TASK: MAINTENANCE_QUEUE,
     REFRESH_TOKENS_TASK: MAINTENANCE_QUEUE,

@@ -1,6 +1,7 @@
 """`make bench`: every delivery goal's figure beside its baseline, measured in one run.
 
-    python -m benchmarks.run [--only burst,video,intake,memory,sweep] [--sizes 100,500,1000]
+    python -m benchmarks.run [--only burst,video,intake,memory,sweep,now,cancel]
+                             [--sizes 100,500,1000] [--now-size 500] [--cancel-rounds 3]
                              [--smoke] [--output var/bench/results.json] ...
 
 Scenarios (each selectable with --only, each sized by its flags):
@@ -18,6 +19,8 @@ Scenarios (each selectable with --only, each sized by its flags):
   worker for those queues, same machine.
 - video: Instagram Reels and LinkedIn videos with the sandbox's `processing_seconds`,
   lateness at the publish call; against bare Celery draining as many no-op tasks.
+- now, cancel: publish-now throughput against bare Celery, and the shortest lead at which
+  a cancel is still accepted (benchmarks/now_and_cancel.py).
 - sweep: one `sweep_due_targets` call (median of several) over a table of 1,000 and of
   1,000,000 scheduled rows, called directly, on a database of its own.
 - metrics (only with --only metrics): the analytics collector reading 10,000 published
@@ -55,7 +58,7 @@ from typing import Any
 import httpx
 import redis
 
-from benchmarks import baselines
+from benchmarks import baselines, now_and_cancel
 from benchmarks.harness import (
     CLAIMED,
     ROOT,
@@ -86,7 +89,7 @@ from benchmarks.harness import (
 )
 from benchmarks.metrics_collection import run_metrics
 
-SCENARIOS = ("intake", "memory", "burst", "video", "sweep")
+SCENARIOS = ("intake", "memory", "burst", "now", "cancel", "video", "sweep")
 # Selectable with --only, not part of the default run.
 OPTIONAL_SCENARIOS = ("metrics",)
 CLIENTS = 8
@@ -111,6 +114,8 @@ class Options:
     settle: float
     sweep_rows: list[int]
     sweep_runs: int
+    now_size: int
+    cancel_rounds: int
     output: Path
     keep_logs: Path | None
     smoke: bool
@@ -137,6 +142,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--settle", type=float, default=None, help="memory: seconds (15)")
     parser.add_argument("--sweep-rows", type=_ints, default=None, help="(1000,1000000)")
     parser.add_argument("--sweep-runs", type=int, default=None, help="timed sweeps (15)")
+    parser.add_argument("--now-size", type=int, default=None, help="posts published now (500)")
+    parser.add_argument("--cancel-rounds", type=int, default=None, help="cancel leads, rounds (3)")
     parser.add_argument("--metrics-targets", type=int, default=None, help="(10000)")
     parser.add_argument("--output", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy process logs here")
@@ -175,6 +182,8 @@ def parse_args(argv: list[str] | None) -> Options:
         settle=pick(args.settle, 15.0, 1.0),
         sweep_rows=pick(args.sweep_rows, [1_000, 1_000_000], [100, 2_000]),
         sweep_runs=pick(args.sweep_runs, 15, 3),
+        now_size=pick(args.now_size, 500, 4),
+        cancel_rounds=pick(args.cancel_rounds, 3, 1),
         output=args.output,
         keep_logs=args.keep_logs,
         smoke=smoke,
@@ -598,7 +607,7 @@ def run(options: Options) -> dict[str, Any]:
 
     scratch = Path(tempfile.mkdtemp(prefix="crier-bench-"))
     try:
-        needs_stack = {"intake", "memory", "burst", "video"} & set(options.only)
+        needs_stack = {"intake", "memory", "burst", "now", "cancel", "video"} & set(options.only)
         if needs_stack:
             with ExitStack() as exits:
                 stack = exits.enter_context(crier_stack(scratch, options.extra_env))
@@ -606,9 +615,9 @@ def run(options: Options) -> dict[str, Any]:
                 if "intake" in options.only:
                     attempt("intake", lambda: run_intake(stack, options))
                 noop: baselines.NoopCelery | None = None
-                if {"memory", "burst", "video"} & set(options.only):
+                if {"memory", "burst", "now", "cancel", "video"} & set(options.only):
                     stack.spawn_workers()
-                    if {"burst", "video"} & set(options.only):
+                    if {"burst", "now", "video"} & set(options.only):
                         pool, concurrency = text_worker_pool(stack.env)
                         noop = exits.enter_context(
                             baselines.noop_celery(stack.procs, pool, concurrency)
@@ -628,6 +637,18 @@ def run(options: Options) -> dict[str, Any]:
                         )
                         if f"burst {size}" in results:
                             results["burst"][str(size)] = results.pop(f"burst {size}")
+                if "now" in options.only:
+                    attempt(
+                        "now",
+                        lambda: now_and_cancel.run_publish_now(
+                            stack, noop, options.now_size, create_in_bulk
+                        ),
+                    )
+                if "cancel" in options.only:
+                    attempt(
+                        "cancel",
+                        lambda: now_and_cancel.run_cancel_lead(stack, options.cancel_rounds),
+                    )
                 if "video" in options.only:
                     attempt("video", lambda: run_video(stack, noop, options))
                 if results["errors"]:
@@ -781,13 +802,14 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
         ceiling = (intake.get("http_ceiling") or {}).get("per_second")
         if ceiling:
+            share = single / ceiling if single else 0.0
             rows.append(
                 (
-                    "  same clients, no-op Flask app on the same gunicorn",
-                    f"{ceiling} /s",
-                    "",
-                    "",
-                    "",
+                    "  POST /posts against a no-op Flask app, same gunicorn and clients",
+                    f"{single} posts/s",
+                    f"no-op Flask {ceiling} /s",
+                    ">= 50 % of the no-op app",
+                    _verdict(share >= 0.5) + f" ({share * 100:.0f} %)",
                 )
             )
         bulk, floor_bulk = intake["bulk"]["per_second"], intake["floor_bulk"]["per_second"]
@@ -800,6 +822,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _verdict(bool(bulk and bulk >= 1000)),
             )
         )
+    rows += now_and_cancel.table_rows(results, _verdict)
     if "memory" in results:
         memory = results["memory"]
         rows.append(

@@ -25,7 +25,7 @@ from app import create_app
 from app.api.meta import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from app.db import get_db
 from app.metrics import start_worker_metrics_server
-from app.queues import PUBLISH_TASK
+from app.queues import PUBLISH_BATCH_TASK, PUBLISH_TASK
 from app.redis_client import redis_client
 from app.security import InsecureSecretKey
 from workers.liveness import Heartbeat, process_claims
@@ -132,11 +132,12 @@ def _on_received(request: Any = None, **_: Any) -> None:
     # Held messages (reserved, waiting for their ETA) are reported with the heartbeat, so
     # a dead worker's can be sent again at once instead of after the visibility timeout.
     # type: the registered name (`name` is the shadow Flower shows).
-    if request is None or getattr(request, "type", None) != PUBLISH_TASK:
+    kind = getattr(request, "type", None) if request is not None else None
+    if kind not in (PUBLISH_TASK, PUBLISH_BATCH_TASK):
         return
     try:
-        target_id, token = request.args[:2]
-        process_claims().received(request.id, int(target_id), str(token))
+        pairs = request.args[0] if kind == PUBLISH_BATCH_TASK else [request.args[:2]]
+        process_claims().received_many(request.id, [(int(t), str(token)) for t, token in pairs])
     except (TypeError, ValueError):
         pass
 

@@ -100,6 +100,62 @@ class FiringLine:
         return left
 
 
+class InstantBatches:
+    """Runs `run_batch(items)` on one thread for every item whose instant has come: items
+    due together (a burst) go in one call, and items that come due while a call runs
+    (publish-now messages readied one after another) go together in the next."""
+
+    def __init__(self, run_batch: Callable[[list[Any]], None], name: str = "") -> None:
+        self._run_batch = run_batch
+        self._heap: list[tuple[float, int, Any]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._stopped = False
+        self._running = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"crier-instant-{name}".rstrip("-"), daemon=True
+        )
+        self._thread.start()
+
+    def schedule(self, at: float, item: Any) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (at, next(self._order), item))
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.time()):
+                    delay = self._heap[0][0] - time.time() if self._heap else 1.0
+                    self._wake.wait(timeout=min(max(delay, 0.0), 1.0))
+                if self._stopped:
+                    return
+                due = []
+                now = time.time()
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+                self._running = len(due)
+            try:
+                self._run_batch(due)
+            except Exception:  # the batch logs its own failures; the thread goes on
+                log.exception("batch of %d failed", len(due))
+            finally:
+                with self._wake:
+                    self._running = 0
+                    self._wake.notify_all()
+
+    def stop(self) -> list[Any]:
+        """Stop, after a batch under way; returns the items never run, in instant order."""
+        with self._wake:
+            self._stopped = True
+            left = [item for _, _, item in sorted(self._heap, key=lambda e: e[:2])]
+            self._heap.clear()
+            self._wake.notify_all()
+            while self._running:
+                self._wake.wait(timeout=1.0)
+        return left
+
+
 def _guarded(job: Callable[[], Any]) -> None:
     try:
         job()

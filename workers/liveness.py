@@ -36,7 +36,7 @@ class LiveClaims:
         self.hostname = hostname
         self._lock = threading.Lock()
         self._claims: dict[int, str] = {}
-        self._held: dict[str, tuple[int, str]] = {}
+        self._held: dict[str, list[tuple[int, str]]] = {}
         # time.monotonic() when the last heartbeat that committed had begun; None before.
         self.beat_began: float | None = None
 
@@ -49,8 +49,12 @@ class LiveClaims:
             self._claims.pop(target_id, None)
 
     def received(self, task_id: str, target_id: int, token: str) -> None:
+        self.received_many(task_id, [(target_id, token)])
+
+    def received_many(self, task_id: str, targets: list[tuple[int, str]]) -> None:
+        """A message of many targets (all due now): each is held until it finishes."""
         with self._lock:
-            self._held[task_id] = (target_id, token)
+            self._held[task_id] = list(targets)
 
     def finished(self, task_id: str) -> None:
         with self._lock:
@@ -58,7 +62,8 @@ class LiveClaims:
 
     def snapshot(self) -> tuple[list[int], list[list[Any]]]:
         with self._lock:
-            return list(self._claims), [[t, token] for t, token in self._held.values()]
+            held = [[t, token] for pairs in self._held.values() for t, token in pairs]
+            return list(self._claims), held
 
     def beaten(self, began: float) -> None:
         self.beat_began = began

@@ -57,19 +57,28 @@ class SharedQuotas:
         self.redis.pexpireat(key, int(longest * 1000) + 1000)
 
     def current_wait(self, platform: str, account_id: int) -> Hold | None:
-        scopes = ((account_id, "account"), (None, "app"))
-        # Both scopes in one round trip: every delivery asks, a burst's thousand of them.
+        return self.current_waits([(platform, account_id)])[0]
+
+    def current_waits(self, wanted: list[tuple[str, int]]) -> list[Hold | None]:
+        """The longest wait imposed on each (platform, account), its own or its app's: one
+        round trip for all, as a batch of deliveries is readied together."""
+        scopes = ((True, "account"), (False, "app"))
+        # Both scopes of every delivery in one round trip: a burst's thousand ask.
         pipe = self.redis.pipeline(transaction=False)
-        for scope_account, _ in scopes:
-            pipe.zscore(_wait_key(platform, scope_account), "until")
+        for platform, account_id in wanted:
+            for own, _ in scopes:
+                pipe.zscore(_wait_key(platform, account_id if own else None), "until")
         scores = pipe.execute()
         now = time.time()
-        holds = [
-            Hold(score, f"{platform} asked us to wait ({label} limit)")
-            for score, (_, label) in zip(scores, scopes, strict=True)
-            if score is not None and score > now
-        ]
-        return max(holds, key=lambda h: h.until) if holds else None
+        result: list[Hold | None] = []
+        for n, (platform, _) in enumerate(wanted):
+            holds = [
+                Hold(score, f"{platform} asked us to wait ({label} limit)")
+                for score, (_, label) in zip(scores[2 * n : 2 * n + 2], scopes, strict=True)
+                if score is not None and score > now
+            ]
+            result.append(max(holds, key=lambda h: h.until) if holds else None)
+        return result
 
     # -------------------------------------------------------------------- our caps
     def take_publish_slot(self, platform: str, account_id: int) -> Hold | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import lru_cache
 from typing import Any
@@ -11,24 +12,30 @@ from celery import Task, shared_task
 from flask import current_app
 
 from app.config import Settings
-from app.db import get_db, utcnow
+from app.db import get_db
 from app.http_deadline import deadline_client
 from app.queues import (
     DISCARD_TASK,
     PREPARE_TASK,
+    PUBLISH_BATCH_TASK,
     PUBLISH_TASK,
     REFRESH_TOKENS_TASK,
     SWEEP_TASK,
 )
 from workers.adapters import get_adapter
 from workers.adapters.base import Adapter
-from workers.firing import BatchCaller, BatchWriter, FiringLine
+from workers.firing import BatchCaller, BatchWriter, FiringLine, InstantBatches
 from workers.pipeline import (
+    FENCE_AHEAD,
+    Delivery,
     PipelineDeps,
     claim_deliveries,
+    fence_deliveries,
+    fenceable,
     fire_delivery,
     hand_back,
     ready_claimed,
+    ready_many,
     record_outcomes,
 )
 from workers.preparation import discard_handles, prepare_target
@@ -36,6 +43,7 @@ from workers.quotas import SharedQuotas
 from workers.sweeper import sweep_due_targets
 from workers.tokens import refresh_expiring_tokens
 
+log = logging.getLogger("crier.tasks")
 _adapters_lock = threading.Lock()
 _http_clients: dict[tuple[float, float, float], httpx.Client] = {}
 _adapters: dict[tuple[str, Settings], Adapter] = {}
@@ -111,25 +119,73 @@ def publish_target_task(self: Task, target_id: int, dispatch_token: str) -> str:
     if isinstance(claimed, str):
         return claimed
     delivery = ready_claimed(deps, claimed)
-    if isinstance(delivery, str):
-        return delivery
-    line, writer = firing(deps)
-    if delivery.decision is not None or delivery.due <= utcnow():
-        # Settled without a call (a hold, a reconciled post), or due already: no instant
-        # to wait for, so it fires here and the task reports the outcome (Flower shows it).
+    return delivery if isinstance(delivery, str) else _line_up(deps, delivery)
+
+
+@shared_task(name=PUBLISH_BATCH_TASK, bind=True, ignore_result=True)
+def publish_targets_task(self: Task, targets: list[list[Any]]) -> dict[str, int]:
+    """Many targets of one queue due now (a bulk published now, a sweep's resends): claimed
+    in one transaction, readied here, then fenced and fired together on the line."""
+    deps = pipeline_deps()
+    task_id = self.request.id
+    wanted = [(int(target_id), str(token), task_id) for target_id, token in targets]
+    claimed = claim_deliveries(deps, wanted)
+    outcomes: dict[str, int] = {}
+    for result in [c for c in claimed if isinstance(c, str)] + ready_many(
+        deps, [c for c in claimed if not isinstance(c, str)]
+    ):
+        outcome = result if isinstance(result, str) else _line_up(deps, result)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def _line_up(deps: PipelineDeps, delivery: Delivery) -> str:
+    """Hand a readied delivery to the fence and the firing line."""
+    _, writer, fences = firing(deps)
+    if delivery.decision is not None:
+        # Settled without a call (a hold, a reconciled post): no instant to wait for, so
+        # it is written here and the task reports the outcome (Flower shows it).
         decision = fire_delivery(deps, delivery)
         writer.put((delivery, decision))
         return decision.outcome if decision is not None else "lost_claim"
-    # Readied and claimed: it fires at its instant on this process's firing line.
+    if fenceable(delivery):
+        # Fenced with the others due then, just before the instant (at once when due
+        # already: publish now), then fired at the instant on the firing line.
+        fences.schedule((delivery.due - FENCE_AHEAD).timestamp(), delivery)
+    else:
+        # Work left before the call (uploads): the adapter's own mark is its fence.
+        schedule_fire(deps, delivery)
+    return "ready"
+
+
+def schedule_fire(deps: PipelineDeps, delivery: Delivery) -> None:
+    """Fire at its instant (at once if due already) on this process's firing line."""
+    line, writer, _ = firing(deps)
     line.schedule(
         delivery.due.timestamp(),
         lambda: writer.put((delivery, fire_delivery(deps, delivery))),
         delivery,
     )
-    return "ready"
 
 
-_firing: tuple[FiringLine, BatchWriter] | None = None
+def _fence_and_fire(deps: PipelineDeps, deliveries: list[Delivery]) -> None:
+    """The fence thread's batch: one write for every delivery due now, then each that is
+    still held goes to the firing line; those taken back by an edit or a cancel are
+    dropped (their outcome is "lost_claim", which writes nothing)."""
+    _, writer, _ = firing(deps)
+    try:
+        held, taken = fence_deliveries(deps, deliveries)
+    except Exception:
+        # Not fenced: each call then writes its own mark first, which fences it alone.
+        log.exception("fence of %d deliveries failed; each is fenced at its call", len(deliveries))
+        held, taken = deliveries, []
+    for delivery in taken:
+        writer.put((delivery, None))
+    for delivery in held:
+        schedule_fire(deps, delivery)
+
+
+_firing: tuple[FiringLine, BatchWriter, InstantBatches] | None = None
 _claiming: BatchCaller | None = None
 _firing_lock = threading.Lock()
 
@@ -143,14 +199,15 @@ def claiming(deps: PipelineDeps) -> BatchCaller:
         return _claiming
 
 
-def firing(deps: PipelineDeps) -> tuple[FiringLine, BatchWriter]:
-    """This process's firing line and outcome writer, made on first use."""
+def firing(deps: PipelineDeps) -> tuple[FiringLine, BatchWriter, InstantBatches]:
+    """This process's firing line, outcome writer and fence, made on first use."""
     global _firing
     with _firing_lock:
         if _firing is None:
             line = FiringLine(deps.settings.fire_threads)
             writer = BatchWriter(lambda batch: record_outcomes(deps, batch), busy=line.busy)
-            _firing = (line, writer)
+            fences = InstantBatches(lambda batch: _fence_and_fire(deps, batch), name="fence")
+            _firing = (line, writer, fences)
         return _firing
 
 
@@ -159,11 +216,12 @@ def stop_firing() -> None:
     their outcomes written before the process leaves."""
     if _firing is None:
         return
-    line, writer = _firing
+    line, writer, fences = _firing
+    unfenced = fences.stop()
     unfired = line.stop()
     writer.flush()
-    if unfired:
-        hand_back(pipeline_deps(), unfired)
+    if unfenced or unfired:
+        hand_back(pipeline_deps(), unfenced + unfired)
 
 
 @shared_task(name=PREPARE_TASK, bind=True, ignore_result=True)

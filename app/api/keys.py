@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from marshmallow import fields, validate
 from sqlalchemy import func, select
 
@@ -15,6 +15,7 @@ from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import envelope
 from app.api.scopes import PROFILE_DEFAULT_SCOPES, SCOPES, effective_scopes, scopes_for_new_key
 from app.db import get_session, utcnow
+from app.key_cache import forget as forget_cached_key
 from app.models import ApiKey, Organisation
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of, page_query
 from app.serializers import ts
@@ -112,4 +113,6 @@ def revoke_key(key_id: int) -> Response:
         key.revoked_at = utcnow()
         record_request_event("api_key.revoked", subject_type="api_key", subject_id=key.id)
     session.commit()
+    # Every process stops taking it now, not when its cache entry ends (app.key_cache).
+    forget_cached_key(current_app.config["CRIER"].redis_url, key.key_hash)
     return envelope(key_to_dict(key))

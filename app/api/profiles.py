@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from marshmallow import fields, validate
 from sqlalchemy import func, select
 
@@ -13,7 +13,8 @@ from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import Conflict, ValidationError, envelope
 from app.db import get_session
-from app.models import Profile
+from app.key_cache import forget as forget_cached_key
+from app.models import ApiKey, Profile
 from app.schemas import StrictSchema, page_query
 from app.serializers import ts
 from app.services import profiles as profile_service
@@ -113,6 +114,10 @@ def delete_profile(profile_id: int) -> Response:
             code="profile_in_use",
             details=impact.as_dict(),
         )
+    # Its keys go with it (the foreign key cascades): every process stops taking them now.
+    gone = list(session.scalars(select(ApiKey.key_hash).where(ApiKey.profile_id == profile.id)))
     done = profile_service.delete_profile(session, profile)
     session.commit()
+    for key_hash in gone:
+        forget_cached_key(current_app.config["CRIER"].redis_url, key_hash)
     return envelope({"id": profile_id, "deleted": True, **done.as_dict()})

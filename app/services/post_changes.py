@@ -51,18 +51,45 @@ def _changeable_targets(post: Post) -> list[PostTarget]:
         t
         for t in post.targets
         if t.status in (TargetStatus.DRAFT, TargetStatus.SCHEDULED, TargetStatus.QUEUED)
+        or _readied(t)
     ]
 
 
+def _readied(target: PostTarget) -> bool:
+    """Claimed by a worker and waiting for its instant, not yet fenced for the call that
+    makes it public: an edit or a cancel takes it back. The worker's fence (or its own
+    mark before the call) is conditional on the token this changes, under the row lock
+    `access.post(lock=True)` holds, so whichever commits first wins and the other sees it
+    (docs/delivery.md, "Fire at the instant")."""
+    return (
+        target.status == TargetStatus.PUBLISHING
+        and target.irreversible_started_at is None
+        # Nothing of it is on the platform yet.
+        and not target.platform_post_id
+    )
+
+
+def _take_back(target: PostTarget, status: str) -> None:
+    """The target leaves its worker (if one holds it) for `status`; messages and readied
+    deliveries with its old token become no-ops."""
+    target.status = status
+    target.dispatch_token = None
+    target.queued_at = None
+    target.claim_owner = None
+    target.lease_expires_at = None
+
+
 def _refuse_if_publishing(post: Post, action: str) -> None:
-    """A target being published right now, or whose publish request may already have
-    reached the platform without an answer, is neither cancelled nor edited behind the
+    """A target whose publish request may already have reached the platform (marked for
+    the irreversible call, answered or not) is neither cancelled nor edited behind the
     platform's back: its outcome is settled first (reconciled with the platform)."""
     in_flight = [
         t
         for t in post.targets
-        if t.status == TargetStatus.PUBLISHING
-        or (t.status in (TargetStatus.SCHEDULED, TargetStatus.QUEUED) and t.irreversible_started_at)
+        if (
+            t.status in (TargetStatus.PUBLISHING, TargetStatus.SCHEDULED, TargetStatus.QUEUED)
+            and t.irreversible_started_at
+        )
         # A thread (or first comment) partly live: its post is out, what follows is not.
         or (t.platform_post_id and t.status not in (TargetStatus.PUBLISHED, TargetStatus.CANCELLED))
     ]
@@ -101,6 +128,7 @@ def update_post(
             TargetStatus.QUEUED,
             TargetStatus.CANCELLED,
         )
+        and not _readied(t)
     ]
     if untouchable or any(t.attempts for t in post.targets):
         raise Conflict(
@@ -178,9 +206,7 @@ def update_post(
     content_changed = any(k in data for k in ("content", "media_ids", "platform_content"))
     # Every target starts over with no token: messages already sent become stale no-ops.
     for target in post.targets:
-        target.status = TargetStatus.DRAFT if is_draft else TargetStatus.SCHEDULED
-        target.dispatch_token = None
-        target.queued_at = None
+        _take_back(target, TargetStatus.DRAFT if is_draft else TargetStatus.SCHEDULED)
         target.next_attempt_at = post.scheduled_at
         if content_changed:
             discard_prepared(session, target)
@@ -223,8 +249,7 @@ def delete_post(
     if not cancellable and not to_delete:
         return cancel_post(session, scope, post_id), []
     for target in cancellable:
-        target.status = TargetStatus.CANCELLED
-        target.dispatch_token = None
+        _take_back(target, TargetStatus.CANCELLED)
         discard_prepared(session, target)
     for target in to_delete:
         target.platform_delete_status = "pending"
@@ -247,8 +272,7 @@ def cancel_post(session: Session, scope: Scope, post_id: str) -> Post:
             code="post_already_published",
         )
     for target in cancellable:
-        target.status = TargetStatus.CANCELLED
-        target.dispatch_token = None
+        _take_back(target, TargetStatus.CANCELLED)
         discard_prepared(session, target)
     refresh_post_status(post)
     session.flush()

@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from app.db import get_db
+from app.platforms import PLATFORM_KEYS
 from tests.api.helpers import assert_error, count, future, ok_data, sql, targets_of, upload
 from tests.conftest import Tenant
 from tests.media_samples import jpeg_bytes, mp4_bytes
@@ -83,8 +84,7 @@ def test_list_rejects_bad_filters(tenant: Tenant) -> None:
         ),
         "platform=myspace": (
             "platform",
-            "Must be one of: instagram, facebook, threads, x, linkedin, tiktok, youtube, "
-            "telegram, discord, bluesky, mastodon.",
+            f"Must be one of: {', '.join(PLATFORM_KEYS)}.",
         ),
         "limit=0": ("limit", "Must be greater than or equal to 1 and less than or equal to 200."),
         "limit=abc": ("limit", "Not a valid integer."),
@@ -324,16 +324,18 @@ def _blocked_on_lock(app: Flask, timeout: float = 5.0) -> bool:
 
 
 def _race_with_worker_claim(
-    tenant: Tenant, app: Flask, post_id: str, request: tuple[str, str, Any]
+    tenant: Tenant, app: Flask, post_id: str, request: tuple[str, str, Any], *, fenced: bool
 ) -> httpx.Response:
     """Hold the target row (as a writer that locks only the target does), send `request`,
-    then claim the target and commit.
+    then claim the target (`fenced`: and mark it for the call that makes it public, as the
+    worker's fence does just before the instant) and commit.
 
-    A verb that read the target before the claim and wrote it after would overwrite
+    A verb that read the target before the write and wrote it after would overwrite
     `publishing` (PATCH would even enqueue it again): the post would go out twice. It must
-    wait for the row and see the claim.
+    wait for the row and see what the worker wrote.
     """
     method, path, body = request
+    mark = ", irreversible_started_at = now()" if fenced else ""
     result: list[httpx.Response] = []
     with get_db(app).engine.connect() as conn:
         conn.execute(
@@ -345,7 +347,10 @@ def _race_with_worker_claim(
         thread.start()
         assert _blocked_on_lock(app), "the request never waited for the target row"
         conn.execute(
-            text("UPDATE post_targets SET status = 'publishing', attempts = 1 WHERE post_id = :p"),
+            text(
+                "UPDATE post_targets SET status = 'publishing', claim_owner = 'w:1', "
+                f"dispatch_token = 'claimed'{mark} WHERE post_id = :p"
+            ),
             {"p": post_id},
         )
         conn.commit()
@@ -354,12 +359,12 @@ def _race_with_worker_claim(
     return result[0]
 
 
-def test_patch_waits_for_a_concurrent_claim(tenant: Tenant, make_account: Any, app: Flask) -> None:
+def test_patch_waits_for_a_concurrent_fence(tenant: Tenant, make_account: Any, app: Flask) -> None:
     x = make_account(tenant, "x")
     # Due soon, so queued: the claim a worker makes is on a queued target.
     post_id = create(tenant, [x], scheduled_at=iso_in(5))["post_id"]
     response = _race_with_worker_claim(
-        tenant, app, post_id, ("PATCH", f"/posts/{post_id}", {"content": "edited"})
+        tenant, app, post_id, ("PATCH", f"/posts/{post_id}", {"content": "edited"}), fenced=True
     )
     assert_error(response, 409, "post_publishing")
     [target] = targets_of(app, post_id)
@@ -367,13 +372,52 @@ def test_patch_waits_for_a_concurrent_claim(tenant: Tenant, make_account: Any, a
     assert ok_data(tenant.api.get(f"/posts/{post_id}"))["content"] == "hello"
 
 
-def test_cancel_waits_for_a_concurrent_claim(tenant: Tenant, make_account: Any, app: Flask) -> None:
+def test_cancel_waits_for_a_concurrent_fence(tenant: Tenant, make_account: Any, app: Flask) -> None:
     x = make_account(tenant, "x")
     post_id = create(tenant, [x])["post_id"]
-    response = _race_with_worker_claim(tenant, app, post_id, ("DELETE", f"/posts/{post_id}", None))
+    response = _race_with_worker_claim(
+        tenant, app, post_id, ("DELETE", f"/posts/{post_id}", None), fenced=True
+    )
     assert_error(response, 409, "post_publishing")
     [target] = targets_of(app, post_id)
     assert target["status"] == "publishing"
+
+
+def test_a_readied_target_is_taken_back_by_a_cancel(
+    tenant: Tenant, make_account: Any, app: Flask
+) -> None:
+    """Claimed and waiting for its instant, not yet fenced: the cancel waits for the claim,
+    then takes the target from its worker (a new token: the worker's fence finds it gone)."""
+    x = make_account(tenant, "x")
+    post_id = create(tenant, [x], scheduled_at=iso_in(5))["post_id"]
+    response = _race_with_worker_claim(
+        tenant, app, post_id, ("DELETE", f"/posts/{post_id}", None), fenced=False
+    )
+    assert ok_data(response)["status"] == "cancelled"
+    [target] = targets_of(app, post_id)
+    assert (target["status"], target["dispatch_token"], target["claim_owner"]) == (
+        "cancelled",
+        None,
+        None,
+    )
+
+
+def test_a_readied_target_is_taken_back_by_an_edit(
+    tenant: Tenant, make_account: Any, app: Flask
+) -> None:
+    x = make_account(tenant, "x")
+    post_id = create(tenant, [x], scheduled_at=iso_in(5))["post_id"]
+    response = _race_with_worker_claim(
+        tenant,
+        app,
+        post_id,
+        ("PATCH", f"/posts/{post_id}", {"scheduled_at": iso_in(3600)}),
+        fenced=False,
+    )
+    assert ok_data(response)["status"] == "scheduled"
+    [target] = targets_of(app, post_id)
+    assert target["status"] == "scheduled" and target["dispatch_token"] != "claimed"
+    assert target["claim_owner"] is None
 
 
 def test_a_target_that_may_be_live_is_neither_cancelled_nor_edited(

@@ -110,6 +110,17 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
     assert throughput["crier_per_second"] > 0 and throughput["bare_celery_per_second"] > 0
     assert throughput["ratio"] > 0
 
+    now = results["now"]
+    assert now["targets"] == now["published"] == now["ledger_entries"]
+    assert now["throughput"]["count"] == now["targets"]
+    assert_bare_celery(now["bare_celery"], now["targets"])
+
+    cancel = results["cancel"]
+    assert cancel["changes"] == cancel["accepted"] + cancel["refused"] > 0
+    # A change answered 200 never reached the platform; one refused did, once.
+    assert cancel["accepted_yet_published"] == 0
+    assert cancel["refused_and_published"] == cancel["refused"]
+
     intake = results["intake"]
     for figure in ("single", "bulk", "floor_single", "floor_bulk", "http_ceiling"):
         assert intake[figure]["clients"] == 8
@@ -131,7 +142,8 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
     assert sweep["ratio"] > 0
 
     # The printed table names every figure.
-    for label in ("due at one instant", "Reels", "throughput", "POST /posts", "RSS", "sweep"):
+    labels = ("due at one instant", "Reels", "throughput", "POST /posts", "RSS", "sweep")
+    for label in (*labels, "published now", "cancel or reschedule still accepted"):
         assert label in completed.stdout
 
     # Nothing is left behind.

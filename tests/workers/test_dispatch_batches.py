@@ -3,7 +3,8 @@ Redis broker: one round trip for many, and after a failed one nothing lost or do
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,16 +16,20 @@ from app import dispatch as dispatch_module
 from app.db import get_db
 from app.dispatch import DueTarget, broker_breaker, mark_queued, send_dispatches
 from app.models import PostTarget, TargetStatus
+from app.queues import PUBLISH_BATCH_TASK
 from tests.conftest import Tenant
 from tests.workers.test_pipeline import create_target
 from workers.pipeline import PipelineDeps, publish_target
 
 
-def queued_targets(app: Flask, post_ids: list[str]) -> tuple[list[Any], list[Any]]:
-    """The posts' targets due now, queued with fresh tokens (committed, not yet sent)."""
+def queued_targets(
+    app: Flask, post_ids: list[str], ahead: float = 0.0
+) -> tuple[list[Any], list[Any]]:
+    """The posts' targets due now (or `ahead` seconds from now), queued with fresh tokens
+    (committed, not yet sent)."""
     with get_db(app).session() as session:
         rows = session.scalars(select(PostTarget).where(PostTarget.post_id.in_(post_ids))).all()
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) + timedelta(seconds=ahead)
         for row in rows:
             row.next_attempt_at = now
         session.flush()
@@ -36,6 +41,10 @@ def queued_targets(app: Flask, post_ids: list[str]) -> tuple[list[Any], list[Any
 def publish_messages(app: Flask) -> int:
     client = redis.Redis.from_url(app.config["CRIER"].redis_url)
     return client.llen("publish.x")
+
+
+def _pairs(dispatches: list[Any]) -> list[tuple[int, str]]:
+    return [(d.target.id, d.token) for d in dispatches]
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +60,8 @@ def test_many_dispatches_go_in_one_pipelined_round_trip(
 ) -> None:
     account_id = make_account(tenant, "x")
     posts = [create_target(tenant, account_id, f"Batched {n}") for n in range(31)]
-    _, dispatches = queued_targets(app, posts)
+    # Due ahead: one message each, with its ETA.
+    _, dispatches = queued_targets(app, posts, ahead=60)
     with get_db(app).session() as session:  # the first send declares the queue's binding
         assert send_dispatches(session, app.extensions["celery"], dispatches[:1]) == 1
     round_trips: list[int] = []
@@ -67,6 +77,24 @@ def test_many_dispatches_go_in_one_pipelined_round_trip(
     # The 30 messages and their 30 task-sent events, in one pipeline.
     assert round_trips == [60]
     assert publish_messages(app) == 31
+
+
+def test_targets_due_now_go_many_to_a_message(
+    app: Flask, tenant: Tenant, make_account: Any
+) -> None:
+    """A bulk published now: one message for up to fifty targets of a queue, each claimed
+    by its own token, so a stale one in the batch changes nothing."""
+    account_id = make_account(tenant, "x")
+    posts = [create_target(tenant, account_id, f"Now {n}") for n in range(60)]
+    _, dispatches = queued_targets(app, posts)
+    with get_db(app).session() as session:
+        assert send_dispatches(session, app.extensions["celery"], dispatches) == 60
+    assert publish_messages(app) == 2  # 50 and 10
+    client = redis.Redis.from_url(app.config["CRIER"].redis_url)
+    bodies = [json.loads(raw) for raw in client.lrange("publish.x", 0, -1)]
+    assert {body["headers"]["task"] for body in bodies} == {PUBLISH_BATCH_TASK}
+    # Flower sees ids, never a token.
+    assert all(token not in json.dumps(bodies[0]["headers"]) for _, token in _pairs(dispatches))
 
 
 def test_a_batch_that_fails_after_it_went_out_loses_nothing_and_doubles_nothing(
@@ -92,7 +120,7 @@ def test_a_batch_that_fails_after_it_went_out_loses_nothing_and_doubles_nothing(
     with get_db(app).session() as session:
         assert send_dispatches(session, app.extensions["celery"], dispatches) == 0
     monkeypatch.undo()
-    assert publish_messages(app) == 3  # they went after all
+    assert publish_messages(app) == 1  # they went after all, in one message
     with get_db(app).session() as session:
         states = session.execute(
             select(PostTarget.status, PostTarget.dispatch_token).where(

@@ -24,6 +24,7 @@ from workers.pipeline import (
     Delivery,
     PipelineDeps,
     claim_deliveries,
+    fence_deliveries,
     fire_delivery,
     publish_target,
     ready_claimed,
@@ -188,8 +189,8 @@ def test_a_batch_of_claims_is_one_transaction_that_takes_only_what_its_tokens_ho
     for target_id in (a, b):
         row = target_row(app, target_id)
         assert row.status == "publishing" and row.claim_owner == deps.claims.owner
-        # Nothing to do before the call (no media): marked for it at the claim.
-        assert row.irreversible_started_at is not None
+        # Claimed, not marked: an edit or a cancel may still take it back until the fence.
+        assert row.irreversible_started_at is None
     assert target_row(app, stale).status == "queued"
     early_row = target_row(app, early)
     # Put back for its instant, an hour away: beyond the horizon, so PostgreSQL holds it.
@@ -198,6 +199,11 @@ def test_a_batch_of_claims_is_one_transaction_that_takes_only_what_its_tokens_ho
     assert posts[both] == "publishing" and posts[stale_post] == "scheduled"
     # Readied and fired one by one, as the pool threads do: each publishes once.
     deliveries = [ready_claimed(deps, r) for r in results if not isinstance(r, str)]
+    held, taken = fence_deliveries(deps, [d for d in deliveries if isinstance(d, Delivery)])
+    assert [d.target.id for d in held] == [a, b] and not taken
+    for target_id in (a, b):
+        # Nothing to do before the call (no media): the fence marked it for that call.
+        assert target_row(app, target_id).irreversible_started_at is not None
     outcomes = [(d, fire_delivery(deps, d)) for d in deliveries if isinstance(d, Delivery)]
     assert record_outcomes(deps, outcomes) == ["published", "published"]
     assert sorted(e["platform"] for e in ledger(sandbox)) == ["linkedin", "x"]

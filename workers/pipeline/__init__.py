@@ -9,6 +9,7 @@ One module per phase of a delivery, in the order a target goes through them:
 - `claim`: the batch that takes targets from `queued` to `publishing` (conditional UPDATEs);
 - `ready`: what can be done before the instant (poison check, holds, the request, a look
   on the platform after an unanswered try, the look-ahead);
+- `fence`: the batch write just before the instant that an edit or a cancel loses to;
 - `fire`: the platform call at the instant, and the decision its answer leads to;
 - `finish`: the outcomes written in batches, the next message, the webhook events;
 - `request`: the PublishRequest an adapter gets, built from the post and its media;
@@ -30,13 +31,15 @@ from workers.pipeline.context import (
     TargetContext,
     log_event,
 )
+from workers.pipeline.fence import FENCE_AHEAD, fence_deliveries, fenceable
 from workers.pipeline.finish import hand_back, record_outcomes
 from workers.pipeline.fire import fire_delivery
-from workers.pipeline.ready import ready_claimed, ready_delivery
+from workers.pipeline.ready import ready_claimed, ready_delivery, ready_many
 from workers.pipeline.request import build_request
 
 __all__ = [
     "EARLY_TOLERANCE",
+    "FENCE_AHEAD",
     "Decision",
     "Delivery",
     "LostClaim",
@@ -45,12 +48,15 @@ __all__ = [
     "TargetContext",
     "build_request",
     "claim_deliveries",
+    "fence_deliveries",
+    "fenceable",
     "fire_delivery",
     "hand_back",
     "log_event",
     "publish_target",
     "ready_claimed",
     "ready_delivery",
+    "ready_many",
     "record_outcomes",
 ]
 
@@ -62,6 +68,13 @@ def publish_target(
     delivery = ready_delivery(deps, target_id, token, task_id)
     if isinstance(delivery, str):
         return delivery
+    if fenceable(delivery):
+        wait = (delivery.due - FENCE_AHEAD - utcnow()).total_seconds()
+        if wait > 0:
+            time.sleep(wait)
+        held, _ = fence_deliveries(deps, [delivery])
+        if not held:  # taken back by an edit or a cancel: nothing is called
+            return record_outcomes(deps, [(delivery, None)])[0]
     wait = (delivery.due - utcnow()).total_seconds()
     if wait > 0:
         time.sleep(wait)

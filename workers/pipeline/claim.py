@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Boolean, Integer, String, case, column, select, update, values
+from sqlalchemy import Integer, String, column, select, update, values
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -92,11 +92,11 @@ def _claim_deliveries(
                 log_event("publish.early", target_id=target_id, task_id=task_id)
                 results[n] = "early"
             else:
-                premark = not target.post.media_ids or _prepared(target)
-                to_claim.append((n, target, token, task_id, premark))
+                fence = not target.post.media_ids or _prepared(target)
+                to_claim.append((n, target, token, task_id, fence))
             seen.add(target_id)
-        claimed = _claim(deps, session, [(t, token, mark) for _, t, token, _, mark in to_claim])
-    for n, target, token, task_id, premark in to_claim:
+        claimed = _claim(deps, session, [t for _, t, _, _, _ in to_claim], to_claim)
+    for n, target, token, task_id, fence in to_claim:
         if target.id not in claimed:
             results[n] = "stale"
             continue
@@ -105,7 +105,8 @@ def _claim_deliveries(
             token=token,
             task_id=task_id,
             due=max(target.next_attempt_at, now),
-            context=TargetContext(deps, target.id, token, premarked=premark),
+            context=TargetContext(deps, target.id, token),
+            fence=fence,
             fields={
                 "post_id": str(target.post_id),
                 "target_id": target.id,
@@ -120,14 +121,17 @@ def _claim_deliveries(
 
 
 def _claim(
-    deps: PipelineDeps, session: Session, wanted: list[tuple[PostTarget, str, bool]]
+    deps: PipelineDeps,
+    session: Session,
+    targets: list[PostTarget],
+    wanted: list[tuple[int, PostTarget, str, str | None, bool]],
 ) -> set[int]:
     """Conditional UPDATEs decide which delivery wins (docs/delivery.md, "Dispatch tokens"); returns
     the ids of the targets claimed, committed.
 
-    With `premark`, nothing is left to do before a target's irreversible call, and the
-    claim marks it for that call too: the call then needs no write of its own. A crash in
-    between only costs a look on the platform before the resend."""
+    The claim does not mark a target for its irreversible call: until the fence just
+    before the instant (workers.pipeline.fence), or the adapter's own mark, an edit or a
+    cancel may still take the target back."""
     if not wanted:
         return set()
     now = utcnow()
@@ -136,23 +140,13 @@ def _claim(
     # lock in the same order).
     session.execute(
         select(Post.id)
-        .where(Post.id.in_({target.post_id for target, _, _ in wanted}))
+        .where(Post.id.in_({target.post_id for target in targets}))
         .order_by(Post.id)
         .with_for_update()
     )
     claims = (
-        values(
-            column("id", Integer),
-            column("token", String),
-            column("premark", Boolean),
-            name="claims",
-        )
-        .data(
-            [
-                (target.id, token, premark)
-                for target, token, premark in sorted(wanted, key=lambda item: item[0].id)
-            ]
-        )
+        values(column("id", Integer), column("token", String), name="claims")
+        .data(sorted((target.id, token) for _, target, token, _, _ in wanted))
         # A CTE names its columns on SQLite (the embedded default) too.
         .cte("claims")
     )
@@ -170,13 +164,8 @@ def _claim(
                 claim_owner=deps.claims.owner,
                 # A preparation still under way writes nothing from now on.
                 prepare_token=None,
-                irreversible_started_at=case(
-                    (claims.c.premark, TargetContext.earliest_start()),
-                    else_=PostTarget.irreversible_started_at,
-                ),
             )
             .returning(PostTarget.id)
-            # The loaded targets keep the marker they had: what an earlier try left unknown.
             .execution_options(synchronize_session=False)
         )
     )
@@ -186,11 +175,11 @@ def _claim(
     # A claimed target always makes its post "publishing", so no need to derive it.
     session.execute(
         update(Post)
-        .where(Post.id.in_({t.post_id for t, _, _ in wanted if t.id in claimed}))
+        .where(Post.id.in_({t.post_id for t in targets if t.id in claimed}))
         .values(status="publishing", updated_at=now)
     )
     session.commit()
-    for target, token, _ in wanted:
+    for _, target, token, _, _ in wanted:
         if target.id in claimed:
             # From here the heartbeat keeps the claim alive for as long as this process lives.
             deps.claims.claimed(target.id, token)

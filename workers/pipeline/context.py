@@ -95,10 +95,10 @@ class TargetContext:
 
     def mark_irreversible(self) -> None:
         if self.premarked and self.deps.claims.alive_for_sure(self.deps.settings.worker_timeout):
-            # Marked at the claim, and this process's heartbeat proves the claim still
-            # stands: the call needs no write at the instant. A handle made at the call
-            # itself goes in with the outcome; a crash before that only means the
-            # reconciliation looks for the post without it (it does for any premark).
+            # Marked by the fence just before the instant, and this process's heartbeat
+            # proves the claim still stands: the call needs no write at the instant. A
+            # handle made at the call itself goes in with the outcome; a crash before that
+            # only means the reconciliation looks for the post without it.
             pass
         elif self.pending_handle is not None:
             # Handles of steps done at the call itself go in with the mark.
@@ -152,6 +152,9 @@ class Delivery:
     decision: Decision | None = None
     started: float = 0.0
     started_at: datetime | None = None
+    # Nothing left before the irreversible call (no media, or prepared ahead): fenced
+    # in a batch just before the instant (workers.pipeline.fence), not at the call.
+    fence: bool = False
     # The post is already public (an earlier delivery made it so, or a look on the
     # platform found it): only what follows it (first comment, thread) is left.
     live: PublishResult | None = None

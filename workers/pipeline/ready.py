@@ -28,6 +28,7 @@ from workers.pipeline.context import (
 )
 from workers.pipeline.fire import classify, hold_decision, internal_error, reconcile
 from workers.pipeline.request import build_request
+from workers.quotas import Hold
 
 
 def ready_delivery(
@@ -39,12 +40,15 @@ def ready_delivery(
     return claimed if isinstance(claimed, str) else ready_claimed(deps, claimed)
 
 
-def ready_claimed(deps: PipelineDeps, delivery: Delivery) -> Delivery | str:
+def ready_claimed(
+    deps: PipelineDeps, delivery: Delivery, holds: tuple[Hold | None] | None = None
+) -> Delivery | str:
     """The rest of readying a claimed delivery, on the caller's thread: holds, the built
-    request, a look on the platform after an unanswered earlier try."""
+    request, a look on the platform after an unanswered earlier try. `holds`: the wait
+    imposed on its account, when already asked for (`ready_many`)."""
     with deps.db.session() as session:
         try:
-            _ready(deps, session, delivery)
+            _ready(deps, session, delivery, holds)
         except LostClaim:
             deps.claims.released(delivery.target.id)
             log_event("publish.lost_claim", **delivery.fields)
@@ -56,14 +60,26 @@ def ready_claimed(deps: PipelineDeps, delivery: Delivery) -> Delivery | str:
     return delivery
 
 
-def _ready(deps: PipelineDeps, session: Session, delivery: Delivery) -> None:
+def ready_many(deps: PipelineDeps, deliveries: list[Delivery]) -> list[Delivery | str]:
+    """Ready claimed deliveries one after another, their accounts' waits asked for in one
+    round trip (a message of many targets due now)."""
+    accounts = [(d.target.platform, d.target.account_id) for d in deliveries]
+    holds = deps.quotas.current_waits(accounts) if accounts else []
+    return [ready_claimed(deps, d, (hold,)) for d, hold in zip(deliveries, holds, strict=True)]
+
+
+def _ready(
+    deps: PipelineDeps, session: Session, delivery: Delivery, holds: tuple[Hold | None] | None
+) -> None:
     """Decide before the instant whatever can be decided; else build the request and mark
     the target, so that nothing is left to write between the instant and the call."""
     target = delivery.target
     if target.worker_losses >= deps.settings.max_worker_losses:
         delivery.decision = _poisoned(deps, session, target)
         return
-    hold = deps.quotas.current_wait(target.platform, target.account_id)
+    if holds is None:
+        holds = (deps.quotas.current_wait(target.platform, target.account_id),)
+    hold = holds[0]
     if hold is not None and hold.until > delivery.due.timestamp():
         if hold.until - delivery.due.timestamp() <= ETA_HEAD_START.total_seconds():
             # A wait the platform imposed that ends just after the instant: the claim
