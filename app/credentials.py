@@ -4,6 +4,8 @@ credential and `--external-id` names where the account posts.
 
 - Telegram: the bot token, and the chat: `@channel`, a t.me link or a numeric chat id.
 - Discord: the channel webhook's URL (or a bot token), and the channel id.
+- Bluesky: the app password, and the handle (or DID) the account posts as.
+- Mastodon: the access token, and the profile URL, which names the instance.
 - WordPress: `user:application-password`, and the site's URL.
 """
 
@@ -21,6 +23,8 @@ DISCORD_WEBHOOK_URL = re.compile(
     r"^https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/(\d+)/([\w-]+)/?$"
 )
 _SNOWFLAKE = re.compile(r"^\d{5,20}$")
+_HANDLE_RE = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+_DID_RE = re.compile(r"^did:(plc|web):[a-zA-Z0-9._:%-]+$")
 
 
 def telegram_chat(raw: str) -> str | None:
@@ -61,6 +65,10 @@ def credential_problem(
     """(field, message) when the credential or external id does not have the platform's
     form; None when it does (or the platform has no fixed form)."""
     token = access_token.strip()
+    try:
+        address_settings(platform, external_id)
+    except ValueError as exc:
+        return "external_id", str(exc)
     if platform == "telegram":
         if not _TELEGRAM_TOKEN.match(token):
             return "access_token", "A Telegram bot token looks like 123456789:AAH… (@BotFather)."
@@ -92,3 +100,34 @@ def credential_problem(
                 "a WordPress account's access token is `user:application-password`",
             )
     return None
+
+
+def address_settings(platform: str, external_id: str | None) -> dict[str, str]:
+    """The account settings an external id implies; ValueError says what is expected."""
+    if platform == "bluesky":
+        handle = (external_id or "").strip().lstrip("@").lower()
+        if _DID_RE.match((external_id or "").strip()):
+            return {"did": (external_id or "").strip()}
+        if not _HANDLE_RE.match(handle):
+            raise ValueError(
+                "Bluesky accounts need the handle as external id (alice.bsky.social); "
+                "the access token is an app password."
+            )
+        return {"handle": handle}
+    if platform == "mastodon":
+        parts = urlsplit((external_id or "").strip())
+        username = parts.path.strip("/").removeprefix("@")
+        if (
+            parts.scheme != "https"
+            or not parts.hostname
+            or not parts.path.startswith("/@")
+            or not username
+            or "/" in username
+        ):
+            raise ValueError(
+                "Mastodon accounts need the profile URL as external id "
+                "(https://mastodon.social/@alice)."
+            )
+        port = f":{parts.port}" if parts.port else ""
+        return {"instance": f"https://{parts.hostname.lower()}{port}", "username": username}
+    return {}

@@ -44,6 +44,10 @@ DEMO_EXTERNAL_IDS = {
     # A public channel (the permalink names it) and a channel id for the demo bot.
     "telegram": "@crier_demo",
     "discord": "1300000000000000042",
+    # Platforms that connect with a credential name where the account posts: a Bluesky
+    # handle (its access token stands for an app password), a Mastodon profile URL.
+    "bluesky": "crier-demo.bsky.social",
+    "mastodon": "https://sandbox.social/@crierdemo",
     "pinterest": None,
     "wordpress": "https://blog.example.com",
 }
@@ -51,10 +55,11 @@ DEMO_EXTERNAL_IDS = {
 # demo Pin goes there (and the demo account lists it, as a connected one would).
 DEMO_PINTEREST_BOARD = {"id": "160159981255431942", "name": "Sandbox Recipes", "privacy": "PUBLIC"}
 # Credentials of a given form (app/credentials.py): a bot token for Telegram, whose bots
-# have no refresh token; a bot token for Discord (no refresh either); WordPress's
-# `user:application-password` (no refresh: an application password does not expire).
+# have no refresh token; a bot token for Discord (no refresh either). Bluesky makes its
+# session from the app password at the first publish; Mastodon tokens have no refresh;
+# WordPress's `user:application-password` does not expire and has no refresh either.
 DEMO_TOKEN_PREFIX = {"telegram": "7000000042:", "wordpress": "demo:"}
-NO_REFRESH = frozenset({"telegram", "discord", "wordpress"})
+NO_REFRESH = frozenset({"telegram", "discord", "bluesky", "mastodon", "wordpress"})
 
 
 def _free_port(preferred: int) -> int:

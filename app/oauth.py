@@ -106,6 +106,9 @@ class OAuthFlow(ABC):
     # Facebook Pages (and LinkedIn pages) may be several: the user picks on Crier.
     offers_choice: bool = False
     has_revoke: bool = False
+    # Accounts live on servers of their own (Mastodon instances): the link's page asks
+    # for the server first, and Crier registers its app there (no CRIER_<X>_CLIENT_ID).
+    per_instance: bool = False
 
     def __init__(
         self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None
@@ -114,6 +117,8 @@ class OAuthFlow(ABC):
         self.base_url = base_url.rstrip("/") if base_url else None
         # The process's settings (LinkedIn's API version); the defaults where none are given.
         self.settings = settings or Settings()
+        # The account's server (`https://host`) for a per-instance flow.
+        self.instance: str | None = None
 
     @classmethod
     def login_name(cls) -> str:
@@ -128,7 +133,15 @@ class OAuthFlow(ABC):
         """The platform's URL, or `{CRIER_PLATFORM_BASE_URL}/{platform}{path}` when set."""
         if self.base_url:
             return f"{self.base_url}/{self.client_platform()}{path}"
+        if self.per_instance:
+            if not self.instance:
+                raise OAuthError("instance_required", "The account's server is not known.")
+            return f"{self.instance}{path}"
         return f"https://{self.hosts[host]}{path}"
+
+    def register_app(self, redirect_uri: str) -> tuple[ClientApp, dict[str, Any]]:
+        """A per-instance flow's app on `self.instance`, and the server's limits."""
+        raise NotImplementedError
 
     def authorize_params(
         self, client: ClientApp, state: str, code_challenge: str | None
@@ -242,18 +255,14 @@ def get_flow(
 
 @dataclass(frozen=True)
 class CredentialField:
-    """One input of a credential connect page."""
+    """One input of a credential connect page; `secret` inputs are masked and never
+    shown again after a refusal."""
 
     name: str
     label: str
     hint: str = ""
-    # The input's type ("url", "password"); a password input is masked and its value is
-    # never written back into the page.
-    input_type: str = "text"
-
-    @property
-    def secret(self) -> bool:
-        return self.input_type == "password"
+    required: bool = True
+    secret: bool = False
 
 
 class CredentialFlow(ABC):
@@ -266,6 +275,8 @@ class CredentialFlow(ABC):
     # Why the platform has no consent page, for the connect page and the contract suite.
     why: str
     fields: tuple[CredentialField, ...]
+    # What the page tells the user first (HTML), beside `why`.
+    intro: str = ""
 
     def __init__(
         self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None

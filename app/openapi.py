@@ -88,7 +88,9 @@ ALSO_SUCCESS = {
 BROWSER = {
     "connect.open_connect_link": "Redirect to the platform's consent page, setting the "
     "cookie that binds the flow to this browser (HttpOnly, SameSite=Lax, scoped to the "
-    "callback). A used or expired link answers an HTML page (410), never a redirect.",
+    "callback). A used or expired link answers an HTML page (410), never a redirect. "
+    "Bluesky links answer a form (handle and app password) and Mastodon links ask for "
+    "the instance first (200, HTML).",
     "connect.oauth_callback": "Redirect to redirect_url with status=connected&account_id="
     "…&account_ids=…&platform=…&profile_id=…&state=…, or status=error&error=<code>&"
     "error_description=… (access_denied, state_replayed, state_invalid, link_expired, "
@@ -99,10 +101,11 @@ BROWSER = {
     "connect.choose_pages": "An HTML page: one checkbox per Page or organisation granted.",
     "connect.submit_pages": "Redirect to redirect_url with the accounts picked.",
     "connect.submit_credentials": "The form of a platform that connects on Crier's own page "
-    "(Telegram's chat; a Discord webhook URL while Crier's Discord app is not set; a "
-    "WordPress site's site_url, username and application_password), checked at the "
-    "platform: redirect to redirect_url as after a consent, or the page again (400) with "
-    "the platform's reason.",
+    "(Telegram's chat; a Discord webhook URL while Crier's Discord app is not set; Bluesky's "
+    "handle and app password; a WordPress site's site_url, username and "
+    "application_password), checked at the platform: redirect to redirect_url as after a "
+    "consent, or the page again (400) with the platform's reason. Mastodon: Crier's app is "
+    "registered on the instance named, then a redirect to its consent page.",
 }
 # How a receiver checks a delivery (app/services/webhooks.py signs them).
 WEBHOOK_DELIVERIES = (

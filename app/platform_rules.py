@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import ValidationError
-from app.models import Media
+from app.models import Account, Media
 from app.platforms import (
     MAX_THREAD_ITEMS,
     PLATFORMS,
@@ -63,25 +63,43 @@ def platform_text(platform: str, content: str, platform_content: dict[str, Any])
     return override if override is not None else content
 
 
+def known_text_limits(accounts: Iterable[Account]) -> dict[str, int]:
+    """Text limits the accounts' own servers state (a Mastodon instance's
+    `max_characters`, read when the account connected), where they differ from the rules
+    table: the smallest over the post's accounts of the platform, the table's figure for
+    an account whose server did not say."""
+    limits: dict[str, int] = {}
+    for account in accounts:
+        if account.platform != "mastodon":
+            continue
+        known = ((account.settings or {}).get("limits") or {}).get("max_characters")
+        limit = int(known) if isinstance(known, int) and known > 0 else None
+        limit = limit or PLATFORMS[account.platform].text_limit
+        limits[account.platform] = min(limits.get(account.platform, limit), limit)
+    return limits
+
+
 def check_platform_rules(
     content: str,
     platforms: Iterable[str],
     media: list[Media],
     platform_content: dict[str, Any],
     errors: ErrorBag,
+    text_limits: dict[str, int] | None = None,
 ) -> None:
-    """Refuse at intake what a platform would refuse at publish time."""
+    """Refuse at intake what a platform would refuse at publish time. `text_limits`:
+    per-server limits known for the post's accounts (`known_text_limits`)."""
     for platform in sorted(set(platforms)):
         rules = PLATFORMS[platform]
         entry = platform_content.get(platform) or {}
         text_path = f"platform_content.{platform}.content" if "content" in entry else "content"
         text = platform_text(platform, content, platform_content)
         length = rules.count_text(text)
-        if length > rules.text_limit:
+        limit = (text_limits or {}).get(platform, rules.text_limit)
+        if length > limit:
             errors.add(
                 text_path,
-                f"{rules.label} allows at most {rules.text_limit} {rules.text_unit}; "
-                f"this text has {length}.",
+                f"{rules.label} allows at most {limit} {rules.text_unit}; this text has {length}.",
             )
         if media and rules.caption_limit is not None and length > rules.caption_limit:
             errors.add(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import (
@@ -19,70 +17,17 @@ from marshmallow import (
 
 from app.models import AUDIT_ACTIONS
 from app.platforms import MAX_THREAD_ITEMS, PLATFORM_KEYS
+from app.schema_fields import MAX_ID as MAX_ID
+from app.schema_fields import StrictBoolean as StrictBoolean
+from app.schema_fields import StrictInteger as StrictInteger
+from app.schema_fields import StrictNumber as StrictNumber
+from app.schema_fields import StrictSchema as StrictSchema
+from app.schema_fields import UtcDateTime as UtcDateTime
+from app.schema_fields import one_of as one_of
 
 MAX_ACCOUNTS_PER_POST = 500
 MAX_MEDIA_PER_POST = 35
 MAX_CONTENT_CHARS = 100_000
-# Ids are PostgreSQL bigints; a larger number would reach the driver and fail there (500).
-MAX_ID = 2**63 - 1
-
-
-class StrictInteger(fields.Integer):
-    """An integer in JSON: no strings, no floats, no booleans."""
-
-    default_error_messages = {"invalid": "Not a valid integer."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class UtcDateTime(fields.AwareDateTime):
-    """An ISO 8601 instant with an offset, returned in UTC.
-
-    `0001-01-01T00:00:00+14:00` parses but has no UTC value (it would fall in year 0):
-    that is the caller's mistake, so a 400, not an OverflowError later in the driver.
-    """
-
-    default_error_messages = {
-        "out_of_range": "Not a representable instant: in UTC it falls outside years 1 to 9999."
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(format="iso", **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        parsed = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError as exc:
-            raise self.make_error("out_of_range") from exc
-
-
-class StrictBoolean(fields.Boolean):
-    """JSON true/false only; "yes" or 1 are mistakes worth reporting."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
-
-
-class StrictNumber(fields.Float):
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-def one_of(*choices: str) -> validate.OneOf:
-    return validate.OneOf(choices, error="Must be one of: {choices}.")
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class InstagramSettings(StrictSchema):
@@ -188,6 +133,43 @@ class DiscordSettings(StrictSchema):
 EMBED_TEXT = ("title", "description", "footer")
 
 
+class BlueskySettings(StrictSchema):
+    langs = fields.List(
+        fields.String(validate=validate.Length(min=2, max=35)),
+        validate=validate.Length(max=3),
+        metadata={"description": "BCP-47 language tags of the post (at most 3)."},
+    )
+    altTexts = fields.List(
+        fields.String(validate=validate.Length(max=2000)),
+        validate=validate.Length(max=4),
+        metadata={"description": "Alt text of each image (or the video), in media order."},
+    )
+    linkCard = StrictBoolean(
+        metadata={
+            "description": "Show the first link of the text as a card (app.bsky.embed."
+            "external) when the post has no media. Default true."
+        }
+    )
+
+
+class MastodonSettings(StrictSchema):
+    visibility = fields.String(validate=one_of("public", "unlisted", "private", "direct"))
+    spoilerText = fields.String(
+        validate=validate.Length(max=500),
+        metadata={"description": "A content warning shown before the text."},
+    )
+    sensitive = StrictBoolean(metadata={"description": "Hide the media behind a warning."})
+    language = fields.String(
+        validate=validate.Regexp(r"^[a-z]{2,3}$", error="An ISO 639 language code."),
+        metadata={"description": "ISO 639 code of the text's language, e.g. en."},
+    )
+    altTexts = fields.List(
+        fields.String(validate=validate.Length(max=1500)),
+        validate=validate.Length(max=4),
+        metadata={"description": "Alt text (media description) of each media, in order."},
+    )
+
+
 def _board_id(value: str) -> None:
     if not value.isdigit():
         raise ValidationError("A Pinterest board id is a string of digits (GET /accounts/{id}).")
@@ -241,6 +223,8 @@ SETTINGS_SCHEMAS: dict[str, type[Schema]] = {
     "threads": ThreadsSettings,
     "telegram": TelegramSettings,
     "discord": DiscordSettings,
+    "bluesky": BlueskySettings,
+    "mastodon": MastodonSettings,
     "pinterest": PinterestSettings,
     "wordpress": WordPressSettings,
 }
@@ -261,6 +245,8 @@ SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
     "threads": {},
     "telegram": {},
     "discord": {},
+    "bluesky": {"linkCard": True},
+    "mastodon": {"visibility": "public", "sensitive": False},
     "pinterest": {},
     "wordpress": {"status": "publish"},
 }

@@ -21,6 +21,8 @@ SANDBOX_PLATFORMS = (
     "youtube",
     "telegram",
     "discord",
+    "bluesky",
+    "mastodon",
     "pinterest",
     "wordpress",
 )

@@ -40,6 +40,8 @@ AUTHORIZE = {
     "instagram": ("/oauth/authorize", "client_id", False),
     "threads": ("/oauth/authorize", "client_id", False),
     "discord": ("/oauth2/authorize", "client_id", False),
+    # PKCE is optional on Mastodon (4.3 and later take it).
+    "mastodon": ("/oauth/authorize", "client_id", False),
     "pinterest": ("/oauth/", "client_id", False),
 }
 # How long an access token lives, per platform (seconds; None: no expiry).
@@ -52,6 +54,7 @@ ACCESS_SECONDS = {
     "instagram": 3600,
     "threads": 3600,
     "discord": 604_800,
+    "mastodon": None,
     "pinterest": 2_592_000,
 }
 
@@ -80,8 +83,9 @@ def identity(platform: str, login: str) -> dict[str, Any]:
         return {"id": _digits(f"fb:{login}", 15), "name": f"{login.title()}"}
     if platform == "instagram":
         return {"user_id": "17841" + _digits(f"ig:{login}", 11), "username": login}
-    if platform == "pinterest":
-        return {"id": _digits(f"pin:{login}", 18), "username": login}
+    if platform in ("mastodon", "pinterest"):
+        head, key = ("1", "md") if platform == "mastodon" else ("", "pin")
+        return {"id": head + _digits(f"{key}:{login}", 18 - len(head)), "username": login}
     return {"id": _digits(f"th:{login}", 17), "username": login}
 
 
@@ -272,7 +276,7 @@ def _revoke(state: SandboxState, platform: str, token: str) -> None:
 def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
     bp = Blueprint(f"oauth_{platform}", __name__)
     if platform not in AUTHORIZE:
-        return bp  # no consent page: the account connects with a credential
+        return bp  # signs in without a consent page (Bluesky: app passwords)
     path, client_param, needs_pkce = AUTHORIZE[platform]
 
     @bp.get(path)
@@ -337,6 +341,13 @@ def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
 
     elif platform == "discord":
         _discord_routes(bp, state)
+    elif platform == "mastodon":
+
+        @bp.post("/oauth/revoke")
+        def mastodon_revoke() -> Response:
+            _revoke(state, "mastodon", request.form.get("token", ""))
+            return json_response({})
+
     elif platform == "youtube":
 
         @bp.post("/revoke")

@@ -53,6 +53,7 @@ TABLES = (
     "api_keys",
     "campaigns",
     "connect_links",
+    "instance_apps",
     "profiles",
     "ai_credit_events",
     "ai_credit_usage",

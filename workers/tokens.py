@@ -64,8 +64,9 @@ def refresh_account(
         if account is None:
             raise AuthRevokedError("the account no longer exists", code="account_missing")
         access, refresh = account_tokens(settings, account)
-        if access != credentials.access_token:
-            # Another worker refreshed while we waited for the lock.
+        if access != credentials.access_token or refresh != credentials.refresh_token:
+            # Another worker refreshed while we waited for the lock (Bluesky keeps its app
+            # password as the access token: only the stored session changes).
             session.rollback()
             return replace(
                 credentials,

@@ -33,10 +33,10 @@ PUBLIC_ENDPOINTS = {
     # The connect flow is walked by the end client's browser, with no key: the link's
     # token and the signed state are its credentials.
     "connect.open_connect_link",
+    "connect.submit_credentials",
     "connect.oauth_callback",
     "connect.choose_pages",
     "connect.submit_pages",
-    "connect.submit_credentials",
 }
 
 

@@ -19,10 +19,12 @@ from marshmallow import ValidationError as SchemaError
 from marshmallow import fields, validate, validates_schema
 
 from app import access
+from app.api import connect_forms
 from app.api.auth import current_caller
 from app.api.bodies import json_body, load_json
 from app.api.envelope import ApiError, ValidationError, envelope, format_timestamp
 from app.config import Settings
+from app.connect_flows.mastodon import normalise_instance
 from app.db import get_session, utcnow
 from app.models import Account, ConnectLink
 from app.oauth import (
@@ -40,6 +42,8 @@ from app.oauth import (
 from app.platforms import CONNECT_LOGINS, PLATFORM_KEYS, PLATFORMS, connect_logins
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
 from app.services import connect as connect_service
+from app.services import instance_apps
+from app.services.outbound import UnsafeURLError, resolve
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +117,30 @@ def _callback_uri(platform: str) -> str:
 
 def _flow(link: ConnectLink, http: httpx.Client) -> OAuthFlow:
     settings = _settings()
-    return get_flow(link.platform, http, settings.platform_base_url, link.login, settings)
+    flow = get_flow(link.platform, http, settings.platform_base_url, link.login, settings)
+    flow.instance = link.instance
+    return flow
 
 
 def _client(link: ConnectLink, flow: type[OAuthFlow] | OAuthFlow) -> ClientApp | None:
-    """The app the flow signs in with (Facebook's for Instagram via Facebook Login); the
-    callback is the platform's either way."""
+    """The app the flow signs in with (Facebook's for Instagram via Facebook Login; for a
+    per-instance platform, the one Crier registered on the link's instance); the callback
+    is the platform's either way."""
+    if flow.per_instance:
+        if not link.instance:
+            return None
+        return instance_apps.find_app(
+            get_session(), _settings(), link.platform, link.instance, _callback_uri(link.platform)
+        )
     return client_app(_settings(), flow.client_platform(), _callback_uri(link.platform))
+
+
+def _configured(flow: type[OAuthFlow] | None) -> bool:
+    """Whether accounts can connect here through the OAuth flow: an app registered per
+    instance, or Crier's own app at the platform."""
+    if flow is None:
+        return False
+    return flow.per_instance or client_app(_settings(), flow.client_platform(), "") is not None
 
 
 @blueprint.post("/accounts/connect")
@@ -144,7 +165,7 @@ def create_connect_link() -> Response:
                 code="platform_not_configured",
                 status=409,
             )
-    elif flow is None or client_app(_settings(), flow.client_platform(), "") is None:
+    elif not _configured(flow):
         app_name = (flow.client_platform() if flow else platform).upper()
         via = f" through {login.title()} Login" if login else ""
         raise ApiError(
@@ -199,18 +220,7 @@ def create_connect_link() -> Response:
 # ------------------------------------------------------------------------ browser side
 
 
-def _page(title: str, body: str, status: int = 200) -> Response:
-    document = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
-        "padding:0 1rem;color:#1a1a1a}label{display:block;padding:.6rem;border:1px solid #ccc;"
-        "border-radius:6px;margin:.5rem 0}button{padding:.6rem 1.2rem;font-size:1rem}"
-        "small{color:#666}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return Response(document, status=status, mimetype="text/html")
+_page = connect_forms.page
 
 
 def _finish(link: ConnectLink, code: str, message: str) -> Response:
@@ -291,6 +301,8 @@ def open_connect_link(token: str) -> Response:
             return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
         return _credential_form(token, link, credential)
     cls = flow_class(link.platform, link.login)
+    if cls is not None and cls.per_instance:
+        return connect_forms.instance_form(token, link.platform, link.instance or "")
     client = _client(link, cls) if cls is not None else None
     if cls is None or client is None:
         return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
@@ -310,20 +322,20 @@ def _credential_form(
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    """Crier's own connect page for a platform without a consent page (Telegram, a
-    WordPress site). Entered values come back when the platform refused them, never a
-    secret one (a password input, left empty)."""
+    """Crier's own connect page for a platform without a consent page (Telegram, Bluesky).
+    `secret` inputs are masked and never filled in again after a refusal."""
     inputs = "".join(
         f"<label for='{html.escape(f.name)}'>{html.escape(f.label)}<br>"
-        f"<input id='{html.escape(f.name)}' name='{html.escape(f.name)}' required "
-        f"type='{html.escape(f.input_type)}' autocomplete='off' "
+        f"<input id='{html.escape(f.name)}' name='{html.escape(f.name)}' "
+        f"type='{'password' if f.secret else 'text'}' autocomplete='off'"
+        f"{' required' if f.required else ''} "
         f"value='{'' if f.secret else html.escape((values or {}).get(f.name, ''))}'><br>"
         f"<small>{html.escape(f.hint)}</small></label>"
         for f in flow.fields
     )
     problem = f"<p role='alert' id='error'>{html.escape(error)}</p>" if error else ""
     body = (
-        f"<p>{html.escape(flow.why)}.</p>{problem}"
+        f"<p>{html.escape(flow.why)}.</p>{flow.intro}{problem}"
         f"<form method='post' action='/connect/{html.escape(token)}'>{inputs}"
         "<p><button type='submit' id='connect'>Connect</button></p></form>"
     )
@@ -334,20 +346,29 @@ def _credential_form(
 
 @blueprint.post("/connect/<token>")
 def submit_credentials(token: str) -> Response:
-    """The credential page's answer: checked at the platform, then stored. A value the
-    platform refuses shows the page again with the reason; the link stays usable."""
+    """The link's own page sent: a credential to check at the platform, then stored (a
+    value the platform refuses shows the page again with the reason; the link stays
+    usable), or the server to sign in on (Mastodon: Crier's app is registered there, then
+    its consent page follows)."""
     session = get_session()
     link = connect_service.find_link(session, token)
-    flow_cls = _credential_flow(link.platform, link.login) if link is not None else None
-    if link is None or flow_cls is None:
+    if link is None:
         return _page("Link not found", "<p>This connect link does not exist.</p>", 404)
     if link.consumed_at is not None:
         return _dead_link(link, "link_used", "This connect link has already been used.")
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
+    flow_cls = _credential_flow(link.platform, link.login)
+    if flow_cls is None:
+        cls = flow_class(link.platform, link.login)
+        if cls is None or not cls.per_instance:
+            return _page("Invalid request", "<p>This link takes no form.</p>", 400)
+        return _start_on_instance(token, link, request.form.get("instance", "")[:500])
     settings = _settings()
     values = {f.name: request.form.get(f.name, "").strip()[:500] for f in flow_cls.fields}
     try:
+        if values.get("pds"):
+            _check_server(values["pds"])
         with oauth_client(settings) as http:
             identities = flow_cls(http, settings.platform_base_url, settings).verify(values)
     except OAuthError as exc:
@@ -363,6 +384,39 @@ def submit_credentials(token: str) -> Response:
         session.rollback()
         return _finish(_reload(link), exc.code, exc.message)
     return _connected(link, accounts)
+
+
+def _start_on_instance(token: str, link: ConnectLink, given: str) -> Response:
+    session = get_session()
+    settings = _settings()
+    try:
+        instance = normalise_instance(given)
+        _check_server(instance)
+        with oauth_client(settings) as http:
+            flow = _flow(link, http)
+            client = instance_apps.app_for(
+                session, settings, flow, instance, _callback_uri(link.platform)
+            )
+            link.instance = flow.instance = instance
+            started = connect_service.start(settings, link, flow.pkce)
+            target = flow.authorize_url(client, started.state, started.challenge)
+    except OAuthError as exc:
+        session.rollback()
+        return connect_forms.instance_form(token, link.platform, given, exc.message)
+    session.commit()
+    return _bind_browser(redirect(target), link, started.browser_nonce)
+
+
+def _check_server(url: str) -> None:
+    """A server the user names is one Crier will call: a public address only (unless
+    CRIER_ALLOW_PRIVATE_URLS), and nothing to check when the sandbox plays it."""
+    settings = _settings()
+    if settings.platform_base_url:
+        return
+    try:
+        resolve(url, allow_private=settings.allow_private_urls, ports=settings.outbound_ports)
+    except UnsafeURLError as exc:
+        raise OAuthError("invalid_instance", "That server cannot be reached from here.") from exc
 
 
 @blueprint.get("/oauth/<platform>/callback")

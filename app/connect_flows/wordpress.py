@@ -40,13 +40,13 @@ class WordPressFlow(CredentialFlow):
         "with your user name"
     )
     fields = (
-        CredentialField("site_url", "Site address", "e.g. https://blog.example.com", "url"),
+        CredentialField("site_url", "Site address", "e.g. https://blog.example.com"),
         CredentialField("username", "User name"),
         CredentialField(
             "application_password",
             "Application password",
             "WordPress 5.6 or later; it is checked at the site and stored encrypted",
-            "password",
+            secret=True,
         ),
     )
 

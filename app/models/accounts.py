@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
@@ -25,6 +25,8 @@ class Platform(StrEnum):
     THREADS = "threads"
     TELEGRAM = "telegram"
     DISCORD = "discord"
+    BLUESKY = "bluesky"
+    MASTODON = "mastodon"
     PINTEREST = "pinterest"
     WORDPRESS = "wordpress"
 
@@ -137,8 +139,31 @@ class ConnectLink(Base):
     state_nonce: Mapped[str | None] = mapped_column(String(64))
     # Fernet-encrypted JSON of the pages/accounts waiting for the user's choice.
     pending_choices_encrypted: Mapped[str | None] = mapped_column(Text, info=ENCRYPTED)
+    # The server the user named on the link's page, where accounts live on servers of
+    # their own (a Mastodon instance, `https://host`).
+    instance: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     result: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InstanceApp(Base):
+    """Crier's app on one server of a federated platform (a Mastodon instance): registered
+    there at the first connect (POST /api/v1/apps), reused by every later one."""
+
+    __tablename__ = "instance_apps"
+    __table_args__ = (UniqueConstraint("platform", "instance", "redirect_uri"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    instance: Mapped[str] = mapped_column(String(255))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(Text)
+    client_id: Mapped[str] = mapped_column(Text)
+    client_secret_encrypted: Mapped[str] = mapped_column(Text, info=ENCRYPTED)
+    # What the server says of itself (GET /api/v2/instance): its text and media limits.
+    limits: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    limits_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.access import Scope
 from app.config import Settings
-from app.credentials import credential_problem, normalise_external_id
+from app.credentials import address_settings, credential_problem, normalise_external_id
 from app.models import (
     Account,
     AccountStatus,
@@ -23,6 +23,7 @@ from app.models import (
 )
 from app.oauth import OAuthError, client_app, flow_classes, get_flow, oauth_client
 from app.security import decrypt_token, encrypt_token
+from app.services import instance_apps
 from app.services.keys import find_api_key
 from app.services.posts import lock_posts, refresh_post_status
 from app.services.webhooks import record_account_event
@@ -66,6 +67,7 @@ def add_account(
     if problem is not None:
         option = "--access-token" if problem[0] == "access_token" else "--external-id"
         raise AccountError(f"{option}: {problem[1]}")
+    implied = address_settings(platform, external_id)
     account = Account(
         organisation_id=organisation_id,
         platform=platform,
@@ -76,7 +78,7 @@ def add_account(
             encrypt_token(settings.secret_key, refresh_token) if refresh_token else None
         ),
         status=AccountStatus.ACTIVE,
-        settings={},
+        settings=implied,
         profile_id=profile_id,
         token_expires_at=token_expires_at,
     )
@@ -210,8 +212,14 @@ def revoke_at_platform(settings: Settings, account: Account) -> tuple[bool | Non
         return None, None
     access, _refresh = account_tokens(settings, account)
     client = client_app(settings, account.platform, "")
+    instance = (account.settings or {}).get("instance")
+    session = object_session(account)
+    if flow_class.per_instance and instance and session is not None:
+        # The app Crier registered on the account's instance (any of its callbacks).
+        client = instance_apps.any_app(session, settings, account.platform, str(instance))
     with oauth_client(settings) as http:
         flow = get_flow(account.platform, http, settings.platform_base_url, settings=settings)
+        flow.instance = instance
         try:
             revoked = flow.revoke(client, access)
         except OAuthError as exc:

@@ -22,7 +22,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict, DomainError, ValidationError
 from app.models import AccountStatus, Post, PostStatus, PostTarget, TargetStatus
-from app.platform_rules import ErrorBag, check_platform_rules
+from app.platform_rules import ErrorBag, check_platform_rules, known_text_limits
 from app.queues import MAINTENANCE_QUEUE, PLATFORM_DELETE_TASK
 from app.schedule import parse_schedule, resolve_timezone
 from app.services.posts import (
@@ -163,7 +163,12 @@ def update_post(
         errors.add("content", "content must not be empty when no media is attached.")
     if not errors.errors:
         check_platform_rules(
-            post.content, (a.platform for a in accounts), media, post.platform_content, errors
+            post.content,
+            (a.platform for a in accounts),
+            media,
+            post.platform_content,
+            errors,
+            known_text_limits(accounts),
         )
         check_post_follow_ups(
             session,
@@ -396,7 +401,12 @@ def schedule_draft(
     media = load_media(session, _organisation(scope), _media_keys(post), errors)
     if not errors.errors:
         check_platform_rules(
-            post.content, (a.platform for a in accounts), media, post.platform_content, errors
+            post.content,
+            (a.platform for a in accounts),
+            media,
+            post.platform_content,
+            errors,
+            known_text_limits(accounts),
         )
     errors.raise_if_any()
     wanted = {a.id for a in accounts}

@@ -38,6 +38,7 @@ from app.platform_rules import (
     ErrorBag,
     check_follow_ups,
     check_platform_rules,
+    known_text_limits,
     thread_media_ids,
 )
 from app.platforms import PLATFORMS
@@ -344,7 +345,12 @@ def build_post(
         errors.add("content", "content must not be empty when no media is attached.")
     if not errors.errors:
         check_platform_rules(
-            content, (a.platform for a in accounts), media, platform_content, errors
+            content,
+            (a.platform for a in accounts),
+            media,
+            platform_content,
+            errors,
+            known_text_limits(accounts),
         )
         check_post_follow_ups(
             session, scope, [a.platform for a in accounts], platform_content, errors, profile_id

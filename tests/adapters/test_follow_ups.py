@@ -9,7 +9,10 @@ import pytest
 
 from app.platforms import PLATFORMS
 from tests.adapters.conftest import make_request
+from tests.adapters.test_bluesky import APP_PASSWORD as BLUESKY_APP_PASSWORD
+from tests.adapters.test_bluesky import HANDLE as BLUESKY_HANDLE
 from tests.adapters.test_linkedin import MEMBER as LINKEDIN_MEMBER
+from tests.adapters.test_mastodon import PROFILE as MASTODON_PROFILE
 from tests.adapters.test_wordpress import request_for as wordpress_request
 from tests.adapters.test_youtube import SETTINGS as YOUTUBE_SETTINGS
 from workers.adapters import adapter_classes
@@ -24,9 +27,11 @@ from workers.adapters.base import (
     PublishResult,
     ReconcileStatus,
 )
+from workers.adapters.bluesky import BlueskyAdapter
 from workers.adapters.facebook import FacebookAdapter
 from workers.adapters.instagram import InstagramAdapter
 from workers.adapters.linkedin import LinkedInAdapter
+from workers.adapters.mastodon import MastodonAdapter
 from workers.adapters.threads import ThreadsAdapter
 from workers.adapters.wordpress import WordPressAdapter
 from workers.adapters.x import XAdapter
@@ -41,20 +46,37 @@ def faults(sandbox: httpx.Client, platform: str, **config: object) -> None:
     sandbox.post("/_faults", json={platform: config}).raise_for_status()
 
 
-@pytest.fixture(params=["x", "threads"])
+@pytest.fixture(params=["x", "threads", "bluesky", "mastodon"])
 def threading(request: pytest.FixtureRequest, http: httpx.Client, sandbox_url: str) -> Adapter:
     if request.param == "x":
         return XAdapter(http, base_url=sandbox_url)
+    if request.param == "bluesky":
+        return BlueskyAdapter(http, base_url=sandbox_url)
+    if request.param == "mastodon":
+        return MastodonAdapter(http, base_url=sandbox_url)
     adapter = ThreadsAdapter(http, base_url=sandbox_url)
     adapter.poll_interval = 0.05
     return adapter
+
+
+def post_request(platform: str, text: str) -> PublishRequest:
+    """A post on the platform's test account: Bluesky's handle and app password, a
+    Mastodon profile URL; the defaults elsewhere."""
+    if platform == "bluesky":
+        return make_request(
+            platform, text, access_token=BLUESKY_APP_PASSWORD, refresh_token=None,
+            external_id=BLUESKY_HANDLE,
+        )  # fmt: skip
+    if platform == "mastodon":
+        return make_request(platform, text, external_id=MASTODON_PROFILE)
+    return make_request(platform, text=text)
 
 
 def test_a_thread_chains_each_item_to_the_one_before(
     threading: Adapter, sandbox: httpx.Client, image_item: MediaItem
 ) -> None:
     platform = threading.platform
-    request = make_request(platform, text="A thread, 1/3")
+    request = post_request(platform, "A thread, 1/3")
     parent = threading.publish(request, NullContext())
     first = threading.publish_reply(
         request, parent, FollowUp("thread_item", 1, "2/3 with a photo", [image_item]), NullContext()
@@ -73,7 +95,7 @@ def test_a_thread_chains_each_item_to_the_one_before(
 
 def test_a_first_comment_is_a_reply_to_the_post(threading: Adapter, sandbox: httpx.Client) -> None:
     platform = threading.platform
-    request = make_request(platform, text="Launch")
+    request = post_request(platform, "Launch")
     parent = threading.publish(request, NullContext())
     comment = threading.publish_comment(
         request, parent, FollowUp("comment", 0, "#launch https://crier.example"), NullContext()
@@ -87,7 +109,7 @@ def test_a_reply_whose_answer_was_lost_is_found_not_posted_again(
     threading: Adapter, sandbox: httpx.Client
 ) -> None:
     platform = threading.platform
-    request = make_request(platform, text="Lost answers")
+    request = post_request(platform, "Lost answers")
     parent = threading.publish(request, NullContext())
     item = FollowUp("thread_item", 1, "the reply whose answer is lost")
     assert threading.find_follow_up(request, parent, item).status == ReconcileStatus.NOT_FOUND
@@ -107,12 +129,12 @@ def test_a_reply_whose_answer_was_lost_is_found_not_posted_again(
     assert bare.result is not None
     assert bare.result.platform_post_id == found.result.platform_post_id
     # Another parent's replies are not this item.
-    other = threading.publish(make_request(platform, text="Another post"), NullContext())
+    other = threading.publish(post_request(platform, "Another post"), NullContext())
     assert threading.find_follow_up(request, other, item).status == ReconcileStatus.NOT_FOUND
 
 
 def test_a_reply_to_a_post_that_is_gone_is_refused(threading: Adapter) -> None:
-    request = make_request(threading.platform, text="Gone")
+    request = post_request(threading.platform, "Gone")
     with pytest.raises(PermanentError):
         threading.publish_reply(
             request, PublishResult("999", None), FollowUp("thread_item", 1, "orphan"), NullContext()

@@ -39,6 +39,8 @@ PLATFORMS = (
     "youtube",
     "telegram",
     "discord",
+    "bluesky",
+    "mastodon",
     "pinterest",
     "wordpress",
 )
@@ -57,6 +59,9 @@ EXTERNAL_IDS = {
     "youtube": None,
     "telegram": "@crier_contract",
     "discord": "1300000000000000001",
+    # Where the account posts: its handle, its profile URL (which names the instance).
+    "bluesky": "contract.bsky.social",
+    "mastodon": "https://sandbox.social/@contract",
     "pinterest": None,
     "wordpress": "https://blog.example.com",
 }
@@ -74,6 +79,8 @@ SIMPLEST: dict[str, tuple[dict[str, Any], str | None]] = {
     "youtube": ({"title": "Contract check"}, "video"),  # videos.insert: one video, a title
     "telegram": ({}, None),
     "discord": ({}, None),
+    "bluesky": ({}, None),
+    "mastodon": ({}, None),
     # A Pin: an image on a board (the sandbox's default user's first).
     "pinterest": ({"boardId": boards_of(DEFAULT_LOGIN)[0]["id"]}, "image"),
     "wordpress": ({"title": "Contract check"}, None),  # a post needs a title

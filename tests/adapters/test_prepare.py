@@ -96,6 +96,14 @@ CASES = [
     # Discord reads the channel's server and the bot's id ahead; the message is one call.
     Case("discord", "text", {}, ()),
     Case("discord", "multi-image", {}, ("image", "image2")),
+    Case("bluesky", "text", {}, ()),
+    Case("bluesky", "image", {"altTexts": ["alt"]}, ("image",)),
+    Case("bluesky", "multi-image", {}, ("image", "image2")),
+    Case("bluesky", "video", {}, ("video",)),
+    Case("mastodon", "text", {}, ()),
+    Case("mastodon", "image", {"altTexts": ["alt"]}, ("image",)),
+    Case("mastodon", "multi-image", {}, ("image", "image2")),
+    Case("mastodon", "video", {"visibility": "unlisted"}, ("video",)),
     Case("pinterest", "image", {"boardId": PIN_BOARD}, ("image",)),
     Case("pinterest", "carousel", {"boardId": PIN_BOARD}, ("image", "image2")),
     Case("pinterest", "video", {"boardId": PIN_BOARD, "coverKeyFrameTime": 1.0}, ("video",)),
@@ -241,6 +249,10 @@ def _expected_handle_keys(case: Case) -> set[str]:
         return {"channel_id", "guild_id", "author_id", "nonce", "posted_at"}
     if case.platform == "telegram":
         return {"chat_id"}
+    if case.platform == "bluesky":
+        return {"blobs", "blobs_at", "did"} | ({"video_job"} if case.kind == "video" else set())
+    if case.platform == "mastodon":
+        return {"media_ids", "media_at", "idempotency_key"}
     if case.platform == "pinterest":
         staged = {"media_id", "media_uploaded", "media_ready"} if case.kind == "video" else set()
         return {"board_id", "posted_at"} | staged
@@ -515,6 +527,10 @@ def test_without_a_recent_check_publish_looks_before_its_irreversible_request(
     assert len(_ledger(control, case.platform)) == 1
 
 
+# (handle stamp, seconds) of the uploads that expire unused: Bluesky blobs, Mastodon media.
+UPLOAD_LIFETIMES = {"bluesky": ("blobs_at", 3600), "mastodon": ("media_at", 12 * 3600)}
+
+
 @pytest.mark.parametrize("case", PREPARABLE_MEDIA, ids=lambda c: f"{c.platform}-{c.kind}")
 def test_prepared_until_says_when_to_prepare_again(
     case: Case,
@@ -542,6 +558,11 @@ def test_prepared_until_says_when_to_prepare_again(
             for item in sandbox_state.store("x")["media"].values():
                 item["expires_at"] -= DAY + 60
         aged = {**handle, "media_expires_at": handle["media_expires_at"] - DAY - 60}
+    elif case.platform in UPLOAD_LIFETIMES:
+        # Uploads no post uses yet are dropped by the platform after a while.
+        stamp, lifetime = UPLOAD_LIFETIMES[case.platform]
+        assert until is not None and before + lifetime - 5 <= until <= time.time() + lifetime
+        aged = {**handle, stamp: handle[stamp] - lifetime - 60}
     else:
         assert until is None, "nothing else this adapter prepares expires"
         return
@@ -549,7 +570,8 @@ def test_prepared_until_says_when_to_prepare_again(
 
     fresh = _prepare(adapter, replace(request, handle=aged))
 
-    assert (adapter.prepared_until(fresh) or 0) > time.time() + DAY - 700
+    lifetime = UPLOAD_LIFETIMES.get(case.platform, ("", DAY))[1]
+    assert (adapter.prepared_until(fresh) or 0) > time.time() + min(lifetime - 60, DAY - 700)
     assert _ledger(control, case.platform) == []
     adapter.publish(replace(request, handle=fresh), RecordingContext())
     assert len(_ledger(control, case.platform)) == 1

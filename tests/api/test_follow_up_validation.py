@@ -183,6 +183,8 @@ def test_platform_rules_say_which_platforms_take_first_comments_and_threads(
         "youtube": (True, False),
         "telegram": (False, False),
         "discord": (False, False),
+        "bluesky": (True, True),
+        "mastodon": (True, True),
         "pinterest": (False, False),
         "wordpress": (True, False),
     }

@@ -122,6 +122,8 @@ def test_create_post_request_body_has_the_seed_fields(spec: dict[str, Any]) -> N
         "threads",
         "telegram",
         "discord",
+        "bluesky",
+        "mastodon",
         "pinterest",
         "wordpress",
     }

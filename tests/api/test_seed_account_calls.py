@@ -31,8 +31,10 @@ def test_me_names_the_organisation_key_limits_and_usage(tenant: Tenant, make_acc
 def test_platform_rules_are_the_intake_table(tenant: Tenant) -> None:
     rules = ok_data(tenant.api.get("/platform-rules"))
     assert set(rules) == {p.value for p in Platform}
-    assert {"telegram", "discord", "pinterest", "wordpress"} <= set(rules)
+    assert {"telegram", "discord", "bluesky", "mastodon", "pinterest", "wordpress"} <= set(rules)
     assert rules["x"]["text_limit"] == 280
+    assert (rules["bluesky"]["text_limit"], rules["bluesky"]["text_unit"]) == (300, "graphemes")
+    assert rules["mastodon"]["media"]["max_images"] == 4
     assert "image/jpeg" in rules["instagram"]["media"]["image_mime_types"]
     assert "Reels" in rules["instagram"]["content_types"]
     assert rules["youtube"]["media"]["required"] is True

@@ -94,6 +94,38 @@ def test_a_browser_clicks_through_the_facebook_connect_flow(
     assert len(rows) == 2 and {r["platform"] for r in rows} == {platform}
 
 
+def test_a_browser_connects_bluesky_with_an_app_password(
+    app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client, browser: Any
+) -> None:
+    """Crier's own form: the account password is refused on the page, an app password
+    connects the account."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    done_url = f"{connect_env}/health"
+    link = connect_link(tenant.api, "bluesky", redirect_url=done_url, state="sky")
+
+    browser.get(link["url"])
+    assert browser.title == "Connect a Bluesky account"
+    browser.find_element(By.ID, "handle").send_keys("carol.bsky.social")
+    browser.find_element(By.ID, "app_password").send_keys("my-own-password")
+    browser.find_element(By.ID, "connect").click()
+    error = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "error"))
+    assert "account password" in error[0].text
+    assert browser.find_element(By.ID, "handle").get_attribute("value") == "carol.bsky.social"
+    assert browser.find_element(By.ID, "app_password").get_attribute("value") == ""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "connect-bluesky-form.png"))
+
+    browser.find_element(By.ID, "app_password").send_keys("abcd-efgh-ijkl-mnop")
+    browser.find_element(By.ID, "connect").click()
+    WebDriverWait(browser, 20).until(lambda d: d.current_url.startswith(done_url))
+    result = {k: v[0] for k, v in parse_qs(urlsplit(browser.current_url).query).items()}
+    assert result["status"] == "connected" and result["state"] == "sky"
+    [row] = sql(app, "SELECT id, external_id, platform FROM accounts")
+    assert (row["platform"], row["external_id"]) == ("bluesky", "carol.bsky.social")
+
+
 def test_a_browser_fills_the_telegram_connect_page(
     app: Flask, connect_env: str, tenant: Tenant, sandbox: httpx.Client, browser: Any
 ) -> None:

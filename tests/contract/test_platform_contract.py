@@ -25,7 +25,6 @@ from app.config import Settings
 from app.oauth import (
     ClientApp,
     ConnectedIdentity,
-    OAuthFlow,
     credential_connect_reason,
     credential_flow_class,
     flow_class,
@@ -63,9 +62,11 @@ class Profile:
     rate_limit: tuple[Outcome, float | None] = (Outcome.RATE_LIMITED, 120.0)
     # The outcome a revoked token gets (X and TikTok cannot tell it from an expired one).
     revoked: Outcome = Outcome.AUTH_REVOKED
+    # What the connect page's form takes, for platforms that connect with a credential.
+    credential: dict[str, str] = field(default_factory=dict)
     # The account's token made from a test token, where the platform's credential has a
     # form of its own (WordPress: `user:application-password`).
-    credential: str = "{}"
+    token_form: str = "{}"
 
 
 RATE_LIMIT_FAULT_SECONDS = 120
@@ -96,9 +97,20 @@ PROFILES: dict[str, Profile] = {
     ),
     # Telegram names its flood wait (parameters.retry_after); a bot token never expires,
     # so a 401 is a revoked one.
-    "telegram": Profile(external_id="@crier_contract"),
+    "telegram": Profile(
+        external_id="@crier_contract", credential={"chat": "https://t.me/crier_contract"}
+    ),
     # Discord's 429 names retry_after (seconds, a float); the contract's token is a bot's.
     "discord": Profile(external_id="1300000000000000001"),
+    # Bluesky signs in with the handle and an app password (the access token); a revoked
+    # app password is a refused sign-in. Its 429 names the reset (RateLimit-Reset).
+    "bluesky": Profile(
+        external_id="contract.bsky.social",
+        credential={"handle": "contract.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"},
+    ),
+    # Mastodon: the account's profile URL names its instance. Its 429 names the reset as
+    # an ISO time (X-RateLimit-Reset); an invalid token cannot be refreshed.
+    "mastodon": Profile(external_id="https://sandbox.social/@contract"),
     # Pinterest answers a revoked token as an invalid one (401); its 429 names the wait in
     # x-ratelimit-reset. The board is the default sandbox user's first.
     "pinterest": Profile(
@@ -109,7 +121,12 @@ PROFILES: dict[str, Profile] = {
     "wordpress": Profile(
         settings={"title": "Contract"},
         external_id="https://blog.example.com",
-        credential="editor:{}",
+        token_form="editor:{}",
+        credential={
+            "site_url": "https://blog.example.com/",
+            "username": "editor",
+            "application_password": "abcd EFGH 1234 ijkl MNOP 5678",
+        },
     ),
 }
 PLATFORM_NAMES = sorted(PROFILES)
@@ -159,7 +176,7 @@ def request_for(
         settings=dict(profile.settings),
         media=media,
         external_id=profile.external_id,
-        access_token=profile.credential.format(access_token),
+        access_token=profile.token_form.format(access_token),
     )
 
 
@@ -258,7 +275,7 @@ def test_a_rate_limit_holds_for_the_platforms_wait(
 def test_a_revoked_token_is_an_auth_failure(
     platform: str, adapter: Adapter, faults: Any, image_item: MediaItem, video_item: MediaItem
 ) -> None:
-    faults(revoked_tokens=[PROFILES[platform].credential.format("revoked-token")])
+    faults(revoked_tokens=[PROFILES[platform].token_form.format("revoked-token")])
     media = simplest(platform, image_item, video_item)
     error = failure(adapter, request_for(platform, media, access_token="revoked-token"))
     assert error.outcome is PROFILES[platform].revoked, error
@@ -344,6 +361,29 @@ def test_prepare_ahead_leaves_only_the_irreversible_call(
 # -- connect -----------------------------------------------------------------------------------
 
 
+def connected_identity(platform: str, http: httpx.Client, sandbox_url: str) -> ConnectedIdentity:
+    """The first account a connect gives: through the sandbox's consent page (OAuth), or
+    the credential form's check (Bluesky); a per-instance platform registers its app on
+    the instance first (Mastodon)."""
+    credential = credential_flow_class(platform)
+    if credential is not None and PROFILES[platform].credential:
+        # Telegram connects with Crier's own bot: a token of the bot's form.
+        settings = Settings(telegram_bot_token=CONTRACT_BOT_TOKEN)
+        flow = credential(http, sandbox_url, settings)
+        return flow.verify(dict(PROFILES[platform].credential))[0]
+    flow = get_flow(platform, http, sandbox_url)
+    client = ClientApp(f"crier-{platform}-client", "secret", "https://crier.example/callback")
+    if flow.per_instance:
+        flow.instance = "https://sandbox.social"
+        client, _limits = flow.register_app(client.redirect_uri)
+    verifier, challenge = pkce_pair()
+    consent = http.get(flow.authorize_url(client, "contract", challenge if flow.pkce else None))
+    assert consent.is_redirect, consent.text
+    query = parse_qs(urlsplit(consent.headers["location"]).query)
+    assert query["state"] == ["contract"]
+    return flow.connect(client, query["code"][0], verifier if flow.pkce else None)[0]
+
+
 def test_connect_gives_a_token_the_adapter_publishes_with(
     platform: str,
     adapter: Adapter,
@@ -353,21 +393,16 @@ def test_connect_gives_a_token_the_adapter_publishes_with(
     image_item: MediaItem,
     video_item: MediaItem,
 ) -> None:
-    if platform in CREDENTIAL_FORMS:
-        # Connected on Crier's own page: the values a client types, checked at the sandbox.
-        flow_cls = credential_flow_class(platform)
-        assert flow_cls is not None, f"{platform} has no credential flow"
-        settings = Settings(telegram_bot_token=CONTRACT_BOT_TOKEN)
-        identities = flow_cls(http, sandbox_url, settings).verify(CREDENTIAL_FORMS[platform])
-    elif flow_class(platform) is not None:
-        identities = oauth_consent(get_flow(platform, http, sandbox_url), http, platform)
-    else:
+    if not PROFILES[platform].credential and flow_class(platform) is None:
         pytest.skip(f"not applicable: {credential_connect_reason(platform)}")
-
-    identity = identities[0]
+    identity = connected_identity(platform, http, sandbox_url)
     request = request_for(platform, simplest(platform, image_item, video_item))
     account = replace(
-        request.account, access_token=identity.access_token, external_id=identity.external_id
+        request.account,
+        access_token=identity.access_token,
+        refresh_token=identity.refresh_token,
+        external_id=identity.external_id,
+        settings=dict(identity.settings),
     )
     if platform == "linkedin" and not identity.external_id.startswith("urn:"):
         account = replace(account, external_id=f"urn:li:person:{identity.external_id}")
@@ -375,26 +410,5 @@ def test_connect_gives_a_token_the_adapter_publishes_with(
     published(sandbox, platform, result.platform_post_id)
 
 
-# What a client types on the connect page of a platform that connects by credential
-# (Discord connects through its webhook.incoming consent, so it takes the OAuth path).
+# Crier's Telegram bot in the contract's connect case.
 CONTRACT_BOT_TOKEN = "7000000042:sandbox-contract-bot"
-CREDENTIAL_FORMS: dict[str, dict[str, str]] = {
-    "telegram": {"chat": "https://t.me/crier_contract"},
-    "wordpress": {
-        "site_url": "https://blog.example.com/",
-        "username": "editor",
-        "application_password": "abcd EFGH 1234 ijkl MNOP 5678",
-    },
-}
-
-
-def oauth_consent(flow: OAuthFlow, http: httpx.Client, platform: str) -> list[ConnectedIdentity]:
-    """The sandbox's consent, then the flow's code exchange: the accounts granted."""
-    client = ClientApp(f"crier-{platform}-client", "secret", "https://crier.example/callback")
-    verifier, challenge = pkce_pair()
-    consent = http.get(flow.authorize_url(client, "contract", challenge if flow.pkce else None))
-    assert consent.is_redirect, consent.text
-    query = parse_qs(urlsplit(consent.headers["location"]).query)
-    assert query["state"] == ["contract"]
-
-    return flow.connect(client, query["code"][0], verifier if flow.pkce else None)

@@ -20,6 +20,7 @@ from flask import Flask
 from sqlalchemy import String, Text, select
 
 from app.db import Base, get_db
+from app.models import InstanceApp
 from app.security import decrypt_token, encrypt_token, generate_secret_key
 from app.services import connect as connect_service
 from app.services import rotation
@@ -81,6 +82,7 @@ def test_every_encrypted_column_is_found_from_the_models() -> None:
         "accounts.refresh_token_encrypted",
         "connect_links.pending_choices_encrypted",
         "connect_links.pkce_verifier_encrypted",
+        "instance_apps.client_secret_encrypted",
         "webhook_endpoints.secret_encrypted",
     }
     # A column named for ciphertext without the marker would be skipped by a rotation.
@@ -91,7 +93,8 @@ def test_every_encrypted_column_is_found_from_the_models() -> None:
 
 
 def hold_connect_secrets(app: Flask, tenant: Tenant, secret: str) -> None:
-    """A connect link mid-flow: a PKCE verifier and the pages awaiting the user's choice."""
+    """A connect link mid-flow (a PKCE verifier and the pages awaiting the user's choice)
+    and Crier's app on a Mastodon instance."""
     with get_db(app).session() as session:
         link, _token = connect_service.create_link(
             session,
@@ -104,6 +107,17 @@ def hold_connect_secrets(app: Flask, tenant: Tenant, secret: str) -> None:
         )
         link.pkce_verifier_encrypted = encrypt_token(secret, "verifier-" + "v" * 40)
         link.pending_choices_encrypted = encrypt_token(secret, json.dumps([{"id": "p1"}]))
+        # Crier's app on a Mastodon instance: its client secret.
+        session.add(
+            InstanceApp(
+                platform="mastodon",
+                instance="https://mastodon.example",
+                redirect_uri="https://crier.example/oauth/mastodon/callback",
+                scopes="write:statuses",
+                client_id="client-id",
+                client_secret_encrypted=encrypt_token(secret, "instance-app-secret"),
+            )
+        )
         session.commit()
 
 
@@ -140,8 +154,9 @@ def test_after_rotation_and_dropping_the_old_key_everything_still_works(
         "accounts.refresh_token_encrypted: 2 re-encrypted",
         "connect_links.pending_choices_encrypted: 1 re-encrypted",
         "connect_links.pkce_verifier_encrypted: 1 re-encrypted",
+        "instance_apps.client_secret_encrypted: 1 re-encrypted",
         "webhook_endpoints.secret_encrypted: 3 re-encrypted",
-        "re-encrypted 10 stored values in 5 columns",
+        "re-encrypted 11 stored values in 6 columns",
     ):
         assert line in done.stdout, done.stdout
 
@@ -179,7 +194,7 @@ def test_after_rotation_and_dropping_the_old_key_everything_still_works(
     with app.app_context(), get_db(app).session() as session:
         again = rotation.rotate_secrets(session, new)
     assert again.rotated == 0
-    assert sum(column.current for column in again.columns) == 10
+    assert sum(column.current for column in again.columns) == 11
 
 
 def test_a_rotation_that_crashed_midway_is_finished_by_running_it_again(

@@ -19,6 +19,7 @@ from app.platform_rules import (
     check_follow_ups,
     check_platform_rules,
     first_comment_of,
+    known_text_limits,
     platform_settings,
     platform_text,
     thread_media_ids,
@@ -62,6 +63,7 @@ def build_request(deps: PipelineDeps, session: Session, target: PostTarget) -> P
         [media_rows[i] for i in post.media_ids],
         post.platform_content,
         problems,
+        known_text_limits([account]),
     )
     if problems.errors:
         path, messages = next(iter(problems.errors.items()))
