@@ -1,5 +1,5 @@
-"""RabbitMQ hands a dead worker's unacknowledged messages back as soon as its connection
-drops (Redis waits out the visibility timeout); the dispatch tokens keep it harmless."""
+"""Crier on RabbitMQ: a dead worker's publishes are recovered and published once, and the
+queue metrics read RabbitMQ's own depths."""
 
 from __future__ import annotations
 
@@ -32,9 +32,13 @@ def broker_url(rabbitmq_url: str) -> str:
     return rabbitmq_url
 
 
-def test_sigkilled_worker_messages_are_redelivered_at_once(
+def test_a_sigkilled_worker_s_publishes_are_recovered_and_published_once(
     app: Flask, stack: Stack, tenant: Tenant, make_account: Any, sandbox: httpx.Client
 ) -> None:
+    """Published now, each delivery is readied and its message acknowledged at once; from
+    then on the claim, kept alive by the worker's heartbeat, is what protects it. Killed
+    mid-request, the worker's claims are recovered once its heartbeat stops, and each post
+    is found on the platform rather than sent again."""
     # The platform takes 8 s to answer, so the victim is mid-request when it dies; the
     # lease outlasts the request, as in production (lease 300 s, HTTP timeout 30 s).
     lease = {"CRIER_PUBLISH_LEASE": "15"}
@@ -46,23 +50,16 @@ def test_sigkilled_worker_messages_are_redelivered_at_once(
     # Each tweet's POST has reached the sandbox, which holds it 8 s.
     wait_until(lambda: arrived(sandbox, "x") == 3, timeout=20, interval=0.05)
     time.sleep(0.5)
-    held = set(RECEIVED.findall(victim.log()))
-    assert len(held) == 3
-    rescuer = stack.worker("rescuer", concurrency=3, extra_env=lease)
-    assert RECEIVED.findall(rescuer.log()) == []  # the victim holds every message
+    assert len(set(RECEIVED.findall(victim.log()))) >= 1
+    stack.worker("rescuer", concurrency=3, extra_env=lease)
 
     victim.kill(signal.SIGKILL)
     killed = time.monotonic()
-    wait_until(lambda: held <= set(RECEIVED.findall(rescuer.log())), timeout=10, interval=0.02)
-    back_after = time.monotonic() - killed
-    print(f"\n3 unacked messages back on another worker {back_after:.3f}s after SIGKILL")
-    assert back_after < 10
-
-    # The redelivered messages met targets still `publishing` under the dead worker's
-    # lease: no-ops. The sweeper fences the lease off and the rescuer reconciles first.
+    # The sweeper fences the dead worker's claims off and the rescuer reconciles first.
     sandbox.post("/_faults", json={})
     stack.beat(extra_env=lease)
     wait_until(lambda: all_final(app, 3), timeout=60)
+    print(f"\n3 posts of a SIGKILLed worker final {time.monotonic() - killed:.1f}s after it died")
     rows = targets(app)
     entries = ledger(sandbox)
     assert {t.status for t in rows} == {"published"}

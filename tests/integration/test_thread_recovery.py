@@ -22,7 +22,7 @@ from app.db import get_db
 from app.models import PostTargetStep, StepStatus
 from tests.conftest import Tenant
 from tests.integration.conftest import Stack, wait_until
-from tests.integration.test_delivery import all_final, targets
+from tests.integration.test_delivery import all_final, attempts, targets
 
 ITEMS = 10
 KILLS = 5
@@ -111,8 +111,8 @@ def test_threads_are_whole_after_their_worker_is_killed_again_and_again(
     elapsed = time.monotonic() - started
     rows = targets(app)
     assert {t.status for t in rows} == {"published"}, [
-        (t.error_code, t.error_message) for t in rows
-    ]
+        (t.platform, t.error_code, t.error_message, progress(app)[t.id]) for t in rows
+    ] + [(a.target_id, a.outcome, str(a.started_at)[11:23]) for a in attempts(app)]
     for platform in PLATFORMS:
         entries = sandbox.get("/_ledger", params={"platform": platform}).json()
         [head] = [e for e in entries if e["text"] == f"{platform} 0/{ITEMS}"]

@@ -12,10 +12,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.dispatch import ETA_HEAD_START
-from app.models import PostTarget, TargetStatus
+from app.models import PostTarget, PostTargetStep, StepStatus, TargetStatus
 from workers.adapters.base import PlatformError, PublishRequest, PublishResult
 from workers.pipeline.claim import claim_deliveries
 from workers.pipeline.context import (
@@ -74,7 +75,7 @@ def _ready(
     """Decide before the instant whatever can be decided; else build the request and mark
     the target, so that nothing is left to write between the instant and the call."""
     target = delivery.target
-    if target.worker_losses >= deps.settings.max_worker_losses:
+    if target.worker_losses >= deps.settings.max_worker_losses and not _all_live(session, target):
         delivery.decision = _poisoned(deps, session, target)
         return
     if holds is None:
@@ -126,6 +127,19 @@ def _look_ahead(deps: PipelineDeps, request: PublishRequest) -> PublishRequest:
         return deps.adapter_for(request.platform).check_prepared(request)
     except (PlatformError, httpx.TransportError):
         return request  # publish() looks again at the instant, and handles what it finds
+
+
+def _all_live(session: Session, target: PostTarget) -> bool:
+    """The post and everything after it are on the platform: only the outcome is left to
+    write, and no call is made, so whatever killed the workers cannot strike again."""
+    if not target.platform_post_id:
+        return False
+    left = session.scalar(
+        select(PostTargetStep.id)
+        .where(PostTargetStep.target_id == target.id, PostTargetStep.status != StepStatus.PUBLISHED)
+        .limit(1)
+    )
+    return left is None
 
 
 def _poisoned(deps: PipelineDeps, session: Session, target: PostTarget) -> Decision:

@@ -120,6 +120,8 @@ def commit_live_post(deps: PipelineDeps, delivery: Delivery, result: PublishResu
         platform_post_id=result.platform_post_id,
         url=result.url,
         published_at=func.coalesce(PostTarget.published_at, utcnow()),
+        # Progress, as an item out is: what killed its workers before is no poison.
+        worker_losses=0,
     )
     target.platform_post_id, target.url = result.platform_post_id, result.url
 
