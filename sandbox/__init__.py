@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from sandbox import comments, insights_routes, oauth, openai_api
 from sandbox.core import SandboxState, blueprint, json_response
@@ -41,6 +41,11 @@ def create_sandbox_app(state: SandboxState | None = None, fetch_media: bool = Fa
     elif fetch_media:
         state.fetch_media_default = True
     app.extensions["sandbox.state"] = state
+
+    @app.before_request
+    def note_generation() -> None:
+        # Which ledger this request may write to: one reset later, none (SandboxState).
+        g.sandbox_generation = state.generation
 
     for platform in SANDBOX_PLATFORMS:
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import filetype
 import httpx
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, has_request_context, jsonify, request
 from werkzeug.local import LocalProxy
 
 # Pulling media from a public URL, as Meta's crawler does: one GET, no redirects followed,
@@ -106,10 +106,14 @@ class SandboxState:
         # What `fetch_media` is for a platform whose faults do not say (also after reset).
         self.fetch_media_default = fetch_media_default
         self.lock = threading.RLock()
+        # Bumped by each reset: a request that began before one (a cut-off worker's, held
+        # by added latency) is answered, but leaves no trace in the fresh ledger.
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
         with self.lock:
+            self.generation += 1
             self.ledger: list[dict[str, Any]] = []
             # The ledger's entries by (platform, post id), for insights lookups.
             self.ledger_index: dict[tuple[str, str], dict[str, Any]] = {}
@@ -176,6 +180,10 @@ class SandboxState:
             "reply_to": reply_to,
         }
         with self.lock:
+            if has_request_context() and g.get("sandbox_generation", self.generation) != (
+                self.generation
+            ):
+                return entry
             self.ledger.append(entry)
             self.ledger_index[(platform, str(post_id))] = entry
         return entry

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ from tests.integration.test_delivery import (
 from tests.netns import Host, namespaced_hosts
 
 LATENCY_S = 6.0  # each LinkedIn request sits this long in the sandbox
-PER_HOST = 4  # publishes in flight per host (its concurrency; prefetch is 1 per thread)
+PER_HOST = 4  # publishes each host holds in flight when A is cut off
 # Liveness as the stack fixture shortens it, and a grace that covers the latency: a
 # recovered claim is looked for on the platform only once its request has landed.
 SETTINGS = {
@@ -122,6 +123,23 @@ def logged_targets(proc: Proc, event: str) -> set[int]:
     return {int(m.group(1)) for m in pattern.finditer(proc.log())}
 
 
+def worker_name(name: str) -> str:
+    """The node name `stack.worker` gives (`name@%h`); network namespaces keep the host's."""
+    return f"{name}@{socket.gethostname()}"
+
+
+def consume_linkedin(app: Flask, worker: str, on: bool) -> None:
+    """Start or stop `worker` taking LinkedIn messages (Celery's remote control), asking
+    again until it answers: a worker reconnecting after a heal hears nothing meanwhile."""
+    control = app.extensions["celery"].control
+    call = control.add_consumer if on else control.cancel_consumer
+    wait_until(
+        lambda: call(publish_queue("linkedin"), destination=[worker], reply=True, limit=1),
+        timeout=60,
+        interval=0.5,
+    )
+
+
 def test_a_host_cut_off_mid_publish_is_fenced_off_and_the_other_finishes(
     app: Flask,
     stack: Stack,
@@ -143,7 +161,6 @@ def test_a_host_cut_off_mid_publish_is_fenced_off_and_the_other_finishes(
     worker_a = stack.worker(
         "a-publish", queues=PUBLISH_QUEUES, concurrency=PER_HOST, extra_env=env_a, netns=a.netns
     )
-
     accounts = [
         make_account(
             tenant, "linkedin", access_token=f"li-{n}", external_id=f"urn:li:person:part{n}"
@@ -151,21 +168,35 @@ def test_a_host_cut_off_mid_publish_is_fenced_off_and_the_other_finishes(
         for n in range(2 * PER_HOST)
     ]
     texts = [f"Across hosts {n}" for n in range(2 * PER_HOST)]
-    for account_id, text in zip(accounts, texts, strict=True):
-        create(tenant, [account_id], text)
-    # Each host holds as many as it has threads: both are mid-request in the sandbox.
-    wait_until(
-        lambda: (
-            all(t.irreversible_started_at is not None for t in targets(app))
-            and len(targets(app)) == 2 * PER_HOST
-        ),
-        timeout=20,
-        interval=0.05,
-    )
-    owners = {t.id: t.claim_owner or "" for t in targets(app)}
-    held_by_a = {i for i, owner in owners.items() if owner.startswith("a-publish@")}
-    held_by_b = {i for i, owner in owners.items() if owner.startswith("b-publish@")}
-    assert len(held_by_a) == len(held_by_b) == PER_HOST, owners
+
+    def post_held_by(worker: str, first: int) -> set[int]:
+        """Posts PER_HOST of the texts from `first`; their targets, once all are in the
+        sandbox. The worker consuming LinkedIn alone takes them all: it hands a readied
+        delivery to its firing line and is free for the next message at once."""
+        for account_id, text in zip(
+            accounts[first : first + PER_HOST], texts[first : first + PER_HOST], strict=True
+        ):
+            create(tenant, [account_id], text)
+        wait_until(
+            lambda: (
+                len(targets(app)) == first + PER_HOST
+                and all(t.irreversible_started_at is not None for t in targets(app))
+            ),
+            timeout=20,
+            interval=0.05,
+        )
+        owners = {t.id: (t.claim_owner or "").partition(":")[0] for t in targets(app)}
+        held = set(list(owners)[first:])
+        assert {owners[i] for i in held} == {worker}, owners
+        return held
+
+    # Each host holds PER_HOST publishes mid-request in the sandbox: the broker picks who
+    # takes a message, so each host takes its share while the other is told not to.
+    consume_linkedin(app, worker_name("b-publish"), on=False)
+    held_by_a = post_held_by(worker_name("a-publish"), 0)
+    consume_linkedin(app, worker_name("a-publish"), on=False)
+    consume_linkedin(app, worker_name("b-publish"), on=True)
+    held_by_b = post_held_by(worker_name("b-publish"), PER_HOST)
     # The eight requests are inside the sandbox, each held there for LATENCY_S.
     wait_until(lambda: arrived(sandbox, "linkedin") == 2 * PER_HOST, timeout=5, interval=0.05)
 
@@ -173,6 +204,7 @@ def test_a_host_cut_off_mid_publish_is_fenced_off_and_the_other_finishes(
     # cut-off transaction would keep its row locks until PostgreSQL drops the session).
     seen = last_seen(app, "a-publish@")
     wait_until(lambda: last_seen(app, "a-publish@") != seen, timeout=5, interval=0.02)
+    assert not ledger(sandbox), "a publish was answered before the cut"
     a.cut()
     cut_at = datetime.now(UTC)
     sandbox.post("/_faults", json={})  # what is in flight keeps its latency
@@ -217,6 +249,7 @@ def test_a_host_cut_off_mid_publish_is_fenced_off_and_the_other_finishes(
     assert len(ledger(sandbox)) == len(texts)
 
     # Both hosts serve again: fresh posts, slow enough that neither host can take them all.
+    consume_linkedin(app, worker_name("a-publish"), on=True)
     sandbox.post("/_faults", json={"linkedin": {"latency_ms": 1500}})
     fresh: list[str] = []
     before = {t.id for t in targets(app)}
