@@ -13,12 +13,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The seed product's own SDK (npm), which the suite drives against Crier unchanged.
+SEED_CLIENT := tests/seed_client
+SEED_STAMP := $(SEED_CLIENT)/node_modules/.installed
+
+$(SEED_STAMP): $(SEED_CLIENT)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(SEED_CLIENT) --no-audit --no-fund --loglevel=error && touch $(SEED_STAMP); \
+	else echo "npm not found: the seed client's tests will be skipped"; fi
+
+install: $(STAMP) $(SEED_STAMP)
 
 run: $(STAMP)
 	$(BIN)/crier dev
 
-test: $(STAMP)
+test: $(STAMP) $(SEED_STAMP)
 	$(BIN)/python -m pytest -q
 
 # The long run: schemathesis with FUZZ_EXAMPLES cases per operation (about 20 operations)

@@ -11,6 +11,7 @@ from app import connect_flows, db  # noqa: F401  (importing registers the connec
 from app.api import register_blueprints
 from app.api.auth import authenticate
 from app.api.envelope import register_error_handlers
+from app.api.prefix import VersionPrefix
 from app.config import Settings
 from app.queues import celery_init_app
 from app.ratelimit import RequestLimiter
@@ -69,6 +70,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
         return response
 
     register_blueprints(app)
+    app.wsgi_app = VersionPrefix(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.security import API_KEY_PREFIX, KEY_PREFIX_PATTERN, SEED_KEY_PREFIX
 
 
 def _app(require_secret: bool = True) -> Flask:
@@ -70,6 +71,15 @@ def migrate() -> None:
             click.echo(f"dropped {dropped} stale queue bindings from the broker")
 
 
+def _key_prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not KEY_PREFIX_PATTERN.fullmatch(value):
+        raise click.BadParameter(
+            "letters and digits ending in an underscore, at most two parts "
+            f"(like {API_KEY_PREFIX} or {SEED_KEY_PREFIX})"
+        )
+    return value
+
+
 @main.group()
 def keys() -> None:
     """API keys."""
@@ -78,13 +88,24 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--name", required=True, help="A label for the key.")
 @click.option("--org", "org_name", help="Organisation name (default: the key's name).")
-def keys_create(name: str, org_name: str | None) -> None:
+@click.option(
+    "--prefix",
+    "key_prefix",
+    default=API_KEY_PREFIX,
+    show_default=True,
+    callback=_key_prefix,
+    help=f"The key's leading text; {SEED_KEY_PREFIX} makes a key the seed product's SDK "
+    "accepts (it checks for that prefix), so its callers work unchanged.",
+)
+def keys_create(name: str, org_name: str | None, key_prefix: str) -> None:
     """Create an API key and print it once."""
     from app.services import audit
     from app.services.keys import create_api_key
 
     with _session(require_secret=False) as session:
-        plain, api_key = create_api_key(session, name=name, organisation_name=org_name or name)
+        plain, api_key = create_api_key(
+            session, name=name, organisation_name=org_name or name, key_prefix=key_prefix
+        )
         session.flush()
         audit.record(
             session,

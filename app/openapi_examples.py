@@ -404,6 +404,10 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
                 }
             ],
             "platform": "x",
+            "tone": "enthusiastic",
+            "length": "short",
+            "count_requested": 1,
+            "count_returned": 1,
             "credits_used": 1,
             "credits_remaining": 87,
         },

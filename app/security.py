@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
@@ -18,6 +19,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 API_KEY_PREFIX = "crier_"
+# The seed product's SDK refuses a key that does not start with its own prefix; an
+# operator moving its callers over mints their keys with it (`crier keys create --prefix`).
+SEED_KEY_PREFIX = "pe_live_"
+KEY_PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]{0,14}_(?:[A-Za-z0-9]{1,14}_)?")
 SECRET_ENV = "CRIER_SECRET_KEY"
 # `crier secret` prints 64 characters; 16 random ones already carry 96 bits.
 MIN_SECRET_LENGTH = 16
@@ -115,8 +120,8 @@ def check_service_urls(urls: dict[str, str | None]) -> None:
             )
 
 
-def generate_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+def generate_api_key(prefix: str = API_KEY_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 def hash_api_key(key: str) -> str:
@@ -125,8 +130,9 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def display_prefix(key: str) -> str:
-    return key[: len(API_KEY_PREFIX) + 6]
+def display_prefix(key: str, prefix: str = API_KEY_PREFIX) -> str:
+    """The key's prefix and six characters of its secret: enough to tell keys apart."""
+    return key[: len(prefix) + 6]
 
 
 @lru_cache(maxsize=32)

@@ -50,6 +50,10 @@ class CaptionsOut(Schema):
     captions = fields.List(fields.String())
     variants = fields.List(fields.Nested(CaptionOut))
     platform = fields.String(allow_none=True)
+    tone = fields.String()
+    length = fields.String()
+    count_requested = fields.Integer()
+    count_returned = fields.Integer()
     credits_used = fields.Integer()
     credits_remaining = fields.Integer()
 
@@ -84,6 +88,10 @@ def generate_caption() -> Response:
             "captions": [caption.text for caption in captions],
             "variants": [caption.as_dict() for caption in captions],
             "platform": request.platform,
+            "tone": request.tone,
+            "length": request.length,
+            "count_requested": request.count,
+            "count_returned": len(captions),
             "credits_used": len(captions),
             "credits_remaining": remaining,
         }

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.key_scopes import scopes_for_new_key
 from app.models import ApiKey, Organisation
-from app.security import display_prefix, generate_api_key, hash_api_key
+from app.security import API_KEY_PREFIX, display_prefix, generate_api_key, hash_api_key
 
 
 def get_or_create_organisation(session: Session, name: str) -> Organisation:
@@ -28,6 +28,7 @@ def create_api_key(
     organisation: Organisation | None = None,
     scopes: list[str] | None = None,
     profile_id: int | None = None,
+    key_prefix: str = API_KEY_PREFIX,
 ) -> tuple[str, ApiKey]:
     """Returns the plain key (shown once) and its stored row, which holds only a hash.
     Without scopes the key is its organisation's admin key (what the CLI makes), or,
@@ -36,12 +37,12 @@ def create_api_key(
     if organisation is None:
         assert organisation_name is not None
         organisation = get_or_create_organisation(session, organisation_name)
-    plain = generate_api_key()
+    plain = generate_api_key(key_prefix)
     api_key = ApiKey(
         organisation=organisation,
         name=name,
         key_hash=hash_api_key(plain),
-        prefix=display_prefix(plain),
+        prefix=display_prefix(plain, key_prefix),
         scopes=scopes_for_new_key(list(scopes) if scopes else None, profile_id),
         profile_id=profile_id,
     )

@@ -53,6 +53,28 @@ def test_keys_create_prints_a_working_key_once(crier: Any, app: Flask, live_url:
     assert ok_data(response) == []
 
 
+def test_keys_create_mints_a_key_in_the_seed_products_format(
+    crier: Any, app: Flask, live_url: str
+) -> None:
+    result = crier("keys", "create", "--name", "migrated", "--prefix", "pe_live_")
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip()
+    assert key.startswith("pe_live_") and len(key) > 45
+    [row] = sql(app, "SELECT prefix FROM api_keys WHERE name = 'migrated'")
+    assert row["prefix"] == key[: len("pe_live_") + 6]
+    # The seed product's clients call under /api/v1; the same routes answer there.
+    for path in ("/accounts", "/api/v1/accounts"):
+        response = httpx.get(f"{live_url}{path}", headers={"Authorization": f"Bearer {key}"})
+        assert ok_data(response) == []
+
+
+@pytest.mark.parametrize("prefix", ["pe-live_", "pe_live", "_x_", "a_b_c_", ""])
+def test_keys_create_refuses_a_malformed_prefix(crier: Any, prefix: str) -> None:
+    result = crier("keys", "create", "--name", "odd", "--prefix", prefix)
+    assert result.exit_code == 2
+    assert "letters and digits ending in an underscore" in result.output
+
+
 def test_keys_create_defaults_the_organisation_to_the_name(crier: Any, app: Flask) -> None:
     assert crier("keys", "create", "--name", "solo").exit_code == 0
     assert crier("keys", "create", "--name", "second", "--org", "solo").exit_code == 0
