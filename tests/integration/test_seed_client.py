@@ -97,7 +97,8 @@ def test_the_seed_client_posts_a_bluesky_first_comment_and_an_x_thread(
 
     assert set(out["created"]) >= CREATE_FIELDS and out["created"]["accounts_count"] == 2
     results = {r["platform"]: r for r in out["results"]["results"]}
-    assert {p: r["status"] for p, r in results.items()} == {"bluesky": "published", "x": "published"}, out
+    statuses = {p: r["status"] for p, r in results.items()}
+    assert statuses == {"bluesky": "published", "x": "published"}, out
     sky = sandbox.get("/_ledger", params={"platform": "bluesky"}).json()
     [post] = [e for e in sky if e["reply_to"] is None]
     [comment] = [e for e in sky if e["reply_to"] is not None]
