@@ -9,6 +9,8 @@ honours `Idempotency-Key` for an hour: the same key gives back the same status. 
 come from GET /api/v2/instance (500 characters, 4 media by default; `POST
 /mastodon/_instance {"max_characters": n, ...}` changes them); rate limits are 300
 requests per 5 minutes with `X-RateLimit-*` headers (the reset as an ISO 8601 time).
+A status read carries its favourites, boosts and replies, and the signed-in account its
+followers, by the sandbox clock (sandbox/insights.py).
 """
 
 from __future__ import annotations

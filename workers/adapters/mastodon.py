@@ -418,7 +418,6 @@ class MastodonAdapter(Adapter):
         older than 4.3 answers it 404: its statuses are read one by one for an hour."""
         instance = instance_of(account)
         noted = self._no_batch_read.get(instance)
-        statuses: list[dict[str, Any]] = []
         if noted is None or time.time() - noted > INSTANCE_CACHE_SECONDS:
             try:
                 response = self._call(account, "GET", "/api/v1/statuses", params={"id[]": post_ids})
@@ -429,15 +428,11 @@ class MastodonAdapter(Adapter):
             else:
                 self._no_batch_read.pop(instance, None)
                 body = response.json()
-                statuses = (
-                    [s for s in body if isinstance(s, dict)] if isinstance(body, list) else []
-                )
-                return _status_metrics(statuses)
+                return _status_metrics(body if isinstance(body, list) else [])
+        statuses = []
         for status_id in post_ids:
             try:
-                statuses.append(
-                    json_body(self._call(account, "GET", f"/api/v1/statuses/{status_id}"))
-                )
+                statuses.append(self._call(account, "GET", f"/api/v1/statuses/{status_id}").json())
             except PermanentError as error:
                 if error.http_status != 404:  # 404: deleted
                     raise
@@ -457,7 +452,7 @@ class MastodonAdapter(Adapter):
         )
 
 
-def _status_metrics(statuses: list[dict[str, Any]]) -> dict[str, Metrics]:
+def _status_metrics(statuses: list[Any]) -> dict[str, Metrics]:
     """Favourites are likes, boosts shares, replies comments."""
     return {
         str(status["id"]): Metrics(
@@ -467,7 +462,7 @@ def _status_metrics(statuses: list[dict[str, Any]]) -> dict[str, Metrics]:
             raw={k: status[k] for k in STATUS_COUNTS if k in status},
         )
         for status in statuses
-        if status.get("id") is not None
+        if isinstance(status, dict) and status.get("id") is not None
     }
 
 
