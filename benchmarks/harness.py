@@ -317,7 +317,19 @@ EXTERNAL_IDS: dict[str, Callable[[int], str]] = {
     "linkedin": lambda i: f"urn:li:person:{8_000_000 + i}",
     "tiktok": lambda i: f"tiktok-open-id-{i}",
     "youtube": lambda i: f"UCbench{i:017d}",
+    "pinterest": lambda i: f"pinterest-bench-{i}",
+    "bluesky": lambda i: f"bench{i}.bsky.social",
+    "mastodon": lambda i: f"https://sandbox.social/@bench{i}",
+    "wordpress": lambda i: f"https://bench{i}.blog.example.com",
 }
+
+
+def access_token(name: str, platform: str, i: int) -> str:
+    """A made-up credential, in the platform's form where it has one (WordPress's is
+    `user:application-password`)."""
+    if platform == "wordpress":
+        return f"{name}-editor-{i}:abcd efgh ijkl"
+    return f"{name}-{platform}-token-{i}"
 
 
 def create_tenant(app: Any, name: str, accounts: dict[str, int]) -> Tenant:
@@ -337,7 +349,7 @@ def create_tenant(app: Any, name: str, accounts: dict[str, int]) -> Tenant:
                     app.config["CRIER"],
                     platform=platform,
                     name=f"{name} {platform} {i}",
-                    access_token=f"{name}-{platform}-token-{i}",
+                    access_token=access_token(name, platform, i),
                     refresh_token=f"{name}-{platform}-refresh-{i}",
                     external_id=EXTERNAL_IDS[platform](i),
                     organisation=organisation,

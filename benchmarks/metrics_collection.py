@@ -1,7 +1,8 @@
 """Metrics collection at scale: N published targets (10,000 by default) spread over the
-seven platforms' accounts, all due, read by the collector's own functions against the
-sandbox. Prints how many platform calls and database writes it took: both must follow
-the number of accounts and batches, not of targets one by one.
+accounts of the eleven platforms with a collector, all due, read by the collector's own
+functions against the sandbox. Prints how many platform calls and database writes it
+took: both must follow the number of accounts and batches, not of targets one by one
+(except where the platform reads one post a call).
 
     python -m benchmarks.metrics_collection [--targets 10000] [--accounts-per-platform 10]
 
@@ -33,7 +34,19 @@ from sqlalchemy import event
 
 from benchmarks.harness import connect, create_tenant, note_claim
 
-PLATFORMS = ("x", "youtube", "tiktok", "linkedin", "facebook", "instagram", "threads")
+PLATFORMS = (
+    "x",
+    "youtube",
+    "tiktok",
+    "linkedin",
+    "facebook",
+    "instagram",
+    "threads",
+    "pinterest",
+    "bluesky",
+    "mastodon",
+    "wordpress",
+)
 THREADS = 8
 
 
@@ -48,7 +61,11 @@ class Outbox:
 
 
 def post_id(platform: str, number: int) -> str:
-    return f"urn:li:share:{7_000_000 + number}" if platform == "linkedin" else str(10**9 + number)
+    if platform == "linkedin":
+        return f"urn:li:share:{7_000_000 + number}"
+    if platform == "bluesky":  # an AT URI, as Bluesky names a post
+        return f"at://did:plc:bench/app.bsky.feed.post/3l{number:011d}"
+    return str(10**9 + number)
 
 
 def insert_published(database_url: str, organisation_id: int, rows: list[tuple[Any, ...]]) -> None:

@@ -103,14 +103,16 @@ def pds_url() -> str:
     return request.host_url.rstrip("/") + "/" + PLATFORM
 
 
-def _new_session(handle: str, scope: str) -> dict[str, Any]:
+def _new_session(handle: str, scope: str, password: str) -> dict[str, Any]:
+    """A session, remembering the password it came from (insights faults name it)."""
     did = did_for(handle)
     now = int(time.time())
     access = _jwt({"scope": scope, "sub": did, "iat": now, "exp": now + ACCESS_SECONDS})
     refresh = _jwt({"scope": "com.atproto.refresh", "sub": did, "jti": secrets.token_hex(8)})
+    known = {"did": did, "handle": handle, "password": password}
     with state.lock:
-        store()["sessions"][access] = {"did": did, "handle": handle, "exp": now + ACCESS_SECONDS}
-        store()["refresh"][refresh] = {"did": did, "handle": handle, "scope": scope, "used": False}
+        store()["sessions"][access] = {**known, "exp": now + ACCESS_SECONDS}
+        store()["refresh"][refresh] = {**known, "scope": scope, "used": False}
     did_doc = {
         "@context": ["https://www.w3.org/ns/did/v1"],
         "id": did,
@@ -183,7 +185,7 @@ def create_session() -> Response:
         history[identifier] = calls
         headers = _limit_headers(limit, limit - len(calls), calls[0] + window, window)
     scope = "com.atproto.appPass" if APP_PASSWORD_RE.match(password) else "com.atproto.access"
-    return json_response(_new_session(identifier, scope), 200, headers)
+    return json_response(_new_session(identifier, scope, password), 200, headers)
 
 
 def refresh_session() -> Response:
@@ -198,7 +200,7 @@ def refresh_session() -> Response:
         if found["used"]:
             return _error(400, "ExpiredToken", "Token has been revoked")
         found["used"] = True
-    session = _new_session(found["handle"], found["scope"])
+    session = _new_session(found["handle"], found["scope"], found["password"])
     return json_response({k: v for k, v in session.items()})
 
 

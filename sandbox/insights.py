@@ -144,8 +144,13 @@ def graph_account_fields(platform: str, object_id: str) -> Response | None:
 
 
 def posts_of(platform: str, account: str) -> int:
+    """The account's posts still on the platform (deleted ones no longer count)."""
     with state.lock:
-        return sum(1 for e in state.ledger if e["platform"] == platform and e["account"] == account)
+        return sum(
+            1
+            for e in state.ledger
+            if e["platform"] == platform and e["account"] == account and "deleted_at" not in e
+        )
 
 
 def user_metrics(user_id: str) -> dict[str, int]:

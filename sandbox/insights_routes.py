@@ -1,19 +1,34 @@
-"""The insights calls of the seven platforms, in each platform's own shapes, served beside
-its publishing routes (figures from sandbox/insights.py). YouTube's statistics ride on
-its videos.list and channels.list (sandbox/youtube.py); X's followers on GET /2/users/me
+"""The platforms' insights calls, in each platform's own shapes, served beside its
+publishing routes (figures from sandbox/insights.py). YouTube's statistics ride on its
+videos.list and channels.list (sandbox/youtube.py); X's followers on GET /2/users/me
 (sandbox/x.py); Graph user and Page fields on GET /{id} (sandbox/_containers.py,
-sandbox/facebook.py), through `insights.graph_account_fields`.
+sandbox/facebook.py), through `insights.graph_account_fields`; Pinterest's and
+Mastodon's audience on their account reads and Mastodon's counts on a status read
+(sandbox/pinterest.py, sandbox/mastodon.py); WordPress's comment count on its comments
+listing (sandbox/wordpress.py). Telegram and Discord have none.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
 from flask import Response, request
 
-from sandbox import facebook, instagram, linkedin, oauth, threads, tiktok, x
+from sandbox import (
+    bluesky,
+    facebook,
+    instagram,
+    linkedin,
+    mastodon,
+    oauth,
+    pinterest,
+    threads,
+    tiktok,
+    x,
+)
 from sandbox.core import FaultStyle, Route, bearer_token, json_response, state
 from sandbox.graph import (
     GraphGuard,
@@ -329,6 +344,166 @@ def threads_account(user_id: str) -> str:
 
 THREADS_GUARD = GraphGuard(state, "threads", threads.STYLE)
 
+
+# -- Pinterest ----------------------------------------------------------------------------
+
+PINTEREST_RANGE_DAYS = 90
+
+
+def _pinterest_forbidden() -> Response:
+    return pinterest._error(
+        401,
+        3,
+        "Your token does not have sufficient permissions to perform this operation. Please "
+        "ensure your token is authorized with the correct set of scopes.",
+    )
+
+
+def _pinterest_range() -> str | None:
+    """Why the dates are refused, or None. The range is at most 90 days; that the start is
+    at most 90 days back is not checked, as the sandbox's clock is moved at will."""
+    try:
+        start = date.fromisoformat(request.args.get("start_date", ""))
+        end = date.fromisoformat(request.args.get("end_date", ""))
+    except ValueError:
+        return "start_date and end_date are required, as YYYY-MM-DD"
+    if end < start or end - start > timedelta(days=PINTEREST_RANGE_DAYS):
+        return f"end_date must be within {PINTEREST_RANGE_DAYS} days after start_date"
+    return None
+
+
+def pinterest_pin_analytics(pin_id: str) -> Response:
+    """GET /v5/pins/{pin_id}/analytics?start_date&end_date&metric_types=…: the summary of
+    the metrics asked (VIDEO_MRC_VIEW for a video Pin only); no daily breakdown."""
+    token, failure = pinterest.authorize(publishing=False)
+    failure = failure or metrics_fault(
+        state, "pinterest", pinterest.STYLE, token, _pinterest_forbidden
+    )
+    if failure is not None:
+        return failure
+    problem = _pinterest_range()
+    asked = [m for m in request.args.get("metric_types", "").split(",") if m]
+    if problem or not asked:
+        return pinterest._error(400, 1, problem or "metric_types is required")
+    values = read_post(state, "pinterest", pin_id)
+    if values is None:
+        return pinterest._error(404, 50, "Pin not found.")
+    with state.lock:
+        video = state.ledger_index[("pinterest", pin_id)]["params"].get("media_type") == "video"
+    pin_clicks, outbound = _split(values["clicks"], 2)
+    named = {
+        "IMPRESSION": values["impressions"],
+        "SAVE": values["saves"],
+        "PIN_CLICK": pin_clicks,
+        "OUTBOUND_CLICK": outbound,
+        **({"VIDEO_MRC_VIEW": values["views"]} if video else {}),
+    }
+    summary = {name: named[name] for name in asked if name in named}
+    return json_response({"all": {"daily_metrics": [], "summary_metrics": summary}})
+
+
+# -- Bluesky ------------------------------------------------------------------------------
+
+
+def _bluesky_forbidden() -> Response:
+    return bluesky._error(403, "ScopeMissingError", "Missing required scope for this method")
+
+
+def _bluesky_session() -> tuple[dict[str, Any] | None, Response | None]:
+    """The request's session, or the answer to give; insights faults name the (app)
+    password the session was made with."""
+    found, failure = bluesky.session_of(publishing=False)
+    if failure is not None or found is None:
+        return None, failure or bluesky._error(400, "InvalidToken", "Malformed token")
+    failure = metrics_fault(state, "bluesky", bluesky.STYLE, found["password"], _bluesky_forbidden)
+    return (None, failure) if failure is not None else (found, None)
+
+
+def bluesky_get_posts() -> Response:
+    """GET /xrpc/app.bsky.feed.getPosts?uris=…&uris=… (up to 25): the posts' views, with
+    their counts; posts that are gone are left out."""
+    _, failure = _bluesky_session()
+    if failure is not None:
+        return failure
+    uris = request.args.getlist("uris")
+    if not 1 <= len(uris) <= 25:
+        return bluesky._error(400, "InvalidRequest", "uris must have 1 to 25 items")
+    posts = []
+    for uri in uris:
+        values = read_post(state, "bluesky", uri)
+        if values is None:
+            continue
+        did = uri.removeprefix("at://").split("/", 1)[0]
+        with state.lock:
+            record = bluesky.store()["records"].get(uri) or {}
+            handle = state.ledger_index[("bluesky", uri)]["params"].get("handle", did)
+        reposts, quotes = _split(values["shares"], 2)
+        posts.append(
+            {
+                "uri": uri,
+                "cid": record.get("cid", ""),
+                "author": {"did": did, "handle": handle},
+                "record": record.get("value", {}),
+                "replyCount": values["comments"],
+                "repostCount": reposts,
+                "likeCount": values["likes"],
+                "quoteCount": quotes,
+                "indexedAt": "",
+            }
+        )
+    return json_response({"posts": posts})
+
+
+def bluesky_get_profile() -> Response:
+    """GET /xrpc/app.bsky.actor.getProfile?actor=<did or handle>."""
+    found, failure = _bluesky_session()
+    if failure is not None or found is None:
+        return failure or bluesky._error(400, "InvalidToken", "Malformed token")
+    actor = request.args.get("actor", "")
+    did = actor if actor.startswith("did:") else bluesky.did_for(actor.lower())
+    return json_response(
+        {
+            "did": did,
+            "handle": found["handle"] if did == found["did"] else actor,
+            "followersCount": read_followers(state, "bluesky", did),
+            "followsCount": 80,
+            "postsCount": posts_of("bluesky", did),
+        }
+    )
+
+
+# -- Mastodon -----------------------------------------------------------------------------
+
+
+def _mastodon_forbidden() -> Response:
+    return mastodon._error(403, "This action is outside the authorized scopes")
+
+
+def mastodon_statuses() -> Response:
+    """GET /api/v1/statuses?id[]=… (Mastodon 4.3+, up to 20): the statuses found, with
+    their counts; one that is gone is left out. An older instance has no such route."""
+    if not mastodon.batch_reads():
+        return mastodon._error(404, "Record not found")
+    _, failure = mastodon.authorize(publishing=False)
+    failure = failure or metrics_fault(
+        state, "mastodon", mastodon.STYLE, bearer_token(), _mastodon_forbidden
+    )
+    if failure is not None:
+        return failure
+    ids = request.args.getlist("id[]")
+    if len(ids) > 20:
+        return mastodon._error(422, "Validation failed: too many ids")
+    found = []
+    for status_id in dict.fromkeys(ids):
+        with state.lock:
+            stored = mastodon.store()["statuses"].get(status_id)
+        status = mastodon._status_json(stored) if stored else {"id": status_id}
+        counted = mastodon.with_counts(status)
+        if counted is not None:
+            found.append(counted)
+    return json_response(found)
+
+
 ROUTES: dict[str, list[Route]] = {
     "x": [Route("GET", "/2/tweets", x_tweets)],
     "tiktok": [
@@ -361,4 +536,10 @@ ROUTES: dict[str, list[Route]] = {
         Route("GET", "/<version>/<object_id>/insights", threads_media_insights),
         Route("GET", "/<version>/<user_id>/threads_insights", threads_user_insights),
     ],
+    "pinterest": [Route("GET", "/v5/pins/<pin_id>/analytics", pinterest_pin_analytics)],
+    "bluesky": [
+        Route("GET", "/xrpc/app.bsky.feed.getPosts", bluesky_get_posts),
+        Route("GET", "/xrpc/app.bsky.actor.getProfile", bluesky_get_profile),
+    ],
+    "mastodon": [Route("GET", "/api/v1/statuses", mastodon_statuses)],
 }

@@ -9,6 +9,8 @@ honours `Idempotency-Key` for an hour: the same key gives back the same status. 
 come from GET /api/v2/instance (500 characters, 4 media by default; `POST
 /mastodon/_instance {"max_characters": n, ...}` changes them); rate limits are 300
 requests per 5 minutes with `X-RateLimit-*` headers (the reset as an ISO 8601 time).
+A status read carries its favourites, boosts and replies, and the signed-in account its
+followers, by the sandbox clock (sandbox/insights.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
+from sandbox.insights import posts_of, read_followers, read_post
 from sandbox.oauth import exchange_code, identity, owner
 from sandbox.rules import PLATFORMS, count_mastodon
 
@@ -43,6 +46,7 @@ DOMAIN = "sandbox.social"
 WINDOW_LIMIT = 300
 WINDOW_SECONDS = 5 * 60
 IDEMPOTENCY_SECONDS = 60 * 60
+VERSION = "4.4.0"
 DEFAULT_CONFIGURATION: dict[str, Any] = {
     "max_characters": RULES.text_limit,
     "max_media_attachments": RULES.media.max_images,
@@ -83,6 +87,7 @@ def store() -> dict[str, Any]:
     for key in ("apps", "media", "statuses", "idempotency", "requests"):
         data.setdefault(key, {})
     data.setdefault("configuration", dict(DEFAULT_CONFIGURATION))
+    data.setdefault("version", VERSION)
     return data
 
 
@@ -183,7 +188,12 @@ def verify_credentials() -> Response:
     account, fault = authorize(publishing=False)
     if fault is not None or account is None:
         return fault or _error(401, "The access token is invalid")
-    return json_response(account)
+    counts = {
+        "followers_count": read_followers(state, PLATFORM, account["id"]),
+        "following_count": 64,
+        "statuses_count": posts_of(PLATFORM, account["id"]),
+    }
+    return json_response({**account, **counts})
 
 
 def instance() -> Response:
@@ -193,7 +203,7 @@ def instance() -> Response:
         {
             "domain": DOMAIN,
             "title": "Sandbox Social",
-            "version": "4.4.0",
+            "version": store()["version"],
             "configuration": {
                 "urls": {"streaming": f"wss://{DOMAIN}"},
                 "statuses": {
@@ -215,14 +225,35 @@ def instance() -> Response:
 
 
 def set_instance() -> Response:
-    """Sandbox control: change the instance's limits (reset by POST /_reset)."""
+    """Sandbox control: change the instance's limits or its version (reset by POST
+    /_reset); a version before 4.3 has no GET /api/v1/statuses?id[]=…."""
     body = request.get_json(silent=True) or {}
     with state.lock:
         config = store()["configuration"]
         for key in DEFAULT_CONFIGURATION:
             if key in body:
                 config[key] = int(body[key])
+        if "version" in body:
+            store()["version"] = str(body["version"])
     return json_response({"ok": True})
+
+
+def batch_reads() -> bool:
+    """Whether the instance is 4.3 or later (reads several statuses in one call)."""
+    with state.lock:
+        version = store()["version"]
+    parts = [int(p) for p in re.findall(r"\d+", version)[:2]]
+    return tuple(parts) >= (4, 3)
+
+
+def with_counts(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The status as read, with its favourites, boosts and replies at the sandbox clock
+    (an insights answer, logged); None for a status the ledger does not hold (gone)."""
+    values = read_post(state, PLATFORM, status["id"])
+    if values is None:
+        return None
+    boosts_and_replies = {"reblogs_count": values["shares"], "replies_count": values["comments"]}
+    return {**status, "favourites_count": values["likes"], **boosts_and_replies}
 
 
 # -- media ---------------------------------------------------------------------------------
@@ -398,7 +429,8 @@ def read_status(status_id: str) -> Response:
     status = _live_status(status_id)
     if status is None:
         return _error(404, "Record not found")
-    return json_response(_status_json(status))
+    shown = _status_json(status)
+    return json_response(with_counts(shown) or shown)
 
 
 def account_statuses(account_id: str) -> Response:

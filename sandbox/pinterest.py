@@ -29,6 +29,7 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
+from sandbox.insights import posts_of, read_followers
 
 PLATFORM = "pinterest"
 BLUEPRINT_NAME = "sandbox_pinterest"
@@ -143,6 +144,10 @@ def user_account() -> Response:
             "account_type": "BUSINESS",
             "profile_image": "",
             "website_url": "",
+            "board_count": len(BOARD_NAMES),
+            "pin_count": posts_of(PLATFORM, login),
+            "follower_count": read_followers(state, PLATFORM, login),
+            "following_count": 12,
         }
     )
 

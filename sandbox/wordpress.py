@@ -28,6 +28,7 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
+from sandbox.insights import metrics_fault, read_post
 
 PLATFORM = "wordpress"
 BLUEPRINT_NAME = "sandbox_wordpress"
@@ -467,8 +468,14 @@ def create_comment() -> Response:
     return json_response(_comment_json(comment, edit=True), 201)
 
 
+def _forbidden() -> Response:
+    return _error(403, "rest_forbidden", "Sorry, you are not allowed to do that.")
+
+
 def list_comments() -> Response:
-    """GET /wp/v2/comments?post=: newest first; `context=edit` adds the raw content."""
+    """GET /wp/v2/comments?post=: newest first; `context=edit` adds the raw content.
+    Naming one post is an insights read (docs/sandbox.md): `X-WP-Total` also counts its
+    readers' comments by the sandbox clock (`figures()`, logged), which are not listed."""
     _, fault = authorize(publishing=False)
     if fault:
         return fault
@@ -480,6 +487,13 @@ def list_comments() -> Response:
     if not 1 <= per_page <= PER_PAGE_MAX:
         return _error(400, "rest_invalid_param", "Invalid parameter(s): per_page")
     posts = {_int(p) for p in (args.get("post") or "").split(",") if p}
+    readers = 0
+    if len(posts) == 1:
+        failure = metrics_fault(state, PLATFORM, STYLE, _credential(), _forbidden)
+        if failure is not None:
+            return failure
+        values = read_post(state, PLATFORM, str(next(iter(posts))))
+        readers = values["comments"] if values is not None else 0
     with state.lock:
         found = [
             c
@@ -487,7 +501,7 @@ def list_comments() -> Response:
             if not posts or c["post"] in posts
         ]
     edit = args.get("context") == "edit"
-    headers = {"X-WP-Total": str(len(found))}
+    headers = {"X-WP-Total": str(len(found) + readers)}
     return json_response([_comment_json(c, edit) for c in found[:per_page]], headers=headers)
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from sandbox import create_sandbox_app
+from sandbox.bluesky import did_for
 from sandbox.core import SandboxState
 from sandbox.insights import figures
 from workers.adapters import get_adapter
@@ -31,10 +32,23 @@ EXTERNAL_IDS = {
     "linkedin": "urn:li:organization:5500",
     "tiktok": "tiktok-open-id-1",
     "youtube": "UCsandbox0000000000000001",
+    "pinterest": "sandbox",
+    "bluesky": "brand.bsky.social",
+    "mastodon": "https://sandbox.social/@brand",
+    "wordpress": "https://blog.example.com",
 }
-POST_IDS = {"linkedin": "urn:li:share:7001", "facebook": "1784140000000201_5501"}
-# Crier's figure → the sandbox's, for one figure every platform has.
-LIKES = "likes"
+POST_IDS = {
+    "linkedin": "urn:li:share:7001",
+    "facebook": "1784140000000201_5501",
+    "bluesky": f"at://{did_for('brand.bsky.social')}/app.bsky.feed.post/3lcrier2jx2a",
+}
+# One figure each platform has (Crier's name and the sandbox's are the same): likes, but
+# saves on Pinterest and comments on WordPress, which have no likes.
+FIGURE = {"pinterest": "saves", "wordpress": "comments"}
+# Platforms that report no audience figures.
+NO_AUDIENCE = {"wordpress"}
+# Where the ledger's account is not the external id: Bluesky's DID, Mastodon's account id.
+LEDGER_ACCOUNTS = {"bluesky": did_for("brand.bsky.social"), "mastodon": "1"}
 
 
 @pytest.fixture
@@ -46,7 +60,8 @@ def sandbox() -> Iterator[tuple[SandboxState, httpx.Client]]:
 
 def published(state: SandboxState, platform: str) -> str:
     post_id = POST_IDS.get(platform, "9001")
-    state.record(platform, EXTERNAL_IDS[platform], post_id, "hello", [], {})
+    owner = LEDGER_ACCOUNTS.get(platform, EXTERNAL_IDS[platform])
+    state.record(platform, owner, post_id, "hello", [], {})
     if platform == "youtube":
         state.store("youtube").setdefault("videos", {})[post_id] = {
             "id": post_id,
@@ -56,8 +71,15 @@ def published(state: SandboxState, platform: str) -> str:
     return post_id
 
 
+def credential(platform: str, token: str) -> str:
+    """The token as the platform takes it: WordPress's is `user:application-password`."""
+    return f"editor:{token}" if platform == "wordpress" else token
+
+
 def account(platform: str, token: str = "tok") -> AccountCredentials:
-    return AccountCredentials(1, platform, "brand", EXTERNAL_IDS[platform], access_token=token)
+    return AccountCredentials(
+        1, platform, "brand", EXTERNAL_IDS[platform], access_token=credential(platform, token)
+    )
 
 
 def test_figures_are_deterministic_and_grow() -> None:
@@ -81,9 +103,14 @@ def test_each_platform_reads_the_sandbox_figures_at_its_clock(
     assert set(found) == {post_id}
     [reading] = client.get("/_insights").json()
     assert 7200 <= reading["age_seconds"] < 7260
-    assert found[post_id].likes == figures(platform, post_id, reading["age_seconds"])[LIKES]
+    name = FIGURE.get(platform, "likes")
+    expected = figures(platform, post_id, reading["age_seconds"])[name]
+    assert getattr(found[post_id], name) == expected > 0
     followers = adapter.fetch_account_metrics(account(platform))
-    assert followers is not None and (followers.followers or 0) > 1000
+    if platform in NO_AUDIENCE:
+        assert followers is None
+    else:
+        assert followers is not None and (followers.followers or 0) > 1000
 
 
 @pytest.mark.parametrize("platform", sorted(EXTERNAL_IDS))
@@ -103,6 +130,42 @@ def test_faults_are_classified_as_the_collector_needs(
 
     limited = failure({"metrics_rate_limit_every": 1})
     assert limited.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED), limited.code
-    assert isinstance(failure({"metrics_forbidden_tokens": ["tok"]}), MetricsPermissionError)
-    dead = failure({"revoked_tokens": ["dead"]}, token="dead")
+    forbidden = failure({"metrics_forbidden_tokens": [credential(platform, "tok")]})
+    assert isinstance(forbidden, MetricsPermissionError), forbidden.code
+    dead = failure({"revoked_tokens": [credential(platform, "dead")]}, token="dead")
     assert dead.outcome in (Outcome.AUTH_EXPIRED, Outcome.AUTH_REVOKED), dead.code
+
+
+@pytest.mark.parametrize("platform", ["telegram", "discord"])
+def test_platforms_without_insights_have_no_collector(platform: str) -> None:
+    with httpx.Client() as client:
+        adapter = get_adapter(platform, client, BASE)
+    assert not adapter.collects_metrics
+    with pytest.raises(PlatformError) as caught:
+        adapter.fetch_metrics(account("x"), ["1"])
+    assert caught.value.code == "metrics_not_supported"
+
+
+def test_an_instance_before_mastodon_4_3_is_read_status_by_status(
+    sandbox: tuple[SandboxState, httpx.Client],
+) -> None:
+    state, client = sandbox
+    post_id = published(state, "mastodon")
+    state.store("mastodon").setdefault("statuses", {})[post_id] = {
+        "id": post_id,
+        "owner": LEDGER_ACCOUNTS["mastodon"],
+        "text": "hello",
+    }
+    client.post("/mastodon/_instance", json={"version": "4.2.10"}).raise_for_status()
+    adapter = get_adapter("mastodon", client, BASE)
+    client.post("/_clock", json={"advance_seconds": 86400}).raise_for_status()
+
+    found = adapter.fetch_metrics(account("mastodon"), [post_id, "404404"])
+
+    [reading] = client.get("/_insights").json()
+    assert set(found) == {post_id}
+    expected = figures("mastodon", post_id, reading["age_seconds"])
+    got = found[post_id]
+    assert (got.likes, got.shares, got.comments) == tuple(
+        expected[k] for k in ("likes", "shares", "comments")
+    )

@@ -97,6 +97,37 @@ def test_publishing_schedules_the_first_reading(
     assert target.next_metrics_at == target.published_at + timedelta(seconds=HOUR)
 
 
+@pytest.mark.parametrize(
+    ("platform", "token", "external_id"),
+    [
+        ("telegram", "123456789:AAH-crier_bot", "@crier_news"),
+        (
+            "discord",
+            "https://discord.com/api/webhooks/1400000000000000007/hook-token_7",
+            "1300000000000000007",
+        ),
+    ],
+)
+def test_a_platform_without_insights_gets_no_reading_scheduled(
+    app: Flask,
+    deps: PipelineDeps,
+    tenant: Tenant,
+    make_account: Any,
+    sandbox: httpx.Client,
+    platform: str,
+    token: str,
+    external_id: str,
+) -> None:
+    account_id = make_account(
+        tenant, platform, access_token=token, refresh_token=None, external_id=external_id
+    )
+    target_id = published(app, deps, tenant, account_id, "no figures here")
+    target = target_row(app, target_id)
+    assert target.published_at is not None and target.next_metrics_at is None
+    mdeps = metrics_deps(deps)
+    assert find_due_metrics(deps.db, mdeps.celery, datetime.now(UTC) + timedelta(days=31)) == 0
+
+
 def test_due_targets_are_read_in_one_call_per_account_batch(
     app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
 ) -> None:

@@ -583,6 +583,12 @@ class Adapter(ABC):
         platform reports none for this kind of account."""
         return None
 
+    @property
+    def collects_metrics(self) -> bool:
+        """Whether the platform has a collector (`fetch_metrics` is its own): a target
+        published where it has none is never scheduled for a reading."""
+        return type(self).fetch_metrics is not Adapter.fetch_metrics
+
     def refresh_token(self, account: AccountCredentials) -> TokenSet:
         """Exchange the refresh token; raises AuthRevokedError when it is refused."""
         raise AuthRevokedError(

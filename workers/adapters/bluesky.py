@@ -38,6 +38,7 @@ from workers.adapters._atproto import (
     session_from,
     tid,
 )
+from workers.adapters._bluesky_metrics import BlueskyMetrics
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -58,11 +59,7 @@ from workers.adapters.base import (
     resuming_prepared,
     working_handle,
 )
-from workers.adapters.kit import (
-    poll_until,
-    reconcile_since,
-    stream_file,
-)
+from workers.adapters.kit import poll_until, reconcile_since, stream_file
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -78,7 +75,7 @@ RECONCILE_PAGE_SIZE = 100
 
 
 @register
-class BlueskyAdapter(Adapter):
+class BlueskyAdapter(BlueskyMetrics, Adapter):
     platform = "bluesky"
     # The default PDS (accounts hosted by Bluesky; others name theirs) and the video service.
     hosts = {"api": "bsky.social", "video": "video.bsky.app"}

@@ -22,9 +22,11 @@ import httpx
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthRevokedError,
     MediaItem,
+    Metrics,
     PermanentError,
     PlatformError,
     PublishContext,
@@ -34,8 +36,10 @@ from workers.adapters.base import (
     ReconcileStatus,
     TokenSet,
     TransientError,
+    count,
     json_body,
     resuming_prepared,
+    sum_counts,
     token_set_from,
     working_handle,
 )
@@ -66,6 +70,12 @@ RECONCILE_MAX_PAGES = 5
 # Without a cover image, the video's first frame is the Pin's cover.
 DEFAULT_KEY_FRAME_SECONDS = 0.0
 CAROUSEL_MIN = 2
+# Pin analytics reach back at most 90 days from today, over a range of at most 90 days:
+# a reading asks for that whole window, which for a younger Pin is its whole life.
+ANALYTICS_DAYS = 89
+PIN_METRICS = "IMPRESSION,SAVE,PIN_CLICK,OUTBOUND_CLICK,VIDEO_MRC_VIEW"
+# Pinterest's code for a token without the scope a call needs (answered with HTTP 401).
+INSUFFICIENT_SCOPE = 3
 
 
 def permalink(pin_id: str) -> str:
@@ -295,6 +305,54 @@ class PinterestAdapter(Adapter):
     def delete_post(self, account: AccountCredentials, platform_post_id: str) -> None:
         self._call("DELETE", self.url(f"/v5/pins/{platform_post_id}"), account.access_token)
 
+    # -- analytics (scopes pins:read, user_accounts:read) -----------------------------------
+
+    def fetch_metrics(self, account: AccountCredentials, post_ids: list[str]) -> dict[str, Metrics]:
+        """GET /v5/pins/{id}/analytics, one Pin a call: the summary of the last 90 days,
+        the most the API reads back. A Pin gone from Pinterest (404) is left out."""
+        today = datetime.now(UTC).date()
+        params = {
+            "start_date": (today - timedelta(days=ANALYTICS_DAYS)).isoformat(),
+            "end_date": today.isoformat(),
+            "metric_types": PIN_METRICS,
+        }
+        found: dict[str, Metrics] = {}
+        for pin_id in post_ids:
+            try:
+                response = self._call(
+                    "GET",
+                    self.url(f"/v5/pins/{pin_id}/analytics"),
+                    account.access_token,
+                    params=params,
+                )
+            except PermanentError as error:
+                if error.http_status == 404:
+                    continue
+                raise
+            body = json_body(response)
+            # Keyed by app type: "all" without a split.
+            block = body.get("all") or next(iter(body.values()), {})
+            summary = dict(block.get("summary_metrics") or {}) if isinstance(block, dict) else {}
+            found[pin_id] = Metrics(
+                views=count(summary.get("VIDEO_MRC_VIEW")),
+                impressions=count(summary.get("IMPRESSION")),
+                clicks=sum_counts(summary.get("PIN_CLICK"), summary.get("OUTBOUND_CLICK")),
+                saves=count(summary.get("SAVE")),
+                raw=summary,
+            )
+        return found
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        body = json_body(self._call("GET", self.url("/v5/user_account"), account.access_token))
+        return AccountMetrics(
+            followers=count(body.get("follower_count")),
+            following=count(body.get("following_count")),
+            posts_count=count(body.get("pin_count")),
+            raw={
+                k: body[k] for k in ("follower_count", "following_count", "pin_count") if k in body
+            },
+        )
+
     def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", TIMEOUT)
         return self.send(
@@ -364,6 +422,11 @@ def classify(response: httpx.Response) -> PlatformError:
     if status == 403:
         return PermanentError(
             message, code="pinterest_forbidden", http_status=status, details=details
+        )
+    if status == 401 and body.get("code") == INSUFFICIENT_SCOPE:
+        # The grant lacks a scope: a new token would not have it either.
+        return PermanentError(
+            message, code="pinterest_insufficient_scope", http_status=status, details=details
         )
     wait = DEFAULT_RATE_LIMIT_WAIT_SECONDS
     if status == 429:

@@ -26,6 +26,7 @@ import httpx
 from app.credentials import wordpress_site
 from app.services.outbound import UnsafeURLError, resolve
 from workers.adapters import register
+from workers.adapters._wordpress_metrics import WordPressMetrics
 from workers.adapters.base import (
     AccountCredentials,
     Adapter,
@@ -93,7 +94,7 @@ def post_slug(request: PublishRequest) -> str:
 
 
 @register
-class WordPressAdapter(Adapter):
+class WordPressAdapter(WordPressMetrics, Adapter):
     platform = "wordpress"
     # Every account is its own site: the host is the account's external id.
     hosts: dict[str, str] = {}

@@ -250,8 +250,11 @@ def _outcome_values(
                 url=decision.result.url,
                 # A thread's post went live (and was recorded) before its items.
                 published_at=func.coalesce(PostTarget.published_at, now),
-                # Analytics: its platform's figures are first read this long after.
-                next_metrics_at=first_collection(now, deps.settings.metrics_schedule),
+                # Analytics: its platform's figures are first read this long after
+                # (never, where the platform has no collector).
+                next_metrics_at=first_collection(now, deps.settings.metrics_schedule)
+                if deps.adapter_for(target.platform).collects_metrics
+                else None,
                 error_code=None,
                 error_message=None,
             )
