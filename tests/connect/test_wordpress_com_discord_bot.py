@@ -21,6 +21,7 @@ from tests.connect.conftest import REDIRECT_URL, connect_link, publish_now, walk
 from workers.pipeline import PipelineDeps
 
 BOT_TOKEN = "crier-discord-bot-token"
+SITE = "https://blog.example.com"
 APP_PASSWORD = {"username": "editor", "application_password": "abcd EFGH 1234 ijkl"}
 
 
@@ -98,11 +99,7 @@ def test_the_wordpress_page_offers_wordpress_com_once_its_app_is_set(
         sandbox.post("/_faults", json={"wordpress": {"revoked_tokens": ["editor:typo"]}})
         refused = browser.post(
             link["url"],
-            data={
-                "site_url": "https://blog.example.com",
-                "username": "editor",
-                **{"application_password": "typo"},
-            },
+            data={**APP_PASSWORD, "site_url": SITE, "application_password": "typo"},
         )
         assert refused.status_code == 400 and "?login=wordpress.com" in refused.text
         consent_page = browser.get(f"{link['url']}?login=wordpress.com")
