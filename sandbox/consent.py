@@ -119,7 +119,7 @@ def _select(name: str, label: str, options: list[tuple[str, str]]) -> str:
         f"<option value='{html.escape(value)}'>{html.escape(text)}</option>"
         for value, text in options
     )
-    return f"<label>{label}<br><select id='{name}' name='{name}'>{items}</select></label>"
+    return f"<p><label>{label}<br><select id='{name}' name='{name}'>{items}</select></label></p>"
 
 
 def page(
