@@ -3,7 +3,8 @@ page: headless Chromium (as in test_browser.py) opens the connect link, fills th
 (Mastodon's server on Crier; the server and channel on Discord's consent; the blog on
 WordPress.com's), lands on redirect_url, and the account is listed through the API and
 publishes once through the pipeline. The sandbox's consent pages are on
-(`consent_page`). A screenshot of each consent page is kept in var/test-artifacts/."""
+(`consent_page`; Mastodon's is Authorize or Cancel). A screenshot of each consent page is
+kept in var/test-artifacts/."""
 
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def test_a_browser_connects_mastodon_on_the_server_it_names(
 ) -> None:
     from selenium.webdriver.common.by import By
 
+    sandbox.post("/_faults", json={"mastodon": {"consent_page": True}}).raise_for_status()
     done_url = f"{connect_env}/health"
     link = connect_link(tenant.api, "mastodon", redirect_url=done_url, state="md")
 
@@ -104,7 +106,8 @@ def test_a_browser_connects_mastodon_on_the_server_it_names(
     browser.find_element(By.ID, "instance").send_keys("https://Sandbox.Social/@someone")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "connect-mastodon-instance.png"))
-    browser.find_element(By.ID, "continue").click()  # → app registered → consent → callback
+    browser.find_element(By.ID, "continue").click()  # → app registered → the consent page
+    _consent(browser, "connect-mastodon-consent.png")  # → Crier's callback
 
     [account] = _listed(tenant, _done(browser, done_url, "md"))
     assert account["platform"] == "mastodon"
