@@ -270,8 +270,9 @@ class Settings:
         hash=False,
         metadata=env(
             (f"CRIER_{PLATFORM}_CLIENT_ID", f"CRIER_{PLATFORM}_CLIENT_SECRET"),
-            "Crier's app at each platform: connect links and token refresh; the platform's "
-            "redirect URI is `{CRIER_PUBLIC_URL}/oauth/<platform>/callback`",
+            "Crier's app at each platform (WordPress: its WordPress.com app): connect links "
+            "and token refresh; the platform's redirect URI is "
+            "`{CRIER_PUBLIC_URL}/oauth/<platform>/callback`",
             shown="unset (`crier dev` with the sandbox: set)",
         ),
     )
@@ -307,8 +308,10 @@ class Settings:
         repr=False,
         metadata=env(
             "CRIER_DISCORD_BOT_TOKEN",
-            "a Discord bot in the channels of webhook accounts: reads their recent messages "
-            "to reconcile a post whose answer was lost",
+            "Crier's Discord bot (of the app `CRIER_DISCORD_CLIENT_ID` names): connect links "
+            'with `"login": "bot"` add it to a server and connect its text channels; in the '
+            "channels of webhook accounts it reads their recent messages to reconcile a post "
+            "whose answer was lost",
             parse=optional_text,
         ),
     )

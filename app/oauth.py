@@ -125,6 +125,12 @@ class OAuthFlow(ABC):
         return cls.login or cls.platform
 
     @classmethod
+    def missing_setting(cls, settings: Settings) -> str | None:
+        """A variable this server must set, beside the client app, before the flow can
+        connect (Crier's Discord bot for a bot install); None when nothing is missing."""
+        return None
+
+    @classmethod
     def client_platform(cls) -> str:
         """Whose app credentials this flow signs in with."""
         return cls.app_platform or cls.platform
@@ -233,6 +239,12 @@ def flow_classes() -> dict[str, type[OAuthFlow]]:
     return {p: logins[p] for p, logins in _FLOWS.items() if p in logins}
 
 
+def oauth_platforms() -> frozenset[str]:
+    """The platforms with an OAuth callback: any login of theirs is an OAuth flow
+    (WordPress's own is a credential page; its WordPress.com sign-in is OAuth)."""
+    return frozenset(_FLOWS)
+
+
 def flow_class(platform: str, login: str | None = None) -> type[OAuthFlow] | None:
     return _FLOWS.get(platform, {}).get(login or platform)
 
@@ -277,6 +289,11 @@ class CredentialFlow(ABC):
     fields: tuple[CredentialField, ...]
     # What the page tells the user first (HTML), beside `why`.
     intro: str = ""
+    # An OAuth sign-in the page also offers, when Crier's app for it is set (WordPress:
+    # a blog on WordPress.com): the sentence that offers it and the link's text.
+    oauth_login: str = ""
+    oauth_offer: str = ""
+    oauth_action: str = ""
 
     def __init__(
         self, http: httpx.Client, base_url: str | None = None, settings: Settings | None = None

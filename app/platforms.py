@@ -504,11 +504,23 @@ GRAPH_VERSION = "v25.0"
 INSTAGRAM_LOGIN = "instagram"
 FACEBOOK_LOGIN = "facebook"
 
+# A Discord account reached through Crier's bot installed in the client's server (the
+# OAuth `bot` scope), rather than through a channel webhook.
+DISCORD_BOT_LOGIN = "bot"
+# A WordPress account that is a blog on WordPress.com (or a Jetpack site), signed in
+# through WordPress.com's OAuth, rather than a self-hosted site's application password.
+WORDPRESS_COM_LOGIN = "wordpress.com"
+
 # The sign-ins an account of a platform can connect through (`login` on POST
 # /accounts/connect), the platform's own first (the default). Instagram professional
 # accounts also connect through Facebook Login, by the Facebook Pages they are linked to;
-# they then publish on graph.facebook.com with the Page's token.
-CONNECT_LOGINS: dict[str, tuple[str, ...]] = {"instagram": (INSTAGRAM_LOGIN, FACEBOOK_LOGIN)}
+# they then publish on graph.facebook.com with the Page's token. Discord channels also
+# connect through Crier's bot, WordPress blogs through WordPress.com.
+CONNECT_LOGINS: dict[str, tuple[str, ...]] = {
+    "instagram": (INSTAGRAM_LOGIN, FACEBOOK_LOGIN),
+    "discord": ("discord", DISCORD_BOT_LOGIN),
+    "wordpress": ("wordpress", WORDPRESS_COM_LOGIN),
+}
 
 
 def connect_logins(platform: str) -> tuple[str, ...]:

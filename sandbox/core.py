@@ -56,6 +56,9 @@ class PlatformFaults:
     fetch_media: bool = False
     # The OAuth token endpoints answer this HTTP status with an error (connect flows).
     oauth_error_status: int = 0
+    # The authorize URL answers a consent page to fill in rather than consenting at once
+    # (sandbox/consent.py).
+    consent_page: bool = False
     # Insights calls (sandbox/insights.py): every Nth answers "rate limited"; these tokens
     # lack the permission to read insights.
     metrics_rate_limit_every: int = 0
@@ -78,6 +81,7 @@ class PlatformFaults:
             lose_response_every=int(data.get("lose_response_every", 0)),
             fetch_media=_as_bool(data.get("fetch_media", fetch_media_default)),
             oauth_error_status=int(data.get("oauth_error_status", 0)),
+            consent_page=_as_bool(data.get("consent_page", False)),
             metrics_rate_limit_every=int(data.get("metrics_rate_limit_every", 0)),
             metrics_forbidden_tokens=set(data.get("metrics_forbidden_tokens", [])),
         )

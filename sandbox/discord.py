@@ -7,9 +7,10 @@ id derived from the webhook's), so a URL added by hand works too. DELETE on a we
 removes it: it answers 404 Unknown Webhook from then on. A bot token (`Authorization: Bot
 …`) posts in any channel; `nonce` with `enforce_nonce` returns the message an earlier
 create with the same nonce made within NONCE_SECONDS instead of posting again. Message ids
-are snowflakes of their instant, so `?after=` reads as on Discord. Each webhook or channel
-is a bucket of BUCKET_LIMIT requests per BUCKET_SECONDS, told in X-RateLimit-* headers and
-refused with a 429 whose body names `retry_after` in seconds.
+are snowflakes of their instant, so `?after=` reads as on Discord. A server the bot was
+added to (a `bot` consent, sandbox/oauth_routes.py) lists its channels to a bot token.
+Each webhook or channel is a bucket of BUCKET_LIMIT requests per BUCKET_SECONDS, told in
+X-RateLimit-* headers and refused with a 429 whose body names `retry_after` in seconds.
 """
 
 from __future__ import annotations
@@ -114,7 +115,20 @@ def _guild_of(channel_id: str) -> str:
         for hook in _store().get("webhooks", {}).values():
             if hook["channel_id"] == channel_id:
                 return str(hook["guild_id"])
+        for guild in _store().get("guilds", {}).values():
+            if any(c["id"] == channel_id for c in guild["channels"]):
+                return str(guild["id"])
     return "12" + _digits(f"guild-of:{channel_id}", 17)
+
+
+def _installed_channel(channel_id: str) -> dict[str, Any] | None:
+    """The channel of a server the bot was added to (by a `bot` consent), if it is one."""
+    with state.lock:
+        for guild in _store().get("guilds", {}).values():
+            for channel in guild["channels"]:
+                if channel["id"] == channel_id:
+                    return {**channel, "guild_id": guild["id"]}
+    return None
 
 
 def _bot_user(token: str) -> dict[str, Any]:
@@ -350,8 +364,25 @@ def get_channel(channel_id: str) -> Response:
     _, fault = _bot(publishing=False)
     if fault is not None:
         return fault
-    body = {"id": channel_id, "type": 0, "guild_id": _guild_of(channel_id), "name": "general"}
+    body = _installed_channel(channel_id) or {
+        "id": channel_id,
+        "type": 0,
+        "guild_id": _guild_of(channel_id),
+        "name": "general",
+    }
     return json_response(body)
+
+
+def guild_channels(guild_id: str) -> Response:
+    """The channels of a server the bot was added to; Missing Access (50001) elsewhere."""
+    _, fault = _bot(publishing=False)
+    if fault is not None:
+        return fault
+    with state.lock:
+        guild = _store().get("guilds", {}).get(guild_id)
+    if guild is None:
+        return _error(403, "Missing Access", 50001)
+    return json_response([{**c, "guild_id": guild_id} for c in guild["channels"]])
 
 
 def create_message(channel_id: str) -> Response:
@@ -409,6 +440,7 @@ ROUTES = (
     ),
     Route("GET", "/api/v10/users/@me", users_me),
     Route("GET", "/api/v10/channels/<channel_id>", get_channel),
+    Route("GET", "/api/v10/guilds/<guild_id>/channels", guild_channels),
     Route("POST", "/api/v10/channels/<channel_id>/messages", create_message),
     Route("GET", "/api/v10/channels/<channel_id>/messages", channel_messages),
     Route("DELETE", "/api/v10/channels/<channel_id>/messages/<message_id>", delete_message),

@@ -2,14 +2,18 @@
 endpoints, and who a token belongs to (the user, their Pages and organisations).
 
 Each authorize page consents at once and sends the browser back with a code; with
-`?sandbox_deny=1` it sends `error=access_denied` instead. `sandbox_user=<login>` picks
-the sandbox user (default "sandbox"); `sandbox_pages=<n>` how many Facebook Pages the user
-grants (default 2); `sandbox_instagram=<k>` how many of those (the first k; default all)
-have an Instagram professional account linked, which /me/accounts shows when the grant
-has instagram_basic and the call asks for `instagram_business_account`. The first Page's
-account is the user's own Instagram account (the one Instagram Login connects), so both
-logins reach the same account. `POST /_faults {"<platform>": {"oauth_error_status": 500}}` makes the
-token endpoint fail. Paths are the platforms' real ones under `/<platform>`.
+`?sandbox_deny=1` it sends `error=access_denied` instead, and with the platform's
+`consent_page` fault on it answers a page to fill in (sandbox/consent.py, which also holds
+what a user picks: a Discord server and channel, a WordPress.com blog).
+`sandbox_user=<login>` picks the sandbox user (default "sandbox"); `sandbox_pages=<n>` how
+many Facebook Pages the user grants (default 2); `sandbox_instagram=<k>` how many of those
+(the first k; default all) have an Instagram professional account linked, which
+/me/accounts shows when the grant has instagram_basic and the call asks for
+`instagram_business_account`. The first Page's account is the user's own Instagram account
+(the one Instagram Login connects), so both logins reach the same account.
+`POST /_faults {"<platform>": {"oauth_error_status": 500}}` makes the token endpoint fail.
+Paths are the platforms' real ones under `/<platform>`; the routes beyond the consent are
+in sandbox/oauth_routes.py.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, redirect, request
 
+from sandbox import consent
 from sandbox.core import FaultStyle, SandboxState, inject_faults, json_response
 
 CODE_SECONDS = 600
@@ -43,6 +48,8 @@ AUTHORIZE = {
     # PKCE is optional on Mastodon (4.3 and later take it).
     "mastodon": ("/oauth/authorize", "client_id", False),
     "pinterest": ("/oauth/", "client_id", False),
+    # WordPress.com (the self-hosted sites of /wordpress take application passwords).
+    "wordpress": ("/oauth2/authorize", "client_id", False),
 }
 # How long an access token lives, per platform (seconds; None: no expiry).
 ACCESS_SECONDS = {
@@ -56,10 +63,11 @@ ACCESS_SECONDS = {
     "discord": 604_800,
     "mastodon": None,
     "pinterest": 2_592_000,
+    "wordpress": None,
 }
 
 
-def _digits(seed: str, length: int) -> str:
+def digits(seed: str, length: int) -> str:
     number = int(hashlib.sha256(seed.encode()).hexdigest(), 16)
     return str(number)[:length]
 
@@ -67,7 +75,7 @@ def _digits(seed: str, length: int) -> str:
 def identity(platform: str, login: str) -> dict[str, Any]:
     """The sandbox user `login` as the platform sees them: stable ids from the login."""
     if platform == "x":
-        return {"id": str(10**18 + int(_digits(f"x:{login}", 18))), "username": login}
+        return {"id": str(10**18 + int(digits(f"x:{login}", 18))), "username": login}
     if platform == "tiktok":
         return {"open_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"tiktok-user:{login}"))}
     if platform == "youtube":
@@ -75,18 +83,18 @@ def identity(platform: str, login: str) -> dict[str, Any]:
         return {"channel": "UC" + raw[:22], "title": f"{login} channel"}
     if platform == "linkedin":
         return {
-            "sub": "li" + _digits(f"li:{login}", 8),
+            "sub": "li" + digits(f"li:{login}", 8),
             "name": f"{login.title()} Member",
-            "orgs": [{"id": _digits(f"li-org:{login}", 8), "name": f"{login.title()} Inc."}],
+            "orgs": [{"id": digits(f"li-org:{login}", 8), "name": f"{login.title()} Inc."}],
         }
     if platform == "facebook":
-        return {"id": _digits(f"fb:{login}", 15), "name": f"{login.title()}"}
+        return {"id": digits(f"fb:{login}", 15), "name": f"{login.title()}"}
     if platform == "instagram":
-        return {"user_id": "17841" + _digits(f"ig:{login}", 11), "username": login}
+        return {"user_id": "17841" + digits(f"ig:{login}", 11), "username": login}
     if platform in ("mastodon", "pinterest"):
         head, key = ("1", "md") if platform == "mastodon" else ("", "pin")
-        return {"id": head + _digits(f"{key}:{login}", 18 - len(head)), "username": login}
-    return {"id": _digits(f"th:{login}", 17), "username": login}
+        return {"id": head + digits(f"{key}:{login}", 18 - len(head)), "username": login}
+    return {"id": digits(f"th:{login}", 17), "username": login}
 
 
 PAGE_NAMES = ("Bakery", "Books", "Bikes", "Boats", "Beans")
@@ -95,7 +103,7 @@ PAGE_NAMES = ("Bakery", "Books", "Bikes", "Boats", "Beans")
 def facebook_pages(login: str, count: int) -> list[dict[str, str]]:
     return [
         {
-            "id": "1" + _digits(f"fb-page:{login}:{n}", 14),
+            "id": "1" + digits(f"fb-page:{login}:{n}", 14),
             "name": f"{login.title()} {PAGE_NAMES[n]}",
         }
         for n in range(count)
@@ -110,13 +118,13 @@ def linked_instagram(login: str, n: int) -> dict[str, str]:
         return {"id": own["user_id"], "username": own["username"], "name": login.title()}
     username = f"{login}_{PAGE_NAMES[n].lower()}"
     return {
-        "id": "17841" + _digits(f"ig-page:{login}:{n}", 11),
+        "id": "17841" + digits(f"ig-page:{login}:{n}", 11),
         "username": username,
         "name": f"{login.title()} {PAGE_NAMES[n]}",
     }
 
 
-def _store(state: SandboxState) -> dict[str, Any]:
+def grants(state: SandboxState) -> dict[str, Any]:
     data = state.store("_oauth")
     data.setdefault("codes", {})
     data.setdefault("tokens", {})
@@ -145,7 +153,7 @@ def issue(state: SandboxState, platform: str, login: str, extra: dict[str, Any])
     refresh = f"{platform}-rt-{secrets.token_urlsafe(18)}"
     who = identity(platform, login)
     with state.lock:
-        tokens = _store(state)["tokens"]
+        tokens = grants(state)["tokens"]
         grant = {"platform": platform, "login": login, **extra}
         tokens[access] = tokens[refresh] = grant  # one grant: revoking either ends both
         own = state.store(platform)
@@ -165,7 +173,7 @@ def owner(state: SandboxState, token: str | None) -> dict[str, Any] | None:
     if not token:
         return None
     with state.lock:
-        data = _store(state)
+        data = grants(state)
         if token in data["revoked"]:
             return None
         return data["tokens"].get(token)
@@ -173,7 +181,7 @@ def owner(state: SandboxState, token: str | None) -> dict[str, Any] | None:
 
 def revoked(state: SandboxState, token: str | None) -> bool:
     with state.lock:
-        return bool(token) and token in _store(state)["revoked"]
+        return bool(token) and token in grants(state)["revoked"]
 
 
 def exchange_code(state: SandboxState, platform: str, values: Any) -> dict[str, Any] | Response:
@@ -188,7 +196,7 @@ def exchange_code(state: SandboxState, platform: str, values: Any) -> dict[str, 
     code = values.get("code", "")
     client_param = AUTHORIZE[platform][1]
     with state.lock:
-        grant = _store(state)["codes"].get(code)
+        grant = grants(state)["codes"].get(code)
         if grant is None or grant["used"] or grant["expires"] < time.time():
             return _oauth_error("invalid_grant", "The authorization code is invalid or expired.")
         if values.get("redirect_uri") != grant["redirect_uri"]:
@@ -203,12 +211,13 @@ def exchange_code(state: SandboxState, platform: str, values: Any) -> dict[str, 
                     "Value passed for the code verifier did not match the code challenge.",
                 )
         grant["used"] = True
-    return issue(state, platform, grant["login"], _grant_extras(grant))
+    return issue(state, platform, grant["login"], grant_extras(grant))
 
 
-def _grant_extras(grant: dict[str, Any]) -> dict[str, Any]:
-    """What a grant carries from the consent to the tokens made from it (Facebook)."""
-    return {k: grant[k] for k in ("pages", "instagram", "scope") if k in grant}
+def grant_extras(grant: dict[str, Any]) -> dict[str, Any]:
+    """What a grant carries from the consent to the tokens made from it (Facebook's Pages,
+    the server, channel or blog picked)."""
+    return {k: grant[k] for k in ("pages", "instagram", "scope", "picks") if k in grant}
 
 
 def exchange_response(state: SandboxState, platform: str) -> Response:
@@ -260,9 +269,10 @@ def unsupported_grant() -> Response:
     )
 
 
-def _revoke(state: SandboxState, platform: str, token: str) -> None:
+def revoke_token(state: SandboxState, platform: str, token: str) -> None:
+    """Revoke the token and the grant it belongs to."""
     with state.lock:
-        data = _store(state)
+        data = grants(state)
         data["revoked"].append(token)
         info = data["tokens"].get(token)
         # Revoking one token of a grant revokes the grant: its pair goes too.
@@ -273,13 +283,20 @@ def _revoke(state: SandboxState, platform: str, token: str) -> None:
     faults.revoked_tokens.update(siblings)
 
 
+def bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.startswith("Bearer ") else None
+
+
 def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
+    from sandbox import oauth_routes  # its routes build on this module's grants
+
     bp = Blueprint(f"oauth_{platform}", __name__)
     if platform not in AUTHORIZE:
         return bp  # signs in without a consent page (Bluesky: app passwords)
     path, client_param, needs_pkce = AUTHORIZE[platform]
 
-    @bp.get(path)
+    @bp.route(path, methods=["GET", "POST"])
     def authorize() -> Response:
         args = request.args
         redirect_uri = args.get("redirect_uri", "")
@@ -302,299 +319,44 @@ def make_blueprint(state: SandboxState, platform: str) -> Blueprint:
                 error_description="PKCE (code_challenge, S256) is required",
                 state=oauth_state,
             )
-        if args.get("sandbox_deny") == "1":
+        decision = request.form.get("decision") if request.method == "POST" else "approve"
+        if args.get("sandbox_deny") == "1" or decision != "approve":
             return _back(
                 redirect_uri,
                 error="access_denied",
                 error_description="The user denied the request.",
                 state=oauth_state,
             )
+        login, scope = args.get("sandbox_user", "sandbox"), args.get("scope", "")
+        if request.method == "GET" and state.faults_for(platform).consent_page:
+            return consent.page(platform, login, client_id, scope, request.full_path)
+        if request.method == "POST":
+            given = {k: request.form.get(k, "") for k in consent.PICKS}
+        else:
+            given = {k: args.get(f"sandbox_{k}", "") for k in consent.PICKS}
+        picks = consent.resolve(platform, login, scope, given)
+        if isinstance(picks, str):
+            if request.method == "POST":
+                return consent.page(platform, login, client_id, scope, request.full_path, picks)
+            return _back(
+                redirect_uri, error="invalid_request", error_description=picks, state=oauth_state
+            )
         code = secrets.token_urlsafe(24)
         with state.lock:
-            _store(state)["codes"][code] = {
+            grants(state)["codes"][code] = {
                 "client_id": client_id,
                 "redirect_uri": redirect_uri,
                 "challenge": challenge,
-                "login": args.get("sandbox_user", "sandbox"),
+                "login": login,
                 "pages": int(args.get("sandbox_pages", "2")),
                 "instagram": int(args.get("sandbox_instagram", args.get("sandbox_pages", "2"))),
-                "scope": args.get("scope", ""),
+                "scope": scope,
+                "picks": picks,
                 "used": False,
                 "expires": time.time() + CODE_SECONDS,
             }
-        return _back(redirect_uri, code=code, state=oauth_state)
+        extra = oauth_routes.callback_extras(platform, scope, picks, args)
+        return _back(redirect_uri, code=code, state=oauth_state, **extra)
 
-    if platform in ("instagram", "threads"):
-        _meta_login_routes(bp, state, platform)
-    elif platform == "facebook":
-        _facebook_routes(bp, state)
-    elif platform == "linkedin":
-        _linkedin_routes(bp, state)
-    elif platform == "tiktok":
-        _tiktok_routes(bp, state)
-    elif platform == "x":
-
-        @bp.post("/2/oauth2/revoke")
-        def x_revoke() -> Response:
-            _revoke(state, "x", request.form.get("token", ""))
-            return json_response({"revoked": True})
-
-    elif platform == "discord":
-        _discord_routes(bp, state)
-    elif platform == "mastodon":
-
-        @bp.post("/oauth/revoke")
-        def mastodon_revoke() -> Response:
-            _revoke(state, "mastodon", request.form.get("token", ""))
-            return json_response({})
-
-    elif platform == "youtube":
-
-        @bp.post("/revoke")
-        def google_revoke() -> Response:
-            token = request.form.get("token") or request.args.get("token", "")
-            if owner(state, token) is None:
-                return _oauth_error("invalid_token", "Token expired or revoked.")
-            _revoke(state, "youtube", token)
-            return Response(status=200)
-
+    oauth_routes.add_routes(bp, state, platform)
     return bp
-
-
-def _graph_error(message: str, code: int = 190, status: int = 400) -> Response:
-    return json_response(
-        {"error": {"message": message, "type": "OAuthException", "code": code}}, status
-    )
-
-
-def _meta_login_routes(bp: Blueprint, state: SandboxState, platform: str) -> None:
-    exchange_grant = "ig_exchange_token" if platform == "instagram" else "th_exchange_token"
-    me_path = f"/{GRAPH}/me" if platform == "instagram" else "/v1.0/me"
-
-    @bp.post("/oauth/access_token")
-    def short_token() -> Response:
-        issued = exchange_code(state, platform, request.form)
-        if isinstance(issued, Response):
-            return issued
-        who = issued["identity"]
-        return json_response(
-            {
-                "access_token": issued["access_token"],
-                "user_id": who.get("user_id") or who.get("id"),
-                "permissions": ["basic", "content_publish"],
-            }
-        )
-
-    @bp.get("/access_token")
-    def long_lived() -> Response:
-        if request.args.get("grant_type") != exchange_grant:
-            return _graph_error(f"Unsupported grant_type; expected {exchange_grant}", 100)
-        info = owner(state, request.args.get("access_token"))
-        if info is None:
-            return _graph_error("Error validating access token: invalid token")
-        issued = issue(state, platform, info["login"], {})
-        return json_response(
-            {
-                "access_token": issued["access_token"],
-                "token_type": "bearer",
-                "expires_in": 5_183_944,
-            }
-        )
-
-    @bp.get(me_path)
-    def me() -> Response:
-        info = owner(state, request.args.get("access_token") or _bearer())
-        if info is None:
-            return _graph_error("Error validating access token: invalid token")
-        return json_response(identity(platform, info["login"]))
-
-
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    return header[7:].strip() if header.startswith("Bearer ") else None
-
-
-def _facebook_routes(bp: Blueprint, state: SandboxState) -> None:
-    @bp.get(f"/{GRAPH}/oauth/access_token")
-    def access_token() -> Response:
-        args = request.args
-        if args.get("grant_type") == "fb_exchange_token":
-            info = owner(state, args.get("fb_exchange_token"))
-            if info is None:
-                return _graph_error("Error validating access token: invalid token")
-            issued = issue(state, "facebook", info["login"], _grant_extras(info))
-            return json_response(
-                {
-                    "access_token": issued["access_token"],
-                    "token_type": "bearer",
-                    "expires_in": ACCESS_SECONDS["facebook"],
-                }
-            )
-        issued = exchange_code(state, "facebook", args)
-        if isinstance(issued, Response):
-            return issued
-        return json_response(
-            {"access_token": issued["access_token"], "token_type": "bearer", "expires_in": 5400}
-        )
-
-    @bp.get(f"/{GRAPH}/me/accounts")
-    def pages() -> Response:
-        info = owner(state, request.args.get("access_token") or _bearer())
-        if info is None:
-            return _graph_error("Error validating access token: invalid token")
-        fields = request.args.get("fields", "")
-        # Graph shows a Page's linked Instagram account when asked, to a grant that has
-        # instagram_basic.
-        show_instagram = "instagram_business_account" in fields and "instagram_basic" in str(
-            info.get("scope", "")
-        )
-        data = []
-        pages = facebook_pages(info["login"], int(info.get("pages", 2)))
-        linked_count = int(info.get("instagram", len(pages)))
-        for n, page in enumerate(pages):
-            token = f"EAAP{secrets.token_urlsafe(24)}"
-            linked = linked_instagram(info["login"], n) if n < linked_count else None
-            with state.lock:
-                _store(state)["tokens"][token] = {
-                    "platform": "facebook",
-                    "login": info["login"],
-                    "page": page["id"],
-                    "instagram": linked["id"] if linked else None,
-                }
-            entry: dict[str, Any] = {**page, "access_token": token, "category": "Local business"}
-            if show_instagram and linked is not None:
-                entry["instagram_business_account"] = linked
-            data.append(entry)
-        return json_response({"data": data, "paging": {}})
-
-    @bp.delete(f"/{GRAPH}/me/permissions")
-    def revoke() -> Response:
-        token = request.args.get("access_token") or _bearer() or ""
-        if owner(state, token) is None:
-            return _graph_error("Error validating access token: invalid token")
-        _revoke(state, "facebook", token)
-        return json_response({"success": True})
-
-
-def _linkedin_routes(bp: Blueprint, state: SandboxState) -> None:
-    def who() -> dict[str, Any] | None:
-        info = owner(state, _bearer())
-        return identity("linkedin", info["login"]) if info else None
-
-    def unauthorized() -> Response:
-        return json_response(
-            {"status": 401, "serviceErrorCode": 65600, "message": "Invalid access token"}, 401
-        )
-
-    @bp.get("/v2/userinfo")
-    def userinfo() -> Response:
-        member = who()
-        if member is None:
-            return unauthorized()
-        return json_response({"sub": member["sub"], "name": member["name"], "locale": "en_US"})
-
-    @bp.get("/rest/organizationAcls")
-    def acls() -> Response:
-        member = who()
-        if member is None:
-            return unauthorized()
-        elements = [
-            {
-                "organization": f"urn:li:organization:{org['id']}",
-                "role": "ADMINISTRATOR",
-                "state": "APPROVED",
-                "roleAssignee": f"urn:li:person:{member['sub']}",
-            }
-            for org in member["orgs"]
-        ]
-        return json_response({"paging": {"start": 0, "count": 10}, "elements": elements})
-
-    @bp.get("/rest/organizations/<org_id>")
-    def organization(org_id: str) -> Response:
-        member = who()
-        if member is None:
-            return unauthorized()
-        for org in member["orgs"]:
-            if org["id"] == org_id:
-                return json_response({"id": int(org_id), "localizedName": org["name"]})
-        return json_response({"status": 404, "message": "Not found"}, 404)
-
-    @bp.post("/oauth/v2/revoke")
-    def revoke() -> Response:
-        _revoke(state, "linkedin", request.form.get("token", ""))
-        return Response(status=200)
-
-
-def _tiktok_routes(bp: Blueprint, state: SandboxState) -> None:
-    @bp.get("/v2/user/info/")
-    def user_info() -> Response:
-        info = owner(state, _bearer())
-        if info is None:
-            return json_response(
-                {"data": {}, "error": {"code": "access_token_invalid", "message": "invalid"}},
-                401,
-            )
-        user = identity("tiktok", info["login"])
-        return json_response(
-            {
-                "data": {
-                    "user": {
-                        "open_id": user["open_id"],
-                        "display_name": info["login"].title(),
-                        "username": info["login"],
-                    }
-                },
-                "error": {"code": "ok", "message": "", "log_id": secrets.token_hex(8)},
-            }
-        )
-
-    @bp.post("/v2/oauth/revoke/")
-    def revoke() -> Response:
-        _revoke(state, "tiktok", request.form.get("token", ""))
-        return json_response({})
-
-
-def _discord_routes(bp: Blueprint, state: SandboxState) -> None:
-    """`webhook.incoming`: the code exchange also creates a webhook in the channel the
-    user picked (the consent's `sandbox_channel`, default one per user)."""
-
-    @bp.post("/api/oauth2/token")
-    def discord_token() -> Response:
-        values = dict(request.form)
-        auth = request.authorization
-        if auth is not None and auth.username:
-            values["client_id"] = auth.username
-        issued = exchange_code(state, "discord", values)
-        if isinstance(issued, Response):
-            return issued
-        login = _store(state)["tokens"][issued["access_token"]]["login"]
-        webhook_id = "14" + _digits(f"discord-webhook:{issued['access_token']}", 17)
-        token = secrets.token_urlsafe(48)
-        hook = {
-            "id": webhook_id,
-            "token": token,
-            "type": 1,
-            "name": f"{login.title()} webhook",
-            "channel_id": "13" + _digits(f"discord-channel:{login}", 17),
-            "guild_id": "12" + _digits(f"discord-guild:{login}", 17),
-        }
-        with state.lock:
-            state.store("discord").setdefault("webhooks", {})[webhook_id] = hook
-        return json_response(
-            {
-                "access_token": issued["access_token"],
-                "refresh_token": issued["refresh_token"],
-                "expires_in": ACCESS_SECONDS["discord"],
-                "token_type": "Bearer",
-                "scope": "webhook.incoming",
-                "webhook": {
-                    **hook,
-                    "url": f"https://discord.com/api/webhooks/{webhook_id}/{token}",
-                },
-            }
-        )
-
-    @bp.post("/api/oauth2/token/revoke")
-    def discord_revoke() -> Response:
-        _revoke(state, "discord", request.form.get("token", ""))
-        return json_response({})

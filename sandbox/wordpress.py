@@ -1,12 +1,17 @@
-"""WordPress REST API stand-in (a self-hosted site with application passwords): the
-current user, categories and tags, media uploads, posts, the site's post search, and
-comments under a post (recorded in the ledger with `reply_to`, the post's id).
+"""WordPress REST API stand-in (a self-hosted site with application passwords, and
+WordPress.com blogs): the current user, categories and tags, media uploads, posts, the
+site's post search, and comments under a post (recorded in the ledger with `reply_to`,
+the post's id).
 
-Every site a test names is this one site, under `/wordpress`. Requests authenticate
-with HTTP Basic `user:application-password`; any such pair with both parts is a user of
-the site, an editor, except logins starting with "subscriber" (who may not create
-posts). Errors are WordPress's `{"code", "message", "data": {"status"}}`. Slugs are made
-unique the way WordPress does (`-2`, `-3`, ...).
+Every self-hosted site a test names is this one site, under `/wordpress/wp-json/wp/v2`.
+Its requests authenticate with HTTP Basic `user:application-password`; any such pair
+with both parts is a user of the site, an editor, except logins starting with
+"subscriber" (who may not create posts). A WordPress.com blog has the same routes under
+`/wordpress/wp/v2/sites/{blog_id}`, each blog with posts, media and terms of its own,
+signed with the Bearer token of that blog's consent (sandbox/oauth_routes.py; another
+blog's id is refused, 403); its ledger entries name the blog id as the account. Errors
+are WordPress's `{"code", "message", "data": {"status"}}`. Slugs are made unique the way
+WordPress does (`-2`, `-3`, ...).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import hashlib
 import re
 from typing import Any
 
-from flask import Response, request
+from flask import Response, g, request
 
+from sandbox import oauth
 from sandbox.core import (
     FaultStyle,
     Route,
@@ -34,6 +40,8 @@ PLATFORM = "wordpress"
 BLUEPRINT_NAME = "sandbox_wordpress"
 SITE = "https://blog.example.com"
 REST = "/wp-json/wp/v2"
+# A WordPress.com blog's wp/v2 routes (public-api.wordpress.com).
+BLOG_REST = "/wp/v2/sites/<blog_id>"
 STATUSES = frozenset({"publish", "draft", "pending", "private", "future"})
 PER_PAGE_MAX = 100
 # What the sandbox keeps of an upload that WordPress does not show.
@@ -74,9 +82,22 @@ STYLE = FaultStyle(
 )
 
 
+def site() -> str:
+    """The address of the site the request is for: the WordPress.com blog's, or SITE."""
+    blog = g.get("wordpress_blog")
+    return str(blog["url"]) if blog else SITE
+
+
+def _account(login: str) -> str:
+    """Who a ledger entry is for: the WordPress.com blog (its id), or the site's user."""
+    blog = g.get("wordpress_blog")
+    return str(blog["id"]) if blog else login
+
+
 def store() -> dict[str, Any]:
+    blog = g.get("wordpress_blog")
     with state.lock:
-        data = state.store(PLATFORM)
+        data = state.store(PLATFORM if blog is None else f"{PLATFORM}:{blog['id']}")
         data.setdefault("terms", {"categories": {}, "tags": {}})
         data.setdefault("media", {})
         data.setdefault("posts", {})
@@ -98,12 +119,31 @@ def _credential() -> str | None:
 
 def authorize(publishing: bool) -> tuple[str, Response | None]:
     """(login, None), or the answer to give: 401 rest_not_logged_in without credentials."""
+    blog_id = (request.view_args or {}).get("blog_id")
+    if blog_id is not None:
+        return _authorize_blog(str(blog_id), publishing)
     credential = _credential()
     if credential is None:
         fault = inject_faults(state, PLATFORM, STYLE, None, publishing)
         return "", fault or _error(401, "rest_not_logged_in", "You are not currently logged in.")
     fault = inject_faults(state, PLATFORM, STYLE, credential, publishing)
     return credential.partition(":")[0], fault
+
+
+def _authorize_blog(blog_id: str, publishing: bool) -> tuple[str, Response | None]:
+    """A WordPress.com blog's route: the Bearer token of that blog's grant."""
+    token = oauth.bearer()
+    grant = oauth.owner(state, token)
+    if grant is None or grant.get("platform") != PLATFORM or not grant.get("blog_id"):
+        fault = inject_faults(state, PLATFORM, STYLE, None, publishing)
+        return "", fault or _error(401, "rest_not_logged_in", "You are not currently logged in.")
+    fault = inject_faults(state, PLATFORM, STYLE, token, publishing)
+    if fault is not None:
+        return "", fault
+    if str(grant["blog_id"]) != blog_id:
+        return "", _error(403, "rest_forbidden", "Sorry, you are not allowed to do that.")
+    g.wordpress_blog = {"id": blog_id, "url": grant["blog_url"]}
+    return str(grant["login"]), None
 
 
 def user_id(login: str) -> int:
@@ -126,7 +166,7 @@ def users_me() -> Response:
         "id": user_id(login),
         "name": login.title(),
         "slug": slugify(login),
-        "link": f"{SITE}/author/{slugify(login)}/",
+        "link": f"{site()}/author/{slugify(login)}/",
     }
     if request.args.get("context") == "edit":
         body.update(username=login, roles=roles)
@@ -138,7 +178,7 @@ def users_me() -> Response:
 
 def _term_json(term: dict[str, Any], taxonomy: str) -> dict[str, Any]:
     base = "category" if taxonomy == "categories" else "tag"
-    return {**term, "link": f"{SITE}/{base}/{term['slug']}/", "taxonomy": base}
+    return {**term, "link": f"{site()}/{base}/{term['slug']}/", "taxonomy": base}
 
 
 def list_terms(taxonomy: str) -> Response:
@@ -235,7 +275,7 @@ def upload_media() -> Response:
         "id": media_id,
         "owner": login,
         "kind": kind,
-        "source_url": f"{SITE}/wp-content/uploads/{media_id}/{filename}",
+        "source_url": f"{site()}/wp-content/uploads/{media_id}/{filename}",
         "mime_type": mime,
         "media_type": "image" if kind == "image" else "file",
         "alt_text": request.args.get("alt_text") or request.form.get("alt_text", ""),
@@ -246,7 +286,7 @@ def upload_media() -> Response:
         store()["media"][media_id] = item
     state.note_upload(PLATFORM, kind, str(media_id))
     public = {k: v for k, v in item.items() if k not in PRIVATE}
-    return json_response(public, 201, {"Location": f"{SITE}{REST}/media/{media_id}"})
+    return json_response(public, 201, {"Location": f"{site()}{REST}/media/{media_id}"})
 
 
 def media_item(media_id: int) -> Response:
@@ -272,9 +312,9 @@ def _post_json(post: dict[str, Any], edit: bool) -> dict[str, Any]:
         "date_gmt": post["date_gmt"],
         "slug": post["slug"],
         "status": post["status"],
-        "link": f"{SITE}/{post['slug']}/"
+        "link": f"{site()}/{post['slug']}/"
         if post["status"] == "publish"
-        else f"{SITE}/?p={post['id']}",
+        else f"{site()}/?p={post['id']}",
         "title": {"rendered": post["title"]},
         "content": {"rendered": post["content"]},
         "excerpt": {"rendered": post["excerpt"]},
@@ -357,7 +397,7 @@ def create_post() -> Response:
         posts[post["id"]] = post
         ledger_media = _media_shown(post)
     params = {k: v for k, v in post.items() if k not in ("content", "id")}
-    state.record(PLATFORM, login, str(post["id"]), post["content"], ledger_media, params)
+    state.record(PLATFORM, _account(login), str(post["id"]), post["content"], ledger_media, params)
     if should_lose_response(state, PLATFORM):
         return _error(504, "gateway_timeout", "Gateway Timeout")
     return json_response(_post_json(post, edit=True), 201)
@@ -401,7 +441,7 @@ def delete_post(post_id: int) -> Response:
     login, fault = authorize(publishing=False)
     if fault:
         return fault
-    if not state.delete(PLATFORM, str(post_id), login):
+    if not state.delete(PLATFORM, str(post_id), _account(login)):
         return _error(404, "rest_post_invalid_id", "Invalid post ID.")
     return json_response({"deleted": True, "previous": {"id": post_id}})
 
@@ -462,7 +502,7 @@ def create_comment() -> Response:
         }
         data["comments"][comment["id"]] = comment
     reply_to = str(parent or post["id"])
-    state.record(PLATFORM, login, str(comment["id"]), content, [], {}, reply_to=reply_to)
+    state.record(PLATFORM, _account(login), str(comment["id"]), content, [], {}, reply_to=reply_to)
     if should_lose_response(state, PLATFORM):
         return _error(504, "gateway_timeout", "Gateway Timeout")
     return json_response(_comment_json(comment, edit=True), 201)
@@ -512,18 +552,35 @@ def _int(value: Any) -> int | None:
         return None
 
 
+SITE_ROUTES = (
+    Route("GET", "/users/me", users_me),
+    Route("GET", "/categories", list_categories),
+    Route("POST", "/categories", create_category),
+    Route("GET", "/tags", list_tags),
+    Route("POST", "/tags", create_tag),
+    Route("POST", "/media", upload_media),
+    Route("GET", "/media/<int:media_id>", media_item),
+    Route("DELETE", "/media/<int:media_id>", media_item, endpoint="delete_media"),
+    Route("GET", "/posts", list_posts),
+    Route("POST", "/posts", create_post),
+    Route("DELETE", "/posts/<int:post_id>", delete_post),
+    Route("GET", "/comments", list_comments),
+    Route("POST", "/comments", create_comment),
+)
+
+
+def _on_blog(route: Route) -> Route:
+    """The route under a WordPress.com blog: the same handler, the blog id aside."""
+    view = route.view
+
+    def on_blog(blog_id: str, **kwargs: Any) -> Response:
+        return view(**kwargs)
+
+    endpoint = f"blog_{route.endpoint or view.__name__}"
+    return Route(route.method, f"{BLOG_REST}{route.path}", on_blog, endpoint=endpoint)
+
+
 ROUTES = (
-    Route("GET", f"{REST}/users/me", users_me),
-    Route("GET", f"{REST}/categories", list_categories),
-    Route("POST", f"{REST}/categories", create_category),
-    Route("GET", f"{REST}/tags", list_tags),
-    Route("POST", f"{REST}/tags", create_tag),
-    Route("POST", f"{REST}/media", upload_media),
-    Route("GET", f"{REST}/media/<int:media_id>", media_item),
-    Route("DELETE", f"{REST}/media/<int:media_id>", media_item, endpoint="delete_media"),
-    Route("GET", f"{REST}/posts", list_posts),
-    Route("POST", f"{REST}/posts", create_post),
-    Route("DELETE", f"{REST}/posts/<int:post_id>", delete_post),
-    Route("GET", f"{REST}/comments", list_comments),
-    Route("POST", f"{REST}/comments", create_comment),
+    *(Route(r.method, f"{REST}{r.path}", r.view, r.endpoint) for r in SITE_ROUTES),
+    *(_on_blog(r) for r in SITE_ROUTES),
 )

@@ -35,9 +35,9 @@ from app.oauth import (
     client_app,
     credential_flow_class,
     flow_class,
-    flow_classes,
     get_flow,
     oauth_client,
+    oauth_platforms,
 )
 from app.platforms import CONNECT_LOGINS, PLATFORM_KEYS, PLATFORMS, connect_logins
 from app.schemas import MAX_ID, StrictInteger, StrictSchema, one_of
@@ -72,7 +72,12 @@ class ConnectLinkSchema(StrictSchema):
             'Instagram: "instagram" (Instagram Login, the default) or "facebook" (Facebook '
             "Login: the user picks among the Instagram professional accounts linked to the "
             "Facebook Pages they grant; those accounts publish on graph.facebook.com with "
-            "the Page's token). Every other platform has only its own login."
+            'the Page\'s token). Discord: "discord" (a channel webhook, the default) or '
+            '"bot" (Crier\'s bot is added to a server; the user picks among its text '
+            'channels). WordPress: "wordpress" (a self-hosted site\'s application '
+            "password, the default; the page also offers WordPress.com when Crier's app "
+            'there is set) or "wordpress.com" (a WordPress.com blog through OAuth). Every '
+            "other platform has only its own login."
         },
     )
 
@@ -167,10 +172,17 @@ def create_connect_link() -> Response:
             )
     elif not _configured(flow):
         app_name = (flow.client_platform() if flow else platform).upper()
-        via = f" through {login.title()} Login" if login else ""
+        via = f" through the {login} sign-in" if login else ""
         raise ApiError(
             f"Connecting {platform} accounts{via} is not configured on this server: set "
             f"CRIER_{app_name}_CLIENT_ID and CRIER_{app_name}_CLIENT_SECRET.",
+            code="platform_not_configured",
+            status=409,
+        )
+    elif flow is not None and (missing := flow.missing_setting(_settings())):
+        raise ApiError(
+            f"Connecting {platform} accounts through the {flow.login_name()} sign-in is not "
+            f"configured on this server: set {missing}.",
             code="platform_not_configured",
             status=409,
         )
@@ -296,6 +308,8 @@ def open_connect_link(token: str) -> Response:
     if link.expires_at <= utcnow():
         return _dead_link(link, "link_expired", "This connect link has expired; ask for a new one.")
     credential = _credential_flow(link.platform, link.login)
+    if credential is not None and _chose_oauth(link, credential):
+        credential = None
     if credential is not None:
         if credential.missing_setting(_settings()):
             return _finish(link, "platform_not_configured", f"{link.platform} is not configured.")
@@ -314,6 +328,18 @@ def open_connect_link(token: str) -> Response:
     return _bind_browser(redirect(target), link, started.browser_nonce)
 
 
+def _chose_oauth(link: ConnectLink, credential: type[CredentialFlow]) -> bool:
+    """The credential page's OAuth offer followed (`?login=wordpress.com`): the link goes
+    on through that sign-in, and its callback finishes it."""
+    chosen = request.args.get("login")
+    if not chosen or chosen != credential.oauth_login or link.login is not None:
+        return False
+    if not _configured(flow_class(link.platform, chosen)):
+        return False
+    link.login = chosen
+    return True
+
+
 def _credential_form(
     token: str,
     link: ConnectLink,
@@ -322,26 +348,12 @@ def _credential_form(
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    """Crier's own connect page for a platform without a consent page (Telegram, Bluesky).
-    `secret` inputs are masked and never filled in again after a refusal."""
-    inputs = "".join(
-        f"<label for='{html.escape(f.name)}'>{html.escape(f.label)}<br>"
-        f"<input id='{html.escape(f.name)}' name='{html.escape(f.name)}' "
-        f"type='{'password' if f.secret else 'text'}' autocomplete='off'"
-        f"{' required' if f.required else ''} "
-        f"value='{'' if f.secret else html.escape((values or {}).get(f.name, ''))}'><br>"
-        f"<small>{html.escape(f.hint)}</small></label>"
-        for f in flow.fields
+    """The link's credential page; it also offers the platform's OAuth sign-in where the
+    flow has one and Crier's app for it is set."""
+    offered = flow_class(link.platform, flow.oauth_login) if flow.oauth_login else None
+    return connect_forms.credential_form(
+        token, link.platform, flow, error, values, status, offer_oauth=_configured(offered)
     )
-    problem = f"<p role='alert' id='error'>{html.escape(error)}</p>" if error else ""
-    body = (
-        f"<p>{html.escape(flow.why)}.</p>{flow.intro}{problem}"
-        f"<form method='post' action='/connect/{html.escape(token)}'>{inputs}"
-        "<p><button type='submit' id='connect'>Connect</button></p></form>"
-    )
-    response = _page(f"Connect a {_label(link.platform)} account", body, status)
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @blueprint.post("/connect/<token>")
@@ -422,7 +434,7 @@ def _check_server(url: str) -> None:
 @blueprint.get("/oauth/<platform>/callback")
 def oauth_callback(platform: str) -> Response:
     """The platform sends the user back here with a code (or an error) and our state."""
-    if platform not in flow_classes():
+    if platform not in oauth_platforms():
         return _page("Unknown platform", "<p>No such platform.</p>", 404)
     session = get_session()
     settings = _settings()

@@ -3,7 +3,8 @@ the code exchange answers with a webhook made in that channel, whose URL becomes
 account's credential (the OAuth token itself is not needed to post). Each consent makes a
 new webhook; revoking deletes it. Without Crier's Discord app (CRIER_DISCORD_CLIENT_ID),
 a connect link opens a page on Crier where the client pastes a webhook URL they made in
-the channel's settings, checked with a GET on the webhook."""
+the channel's settings, checked with a GET on the webhook. A link with `login: "bot"`
+adds Crier's bot to a server instead (discord_bot.py)."""
 
 from __future__ import annotations
 

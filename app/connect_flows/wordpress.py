@@ -1,6 +1,7 @@
 """WordPress (self-hosted): the site URL, a user name and an application password
 (Users → Profile → Application Passwords, WordPress 5.6+), entered on Crier's connect
-page and checked with GET /wp-json/wp/v2/users/me before the account is saved."""
+page and checked with GET /wp-json/wp/v2/users/me before the account is saved. While
+Crier's WordPress.com app is set, the page also offers that sign-in (wordpress_com.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from app.oauth import (
     OAuthError,
     register_credential_flow,
 )
+from app.platforms import WORDPRESS_COM_LOGIN
 from app.services.outbound import UnsafeURLError, safe_stream
 
 USERS_ME = "/wp-json/wp/v2/users/me"
@@ -49,6 +51,9 @@ class WordPressFlow(CredentialFlow):
             secret=True,
         ),
     )
+    oauth_login = WORDPRESS_COM_LOGIN
+    oauth_offer = "A blog on WordPress.com (or a site connected to it with Jetpack)?"
+    oauth_action = "Sign in with WordPress.com"
 
     @classmethod
     def missing_setting(cls, settings: Settings) -> str | None:
@@ -79,7 +84,9 @@ class WordPressFlow(CredentialFlow):
                 name=f"{me.get('name') or user} on {host}",
                 access_token=credential,
                 kind="site",
-                settings={"user_id": me.get("id")},
+                # No `blog_id`: a site that was connected through WordPress.com and comes
+                # back with an application password publishes on its own REST API again.
+                settings={"user_id": me.get("id"), "blog_id": None},
             )
         ]
 

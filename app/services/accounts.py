@@ -46,7 +46,11 @@ def add_account(
     organisation: Organisation | None = None,
     profile_id: int | None = None,
     token_expires_at: datetime | None = None,
+    from_platform: bool = False,
 ) -> Account:
+    """Add an account. `from_platform`: the credential came from the platform itself (a
+    connect flow's token), so the forms checked on a hand-entered one do not apply (a
+    WordPress.com blog's Bearer token is not `user:application-password`)."""
     if platform not in {p.value for p in Platform}:
         raise AccountError(
             f"unknown platform {platform!r}; expected one of {', '.join(p.value for p in Platform)}"
@@ -63,7 +67,7 @@ def add_account(
     if not access_token:
         raise AccountError("an access token is required")
     external_id = normalise_external_id(platform, external_id)
-    problem = credential_problem(platform, access_token, external_id)
+    problem = None if from_platform else credential_problem(platform, access_token, external_id)
     if problem is not None:
         option = "--access-token" if problem[0] == "access_token" else "--external-id"
         raise AccountError(f"{option}: {problem[1]}")

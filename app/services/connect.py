@@ -334,6 +334,7 @@ def save_identities(
                 organisation=session.get(Organisation, link.organisation_id),
                 profile_id=link.profile_id,
                 token_expires_at=identity.expires_at,
+                from_platform=True,
             )
             initial = {"kind": identity.kind, **identity.settings}
             account.settings = {k: v for k, v in initial.items() if v is not None}

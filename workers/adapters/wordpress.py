@@ -1,10 +1,15 @@
-"""WordPress (self-hosted) through its REST API with an application password.
+"""WordPress through its REST API: a self-hosted site with an application password, or a
+blog on WordPress.com (or a Jetpack site) signed in through WordPress.com's OAuth.
 
-The account's external id is the site URL and its token `user:application-password`,
-sent as HTTP Basic. Ahead of the instant the adapter resolves the post's categories and
-tags to ids (creating the missing ones) and uploads its images and videos to
-/wp/v2/media; at the instant only POST /wp/v2/posts is left, with the first image as
-`featured_media` and the other media in the content.
+The account's external id is the site URL. A self-hosted site's token is
+`user:application-password`, sent as HTTP Basic to `{site}/wp-json/wp/v2/...`; a
+WordPress.com blog (`settings.blog_id`) has a Bearer token and the same wp/v2 routes under
+`public-api.wordpress.com/wp/v2/sites/{blog_id}/...`, with the same bodies.
+
+Ahead of the instant the adapter resolves the post's categories and tags to ids
+(creating the missing ones) and uploads its images and videos to /wp/v2/media; at the
+instant only POST /wp/v2/posts is left, with the first image as `featured_media` and the
+other media in the content.
 
 WordPress has no idempotency key, so every post carries a slug Crier chooses (the
 caller's `slug`, else one derived from the title and the target) and records before the
@@ -55,6 +60,10 @@ from workers.adapters.kit import (
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 REST = "/wp-json/wp/v2"
+# The wp/v2 routes of a WordPress.com blog: `{WPCOM_REST}/{blog_id}/posts`, ...
+WPCOM_REST = "/wp/v2/sites"
+# WordPress.com's answers to a token it no longer takes (`{"error", "message"}`).
+WPCOM_TOKEN_ERRORS = frozenset({"invalid_token", "authorization_required", "unauthorized"})
 # Core has no rate limit; a host's or plugin's 429 without Retry-After waits this long.
 DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60.0
 ERROR_CODES = ErrorCodes(
@@ -96,13 +105,18 @@ def post_slug(request: PublishRequest) -> str:
 @register
 class WordPressAdapter(WordPressMetrics, Adapter):
     platform = "wordpress"
-    # Every account is its own site: the host is the account's external id.
-    hosts: dict[str, str] = {}
+    # A self-hosted site is its own host (the account's external id); WordPress.com blogs
+    # are reached through its public API.
+    hosts = {"api": "public-api.wordpress.com"}
 
     def site_url(self, account: AccountCredentials, path: str) -> str:
         """`{site}{path}`, or `{CRIER_PLATFORM_BASE_URL}/wordpress{path}` when set. The
         site is a URL a caller gave: it must resolve to public addresses on an allowed
-        port (the outbound rules), so an account cannot point Crier into its own network."""
+        port (the outbound rules), so an account cannot point Crier into its own network.
+        A WordPress.com blog's `{REST}/x` is `/wp/v2/sites/{blog_id}/x` on its public API."""
+        blog_id = wordpress_com_blog(account)
+        if blog_id is not None:
+            return self.url(f"{WPCOM_REST}/{blog_id}{path.removeprefix(REST)}")
         if self.base_url:
             return f"{self.base_url}/{self.platform}{path}"
         site = wordpress_site(account.external_id or "")
@@ -410,9 +424,19 @@ class WordPressAdapter(WordPressMetrics, Adapter):
         return [item for item in body if isinstance(item, dict)]
 
 
+def wordpress_com_blog(account: AccountCredentials) -> str | None:
+    """The blog id of an account connected through WordPress.com; None for a self-hosted
+    site with an application password."""
+    blog_id = (account.settings or {}).get("blog_id")
+    return str(blog_id) if blog_id else None
+
+
 def _auth(account: AccountCredentials) -> dict[str, str]:
     """HTTP Basic with the account's `user:application-password` (WordPress shows the
-    password in groups of four separated by spaces; it accepts it either way)."""
+    password in groups of four separated by spaces; it accepts it either way), or a
+    WordPress.com blog's Bearer token."""
+    if wordpress_com_blog(account) is not None:
+        return {"Authorization": f"Bearer {account.access_token}"}
     basic = b64encode(account.access_token.encode()).decode()
     return {"Authorization": f"Basic {basic}"}
 
@@ -466,6 +490,15 @@ def classify(response: httpx.Response) -> PlatformError:
     code = str(body.get("code") or "")
     message = html.unescape(str(body.get("message") or response.reason_phrase))
     details = {"wordpress_code": code} if code else None
+    if _is_wordpress_com(response) and (
+        status == 401 or str(body.get("error") or "") in WPCOM_TOKEN_ERRORS
+    ):
+        return AuthRevokedError(
+            f"WordPress.com refused the token: {message}",
+            code="wordpress_token_refused",
+            http_status=status,
+            details=details,
+        )
     if code in CREDENTIAL_REFUSED:
         return AuthRevokedError(
             message, code="wordpress_credential_refused", http_status=status, details=details
@@ -488,3 +521,11 @@ def classify(response: httpx.Response) -> PlatformError:
         )
     wait = retry_after_seconds(response.headers, DEFAULT_RATE_LIMIT_WAIT_SECONDS)
     return classify_status(status, message, ERROR_CODES, rate_limit_wait=wait, details=details)
+
+
+def _is_wordpress_com(response: httpx.Response) -> bool:
+    """Whether the answer is WordPress.com's (a blog's wp/v2 routes on its public API)."""
+    try:
+        return f"{WPCOM_REST}/" in response.request.url.path
+    except RuntimeError:  # an answer built without its request
+        return False
