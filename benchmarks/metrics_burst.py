@@ -2,7 +2,7 @@
 the same scheduled burst (N targets due at one instant, benchmarks/bursts.py) with only
 the publishing workers busy, twice, then once while the analytics collector reads the
 figures of 10,000 published targets (seeded as benchmarks/metrics_collection.py seeds
-them), and prints the three side by side with the collection's cost.
+them), then alone once more, and prints them side by side with the collection's cost.
 
     python -m benchmarks.run --only metrics_burst [--metrics-burst-size 500]
         [--metrics-targets 10000] [--metrics-head-start 2] [--lead 15]
@@ -13,27 +13,31 @@ database writes, transactions and tasks). The targets are due `--metrics-head-st
 seconds before the burst's instant, and the finder beat sends every minute
 (`crier.find_due_metrics`) is sent then, once per DUE_BATCH targets, so all 10,000 are
 being collected at the instant (beat would hand out DUE_BATCH a minute: this is the
-heavier case). The insights calls go to a sandbox of their own in this process, counted
-as they arrive; the publishing calls to the stack's sandbox process, whose ledger gives
-the lateness. A platform serves reads and posts on machines of its own: one sandbox
-process for both would measure its own queue. Both still run on the same cores as Crier.
+heavier case). Their accounts' ids interleave the seven platforms, so any stretch of the
+collection mixes batched reads with Instagram's and Threads' one call a post. The
+insights calls go to a sandbox of their own in this process, counted as they arrive; the
+publishing calls to the stack's sandbox process, whose ledger gives the lateness. A
+platform serves reads and posts on machines of its own: one sandbox process for both
+would measure its own queue. Both still run on the same cores as Crier.
 
 Overlap is checked, not assumed: the readings in PostgreSQL are counted every 0.1 s
 (during the quiet bursts too, so each burst bears the same sampling), and the figures say
 how many readings, collect transactions and insights calls fell between the instant and
 the last publish.
 
-Whether lateness moved: the burst under collection against the two quiet ones. Their
-difference is this run's own noise; the tolerance is that difference, and at least
-TOLERANCE_SHARE of the quiet p99 (this machine's run-to-run spread of a burst's p99 is
-about a tenth to a quarter). Lateness moved when the p99 under collection exceeds the
-higher quiet p99 by more than the tolerance.
+Whether lateness moved: the burst under collection against the quiet ones (two before,
+one after). Their spread is this run's own noise, from the machine and from whatever
+else runs on it; the tolerance is that spread, and at least TOLERANCE_SHARE of the quiet
+runs' median p99 (on a quiet machine a burst's p99 varies by about a tenth from run to
+run). Lateness moved when the p99 under collection exceeds the highest quiet p99 by more
+than the tolerance.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import threading
 import time
 from collections import Counter
@@ -49,7 +53,8 @@ from benchmarks.harness import BIN, Proc, Stack, connect, due_in, procfile
 from benchmarks.metrics_collection import InsightsSandbox, insights_sandbox, seed_published
 
 METRICS_LINE = "worker_metrics"
-QUIET_RUNS = 2
+# Bursts with publishing alone: before the collection, and one after it.
+QUIET_BEFORE = 2
 TOLERANCE_SHARE = 0.10
 SAMPLE_SECONDS = 0.1
 ACCOUNTS_PER_PLATFORM = 10
@@ -162,7 +167,7 @@ def verdict(quiet: list[dict[str, Any]], busy: dict[str, Any]) -> dict[str, Any]
     if not p99s or p99 is None:
         return {"moved": None}
     spread = max(p99s) - min(p99s)
-    tolerance = max(spread, TOLERANCE_SHARE * sum(p99s) / len(p99s))
+    tolerance = max(spread, TOLERANCE_SHARE * statistics.median(p99s))
     return {
         "quiet_p99": p99s,
         "quiet_spread": round(spread, 4),
@@ -172,6 +177,12 @@ def verdict(quiet: list[dict[str, Any]], busy: dict[str, Any]) -> dict[str, Any]
         "change": round(p99 - max(p99s), 4),
         "moved": p99 > max(p99s) + tolerance,
     }
+
+
+def quiet_burst(stack: Stack, label: str, size: int, lead: float) -> dict[str, Any]:
+    """The burst with the publishing workers alone, sampled as the busy one is."""
+    with sampling(stack.database_url):
+        return scheduled_burst(stack, label, size, lead)
 
 
 def run_metrics_burst(
@@ -187,10 +198,7 @@ def run_metrics_burst(
 
     # Only the publishing workers: the metrics line starts with the collection.
     stop_line(stack, METRICS_LINE)
-    quiet = []
-    for run in range(QUIET_RUNS):
-        with sampling(stack.database_url):
-            quiet.append(scheduled_burst(stack, f"quiet{run}", size, lead))
+    quiet = [quiet_burst(stack, f"quiet{run}", size, lead) for run in range(QUIET_BEFORE)]
     counts_path = scratch / "metrics-worker-counts.json"
     with insights_sandbox() as sandbox, sampling(stack.database_url) as sampler:
         env = {**stack.env, "CRIER_PLATFORM_BASE_URL": sandbox.url}
@@ -226,6 +234,8 @@ def run_metrics_burst(
         # Readings already written at the instant, and still to come after the last publish.
         collection["readings_before_burst"] = sampler.count_by(window[0])
         collection["readings_after_burst"] = readings - sampler.count_by(window[1])
+    # And once more after, so a change in the machine's other load over the run shows.
+    quiet.append(quiet_burst(stack, "quiet-after", size, lead))
     collection.update(
         targets=targets,
         accounts=accounts,
@@ -252,11 +262,15 @@ def trim(burst: dict[str, Any]) -> dict[str, Any]:
 # -- the table ----------------------------------------------------------------------------
 
 
-def _spread(stats: dict[str, Any]) -> str:
+def _spread(burst: dict[str, Any]) -> str:
+    stats = burst["lateness"]
     if not stats.get("count"):
         return "nothing published"
-    return ", ".join(f"{name} {stats[name]:.3f}" for name in ("p50", "p95", "p99", "max")) + (
-        f" s, early {stats['early']}"
+    fired = burst.get("fired_lateness", {}).get("p99")
+    return (
+        ", ".join(f"{name} {stats[name]:.3f}" for name in ("p50", "p95", "p99", "max"))
+        + f" s, early {stats['early']}"
+        + ("" if fired is None else f"; fired p99 {fired:.3f} s")
     )
 
 
@@ -268,17 +282,11 @@ def table_rows(
         return []
     m = results["metrics_burst"]
     size, c, v = m["size"], m["collection"], m["verdict"]
-    rows: list[tuple[str, str, str, str, str]] = []
-    for index, quiet in enumerate(m["quiet"], 1):
-        rows.append(
-            (
-                f"{size} due at one instant, publishing alone ({index})",
-                _spread(quiet["lateness"]),
-                "",
-                "",
-                "",
-            )
-        )
+    names = [f"before ({n})" for n in range(1, len(m["quiet"]))] + ["after"]
+    rows: list[tuple[str, str, str, str, str]] = [
+        (f"{size} due at one instant, publishing alone, {name}", _spread(quiet), "", "", "")
+        for name, quiet in zip(names, m["quiet"], strict=True)
+    ]
     busy = m["collecting"]
     quiet_p99 = " / ".join(f"{p:.3f}" for p in v.get("quiet_p99", []))
     moved = v.get("moved")
@@ -286,7 +294,7 @@ def table_rows(
         (
             f"{size} due at one instant, collecting {c['targets']:,} targets' metrics "
             f"({busy['published']}/{busy['targets']} published)",
-            _spread(busy["lateness"]),
+            _spread(busy),
             f"alone: p99 {quiet_p99} s",
             f"p99 <= {v['limit']:.3f} s (tolerance {v['tolerance']:.3f} s)"
             if moved is not None
