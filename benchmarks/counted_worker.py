@@ -5,8 +5,9 @@ from everything else writing to the same database.
     python -m benchmarks.counted_worker OUT.json celery -A workers.celery worker -Q metrics ...
 
 Every write statement (INSERT, UPDATE, DELETE) is kept with its moment and table, every
-commit with its moment and the tables its transaction wrote, every task with its name;
-OUT.json is rewritten every REWRITE_SECONDS and once more at exit.
+commit with its moment, the tables its transaction wrote and the rows its INSERTs
+reported, every task with its name; OUT.json is rewritten every REWRITE_SECONDS and once
+more at exit.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ WRITE = re.compile(r"^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IG
 class Counts:
     # (moment, verb, table) of each write statement.
     writes: list[tuple[float, str, str]] = field(default_factory=list)
-    # (moment, tables written) of each commit that wrote.
-    commits: list[tuple[float, list[str]]] = field(default_factory=list)
+    # (moment, tables written, rows its INSERTs reported) of each commit that wrote.
+    commits: list[tuple[float, list[str], int]] = field(default_factory=list)
     tasks: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,16 +64,26 @@ def install(out: Path) -> Counts:
             counts.writes.append((time.time(), verb, table))
         conn.info.setdefault("bench_written", set()).add(table)
 
+    def after_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        match = WRITE.match(statement)
+        if match is not None and match.group(1).upper().startswith("INSERT"):
+            conn.info["bench_inserted"] = conn.info.get("bench_inserted", 0) + max(
+                cursor.rowcount, 0
+            )
+
     def on_commit(conn: Any) -> None:
         written = conn.info.pop("bench_written", None)
+        inserted = conn.info.pop("bench_inserted", 0)
         if written:
             with counts.lock:
-                counts.commits.append((time.time(), sorted(written)))
+                counts.commits.append((time.time(), sorted(written), inserted))
 
     def on_rollback(conn: Any) -> None:
         conn.info.pop("bench_written", None)
+        conn.info.pop("bench_inserted", None)
 
     event.listen(Engine, "before_cursor_execute", before_execute)
+    event.listen(Engine, "after_cursor_execute", after_execute)
     event.listen(Engine, "commit", on_commit)
     event.listen(Engine, "rollback", on_rollback)
 

@@ -5,7 +5,7 @@ figures of 10,000 published targets (seeded as benchmarks/metrics_collection.py 
 them), then alone once more, and prints them side by side with the collection's cost.
 
     python -m benchmarks.run --only metrics_burst [--metrics-burst-size 500]
-        [--metrics-targets 10000] [--metrics-head-start 2] [--lead 15]
+        [--metrics-targets 10000] [--metrics-head-start 5] [--lead 15]
 
 How the collection runs: the Procfile's `worker_metrics` line, as is, started once the
 quiet bursts are done (benchmarks/counted_worker.py runs it in a process that counts its
@@ -20,10 +20,12 @@ publishing calls to the stack's sandbox process, whose ledger gives the lateness
 platform serves reads and posts on machines of its own: one sandbox process for both
 would measure its own queue. Both still run on the same cores as Crier.
 
-Overlap is checked, not assumed: the readings in PostgreSQL are counted every 0.1 s
-(during the quiet bursts too, so each burst bears the same sampling), and the figures say
-how many readings, collect transactions and insights calls fell between the instant and
-the last publish.
+Overlap is checked, not assumed: the metrics worker's own commits (with the readings
+each wrote) and the insights calls are kept with their moments, so the figures say when
+the collection wrote its first and last readings and how many readings, transactions and
+calls fell between the instant and the last publish. PostgreSQL's count of readings,
+sampled every 0.1 s (during the quiet bursts too, so each burst bears the same
+sampling), cross-checks them.
 
 Whether lateness moved: the burst under collection against the quiet ones (two before,
 one after). Their spread is this run's own noise, from the machine and from whatever
@@ -134,28 +136,41 @@ def sleep_until(moment: float) -> None:
 def collection_cost(
     counts: dict[str, Any], sandbox: InsightsSandbox, started: float, window: tuple[float, float]
 ) -> dict[str, Any]:
-    """Platform calls, write statements and transactions of the collection, and how many of
-    each fell in `window`."""
+    """Platform calls, write statements, transactions and readings of the collection, and
+    how many of each fell in `window` (the instant to the last publish)."""
     writes = [w for w in counts["writes"] if w[2] in COLLECTION_TABLES]
     commits = [c for c in counts["commits"] if set(c[1]) & set(COLLECTION_TABLES)]
-    readings_commits = [c for c in commits if "metric_snapshots" in c[1]]
-    finished = max((c[0] for c in readings_commits), default=None)
+    readings = [c for c in commits if "metric_snapshots" in c[1]]
+    finished = max((c[0] for c in readings), default=started)
+    seconds = finished - started
     by_kind = Counter(f"{verb} {table}" for _, verb, table in writes)
     start, end = window
+    inside = [c for c in commits if start <= c[0] <= end]
+    calls = sandbox.calls_between(start, end)
+    span = max(end - start, 1e-3)
+    total_calls = sum(sandbox.calls.values())
     return {
         "tasks": counts["tasks"],
         "messages": counts["tasks"].get("crier.collect_metrics", 0),
-        "platform_calls": sum(sandbox.calls.values()),
+        "platform_calls": total_calls,
         "platform_calls_by_platform": dict(sorted(sandbox.calls.items())),
         "db_write_statements": len(writes),
         "db_writes_by_kind": dict(sorted(by_kind.items())),
         "db_transactions": len(commits),
         "other_writes": len(counts["writes"]) - len(writes),
-        "seconds": round(finished - started, 2) if finished else None,
+        "readings_reported": sum(c[2] for c in readings),
+        "seconds": round(seconds, 2),
+        "calls_per_second": round(total_calls / seconds, 1) if seconds > 0 else None,
+        # The collection's first and last readings, from the instant (negative: before).
+        "first_reading_at": round(min((c[0] for c in readings), default=start) - start, 3),
+        "last_reading_at": round(finished - start, 3),
         "during_burst": {
-            "platform_calls": sandbox.calls_between(start, end),
+            "window_seconds": round(end - start, 3),
+            "readings": sum(c[2] for c in inside if "metric_snapshots" in c[1]),
+            "db_transactions": len(inside),
             "db_write_statements": sum(1 for w in writes if start <= w[0] <= end),
-            "db_transactions": sum(1 for c in commits if start <= c[0] <= end),
+            "platform_calls": calls,
+            "calls_per_second": round(calls / span, 1),
         },
     }
 
@@ -196,6 +211,8 @@ def run_metrics_burst(
     from app.queues import METRICS_DUE_TASK, METRICS_QUEUE
     from workers.analytics import DUE_BATCH
 
+    if head_start >= lead:
+        raise ValueError("the collection must start after the burst's posts are created")
     # Only the publishing workers: the metrics line starts with the collection.
     stop_line(stack, METRICS_LINE)
     quiet = [quiet_burst(stack, f"quiet{run}", size, lead) for run in range(QUIET_BEFORE)]
@@ -229,11 +246,13 @@ def run_metrics_burst(
         window = (due.timestamp(), busy["last_publish"] or due.timestamp())
         collection = collection_cost(counts, sandbox, started["at"], window)
         readings = sampler.last()
-        collection["during_burst"]["readings"] = sampler.written_between(*window)
-        collection["during_burst"]["window_seconds"] = round(window[1] - window[0], 3)
-        # Readings already written at the instant, and still to come after the last publish.
-        collection["readings_before_burst"] = sampler.count_by(window[0])
-        collection["readings_after_burst"] = readings - sampler.count_by(window[1])
+        # PostgreSQL's own count, sampled: readings seen committed by the instant, between
+        # samples inside the window (a lower bound), and after the last publish.
+        collection["sampled"] = {
+            "by_instant": sampler.count_by(window[0]),
+            "in_window_at_least": sampler.written_between(*window),
+            "after_window": readings - sampler.count_by(window[1]),
+        }
     # And once more after, so a change in the machine's other load over the run shows.
     quiet.append(quiet_burst(stack, "quiet-after", size, lead))
     collection.update(
@@ -244,7 +263,13 @@ def run_metrics_burst(
             round(readings / collection["seconds"], 1) if collection["seconds"] else None
         ),
         head_start_seconds=head_start,
-        overlapped=collection["during_burst"]["readings"] > 0,
+        # Collecting before the instant, still after the last publish, and writing
+        # readings in between.
+        overlapped=(
+            collection["first_reading_at"] < 0
+            and collection["last_reading_at"] > collection["during_burst"]["window_seconds"]
+            and collection["during_burst"]["readings"] > 0
+        ),
     )
     return {
         "size": size,
@@ -307,9 +332,10 @@ def table_rows(
     rows.append(
         (
             f"  collection during the burst ({during['window_seconds']:.3f} s, instant to last)",
-            f"{during['readings']:,} readings, {during['platform_calls']:,} calls, "
-            f"{during['db_transactions']} transactions",
-            f"before: {c['readings_before_burst']:,}, after: {c['readings_after_burst']:,}",
+            f"{during['readings']:,} readings, {during['db_transactions']} transactions, "
+            f"{during['platform_calls']:,} calls ({during['calls_per_second']} /s)",
+            f"collecting from {c['first_reading_at']:+.1f} s to {c['last_reading_at']:+.1f} s; "
+            f"{c['calls_per_second']} calls/s overall",
             "readings written during it",
             verdict_text(c["overlapped"]),
         )

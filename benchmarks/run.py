@@ -127,7 +127,7 @@ class Options:
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_targets: int = 10_000
     metrics_burst_size: int = 500
-    metrics_head_start: float = 2.0
+    metrics_head_start: float = 5.0
 
 
 def _ints(text: str) -> list[int]:
@@ -159,7 +159,7 @@ def parse_args(argv: list[str] | None) -> Options:
         "--metrics-head-start",
         type=float,
         default=None,
-        help="metrics_burst: seconds the collection starts before the instant (2)",
+        help="metrics_burst: seconds the collection starts before the instant (5)",
     )
     parser.add_argument("--output", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy process logs here")
@@ -206,7 +206,7 @@ def parse_args(argv: list[str] | None) -> Options:
         extra_env=extra_env,
         metrics_targets=pick(args.metrics_targets, 10_000, 200),
         metrics_burst_size=pick(args.metrics_burst_size, 500, 4),
-        metrics_head_start=pick(args.metrics_head_start, 2.0, 0.5),
+        metrics_head_start=pick(args.metrics_head_start, 5.0, 0.5),
     )
     if min(options.sizes or [0]) < 1 or options.video_posts < 1 or options.sweep_runs < 1:
         parser.error("sizes, --video-posts and --sweep-runs must be at least 1")

@@ -70,9 +70,12 @@ def test_metrics_burst_reports_each_burst_and_the_collection_and_leaves_nothing(
     for platform in ("x", "youtube", "tiktok", "linkedin", "facebook"):
         assert calls[platform] == ACCOUNTS // 7
     assert calls["instagram"] + calls["threads"] == c["platform_calls"] - 5 * ACCOUNTS // 7
+    # The worker's commits report every reading PostgreSQL holds.
+    assert c["readings_reported"] == TARGETS
     during = c["during_burst"]
-    assert during["readings"] >= 0 and during["window_seconds"] >= 0
-    assert c["overlapped"] == (during["readings"] > 0)
+    assert 0 <= during["readings"] <= TARGETS and during["window_seconds"] >= 0
+    assert c["first_reading_at"] <= c["last_reading_at"]
+    assert isinstance(c["overlapped"], bool)
 
     verdict = m["verdict"]
     assert len(verdict["quiet_p99"]) == 3 and verdict["tolerance"] > 0
