@@ -341,21 +341,25 @@ def create_tenant(app: Any, name: str, accounts: dict[str, int]) -> Tenant:
     with app.app_context(), get_db(app).session() as session:
         plain, api_key = create_api_key(session, name=f"{name}-key", organisation_name=name)
         organisation = api_key.organisation
-        made: dict[str, list[Any]] = {}
-        for platform, count in accounts.items():
-            made[platform] = [
-                add_account(
-                    session,
-                    app.config["CRIER"],
-                    platform=platform,
-                    name=f"{name} {platform} {i}",
-                    access_token=access_token(name, platform, i),
-                    refresh_token=f"{name}-{platform}-refresh-{i}",
-                    external_id=EXTERNAL_IDS[platform](i),
-                    organisation=organisation,
+        made: dict[str, list[Any]] = {platform: [] for platform in accounts}
+        # One account of each platform in turn, so ids interleave: work handed out by
+        # account id (the analytics finder's messages) mixes the platforms.
+        for i in range(max(accounts.values(), default=0)):
+            for platform, count in accounts.items():
+                if i >= count:
+                    continue
+                made[platform].append(
+                    add_account(
+                        session,
+                        app.config["CRIER"],
+                        platform=platform,
+                        name=f"{name} {platform} {i}",
+                        access_token=access_token(name, platform, i),
+                        refresh_token=f"{name}-{platform}-refresh-{i}",
+                        external_id=EXTERNAL_IDS[platform](i),
+                        organisation=organisation,
+                    )
                 )
-                for i in range(count)
-            ]
         session.commit()
         return Tenant(
             api_key.organisation_id,

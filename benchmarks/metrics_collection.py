@@ -22,8 +22,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,9 +69,13 @@ def post_id(platform: str, number: int) -> str:
     return str(10**9 + number)
 
 
-def insert_published(database_url: str, organisation_id: int, rows: list[tuple[Any, ...]]) -> None:
-    """Published posts with one target each, all due for a reading now."""
+def insert_published(
+    database_url: str, organisation_id: int, rows: list[tuple[Any, ...]], due: datetime | None
+) -> None:
+    """Published posts with one target each, published two hours ago, due for a reading
+    at `due` (None: an hour ago)."""
     published = datetime.now(UTC) - timedelta(hours=2)
+    due = due or published + timedelta(hours=1)
     with connect(database_url) as conn, conn.cursor() as cursor:
         with cursor.copy(
             "COPY posts (id, organisation_id, content, scheduled_at, publish_now, timezone, "
@@ -89,17 +94,82 @@ def insert_published(database_url: str, organisation_id: int, rows: list[tuple[A
             for post, account_id, platform, ref in rows:
                 copy.write_row(
                     (post, account_id, platform, "published", 1, published, 0, ref, published,
-                     published + timedelta(hours=1), published, published)
+                     due, published, published)
                 )  # fmt: skip
         conn.commit()
+        # Planned on the rows as they are, as after any day's publishing.
+        conn.execute("ANALYZE post_targets")
+
+
+@dataclass
+class InsightsSandbox:
+    """The sandbox in this process, serving the platforms' insights calls: its state (to
+    seed posts into) and every call it received, by platform and by moment."""
+
+    url: str
+    state: Any
+    calls: Counter[str] = field(default_factory=Counter)
+    moments: list[float] = field(default_factory=list)
+
+    def calls_between(self, start: float, end: float) -> int:
+        return sum(1 for moment in self.moments if start <= moment <= end)
+
+
+@contextmanager
+def insights_sandbox() -> Iterator[InsightsSandbox]:
+    from devtools.servers import serve_wsgi
+    from sandbox import create_sandbox_app
+
+    app = create_sandbox_app()
+    sandbox = InsightsSandbox("", app.extensions["sandbox.state"])
+    served = app.wsgi_app
+
+    def counted(environ: dict[str, Any], start_response: Any) -> Any:
+        path = str(environ.get("PATH_INFO", ""))
+        if not path.startswith("/_"):
+            sandbox.calls[path.split("/")[1]] += 1
+            sandbox.moments.append(time.time())
+        return served(environ, start_response)
+
+    app.wsgi_app = counted  # type: ignore[method-assign]
+    with serve_wsgi(app) as url:
+        sandbox.url = url
+        yield sandbox
+
+
+def seed_published(
+    app: Any,
+    database_url: str,
+    sandbox: InsightsSandbox,
+    targets: int,
+    accounts_per_platform: int,
+    due: datetime | None = None,
+) -> int:
+    """`targets` published targets spread over `accounts_per_platform` accounts of each
+    platform, known to the sandbox, due for a reading at `due`; the number of accounts."""
+    tenant = create_tenant(app, "metrics", dict.fromkeys(PLATFORMS, accounts_per_platform))
+    accounts = [(p, a) for p in PLATFORMS for a in tenant.accounts[p]]
+    rows = []
+    for number in range(targets):
+        platform, account_id = accounts[number % len(accounts)]
+        ref = post_id(platform, number)
+        rows.append((uuid.uuid4(), account_id, platform, ref))
+        sandbox.state.record(platform, str(account_id), ref, "bench", [], {})
+        if platform == "youtube":  # videos.list reads the sandbox's videos
+            videos = sandbox.state.store("youtube").setdefault("videos", {})
+            videos[ref] = {
+                "id": ref,
+                "status": {"privacyStatus": "public"},
+                "snippet": {"channelId": f"UC{account_id}"},
+            }
+    insert_published(database_url, tenant.organisation_id, rows, due)
+    return len(accounts)
 
 
 def run_metrics(scratch: Path, targets: int, accounts_per_platform: int = 10) -> dict[str, Any]:
     from app import create_app
     from app.db import get_db
     from devtools.scratch import scratch_database, scratch_redis
-    from devtools.servers import serve_wsgi
-    from sandbox import create_sandbox_app
     from workers.adapters import get_adapter
     from workers.analytics import MetricsDeps, collect_metrics, find_due_metrics
     from workers.quotas import SharedQuotas
@@ -119,31 +189,9 @@ def run_metrics(scratch: Path, targets: int, accounts_per_platform: int = 10) ->
         db = get_db(app)
         stack.callback(db.engine.dispose)
         db.resize(THREADS + 4)
-        tenant = create_tenant(app, "metrics", dict.fromkeys(PLATFORMS, accounts_per_platform))
-        sandbox_app = create_sandbox_app()
-        sandbox_state = sandbox_app.extensions["sandbox.state"]
-        sandbox_url = stack.enter_context(serve_wsgi(sandbox_app))
-        accounts = [(p, a) for p in PLATFORMS for a in tenant.accounts[p]]
-        rows = []
-        for number in range(targets):
-            platform, account_id = accounts[number % len(accounts)]
-            ref = post_id(platform, number)
-            rows.append((uuid.uuid4(), account_id, platform, ref))
-            sandbox_state.record(platform, str(account_id), ref, "bench", [], {})
-            if platform == "youtube":  # videos.list reads the sandbox's videos
-                videos = sandbox_state.store("youtube").setdefault("videos", {})
-                videos[ref] = {
-                    "id": ref,
-                    "status": {"privacyStatus": "public"},
-                    "snippet": {"channelId": f"UC{account_id}"},
-                }
-        insert_published(database_url, tenant.organisation_id, rows)
-
-        calls: Counter[str] = Counter()
+        sandbox = stack.enter_context(insights_sandbox())
+        accounts = seed_published(app, database_url, sandbox, targets, accounts_per_platform)
         writes: Counter[str] = Counter()
-
-        def count_call(request: httpx.Request) -> None:
-            calls[request.url.path.split("/")[1]] += 1
 
         @event.listens_for(db.engine, "before_cursor_execute")
         def count_write(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -155,9 +203,9 @@ def run_metrics(scratch: Path, targets: int, accounts_per_platform: int = 10) ->
         def count_commit(conn: Any) -> None:
             writes["COMMIT"] += 1
 
-        http = stack.enter_context(httpx.Client(timeout=30, event_hooks={"request": [count_call]}))
+        http = stack.enter_context(httpx.Client(timeout=30))
         settings = app.config["CRIER"]
-        adapters = {p: get_adapter(p, http, sandbox_url, settings) for p in PLATFORMS}
+        adapters = {p: get_adapter(p, http, sandbox.url, settings) for p in PLATFORMS}
         outbox = Outbox()
         deps = MetricsDeps(db, settings, outbox, SharedQuotas(redis_url), adapters.__getitem__)  # type: ignore[arg-type]
         began = time.monotonic()
@@ -172,12 +220,12 @@ def run_metrics(scratch: Path, targets: int, accounts_per_platform: int = 10) ->
         snapshots = sum(r.snapshots for r in reports)
         return {
             "targets": targets,
-            "accounts": len(accounts),
+            "accounts": accounts,
             "messages": len(outbox.sent),
             "snapshots": snapshots,
             "skipped": sum(r.skipped for r in reports),
-            "platform_calls": sum(calls.values()),
-            "platform_calls_by_platform": dict(sorted(calls.items())),
+            "platform_calls": sum(sandbox.calls.values()),
+            "platform_calls_by_platform": dict(sorted(sandbox.calls.items())),
             "db_write_statements": writes["INSERT"] + writes["UPDATE"] + writes["DELETE"],
             "db_writes_by_kind": dict(sorted(writes.items())),
             "find_seconds": round(found_in, 2),

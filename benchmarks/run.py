@@ -1,6 +1,7 @@
 """`make bench`: every delivery goal's figure beside its baseline, measured in one run.
 
     python -m benchmarks.run [--only burst,video,intake,memory,sweep,now,cancel]
+                             (also metrics, metrics_burst)
                              [--sizes 100,500,1000] [--now-size 500] [--cancel-rounds 3]
                              [--smoke] [--output var/bench/results.json] ...
 
@@ -25,6 +26,10 @@ Scenarios (each selectable with --only, each sized by its flags):
   1,000,000 scheduled rows, called directly, on a database of its own.
 - metrics (only with --only metrics): the analytics collector reading 10,000 published
   targets' figures (benchmarks/metrics_collection.py): platform calls and database writes.
+- metrics_burst (only with --only metrics_burst): a 500-target burst's lateness with the
+  publishing workers alone (twice) and while the Procfile's metrics worker collects
+  10,000 targets' figures, side by side, with the collection's cost
+  (benchmarks/metrics_burst.py).
 
 The Crier processes are the Procfile's: gunicorn, every worker line and beat, against a
 scratch PostgreSQL database, Redis db and the sandbox (`crier sandbox`, no added latency).
@@ -36,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -48,7 +52,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,7 +61,16 @@ from typing import Any
 import httpx
 import redis
 
-from benchmarks import baselines, now_and_cancel
+from benchmarks import baselines, metrics_burst, now_and_cancel
+from benchmarks.bursts import (
+    BULK_SIZE,
+    CLIENTS,
+    PER_TOKEN,
+    api_client,
+    create_in_bulk,
+    lateness_of,
+    scheduled_burst,
+)
 from benchmarks.harness import (
     CLAIMED,
     ROOT,
@@ -67,8 +79,6 @@ from benchmarks.harness import (
     create_tenant,
     crier_stack,
     due_in,
-    epoch,
-    fired_moments,
     free_port,
     insert_far_posts,
     iso,
@@ -76,7 +86,6 @@ from benchmarks.harness import (
     note_claim,
     procfile,
     procfile_args,
-    rate_between,
     read_ledger,
     reset_sandbox,
     rss_kib,
@@ -91,11 +100,7 @@ from benchmarks.metrics_collection import run_metrics
 
 SCENARIOS = ("intake", "memory", "burst", "now", "cancel", "video", "sweep")
 # Selectable with --only, not part of the default run.
-OPTIONAL_SCENARIOS = ("metrics",)
-CLIENTS = 8
-BULK_SIZE = 50
-# Posts per X or LinkedIn token in a burst: under the sandbox's per-token caps.
-PER_TOKEN = 50
+OPTIONAL_SCENARIOS = ("metrics", "metrics_burst")
 # A worker's firing threads (CRIER_FIRE_THREADS): the sandbox-alone baseline sends as many.
 FIRE_THREADS = 200
 VIDEO_ACCOUNTS = 5
@@ -121,6 +126,8 @@ class Options:
     smoke: bool
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_targets: int = 10_000
+    metrics_burst_size: int = 500
+    metrics_head_start: float = 5.0
 
 
 def _ints(text: str) -> list[int]:
@@ -145,6 +152,15 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--now-size", type=int, default=None, help="posts published now (500)")
     parser.add_argument("--cancel-rounds", type=int, default=None, help="cancel leads, rounds (3)")
     parser.add_argument("--metrics-targets", type=int, default=None, help="(10000)")
+    parser.add_argument(
+        "--metrics-burst-size", type=int, default=None, help="metrics_burst: burst size (500)"
+    )
+    parser.add_argument(
+        "--metrics-head-start",
+        type=float,
+        default=None,
+        help="metrics_burst: seconds the collection starts before the instant (5)",
+    )
     parser.add_argument("--output", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy process logs here")
     parser.add_argument(
@@ -189,6 +205,8 @@ def parse_args(argv: list[str] | None) -> Options:
         smoke=smoke,
         extra_env=extra_env,
         metrics_targets=pick(args.metrics_targets, 10_000, 200),
+        metrics_burst_size=pick(args.metrics_burst_size, 500, 4),
+        metrics_head_start=pick(args.metrics_head_start, 5.0, 0.5),
     )
     if min(options.sizes or [0]) < 1 or options.video_posts < 1 or options.sweep_runs < 1:
         parser.error("sizes, --video-posts and --sweep-runs must be at least 1")
@@ -196,28 +214,6 @@ def parse_args(argv: list[str] | None) -> Options:
 
 
 # -- API helpers --------------------------------------------------------------------------
-
-
-def api_client(stack: Stack, tenant: Tenant) -> httpx.Client:
-    return httpx.Client(
-        base_url=stack.api_url,
-        headers={"Authorization": f"Bearer {tenant.key}"},
-        timeout=60,
-        limits=httpx.Limits(max_connections=CLIENTS * 2),
-    )
-
-
-def create_in_bulk(stack: Stack, tenant: Tenant, bodies: list[dict[str, Any]]) -> None:
-    """POST /posts/bulk, 50 a request, from 8 threads."""
-    chunks = [bodies[i : i + BULK_SIZE] for i in range(0, len(bodies), BULK_SIZE)]
-    with api_client(stack, tenant) as api, ThreadPoolExecutor(CLIENTS) as pool:
-
-        def send(chunk: list[dict[str, Any]]) -> None:
-            response = api.post("/posts/bulk", json={"posts": chunk})
-            if response.status_code != 201:
-                raise RuntimeError(f"/posts/bulk answered {response.status_code}: {response.text}")
-
-        list(pool.map(send, chunks))
 
 
 def upload_video(stack: Stack, tenant: Tenant) -> str:
@@ -390,52 +386,12 @@ def run_memory(stack: Stack, options: Options) -> dict[str, Any]:
     }
 
 
-def lateness_of(entries: list[dict[str, Any]], due: datetime) -> list[float]:
-    return [epoch(e["received_at"]) - due.timestamp() for e in entries]
-
-
 def run_burst_size(
     stack: Stack, noop: baselines.NoopCelery | None, options: Options, size: int
 ) -> dict[str, Any]:
-    per_platform = max(1, math.ceil(size / 2 / PER_TOKEN))
-    tenant = create_tenant(stack.app, f"burst{size}", {"x": per_platform, "linkedin": per_platform})
-    accounts = tenant.all_accounts()
-    reset_sandbox(stack.sandbox_url)
-    due = due_in(options.lead)
-    bodies = [
-        {
-            "content": f"Burst {size} post {n}",
-            "account_ids": [accounts[n % len(accounts)]],
-            "scheduled_at": iso(due),
-        }
-        for n in range(size)
-    ]
-    began = time.monotonic()
-    create_in_bulk(stack, tenant, bodies)
-    created_in = time.monotonic() - began
-    margin = due.timestamp() - time.time()
-    if margin < 0:
-        raise RuntimeError(f"creating {size} posts took {created_in:.1f} s: give a longer --lead")
-    counts = wait_until_final(
-        stack.database_url, tenant.organisation_id, size, margin + 60 + size / 20
-    )
-    entries = read_ledger(stack.sandbox_url)
-    lateness = lateness_of(entries, due)
-    result: dict[str, Any] = {
-        "targets": size,
-        "accounts": len(accounts),
-        "created_seconds": round(created_in, 3),
-        "statuses": counts,
-        "published": counts.get("published", 0),
-        "ledger_entries": len(entries),
-        "lateness": lateness_stats(lateness),
-        # The same, when the worker fired (publish_attempts.started_at): the rest of the
-        # lateness is the request's way to the sandbox and the sandbox's own queue.
-        "fired_lateness": lateness_stats(
-            [m - due.timestamp() for m in fired_moments(stack.database_url, tenant.organisation_id)]
-        ),
-        "throughput": rate_between([epoch(e["received_at"]) for e in entries]),
-    }
+    result = scheduled_burst(stack, f"burst{size}", size, options.lead)
+    for extra in ("organisation_id", "due", "last_publish"):
+        result.pop(extra)
     if noop is not None:
         result["bare_celery"] = noop.drain(size)
     result["sandbox_alone"] = baselines.sandbox_ceiling(
@@ -607,7 +563,8 @@ def run(options: Options) -> dict[str, Any]:
 
     scratch = Path(tempfile.mkdtemp(prefix="crier-bench-"))
     try:
-        needs_stack = {"intake", "memory", "burst", "now", "cancel", "video"} & set(options.only)
+        with_workers = {"memory", "burst", "now", "cancel", "video", "metrics_burst"}
+        needs_stack = ({"intake"} | with_workers) & set(options.only)
         if needs_stack:
             with ExitStack() as exits:
                 stack = exits.enter_context(crier_stack(scratch, options.extra_env))
@@ -615,7 +572,7 @@ def run(options: Options) -> dict[str, Any]:
                 if "intake" in options.only:
                     attempt("intake", lambda: run_intake(stack, options))
                 noop: baselines.NoopCelery | None = None
-                if {"memory", "burst", "now", "cancel", "video"} & set(options.only):
+                if with_workers & set(options.only):
                     stack.spawn_workers()
                     if {"burst", "now", "video"} & set(options.only):
                         pool, concurrency = text_worker_pool(stack.env)
@@ -651,6 +608,19 @@ def run(options: Options) -> dict[str, Any]:
                     )
                 if "video" in options.only:
                     attempt("video", lambda: run_video(stack, noop, options))
+                if "metrics_burst" in options.only:
+                    # Last: it stops the stack's metrics worker and starts a counted one.
+                    attempt(
+                        "metrics_burst",
+                        lambda: metrics_burst.run_metrics_burst(
+                            stack,
+                            options.metrics_burst_size,
+                            options.metrics_targets,
+                            options.lead,
+                            options.metrics_head_start,
+                            scratch,
+                        ),
+                    )
                 if results["errors"]:
                     print(stack.log_tails())
         if "sweep" in options.only:
@@ -872,7 +842,12 @@ def metrics_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]
 
 def print_table(results: dict[str, Any]) -> None:
     header = ("figure", "Crier", "baseline (same run)", "goal", "met")
-    rows = [header, *table(results), *metrics_rows(results)]
+    rows = [
+        header,
+        *table(results),
+        *metrics_rows(results),
+        *metrics_burst.table_rows(results, _verdict),
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print()
     for index, row in enumerate(rows):
