@@ -23,8 +23,12 @@ from tests.benchmarks.test_bench_smoke import (
 
 pytestmark = pytest.mark.integration
 
-# --smoke sizes: a burst of 4, 200 targets over 70 accounts (10 on each of 7 platforms).
-BURST, TARGETS, ACCOUNTS = 4, 200, 70
+# --smoke sizes: a burst of 4, 200 targets over 110 accounts (10 on each of the eleven
+# platforms with a collector), so each account has one or two.
+BURST, TARGETS, ACCOUNTS = 4, 200, 110
+EACH = ACCOUNTS // 11
+BATCHED = ("x", "youtube", "tiktok", "linkedin", "facebook", "mastodon")
+ONE_A_POST = ("instagram", "threads", "pinterest", "wordpress")
 
 
 def test_metrics_burst_reports_each_burst_and_the_collection_and_leaves_nothing(
@@ -64,12 +68,16 @@ def test_metrics_burst_reports_each_burst_and_the_collection_and_leaves_nothing(
     assert ACCOUNTS + 1 <= c["db_writes_by_kind"]["UPDATE post_targets"] <= ACCOUNTS + finders
     assert c["db_write_statements"] == sum(c["db_writes_by_kind"].values())
     assert ACCOUNTS + 1 <= c["db_transactions"] <= ACCOUNTS + finders
-    # Batched platforms take one call for an account's few posts; Instagram and Threads
-    # one a post.
+    # Batched platforms take one call for an account's few posts (Bluesky a sign-in too,
+    # where the worker holds no session yet); the others one a post.
     calls = c["platform_calls_by_platform"]
-    for platform in ("x", "youtube", "tiktok", "linkedin", "facebook"):
-        assert calls[platform] == ACCOUNTS // 7
-    assert calls["instagram"] + calls["threads"] == c["platform_calls"] - 5 * ACCOUNTS // 7
+    assert set(calls) == {*BATCHED, *ONE_A_POST, "bluesky"}
+    for platform in BATCHED:
+        assert calls[platform] == EACH, platform
+    assert EACH <= calls["bluesky"] <= 2 * EACH
+    for platform in ONE_A_POST:
+        assert EACH <= calls[platform] <= 2 * EACH, platform
+    assert c["platform_calls"] == sum(calls.values())
     # The worker's commits report every reading PostgreSQL holds.
     assert c["readings_reported"] == TARGETS
     during = c["during_burst"]
