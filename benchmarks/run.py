@@ -643,7 +643,9 @@ def run(options: Options) -> dict[str, Any]:
             ).get("per_second"),
         }
     results["meta"]["seconds"] = round(time.monotonic() - began, 1)
-    results["meta"]["claimed"] = CLAIMED
+    # Claim keys hold the claiming process's id: a db freed here and claimed since by
+    # another run holds that run's claim, not this one's.
+    results["meta"]["claimed"] = {**CLAIMED, "by": os.getpid()}
     return results
 
 

@@ -32,10 +32,16 @@ def databases_left(names: list[str]) -> list[str]:
     return [name for (name,) in rows]
 
 
-def redis_claims_left(urls: list[str]) -> list[str]:
-    """The run's Redis dbs that still hold one of the benchmark's claim keys (another
-    suite may have claimed a freed db since, with a claim key of its own)."""
-    return [url for url in urls if any(redis.Redis.from_url(url).scan_iter("crier:bench*"))]
+def redis_claims_left(urls: list[str], claimed_by: int) -> list[str]:
+    """The run's Redis dbs that still hold the run's own claim: a claim key whose value
+    is the id of the process that claimed it (another run, even another benchmark, may
+    have claimed a freed db since, with a claim of its own)."""
+    left = []
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        if any(client.get(key) == str(claimed_by).encode() for key in client.scan_iter("crier:*")):
+            left.append(url)
+    return left
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -150,6 +156,6 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
     claimed = results["meta"]["claimed"]
     assert len(claimed["databases"]) == 2 and len(claimed["redis"]) == 3
     assert databases_left(claimed["databases"]) == []
-    assert redis_claims_left(claimed["redis"]) == []
+    assert redis_claims_left(claimed["redis"], claimed["by"]) == []
     assert processes_mentioning(str(scratch_root)) == []
     assert list(scratch_root.iterdir()) == []

@@ -95,6 +95,6 @@ def test_metrics_burst_reports_each_burst_and_the_collection_and_leaves_nothing(
 
     claimed = results["meta"]["claimed"]
     assert databases_left(claimed["databases"]) == []
-    assert redis_claims_left(claimed["redis"]) == []
+    assert redis_claims_left(claimed["redis"], claimed["by"]) == []
     assert processes_mentioning(str(scratch_root)) == []
     assert list(scratch_root.iterdir()) == []
