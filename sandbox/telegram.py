@@ -35,6 +35,7 @@ from sandbox.core import (
     sniffed_media_kind,
     state,
 )
+from sandbox.insights import read_followers
 from sandbox.rules import PLATFORMS, count_utf16
 
 PLATFORM = "telegram"
@@ -351,10 +352,22 @@ def delete_message(token: str) -> Response:
     return _ok(True)
 
 
+def get_chat_member_count(token: str) -> Response:
+    """A chat's members (a channel's subscribers): the sandbox's audience figure for it,
+    growing with the sandbox clock as the other platforms' followers do."""
+    chat = resolve_chat(_params().get("chat_id"))
+    if chat is None:
+        return _bad("chat not found")
+    if chat.get("username") == KICKED_CHAT:
+        return _error(403, "Forbidden: bot was kicked from the channel chat")
+    return _ok(read_followers(state, "telegram", str(chat["id"])))
+
+
 METHODS = {
     "getMe": (get_me, False),
     "getChat": (get_chat, False),
     "getChatMember": (get_chat_member, False),
+    "getChatMemberCount": (get_chat_member_count, False),
     "sendMessage": (lambda token: _publish(token, None), True),
     "sendPhoto": (lambda token: _publish(token, "image"), True),
     "sendVideo": (lambda token: _publish(token, "video"), True),

@@ -86,8 +86,9 @@ CREDENTIALS: dict[str, tuple[str, str | None, str | None]] = {
 }
 # No collector: the Bot API shows no channel post's views, a webhook reads no reactions.
 WITHOUT = ("telegram", "discord")
-# Platforms reporting an account's followers (not a LinkedIn member, not a WordPress site).
-AUDIENCE = set(HAS) - {"linkedin", "wordpress"}
+# Platforms reporting an account's followers (not a LinkedIn member, not a WordPress site;
+# a Telegram channel's subscribers, though none of its posts' figures).
+AUDIENCE = (set(HAS) - {"linkedin", "wordpress"}) | {"telegram"}
 
 
 def readings(app: Flask) -> dict[int, list[MetricSnapshot]]:

@@ -146,6 +146,20 @@ def test_platforms_without_insights_have_no_collector(platform: str) -> None:
     assert caught.value.code == "metrics_not_supported"
 
 
+def test_a_telegram_channels_subscribers_are_its_followers(
+    sandbox: tuple[SandboxState, httpx.Client],
+) -> None:
+    _, client = sandbox
+    adapter = get_adapter("telegram", client, BASE)
+    channel = AccountCredentials(1, "telegram", "news", "@crier_news", access_token="123:abc")
+    first = adapter.fetch_account_metrics(channel)
+    client.post("/_clock", json={"advance_seconds": 7 * 86400}).raise_for_status()
+    week_later = adapter.fetch_account_metrics(channel)
+    assert first is not None and week_later is not None
+    assert (week_later.followers or 0) > (first.followers or 0) > 0
+    assert first.raw == {"member_count": first.followers}
+
+
 def test_an_instance_before_mastodon_4_3_is_read_status_by_status(
     sandbox: tuple[SandboxState, httpx.Client],
 ) -> None:

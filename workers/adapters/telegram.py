@@ -21,6 +21,7 @@ import httpx
 from workers.adapters import register
 from workers.adapters.base import (
     AccountCredentials,
+    AccountMetrics,
     Adapter,
     AuthRevokedError,
     MediaItem,
@@ -33,6 +34,7 @@ from workers.adapters.base import (
     ReconcileResult,
     ReconcileStatus,
     TransientError,
+    count,
     json_body,
     working_handle,
 )
@@ -205,6 +207,14 @@ class TelegramAdapter(Adapter):
         else:
             body = {"chat_id": chat_id, "message_ids": ids}
             self._call(account.access_token, "deleteMessages", json=body)
+
+    def fetch_account_metrics(self, account: AccountCredentials) -> AccountMetrics | None:
+        """getChatMemberCount: a channel's subscribers (a group's members), the only
+        audience figure the Bot API gives; it has none for a message."""
+        members = self._call(
+            account.access_token, "getChatMemberCount", json={"chat_id": chat_of(account)}
+        )
+        return AccountMetrics(followers=count(members), raw={"member_count": members})
 
     # -- HTTP ------------------------------------------------------------------------------
 
