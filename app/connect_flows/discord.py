@@ -41,17 +41,7 @@ class DiscordFlow(OAuthFlow):
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
     ) -> list[ConnectedIdentity]:
-        token = self.call(
-            "POST",
-            self.url("/api/oauth2/token"),
-            "the token exchange",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": client.redirect_uri,
-            },
-            auth=(client.client_id, client.client_secret or ""),
-        )
+        token = exchange_code(self, client, code)
         webhook = token.get("webhook")
         if not isinstance(webhook, dict) or not webhook.get("id") or not webhook.get("token"):
             raise OAuthError("no_accounts", "Discord granted no webhook.")
@@ -65,6 +55,21 @@ class DiscordFlow(OAuthFlow):
         path = f"/api/v10/webhooks/{found.group(1)}/{found.group(2)}"
         self.call("DELETE", self.url(path), "deleting the webhook")
         return True
+
+
+def exchange_code(flow: OAuthFlow, client: ClientApp, code: str) -> dict[str, Any]:
+    """The authorization code for Discord's token answer (a webhook, or a bot's server)."""
+    return flow.call(
+        "POST",
+        flow.url("/api/oauth2/token"),
+        "the token exchange",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": client.redirect_uri,
+        },
+        auth=(client.client_id, client.client_secret or ""),
+    )
 
 
 def webhook_identity(webhook: dict[str, Any], webhook_id: str, token: str) -> ConnectedIdentity:

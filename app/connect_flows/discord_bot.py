@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from app.config import Settings
+from app.connect_flows.discord import exchange_code
 from app.oauth import (
     TIMEOUT,
     ClientApp,
@@ -60,19 +61,10 @@ class DiscordBotFlow(OAuthFlow):
         bot = self.settings.discord_bot_token
         if not bot:
             raise OAuthError("platform_not_configured", "Crier's Discord bot is not set.")
-        auth = (client.client_id, client.client_secret or "")
-        token = self.call(
-            "POST",
-            self.url("/api/oauth2/token"),
-            "the token exchange",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": client.redirect_uri,
-            },
-            auth=auth,
+        token = exchange_code(self, client, code)
+        self._forget(
+            str(token.get("access_token") or ""), (client.client_id, client.client_secret or "")
         )
-        self._forget(str(token.get("access_token") or ""), auth)
         guild = token.get("guild")
         if not isinstance(guild, dict) or not guild.get("id"):
             raise OAuthError("no_accounts", "Discord named no server: the bot was not added.")
