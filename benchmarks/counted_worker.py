@@ -35,6 +35,8 @@ class Counts:
     # (moment, tables written, rows its INSERTs reported) of each commit that wrote.
     commits: list[tuple[float, list[str], int]] = field(default_factory=list)
     tasks: Counter[str] = field(default_factory=Counter)
+    # The `outcome` of each task that answered one (a collect message's report).
+    outcomes: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def as_dict(self) -> dict[str, Any]:
@@ -44,6 +46,7 @@ class Counts:
                 "writes": list(self.writes),
                 "commits": list(self.commits),
                 "tasks": dict(self.tasks),
+                "outcomes": dict(self.outcomes),
             }
 
 
@@ -87,9 +90,11 @@ def install(out: Path) -> Counts:
     event.listen(Engine, "commit", on_commit)
     event.listen(Engine, "rollback", on_rollback)
 
-    def on_task(sender: Any = None, **_: Any) -> None:
+    def on_task(sender: Any = None, retval: Any = None, **_: Any) -> None:
         with counts.lock:
             counts.tasks[getattr(sender, "name", str(sender))] += 1
+            if isinstance(retval, dict) and isinstance(retval.get("outcome"), str):
+                counts.outcomes[retval["outcome"]] += 1
 
     task_postrun.connect(on_task, weak=False)
 

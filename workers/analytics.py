@@ -12,6 +12,11 @@ Three steps, each a plain function of its dependencies:
   transaction of two statements.
 - `collect_account_metrics` reads an account's followers once a day.
 
+Publishing comes first: a collect message that finds a burst due around it (or still in
+flight) steps aside and is sent again YIELD_SECONDS later, for at most MAX_YIELD after
+the finder sent it, so a burst never shares the hosts, the database or the network with
+a collection of thousands of readings.
+
 Time comes from `MetricsDeps.clock` plus the message's `clock_offset` (seconds, 0 in
 production). A test that moves the sandbox's clock sends the same offset
 (`find_due_metrics(..., offset)`), so Crier reads "an hour after publishing" when the
@@ -76,6 +81,18 @@ ACCOUNTS_PER_RUN = 1000
 # Adapter.fetch_metrics's code where a platform has no collector.
 NOT_SUPPORTED = "metrics_not_supported"
 PRUNE_BATCH = 10000
+# A burst: at least BURST_TARGETS open targets due between BURST_BEHIND ago (in flight
+# still) and BURST_AHEAD from now (a publish message reaches its worker 5 s ahead).
+BURST_TARGETS = 50
+BURST_BEHIND = timedelta(seconds=30)
+BURST_AHEAD = timedelta(seconds=10)
+# A collect message that met one is sent again this many seconds later; after MAX_YIELD
+# (well inside LEASE, so the finder never sends the same targets meanwhile) it collects
+# whatever is publishing: a host that always publishes still gets its figures.
+YIELD_SECONDS = 10.0
+MAX_YIELD = timedelta(minutes=5)
+YIELDED = "yielded_to_publishing"
+OPEN_STATUSES = (TargetStatus.SCHEDULED, TargetStatus.QUEUED, TargetStatus.PUBLISHING)
 
 
 @dataclass(frozen=True)
@@ -145,11 +162,14 @@ def find_due_metrics(db: Database, celery: Celery, now: datetime, offset: float 
     for row in rows:
         by_account[row.account_id].append(row.id)
     sent = 0
+    found_at = utcnow().timestamp()
     for account_id, target_ids in sorted(by_account.items()):
         for batch in chunks(sorted(target_ids), MESSAGE_TARGETS):
             try:
                 celery.send_task(
-                    METRICS_COLLECT_TASK, args=[account_id, batch, offset], queue=METRICS_QUEUE
+                    METRICS_COLLECT_TASK,
+                    args=[account_id, batch, offset, found_at],
+                    queue=METRICS_QUEUE,
                 )
             except Exception:  # broker down: the lease brings them back
                 log.warning("metrics.send_failed account_id=%s", account_id)
@@ -171,11 +191,44 @@ def metrics_hold(quotas: SharedQuotas, platform: str, account_id: int) -> Hold |
     return max(found, key=lambda h: h.until) if found else None
 
 
+def publishing_burst(session: Session, now: datetime) -> bool:
+    """Whether a burst is due around `now` or still in flight (BURST_TARGETS open targets
+    in the window), read through the sweeper's index of open targets."""
+    found = session.scalars(
+        select(PostTarget.id)
+        .where(
+            PostTarget.status.in_(OPEN_STATUSES),
+            PostTarget.next_attempt_at >= now - BURST_BEHIND,
+            PostTarget.next_attempt_at <= now + BURST_AHEAD,
+        )
+        .limit(BURST_TARGETS)
+    ).all()
+    return len(found) >= BURST_TARGETS
+
+
 def collect_metrics(
-    deps: MetricsDeps, account_id: int, target_ids: list[int], offset: float = 0.0
+    deps: MetricsDeps,
+    account_id: int,
+    target_ids: list[int],
+    offset: float = 0.0,
+    found_at: float | None = None,
 ) -> CollectReport:
-    now = deps.clock() + timedelta(seconds=offset)
+    """`found_at`: when the finder sent the batch (unix seconds), for MAX_YIELD."""
+    real_now = deps.clock()
+    now = real_now + timedelta(seconds=offset)
     report = CollectReport()
+    if found_at is None or real_now.timestamp() - found_at < MAX_YIELD.total_seconds():
+        with deps.db.session() as session:
+            burst = publishing_burst(session, real_now)
+        if burst:
+            deps.celery.send_task(
+                METRICS_COLLECT_TASK,
+                args=[account_id, target_ids, offset, found_at or real_now.timestamp()],
+                queue=METRICS_QUEUE,
+                countdown=YIELD_SECONDS,
+            )
+            report.deferred, report.outcome = len(target_ids), YIELDED
+            return report
     with deps.db.session() as session:
         account = session.get(Account, account_id)
         targets = session.execute(

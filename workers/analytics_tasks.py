@@ -49,9 +49,13 @@ def find_due_metrics_task(clock_offset: float = 0.0) -> int:
 
 @shared_task(name=METRICS_COLLECT_TASK, ignore_result=True)
 def collect_metrics_task(
-    account_id: int, target_ids: list[int], clock_offset: float = 0.0
+    account_id: int,
+    target_ids: list[int],
+    clock_offset: float = 0.0,
+    found_at: float | None = None,
 ) -> dict[str, Any]:
-    return collect_metrics(metrics_deps(), account_id, target_ids, clock_offset).as_dict()
+    deps = metrics_deps()
+    return collect_metrics(deps, account_id, target_ids, clock_offset, found_at).as_dict()
 
 
 @shared_task(name=ACCOUNT_METRICS_DUE_TASK, ignore_result=True)

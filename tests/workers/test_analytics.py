@@ -17,19 +17,25 @@ from app.analytics_models import AccountMetricSnapshot, MetricSnapshot
 from app.analytics_schedule import next_collection, parse_ages
 from app.db import get_db
 from app.models import Account, AccountStatus, PostTarget
+from app.queues import METRICS_COLLECT_TASK, METRICS_QUEUE
 from sandbox.insights import figures
 from tests.conftest import Tenant
 from tests.workers.conftest import target_row
 from tests.workers.test_pipeline import create_target, queue_now
 from workers.adapters.base import Adapter
 from workers.analytics import (
+    BURST_TARGETS,
+    MAX_YIELD,
     METRICS_HOLD_PREFIX,
+    YIELD_SECONDS,
+    YIELDED,
     MetricsDeps,
     collect_account_metrics,
     collect_metrics,
     find_due_account_metrics,
     find_due_metrics,
     prune_snapshots,
+    publishing_burst,
 )
 from workers.pipeline import PipelineDeps, publish_target
 
@@ -38,12 +44,14 @@ HOUR, DAY = 3600, 86400
 
 @dataclass
 class Outbox:
-    """A Celery stand-in that keeps what would be sent."""
+    """A Celery stand-in that keeps what would be sent (and each message's options)."""
 
     sent: list[tuple[str, list[Any]]] = field(default_factory=list)
+    options: list[dict[str, Any]] = field(default_factory=list)
 
-    def send_task(self, name: str, args: list[Any], **_: Any) -> None:
+    def send_task(self, name: str, args: list[Any], **options: Any) -> None:
         self.sent.append((name, args))
+        self.options.append(options)
 
 
 def metrics_deps(deps: PipelineDeps) -> MetricsDeps:
@@ -143,9 +151,11 @@ def test_due_targets_are_read_in_one_call_per_account_batch(
     later = now + timedelta(seconds=HOUR + 5)
     outbox = mdeps.celery
     assert find_due_metrics(deps.db, outbox, later, HOUR + 5) == 4
-    assert sorted(args for _, args in outbox.sent) == sorted(
+    assert sorted(args[:3] for _, args in outbox.sent) == sorted(
         [[x_account, x_targets, HOUR + 5], [linkedin, [li_target], HOUR + 5]]
     )
+    # When the finder sent them: how long a batch may step aside for a burst.
+    assert all(abs(args[3] - datetime.now(UTC).timestamp()) < 60 for _, args in outbox.sent)
     # Leased: the next run does not send them again.
     assert find_due_metrics(deps.db, Outbox(), later, HOUR + 5) == 0  # type: ignore[arg-type]
 
@@ -177,6 +187,46 @@ def _due_now(app: Flask, target_ids: list[int]) -> None:
             .values(next_metrics_at=datetime.now(UTC) - timedelta(seconds=1))
         )
         session.commit()
+
+
+def test_a_collection_steps_aside_while_a_burst_publishes(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    target_id = published(app, deps, tenant, account_id, "read after the burst")
+    _due_now(app, [target_id])
+    burst = [create_target(tenant, account_id, f"burst {n}") for n in range(BURST_TARGETS)]
+    with get_db(app).session() as session:
+        session.execute(
+            update(PostTarget)
+            .where(PostTarget.post_id.in_(burst))
+            .values(next_attempt_at=datetime.now(UTC) + timedelta(seconds=5))
+        )
+        session.commit()
+    mdeps = metrics_deps(deps)
+    outbox = mdeps.celery
+    found_at = datetime.now(UTC).timestamp()
+
+    report = collect_metrics(mdeps, account_id, [target_id], 0.0, found_at)
+
+    assert (report.outcome, report.calls, report.deferred) == (YIELDED, 0, 1)
+    assert sandbox.get("/_insights").json() == []  # nothing asked of the platform
+    assert outbox.sent == [(METRICS_COLLECT_TASK, [account_id, [target_id], 0.0, found_at])]
+    assert outbox.options == [{"queue": METRICS_QUEUE, "countdown": YIELD_SECONDS}]
+    # Stepped aside for MAX_YIELD already: it collects, burst or not.
+    stale = found_at - MAX_YIELD.total_seconds()
+    report = collect_metrics(mdeps, account_id, [target_id], 0.0, stale)
+    assert (report.outcome, report.snapshots) == ("ok", 1)
+    assert len(outbox.sent) == 1
+    # One target fewer than a burst: no reason to wait.
+    with get_db(app).session() as session:
+        session.execute(
+            update(PostTarget)
+            .where(PostTarget.post_id == burst[0])
+            .values(next_attempt_at=datetime.now(UTC) + timedelta(days=1))
+        )
+        session.commit()
+        assert not publishing_burst(session, datetime.now(UTC))
 
 
 def test_a_rate_limit_holds_metrics_only(
