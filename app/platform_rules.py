@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from app.errors import ValidationError
-from app.models import Account, Media
+from app.models import Media
 from app.platforms import (
     MAX_THREAD_ITEMS,
     PLATFORMS,
@@ -63,7 +63,17 @@ def platform_text(platform: str, content: str, platform_content: dict[str, Any])
     return override if override is not None else content
 
 
-def known_text_limits(accounts: Iterable[Account]) -> dict[str, int]:
+class ConnectedAccount(Protocol):
+    """What the rules read of an account: an ORM row or an `AccountRow`."""
+
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def settings(self) -> dict[str, Any] | None: ...
+
+
+def known_text_limits(accounts: Iterable[ConnectedAccount]) -> dict[str, int]:
     """Text limits the accounts' own servers state (a Mastodon instance's
     `max_characters`, read when the account connected), where they differ from the rules
     table: the smallest over the post's accounts of the platform, the table's figure for

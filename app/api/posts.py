@@ -28,6 +28,7 @@ from app.schemas import (
 from app.serializers import post_created_to_dict, post_to_dict, target_to_dict
 from app.services import analytics, post_changes
 from app.services import posts as post_service
+from app.services.post_rows import insert_new_posts
 
 blueprint = Blueprint("posts", __name__)
 
@@ -187,7 +188,7 @@ def bulk_create_posts() -> Response:
         [t for post in created for t in post.targets],
         current_app.config["CRIER"].enqueue_horizon,
     )
-    session.flush()
+    insert_new_posts(session, created)
     for result in results:
         if result["data"] is not None:
             result["data"] = post_created_to_dict(result["data"])

@@ -22,7 +22,6 @@ from app.errors import Conflict
 from app.models import (
     FINAL_TARGET_STATUSES,
     OPEN_TARGET_STATUSES,
-    Account,
     AccountStatus,
     Campaign,
     DiscardedHandle,
@@ -44,6 +43,8 @@ from app.platform_rules import (
 from app.platforms import PLATFORMS
 from app.schedule import parse_schedule, resolve_timezone
 from app.services import webhooks
+from app.services.account_rows import AccountRow, read_accounts
+from app.services.post_rows import insert_new_posts
 
 # ------------------------------------------------------------------------------ lookups
 
@@ -54,7 +55,7 @@ PRELOADED_ACCOUNTS = "crier.preloaded_accounts"
 def preload_accounts(session: Session, scope: Scope, account_ids: set[int]) -> None:
     """One query for the accounts of many posts (a bulk create): load_accounts then finds
     them here instead of asking once per post."""
-    rows = session.scalars(scope.select(Account).where(Account.id.in_(account_ids))).all()
+    rows = read_accounts(session, scope.organisation_id, account_ids)
     session.info[PRELOADED_ACCOUNTS] = {a.id: a for a in rows}
 
 
@@ -64,17 +65,16 @@ def load_accounts(
     account_ids: list[int],
     errors: ErrorBag,
     profile_id: int | None = None,
-) -> list[Account]:
+) -> list[AccountRow]:
     """The accounts a post of `profile_id` goes to: accounts the key sees and, for a
     post of a profile, that profile's (app.access.may_reference); no other exists here."""
     unique_ids = list(dict.fromkeys(account_ids))
     if len(unique_ids) != len(account_ids):
         errors.add("account_ids", "Each account may appear only once.")
-    preloaded: dict[int, Account] = session.info.get(PRELOADED_ACCOUNTS, {})
+    preloaded: dict[int, AccountRow] = session.info.get(PRELOADED_ACCOUNTS, {})
     wanted = [i for i in unique_ids if i not in preloaded]
     rows = [preloaded[i] for i in unique_ids if i in preloaded]
-    if wanted:
-        rows += session.scalars(scope.select(Account).where(Account.id.in_(wanted))).all()
+    rows += read_accounts(session, scope.organisation_id, wanted)
     # Removed accounts, and accounts outside the key's or the post's profile, do not exist.
     rows = [
         a
@@ -390,7 +390,6 @@ def build_post(
         for account in accounts
     ]
     set_prepare_due(post, media, settings)
-    session.add(post)
     return post
 
 
@@ -460,7 +459,7 @@ def create_post(
     post = build_post(session, scope, data, now, settings)
     if enqueue_horizon is not None:
         queue_new_targets(post.targets, enqueue_horizon)
-    session.flush()
+    insert_new_posts(session, [post])
     if idempotency_key:
         session.add(
             IdempotencyRecord(
