@@ -19,10 +19,17 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import Integer, String, bindparam, column, update, values
 from sqlalchemy.orm import Session
 
-from app.broker_messages import Owner, batch_label, publish_message_options, target_owners
+from app.broker_messages import (
+    Owner,
+    batch_label,
+    publish_label,
+    publish_message_options,
+    target_owners,
+)
 from app.db import utcnow
 from app.models import PostTarget, TargetStatus
 from app.queues import PUBLISH_BATCH_TASK, PUBLISH_TASK, publish_queue
+from app.redis_publish import OutgoingPublish, redis_publisher
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +208,10 @@ def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]
     try:
         if breaker.is_open():
             raise ConnectionError("broker marked unavailable after a recent failure")
+        publisher = redis_publisher(celery)
+        if publisher is not None:
+            publisher.send([_redis_publish(message, owners) for message in messages])
+            return len(dispatches)
         with celery.producer_or_acquire() as producer, producer.batch(SEND_BATCH_COMMANDS):
             batched = producer.supports_batch_publish
             for message in messages:
@@ -227,6 +238,22 @@ def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]
         session.commit()
         return published
     return len(dispatches)
+
+
+def _redis_publish(message: list[Dispatch], owners: dict[int, Owner]) -> OutgoingPublish:
+    """What `send_publish` or `send_publish_batch` would send, for a Redis broker."""
+    platform = message[0].target.platform
+    queue = publish_queue(platform)
+    if len(message) > 1:
+        shadow, argsrepr = batch_label(platform, [d.target.id for d in message])
+        args = [[[d.target.id, d.token] for d in message]]
+        return OutgoingPublish(PUBLISH_BATCH_TASK, args, queue, shadow, argsrepr)
+    [dispatch] = message
+    target = dispatch.target
+    account_id, post_id = target.owner or owners.get(target.id, (None, None))
+    shadow, argsrepr = publish_label(platform, target.id, account_id, post_id)
+    eta = _eta(target, utcnow())
+    return OutgoingPublish(PUBLISH_TASK, [target.id, dispatch.token], queue, shadow, argsrepr, eta)
 
 
 def _messages(dispatches: list[Dispatch]) -> list[list[Dispatch]]:

@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from app import dispatch as dispatch_module
 from app.db import get_db
-from app.dispatch import DueTarget, broker_breaker, mark_queued, send_dispatches
+from app.dispatch import Dispatch, DueTarget, broker_breaker, mark_queued, send_dispatches
 from app.models import PostTarget, TargetStatus
 from app.queues import PUBLISH_BATCH_TASK
+from app.redis_publish import RedisPublisher
 from tests.conftest import Tenant
 from tests.workers.test_pipeline import create_target
 from workers.pipeline import PipelineDeps, publish_target
@@ -142,14 +143,14 @@ def test_a_message_refused_on_its_own_leaves_the_broker_open_to_the_next(
     posts = [create_target(tenant, account_id, f"Refused {n}") for n in range(2)]
     rows, dispatches = queued_targets(app, posts)
     refused = dispatches[0].target.id
-    send = dispatch_module.send_publish
+    frame = dispatch_module._redis_publish
 
-    def refuse_one(celery: Any, target: DueTarget, *args: Any, **kwargs: Any) -> None:
-        if target.id == refused:
+    def refuse_one(message: list[Dispatch], *args: Any) -> Any:
+        if message[0].target.id == refused:
             raise ValueError("countdown must be a positive number")
-        send(celery, target, *args, **kwargs)
+        return frame(message, *args)
 
-    monkeypatch.setattr(dispatch_module, "send_publish", refuse_one)
+    monkeypatch.setattr(dispatch_module, "_redis_publish", refuse_one)
     celery = app.extensions["celery"]
     with get_db(app).session() as session:
         assert send_dispatches(session, celery, dispatches[:1]) == 0
@@ -179,7 +180,7 @@ def test_an_unreachable_broker_is_skipped_for_a_while(
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise redis.ConnectionError("connection refused")
 
-    monkeypatch.setattr(dispatch_module, "send_publish", unreachable)
+    monkeypatch.setattr(RedisPublisher, "send", unreachable)
     celery = app.extensions["celery"]
     with get_db(app).session() as session:
         assert send_dispatches(session, celery, dispatches[:1]) == 0
