@@ -210,7 +210,12 @@ def send_dispatches(session: Session, celery: Celery, dispatches: list[Dispatch]
             raise ConnectionError("broker marked unavailable after a recent failure")
         publisher = redis_publisher(celery)
         if publisher is not None:
-            publisher.send([_redis_publish(message, owners) for message in messages])
+            # Each message is two commands, itself and its task-sent event.
+            per_round_trip = SEND_BATCH_COMMANDS // 2
+            for start in range(0, len(messages), per_round_trip):
+                chunk = messages[start : start + per_round_trip]
+                publisher.send([_redis_publish(message, owners) for message in chunk])
+                published += sum(len(message) for message in chunk)
             return len(dispatches)
         with celery.producer_or_acquire() as producer, producer.batch(SEND_BATCH_COMMANDS):
             batched = producer.supports_batch_publish

@@ -10,7 +10,9 @@ Scenarios (each selectable with --only, each sized by its flags):
   threads against the API served by gunicorn (the Procfile's `web` line), against a floor
   of a bare INSERT into a table like `posts` + LPUSH to Redis from 8 threads (one row per
   transaction for single, 50 for bulk). Posts are due in 5 minutes, so the API enqueues
-  them, as the floor does; no worker runs yet, and they are removed afterwards.
+  them, as the floor does; no worker runs yet, and they are removed afterwards. Under the
+  same gunicorn line and clients: a no-op Flask app (benchmarks/noop_web.py) and a Flask
+  route doing only the floor's INSERT + LPUSH (benchmarks/floor_web.py).
 - memory: RSS of each Procfile worker process with no posts, then with 100,000 posts
   scheduled over 30 days (written by PostgreSQL, not through the API).
 - burst: N targets (half X, half LinkedIn) due at one instant, lateness at the
@@ -61,7 +63,7 @@ from typing import Any
 import httpx
 import redis
 
-from benchmarks import baselines, metrics_burst, now_and_cancel
+from benchmarks import baselines, floor_web, metrics_burst, now_and_cancel
 from benchmarks.bursts import (
     BULK_SIZE,
     CLIENTS,
@@ -76,6 +78,7 @@ from benchmarks.harness import (
     ROOT,
     Stack,
     Tenant,
+    connect,
     create_tenant,
     crier_stack,
     due_in,
@@ -84,6 +87,7 @@ from benchmarks.harness import (
     iso,
     lateness_stats,
     note_claim,
+    plain_url,
     procfile,
     procfile_args,
     read_ledger,
@@ -103,6 +107,7 @@ SCENARIOS = ("intake", "memory", "burst", "now", "cancel", "video", "sweep")
 OPTIONAL_SCENARIOS = ("metrics", "metrics_burst")
 # A worker's firing threads (CRIER_FIRE_THREADS): the sandbox-alone baseline sends as many.
 FIRE_THREADS = 200
+FLOOR_WEB_TABLE = "bench_floor_web_posts"
 VIDEO_ACCOUNTS = 5
 
 
@@ -277,6 +282,7 @@ def run_intake(stack: Stack, options: Options) -> dict[str, Any]:
             "clients": CLIENTS,
             "single": baselines.concurrent_rate(CLIENTS, options.intake_seconds, single),
             "http_ceiling": http_ceiling(stack, options, body),
+            "http_floor": http_floor(stack, options, body),
             "bulk": baselines.concurrent_rate(CLIENTS, options.intake_seconds, bulk),
             "floor_single": baselines.intake_floor(
                 stack.database_url,
@@ -316,9 +322,39 @@ def http_ceiling(
 ) -> dict[str, Any]:
     """POST /posts per second against benchmarks.noop_web under the same gunicorn line
     and the same clients: the framework's own ceiling on this machine."""
+    return http_rate(stack, options, body, "benchmarks.noop_web:app", {})
+
+
+def http_floor(
+    stack: Stack, options: Options, body: Callable[[int, int], dict[str, Any]]
+) -> dict[str, Any]:
+    """POST /posts per second against benchmarks.floor_web (the intake floor's bare
+    INSERT + LPUSH in a Flask route) under the same gunicorn line and clients."""
+    with connect(stack.database_url) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {FLOOR_WEB_TABLE}")
+        conn.execute(f"CREATE TABLE {FLOOR_WEB_TABLE} (LIKE posts INCLUDING ALL)")
+    env = {"FLOOR_DATABASE_URL": plain_url(stack.database_url), "FLOOR_TABLE": FLOOR_WEB_TABLE}
+    try:
+        return http_rate(stack, options, body, "benchmarks.floor_web:app", env)
+    finally:
+        with connect(stack.database_url) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {FLOOR_WEB_TABLE}")
+        redis.Redis.from_url(stack.redis_url).delete(floor_web.QUEUE)
+
+
+def http_rate(
+    stack: Stack,
+    options: Options,
+    body: Callable[[int, int], dict[str, Any]],
+    app_path: str,
+    extra_env: dict[str, str],
+) -> dict[str, Any]:
+    """POST /posts per second against `app_path` served by the Procfile's `web` line."""
     port = free_port()
-    command = procfile()["web"].replace("'app.wsgi:app'", "'benchmarks.noop_web:app'")
-    proc = stack.procs.spawn("noop-web", procfile_args(command), {**stack.env, "PORT": str(port)})
+    command = procfile()["web"].replace("'app.wsgi:app'", f"'{app_path}'")
+    name = app_path.split(":")[0].rsplit(".", 1)[-1].replace("_", "-")
+    env = {**stack.env, **extra_env, "PORT": str(port)}
+    proc = stack.procs.spawn(name, procfile_args(command), env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", proc=proc)
@@ -332,7 +368,7 @@ def http_ceiling(
             def call() -> int:
                 response = api.post("/posts", json=body(index, next(counter)))
                 if response.status_code != 201:
-                    raise RuntimeError(f"noop POST /posts {response.status_code}")
+                    raise RuntimeError(f"{name} POST /posts {response.status_code}")
                 return 1
 
             return call
@@ -782,6 +818,17 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     f"no-op Flask {ceiling} /s",
                     ">= 50 % of the no-op app",
                     _verdict(share >= 0.5) + f" ({share * 100:.0f} %)",
+                )
+            )
+        bare = (intake.get("http_floor") or {}).get("per_second")
+        if ceiling and bare:
+            rows.append(
+                (
+                    "  a Flask route doing only the floor's INSERT+LPUSH, same gunicorn",
+                    f"{bare} posts/s ({bare / ceiling * 100:.0f} % of the no-op app)",
+                    f"no-op Flask {ceiling} /s",
+                    "",
+                    "",
                 )
             )
         bulk, floor_bulk = intake["bulk"]["per_second"], intake["floor_bulk"]["per_second"]
