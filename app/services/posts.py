@@ -324,7 +324,8 @@ def build_post(
     session: Session, scope: Scope, data: dict[str, Any], now: datetime, settings: Settings
 ) -> Post:
     """Validate a loaded CreatePostSchema payload against the database and platform rules.
-    `data["profile_id"]` is the post's profile (the key's, for a profile key)."""
+    `data["profile_id"]` is the post's profile (the key's, for a profile key). The post
+    is not written: `insert_new_posts` writes it (with others, in a bulk create)."""
     errors = ErrorBag()
     draft = bool(data.get("draft"))
     scheduled_at, publish_now = parse_schedule(data.get("scheduled_at"), data.get("timezone"), now)

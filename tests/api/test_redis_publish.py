@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,12 +42,14 @@ def decoded(raw: bytes) -> tuple[dict[str, Any], Any]:
 
 
 def sent_both_ways(redis_url: str, outgoing: OutgoingPublish) -> list[Any]:
-    """[(kombu's message, body, event), (ours, body, event)] for the same publish."""
+    """[(kombu's message, body, event), (ours, body, event)] for the same publish, on a
+    queue of its own: no worker sharing the Redis db takes them, and events other
+    processes send there (heartbeats, other publishes) are told apart by the label."""
     celery = celery_for(redis_url)
     client = redis.Redis.from_url(redis_url)
-    client.delete(outgoing.queue)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
     listener = client.pubsub()
-    listener.psubscribe("*celeryev*")
+    listener.subscribe(f"/{db}.celeryev/task.sent")
     listener.get_message(timeout=1)
     try:
         with celery.producer_or_acquire() as producer:
@@ -68,14 +71,17 @@ def sent_both_ways(redis_url: str, outgoing: OutgoingPublish) -> list[Any]:
         deadline = time.monotonic() + 5
         while len(events) < 2 and time.monotonic() < deadline:
             found = listener.get_message(timeout=0.5)
-            if found and found["type"] == "pmessage":
-                events.append((found["channel"], json.loads(found["data"])))
+            if found and found["type"] == "message":
+                event = json.loads(found["data"])
+                body = json.loads(base64.b64decode(event["body"]))
+                if body.get("queue") == outgoing.queue:
+                    events.append((found["channel"], event))
         messages = list(reversed(client.lrange(outgoing.queue, 0, -1)))
         assert len(messages) == 2 and len(events) == 2
         return [(*decoded(raw), event) for raw, event in zip(messages, events, strict=True)]
     finally:
         listener.close()
-        client.delete(outgoing.queue)
+        client.delete(outgoing.queue, *client.keys(f"_kombu.binding*{outgoing.queue}"))
 
 
 def event_fields(event: tuple[bytes, dict[str, Any]]) -> tuple[bytes, dict[str, Any], Any]:
@@ -87,8 +93,9 @@ def event_fields(event: tuple[bytes, dict[str, Any]]) -> tuple[bytes, dict[str, 
 
 def test_a_publish_with_an_eta_is_framed_as_kombu_frames_it(redis_url: str) -> None:
     eta = datetime.now(UTC) + timedelta(minutes=5)
+    queue = f"test.frame.{uuid.uuid4().hex}"
     outgoing = OutgoingPublish(
-        PUBLISH_TASK, [41, "token"], "publish.x", "publish x account=3 post=9f…", "target=41", eta
+        PUBLISH_TASK, [41, "token"], queue, "publish x account=3 post=9f…", "target=41", eta
     )
     (theirs, their_body, their_event), (ours, our_body, our_event) = sent_both_ways(
         redis_url, outgoing
@@ -101,8 +108,9 @@ def test_a_publish_with_an_eta_is_framed_as_kombu_frames_it(redis_url: str) -> N
 
 
 def test_a_batch_due_now_is_framed_as_kombu_frames_it(redis_url: str) -> None:
+    queue = f"test.frame.{uuid.uuid4().hex}"
     outgoing = OutgoingPublish(
-        PUBLISH_BATCH_TASK, [[[1, "a"], [2, "b"]]], "publish.linkedin", "publish 2", "targets=1,2"
+        PUBLISH_BATCH_TASK, [[[1, "a"], [2, "b"]]], queue, "publish 2", "targets=1,2"
     )
     (theirs, their_body, their_event), (ours, our_body, our_event) = sent_both_ways(
         redis_url, outgoing
