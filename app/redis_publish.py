@@ -29,7 +29,8 @@ from kombu.utils.json import dumps
 
 from app.redis_client import redis_client
 
-# kombu's Redis transport gives its commands these deadlines (app.queues).
+# kombu's Redis transport waits this long to connect (app.queues); here a command gets no
+# longer either, and a send that fails leaves its targets to the sweeper, never resent.
 BROKER_TIMEOUT = 2.0
 EVENT_EXCHANGE = "celeryev"
 
