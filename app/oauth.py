@@ -186,6 +186,30 @@ class OAuthFlow(ABC):
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def exchange_code(
+        self,
+        url: str,
+        client: ClientApp,
+        code: str,
+        *,
+        basic_auth: bool = False,
+        **extra: str,
+    ) -> dict[str, Any]:
+        """The authorization-code exchange (RFC 6749 4.1.3): the app's credentials in the
+        form, or as HTTP Basic where the platform wants them there; `extra` adds fields."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": client.redirect_uri,
+            **extra,
+        }
+        secret = client.client_secret or ""
+        if basic_auth:
+            auth = (client.client_id, secret)
+            return self.call("POST", url, "the token exchange", data=form, auth=auth)
+        form |= {"client_id": client.client_id, "client_secret": secret}
+        return self.call("POST", url, "the token exchange", data=form)
+
     def call(self, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
         """One request; anything but a JSON object from a 2xx is a platform error."""
         try:

@@ -18,7 +18,9 @@ from typing import Any
 
 import psycopg
 import redis
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
+
+from benchmarks import noop_web
 
 app = Flask(__name__)
 _local = threading.local()
@@ -40,9 +42,7 @@ def _connection() -> psycopg.Connection[Any]:
     return conn
 
 
-@app.get("/health")
-def health() -> Response:
-    return jsonify({"status": "ok"})
+app.add_url_rule("/health", view_func=noop_web.health)
 
 
 @app.post("/posts")
@@ -52,5 +52,4 @@ def create_post() -> tuple[Response, int]:
     due = datetime.now(UTC) + timedelta(minutes=5)
     _connection().execute(INSERT, (post_id, 1, body["content"], due))
     _redis.lpush(QUEUE, json.dumps({"id": str(post_id)}))
-    post = {"post_id": str(post_id), "accounts_count": len(body["account_ids"])}
-    return jsonify({"success": True, "data": post, "error": None}), 201
+    return noop_web.created(post_id, body)

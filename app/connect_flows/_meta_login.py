@@ -21,18 +21,7 @@ class MetaLoginFlow(OAuthFlow):
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
     ) -> list[ConnectedIdentity]:
-        short = self.call(
-            "POST",
-            self.url("/oauth/access_token", "oauth"),
-            "the token exchange",
-            data={
-                "client_id": client.client_id,
-                "client_secret": client.client_secret or "",
-                "grant_type": "authorization_code",
-                "redirect_uri": client.redirect_uri,
-                "code": code,
-            },
-        )
+        short = self.exchange_code(self.url("/oauth/access_token", "oauth"), client, code)
         long_lived = self.call(
             "GET",
             self.url("/access_token"),

@@ -59,17 +59,7 @@ class DiscordFlow(OAuthFlow):
 
 def exchange_code(flow: OAuthFlow, client: ClientApp, code: str) -> dict[str, Any]:
     """The authorization code for Discord's token answer (a webhook, or a bot's server)."""
-    return flow.call(
-        "POST",
-        flow.url("/api/oauth2/token"),
-        "the token exchange",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": client.redirect_uri,
-        },
-        auth=(client.client_id, client.client_secret or ""),
-    )
+    return flow.exchange_code(flow.url("/api/oauth2/token"), client, code, basic_auth=True)
 
 
 def webhook_identity(webhook: dict[str, Any], webhook_id: str, token: str) -> ConnectedIdentity:

@@ -37,18 +37,7 @@ class LinkedInFlow(OAuthFlow):
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
     ) -> list[ConnectedIdentity]:
-        token = self.call(
-            "POST",
-            self.url("/oauth/v2/accessToken", "oauth"),
-            "the token exchange",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": client.redirect_uri,
-                "client_id": client.client_id,
-                "client_secret": client.client_secret or "",
-            },
-        )
+        token = self.exchange_code(self.url("/oauth/v2/accessToken", "oauth"), client, code)
         access = token["access_token"]
         shared: dict[str, Any] = {
             "access_token": access,

@@ -74,17 +74,10 @@ class MastodonFlow(OAuthFlow):
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
     ) -> list[ConnectedIdentity]:
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "client_id": client.client_id,
-            "client_secret": client.client_secret or "",
-            "redirect_uri": client.redirect_uri,
-            "scope": " ".join(self.scopes),
-        }
-        if code_verifier:
-            form["code_verifier"] = code_verifier
-        token = self.call("POST", self.url("/oauth/token"), "the token exchange", data=form)
+        verifier = {"code_verifier": code_verifier} if code_verifier else {}
+        token = self.exchange_code(
+            self.url("/oauth/token"), client, code, scope=" ".join(self.scopes), **verifier
+        )
         access = str(token["access_token"])
         me = self.call(
             "GET",

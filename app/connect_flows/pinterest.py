@@ -24,17 +24,7 @@ class PinterestFlow(OAuthFlow):
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
     ) -> list[ConnectedIdentity]:
-        token = self.call(
-            "POST",
-            self.url("/v5/oauth/token"),
-            "the token exchange",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": client.redirect_uri,
-            },
-            auth=(client.client_id, client.client_secret or ""),
-        )
+        token = self.exchange_code(self.url("/v5/oauth/token"), client, code, basic_auth=True)
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         user = self.call("GET", self.url("/v5/user_account"), "reading the user", headers=headers)
         return [

@@ -45,18 +45,7 @@ class WordPressComFlow(OAuthFlow):
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
     ) -> list[ConnectedIdentity]:
-        token = self.call(
-            "POST",
-            self.url("/oauth2/token"),
-            "the token exchange",
-            data={
-                "client_id": client.client_id,
-                "client_secret": client.client_secret or "",
-                "redirect_uri": client.redirect_uri,
-                "code": code,
-                "grant_type": "authorization_code",
-            },
-        )
+        token = self.exchange_code(self.url("/oauth2/token"), client, code)
         blog_id = blog_of(token)
         if blog_id is None or not token.get("access_token"):
             raise OAuthError("no_accounts", "WordPress.com granted no blog.")

@@ -38,18 +38,7 @@ class YouTubeFlow(OAuthFlow):
     def connect(
         self, client: ClientApp, code: str, code_verifier: str | None
     ) -> list[ConnectedIdentity]:
-        token = self.call(
-            "POST",
-            self.url("/token", "oauth"),
-            "the token exchange",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "client_id": client.client_id,
-                "client_secret": client.client_secret or "",
-                "redirect_uri": client.redirect_uri,
-            },
-        )
+        token = self.exchange_code(self.url("/token", "oauth"), client, code)
         channels = self.call(
             "GET",
             self.url("/youtube/v3/channels"),

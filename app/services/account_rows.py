@@ -43,8 +43,8 @@ _COLUMNS = (
     Account.settings,
 )
 _DRIVER_SQL = (
-    "SELECT id, organisation_id, profile_id, platform, name, status, settings "
-    "FROM accounts WHERE organisation_id = %s AND id = ANY(%s)"
+    f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM accounts "
+    "WHERE organisation_id = %s AND id = ANY(%s)"
 )
 
 
