@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -54,6 +55,28 @@ SERVER_SIDE_LIMITS = (
 )
 
 
+def closed_by_server(dbapi_connection: Any) -> bool:
+    """Whether a pooled connection was let go by the server. An idle connection has
+    nothing to read, so a readable socket means the server said goodbye (a restart,
+    `pg_terminate_backend`, `idle_session_timeout`) or hung up. This costs a poll, where
+    SQLAlchemy's pre-ping costs a `SELECT 1` round trip on every checkout; a connection
+    that was readable for another reason is only replaced."""
+    if dbapi_connection.closed:
+        return True
+    poller = select.poll()
+    try:
+        poller.register(dbapi_connection.fileno(), select.POLLIN)
+    except (OSError, ValueError, dbapi_connection.Error):
+        return True
+    return bool(poller.poll(0))
+
+
+def _check_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    if closed_by_server(dbapi_connection):
+        # The pool drops it and connects again (SQLAlchemy's "pessimistic" handling).
+        raise exc.DisconnectionError("the server closed this connection")
+
+
 class Database:
     """Owns the engine; pool size follows the concurrency of the process using it."""
 
@@ -76,14 +99,15 @@ class Database:
                 cursor.close()
 
             return engine
-        return create_engine(
+        engine = create_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             pool_recycle=1800,
             connect_args={"connect_timeout": 5, "options": SERVER_SIDE_LIMITS},
         )
+        event.listen(engine, "checkout", _check_on_checkout)
+        return engine
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -122,6 +146,16 @@ def init_app(app: Flask, settings: Settings) -> Database:
 
 def get_db(app: Flask | None = None) -> Database:
     return (app or current_app).extensions["crier.db"]
+
+
+def autocommit_single_statements(session: Session) -> None:
+    """For a request whose only write is one statement (a create without an
+    Idempotency-Key): its connection autocommits, which spares PostgreSQL the BEGIN and
+    COMMIT round trips; the statement is its own transaction. Only before the session
+    has begun one, and only on PostgreSQL."""
+    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
+        return
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def get_session() -> Session:

@@ -87,6 +87,10 @@ TWITTER_TEXT_MAX_DOTS_PER_WORD = 32
 def count_x_weighted(text: str) -> int:
     """X's weighted length by twitter-text v3 (the twitter-text-parser package): URLs,
     bare domains included, count 23; emoji, ZWJ sequences included, count 2; CJK 2."""
+    if text.isascii() and "." not in text:
+        # No URL without a dot, no emoji in ASCII: every character weighs one, after
+        # twitter-text turns each line ending into one "\n".
+        return len(text) - text.count("\r\n")
     text = unicodedata.normalize("NFC", text)
     if len(text) <= TWITTER_TEXT_MAX_INPUT and all(
         word.count(".") <= TWITTER_TEXT_MAX_DOTS_PER_WORD for word in text.split()

@@ -14,7 +14,7 @@ from app.api.audit import record_request_event
 from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
-from app.db import get_session, utcnow
+from app.db import autocommit_single_statements, get_session, utcnow
 from app.models import Post, PostTarget
 from app.platforms import PLATFORM_KEYS
 from app.schemas import (
@@ -94,9 +94,12 @@ def create_post() -> Response:
     """Create and schedule a post (or publish it now)."""
     caller = current_caller()
     body = json_body()
+    session = get_session()
+    if "Idempotency-Key" not in request.headers:
+        # Without a replay record to write, the post and its targets are one statement.
+        autocommit_single_statements(session)
     data = _validated_create(body)
     key = _idempotency_key()
-    session = get_session()
     fingerprint = post_service.request_fingerprint(body)
     settings = current_app.config["CRIER"]
     try:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twitter_text import parse_tweet
 
 from app.platforms import TWITTER_TEXT_MAX_INPUT, count_x_weighted
 from tests.api.helpers import assert_error, future
@@ -69,3 +70,18 @@ def test_hostile_texts_are_counted_in_linear_time() -> None:
 def test_any_text_has_a_weight(text: str) -> None:
     weight = count_x_weighted(text)
     assert 0 <= weight <= 2 * len(text) + 23 * (text.count(".") + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.characters(max_codepoint=127, blacklist_characters="."),
+            st.sampled_from(["\r\n", "http://", "#1", "@a", "\u00a9", "\u20e3"]),
+        ),
+        max_size=200,
+    ).map("".join)
+)
+def test_the_ascii_shortcut_weighs_as_twitter_text_does(text: str) -> None:
+    # Plain ASCII without a dot skips the parser; everything else still goes through it.
+    assert count_x_weighted(text) == parse_tweet(text).weightedLength
