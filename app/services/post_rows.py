@@ -44,8 +44,8 @@ def insert_new_posts(session: Session, posts: list[Post]) -> None:
     for post in posts:
         for target in post.targets:
             target.post_id = post.id
-    params = [_param(post, c) for post in posts for c in _POST_COLUMNS]
-    params += [_param(target, c) for target in targets for c in _TARGET_COLUMNS]
+    params = [_param(post, plan) for post in posts for plan in _POST_PLANS]
+    params += [_param(target, plan) for target in targets for plan in _TARGET_PLANS]
     driver = session.connection().connection.driver_connection
     returned = driver.execute(_driver_sql(len(posts), len(targets)), params).fetchall()
     # Matched on (post, account), unique per target: VALUES order is not promised back.
@@ -71,22 +71,45 @@ def _values_sql(table: str, columns: list[Column[Any]], count: int) -> str:
     return f"INSERT INTO {table} ({names}) VALUES " + ", ".join([row] * count)
 
 
-def _param(row_object: Any, column: Column[Any]) -> Any:
+ColumnPlan = tuple[str, Any, Any, bool]
+
+
+def _column_plan(column: Column[Any]) -> ColumnPlan:
+    """(attribute, default maker, bind processor, is JSON) for one column, worked out
+    once: a create converts forty-odd values and should not inspect types for each."""
+    default = column.default
+    if isinstance(default, CallableColumnDefault):
+        make_default: Any = default.arg
+    elif isinstance(default, ScalarElementColumnDefault):
+        scalar = default.arg
+
+        def make_default(_context: Any) -> Any:
+            return scalar
+    else:
+        make_default = None
+    bind = None
+    if isinstance(column.type, TypeDecorator):
+        bind = column.type.process_bind_param
+    return column.key, make_default, bind, isinstance(column.type, JSON)
+
+
+_POST_PLANS = [_column_plan(c) for c in _POST_COLUMNS]
+_TARGET_PLANS = [_column_plan(c) for c in _TARGET_COLUMNS]
+
+
+def _param(row_object: Any, plan: ColumnPlan) -> Any:
     """The driver's parameter for one column of a new row object; the column's Python
     default, where it has one and the object holds nothing, is applied to the object too."""
-    value = getattr(row_object, column.key)
+    key, make_default, bind, is_json = plan
+    value = getattr(row_object, key)
     if value is None:
-        default = column.default
-        if isinstance(default, CallableColumnDefault):
-            value = default.arg(None)
-        elif isinstance(default, ScalarElementColumnDefault):
-            value = default.arg
-        else:
+        if make_default is None:
             return None
-        setattr(row_object, column.key, value)
-    if isinstance(column.type, TypeDecorator):
-        value = column.type.process_bind_param(value, _POSTGRESQL)
-    if isinstance(column.type, JSON):
+        value = make_default(None)
+        setattr(row_object, key, value)
+    if bind is not None:
+        value = bind(value, _POSTGRESQL)
+    if is_json:
         return Jsonb(value)
     if isinstance(value, enum.Enum):
         return value.value
