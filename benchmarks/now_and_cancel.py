@@ -3,7 +3,8 @@ can still be cancelled.
 
 - now: N posts sent with no `scheduled_at` through `POST /posts/bulk` (50 a request, 8
   client threads) over 40 accounts (half X, half LinkedIn); publish throughput from the
-  first publish to the last (sandbox ledger), against bare Celery draining N no-op tasks.
+  first publish to the last (sandbox ledger), against bare Celery draining N no-op tasks;
+  three rounds (`--now-repeats`), the median of each side.
 - cancel: posts due a few seconds ahead, each cancelled (or, one round in three, moved a
   day later) at a lead from 3 s to 0 s; the shortest lead still accepted, and how many
   posts answered `200` reached the platform anyway (must be none).
@@ -50,9 +51,41 @@ def run_publish_now(
     noop: baselines.NoopCelery | None,
     size: int,
     create_in_bulk: Any,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """`repeats` rounds, each on a tenant of its own and followed by its own bare Celery
+    drain; the figures are the median round's of each side. One round lasts about a
+    second, and a single bare drain of 500 was seen anywhere from 880 to 1,080 tasks/s
+    on one quiet machine."""
+    rounds = [_publish_now_once(stack, noop, size, create_in_bulk, n) for n in range(repeats)]
+    by_crier = sorted(rounds, key=lambda r: r["throughput"]["per_second"] or 0)
+    result = dict(by_crier[len(by_crier) // 2])
+    result["published"] = min(r["published"] for r in rounds)
+    bare = [r["bare_celery"] for r in rounds if r.get("bare_celery")]
+    if bare:
+        result["bare_celery"] = sorted(bare, key=lambda b: b["per_second"] or 0)[len(bare) // 2]
+    result["rounds"] = [
+        {
+            "per_second": r["throughput"]["per_second"],
+            "bare_celery_per_second": (r.get("bare_celery") or {}).get("per_second"),
+            "published": r["published"],
+        }
+        for r in rounds
+    ]
+    return result
+
+
+def _publish_now_once(
+    stack: Stack,
+    noop: baselines.NoopCelery | None,
+    size: int,
+    create_in_bulk: Any,
+    round_: int,
 ) -> dict[str, Any]:
     per_platform = NOW_ACCOUNTS // 2
-    tenant = create_tenant(stack.app, f"now{size}", {"x": per_platform, "linkedin": per_platform})
+    tenant = create_tenant(
+        stack.app, f"now{size}r{round_}", {"x": per_platform, "linkedin": per_platform}
+    )
     accounts = tenant.all_accounts()
     reset_sandbox(stack.sandbox_url)
     bodies = [
@@ -156,10 +189,12 @@ def table_rows(results: dict[str, Any], verdict: Any) -> list[tuple[str, str, st
         crier = now["throughput"]["per_second"]
         bare = (now.get("bare_celery") or {}).get("per_second")
         ratio = crier / bare if crier and bare else None
+        rounds = len(now.get("rounds", [])) or 1
         rows.append(
             (
                 f"{now['targets']} published now via /posts/bulk "
-                f"({now['published']}/{now['targets']}), first to last",
+                f"({now['published']}/{now['targets']}), first to last"
+                + (f", median of {rounds} rounds" if rounds > 1 else ""),
                 f"{crier} /s",
                 f"{bare} no-op/s",
                 ">= 50 % of bare Celery",

@@ -2,7 +2,8 @@
 
     python -m benchmarks.run [--only burst,video,intake,memory,sweep,now,cancel]
                              (also metrics, metrics_burst)
-                             [--sizes 100,500,1000] [--now-size 500] [--cancel-rounds 3]
+                             [--sizes 100,500,1000] [--now-size 500] [--now-repeats 3]
+                             [--cancel-rounds 3]
                              [--smoke] [--output var/bench/results.json] ...
 
 Scenarios (each selectable with --only, each sized by its flags):
@@ -22,8 +23,9 @@ Scenarios (each selectable with --only, each sized by its flags):
   worker for those queues, same machine.
 - video: Instagram Reels and LinkedIn videos with the sandbox's `processing_seconds`,
   lateness at the publish call; against bare Celery draining as many no-op tasks.
-- now, cancel: publish-now throughput against bare Celery, and the shortest lead at which
-  a cancel is still accepted (benchmarks/now_and_cancel.py).
+- now, cancel: publish-now throughput against bare Celery (the median of three rounds of
+  each), and the shortest lead at which a cancel is still accepted
+  (benchmarks/now_and_cancel.py).
 - sweep: one `sweep_due_targets` call (median of several) over a table of 1,000 and of
   1,000,000 scheduled rows, called directly, on a database of its own.
 - metrics (only with --only metrics): the analytics collector reading 10,000 published
@@ -125,6 +127,7 @@ class Options:
     sweep_rows: list[int]
     sweep_runs: int
     now_size: int
+    now_repeats: int
     cancel_rounds: int
     output: Path
     keep_logs: Path | None
@@ -155,6 +158,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--sweep-rows", type=_ints, default=None, help="(1000,1000000)")
     parser.add_argument("--sweep-runs", type=int, default=None, help="timed sweeps (15)")
     parser.add_argument("--now-size", type=int, default=None, help="posts published now (500)")
+    parser.add_argument(
+        "--now-repeats", type=int, default=None, help="publish-now rounds, median taken (3)"
+    )
     parser.add_argument("--cancel-rounds", type=int, default=None, help="cancel leads, rounds (3)")
     parser.add_argument("--metrics-targets", type=int, default=None, help="(10000)")
     parser.add_argument(
@@ -204,6 +210,7 @@ def parse_args(argv: list[str] | None) -> Options:
         sweep_rows=pick(args.sweep_rows, [1_000, 1_000_000], [100, 2_000]),
         sweep_runs=pick(args.sweep_runs, 15, 3),
         now_size=pick(args.now_size, 500, 4),
+        now_repeats=pick(args.now_repeats, 3, 1),
         cancel_rounds=pick(args.cancel_rounds, 3, 1),
         output=args.output,
         keep_logs=args.keep_logs,
@@ -634,7 +641,7 @@ def run(options: Options) -> dict[str, Any]:
                     attempt(
                         "now",
                         lambda: now_and_cancel.run_publish_now(
-                            stack, noop, options.now_size, create_in_bulk
+                            stack, noop, options.now_size, create_in_bulk, options.now_repeats
                         ),
                     )
                 if "cancel" in options.only:
