@@ -100,13 +100,18 @@ _TARGET_PLANS = [_column_plan(c) for c in _TARGET_COLUMNS]
 def _param(row_object: Any, plan: ColumnPlan) -> Any:
     """The driver's parameter for one column of a new row object; the column's Python
     default, where it has one and the object holds nothing, is applied to the object too."""
-    key, make_default, bind, is_json = plan
+    key, make_default, _, _ = plan
     value = getattr(row_object, key)
     if value is None:
         if make_default is None:
             return None
         value = make_default(None)
         setattr(row_object, key, value)
+    return _driver_value(plan, value)
+
+
+def _driver_value(plan: ColumnPlan, value: Any) -> Any:
+    _, _, bind, is_json = plan
     if bind is not None:
         value = bind(value, _POSTGRESQL)
     if is_json:
@@ -114,3 +119,12 @@ def _param(row_object: Any, plan: ColumnPlan) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     return value
+
+
+_TARGET_PLAN_BY_KEY = {plan[0]: plan for plan in _TARGET_PLANS}
+
+
+def target_driver_value(key: str, value: Any) -> Any:
+    """`value` for the `post_targets` column `key` as the driver takes it, converted as
+    the ORM would (a column type's own bind, JSON, an enum by its value)."""
+    return _driver_value(_TARGET_PLAN_BY_KEY[key], value)

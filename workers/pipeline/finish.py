@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from psycopg.errors import DeadlockDetected, SerializationFailure
@@ -24,6 +25,7 @@ from app.analytics_schedule import first_collection
 from app.db import utcnow
 from app.dispatch import RETRY_HEAD_START, Dispatch, DueTarget, send_dispatches
 from app.models import Post, PostTarget, PublishAttempt, TargetStatus
+from app.services.post_rows import target_driver_value
 from app.services.posts import refresh_post_status
 from app.services.webhooks import endpoints_memo, record_target_events
 from workers.pipeline.context import (
@@ -178,21 +180,25 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> se
     ended: dict[uuid.UUID, list[int]] = {}
     written: set[int] = set()
     # Targets in id order, as every other batch locks them.
-    for target, token, requeue, decision in sorted(items, key=lambda item: item[0].id):
-        values, dispatch = _outcome_values(deps, target, requeue, decision, now)
-        from_status = TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING
-        changed = session.execute(
-            update(PostTarget)
-            .where(
-                PostTarget.id == target.id,
-                PostTarget.dispatch_token == token,
-                PostTarget.status == from_status,
+    ordered = sorted(items, key=lambda item: item[0].id)
+    planned = [
+        _outcome_values(deps, target, requeue, decision, now)
+        for target, _, requeue, decision in ordered
+    ]
+    changed_ids = _update_targets(
+        session,
+        [
+            (
+                target.id,
+                token,
+                TargetStatus.QUEUED if decision is None else TargetStatus.PUBLISHING,
+                values,
             )
-            .values(**values)
-            # The targets were loaded by other sessions: nothing here to keep in step.
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if not changed:
+            for (target, token, _, decision), (values, _) in zip(ordered, planned, strict=True)
+        ],
+    )
+    for (target, _, _, decision), (_, dispatch) in zip(ordered, planned, strict=True):
+        if target.id not in changed_ids:
             refused = decision.outcome if decision is not None else "requeue"
             log_event("publish.lost_claim", target_id=target.id, refused=refused)
             continue
@@ -223,6 +229,96 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> se
     return written
 
 
+class _Increment:
+    """SET column = column + 1."""
+
+
+class _FirstSet:
+    """SET column = COALESCE(column, value): the first value written stays."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+ONE_MORE = _Increment()
+TargetUpdate = tuple[int, str, TargetStatus, dict[str, Any]]
+
+
+def _update_targets(session: Session, updates: list[TargetUpdate]) -> set[int]:
+    """Each (target id, token, from status, values) applied, in the order given, only if
+    the target still holds that token and status; returns the ids changed. On PostgreSQL
+    each run of UPDATEs of one shape goes as one `executemany` through the driver,
+    pipelined: one round trip, where building and running a Core statement a target
+    took a quarter of a publishing worker's CPU in a burst. Elsewhere, one Core UPDATE a
+    target."""
+    if session.get_bind().dialect.name != "postgresql":
+        return {
+            target_id
+            for target_id, token, from_status, values in updates
+            if session.execute(
+                update(PostTarget)
+                .where(
+                    PostTarget.id == target_id,
+                    PostTarget.dispatch_token == token,
+                    PostTarget.status == from_status,
+                )
+                .values(**{key: _core_value(key, value) for key, value in values.items()})
+                # The targets were loaded by other sessions: nothing here to keep in step.
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        }
+    # Runs of one shape, in the order given (id order: the order every batch locks in).
+    runs: list[tuple[tuple[tuple[str, str], ...], list[list[Any]]]] = []
+    for target_id, token, from_status, values in updates:
+        shape = tuple((key, _kind(value)) for key, value in values.items())
+        params = [
+            target_driver_value(key, value.value if isinstance(value, _FirstSet) else value)
+            for key, value in values.items()
+            if not isinstance(value, _Increment)
+        ]
+        if not runs or runs[-1][0] != shape:
+            runs.append((shape, []))
+        runs[-1][1].append([*params, target_id, token, from_status.value])
+    changed: set[int] = set()
+    driver = session.connection().connection.driver_connection
+    for shape, rows in runs:
+        with driver.cursor() as cursor:
+            cursor.executemany(_update_sql(shape), rows, returning=True)
+            while True:
+                changed.update(row[0] for row in cursor.fetchall())
+                if not cursor.nextset():
+                    break
+    return changed
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, _Increment):
+        return "increment"
+    return "first" if isinstance(value, _FirstSet) else "set"
+
+
+def _core_value(key: str, value: Any) -> Any:
+    if isinstance(value, _Increment):
+        return getattr(PostTarget, key) + 1
+    if isinstance(value, _FirstSet):
+        return func.coalesce(getattr(PostTarget, key), value.value)
+    return value
+
+
+@lru_cache(maxsize=64)
+def _update_sql(shape: tuple[tuple[str, str], ...]) -> str:
+    sets = {
+        "increment": "{0} = {0} + 1",
+        "first": "{0} = COALESCE({0}, %s)",
+        "set": "{0} = %s",
+    }
+    assignments = ", ".join(sets[kind].format(key) for key, kind in shape)
+    return (
+        f"UPDATE post_targets SET {assignments} WHERE id = %s"
+        " AND dispatch_token IS NOT DISTINCT FROM %s AND status = %s RETURNING id"
+    )
+
+
 def _outcome_values(
     deps: PipelineDeps,
     target: PostTarget,
@@ -234,7 +330,7 @@ def _outcome_values(
     dispatch = None
     if decision is not None:
         if decision.counts_attempt:
-            values["attempts"] = PostTarget.attempts + 1
+            values["attempts"] = ONE_MORE
         if decision.clear_irreversible:
             values["irreversible_started_at"] = None
         values["error_code"] = decision.error_code
@@ -249,7 +345,7 @@ def _outcome_values(
                 platform_post_id=decision.result.platform_post_id,
                 url=decision.result.url,
                 # A thread's post went live (and was recorded) before its items.
-                published_at=func.coalesce(PostTarget.published_at, now),
+                published_at=_FirstSet(now),
                 # Analytics: its platform's figures are first read this long after
                 # (never, where the platform has no collector).
                 next_metrics_at=first_collection(now, deps.settings.metrics_schedule)
