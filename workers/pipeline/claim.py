@@ -8,6 +8,7 @@ here, in one place.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Integer, String, column, select, update, values
 from sqlalchemy.orm import Session, joinedload
@@ -16,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.db import utcnow
 from app.dispatch import ETA_HEAD_START
 from app.models import Post, PostTarget, TargetStatus
+from app.services.post_rows import target_driver_value
 from workers.adapters.base import PREPARED_KEY
 from workers.pipeline.context import (
     Delivery,
@@ -144,31 +146,8 @@ def _claim(
         .order_by(Post.id)
         .with_for_update()
     )
-    claims = (
-        values(column("id", Integer), column("token", String), name="claims")
-        .data(sorted((target.id, token) for _, target, token, _, _ in wanted))
-        # A CTE names its columns on SQLite (the embedded default) too.
-        .cte("claims")
-    )
-    claimed = set(
-        session.scalars(
-            update(PostTarget)
-            .where(
-                PostTarget.id == claims.c.id,
-                PostTarget.status == TargetStatus.QUEUED,
-                PostTarget.dispatch_token == claims.c.token,
-            )
-            .values(
-                status=TargetStatus.PUBLISHING,
-                lease_expires_at=lease,
-                claim_owner=deps.claims.owner,
-                # A preparation still under way writes nothing from now on.
-                prepare_token=None,
-            )
-            .returning(PostTarget.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
+    pairs = sorted((target.id, token) for _, target, token, _, _ in wanted)
+    claimed = _take(session, pairs, lease, deps.claims.owner)
     if not claimed:
         session.rollback()
         return claimed
@@ -187,6 +166,59 @@ def _claim(
             set_committed_value(target, "status", TargetStatus.PUBLISHING)
             set_committed_value(target, "lease_expires_at", lease)
     return claimed
+
+
+# The same conditional UPDATE, one statement whatever the batch's size, so PostgreSQL and
+# the driver prepare it once: built by SQLAlchemy with a VALUES list, each batch compiled
+# anew, which took an eighth of a publishing worker's CPU in a burst.
+_TAKE_SQL = (
+    "UPDATE post_targets SET status = %s, lease_expires_at = %s, claim_owner = %s,"
+    " prepare_token = NULL"
+    " FROM unnest(%s::bigint[], %s::text[]) AS claims(id, token)"
+    " WHERE post_targets.id = claims.id AND post_targets.status = %s"
+    " AND post_targets.dispatch_token = claims.token RETURNING post_targets.id"
+)
+
+
+def _take(session: Session, pairs: list[tuple[int, str]], lease: Any, owner: str) -> set[int]:
+    """The targets among (id, token) pairs still queued with that token, now claimed by
+    `owner` until `lease` (uncommitted); returns their ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        driver = session.connection().connection.driver_connection
+        params = (
+            TargetStatus.PUBLISHING.value,
+            target_driver_value("lease_expires_at", lease),
+            owner,
+            [target_id for target_id, _ in pairs],
+            [token for _, token in pairs],
+            TargetStatus.QUEUED.value,
+        )
+        return {row[0] for row in driver.execute(_TAKE_SQL, params).fetchall()}
+    claims = (
+        values(column("id", Integer), column("token", String), name="claims")
+        .data(pairs)
+        # A CTE names its columns on SQLite (the embedded default) too.
+        .cte("claims")
+    )
+    return set(
+        session.scalars(
+            update(PostTarget)
+            .where(
+                PostTarget.id == claims.c.id,
+                PostTarget.status == TargetStatus.QUEUED,
+                PostTarget.dispatch_token == claims.c.token,
+            )
+            .values(
+                status=TargetStatus.PUBLISHING,
+                lease_expires_at=lease,
+                claim_owner=owner,
+                # A preparation still under way writes nothing from now on.
+                prepare_token=None,
+            )
+            .returning(PostTarget.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def _prepared(target: PostTarget) -> bool:

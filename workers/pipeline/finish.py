@@ -25,7 +25,7 @@ from app.analytics_schedule import first_collection
 from app.db import utcnow
 from app.dispatch import RETRY_HEAD_START, Dispatch, DueTarget, send_dispatches
 from app.models import Post, PostTarget, PublishAttempt, TargetStatus
-from app.services.post_rows import target_driver_value
+from app.services.post_rows import insert_attempts, target_driver_value
 from app.services.posts import refresh_post_status
 from app.services.webhooks import endpoints_memo, record_target_events
 from workers.pipeline.context import (
@@ -209,8 +209,7 @@ def _finish(deps: PipelineDeps, session: Session, items: list[FinishItem]) -> se
             attempts.append(decision.attempt)
         if decision is not None and decision.status is not None:
             ended.setdefault(target.post_id, []).append(target.id)
-    session.add_all(attempts)
-    session.flush()
+    insert_attempts(session, attempts)
     posts = session.scalars(
         select(Post)
         .where(Post.id.in_(post_ids))
