@@ -55,7 +55,7 @@ def run_publish_now(
 ) -> dict[str, Any]:
     """`repeats` rounds, each on a tenant of its own and followed by its own bare Celery
     drain; the figures are the median round's of each side. One round lasts about a
-    second, and a single bare drain of 500 was seen anywhere from 880 to 1,080 tasks/s
+    second, and a single bare drain of 500 was seen anywhere from 827 to 1,271 tasks/s
     on one quiet machine."""
     rounds = [_publish_now_once(stack, noop, size, create_in_bulk, n) for n in range(repeats)]
     by_crier = sorted(rounds, key=lambda r: r["throughput"]["per_second"] or 0)

@@ -132,7 +132,7 @@ def insert_attempts(session: Session, attempts: list[PublishAttempt]) -> None:
     """Write publish attempts, which stay outside the session. On PostgreSQL one
     pipelined `executemany` of a one-row INSERT: a flush's INSERT of fifty rows has too
     many parameters for psycopg to keep its conversion, and converting it anew each
-    time took a third of a publishing worker's CPU in a burst."""
+    time took a third of a publishing worker's CPU publishing posts sent now."""
     if not attempts:
         return
     if session.get_bind().dialect.name != "postgresql":

@@ -248,8 +248,8 @@ def _update_targets(session: Session, updates: list[TargetUpdate]) -> set[int]:
     the target still holds that token and status; returns the ids changed. On PostgreSQL
     each run of UPDATEs of one shape goes as one `executemany` through the driver,
     pipelined: one round trip, where building and running a Core statement a target
-    took a quarter of a publishing worker's CPU in a burst. Elsewhere, one Core UPDATE a
-    target."""
+    took a quarter of a publishing worker's CPU publishing posts sent now. Elsewhere, one
+    Core UPDATE a target."""
     if session.get_bind().dialect.name != "postgresql":
         return {
             target_id
