@@ -37,11 +37,7 @@ def insert_new_posts(session: Session, posts: list[Post]) -> None:
     """Write posts built by `build_post` and their targets, which get their ids. On
     PostgreSQL the objects read as the rows written (column defaults applied) but are not
     in the session: a later change to one goes through a row loaded again."""
-    if not posts:
-        return
-    if session.get_bind().dialect.name != "postgresql":
-        session.add_all(posts)
-        session.flush()
+    if not posts or _written_by_the_orm(session, posts):
         return
     targets = [target for post in posts for target in post.targets]
     for post in posts:
@@ -55,6 +51,15 @@ def insert_new_posts(session: Session, posts: list[Post]) -> None:
     ids = {(post_id, account_id): target_id for target_id, post_id, account_id in returned}
     for target in targets:
         target.id = ids[(target.post_id, target.account_id)]
+
+
+def _written_by_the_orm(session: Session, rows: list[Any]) -> bool:
+    """Off PostgreSQL (the embedded SQLite default) the unit of work writes them."""
+    if session.get_bind().dialect.name == "postgresql":
+        return False
+    session.add_all(rows)
+    session.flush()
+    return True
 
 
 @lru_cache(maxsize=256)
@@ -133,11 +138,7 @@ def insert_attempts(session: Session, attempts: list[PublishAttempt]) -> None:
     pipelined `executemany` of a one-row INSERT: a flush's INSERT of fifty rows has too
     many parameters for psycopg to keep its conversion, and converting it anew each
     time took a third of a publishing worker's CPU publishing posts sent now."""
-    if not attempts:
-        return
-    if session.get_bind().dialect.name != "postgresql":
-        session.add_all(attempts)
-        session.flush()
+    if not attempts or _written_by_the_orm(session, attempts):
         return
     rows = [[_explicit_param(attempt, plan) for plan in _ATTEMPT_PLANS] for attempt in attempts]
     driver = session.connection().connection.driver_connection
