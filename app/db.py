@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, Engine, create_engine, event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -156,6 +157,15 @@ def autocommit_single_statements(session: Session) -> None:
     if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
         return
     session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def postgresql_driver(session: Session) -> psycopg.Connection[Any] | None:
+    """The psycopg connection under the session's transaction, for statements written for
+    PostgreSQL; None on another database (the embedded SQLite default), where the caller
+    goes through SQLAlchemy instead."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return session.connection().connection.driver_connection
 
 
 def get_session() -> Session:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import postgresql_driver
 from app.models import Account
 
 
@@ -54,8 +55,8 @@ def read_accounts(session: Session, organisation_id: int, ids: Iterable[int]) ->
     wanted = list(ids)
     if not wanted:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        driver = session.connection().connection.driver_connection
+    driver = postgresql_driver(session)
+    if driver is not None:
         rows: Iterable[Any] = driver.execute(_DRIVER_SQL, (organisation_id, wanted)).fetchall()
     else:
         rows = session.execute(

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
+from app.db import postgresql_driver
 from app.models import Post, PostTarget, PublishAttempt
 
 _POSTS = Post.__table__
@@ -37,7 +38,11 @@ def insert_new_posts(session: Session, posts: list[Post]) -> None:
     """Write posts built by `build_post` and their targets, which get their ids. On
     PostgreSQL the objects read as the rows written (column defaults applied) but are not
     in the session: a later change to one goes through a row loaded again."""
-    if not posts or _written_by_the_orm(session, posts):
+    if not posts:
+        return
+    driver = postgresql_driver(session)
+    if driver is None:
+        _written_by_the_orm(session, posts)
         return
     targets = [target for post in posts for target in post.targets]
     for post in posts:
@@ -45,7 +50,6 @@ def insert_new_posts(session: Session, posts: list[Post]) -> None:
             target.post_id = post.id
     params = [_param(post, plan) for post in posts for plan in _POST_PLANS]
     params += [_param(target, plan) for target in targets for plan in _TARGET_PLANS]
-    driver = session.connection().connection.driver_connection
     returned = driver.execute(_driver_sql(len(posts), len(targets)), params).fetchall()
     # Matched on (post, account), unique per target: VALUES order is not promised back.
     ids = {(post_id, account_id): target_id for target_id, post_id, account_id in returned}
@@ -53,13 +57,10 @@ def insert_new_posts(session: Session, posts: list[Post]) -> None:
         target.id = ids[(target.post_id, target.account_id)]
 
 
-def _written_by_the_orm(session: Session, rows: list[Any]) -> bool:
+def _written_by_the_orm(session: Session, rows: list[Any]) -> None:
     """Off PostgreSQL (the embedded SQLite default) the unit of work writes them."""
-    if session.get_bind().dialect.name == "postgresql":
-        return False
     session.add_all(rows)
     session.flush()
-    return True
 
 
 @lru_cache(maxsize=256)
@@ -138,10 +139,13 @@ def insert_attempts(session: Session, attempts: list[PublishAttempt]) -> None:
     pipelined `executemany` of a one-row INSERT: a flush's INSERT of fifty rows has too
     many parameters for psycopg to keep its conversion, and converting it anew each
     time took a third of a publishing worker's CPU publishing posts sent now."""
-    if not attempts or _written_by_the_orm(session, attempts):
+    if not attempts:
+        return
+    driver = postgresql_driver(session)
+    if driver is None:
+        _written_by_the_orm(session, attempts)
         return
     rows = [[_explicit_param(attempt, plan) for plan in _ATTEMPT_PLANS] for attempt in attempts]
-    driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:
         cursor.executemany(_values_sql(_ATTEMPTS.name, _ATTEMPT_COLUMNS, 1), rows)
 

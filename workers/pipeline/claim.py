@@ -13,7 +13,7 @@ from sqlalchemy import Integer, String, column, select, update, values
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import utcnow
+from app.db import postgresql_driver, utcnow
 from app.dispatch import ETA_HEAD_START
 from app.models import Post, PostTarget, TargetStatus
 from app.services.post_rows import target_driver_value
@@ -182,8 +182,8 @@ _TAKE_SQL = (
 def _take(session: Session, pairs: list[tuple[int, str]], lease: datetime, owner: str) -> set[int]:
     """The targets among (id, token) pairs still queued with that token, now claimed by
     `owner` until `lease` (uncommitted); returns their ids."""
-    if session.get_bind().dialect.name == "postgresql":
-        driver = session.connection().connection.driver_connection
+    driver = postgresql_driver(session)
+    if driver is not None:
         params = (
             TargetStatus.PUBLISHING.value,
             target_driver_value("lease_expires_at", lease),

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app import metrics
 from app.analytics_schedule import first_collection
-from app.db import utcnow
+from app.db import postgresql_driver, utcnow
 from app.dispatch import RETRY_HEAD_START, Dispatch, DueTarget, send_dispatches
 from app.models import Post, PostTarget, PublishAttempt, TargetStatus
 from app.services.post_rows import insert_attempts, target_driver_value
@@ -250,7 +250,8 @@ def _update_targets(session: Session, updates: list[TargetUpdate]) -> set[int]:
     pipelined: one round trip, where building and running a Core statement a target
     took a quarter of a publishing worker's CPU publishing posts sent now. Elsewhere, one
     Core UPDATE a target."""
-    if session.get_bind().dialect.name != "postgresql":
+    driver = postgresql_driver(session)
+    if driver is None:
         return {
             target_id
             for target_id, token, from_status, values in updates
@@ -279,7 +280,6 @@ def _update_targets(session: Session, updates: list[TargetUpdate]) -> set[int]:
             runs.append((shape, []))
         runs[-1][1].append([*params, target_id, token, from_status.value])
     changed: set[int] = set()
-    driver = session.connection().connection.driver_connection
     for shape, rows in runs:
         with driver.cursor() as cursor:
             cursor.executemany(_update_sql(shape), rows, returning=True)
