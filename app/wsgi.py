@@ -3,6 +3,7 @@
 import sys
 
 from app import create_app
+from app.heap import freeze_startup_heap
 from app.security import InsecureSecretKey
 
 try:
@@ -11,3 +12,6 @@ except InsecureSecretKey as exc:
     # gunicorn would bury this under a traceback and boot workers in a loop.
     print(f"crier web refuses to start: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(4) from None
+
+# Each gunicorn worker imports this module once: what it made lives as long as the worker.
+freeze_startup_heap()

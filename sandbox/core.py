@@ -119,8 +119,11 @@ class SandboxState:
         with self.lock:
             self.generation += 1
             self.ledger: list[dict[str, Any]] = []
-            # The ledger's entries by (platform, post id), for insights lookups.
+            # The ledger's entries by (platform, post id), and by (platform, account) in
+            # the order they arrived: a platform finds a post, or an account's posts,
+            # without reading every post it holds.
             self.ledger_index: dict[tuple[str, str], dict[str, Any]] = {}
+            self.ledger_by_account: dict[tuple[str, str], list[dict[str, Any]]] = {}
             # One entry per upload session opened (media upload, video container, ...).
             self.uploads: list[dict[str, Any]] = []
             self.faults: dict[str, PlatformFaults] = {}
@@ -189,7 +192,8 @@ class SandboxState:
             ):
                 return entry
             self.ledger.append(entry)
-            self.ledger_index[(platform, str(post_id))] = entry
+            self.ledger_index.setdefault((platform, str(post_id)), entry)
+            self.ledger_by_account.setdefault((platform, account), []).append(entry)
         return entry
 
     def note_upload(self, platform: str, kind: str, upload_id: str) -> None:
@@ -201,10 +205,8 @@ class SandboxState:
     def find_entry(self, platform: str, post_id: str) -> dict[str, Any] | None:
         """The ledger entry of a post, reply or comment still on the platform."""
         with self.lock:
-            for entry in self.ledger:
-                if entry["platform"] == platform and entry["id"] == post_id:
-                    return None if "deleted_at" in entry else entry
-        return None
+            entry = self.ledger_index.get((platform, str(post_id)))
+        return None if entry is None or "deleted_at" in entry else entry
 
     def replies_to(self, platform: str, parent_id: str) -> list[dict[str, Any]]:
         """The replies or comments under one post, oldest first."""
@@ -223,10 +225,8 @@ class SandboxState:
         with self.lock:
             return [
                 e
-                for e in self.ledger
-                if e["platform"] == platform
-                and e["account"] == account
-                and "deleted_at" not in e
+                for e in self.ledger_by_account.get((platform, account), ())
+                if "deleted_at" not in e
                 and not (e.get("reply_to") and platform in COMMENTING_PLATFORMS)
             ]
 
@@ -234,16 +234,13 @@ class SandboxState:
         """Take a post down: its ledger entry gains `deleted_at`. False if there is none
         (or it belongs to another account)."""
         with self.lock:
-            for entry in self.ledger:
-                if (
-                    entry["platform"] == platform
-                    and entry["id"] == post_id
-                    and "deleted_at" not in entry
-                    and (account is None or entry["account"] == account)
-                ):
-                    entry["deleted_at"] = now_iso()
-                    return True
-        return False
+            entry = self.ledger_index.get((platform, str(post_id)))
+            if entry is None or "deleted_at" in entry:
+                return False
+            if account is not None and entry["account"] != account:
+                return False
+            entry["deleted_at"] = now_iso()
+            return True
 
 
 def _serving_state() -> SandboxState:

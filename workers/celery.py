@@ -24,6 +24,7 @@ from celery.signals import (
 from app import create_app
 from app.api.meta import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from app.db import get_db
+from app.heap import freeze_startup_heap
 from app.metrics import start_worker_metrics_server
 from app.queues import PUBLISH_BATCH_TASK, PUBLISH_TASK
 from app.redis_client import redis_client
@@ -110,13 +111,14 @@ def _warm_up() -> None:
         for name in app.amqp.queues.consume_from or {}
         if name.startswith("publish.")
     ]
-    if not platforms:
-        return
-    try:
-        with flask_app.app_context():
-            warm_up(platforms)
-    except Exception as exc:  # only a head start; the first tasks do it otherwise
-        log.warning("warm-up failed: %s", exc)
+    if platforms:
+        try:
+            with flask_app.app_context():
+                warm_up(platforms)
+        except Exception as exc:  # only a head start; the first tasks do it otherwise
+            log.warning("warm-up failed: %s", exc)
+    # What starting made lives as long as the worker: out of the collector's full walks.
+    freeze_startup_heap()
 
 
 @worker_shutdown.connect

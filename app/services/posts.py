@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session, object_session, selectinload
@@ -179,7 +180,22 @@ def check_post_follow_ups(
 # ------------------------------------------------------------------------------ status
 
 
-def derive_post_status(post: Post) -> str:
+class TargetStatusFields(Protocol):
+    status: str
+    attempts: int
+    platform_post_id: str | None
+
+
+class PostStatusFields(Protocol):
+    """What a post's status is derived from: a `Post`, or a row read without the ORM."""
+
+    publish_now: bool
+
+    @property
+    def targets(self) -> Sequence[TargetStatusFields]: ...
+
+
+def derive_post_status(post: PostStatusFields) -> str:
     """A post's status follows from its targets (docs/architecture.md, "Posts and targets")."""
     statuses = [t.status for t in post.targets]
     live = [s for s in statuses if s != TargetStatus.CANCELLED]

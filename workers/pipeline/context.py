@@ -40,10 +40,12 @@ class LostClaim(Exception):
     """The target was handed to another delivery while this one was working."""
 
 
-def log_event(event: str, **fields: Any) -> None:
+def log_event(event: str, *, level: int = logging.INFO, **fields: Any) -> None:
     """One line per event, `key=value` pairs: ids only, never tokens or post text."""
+    if not log.isEnabledFor(level):
+        return
     rendered = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-    log.info("%s %s", event, rendered, extra={"crier": {"event": event, **fields}})
+    log.log(level, "%s %s", event, rendered, extra={"crier": {"event": event, **fields}})
 
 
 @dataclass

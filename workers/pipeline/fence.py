@@ -14,8 +14,9 @@ from datetime import timedelta
 
 from sqlalchemy import Integer, String, column, update, values
 
-from app.db import utcnow
+from app.db import postgresql_driver, utcnow
 from app.models import PostTarget, TargetStatus
+from app.services.post_rows import target_driver_value
 from workers.pipeline.context import Delivery, PipelineDeps, TargetContext, log_event
 from workers.pipeline.finish import again_after_deadlock
 
@@ -63,30 +64,51 @@ def fence_deliveries(
     return held, taken
 
 
+# One statement whatever the batch's size, so PostgreSQL and the driver prepare it once
+# (a VALUES list is compiled by SQLAlchemy anew for each batch).
+_FENCE_SQL = (
+    "UPDATE post_targets SET irreversible_started_at = COALESCE(irreversible_started_at, %s),"
+    " lease_expires_at = %s"
+    " FROM unnest(%s::bigint[], %s::text[]) AS fences(id, token)"
+    " WHERE post_targets.id = fences.id AND post_targets.status = %s"
+    " AND post_targets.dispatch_token = fences.token RETURNING post_targets.id"
+)
+
+
 def _fence(deps: PipelineDeps, wanted: list[tuple[int, str]]) -> set[int]:
     now = utcnow()
-    fences = (
-        values(column("id", Integer), column("token", String), name="fences")
-        # Targets in id order, as every other batch locks them.
-        .data(sorted(wanted))
-        .cte("fences")
-    )
+    lease = now + timedelta(seconds=deps.settings.publish_lease)
+    # Targets in id order, as every other batch locks them.
+    wanted = sorted(wanted)
     with deps.db.session() as session:
-        held = set(
-            session.scalars(
-                update(PostTarget)
-                .where(
-                    PostTarget.id == fences.c.id,
-                    PostTarget.status == TargetStatus.PUBLISHING,
-                    PostTarget.dispatch_token == fences.c.token,
-                )
-                .values(
-                    irreversible_started_at=TargetContext.earliest_start(),
-                    lease_expires_at=now + timedelta(seconds=deps.settings.publish_lease),
-                )
-                .returning(PostTarget.id)
-                .execution_options(synchronize_session=False)
+        driver = postgresql_driver(session)
+        if driver is not None:
+            params = (
+                target_driver_value("irreversible_started_at", now),
+                target_driver_value("lease_expires_at", lease),
+                [target_id for target_id, _ in wanted],
+                [token for _, token in wanted],
+                TargetStatus.PUBLISHING.value,
             )
-        )
+            held = {row[0] for row in driver.execute(_FENCE_SQL, params).fetchall()}
+        else:
+            fences = values(column("id", Integer), column("token", String), name="fences")
+            fences_cte = fences.data(wanted).cte("fences")
+            held = set(
+                session.scalars(
+                    update(PostTarget)
+                    .where(
+                        PostTarget.id == fences_cte.c.id,
+                        PostTarget.status == TargetStatus.PUBLISHING,
+                        PostTarget.dispatch_token == fences_cte.c.token,
+                    )
+                    .values(
+                        irreversible_started_at=TargetContext.earliest_start(),
+                        lease_expires_at=lease,
+                    )
+                    .returning(PostTarget.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
         session.commit()
     return held
