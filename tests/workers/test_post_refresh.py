@@ -126,8 +126,6 @@ def test_an_organisation_with_an_endpoint_gets_its_events(
             assert post is not None
             assert (post.status, post.published_at) == ("published", EARLY)
         written = session.scalars(select(WebhookEvent.organisation_id, WebhookEvent.type)).all()
-        types = session.execute(
-            select(WebhookEvent.organisation_id, WebhookEvent.type)
-        ).all()
+        types = session.execute(select(WebhookEvent.organisation_id, WebhookEvent.type)).all()
     assert written == [heard.organisation_id]
     assert [tuple(row) for row in types] == [(heard.organisation_id, "post.published")]
