@@ -4,7 +4,7 @@ can still be cancelled.
 - now: N posts sent with no `scheduled_at` through `POST /posts/bulk` (50 a request, 8
   client threads) over 40 accounts (half X, half LinkedIn); publish throughput from the
   first publish to the last (sandbox ledger), against bare Celery draining N no-op tasks;
-  three rounds (`--now-repeats`), the median of each side.
+  five rounds (`--now-repeats`), the median of each side.
 - cancel: posts due a few seconds ahead, each cancelled (or, one round in three, moved a
   day later) at a lead from 3 s to 0 s; the shortest lead still accepted, and how many
   posts answered `200` reached the platform anyway (must be none).

@@ -1,8 +1,9 @@
 """`make bench`: every delivery goal's figure beside its baseline, measured in one run.
 
     python -m benchmarks.run [--only burst,video,intake,memory,sweep,now,cancel]
+                             [--intake-seconds 10] [--intake-rounds 3]
                              (also metrics, metrics_burst)
-                             [--sizes 100,500,1000] [--now-size 500] [--now-repeats 3]
+                             [--sizes 100,500,1000] [--now-size 500] [--now-repeats 5]
                              [--cancel-rounds 3]
                              [--smoke] [--output var/bench/results.json] ...
 
@@ -13,7 +14,9 @@ Scenarios (each selectable with --only, each sized by its flags):
   transaction for single, 50 for bulk). Posts are due in 5 minutes, so the API enqueues
   them, as the floor does; no worker runs yet, and they are removed afterwards. Under the
   same gunicorn line and clients: a no-op Flask app (benchmarks/noop_web.py) and a Flask
-  route doing only the floor's INSERT + LPUSH (benchmarks/floor_web.py).
+  route doing only the floor's INSERT + LPUSH (benchmarks/floor_web.py), measured in
+  turns with the single create (`--intake-rounds`, each side's median turn;
+  benchmarks/intake.py).
 - memory: RSS of each Procfile worker process with no posts, then with 100,000 posts
   scheduled over 30 days (written by PostgreSQL, not through the API).
 - burst: N targets (half X, half LinkedIn) due at one instant, lateness at the
@@ -23,7 +26,7 @@ Scenarios (each selectable with --only, each sized by its flags):
   worker for those queues, same machine.
 - video: Instagram Reels and LinkedIn videos with the sandbox's `processing_seconds`,
   lateness at the publish call; against bare Celery draining as many no-op tasks.
-- now, cancel: publish-now throughput against bare Celery (the median of three rounds of
+- now, cancel: publish-now throughput against bare Celery (the median of five rounds of
   each), and the shortest lead at which a cancel is still accepted
   (benchmarks/now_and_cancel.py).
 - sweep: one `sweep_due_targets` call (median of several) over a table of 1,000 and of
@@ -156,7 +159,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--sweep-runs", type=int, default=None, help="timed sweeps (15)")
     parser.add_argument("--now-size", type=int, default=None, help="posts published now (500)")
     parser.add_argument(
-        "--now-repeats", type=int, default=None, help="publish-now rounds, median taken (3)"
+        "--now-repeats", type=int, default=None, help="publish-now rounds, median taken (5)"
     )
     parser.add_argument("--cancel-rounds", type=int, default=None, help="cancel leads, rounds (3)")
     parser.add_argument("--metrics-targets", type=int, default=None, help="(10000)")
@@ -208,7 +211,7 @@ def parse_args(argv: list[str] | None) -> Options:
         sweep_rows=pick(args.sweep_rows, [1_000, 1_000_000], [100, 2_000]),
         sweep_runs=pick(args.sweep_runs, 15, 3),
         now_size=pick(args.now_size, 500, 4),
-        now_repeats=pick(args.now_repeats, 3, 1),
+        now_repeats=pick(args.now_repeats, 5, 1),
         cancel_rounds=pick(args.cancel_rounds, 3, 1),
         output=args.output,
         keep_logs=args.keep_logs,

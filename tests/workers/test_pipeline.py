@@ -491,3 +491,26 @@ def test_a_token_revoked_at_publish_flags_the_account(
     health = tenant.api.get(f"/accounts/{account_id}").json()["data"]["health"]
     assert health["needs_reconnect"] is True and health["can_post"] is False
     assert ledger(sandbox) == []
+
+
+def test_the_fence_hands_back_a_delivery_cancelled_after_its_claim(
+    app: Flask, deps: PipelineDeps, tenant: Tenant, make_account: Any, sandbox: httpx.Client
+) -> None:
+    account_id = make_account(tenant, "x")
+    kept_post, cancelled_post = (create_target(tenant, account_id, f"Fence {n}") for n in "ab")
+    (kept, kept_token), (cancelled, cancelled_token) = (
+        queue_now(app, kept_post),
+        queue_now(app, cancelled_post),
+    )
+    claimed = claim_deliveries(
+        deps, [(kept, kept_token, "t-1"), (cancelled, cancelled_token, "t-2")]
+    )
+    deliveries = [ready_claimed(deps, c) for c in claimed if not isinstance(c, str)]
+    # Cancelled while its delivery waits for the fence: the cancel takes the target back.
+    assert tenant.api.delete(f"/posts/{cancelled_post}").status_code == 200
+    held, taken = fence_deliveries(deps, [d for d in deliveries if isinstance(d, Delivery)])
+    assert [d.target.id for d in held] == [kept] and [d.target.id for d in taken] == [cancelled]
+    assert target_row(app, kept).irreversible_started_at is not None
+    row = target_row(app, cancelled)
+    assert row.status == "cancelled" and row.irreversible_started_at is None
+    assert ledger(sandbox) == []
