@@ -57,8 +57,17 @@ def ready_claimed(
         except Exception as exc:  # a bug must not strand the target
             log.exception("publish.crashed target_id=%s", delivery.target.id)
             delivery.decision = internal_error(deps, delivery, exc)
-        session.commit()
+        _commit_if_begun(session)
     return delivery
+
+
+def _commit_if_begun(session: Session) -> None:
+    """Commit what was read or written, if anything was: a text post's delivery is
+    readied from what its claim loaded, and committing a session that never began a
+    transaction still costs SQLAlchemy's bookkeeping (7 % of a publishing worker's CPU
+    publishing posts sent now)."""
+    if session.in_transaction():
+        session.commit()
 
 
 def ready_many(deps: PipelineDeps, deliveries: list[Delivery]) -> list[Delivery | str]:
@@ -95,7 +104,7 @@ def _ready(
         delivery.decision = classify(deps, target, error)
         return
     # Never sit idle in a transaction while a platform answers.
-    session.commit()
+    _commit_if_begun(session)
     if target.platform_post_id and request.follow_ups:
         # The post is live; what follows it is left (first comment, thread items).
         delivery.request = request
