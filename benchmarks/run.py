@@ -221,8 +221,10 @@ def parse_args(argv: list[str] | None) -> Options:
         metrics_burst_size=pick(args.metrics_burst_size, 500, 4),
         metrics_head_start=pick(args.metrics_head_start, 5.0, 0.5),
     )
-    if min(options.sizes or [0]) < 1 or options.video_posts < 1 or options.sweep_runs < 1:
+    if min(options.sizes or [0]) < 1 or min(options.video_posts, options.sweep_runs) < 1:
         parser.error("sizes, --video-posts and --sweep-runs must be at least 1")
+    if min(options.intake_rounds, options.now_repeats) < 1:
+        parser.error("--intake-rounds and --now-repeats must be at least 1")
     return options
 
 

@@ -252,7 +252,7 @@ def _refresh_posts(
     """The posts' statuses derived again under their locks, with the webhook events of
     the targets and posts that reached an end state. On PostgreSQL a post whose
     organisation has no active endpoint (no event to write) is read and written as rows
-    through the driver: loading every post and its targets into the ORM took a tenth of a
+    through the driver: loading every post and its targets into the ORM took 7 % of a
     publishing worker's CPU publishing posts sent now. The others, and every post
     elsewhere, go through the ORM (`refresh_post_status`)."""
     driver = postgresql_driver(session)
