@@ -26,6 +26,7 @@ from workers.pipeline import (
     Delivery,
     PipelineDeps,
     claim_deliveries,
+    fence_deliveries,
     fire_delivery,
     ready_claimed,
     record_outcomes,
@@ -98,6 +99,10 @@ def test_a_scheduled_post_is_queued_claimed_and_published_on_sqlite(
         assert isinstance(claimed, Delivery) and duplicate == "stale"
         delivery = ready_claimed(deps, claimed)
         assert isinstance(delivery, Delivery)
+        # Fenced as at its instant: marked for the call, still held.
+        assert fence_deliveries(deps, [delivery]) == ([delivery], [])
+        with get_db(embedded).session() as session:
+            assert session.scalar(select(PostTarget.irreversible_started_at)) is not None
         assert record_outcomes(deps, [(delivery, fire_delivery(deps, delivery))]) == ["published"]
     assert len(sandbox.get("/_ledger").json()) == 1
     with get_db(embedded).session() as session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Integer, String, column, select, update, values
 from sqlalchemy.orm import Session, joinedload
@@ -196,27 +197,40 @@ def _take(session: Session, pairs: list[tuple[int, str]], lease: datetime, owner
             TargetStatus.QUEUED.value,
         )
         return {row[0] for row in driver.execute(_TAKE_SQL, params).fetchall()}
-    claims = (
-        values(column("id", Integer), column("token", String), name="claims")
+    return update_where_token_holds(
+        session,
+        pairs,
+        TargetStatus.QUEUED,
+        status=TargetStatus.PUBLISHING,
+        lease_expires_at=lease,
+        claim_owner=owner,
+        # A preparation still under way writes nothing from now on.
+        prepare_token=None,
+    )
+
+
+def update_where_token_holds(
+    session: Session, pairs: list[tuple[int, str]], from_status: TargetStatus, **changes: Any
+) -> set[int]:
+    """`changes` written to each target of the (id, token) pairs that still holds that
+    token and `from_status`, in one Core statement (uncommitted); returns the ids changed.
+    The form for a database other than PostgreSQL, where a batch's statement is written
+    for the driver."""
+    pairs_cte = (
+        values(column("id", Integer), column("token", String), name="pairs")
         .data(pairs)
         # A CTE names its columns on SQLite (the embedded default) too.
-        .cte("claims")
+        .cte("pairs")
     )
     return set(
         session.scalars(
             update(PostTarget)
             .where(
-                PostTarget.id == claims.c.id,
-                PostTarget.status == TargetStatus.QUEUED,
-                PostTarget.dispatch_token == claims.c.token,
+                PostTarget.id == pairs_cte.c.id,
+                PostTarget.status == from_status,
+                PostTarget.dispatch_token == pairs_cte.c.token,
             )
-            .values(
-                status=TargetStatus.PUBLISHING,
-                lease_expires_at=lease,
-                claim_owner=owner,
-                # A preparation still under way writes nothing from now on.
-                prepare_token=None,
-            )
+            .values(**changes)
             .returning(PostTarget.id)
             .execution_options(synchronize_session=False)
         )

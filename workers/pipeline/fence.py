@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Integer, String, column, update, values
-
 from app.db import postgresql_driver, utcnow
-from app.models import PostTarget, TargetStatus
+from app.models import TargetStatus
 from app.services.post_rows import target_driver_value
+from workers.pipeline.claim import update_where_token_holds
 from workers.pipeline.context import Delivery, PipelineDeps, TargetContext, log_event
 from workers.pipeline.finish import again_after_deadlock
 
@@ -92,23 +91,12 @@ def _fence(deps: PipelineDeps, wanted: list[tuple[int, str]]) -> set[int]:
             )
             held = {row[0] for row in driver.execute(_FENCE_SQL, params).fetchall()}
         else:
-            fences = values(column("id", Integer), column("token", String), name="fences")
-            fences_cte = fences.data(wanted).cte("fences")
-            held = set(
-                session.scalars(
-                    update(PostTarget)
-                    .where(
-                        PostTarget.id == fences_cte.c.id,
-                        PostTarget.status == TargetStatus.PUBLISHING,
-                        PostTarget.dispatch_token == fences_cte.c.token,
-                    )
-                    .values(
-                        irreversible_started_at=TargetContext.earliest_start(),
-                        lease_expires_at=lease,
-                    )
-                    .returning(PostTarget.id)
-                    .execution_options(synchronize_session=False)
-                )
+            held = update_where_token_holds(
+                session,
+                wanted,
+                TargetStatus.PUBLISHING,
+                irreversible_started_at=TargetContext.earliest_start(),
+                lease_expires_at=lease,
             )
         session.commit()
     return held
