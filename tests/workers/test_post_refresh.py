@@ -125,7 +125,6 @@ def test_an_organisation_with_an_endpoint_gets_its_events(
             post = session.get(Post, posts[tenant.organisation_id])
             assert post is not None
             assert (post.status, post.published_at) == ("published", EARLY)
-        written = session.scalars(select(WebhookEvent.organisation_id, WebhookEvent.type)).all()
-        types = session.execute(select(WebhookEvent.organisation_id, WebhookEvent.type)).all()
-    assert written == [heard.organisation_id]
-    assert [tuple(row) for row in types] == [(heard.organisation_id, "post.published")]
+        # Only the organisation with an endpoint has an event: its post took the ORM path.
+        events = session.execute(select(WebhookEvent.organisation_id, WebhookEvent.type)).all()
+    assert [tuple(row) for row in events] == [(heard.organisation_id, "post.published")]
