@@ -13,6 +13,7 @@ from app.api.auth import authenticate
 from app.api.envelope import register_error_handlers
 from app.api.prefix import VersionPrefix
 from app.config import Settings
+from app.json_provider import OrjsonProvider
 from app.queues import celery_init_app
 from app.ratelimit import RequestLimiter
 from app.security import (
@@ -47,9 +48,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, require_secret: bool 
                 "(`crier secret` makes one), or unset it."
             )
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["CRIER"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     _configure_logging(settings.log_format)
     # A misspelt CRIER_* variable would otherwise be ignored without a word.
     report_unknown_variables()

@@ -140,6 +140,7 @@ def init_app(app: Flask, settings: Settings) -> Database:
     def _close_session(_exc: BaseException | None) -> None:
         session: Session | None = g.pop("db_session", None)
         if session is not None:
+            release_autocommit(session)
             session.close()
 
     return database
@@ -149,20 +150,46 @@ def get_db(app: Flask | None = None) -> Database:
     return (app or current_app).extensions["crier.db"]
 
 
+AUTOCOMMIT_CONNECTION = "crier.autocommit_connection"
+
+
 def autocommit_single_statements(session: Session) -> None:
     """For a request whose only write is one statement (a create without an
-    Idempotency-Key): its connection autocommits, which spares PostgreSQL the BEGIN and
-    COMMIT round trips; the statement is its own transaction. Only before the session
-    has begun one, and only on PostgreSQL."""
-    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
+    Idempotency-Key or media to lock): its statements go to a pooled connection in
+    autocommit, each its own transaction. That spares PostgreSQL the BEGIN and COMMIT
+    round trips, and the request the session's transaction bookkeeping: the session never
+    begins, and `postgresql_driver` hands out this connection. Only before the session
+    has begun a transaction, only on PostgreSQL; `release_autocommit` gives it back."""
+    if session.in_transaction() or AUTOCOMMIT_CONNECTION in session.info:
         return
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    engine = session.get_bind()
+    if not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
+        return
+    pooled = engine.raw_connection()
+    pooled.driver_connection.autocommit = True
+    session.info[AUTOCOMMIT_CONNECTION] = pooled
+
+
+def release_autocommit(session: Session) -> None:
+    """Give the autocommit connection back to the pool as it was lent (in transactions);
+    one that cannot say so any more (broken mid-statement) is dropped instead."""
+    pooled = session.info.pop(AUTOCOMMIT_CONNECTION, None)
+    if pooled is None:
+        return
+    try:
+        pooled.driver_connection.autocommit = False
+    except psycopg.Error:
+        pooled.invalidate()
+    pooled.close()
 
 
 def postgresql_driver(session: Session) -> psycopg.Connection[Any] | None:
-    """The psycopg connection under the session's transaction, for statements written for
-    PostgreSQL; None on another database (the embedded SQLite default), where the caller
-    goes through SQLAlchemy instead."""
+    """The psycopg connection under the session's transaction (or the request's autocommit
+    one), for statements written for PostgreSQL; None on another database (the embedded
+    SQLite default), where the caller goes through SQLAlchemy instead."""
+    pooled = session.info.get(AUTOCOMMIT_CONNECTION)
+    if pooled is not None:
+        return pooled.driver_connection
     if session.get_bind().dialect.name != "postgresql":
         return None
     return session.connection().connection.driver_connection

@@ -27,7 +27,7 @@ from app.broker_messages import (
     target_owners,
 )
 from app.db import utcnow
-from app.models import PostTarget, TargetStatus
+from app.models import NewTarget, PostTarget, TargetStatus
 from app.queues import PUBLISH_BATCH_TASK, PUBLISH_TASK, publish_queue
 from app.redis_publish import OutgoingPublish, redis_publisher
 
@@ -52,7 +52,7 @@ class DueTarget:
     @classmethod
     def of(
         cls,
-        target: PostTarget,
+        target: PostTarget | NewTarget,
         due_at: datetime | None = None,
         head_start: timedelta | None = None,
     ) -> DueTarget:
@@ -82,7 +82,7 @@ def due_within_horizon(targets: list[PostTarget], horizon_seconds: int) -> list[
     ]
 
 
-def queue_new_targets(targets: list[PostTarget], horizon_seconds: int) -> None:
+def queue_new_targets(targets: list[NewTarget], horizon_seconds: int) -> None:
     """New targets due within the horizon are written `queued` with their token in the
     transaction that creates them, so intake costs one write per target, not an insert
     and an update; their messages go out once it commits (`new_dispatches`)."""
@@ -95,7 +95,7 @@ def queue_new_targets(targets: list[PostTarget], horizon_seconds: int) -> None:
             target.queued_at = now
 
 
-def new_dispatches(targets: list[PostTarget]) -> list[Dispatch]:
+def new_dispatches(targets: list[NewTarget]) -> list[Dispatch]:
     """The dispatches `queue_new_targets` wrote, once the rows have their ids."""
     return [
         Dispatch(DueTarget.of(t), t.dispatch_token)

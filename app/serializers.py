@@ -12,6 +12,7 @@ from app.models import (
     Account,
     AccountStatus,
     Media,
+    NewPost,
     Post,
     PostTarget,
     PostTargetStep,
@@ -164,7 +165,7 @@ def post_to_dict(post: Post) -> dict[str, Any]:
     }
 
 
-def created_message(post: Post) -> str:
+def created_message(post: Post | NewPost) -> str:
     count = len(post.targets)
     noun = "account" if count == 1 else "accounts"
     if post.publish_now:
@@ -172,7 +173,7 @@ def created_message(post: Post) -> str:
     return f"Post scheduled for {count} {noun}."
 
 
-def post_created_to_dict(post: Post) -> dict[str, Any]:
+def post_created_to_dict(post: Post | NewPost) -> dict[str, Any]:
     return {
         "post_id": str(post.id),
         "status": post.status,

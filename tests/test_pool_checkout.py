@@ -10,7 +10,13 @@ import pytest
 from sqlalchemy import text
 
 from app.config import Settings
-from app.db import Database, autocommit_single_statements, closed_by_server
+from app.db import (
+    Database,
+    autocommit_single_statements,
+    closed_by_server,
+    postgresql_driver,
+    release_autocommit,
+)
 
 
 def _backend_pid(database: Database) -> int:
@@ -61,8 +67,12 @@ def test_autocommit_lasts_one_session_and_never_reaches_the_next(database_url: s
     try:
         session = database.sessionmaker()
         autocommit_single_statements(session)
-        raw = session.connection().connection.driver_connection
-        assert raw.autocommit
+        raw = postgresql_driver(session)
+        assert raw is not None and raw.autocommit
+        raw.execute("SELECT 1")
+        # Its statements never begin the session's own transaction.
+        assert not session.in_transaction()
+        release_autocommit(session)
         session.close()
         # The pool's only connection comes back transactional.
         with database.session() as later:
@@ -72,6 +82,25 @@ def test_autocommit_lasts_one_session_and_never_reaches_the_next(database_url: s
         with database.session() as begun:
             begun.execute(text("SELECT 1"))
             autocommit_single_statements(begun)
-            assert not begun.connection().connection.driver_connection.autocommit
+            driver = postgresql_driver(begun)
+            assert driver is not None and not driver.autocommit
+    finally:
+        database.dispose()
+
+
+def test_a_broken_autocommit_connection_is_dropped_not_pooled(database_url: str) -> None:
+    database = Database(Settings(database_url=database_url), pool_size=1)
+    try:
+        session = database.sessionmaker()
+        autocommit_single_statements(session)
+        raw = postgresql_driver(session)
+        assert raw is not None
+        pid = raw.info.backend_pid
+        _terminate(database_url, pid)
+        with pytest.raises(psycopg.OperationalError):
+            raw.execute("SELECT 1")
+        release_autocommit(session)
+        session.close()
+        assert _backend_pid(database) != pid
     finally:
         database.dispose()

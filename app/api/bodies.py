@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import orjson
 from flask import request
 from marshmallow import Schema
 from marshmallow import ValidationError as MarshmallowError
@@ -82,10 +84,31 @@ def json_body() -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValidationError("The request body is not valid UTF-8.") from exc
-    if _nesting_depth(text) > MAX_JSON_DEPTH:
+    if _nests_too_deeply(text):
         raise ValidationError(TOO_DEEP)
+    if _LONG_NUMBER.search(raw):
+        body = _parsed_by_the_standard_library(text)
+    else:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = _parsed_by_the_standard_library(text)
+    unstorable = unstorable_strings(body)
+    if unstorable:
+        raise ValidationError(summarise(unstorable), details=unstorable)
+    return body
+
+
+# orjson reads an integer past 64 bits as a float; such a body is read by `json`, whose
+# integers have no limit, so validation reports the number as it was sent.
+_LONG_NUMBER = re.compile(rb"\d{20}")
+
+
+def _parsed_by_the_standard_library(text: str) -> Any:
+    """What orjson refuses but JSON allows (NaN, a lone surrogate's escape) reaches
+    validation as before, and a malformed body is reported by `json`'s line and column."""
     try:
-        body = json.loads(text)
+        return json.loads(text)
     except RecursionError as exc:  # pragma: no cover - the depth check comes first
         raise ValidationError(TOO_DEEP) from exc
     except json.JSONDecodeError as exc:
@@ -96,15 +119,14 @@ def json_body() -> Any:
         raise ValidationError(
             "The request body holds a number too long to read; no field takes more than 19 digits."
         ) from exc
-    unstorable = unstorable_strings(body)
-    if unstorable:
-        raise ValidationError(summarise(unstorable), details=unstorable)
-    return body
 
 
-def _nesting_depth(text: str) -> int:
-    """The deepest bracket nesting outside strings, counted without recursion."""
-    depth = deepest = 0
+def _nests_too_deeply(text: str) -> bool:
+    """Whether brackets outside strings nest deeper than MAX_JSON_DEPTH, counted without
+    recursion; a body with fewer brackets than that cannot, and is not walked."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
     in_string = escaped = False
     for char in text:
         if in_string:
@@ -118,13 +140,11 @@ def _nesting_depth(text: str) -> int:
             in_string = True
         elif char in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_JSON_DEPTH:
-                    return deepest
+            if depth > MAX_JSON_DEPTH:
+                return True
         elif char in "]}":
             depth -= 1
-    return deepest
+    return False
 
 
 def unstorable_strings(body: Any) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ from app.api.auth import charge_bulk_posts, current_caller
 from app.api.bodies import json_body, load_json, load_query
 from app.api.envelope import ApiError, ValidationError, envelope
 from app.db import autocommit_single_statements, get_session, utcnow
-from app.models import Post, PostTarget
+from app.models import NewPost, Post, PostTarget
 from app.platforms import PLATFORM_KEYS
 from app.schemas import (
     create_post_schema,
@@ -71,7 +71,7 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _send_new(posts: list[Post]) -> None:
+def _send_new(posts: list[NewPost]) -> None:
     """Send the messages of targets created `queued` by a transaction that committed."""
     dispatches = dispatch.new_dispatches([t for post in posts for t in post.targets])
     if dispatches:
@@ -95,12 +95,13 @@ def create_post() -> Response:
     caller = current_caller()
     body = json_body()
     session = get_session()
-    if "Idempotency-Key" not in request.headers:
-        # Without a replay record to write, the post and its targets are one statement.
-        autocommit_single_statements(session)
     data = _validated_create(body)
     key = _idempotency_key()
-    fingerprint = post_service.request_fingerprint(body)
+    if key is None and not post_service.create_needs_transaction(data):
+        # Without a replay record to write or media to hold, the post and its targets
+        # are one statement.
+        autocommit_single_statements(session)
+    fingerprint = post_service.request_fingerprint(body) if key else ""
     settings = current_app.config["CRIER"]
     try:
         result = post_service.create_post(
@@ -113,7 +114,8 @@ def create_post() -> Response:
             idempotency_ttl=settings.idempotency_ttl,
             enqueue_horizon=settings.enqueue_horizon,
         )
-        session.commit()
+        if session.in_transaction():
+            session.commit()
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first.
         session.rollback()
@@ -160,7 +162,7 @@ def bulk_create_posts() -> Response:
         )
     session = get_session()
     results: list[dict[str, Any]] = []
-    created: list[Post] = []
+    created: list[NewPost] = []
     now = utcnow()
     settings = current_app.config["CRIER"]
     account_ids = {

@@ -21,6 +21,7 @@ from app.models.accounts import (
 )
 from app.models.ai import AiCreditEvent, AiCreditUsage
 from app.models.columns import ENCRYPTED, BigIntId, JSONType
+from app.models.new_posts import NEW_POST_COLUMNS, NEW_TARGET_COLUMNS, NewPost, NewTarget
 from app.models.ops import AUDIT_ACTIONS, AuditEvent, ServiceState, WorkerHeartbeat
 from app.models.posts import (
     FINAL_TARGET_STATUSES,
@@ -54,6 +55,8 @@ __all__ = [
     "ENCRYPTED",
     "FINAL_TARGET_STATUSES",
     "METRICS_PENDING",
+    "NEW_POST_COLUMNS",
+    "NEW_TARGET_COLUMNS",
     "OPEN_TARGET_STATUSES",
     "PREPARE_IN_FLIGHT",
     "PREPARE_PENDING",
@@ -73,6 +76,8 @@ __all__ = [
     "InstanceApp",
     "JSONType",
     "Media",
+    "NewPost",
+    "NewTarget",
     "Organisation",
     "Platform",
     "Post",

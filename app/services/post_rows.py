@@ -3,53 +3,57 @@ work; and target values converted for the driver as the ORM would.
 
 Through the ORM, a single create's two INSERTs cost more CPU than everything else it did
 (dependency sorting, identity bookkeeping, a statement for the post and one for its
-targets). Here the objects `build_post` made are written as they are and stay outside the
-session: on PostgreSQL one statement through the driver, inside the session's
-transaction, writes the posts and their targets together (a bulk create's fifty posts
-too). Elsewhere (the embedded SQLite default) the unit of work still does it.
+targets). Here the plain objects `build_post` made (app.models.new_posts) are written as
+they are: on PostgreSQL one statement through the driver, in the session's transaction or
+on the request's autocommit connection, writes the posts and their targets together (a
+bulk create's fifty posts too). Elsewhere (the embedded SQLite default) the unit of work
+writes the same posts as ORM objects.
 """
 
 from __future__ import annotations
 
 import enum
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Column, TypeDecorator
+from sqlalchemy import JSON, Column, String, TypeDecorator
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from app.db import postgresql_driver
-from app.models import Post, PostTarget, PublishAttempt
+from app.models import (
+    NEW_POST_COLUMNS,
+    NEW_TARGET_COLUMNS,
+    NewPost,
+    Post,
+    PostTarget,
+    PublishAttempt,
+)
 
 _POSTS = Post.__table__
 _TARGETS = PostTarget.__table__
-_POST_COLUMNS: list[Column[Any]] = list(_POSTS.columns)
-# A target's id comes back from the INSERT.
-_TARGET_COLUMNS: list[Column[Any]] = [c for c in _TARGETS.columns if not c.primary_key]
 _ATTEMPTS = PublishAttempt.__table__
 _ATTEMPT_COLUMNS: list[Column[Any]] = [c for c in _ATTEMPTS.columns if not c.primary_key]
 _POSTGRESQL = postgresql.dialect()
 
 
-def insert_new_posts(session: Session, posts: list[Post]) -> None:
-    """Write posts built by `build_post` and their targets, which get their ids. On
-    PostgreSQL the objects read as the rows written (column defaults applied) but are not
-    in the session: a later change to one goes through a row loaded again."""
+def insert_new_posts(session: Session, posts: list[NewPost]) -> None:
+    """Write new posts and their targets; each target gets its id (and its post's)."""
     if not posts:
         return
-    driver = postgresql_driver(session)
-    if driver is None:
-        _written_by_the_orm(session, posts)
-        return
-    targets = [target for post in posts for target in post.targets]
     for post in posts:
         for target in post.targets:
             target.post_id = post.id
-    params = [_param(post, plan) for post in posts for plan in _POST_PLANS]
-    params += [_param(target, plan) for target in targets for plan in _TARGET_PLANS]
+    driver = postgresql_driver(session)
+    if driver is None:
+        _written_as_orm_objects(session, posts)
+        return
+    targets = [target for post in posts for target in post.targets]
+    params = [value for post in posts for value in _POST_ROW(post)]
+    params += [value for target in targets for value in _TARGET_ROW(target)]
     returned = driver.execute(_driver_sql(len(posts), len(targets)), params).fetchall()
     # Matched on (post, account), unique per target: VALUES order is not promised back.
     ids = {(post_id, account_id): target_id for target_id, post_id, account_id in returned}
@@ -57,8 +61,40 @@ def insert_new_posts(session: Session, posts: list[Post]) -> None:
         target.id = ids[(target.post_id, target.account_id)]
 
 
-def _written_by_the_orm(session: Session, rows: list[Any]) -> None:
+class _RowValues:
+    """A new object's values for its table's columns, as the driver takes them: JSON
+    wrapped as JSONB, an enum member as its value (psycopg would write its name)."""
+
+    def __init__(self, table: Any, names: tuple[str, ...]) -> None:
+        self.read = attrgetter(*names)
+        types = [table.c[name].type for name in names]
+        self.json = [i for i, kind in enumerate(types) if isinstance(kind, JSON)]
+        self.text = [i for i, kind in enumerate(types) if isinstance(kind, String)]
+
+    def __call__(self, row_object: Any) -> list[Any]:
+        values = list(self.read(row_object))
+        for i in self.json:
+            values[i] = Jsonb(values[i])
+        for i in self.text:
+            if isinstance(values[i], enum.Enum):
+                values[i] = values[i].value
+        return values
+
+
+_POST_ROW = _RowValues(_POSTS, NEW_POST_COLUMNS)
+_TARGET_ROW = _RowValues(_TARGETS, NEW_TARGET_COLUMNS)
+
+
+def _written_as_orm_objects(session: Session, posts: list[NewPost]) -> None:
     """Off PostgreSQL (the embedded SQLite default) the unit of work writes them."""
+    written = [post.as_orm() for post in posts]
+    _written_by_the_orm(session, written)
+    for post, row in zip(posts, written, strict=True):
+        for target, target_row in zip(post.targets, row.targets, strict=True):
+            target.id = target_row.id
+
+
+def _written_by_the_orm(session: Session, rows: list[Any]) -> None:
     session.add_all(rows)
     session.flush()
 
@@ -67,17 +103,16 @@ def _written_by_the_orm(session: Session, rows: list[Any]) -> None:
 def _driver_sql(post_count: int, target_count: int) -> str:
     """One statement for `post_count` posts and `target_count` targets: the posts in a
     WITH, so a target's foreign key finds its post when checked at the statement's end."""
-    posts = _values_sql(_POSTS.name, _POST_COLUMNS, post_count)
+    posts = _values_sql(_POSTS.name, NEW_POST_COLUMNS, post_count)
     if not target_count:
         return posts
-    targets = _values_sql(_TARGETS.name, _TARGET_COLUMNS, target_count)
+    targets = _values_sql(_TARGETS.name, NEW_TARGET_COLUMNS, target_count)
     return f"WITH new_posts AS ({posts}) {targets} RETURNING id, post_id, account_id"
 
 
-def _values_sql(table: str, columns: list[Column[Any]], count: int) -> str:
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    names = ", ".join(c.name for c in columns)
-    return f"INSERT INTO {table} ({names}) VALUES " + ", ".join([row] * count)
+def _values_sql(table: str, names: tuple[str, ...] | list[str], count: int) -> str:
+    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES " + ", ".join([row] * count)
 
 
 ColumnPlan = tuple[str, Any, Any, bool]
@@ -85,7 +120,7 @@ ColumnPlan = tuple[str, Any, Any, bool]
 
 def _column_plan(column: Column[Any]) -> ColumnPlan:
     """(attribute, default maker, bind processor, is JSON) for one column, worked out
-    once: a create converts forty-odd values and should not inspect types for each."""
+    once, not for each value converted."""
     default = column.default
     if isinstance(default, CallableColumnDefault):
         make_default: Any = default.arg
@@ -102,23 +137,6 @@ def _column_plan(column: Column[Any]) -> ColumnPlan:
     return column.key, make_default, bind, isinstance(column.type, JSON)
 
 
-_POST_PLANS = [_column_plan(c) for c in _POST_COLUMNS]
-_TARGET_PLANS = [_column_plan(c) for c in _TARGET_COLUMNS]
-
-
-def _param(row_object: Any, plan: ColumnPlan) -> Any:
-    """The driver's parameter for one column of a new row object; the column's Python
-    default, where it has one and the object holds nothing, is applied to the object too."""
-    key, make_default, _, _ = plan
-    value = getattr(row_object, key)
-    if value is None:
-        if make_default is None:
-            return None
-        value = make_default(None)
-        setattr(row_object, key, value)
-    return _driver_value(plan, value)
-
-
 def _driver_value(plan: ColumnPlan, value: Any) -> Any:
     _, _, bind, is_json = plan
     if bind is not None:
@@ -130,8 +148,9 @@ def _driver_value(plan: ColumnPlan, value: Any) -> Any:
     return value
 
 
-_TARGET_PLAN_BY_KEY = {plan[0]: plan for plan in _TARGET_PLANS}
+_TARGET_PLAN_BY_KEY = {c.key: _column_plan(c) for c in _TARGETS.columns}
 _ATTEMPT_PLANS = [_column_plan(c) for c in _ATTEMPT_COLUMNS]
+_ATTEMPT_SQL = _values_sql(_ATTEMPTS.name, [c.name for c in _ATTEMPT_COLUMNS], 1)
 
 
 def insert_attempts(session: Session, attempts: list[PublishAttempt]) -> None:
@@ -147,7 +166,7 @@ def insert_attempts(session: Session, attempts: list[PublishAttempt]) -> None:
         return
     rows = [[_explicit_param(attempt, plan) for plan in _ATTEMPT_PLANS] for attempt in attempts]
     with driver.cursor() as cursor:
-        cursor.executemany(_values_sql(_ATTEMPTS.name, _ATTEMPT_COLUMNS, 1), rows)
+        cursor.executemany(_ATTEMPT_SQL, rows)
 
 
 def _explicit_param(row_object: Any, plan: ColumnPlan) -> Any:

@@ -28,6 +28,8 @@ from app.models import (
     DiscardedHandle,
     IdempotencyRecord,
     Media,
+    NewPost,
+    NewTarget,
     Post,
     PostStatus,
     PostTarget,
@@ -136,6 +138,19 @@ def load_media(
         elif item.status == "failed":
             errors.add("media_ids", f"Media {item.id} failed to import: {item.status_reason}")
     return [by_id[i] for i in dict.fromkeys(media_ids) if i in by_id]
+
+
+def create_needs_transaction(data: dict[str, Any]) -> bool:
+    """Whether creating this post reads, through the session, rows its write depends on:
+    media (its own, its cover, its threads') held FOR SHARE until it commits (load_media),
+    or its campaign. Such a create runs in the session's transaction; any other reads
+    its accounts and writes its rows on an autocommit connection."""
+    return bool(
+        data.get("media_ids")
+        or data.get("cover_photo") is not None
+        or data.get("campaign_id") is not None
+        or thread_media_ids(data.get("platform_content") or {})
+    )
 
 
 def load_thread_media(
@@ -270,7 +285,7 @@ def request_fingerprint(body: Any) -> str:
 
 @dataclass
 class CreateResult:
-    post: Post
+    post: Post | NewPost
     replayed: bool = False
 
 
@@ -338,7 +353,7 @@ def check_extras(
 
 def build_post(
     session: Session, scope: Scope, data: dict[str, Any], now: datetime, settings: Settings
-) -> Post:
+) -> NewPost:
     """Validate a loaded CreatePostSchema payload against the database and platform rules.
     `data["profile_id"]` is the post's profile (the key's, for a profile key). The post
     is not written: `insert_new_posts` writes it (with others, in a bulk create)."""
@@ -374,9 +389,11 @@ def build_post(
         )
     errors.raise_if_any()
 
-    post = Post(
+    target_status = TargetStatus.DRAFT if draft else TargetStatus.SCHEDULED
+    post = NewPost(
         id=uuid.uuid4(),
         organisation_id=scope.organisation_id,
+        profile_id=profile_id,
         content=content,
         scheduled_at=scheduled_at,
         publish_now=publish_now,
@@ -391,21 +408,19 @@ def build_post(
             else PostStatus.SCHEDULED
         ),
         campaign_id=data.get("campaign_id"),
-        profile_id=profile_id,
         cover_photo=str(data["cover_photo"]) if data.get("cover_photo") else None,
         created_at=now,
-        updated_at=now,
+        targets=[
+            NewTarget(
+                account_id=account.id,
+                platform=account.platform,
+                status=target_status,
+                next_attempt_at=scheduled_at,
+                created_at=now,
+            )
+            for account in accounts
+        ],
     )
-    post.targets = [
-        PostTarget(
-            account_id=account.id,
-            platform=account.platform,
-            status=TargetStatus.DRAFT if draft else TargetStatus.SCHEDULED,
-            attempts=0,
-            next_attempt_at=scheduled_at,
-        )
-        for account in accounts
-    ]
     set_prepare_due(post, media, settings)
     return post
 
@@ -431,7 +446,7 @@ def discard_prepared(session: Session, target: PostTarget) -> None:
     target.platform_handle = None
 
 
-def set_prepare_due(post: Post, media: list[Media], settings: Settings) -> None:
+def set_prepare_due(post: Post | NewPost, media: list[Media], settings: Settings) -> None:
     """When each target's media is to be prepared on its platform (docs/delivery.md, "Prepare
     ahead"); nothing to prepare without media, or where the platform cannot stage."""
     kinds = {m.kind for m in media}

@@ -17,7 +17,15 @@ from sqlalchemy import select, text
 from app import create_app
 from app.db import get_db
 from app.migrations import upgrade_database
-from app.models import Organisation, Post, PostStatus, PostTarget, TargetStatus
+from app.models import (
+    NewPost,
+    NewTarget,
+    Organisation,
+    Post,
+    PostStatus,
+    PostTarget,
+    TargetStatus,
+)
 from app.services.accounts import add_account
 from app.services.keys import create_api_key
 from app.services.post_rows import insert_new_posts
@@ -37,11 +45,13 @@ def any_app(
     get_db(embedded).dispose()
 
 
-def new_post(organisation_id: int, accounts: list[tuple[int, str]], n: int) -> Post:
+def new_post(organisation_id: int, accounts: list[tuple[int, str]], n: int) -> NewPost:
     at = datetime.now(UTC) + timedelta(minutes=10)
-    post = Post(
+    now = datetime.now(UTC)
+    return NewPost(
         id=uuid.uuid4(),
         organisation_id=organisation_id,
+        profile_id=None,
         content=f"Row post {n}",
         scheduled_at=at,
         publish_now=False,
@@ -49,12 +59,20 @@ def new_post(organisation_id: int, accounts: list[tuple[int, str]], n: int) -> P
         platform_content={"x": {"content": "shorter"}},
         media_ids=[],
         status=PostStatus.SCHEDULED,
+        campaign_id=None,
+        cover_photo=None,
+        created_at=now,
+        targets=[
+            NewTarget(
+                account_id=account_id,
+                platform=platform,
+                status=TargetStatus.SCHEDULED,
+                next_attempt_at=at,
+                created_at=now,
+            )
+            for account_id, platform in accounts
+        ],
     )
-    post.targets = [
-        PostTarget(account_id=account_id, platform=platform, next_attempt_at=at)
-        for account_id, platform in accounts
-    ]
-    return post
 
 
 def test_posts_and_targets_are_written_as_the_objects_say(any_app: Flask) -> None:
@@ -94,9 +112,11 @@ def test_posts_and_targets_are_written_as_the_objects_say(any_app: Flask) -> Non
             )
             assert row.platform_content == {"x": {"content": "shorter"}} and row.media_ids == []
             assert row.scheduled_at == post.scheduled_at
-            assert {(t.id, t.account_id, t.platform) for t in row.targets} == {
-                (t.id, t.account_id, t.platform) for t in post.targets
-            }
+            def columns(t: Any) -> tuple[Any, ...]:
+                return (t.id, t.account_id, t.platform, t.status, t.attempts, t.worker_losses)
+
+            assert {columns(t) for t in row.targets} == {columns(t) for t in post.targets}
+            assert all(t.next_attempt_at == post.scheduled_at for t in row.targets)
         # Nothing set reads as SQL NULL, never as a JSON null.
         handles = session.execute(
             select(PostTarget.id)
