@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from app.access import Scope
 from app.db import get_db
@@ -103,3 +105,36 @@ def test_a_rolled_back_deletion_keeps_row_and_file(app: Flask, tenant: Tenant) -
     response = tenant.api.delete(f"/media/{media_id}")
     assert response.status_code == 200
     assert not path.exists()
+
+
+def test_a_post_created_over_http_holds_its_media_until_it_commits(
+    app: Flask, tenant: Tenant, make_account: Any, monkeypatch: Any
+) -> None:
+    """A create without an Idempotency-Key writes on an autocommit connection only when
+    it uses no media: with media, the FOR SHARE lock must last until the post's row is
+    written, or a deletion could slip in between."""
+    account_id = make_account(tenant, "x")
+    media_id = upload(tenant.api, "held.jpg", jpeg_bytes())
+    seen: list[str] = []
+    write = post_service.insert_new_posts
+
+    def probing_write(session: Any, posts: Any) -> None:
+        with get_db(app).engine.connect() as other:
+            try:
+                other.execute(
+                    text("SELECT id FROM media WHERE id = :m FOR UPDATE NOWAIT"), {"m": media_id}
+                )
+                seen.append("free")
+            except OperationalError:
+                seen.append("locked")
+        write(session, posts)
+
+    monkeypatch.setattr(post_service, "insert_new_posts", probing_write)
+    # The key's first requests read it from the database; the create must find it cached
+    # and its session unbegun, as under load.
+    for _ in range(2):
+        assert tenant.api.get("/media").status_code == 200
+    body = {"content": "held", "account_ids": [account_id], "media_ids": [media_id]}
+    response = tenant.api.post("/posts", json=body)
+    assert response.status_code == 201, response.text
+    assert seen == ["locked"]
