@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -161,11 +162,19 @@ class _BrokerBreaker:
         self.open_until = time.monotonic() + self.pause_seconds
 
 
+# One per broker URL, whichever app sends there; each app's found once.
 _breakers: dict[str, _BrokerBreaker] = {}
+_app_breakers: weakref.WeakKeyDictionary[Celery, _BrokerBreaker] = weakref.WeakKeyDictionary()
 
 
 def broker_breaker(celery: Celery) -> _BrokerBreaker:
-    return _breakers.setdefault(str(celery.conf.broker_url), _BrokerBreaker())
+    try:
+        return _app_breakers[celery]
+    except KeyError:
+        pass
+    breaker = _breakers.setdefault(str(celery.conf.broker_url), _BrokerBreaker())
+    _app_breakers[celery] = breaker
+    return breaker
 
 
 def broker_unreachable(celery: Celery, exc: BaseException) -> bool:

@@ -139,20 +139,24 @@ def _base64(value: Any) -> str:
     return base64.b64encode(_json(value)).decode("ascii")
 
 
-_publishers: weakref.WeakKeyDictionary[Celery, RedisPublisher] = weakref.WeakKeyDictionary()
+# Per app, worked out at its first send: reading Celery's settings on every send cost more
+# than framing the message.
+_publishers: weakref.WeakKeyDictionary[Celery, RedisPublisher | None] = weakref.WeakKeyDictionary()
 
 
 def redis_publisher(celery: Celery) -> RedisPublisher | None:
     """The app's publisher, or None where kombu must frame the message: a broker that is
     not plain Redis, or settings that change the frame (a key prefix, another serializer,
     compression, events off)."""
-    url = str(celery.conf.broker_url or "")
-    found = _publishers.get(celery)
-    if found is not None and found.broker_url == url:
-        return found
+    try:
+        return _publishers[celery]
+    except KeyError:
+        pass
     conf = celery.conf
+    url = str(conf.broker_url or "")
     options = conf.broker_transport_options or {}
-    if (
+    publisher = None
+    if not (
         url.split("://", 1)[0] not in ("redis", "rediss")
         or options.get("global_keyprefix")
         or options.get("fanout_prefix") is False
@@ -162,7 +166,6 @@ def redis_publisher(celery: Celery) -> RedisPublisher | None:
         or conf.task_protocol != 2
         or not conf.task_send_sent_event
     ):
-        return None
-    publisher = RedisPublisher(celery)
+        publisher = RedisPublisher(celery)
     _publishers[celery] = publisher
     return publisher
