@@ -24,8 +24,8 @@ from app.models import (
 
 def format_timestamp(moment: datetime) -> str:
     """`2026-04-10T12:00:00.000Z`, the API contract's format."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat ends in "+00:00" for UTC; it costs a quarter of strftime.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def account_health(account: Account, now: datetime) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from app.db import (
     Database,
     autocommit_single_statements,
     closed_by_server,
+    driver_cursor,
     postgresql_driver,
     release_autocommit,
 )
@@ -102,5 +103,34 @@ def test_a_broken_autocommit_connection_is_dropped_not_pooled(database_url: str)
         release_autocommit(session)
         session.close()
         assert _backend_pid(database) != pid
+    finally:
+        database.dispose()
+
+
+def test_a_connection_keeps_its_cursor_and_a_replaced_one_gets_its_own(
+    database_url: str,
+) -> None:
+    database = Database(Settings(database_url=database_url), pool_size=1)
+    try:
+        with database.session() as first:
+            cursor = driver_cursor(first)
+            assert cursor is not None
+            assert cursor.execute("SELECT 1").fetchall() == [(1,)]
+            pid = cursor.connection.info.backend_pid
+        with database.session() as again:
+            assert driver_cursor(again) is cursor
+        _terminate(database_url, pid)
+        time.sleep(0.2)
+        with database.session() as after:
+            fresh = driver_cursor(after)
+            assert fresh is not None and fresh is not cursor
+            assert fresh.execute("SELECT pg_backend_pid()").fetchall() != [(pid,)]
+        # The request's autocommit connection hands out its own connection's cursor.
+        session = database.sessionmaker()
+        autocommit_single_statements(session)
+        lent = driver_cursor(session)
+        assert lent is not None and lent.connection is postgresql_driver(session)
+        release_autocommit(session)
+        session.close()
     finally:
         database.dispose()

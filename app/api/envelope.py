@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ class Unauthorized(ApiError):
 def request_id() -> str:
     if "request_id" not in g:
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
+        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else os.urandom(8).hex()
     return g.request_id
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
-from app.db import postgresql_driver
+from app.db import driver_cursor, postgresql_driver
 from app.models import (
     NEW_POST_COLUMNS,
     NEW_TARGET_COLUMNS,
@@ -47,14 +47,14 @@ def insert_new_posts(session: Session, posts: list[NewPost]) -> None:
     for post in posts:
         for target in post.targets:
             target.post_id = post.id
-    driver = postgresql_driver(session)
-    if driver is None:
+    cursor = driver_cursor(session)
+    if cursor is None:
         _written_as_orm_objects(session, posts)
         return
     targets = [target for post in posts for target in post.targets]
     params = [value for post in posts for value in _POST_ROW(post)]
     params += [value for target in targets for value in _TARGET_ROW(target)]
-    returned = driver.execute(_driver_sql(len(posts), len(targets)), params).fetchall()
+    returned = cursor.execute(_driver_sql(len(posts), len(targets)), params).fetchall()
     # Matched on (post, account), unique per target: VALUES order is not promised back.
     ids = {(post_id, account_id): target_id for target_id, post_id, account_id in returned}
     for target in targets:
