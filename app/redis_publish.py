@@ -28,7 +28,7 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.time import utcoffset
 from kombu.utils.json import JSONEncoder
 
-from app.redis_client import redis_client
+from app.redis_client import redis_client, round_trip
 
 # kombu's Redis transport waits this long to connect (app.queues); here a command gets no
 # longer either, and a send that fails leaves its targets to the sweeper, never resent.
@@ -62,12 +62,12 @@ class RedisPublisher:
 
     def send(self, messages: list[OutgoingPublish]) -> None:
         """All of them in one pipeline; raises what redis-py raises (maybe not sent)."""
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []
         for message in messages:
             task_message, event = self.frame(message)
-            pipe.lpush(message.queue, task_message)
-            pipe.publish(self.event_channel, event)
-        pipe.execute()
+            commands.append(("LPUSH", message.queue, task_message))
+            commands.append(("PUBLISH", self.event_channel, event))
+        round_trip(self.client, commands)
 
     def frame(self, message: OutgoingPublish) -> tuple[bytes, bytes]:
         """(the task message, its task-sent event), as kombu's Redis transport writes them."""

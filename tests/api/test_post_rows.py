@@ -75,6 +75,17 @@ def new_post(organisation_id: int, accounts: list[tuple[int, str]], n: int) -> N
     )
 
 
+def written(target: Any) -> tuple[Any, ...]:
+    return (
+        target.id,
+        target.account_id,
+        target.platform,
+        target.status,
+        target.attempts,
+        target.worker_losses,
+    )
+
+
 def test_posts_and_targets_are_written_as_the_objects_say(any_app: Flask) -> None:
     with any_app.app_context(), get_db(any_app).session() as session:
         _key, api_key = create_api_key(session, name="rows", organisation_name="rows")
@@ -112,10 +123,7 @@ def test_posts_and_targets_are_written_as_the_objects_say(any_app: Flask) -> Non
             )
             assert row.platform_content == {"x": {"content": "shorter"}} and row.media_ids == []
             assert row.scheduled_at == post.scheduled_at
-            def columns(t: Any) -> tuple[Any, ...]:
-                return (t.id, t.account_id, t.platform, t.status, t.attempts, t.worker_losses)
-
-            assert {columns(t) for t in row.targets} == {columns(t) for t in post.targets}
+            assert {written(t) for t in row.targets} == {written(t) for t in post.targets}
             assert all(t.next_attempt_at == post.scheduled_at for t in row.targets)
         # Nothing set reads as SQL NULL, never as a JSON null.
         handles = session.execute(

@@ -10,11 +10,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import redis
 from celery import Celery
 
 from app.config import Settings
 from app.queues import PUBLISH_BATCH_TASK, PUBLISH_TASK, celery_config
+from app.redis_client import redis_client, round_trip
 from app.redis_publish import OutgoingPublish, redis_publisher
 
 # Fresh for every message: they can only be alike in shape.
@@ -124,3 +126,19 @@ def test_a_batch_due_now_is_framed_as_kombu_frames_it(redis_url: str) -> None:
 def test_other_brokers_are_left_to_kombu() -> None:
     assert redis_publisher(celery_for("amqp://guest:guest@127.0.0.1:5672//")) is None
     assert redis_publisher(celery_for("redis://127.0.0.1:6379/0")) is not None
+
+
+def test_an_error_reply_in_a_round_trip_leaves_no_reply_unread(redis_url: str) -> None:
+    client = redis_client(redis_url)
+    client.set("round-trip:text", "x")
+    try:
+        with pytest.raises(redis.ResponseError):
+            # LPUSH on a string is refused; the PING after it is answered but never read.
+            round_trip(client, [("LPUSH", "round-trip:text", "a"), ("PING",)])
+        for _ in range(3):
+            assert round_trip(client, [("PING",), ("GET", "round-trip:text")]) == [
+                b"PONG",
+                b"x",
+            ]
+    finally:
+        client.delete("round-trip:text")

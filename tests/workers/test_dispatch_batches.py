@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from app import dispatch as dispatch_module
+from app import redis_publish
 from app.db import get_db
 from app.dispatch import Dispatch, DueTarget, broker_breaker, mark_queued, send_dispatches
 from app.models import PostTarget, TargetStatus
@@ -66,16 +67,16 @@ def test_many_dispatches_go_in_one_pipelined_round_trip(
     with get_db(app).session() as session:  # the first send declares the queue's binding
         assert send_dispatches(session, app.extensions["celery"], dispatches[:1]) == 1
     round_trips: list[int] = []
-    execute = redis.client.Pipeline.execute
+    send = redis_publish.round_trip
 
-    def counting(pipeline: Any, *args: Any, **kwargs: Any) -> Any:
-        round_trips.append(len(pipeline.command_stack))
-        return execute(pipeline, *args, **kwargs)
+    def counting(client: Any, commands: list[Any]) -> Any:
+        round_trips.append(len(commands))
+        return send(client, commands)
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    monkeypatch.setattr(redis_publish, "round_trip", counting)
     with get_db(app).session() as session:
         assert send_dispatches(session, app.extensions["celery"], dispatches[1:]) == 30
-    # The 30 messages and their 30 task-sent events, in one pipeline.
+    # The 30 messages and their 30 task-sent events, in one round trip.
     assert round_trips == [60]
     assert publish_messages(app) == 31
 
@@ -105,19 +106,19 @@ def test_a_batch_that_fails_after_it_went_out_loses_nothing_and_doubles_nothing(
     make_account: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The pipeline runs, then the connection drops before the answer: whether the
+    """The commands go, then the connection drops before the answer: whether the
     messages went is unknown, so every target goes back to the sweeper, and a message
     that did go is stale."""
     account_id = make_account(tenant, "x")
     posts = [create_target(tenant, account_id, f"Unsure {n}") for n in range(3)]
     rows, dispatches = queued_targets(app, posts)
-    execute = redis.client.Pipeline.execute
+    send = redis_publish.round_trip
 
-    def lost_answer(pipeline: Any, *args: Any, **kwargs: Any) -> Any:
-        execute(pipeline, *args, **kwargs)
+    def lost_answer(client: Any, commands: list[Any]) -> Any:
+        send(client, commands)
         raise redis.ConnectionError("connection dropped before the answer")
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", lost_answer)
+    monkeypatch.setattr(redis_publish, "round_trip", lost_answer)
     with get_db(app).session() as session:
         assert send_dispatches(session, app.extensions["celery"], dispatches) == 0
     monkeypatch.undo()
