@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 from math import floor, inf
+from typing import Any
 
 import redis
 from limits import RateLimitItem, parse_many
@@ -18,7 +19,7 @@ from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from app.key_cache import CachedKey, cache_key
-from app.redis_client import connection_pool, redis_client
+from app.redis_client import connection_pool, redis_client, round_trip
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,9 @@ class RequestLimiter:
         one, one request counted against its limits, as `check` counts it: one round trip.
         None when Redis is away (fail open: the caller reads the key from PostgreSQL)."""
         try:
-            reply = self._check_key(
-                keys=[cache_key(key_hash)],
-                args=[
+            reply = self._run_check_key(
+                cache_key(key_hash),
+                [
                     entry.encode() if entry is not None else "",
                     max(ttl_ms, 1),
                     self._prefix,
@@ -150,6 +151,15 @@ class RequestLimiter:
             if tightest is None or state.remaining < tightest.remaining:
                 tightest = state
         return cached, tightest
+
+    def _run_check_key(self, key: str, args: list[Any]) -> Any:
+        """EVALSHA in one round trip (app.redis_client.round_trip); where Redis lost the
+        script (a restart), redis-py's Script loads it again and runs it."""
+        try:
+            [reply] = round_trip(self._redis, [("EVALSHA", self._check_key.sha, 1, key, *args)])
+        except redis.exceptions.NoScriptError:
+            return self._check_key(keys=[key], args=args)
+        return reply
 
     def check(self, key_id: str, creates_posts: bool) -> LimitState | None:
         """Count one request; None when Redis is away (fail open)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 import redis
 from flask import Flask
 
@@ -64,3 +65,15 @@ def test_a_key_revoked_through_the_api_stops_at_once(
         ok_data(tenant.api.delete(f"/keys/{created['id']}"))
         assert cached_ms(app, created["key"]) < 0
         assert other.get("/me").status_code == 401
+
+
+def test_a_key_check_survives_redis_losing_its_script(
+    app: Flask, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a Redis restart its scripts are gone: the check loads its script again."""
+    script = app.extensions["crier.limiter"]._check_key
+    monkeypatch.setattr(script, "sha", "0" * 40)  # a script Redis does not hold
+    for _ in range(3):
+        ok_data(tenant.api.get("/me"))
+    assert script.sha != "0" * 40
+    assert cached_ms(app, tenant.key) > 0
