@@ -28,7 +28,7 @@ def redis_client(url: str, timeout: float = 0.5) -> redis.Redis:
 def round_trip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
     """`commands` sent together and their replies read, on one pooled connection: what a
     non-transactional pipeline does, without building one (its command stack, callbacks
-    and reset cost a create's publish a third of its CPU). An error reply raises
+    and reset were a quarter of the CPU of a message's two commands). An error reply raises
     `redis.ResponseError`; after any error the connection is dropped, never reused with
     replies unread."""
     pool = client.connection_pool
