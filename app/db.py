@@ -12,6 +12,7 @@ import psycopg
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, Engine, create_engine, event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from app.config import Settings
@@ -183,16 +184,23 @@ def release_autocommit(session: Session) -> None:
     pooled.close()
 
 
+def _pooled_postgresql(session: Session) -> PoolProxiedConnection | None:
+    """The pooled connection the session's PostgreSQL statements go to: the request's
+    autocommit one, else the session's own (begun if need be); None off PostgreSQL."""
+    pooled = session.info.get(AUTOCOMMIT_CONNECTION)
+    if pooled is not None:
+        return pooled
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return session.connection().connection
+
+
 def postgresql_driver(session: Session) -> psycopg.Connection[Any] | None:
     """The psycopg connection under the session's transaction (or the request's autocommit
     one), for statements written for PostgreSQL; None on another database (the embedded
     SQLite default), where the caller goes through SQLAlchemy instead."""
-    pooled = session.info.get(AUTOCOMMIT_CONNECTION)
-    if pooled is not None:
-        return pooled.driver_connection
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    return session.connection().connection.driver_connection
+    pooled = _pooled_postgresql(session)
+    return None if pooled is None else pooled.driver_connection
 
 
 _CURSOR = "crier.cursor"
@@ -202,11 +210,9 @@ def driver_cursor(session: Session) -> psycopg.Cursor[Any] | None:
     """A cursor on the connection `postgresql_driver` would give, kept with that pooled
     connection for its life: a create's two statements each made and dropped a cursor,
     which cost about as much CPU as reading their results. None off PostgreSQL."""
-    pooled = session.info.get(AUTOCOMMIT_CONNECTION)
+    pooled = _pooled_postgresql(session)
     if pooled is None:
-        if session.get_bind().dialect.name != "postgresql":
-            return None
-        pooled = session.connection().connection
+        return None
     driver = pooled.driver_connection
     cursor = pooled.info.get(_CURSOR)
     if cursor is None or cursor.closed or cursor.connection is not driver:
