@@ -28,7 +28,8 @@ def _backend_pid(database: Database) -> int:
 def _terminate(database_url: str, pid: int) -> None:
     plain = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # Waits (up to 5 s) until the backend has gone and its client can tell.
+        conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
 
 
 def test_a_connection_the_server_ended_is_replaced_at_checkout(database_url: str) -> None:
@@ -120,7 +121,7 @@ def test_a_connection_keeps_its_cursor_and_a_replaced_one_gets_its_own(
         with database.session() as again:
             assert driver_cursor(again) is cursor
         _terminate(database_url, pid)
-        time.sleep(0.2)
+        assert closed_by_server(cursor.connection)
         with database.session() as after:
             fresh = driver_cursor(after)
             assert fresh is not None and fresh is not cursor

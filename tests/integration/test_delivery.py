@@ -314,11 +314,14 @@ def test_workers_survive_lost_database_connections(
     account_id = make_account(tenant, "x")
     create(tenant, [account_id], "Before the outage")
     wait_until(lambda: all_final(app, 1), timeout=30)
-    # What a PostgreSQL restart does to clients: every server connection is cut.
+    # What a PostgreSQL restart does to clients: every server connection is cut. Each
+    # backend is waited for (up to 5 s) until it has gone: pg_terminate_backend alone
+    # returns before the backend has told its client, and a request sent in between
+    # meets a server still shutting down, not one that has finished.
     database = app_settings["database_url"].rsplit("/", 1)[1]
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         cut = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",
             (database,),
         ).fetchone()[0]
