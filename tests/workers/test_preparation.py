@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from app.config import Settings
 from app.db import get_db, utcnow
+from app.dispatch import ETA_HEAD_START
 from app.models import Account, DiscardedHandle, Media, Post, PostTarget, TargetStatus
 from app.services.posts import set_prepare_due
 from tests.conftest import Tenant
@@ -30,6 +31,7 @@ from workers.pipeline import (
     record_outcomes,
 )
 from workers.preparation import discard_handles, prepare_target
+from workers.retry import retry_policy
 from workers.sweeper import sweep_due_targets
 from workers.tokens import account_credentials
 
@@ -176,10 +178,16 @@ def test_a_failed_preparation_is_retried_before_the_instant(
     post_id, _ = image_post(tenant, account_id, "flaky upload", minutes=60)
     token = sweep_prepares(app)
     sandbox.post("/_faults", json={"x": {"error_rate": 1.0, "error_status": 503}})
+    failed_at = datetime.now(UTC)
     assert prepare_target(deps, the_target(app, post_id).id, token) == "retry"
     target = the_target(app, post_id)
     assert target.prepare_state is None and target.prepare_token is None
-    assert target.prepare_due_at > datetime.now(UTC)
+    # Full jitter: the retry is due anywhere from the failure to the ceiling of the first
+    # backoff (a draw near zero is due at once), and always before the instant's head start.
+    policy = retry_policy("x", deps.settings)
+    ceiling = min(policy.base_seconds, policy.cap_seconds)
+    assert failed_at <= target.prepare_due_at <= datetime.now(UTC) + timedelta(seconds=ceiling)
+    assert target.prepare_due_at < target.next_attempt_at - ETA_HEAD_START
     sandbox.post("/_faults", json={})
     token = sweep_prepares(app)
     assert prepare_target(deps, target.id, token) == "prepared"
