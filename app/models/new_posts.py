@@ -59,6 +59,9 @@ class NewPost:
     cover_photo: str | None
     created_at: datetime
     targets: list[NewTarget] = field(default_factory=list)
+    # (account id, row version) of the accounts it was checked against, when they came
+    # from the process's cache: the INSERT writes it only if each is still so.
+    account_versions: tuple[tuple[int, int], ...] = ()
 
     @property
     def updated_at(self) -> datetime:

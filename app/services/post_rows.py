@@ -13,6 +13,7 @@ writes the same posts as ORM objects.
 from __future__ import annotations
 
 import enum
+import re
 from functools import lru_cache
 from operator import attrgetter
 from typing import Any
@@ -32,6 +33,7 @@ from app.models import (
     PostTarget,
     PublishAttempt,
 )
+from app.services.account_rows import id_array
 
 _POSTS = Post.__table__
 _TARGETS = PostTarget.__table__
@@ -52,9 +54,23 @@ def insert_new_posts(session: Session, posts: list[NewPost]) -> None:
         _written_as_orm_objects(session, posts)
         return
     targets = [target for post in posts for target in post.targets]
-    params = [value for post in posts for value in _POST_ROW(post)]
+    versions = {pair for post in posts for pair in post.account_versions}
+    params: list[Any] = []
+    if versions and targets:
+        if len({account_id for account_id, _ in versions}) != len(versions):
+            raise StaleAccounts()  # one account seen at two versions
+        params += [
+            len(versions),
+            posts[0].organisation_id,
+            id_array(account_id for account_id, _ in versions),
+            "{" + ",".join(f"{account_id}:{xmin}" for account_id, xmin in versions) + "}",
+        ]
+    params += [value for post in posts for value in _POST_ROW(post)]
     params += [value for target in targets for value in _TARGET_ROW(target)]
-    returned = cursor.execute(_driver_sql(len(posts), len(targets)), params).fetchall()
+    sql = _driver_sql(len(posts), len(targets), guarded=bool(versions))
+    returned = cursor.execute(sql, params).fetchall()
+    if targets and not returned:
+        raise StaleAccounts()
     # Matched on (post, account), unique per target: VALUES order is not promised back.
     ids = {(post_id, account_id): target_id for target_id, post_id, account_id in returned}
     for target in targets:
@@ -99,20 +115,58 @@ def _written_by_the_orm(session: Session, rows: list[Any]) -> None:
     session.flush()
 
 
+class StaleAccounts(Exception):
+    """An account a post was checked against (a cached row) has changed since: nothing
+    was written."""
+
+
+# Every account a post was checked against, at the version it was checked at (its
+# xmin): counted in the statement that writes the post, which writes only if all are.
+_ACCOUNTS_UNCHANGED = (
+    "SELECT count(*) = %s AS unchanged FROM accounts WHERE organisation_id = %s "
+    "AND id = ANY(%s::bigint[]) AND id::text || ':' || xmin::text = ANY(%s::text[])"
+)
+
+
 @lru_cache(maxsize=256)
-def _driver_sql(post_count: int, target_count: int) -> str:
+def _driver_sql(post_count: int, target_count: int, guarded: bool = False) -> str:
     """One statement for `post_count` posts and `target_count` targets: the posts in a
-    WITH, so a target's foreign key finds its post when checked at the statement's end."""
-    posts = _values_sql(_POSTS.name, NEW_POST_COLUMNS, post_count)
+    WITH, so a target's foreign key finds its post when checked at the statement's end.
+    `guarded`: both written only if the accounts are unchanged (_ACCOUNTS_UNCHANGED)."""
     if not target_count:
-        return posts
-    targets = _values_sql(_TARGETS.name, NEW_TARGET_COLUMNS, target_count)
-    return f"WITH new_posts AS ({posts}) {targets} RETURNING id, post_id, account_id"
+        return _values_sql(_POSTS, NEW_POST_COLUMNS, post_count)
+    if not guarded:
+        posts = _values_sql(_POSTS, NEW_POST_COLUMNS, post_count)
+        targets = _values_sql(_TARGETS, NEW_TARGET_COLUMNS, target_count)
+        return f"WITH new_posts AS ({posts}) {targets} RETURNING id, post_id, account_id"
+    where = " WHERE (SELECT unchanged FROM guard)"
+    posts = _values_sql(_POSTS, NEW_POST_COLUMNS, post_count, where)
+    targets = _values_sql(_TARGETS, NEW_TARGET_COLUMNS, target_count, where)
+    return (
+        f"WITH guard AS ({_ACCOUNTS_UNCHANGED}), new_posts AS ({posts}) {targets} "
+        "RETURNING id, post_id, account_id"
+    )
 
 
-def _values_sql(table: str, names: tuple[str, ...] | list[str], count: int) -> str:
-    row = "(" + ", ".join(["%s"] * len(names)) + ")"
-    return f"INSERT INTO {table} ({', '.join(names)}) VALUES " + ", ".join([row] * count)
+def _values_sql(
+    table: Any, names: tuple[str, ...] | list[str], count: int, where: str | None = None
+) -> str:
+    """INSERT … VALUES; with `where`, INSERT … SELECT from the same rows under that
+    condition, each value cast to its column's type (in a SELECT nothing else tells
+    PostgreSQL what a NULL or a string is)."""
+    columns = ", ".join(names)
+    if where is None:
+        row = "(" + ", ".join(["%s"] * len(names)) + ")"
+        return f"INSERT INTO {table.name} ({columns}) VALUES " + ", ".join([row] * count)
+    row = "(" + ", ".join(f"%s::{_cast_type(table.c[name])}" for name in names) + ")"
+    rows = ", ".join([row] * count)
+    return f"INSERT INTO {table.name} ({columns}) SELECT * FROM (VALUES {rows}) AS v{where}"
+
+
+def _cast_type(column: Column[Any]) -> str:
+    """The column's type as a cast names it: a string's without its length, since a cast
+    to VARCHAR(n) would cut a longer value where the INSERT must refuse it."""
+    return re.sub(r"\(\d+\)$", "", column.type.compile(dialect=_POSTGRESQL))
 
 
 ColumnPlan = tuple[str, Any, Any, bool]
@@ -150,7 +204,7 @@ def _driver_value(plan: ColumnPlan, value: Any) -> Any:
 
 _TARGET_PLAN_BY_KEY = {c.key: _column_plan(c) for c in _TARGETS.columns}
 _ATTEMPT_PLANS = [_column_plan(c) for c in _ATTEMPT_COLUMNS]
-_ATTEMPT_SQL = _values_sql(_ATTEMPTS.name, [c.name for c in _ATTEMPT_COLUMNS], 1)
+_ATTEMPT_SQL = _values_sql(_ATTEMPTS, [c.name for c in _ATTEMPT_COLUMNS], 1)
 
 
 def insert_attempts(session: Session, attempts: list[PublishAttempt]) -> None:

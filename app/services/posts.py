@@ -19,7 +19,7 @@ from app.access import Scope, may_reference, reference_filter
 from app.config import Settings
 from app.db import utcnow
 from app.dispatch import queue_new_targets
-from app.errors import Conflict
+from app.errors import Conflict, ValidationError
 from app.models import (
     FINAL_TARGET_STATUSES,
     OPEN_TARGET_STATUSES,
@@ -46,8 +46,8 @@ from app.platform_rules import (
 from app.platforms import PLATFORMS
 from app.schedule import parse_schedule, resolve_timezone
 from app.services import webhooks
-from app.services.account_rows import AccountRow, read_accounts
-from app.services.post_rows import insert_new_posts
+from app.services.account_rows import AccountRow, forget_cached_accounts, read_accounts
+from app.services.post_rows import StaleAccounts, insert_new_posts
 
 # ------------------------------------------------------------------------------ lookups
 
@@ -68,16 +68,19 @@ def load_accounts(
     account_ids: list[int],
     errors: ErrorBag,
     profile_id: int | None = None,
+    *,
+    cached: bool = False,
 ) -> list[AccountRow]:
     """The accounts a post of `profile_id` goes to: accounts the key sees and, for a
-    post of a profile, that profile's (app.access.may_reference); no other exists here."""
+    post of a profile, that profile's (app.access.may_reference); no other exists here.
+    `cached`: see read_accounts."""
     unique_ids = list(dict.fromkeys(account_ids))
     if len(unique_ids) != len(account_ids):
         errors.add("account_ids", "Each account may appear only once.")
     preloaded: dict[int, AccountRow] = session.info.get(PRELOADED_ACCOUNTS, {})
     wanted = [i for i in unique_ids if i not in preloaded]
     rows = [preloaded[i] for i in unique_ids if i in preloaded]
-    rows += read_accounts(session, scope.organisation_id, wanted)
+    rows += read_accounts(session, scope.organisation_id, wanted, cached=cached)
     # Removed accounts, and accounts outside the key's or the post's profile, do not exist.
     rows = [
         a
@@ -352,18 +355,28 @@ def check_extras(
 
 
 def build_post(
-    session: Session, scope: Scope, data: dict[str, Any], now: datetime, settings: Settings
+    session: Session,
+    scope: Scope,
+    data: dict[str, Any],
+    now: datetime,
+    settings: Settings,
+    *,
+    cached_accounts: bool = False,
 ) -> NewPost:
     """Validate a loaded CreatePostSchema payload against the database and platform rules.
     `data["profile_id"]` is the post's profile (the key's, for a profile key). The post
-    is not written: `insert_new_posts` writes it (with others, in a bulk create)."""
+    is not written: `insert_new_posts` writes it (with others, in a bulk create). With
+    `cached_accounts` its accounts may come from the process's cache, and the post then
+    carries their versions for the INSERT to check."""
     errors = ErrorBag()
     draft = bool(data.get("draft"))
     scheduled_at, publish_now = parse_schedule(data.get("scheduled_at"), data.get("timezone"), now)
     if draft:
         publish_now = False  # a draft's time is only a suggestion until it is scheduled
     profile_id = data.get("profile_id")
-    accounts = load_accounts(session, scope, data["account_ids"], errors, profile_id)
+    accounts = load_accounts(
+        session, scope, data["account_ids"], errors, profile_id, cached=cached_accounts
+    )
     if profile_id is None:
         # A post to one profile's accounts belongs to that profile.
         profiles = {a.profile_id for a in accounts}
@@ -410,6 +423,9 @@ def build_post(
         campaign_id=data.get("campaign_id"),
         cover_photo=str(data["cover_photo"]) if data.get("cover_photo") else None,
         created_at=now,
+        account_versions=tuple((a.id, a.version) for a in accounts if a.version is not None)
+        if cached_accounts
+        else (),
         targets=[
             NewTarget(
                 account_id=account.id,
@@ -480,7 +496,9 @@ def create_post(
     enqueue_horizon: int | None = None,
 ) -> CreateResult:
     """Build and flush a post; with `enqueue_horizon`, its targets due within it are
-    written `queued` (the caller sends their messages after commit)."""
+    written `queued` (the caller sends their messages after commit). Its accounts may
+    come from the process's cache: if one changed meanwhile, the INSERT writes nothing
+    and the post is built again from the accounts read afresh."""
     now = utcnow()
     if idempotency_key:
         existing = find_idempotent_post(
@@ -488,10 +506,24 @@ def create_post(
         )
         if existing is not None:
             return CreateResult(existing, replayed=True)
-    post = build_post(session, scope, data, now, settings)
+    organisation_id, account_ids = scope.organisation_id, data["account_ids"]
+    try:
+        post = build_post(session, scope, data, now, settings, cached_accounts=True)
+    except ValidationError:
+        # Refused on rows the process kept: judged again on the rows as they are.
+        forget_cached_accounts(session, organisation_id, account_ids)
+        post = build_post(session, scope, data, now, settings, cached_accounts=True)
     if enqueue_horizon is not None:
         queue_new_targets(post.targets, enqueue_horizon)
-    insert_new_posts(session, [post])
+    try:
+        insert_new_posts(session, [post])
+    except StaleAccounts:
+        # An account changed after it was read: read afresh, and written unchecked.
+        forget_cached_accounts(session, organisation_id, account_ids)
+        post = build_post(session, scope, data, now, settings)
+        if enqueue_horizon is not None:
+            queue_new_targets(post.targets, enqueue_horizon)
+        insert_new_posts(session, [post])
     if idempotency_key:
         session.add(
             IdempotencyRecord(

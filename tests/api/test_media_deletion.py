@@ -137,4 +137,5 @@ def test_a_post_created_over_http_holds_its_media_until_it_commits(
     body = {"content": "held", "account_ids": [account_id], "media_ids": [media_id]}
     response = tenant.api.post("/posts", json=body)
     assert response.status_code == 201, response.text
-    assert seen == ["locked"]
+    # Written once, or again after its cached accounts were found changed: locked each time.
+    assert seen and set(seen) == {"locked"}

@@ -142,3 +142,19 @@ def test_an_error_reply_in_a_round_trip_leaves_no_reply_unread(redis_url: str) -
             ]
     finally:
         client.delete("round-trip:text")
+
+
+def test_a_connection_the_server_closed_is_replaced_before_it_is_used(redis_url: str) -> None:
+    """round_trip keeps its connections outside the pool: one Redis closed meanwhile (a
+    restart, a timeout, CLIENT KILL) is seen before a command is sent on it."""
+    client = redis_client(redis_url)
+    [first] = round_trip(client, [("CLIENT", "ID")])
+    other = redis.Redis.from_url(redis_url)
+    other.execute_command("CLIENT", "KILL", "ID", first)
+    deadline = time.monotonic() + 5
+    while str(first) in {entry["id"] for entry in other.client_list()}:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    [second] = round_trip(client, [("CLIENT", "ID")])
+    assert second != first
+    assert round_trip(client, [("PING",)]) == [b"PONG"]
