@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 import redis
 
 from app.models import ApiKey
@@ -51,7 +52,7 @@ class CachedKey:
 
     @classmethod
     def decode(cls, text: str | bytes) -> CachedKey:
-        key_id, organisation_id, scopes, profile_id, used = json.loads(text)
+        key_id, organisation_id, scopes, profile_id, used = orjson.loads(text)
         return cls(key_id, organisation_id, tuple(scopes), profile_id, used)
 
     def last_used(self) -> datetime | None:

@@ -86,13 +86,21 @@ def json_body() -> Any:
         raise ValidationError("The request body is not valid UTF-8.") from exc
     if _nests_too_deeply(text):
         raise ValidationError(TOO_DEEP)
-    if _LONG_NUMBER.search(raw):
-        body = _parsed_by_the_standard_library(text)
-    else:
+    if not _LONG_NUMBER.search(raw):
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            body = _parsed_by_the_standard_library(text)
+            pass
+        else:
+            # orjson refuses lone surrogates, and a NUL in a string can only be escaped:
+            # without that escape there is nothing unstorable to look for.
+            if b"\\u0000" not in raw:
+                return body
+            return _storable(body)
+    return _storable(_parsed_by_the_standard_library(text))
+
+
+def _storable(body: Any) -> Any:
     unstorable = unstorable_strings(body)
     if unstorable:
         raise ValidationError(summarise(unstorable), details=unstorable)
