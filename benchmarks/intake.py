@@ -1,9 +1,11 @@
 """The intake scenario: single `POST /posts` and `POST /posts/bulk` per second from 8
 client threads, beside a bare INSERT + LPUSH, and, under the same gunicorn line with the
-same clients, a no-op Flask app and a Flask route doing only that INSERT + LPUSH.
+same clients, a no-op Flask app, a Flask route doing only that INSERT + LPUSH and one doing
+only a create's three round trips.
 
-The single create and the two Flask baselines are measured in turns (Crier, the no-op
-app, the bare-writes route, then again), each side's median round taken: the machine's
+The single create and the three Flask baselines are measured in turns (Crier, the no-op
+app, the bare-writes route, the round-trips route, then again), each side's median round
+taken: the machine's
 speed drifts over a run (a shared host's neighbours), and a baseline measured in a slow
 stretch and the create in a fast one (or the other way round) would say more about the
 drift than about Crier.
@@ -36,6 +38,7 @@ from benchmarks.harness import (
 )
 
 FLOOR_WEB_TABLE = "bench_floor_web_posts"
+FLOOR_WEB_TARGETS_TABLE = "bench_floor_web_targets"
 Body = Callable[[int, int], dict[str, Any]]
 MakeCall = Callable[[int], Callable[[], int]]
 
@@ -79,8 +82,8 @@ def run_intake(stack: Stack, seconds: float, rounds: int) -> dict[str, Any]:
     def crier() -> httpx.Client:
         return api_client(stack, tenant)
 
-    def plain(url: str) -> Callable[[], httpx.Client]:
-        return lambda: httpx.Client(base_url=url, timeout=60)
+    def plain(url: str, headers: dict[str, str] | None = None) -> Callable[[], httpx.Client]:
+        return lambda: httpx.Client(base_url=url, headers=headers, timeout=60)
 
     try:
         with ExitStack() as servers:
@@ -90,6 +93,11 @@ def run_intake(stack: Stack, seconds: float, rounds: int) -> dict[str, Any]:
                 "single": posting(crier, "/posts", 1),
                 "http_ceiling": posting(plain(noop_url), "/posts", 1),
                 "http_floor": posting(plain(floor_url), "/posts", 1),
+                "http_round_trips": posting(
+                    plain(floor_url, {"Authorization": f"Bearer {tenant.key}"}),
+                    "/round-trips/posts",
+                    1,
+                ),
             }
             result: dict[str, Any] = {
                 "clients": CLIENTS,
@@ -168,16 +176,26 @@ def serve(stack: Stack, app_path: str, extra_env: dict[str, str]) -> Iterator[st
 
 @contextmanager
 def floor_web_served(stack: Stack) -> Iterator[str]:
-    """benchmarks.floor_web (the intake floor's bare INSERT + LPUSH in a Flask route),
-    writing to a table like `posts` made for it and dropped after."""
+    """benchmarks.floor_web (a create's bare writes, and its three round trips, in Flask
+    routes), writing to tables like `posts` and `post_targets` made for it, dropped after."""
+    tables = {FLOOR_WEB_TABLE: "posts", FLOOR_WEB_TARGETS_TABLE: "post_targets"}
     with connect(stack.database_url) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {FLOOR_WEB_TABLE}")
-        conn.execute(f"CREATE TABLE {FLOOR_WEB_TABLE} (LIKE posts INCLUDING ALL)")
-    env = {"FLOOR_DATABASE_URL": plain_url(stack.database_url), "FLOOR_TABLE": FLOOR_WEB_TABLE}
+        for table, like in tables.items():
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"CREATE TABLE {table} (LIKE {like} INCLUDING ALL)")
+    env = {
+        "FLOOR_DATABASE_URL": plain_url(stack.database_url),
+        "FLOOR_TABLE": FLOOR_WEB_TABLE,
+        "FLOOR_TARGETS_TABLE": FLOOR_WEB_TARGETS_TABLE,
+    }
     try:
         with serve(stack, "benchmarks.floor_web:app", env) as url:
             yield url
     finally:
         with connect(stack.database_url) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {FLOOR_WEB_TABLE}")
-        redis.Redis.from_url(stack.redis_url).delete(floor_web.QUEUE)
+            for table in tables:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+        client = redis.Redis.from_url(stack.redis_url)
+        client.delete(floor_web.QUEUE)
+        for key in client.scan_iter(f"{floor_web.KEY_PREFIX}*"):
+            client.delete(key)

@@ -13,10 +13,10 @@ Scenarios (each selectable with --only, each sized by its flags):
   of a bare INSERT into a table like `posts` + LPUSH to Redis from 8 threads (one row per
   transaction for single, 50 for bulk). Posts are due in 5 minutes, so the API enqueues
   them, as the floor does; no worker runs yet, and they are removed afterwards. Under the
-  same gunicorn line and clients: a no-op Flask app (benchmarks/noop_web.py) and a Flask
-  route doing only the floor's INSERT + LPUSH (benchmarks/floor_web.py), measured in
-  turns with the single create (`--intake-rounds`, each side's median turn;
-  benchmarks/intake.py).
+  same gunicorn line and clients: a no-op Flask app (benchmarks/noop_web.py), a Flask
+  route doing only the floor's INSERT + LPUSH and one doing only a create's three round
+  trips (benchmarks/floor_web.py), measured in turns with the single create
+  (`--intake-rounds`, each side's median turn; benchmarks/intake.py).
 - memory: RSS of each Procfile worker process with no posts, then with 100,000 posts
   scheduled over 30 days (written by PostgreSQL, not through the API).
 - burst: N targets (half X, half LinkedIn) due at one instant, lateness at the
@@ -690,17 +690,22 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     _verdict(share >= 0.5) + f" ({share * 100:.0f} %)",
                 )
             )
-        bare = (intake.get("http_floor") or {}).get("per_second")
-        if ceiling and bare:
-            rows.append(
-                (
-                    "  a Flask route doing only the floor's INSERT+LPUSH, same gunicorn",
-                    f"{bare} posts/s ({bare / ceiling * 100:.0f} % of the no-op app)",
-                    f"no-op Flask {ceiling} /s",
-                    "",
-                    "",
+        routes = (
+            ("http_floor", "  a Flask route doing only the floor's INSERT+LPUSH, same gunicorn"),
+            ("http_round_trips", "  a Flask route doing only a create's three round trips"),
+        )
+        for name, label in routes:
+            bare = (intake.get(name) or {}).get("per_second")
+            if ceiling and bare:
+                rows.append(
+                    (
+                        label,
+                        f"{bare} posts/s ({bare / ceiling * 100:.0f} % of the no-op app)",
+                        f"no-op Flask {ceiling} /s",
+                        "",
+                        "",
+                    )
                 )
-            )
         bulk, floor_bulk = intake["bulk"]["per_second"], intake["floor_bulk"]["per_second"]
         rows.append(
             (

@@ -128,7 +128,15 @@ def test_smoke_run_reports_every_figure_beside_its_baseline_and_leaves_nothing(
     assert cancel["refused_and_published"] == cancel["refused"]
 
     intake = results["intake"]
-    for figure in ("single", "bulk", "floor_single", "floor_bulk", "http_ceiling"):
+    for figure in (
+        "single",
+        "bulk",
+        "floor_single",
+        "floor_bulk",
+        "http_ceiling",
+        "http_floor",
+        "http_round_trips",
+    ):
         assert intake[figure]["clients"] == 8
         assert intake[figure]["items"] > 0 and intake[figure]["per_second"] > 0
         assert intake[figure]["errors"] == []
