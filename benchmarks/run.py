@@ -668,13 +668,15 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if "intake" in results:
         intake = results["intake"]
         single, floor = intake["single"]["per_second"], intake["floor_single"]["per_second"]
+        # Beside the writes alone, outside any web server: a figure, not a goal (no create
+        # served over HTTP comes near them; the goal is against the no-op Flask app below).
         rows.append(
             (
                 f"POST /posts, {intake['clients']} clients",
                 f"{single} posts/s",
                 f"INSERT+LPUSH {floor}/s",
-                ">= 1/3 of the floor",
-                _verdict(bool(single and floor and single >= floor / 3)),
+                "",
+                "",
             )
         )
         ceiling = (intake.get("http_ceiling") or {}).get("per_second")
