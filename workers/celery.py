@@ -29,6 +29,7 @@ from app.metrics import start_worker_metrics_server
 from app.queues import PUBLISH_BATCH_TASK, PUBLISH_TASK
 from app.redis_client import redis_client
 from app.security import InsecureSecretKey
+from workers.events import EventsFlushedByTheLoop
 from workers.liveness import Heartbeat, process_claims
 
 try:
@@ -185,3 +186,7 @@ class HeartbeatScheduler(PersistentScheduler):
 
 
 app.conf.beat_scheduler = "workers.celery:HeartbeatScheduler"
+
+
+# Task events leave from the event loop only (workers/events.py).
+app.steps["consumer"].add(EventsFlushedByTheLoop)
