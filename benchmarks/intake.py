@@ -5,10 +5,9 @@ only a create's three round trips.
 
 The single create and the three Flask baselines are measured in turns (Crier, the no-op
 app, the bare-writes route, the round-trips route, then again), each side's median round
-taken: the machine's
-speed drifts over a run (a shared host's neighbours), and a baseline measured in a slow
-stretch and the create in a fast one (or the other way round) would say more about the
-drift than about Crier.
+taken: the machine's speed drifts over a run (a shared host's neighbours), and a baseline
+measured in a slow stretch and the create in a fast one (or the other way round) would
+say more about the drift than about Crier.
 """
 
 from __future__ import annotations

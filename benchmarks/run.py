@@ -689,7 +689,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     f"{single} posts/s",
                     f"no-op Flask {ceiling} /s",
                     ">= 50 % of the no-op app",
-                    _verdict(share >= 0.5) + f" ({share * 100:.0f} %)",
+                    _verdict(share >= 0.5) + f" ({share * 100:.1f} %)",
                 )
             )
         routes = (
