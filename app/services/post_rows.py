@@ -135,17 +135,11 @@ def _driver_sql(post_count: int, target_count: int, guarded: bool = False) -> st
     `guarded`: both written only if the accounts are unchanged (_ACCOUNTS_UNCHANGED)."""
     if not target_count:
         return _values_sql(_POSTS, NEW_POST_COLUMNS, post_count)
-    if not guarded:
-        posts = _values_sql(_POSTS, NEW_POST_COLUMNS, post_count)
-        targets = _values_sql(_TARGETS, NEW_TARGET_COLUMNS, target_count)
-        return f"WITH new_posts AS ({posts}) {targets} RETURNING id, post_id, account_id"
-    where = " WHERE (SELECT unchanged FROM guard)"
+    guard = f"guard AS ({_ACCOUNTS_UNCHANGED}), " if guarded else ""
+    where = " WHERE (SELECT unchanged FROM guard)" if guarded else None
     posts = _values_sql(_POSTS, NEW_POST_COLUMNS, post_count, where)
     targets = _values_sql(_TARGETS, NEW_TARGET_COLUMNS, target_count, where)
-    return (
-        f"WITH guard AS ({_ACCOUNTS_UNCHANGED}), new_posts AS ({posts}) {targets} "
-        "RETURNING id, post_id, account_id"
-    )
+    return f"WITH {guard}new_posts AS ({posts}) {targets} RETURNING id, post_id, account_id"
 
 
 def _values_sql(

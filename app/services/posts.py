@@ -513,17 +513,19 @@ def create_post(
         # Refused on rows the process kept: judged again on the rows as they are.
         forget_cached_accounts(session, organisation_id, account_ids)
         post = build_post(session, scope, data, now, settings, cached_accounts=True)
-    if enqueue_horizon is not None:
-        queue_new_targets(post.targets, enqueue_horizon)
-    try:
-        insert_new_posts(session, [post])
-    except StaleAccounts:
-        # An account changed after it was read: read afresh, and written unchecked.
-        forget_cached_accounts(session, organisation_id, account_ids)
-        post = build_post(session, scope, data, now, settings)
+
+    def write(post: NewPost) -> NewPost:
         if enqueue_horizon is not None:
             queue_new_targets(post.targets, enqueue_horizon)
         insert_new_posts(session, [post])
+        return post
+
+    try:
+        post = write(post)
+    except StaleAccounts:
+        # An account changed after it was read: read afresh, and written unchecked.
+        forget_cached_accounts(session, organisation_id, account_ids)
+        post = write(build_post(session, scope, data, now, settings))
     if idempotency_key:
         session.add(
             IdempotencyRecord(
